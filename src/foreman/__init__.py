@@ -1,0 +1,32 @@
+"""foreman: the orchestrator-workers pattern for LLM agents.
+
+The public API is what this module exports; everything else is internal.
+"""
+
+from foreman.engine import Orchestrator, RunResult, RunStatus, TaskResult, TaskStatus
+from foreman.errors import ForemanError
+from foreman.models import Model, ModelRequest, ModelResponse, load_model
+from foreman.plan import Plan, Task
+from foreman.workers import Registry, RetryPolicy, RiskLevel, Worker, load_team
+
+__all__ = [
+    "ForemanError",
+    "Model",
+    "ModelRequest",
+    "ModelResponse",
+    "Orchestrator",
+    "Plan",
+    "Registry",
+    "RetryPolicy",
+    "RiskLevel",
+    "RunResult",
+    "RunStatus",
+    "Task",
+    "TaskResult",
+    "TaskStatus",
+    "Worker",
+    "load_model",
+    "load_team",
+]
+
+__version__ = "0.1.0"

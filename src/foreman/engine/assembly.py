@@ -1,0 +1,98 @@
+"""Assembly: one answer from all task results, by synthesis (a model call) or concatenation.
+
+Whatever the method, a partial run says so in the answer itself, task by task, with each
+part's confidence: a reader of the answer alone must be able to tell what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from foreman.engine.calls import call_worker
+from foreman.engine.prompts import SYNTHESIS_SYSTEM, synthesis_input
+from foreman.engine.results import TaskResult
+from foreman.models.base import Model, Usage
+from foreman.plan.schema import Plan
+from foreman.workers.spec import Worker
+
+AssemblyMethod = Literal["synthesis", "concat"]
+
+SYNTHESISER = Worker(
+    name="synthesiser",
+    description="Assembles the final answer from all task results.",
+    system_prompt=SYNTHESIS_SYSTEM,
+    max_tokens=1500,
+    timeout=300,
+)
+
+
+@dataclass
+class Assembly:
+    answer: str
+    method: Literal["synthesis", "concat", "single"]
+    usage: Usage
+
+
+async def assemble(
+    method: AssemblyMethod,
+    request: str,
+    plan: Plan,
+    results: dict[str, TaskResult],
+    confidence: dict[str, float],
+    model: Model,
+) -> Assembly:
+    ordered = plan.topological_order()
+    note = partial_note(plan, results, confidence)
+    succeeded = [task for task in ordered if results[task.id].succeeded]
+    if method == "concat":
+        return Assembly(_concat(plan, results, confidence) + note, "concat", Usage())
+    if len(plan.tasks) == 1 and succeeded:
+        return Assembly(_text(results[succeeded[0].id].output), "single", Usage())
+    parts = [
+        {
+            "id": task.id,
+            "instructions": task.instructions,
+            "status": results[task.id].status.value,
+            "confidence": confidence.get(task.id, 0.0),
+            "output": results[task.id].output if results[task.id].succeeded else None,
+        }
+        for task in ordered
+    ]
+    outcome = await call_worker(
+        SYNTHESISER, [model], SYNTHESIS_SYSTEM, synthesis_input(request, parts)
+    )
+    if outcome.error is not None:
+        fallback = _concat(plan, results, confidence)
+        note += f"\n\n(Synthesis failed, so the parts are shown as they are: {outcome.error})"
+        return Assembly(fallback + note, "concat", outcome.usage)
+    return Assembly(str(outcome.output).strip() + note, "synthesis", outcome.usage)
+
+
+def partial_note(plan: Plan, results: dict[str, TaskResult], confidence: dict[str, float]) -> str:
+    """An empty string for a complete run; otherwise what is missing and what to trust."""
+    problems = [r for r in results.values() if not r.succeeded]
+    if not problems:
+        return ""
+    lines = ["", "", "---", "Partial result: some parts could not be produced."]
+    for result in problems:
+        lines.append(f"- {result.task_id} ({result.worker}) {result.status.value}: {result.error}")
+    scores = ", ".join(f"{task.id} {confidence.get(task.id, 0.0):.2f}" for task in plan.tasks)
+    lines.append(f"Confidence per part: {scores}")
+    return "\n".join(lines)
+
+
+def _concat(plan: Plan, results: dict[str, TaskResult], confidence: dict[str, float]) -> str:
+    sections = []
+    for task in plan.topological_order():
+        result = results[task.id]
+        heading = f"## {task.id} · {task.worker} ({result.status.value}, "
+        heading += f"confidence {confidence.get(task.id, 0.0):.2f})"
+        body = _text(result.output) if result.succeeded else f"_Not available: {result.error}_"
+        sections.append(f"{heading}\n{task.instructions}\n\n{body}")
+    return "\n\n".join(sections)
+
+
+def _text(output: Any) -> str:
+    return output if isinstance(output, str) else json.dumps(output, indent=2, ensure_ascii=False)

@@ -1,0 +1,84 @@
+"""Structured records of what each task and the whole run produced."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from foreman.models.base import Usage
+from foreman.plan.schema import Plan
+
+
+class TaskStatus(StrEnum):
+    succeeded = "succeeded"
+    failed = "failed"  # every attempt and fallback failed; the run went on without it
+    skipped = "skipped"  # not run because an input it needs is missing
+
+
+class RunStatus(StrEnum):
+    succeeded = "succeeded"  # every task succeeded
+    partial = "partial"  # an answer was assembled, but some tasks failed or were skipped
+    aborted = "aborted"  # a task with an 'abort' policy failed; no answer
+
+
+class TaskResult(BaseModel):
+    """One task's outcome: its output (text, or a dict for structured workers) and its cost."""
+
+    task_id: str
+    worker: str
+    status: TaskStatus
+    output: Any = None
+    error: str | None = None
+    attempts: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    latency: float = Field(0.0, description="Seconds from start to finish, retries included.")
+    model: str | None = Field(None, description="The model that produced the output.")
+    revisions: int = Field(0, description="Times the quality gate sent the output back.")
+    approved: bool | None = Field(None, description="Quality gate verdict; None if not gated.")
+    missing_inputs: list[str] = Field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is TaskStatus.succeeded
+
+
+class RunResult(BaseModel):
+    """The run's answer, every task's record, and how much to trust each part."""
+
+    run_id: str
+    request: str
+    status: RunStatus
+    plan: Plan
+    tasks: dict[str, TaskResult]
+    answer: str | None = None
+    confidence: dict[str, float] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def partial(self) -> bool:
+        return self.status is not RunStatus.succeeded
+
+
+def confidences(plan: Plan, results: dict[str, TaskResult]) -> dict[str, float]:
+    """How much each part can be trusted, from 0 to 1.
+
+    A task's own factor is 1 when it succeeded (0.6 if the quality gate still rejected its
+    last revision, 0.9 if it worked around a missing input) and 0 when it did not run; it
+    is multiplied by the mean confidence of its inputs, so doubt flows downstream.
+    """
+    scores: dict[str, float] = {}
+    for task in plan.topological_order():
+        result = results.get(task.id)
+        if result is None or not result.succeeded:
+            scores[task.id] = 0.0
+            continue
+        own = 0.6 if result.approved is False else 1.0
+        if result.missing_inputs:
+            own *= 0.9
+        deps = [scores.get(dep, 0.0) for dep in task.depends_on]
+        scores[task.id] = round(own * (sum(deps) / len(deps) if deps else 1.0), 3)
+    return scores

@@ -1,0 +1,92 @@
+"""Event-driven DAG scheduling: a task starts the moment its last dependency finishes.
+
+There are no levels or rounds. Each finished task decrements its dependants' counters and
+starts those that reach zero, so one slow branch never holds back an unrelated one. The
+bookkeeping is O(1) per edge, which keeps the engine's own cost per task in microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+
+from foreman.engine.results import TaskResult
+from foreman.plan.schema import Plan, Task
+
+ExecuteTask = Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]
+
+
+async def run_dag(
+    plan: Plan,
+    execute: ExecuteTask,
+    *,
+    concurrency: int | None = None,
+    worker_limits: Mapping[str, int] | None = None,
+    results: dict[str, TaskResult] | None = None,
+) -> dict[str, TaskResult]:
+    """Run every task of ``plan`` through ``execute`` as soon as its inputs exist.
+
+    ``execute`` gets the task and the results of its dependencies. ``results`` is filled
+    in place as tasks finish, so a caller keeps what was done even if the run fails; tasks
+    already in it (from an earlier, interrupted execution) are not run again. An exception
+    from ``execute`` cancels every running task and propagates.
+    """
+    results = {} if results is None else results
+    tasks = {task.id: task for task in plan.tasks}
+    dependants = plan.dependants()
+    waiting_on = {
+        task.id: sum(dep not in results for dep in task.depends_on)
+        for task in plan.tasks
+        if task.id not in results
+    }
+    if not waiting_on:
+        return results
+
+    global_limit = asyncio.Semaphore(concurrency) if concurrency else None
+    worker_limit = {name: asyncio.Semaphore(n) for name, n in (worker_limits or {}).items()}
+    loop = asyncio.get_running_loop()
+    all_done: asyncio.Future[None] = loop.create_future()
+    running: set[asyncio.Task[None]] = set()
+    unfinished = len(waiting_on)
+
+    async def run_one(task: Task) -> None:
+        nonlocal unfinished
+        try:
+            async with AsyncExitStack() as limits:
+                if global_limit is not None:
+                    await limits.enter_async_context(global_limit)
+                if (limit := worker_limit.get(task.worker)) is not None:
+                    await limits.enter_async_context(limit)
+                inputs = {dep: results[dep] for dep in task.depends_on}
+                results[task.id] = await execute(task, inputs)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if not all_done.done():
+                all_done.set_exception(exc)
+            return
+        unfinished -= 1
+        for child in dependants[task.id]:
+            waiting_on[child] -= 1
+            if waiting_on[child] == 0:
+                start(tasks[child])
+        if unfinished == 0 and not all_done.done():
+            all_done.set_result(None)
+
+    def start(task: Task) -> None:
+        handle = loop.create_task(run_one(task), name=f"foreman-task-{task.id}")
+        running.add(handle)
+        handle.add_done_callback(running.discard)
+
+    for task_id, count in waiting_on.items():
+        if count == 0:
+            start(tasks[task_id])
+    try:
+        await all_done
+    finally:
+        for handle in list(running):
+            handle.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    return results

@@ -1,0 +1,240 @@
+"""Running one task: inputs from dependencies, failure policies, fallbacks, quality gate.
+
+Data flows one way. A task sees its instructions and its dependencies' outputs (or an
+explicit missing-input marker), never the run's history; what it returns is a
+``TaskResult`` record, never shared state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from foreman.engine.calls import CallOutcome, call_worker
+from foreman.engine.prompts import REVIEW_SUFFIX, Verdict, review_input, worker_input
+from foreman.engine.results import TaskResult, TaskStatus
+from foreman.errors import RunAbortedError
+from foreman.events import (
+    TaskFailed,
+    TaskFallback,
+    TaskFinished,
+    TaskRetried,
+    TaskSkipped,
+    TaskStarted,
+    TaskValidated,
+)
+from foreman.models.pool import ModelPool
+from foreman.plan.schema import Task
+from foreman.workers.registry import Registry
+from foreman.workers.spec import Worker
+
+Emit = Callable[[Any], None]
+
+
+class TaskRunner:
+    """Executes tasks for one run; the scheduler calls it once per task."""
+
+    def __init__(
+        self,
+        run_id: str,
+        registry: Registry,
+        models: ModelPool,
+        emit: Emit,
+        *,
+        validator: Worker | None = None,
+        max_revisions: int = 1,
+    ) -> None:
+        self.run_id = run_id
+        self.registry = registry
+        self.models = models
+        self.emit = emit
+        self.validator = validator
+        self.max_revisions = max_revisions
+
+    async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
+        worker = self.registry.get(task.worker)
+        missing = [dep for dep, result in deps.items() if not result.succeeded]
+        if missing and worker.missing_inputs == "skip":
+            reason = f"input {', '.join(missing)} missing and the worker skips on missing input"
+            self.emit(TaskSkipped(run_id=self.run_id, task_id=task.id, reason=reason))
+            return TaskResult(
+                task_id=task.id,
+                worker=worker.name,
+                status=TaskStatus.skipped,
+                error=reason,
+                missing_inputs=missing,
+            )
+        inputs = {dep: _as_input(result) for dep, result in deps.items()}
+        self.emit(TaskStarted(run_id=self.run_id, task_id=task.id, worker=worker.name))
+        started = time.perf_counter()
+        outcome = await self._produce(
+            task, worker, worker_input(task.instructions, inputs, task.args)
+        )
+        if outcome.error is not None:
+            return self._failed(task, worker, outcome, started, missing)
+        approved, revisions = await self._quality_gate(task, worker, inputs, outcome)
+        result = TaskResult(
+            task_id=task.id,
+            worker=worker.name,
+            status=TaskStatus.succeeded,
+            output=outcome.output,
+            attempts=outcome.attempts,
+            usage=outcome.usage,
+            latency=time.perf_counter() - started,
+            model=outcome.model,
+            revisions=revisions,
+            approved=approved,
+            missing_inputs=missing,
+        )
+        self.emit(
+            TaskFinished(
+                run_id=self.run_id,
+                task_id=task.id,
+                worker=worker.name,
+                output=result.output,
+                usage=result.usage,
+                latency=result.latency,
+                attempts=result.attempts,
+            )
+        )
+        return result
+
+    async def _produce(self, task: Task, worker: Worker, user: str) -> CallOutcome:
+        """The worker's models, then its fallback workers' models, until one answers."""
+        total = CallOutcome()
+        tried: set[str] = set()
+        current: Worker | None = worker
+        while current is not None and current.name not in tried:
+            tried.add(current.name)
+            outcome = await call_worker(
+                current,
+                self._models_of(current),
+                current.system_prompt,
+                user,
+                output_schema=current.output_schema,
+                on_retry=lambda attempt, error, delay: self.emit(
+                    TaskRetried(
+                        run_id=self.run_id,
+                        task_id=task.id,
+                        attempt=attempt,
+                        error=str(error),
+                        delay=delay,
+                    )
+                ),
+                on_fallback=lambda name, error: self.emit(
+                    TaskFallback(
+                        run_id=self.run_id, task_id=task.id, kind="model", to=name, error=str(error)
+                    )
+                ),
+            )
+            total.attempts += outcome.attempts
+            total.usage += outcome.usage
+            total.output, total.error, total.model = outcome.output, outcome.error, outcome.model
+            if outcome.error is None or current.fallback is None:
+                break
+            self.emit(
+                TaskFallback(
+                    run_id=self.run_id,
+                    task_id=task.id,
+                    kind="worker",
+                    to=current.fallback,
+                    error=str(outcome.error),
+                )
+            )
+            current = self.registry.get(current.fallback)
+        return total
+
+    def _models_of(self, worker: Worker) -> list:
+        models = [self.models.get(worker.model)]
+        if worker.fallback_model is not None:
+            models.append(self.models.get(worker.fallback_model))
+        return models
+
+    async def _quality_gate(
+        self, task: Task, worker: Worker, inputs: dict[str, Any], outcome: CallOutcome
+    ) -> tuple[bool | None, int]:
+        """Review, and revise while rejected (bounded). Updates ``outcome`` in place."""
+        if self.validator is None or self.validator.name == worker.name:
+            return None, 0
+        revisions = 0
+        while True:
+            review = await call_worker(
+                self.validator,
+                self._models_of(self.validator),
+                self.validator.system_prompt + REVIEW_SUFFIX,
+                review_input(task.instructions, outcome.output),
+                output_schema=Verdict,
+            )
+            outcome.usage += review.usage
+            if review.error is not None:
+                # A reviewer that cannot answer is not a rejection: keep the output, unjudged.
+                self.emit(
+                    TaskValidated(
+                        run_id=self.run_id,
+                        task_id=task.id,
+                        approved=None,
+                        reasons=[f"not reviewed: the validator failed ({review.error})"],
+                        revision=revisions,
+                    )
+                )
+                return None, revisions
+            verdict = Verdict.model_validate(review.output)
+            self.emit(
+                TaskValidated(
+                    run_id=self.run_id,
+                    task_id=task.id,
+                    approved=verdict.approved,
+                    reasons=verdict.reasons,
+                    revision=revisions,
+                )
+            )
+            if verdict.approved or revisions >= self.max_revisions:
+                return verdict.approved, revisions
+            revisions += 1
+            user = worker_input(
+                task.instructions, inputs, task.args, feedback=(outcome.output, verdict.reasons)
+            )
+            revised = await self._produce(task, worker, user)
+            outcome.attempts += revised.attempts
+            outcome.usage += revised.usage
+            if revised.error is not None:
+                return False, revisions  # keep the last good output, marked as rejected
+            outcome.output, outcome.model = revised.output, revised.model
+
+    def _failed(
+        self,
+        task: Task,
+        worker: Worker,
+        outcome: CallOutcome,
+        started: float,
+        missing: list[str],
+    ) -> TaskResult:
+        error = str(outcome.error)
+        self.emit(
+            TaskFailed(
+                run_id=self.run_id,
+                task_id=task.id,
+                worker=worker.name,
+                error=error,
+                policy=worker.on_failure,
+            )
+        )
+        if worker.on_failure == "abort":
+            raise RunAbortedError(task.id, error)
+        return TaskResult(
+            task_id=task.id,
+            worker=worker.name,
+            status=TaskStatus.failed,
+            error=error,
+            attempts=outcome.attempts,
+            usage=outcome.usage,
+            latency=time.perf_counter() - started,
+            missing_inputs=missing,
+        )
+
+
+def _as_input(result: TaskResult) -> Any:
+    if result.succeeded:
+        return result.output
+    return {"missing": True, "reason": f"task {result.status.value}: {result.error}"}

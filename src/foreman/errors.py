@@ -1,0 +1,80 @@
+"""Every error foreman raises, in one readable hierarchy.
+
+Each message says what went wrong and what to do about it, so a CLI user never needs a
+traceback to act. Catch ``ForemanError`` to catch them all.
+"""
+
+from __future__ import annotations
+
+
+class ForemanError(Exception):
+    """Base class of every foreman error."""
+
+
+class ConfigError(ForemanError):
+    """A setting, team file or model name is wrong; fix the input and run again."""
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+class ModelError(ForemanError):
+    """A model call failed and retrying the same call will not help (bad request, auth...)."""
+
+
+class TransientModelError(ModelError):
+    """A model call failed in a way that may succeed on retry (rate limit, timeout, 5xx)."""
+
+
+class RateLimitError(TransientModelError):
+    """The provider answered 429: too many requests."""
+
+
+class ModelTimeoutError(TransientModelError):
+    """The model did not answer within the call's timeout."""
+
+
+class ProviderServerError(TransientModelError):
+    """The provider answered with a 5xx status or dropped the connection."""
+
+
+class OutputValidationError(TransientModelError):
+    """The model answered, but not in the required structure (no JSON, wrong fields).
+
+    Transient because asking again usually helps: models are not deterministic.
+    """
+
+
+# --- plans ------------------------------------------------------------------------------
+
+
+class PlanError(ForemanError):
+    """The planner could not produce a valid plan, even after being shown its errors."""
+
+    def __init__(self, message: str, *, errors: list[str], raw: str | None = None) -> None:
+        detail = "\n".join(f"  - {e}" for e in errors)
+        text = f"{message}\n{detail}"
+        if raw is not None:
+            text += f"\nLast plan the model wrote:\n{raw[:2000]}"
+        super().__init__(text)
+        self.errors = errors
+        self.raw = raw
+
+
+class UnknownWorkerError(ConfigError):
+    """A plan, a fallback or a validator names a worker that is not in the registry."""
+
+
+# --- runs -------------------------------------------------------------------------------
+
+
+class RunAbortedError(ForemanError):
+    """A task failed under an ``abort`` policy, so the whole run stopped."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(
+            f"Run aborted: task {task_id!r} failed and its worker's policy is 'abort'. "
+            f"Cause: {reason}"
+        )
+        self.task_id = task_id
+        self.reason = reason

@@ -1,0 +1,132 @@
+"""The typed event stream: everything a run does, as it happens.
+
+Every event carries the run id and a wall-clock timestamp, and a ``type`` tag so a JSON line
+can be parsed back with ``EVENT_ADAPTER.validate_json(line)``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from foreman.engine.results import RunResult
+from foreman.models.base import Usage
+from foreman.plan.schema import Plan
+
+
+class _Event(BaseModel):
+    run_id: str
+    at: float = Field(default_factory=time.time)
+
+
+class RunStarted(_Event):
+    type: Literal["run_started"] = "run_started"
+    request: str
+
+
+class PlanRejected(_Event):
+    """The planner's answer could not run; it is being asked again with these errors."""
+
+    type: Literal["plan_rejected"] = "plan_rejected"
+    attempt: int
+    errors: list[str]
+
+
+class PlanReady(_Event):
+    type: Literal["plan_ready"] = "plan_ready"
+    plan: Plan
+    usage: Usage
+
+
+class TaskStarted(_Event):
+    type: Literal["task_started"] = "task_started"
+    task_id: str
+    worker: str
+
+
+class TaskRetried(_Event):
+    """An attempt failed transiently; the next one starts after ``delay`` seconds."""
+
+    type: Literal["task_retried"] = "task_retried"
+    task_id: str
+    attempt: int
+    error: str
+    delay: float
+
+
+class TaskFallback(_Event):
+    """The task's model or worker gave up; ``to`` (a model or worker name) takes over."""
+
+    type: Literal["task_fallback"] = "task_fallback"
+    task_id: str
+    kind: Literal["model", "worker"]
+    to: str
+    error: str
+
+
+class TaskValidated(_Event):
+    """The quality gate's verdict on one version of a task's output (None: not reviewed)."""
+
+    type: Literal["task_validated"] = "task_validated"
+    task_id: str
+    approved: bool | None
+    reasons: list[str]
+    revision: int
+
+
+class TaskFinished(_Event):
+    type: Literal["task_finished"] = "task_finished"
+    task_id: str
+    worker: str
+    output: Any
+    usage: Usage
+    latency: float
+    attempts: int
+
+
+class TaskFailed(_Event):
+    """Every attempt and fallback failed; ``policy`` says what the run does about it."""
+
+    type: Literal["task_failed"] = "task_failed"
+    task_id: str
+    worker: str
+    error: str
+    policy: Literal["skip", "abort"]
+
+
+class TaskSkipped(_Event):
+    type: Literal["task_skipped"] = "task_skipped"
+    task_id: str
+    reason: str
+
+
+class Assembled(_Event):
+    type: Literal["assembled"] = "assembled"
+    method: Literal["synthesis", "concat", "single"]
+    answer: str
+
+
+class RunFinished(_Event):
+    type: Literal["run_finished"] = "run_finished"
+    result: RunResult
+
+
+Event = Annotated[
+    RunStarted
+    | PlanRejected
+    | PlanReady
+    | TaskStarted
+    | TaskRetried
+    | TaskFallback
+    | TaskValidated
+    | TaskFinished
+    | TaskFailed
+    | TaskSkipped
+    | Assembled
+    | RunFinished,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

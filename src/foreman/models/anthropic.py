@@ -1,0 +1,188 @@
+"""Claude through the official ``anthropic`` SDK (Messages API).
+
+Structured output is forced with a tool call: the schema becomes the input schema of a tool
+the model must call, which Claude follows far more reliably than "answer in JSON" prose.
+
+Sampling temperature is deliberately not sent: SDK 2.x dropped the parameter and API version
+2026-10-21 rejects ``temperature`` with a 400 on every model, even at its default value.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+from anthropic import AsyncAnthropic
+from anthropic.types import Message as AnthropicMessage
+
+from foreman.errors import (
+    ConfigError,
+    ModelError,
+    ModelTimeoutError,
+    OutputValidationError,
+    ProviderServerError,
+    RateLimitError,
+)
+from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, ToolCall, Usage
+
+#: Name of the tool that carries a structured answer; never surfaced as a tool call.
+RESPOND_TOOL = "respond"
+
+_STOP_REASONS: dict[str, StopReason] = {
+    "end_turn": "end",
+    "max_tokens": "max_tokens",
+    "tool_use": "tool_use",
+    "stop_sequence": "stop_sequence",
+}
+
+_HINTS = {
+    401: "Check the API key (ANTHROPIC_API_KEY).",
+    403: "The API key may not have access to this model; check its permissions.",
+    404: "Check the model name and base URL.",
+}
+_DEFAULT_HINT = "The request was rejected; check the model name and request settings."
+
+
+class AnthropicModel(Model):
+    """A Claude model; ``name`` is ``anthropic:<model_name>``."""
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: AsyncAnthropic | None = None,
+    ) -> None:
+        self.model_name = model_name
+        self.name = f"anthropic:{model_name}"
+        self._owns_client = client is None
+        if client is None:
+            # max_retries=2: the engine owns retries, so a call must fail fast and only once.
+            try:
+                client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+            except anthropic.CredentialsError as exc:  # a broken profile in the config dir
+                raise ConfigError(f"{self.name}: {exc}") from exc
+            # Without this check the SDK only fails at the first call, with a bare TypeError.
+            if not (client.api_key or client.auth_token or getattr(client, "credentials", None)):
+                raise ConfigError(
+                    f"{self.name}: no Anthropic credentials found. Set ANTHROPIC_API_KEY "
+                    "(or pass api_key=), or pick another model with FOREMAN_MODEL."
+                )
+        self._client = client
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        kwargs: dict[str, Any] = {
+            "model": self.model_name,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        }
+        if request.system:
+            kwargs["system"] = request.system
+        tools = [
+            {"name": t.name, "description": t.description, "input_schema": t.parameters}
+            for t in request.tools
+        ]
+        if request.output_schema is not None:
+            tools.append(
+                {
+                    "name": RESPOND_TOOL,
+                    "description": "Give your final answer; its input is the whole answer.",
+                    "input_schema": _object_schema(request.output_schema),
+                }
+            )
+            kwargs["tool_choice"] = {"type": "tool", "name": RESPOND_TOOL}
+        if tools:
+            kwargs["tools"] = tools
+        try:
+            message = await self._client.messages.create(**kwargs)
+        except anthropic.APIError as exc:
+            raise _translate(exc, self.name) from exc
+        return self._to_response(message, request)
+
+    def _to_response(self, message: AnthropicMessage, request: ModelRequest) -> ModelResponse:
+        stop_reason = _STOP_REASONS.get(message.stop_reason or "", "other")
+        tool_calls = [
+            ToolCall(id=b.id, name=b.name, arguments=b.input)
+            for b in message.content
+            if b.type == "tool_use"
+        ]
+        if request.output_schema is None:
+            text = "".join(b.text for b in message.content if b.type == "text")
+        else:
+            text = self._structured_answer(message, tool_calls, request.output_schema)
+            tool_calls = []
+            # The forced call is the answer itself, not a tool the engine should run.
+            stop_reason = "end" if stop_reason == "tool_use" else stop_reason
+        usage = message.usage
+        return ModelResponse(
+            text=text,
+            tool_calls=tool_calls,
+            stop_reason=stop_reason,
+            model=message.model,
+            # Cached prompt tokens are billed input too, but reported apart from input_tokens.
+            usage=Usage(
+                input_tokens=usage.input_tokens
+                + (usage.cache_creation_input_tokens or 0)
+                + (usage.cache_read_input_tokens or 0),
+                output_tokens=usage.output_tokens,
+            ),
+        )
+
+    def _structured_answer(
+        self, message: AnthropicMessage, calls: list[ToolCall], schema: dict[str, Any]
+    ) -> str:
+        answer = next((c for c in calls if c.name == RESPOND_TOOL), None)
+        if answer is None:
+            raise OutputValidationError(
+                f"{self.name} did not make the forced {RESPOND_TOOL!r} tool call "
+                f"(stop reason {message.stop_reason!r}), so there is no structured answer. "
+                "Retrying usually helps; if the stop reason is max_tokens, raise max_tokens."
+            )
+        if _is_object(schema):
+            return json.dumps(answer.arguments)
+        return json.dumps(answer.arguments.get("value"))
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.close()
+
+
+def _is_object(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "object"
+
+
+def _object_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Tool inputs must be JSON objects, so a non-object schema is wrapped as ``{"value": ...}``."""
+    if _is_object(schema):
+        return schema
+    return {"type": "object", "properties": {"value": schema}, "required": ["value"]}
+
+
+def _provider_message(exc: anthropic.APIStatusError) -> str:
+    """The API's own explanation (``error.message`` in the body), else the SDK's summary."""
+    error = exc.body.get("error") if isinstance(exc.body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return (message if isinstance(message, str) else exc.message).rstrip(".")
+
+
+def _translate(exc: anthropic.APIError, name: str) -> ModelError:
+    """Turn an SDK error into the foreman error that tells the engine whether to retry."""
+    # APITimeoutError subclasses APIConnectionError, so it must be checked first.
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ModelTimeoutError(f"{name}: the Anthropic API did not answer in time. Retry later.")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ProviderServerError(
+            f"{name}: could not reach the Anthropic API ({exc.message}). "
+            "Check the network and ANTHROPIC_BASE_URL / base_url."
+        )
+    if not isinstance(exc, anthropic.APIStatusError):
+        return ModelError(f"{name}: unexpected Anthropic API response: {exc.message}")
+    status = exc.status_code
+    detail = f"{name}: Anthropic API answered {status}: {_provider_message(exc)}."
+    if isinstance(exc, anthropic.RateLimitError):
+        return RateLimitError(f"{detail} Slow down: lower concurrency or wait before retrying.")
+    if status >= 500:
+        return ProviderServerError(f"{detail} A provider-side failure; retrying usually helps.")
+    return ModelError(f"{detail} {_HINTS.get(status, _DEFAULT_HINT)}")

@@ -1,0 +1,187 @@
+"""OpenAI, and any server speaking its chat-completions API, through the official SDK.
+
+Ollama, vLLM, LM Studio and llama.cpp servers all speak chat completions, so one adapter
+serves them: point ``base_url`` (or ``OPENAI_BASE_URL``) at the server. Such servers need no
+key, so a placeholder is sent when none is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
+
+from foreman.errors import (
+    ConfigError,
+    ModelError,
+    ModelTimeoutError,
+    OutputValidationError,
+    ProviderServerError,
+    RateLimitError,
+)
+from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, ToolCall, Usage
+
+#: Sent as the key to local servers that ignore it; the SDK refuses to run with no key at all.
+PLACEHOLDER_API_KEY = "not-needed"
+
+_OFFICIAL_HOST = "api.openai.com"
+
+_FINISH_REASONS: dict[str, StopReason] = {
+    "stop": "end",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+}
+
+_HINTS = {
+    401: "Check the API key (OPENAI_API_KEY).",
+    403: "The API key may not have access to this model; check its permissions.",
+    404: "Check the model name and the base URL (OPENAI_BASE_URL); local servers must have "
+    "the model loaded or pulled.",
+}
+_DEFAULT_HINT = "The request was rejected; check the model name and request settings."
+
+
+class OpenAIModel(Model):
+    """A chat-completions model; ``name`` is ``openai:<model_name>``."""
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: AsyncOpenAI | None = None,
+    ) -> None:
+        self.model_name = model_name
+        self.name = f"openai:{model_name}"
+        self._owns_client = client is None
+        if client is None:
+            # The SDK itself falls back to OPENAI_API_KEY and OPENAI_BASE_URL.
+            api_key = api_key or os.environ.get("OPENAI_API_KEY")
+            if not api_key:
+                if not (base_url or os.environ.get("OPENAI_BASE_URL")):
+                    raise ConfigError(
+                        f"{self.name}: no OpenAI API key. Set OPENAI_API_KEY, or set "
+                        "OPENAI_BASE_URL to a local OpenAI-compatible server (Ollama, vLLM...)."
+                    )
+                api_key = PLACEHOLDER_API_KEY
+            # max_retries=0: the engine owns retries, so a call must fail fast and only once.
+            client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        self._client = client
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        messages: list[dict[str, Any]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages += [{"role": m.role, "content": m.content} for m in request.messages]
+        kwargs: dict[str, Any] = {"model": self.model_name, "messages": messages}
+        # OpenAI's reasoning models reject the deprecated max_tokens, while many compatible
+        # servers only know max_tokens: use the new name only where it is sure to work.
+        token_param = "max_completion_tokens" if self._is_official() else "max_tokens"
+        kwargs[token_param] = request.max_tokens
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.tools:
+            kwargs["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
+        if request.output_schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                # strict=False: strict mode demands every property be required and no extra
+                # keys allowed, which ordinary schemas rarely satisfy.
+                "json_schema": {"name": "output", "schema": request.output_schema, "strict": False},
+            }
+        try:
+            completion = await self._client.chat.completions.create(**kwargs)
+        except openai.APIError as exc:
+            raise _translate(exc, self.name) from exc
+        return self._to_response(completion)
+
+    def _is_official(self) -> bool:
+        return self._client.base_url.host == _OFFICIAL_HOST
+
+    def _to_response(self, completion: ChatCompletion) -> ModelResponse:
+        if not completion.choices:
+            raise OutputValidationError(f"{self.name} answered with no choices; retry the call.")
+        choice = completion.choices[0]
+        usage = completion.usage
+        return ModelResponse(
+            text=choice.message.content or "",
+            tool_calls=[
+                ToolCall(
+                    id=call.id,
+                    name=call.function.name,
+                    arguments=self._arguments(call.function.name, call.function.arguments),
+                )
+                for call in choice.message.tool_calls or []
+                if call.type == "function"
+            ],
+            stop_reason=_FINISH_REASONS.get(choice.finish_reason, "other"),
+            model=completion.model,
+            usage=Usage(
+                input_tokens=usage.prompt_tokens if usage else 0,
+                output_tokens=usage.completion_tokens if usage else 0,
+            ),
+        )
+
+    def _arguments(self, tool: str, raw: str) -> dict[str, Any]:
+        """Parse a tool call's JSON arguments; small local models often get them wrong."""
+        if not raw.strip():  # some servers send "" for a call without arguments
+            return {}
+        try:
+            arguments = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise OutputValidationError(
+                f"{self.name} called tool {tool!r} with arguments that are not valid JSON "
+                f"({exc.msg}): {raw[:200]!r}. Retrying usually helps."
+            ) from exc
+        if not isinstance(arguments, dict):
+            raise OutputValidationError(
+                f"{self.name} called tool {tool!r} with arguments that are not a JSON object: "
+                f"{raw[:200]!r}. Retrying usually helps."
+            )
+        return arguments
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.close()
+
+
+def _provider_message(exc: openai.APIStatusError) -> str:
+    """The API's own explanation (``error.message``, the SDK unwraps ``error``), else a summary."""
+    message = exc.body.get("message") if isinstance(exc.body, dict) else None
+    return (message if isinstance(message, str) else exc.message).rstrip(".")
+
+
+def _translate(exc: openai.APIError, name: str) -> ModelError:
+    """Turn an SDK error into the foreman error that tells the engine whether to retry."""
+    # APITimeoutError subclasses APIConnectionError, so it must be checked first.
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelTimeoutError(f"{name}: the OpenAI API did not answer in time. Retry later.")
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderServerError(
+            f"{name}: could not reach the OpenAI API ({exc.message}). Check the network and "
+            "OPENAI_BASE_URL / base_url; for a local server, check that it is running."
+        )
+    if not isinstance(exc, openai.APIStatusError):
+        return ModelError(f"{name}: unexpected OpenAI API response: {exc.message}")
+    status = exc.status_code
+    detail = f"{name}: OpenAI API answered {status}: {_provider_message(exc)}."
+    if isinstance(exc, openai.RateLimitError):
+        return RateLimitError(f"{detail} Slow down: lower concurrency or wait before retrying.")
+    if status >= 500:
+        return ProviderServerError(f"{detail} A provider-side failure; retrying usually helps.")
+    return ModelError(f"{detail} {_HINTS.get(status, _DEFAULT_HINT)}")

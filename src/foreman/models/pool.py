@@ -1,0 +1,40 @@
+"""One model instance per name, shared by every worker that names it.
+
+Sharing matters most for the local model, whose weights must be loaded once per process,
+and for HTTP clients, whose connection pools are worth reusing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from foreman.models import default_model_name, load_model
+from foreman.models.base import Model
+
+
+class ModelPool:
+    """Resolves model names to instances, lazily; ``None`` means the pool's default."""
+
+    def __init__(
+        self, default: Model | str | None = None, known: Mapping[str, Model] | None = None
+    ) -> None:
+        self._models: dict[str, Model] = dict(known or {})
+        if isinstance(default, Model):
+            self._models.setdefault(default.name, default)
+            self._default_name = default.name
+        else:
+            self._default_name = default or default_model_name()
+
+    @property
+    def default(self) -> Model:
+        return self.get(None)
+
+    def get(self, name: str | None) -> Model:
+        name = name or self._default_name
+        if name not in self._models:
+            self._models[name] = load_model(name)
+        return self._models[name]
+
+    async def aclose(self) -> None:
+        for model in self._models.values():
+            await model.aclose()

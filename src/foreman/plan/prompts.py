@@ -1,0 +1,53 @@
+"""Planner prompts, kept apart from the code that sends them."""
+
+from __future__ import annotations
+
+import json
+
+from foreman.workers.registry import Registry
+
+PLANNER_SYSTEM = """\
+You are the orchestrator of a team of specialist workers. Break the user's request into a \
+small plan of subtasks. Each subtask goes to exactly one worker. A subtask lists in \
+"depends_on" the ids of earlier subtasks whose output it needs; subtasks that do not need \
+each other run in parallel, so only add a dependency when the output is really needed.
+
+Workers:
+{workers}
+
+Rules:
+- Use at most {max_tasks} tasks; fewer is better. Simple requests need one or two.
+- Task ids are "t1", "t2", ... in order; a task may depend only on tasks before it.
+- "instructions" says precisely what that worker must do, in one or two sentences. The \
+worker sees only these instructions and the outputs of its dependencies, never the request.
+- Use only the workers listed above.
+{args_rule}
+Answer with JSON only, in this form:
+{{"tasks": [{{"id": "t1", "worker": "researcher", "instructions": "...", "depends_on": []}}, \
+{{"id": "t2", "worker": "writer", "instructions": "...", "depends_on": ["t1"]}}]}}"""
+
+ARGS_RULE = (
+    '- Workers marked "args" need an "args" object in their task, matching the schema shown.\n'
+)
+
+PLAN_RETRY = """\
+That plan cannot run. Problems:
+{errors}
+Write the whole plan again, corrected, as JSON only."""
+
+
+def planner_system_prompt(registry: Registry, max_tasks: int) -> str:
+    lines = []
+    for worker in registry:
+        line = f"- {worker.name}: {worker.description}"
+        if worker.input_schema is not None:
+            line += f" (args: {json.dumps(worker.input_schema.model_json_schema())})"
+        lines.append(line)
+    has_args = any(worker.input_schema is not None for worker in registry)
+    return PLANNER_SYSTEM.format(
+        workers="\n".join(lines), max_tasks=max_tasks, args_rule=ARGS_RULE if has_args else ""
+    )
+
+
+def plan_retry_prompt(errors: list[str]) -> str:
+    return PLAN_RETRY.format(errors="\n".join(f"- {e}" for e in errors))

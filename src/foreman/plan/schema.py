@@ -1,0 +1,113 @@
+"""The plan: tasks, the worker each goes to, and what each depends on.
+
+Two JSON schemas describe it to models. The free-form one is what a strong model reads; the
+order-constrained one (task k is ``"tk"`` and may depend only on ``t1..t(k-1)``) makes every
+plan a DAG by construction, which is what lets a 135M-parameter model plan reliably under a
+grammar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Task(BaseModel):
+    """One subtask: what to do, who does it, and which tasks' outputs it needs."""
+
+    id: str = Field(min_length=1)
+    worker: str
+    instructions: str
+    depends_on: list[str] = Field(default_factory=list)
+    args: dict[str, Any] | None = Field(
+        None, description="Structured arguments, for workers that declare an input schema."
+    )
+
+
+class Plan(BaseModel):
+    """An ordered list of tasks forming a DAG through ``depends_on``."""
+
+    tasks: list[Task]
+
+    def task(self, task_id: str) -> Task:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(task_id)
+
+    def dependants(self) -> dict[str, list[str]]:
+        """For each task id, the ids of the tasks that depend on it."""
+        result: dict[str, list[str]] = {task.id: [] for task in self.tasks}
+        for task in self.tasks:
+            for dep in task.depends_on:
+                result[dep].append(task.id)
+        return result
+
+    def topological_order(self) -> list[Task]:
+        """Tasks so that each comes after all it depends on (plan order among equals)."""
+        placed: set[str] = set()
+        order: list[Task] = []
+        waiting = list(self.tasks)
+        while waiting:
+            ready = [t for t in waiting if all(dep in placed for dep in t.depends_on)]
+            if not ready:
+                raise ValueError("plan has a cycle or a missing dependency; validate it first")
+            order.extend(ready)
+            placed.update(t.id for t in ready)
+            waiting = [t for t in waiting if t.id not in placed]
+        return order
+
+
+INSTRUCTIONS_MAX_CHARS = 400
+
+
+def constrained_plan_schema(
+    worker_names: list[str], max_tasks: int, *, max_dependencies: int = 3
+) -> dict[str, Any]:
+    """JSON schema whose every valid instance is an acyclic, well-referenced plan.
+
+    Used as the structured-output schema for the planner call. ``maxLength`` bounds the
+    instructions so a small model cannot loop inside a string forever.
+    """
+    items = []
+    for k in range(1, max_tasks + 1):
+        earlier = [f"t{i}" for i in range(1, k)]
+        depends_on: dict[str, Any] = {"type": "array", "items": {"type": "string"}, "maxItems": 0}
+        if earlier:
+            depends_on = {
+                "type": "array",
+                "items": {"type": "string", "enum": earlier},
+                "maxItems": min(max_dependencies, len(earlier)),
+            }
+        items.append(
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "enum": [f"t{k}"]},
+                    "worker": {"type": "string", "enum": list(worker_names)},
+                    "instructions": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": INSTRUCTIONS_MAX_CHARS,
+                    },
+                    "depends_on": depends_on,
+                },
+                "required": ["id", "worker", "instructions", "depends_on"],
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "type": "object",
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "prefixItems": items,
+                "items": False,
+                "minItems": 1,
+                "maxItems": max_tasks,
+            }
+        },
+        "required": ["tasks"],
+        "additionalProperties": False,
+    }

@@ -1,0 +1,124 @@
+"""Plan validation: every error at once, worded so a model (or a person) can fix it.
+
+The planner feeds these messages back to the model verbatim, so each one names the task
+and says exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from foreman.plan.schema import Plan
+from foreman.workers.registry import Registry
+
+
+def parse_plan(text: str) -> tuple[Plan | None, list[str]]:
+    """Turn a model's answer into a ``Plan``, tolerating code fences and chatter around JSON."""
+    data = _extract_json(text)
+    if data is None:
+        return None, ["The answer contains no JSON object; reply with the plan as JSON only."]
+    if isinstance(data, list):
+        data = {"tasks": data}
+    try:
+        return Plan.model_validate(data), []
+    except ValidationError as exc:
+        return None, [
+            f"{'.'.join(str(p) for p in err['loc']) or 'plan'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+
+
+def validate_plan(plan: Plan, registry: Registry, *, max_tasks: int) -> list[str]:
+    """All the reasons ``plan`` cannot run; an empty list means it can."""
+    if not plan.tasks:
+        return ["The plan is empty; it needs at least one task."]
+    errors: list[str] = []
+    if len(plan.tasks) > max_tasks:
+        errors.append(f"The plan has {len(plan.tasks)} tasks; the limit is {max_tasks}.")
+    ids = [task.id for task in plan.tasks]
+    seen: set[str] = set()
+    for task_id in ids:
+        if task_id in seen:
+            errors.append(f"Task id {task_id!r} is used more than once; ids must be unique.")
+        seen.add(task_id)
+    for task in plan.tasks:
+        if task.worker not in registry:
+            errors.append(
+                f"Task {task.id!r} uses unknown worker {task.worker!r}; "
+                f"choose one of: {', '.join(registry.names())}."
+            )
+        else:
+            errors.extend(_check_args(task.id, task.args, registry.get(task.worker)))
+        for dep in task.depends_on:
+            if dep == task.id:
+                errors.append(f"Task {task.id!r} depends on itself.")
+            elif dep not in seen:
+                errors.append(f"Task {task.id!r} depends on {dep!r}, which is not in the plan.")
+    if not errors:
+        cycle = find_cycle(plan)
+        if cycle:
+            errors.append(f"The dependencies form a cycle: {' -> '.join(cycle)}.")
+    return errors
+
+
+def find_cycle(plan: Plan) -> list[str] | None:
+    """One dependency cycle as a list of ids (first id repeated at the end), or None."""
+    depends = {task.id: task.depends_on for task in plan.tasks}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    for root in depends:
+        if state.get(root):
+            continue
+        path: list[str] = []
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            node, index = stack.pop()
+            if index == 0:
+                state[node] = 1
+                path.append(node)
+            deps = depends.get(node, [])
+            if index < len(deps):
+                stack.append((node, index + 1))
+                nxt = deps[index]
+                if state.get(nxt) == 1:
+                    return [*path[path.index(nxt) :], nxt]
+                if not state.get(nxt) and nxt in depends:
+                    stack.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+    return None
+
+
+def _check_args(task_id: str, args: dict[str, Any] | None, worker: Any) -> list[str]:
+    if worker.input_schema is None:
+        return []
+    try:
+        worker.input_schema.model_validate(args or {})
+    except ValidationError as exc:
+        return [
+            f"Task {task_id!r}: args.{'.'.join(str(p) for p in err['loc'])}: {err['msg']} "
+            f"(worker {worker.name!r} needs args matching "
+            f"{json.dumps(worker.input_schema.model_json_schema())})"
+            for err in exc.errors()
+        ]
+    return []
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def _extract_json(text: str) -> Any:
+    candidates = [text.strip(), *(m.strip() for m in _FENCE.findall(text))]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+    return None

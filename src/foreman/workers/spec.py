@@ -1,0 +1,87 @@
+"""What a worker is: a stateless specialist described entirely by data.
+
+A worker holds no state between tasks; everything it knows arrives in its input (its task's
+instructions and its dependencies' outputs). That is what lets the engine retry, resume or
+replay any task in isolation.
+"""
+
+from __future__ import annotations
+
+import random
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class RiskLevel(StrEnum):
+    """How much a person must be involved before the worker runs."""
+
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class RetryPolicy(BaseModel):
+    """Exponential backoff with full jitter, applied to transient failures only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_attempts: int = Field(3, ge=1, description="Calls per model, first one included.")
+    initial_delay: float = Field(0.5, ge=0, description="Seconds before the first retry.")
+    multiplier: float = Field(2.0, ge=1)
+    max_delay: float = Field(20.0, ge=0)
+    jitter: bool = True
+
+    def delay(self, retry_number: int) -> float:
+        """Seconds to wait before retry ``retry_number`` (1-based)."""
+        ceiling = min(self.max_delay, self.initial_delay * self.multiplier ** (retry_number - 1))
+        return random.uniform(0, ceiling) if self.jitter else ceiling
+
+
+class Worker(BaseModel):
+    """A specialised, stateless agent the orchestrator can route tasks to.
+
+    ``model`` is a model name (``"openai:gpt-4o-mini"``, ``"local"``...); ``None`` uses the
+    orchestrator's default, so cheap workers and a strong planner can be mixed freely.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
+    description: str
+    system_prompt: str
+    model: str | None = None
+    input_schema: type[BaseModel] | None = Field(
+        None, description="Arguments the planner must give this worker's tasks (task.args)."
+    )
+    output_schema: type[BaseModel] | None = Field(
+        None, description="Structure the worker's answer must have; enforced and validated."
+    )
+    timeout: float = Field(120.0, gt=0, description="Seconds per model call.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    fallback_model: str | None = Field(
+        None, description="Model to try once the worker's own model has exhausted its retries."
+    )
+    fallback: str | None = Field(
+        None, description="Worker to hand the task to when this one fails for good."
+    )
+    on_failure: Literal["skip", "abort"] = Field(
+        "skip", description="After every fallback failed: skip the task, or abort the run."
+    )
+    missing_inputs: Literal["mark", "skip"] = Field(
+        "mark",
+        description="When a dependency was skipped: run with an explicit missing-input "
+        "marker, or skip this task too.",
+    )
+    risk: RiskLevel = RiskLevel.low
+    max_concurrency: int | None = Field(None, ge=1, description="Tasks of this worker at once.")
+    max_tokens: int = Field(1024, ge=1)
+    temperature: float | None = None
+
+    @field_validator("input_schema", "output_schema")
+    @classmethod
+    def _must_be_pydantic(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, type) and issubclass(value, BaseModel)):
+            raise ValueError("must be a pydantic BaseModel subclass")
+        return value
