@@ -59,7 +59,7 @@ class AnthropicModel(Model):
         self.name = f"anthropic:{model_name}"
         self._owns_client = client is None
         if client is None:
-            # max_retries=2: the engine owns retries, so a call must fail fast and only once.
+            # max_retries=0: the engine owns retries, so a call must fail fast and only once.
             try:
                 client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
             except anthropic.CredentialsError as exc:  # a broken profile in the config dir
@@ -114,7 +114,7 @@ class AnthropicModel(Model):
             text = self._structured_answer(message, tool_calls, request.output_schema)
             tool_calls = []
             # The forced call is the answer itself, not a tool the engine should run.
-            stop_reason = "end" if stop_reason == "tool_use" else stop_reason
+            pass
         usage = message.usage
         return ModelResponse(
             text=text,
