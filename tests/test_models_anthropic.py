@@ -10,8 +10,8 @@ from pathlib import Path
 
 import anthropic
 import pytest
-from fake_provider import FakeProvider, anthropic_error, anthropic_message, anthropic_tool_use
 
+from fake_provider import FakeProvider, anthropic_error, anthropic_message, anthropic_tool_use
 from foreman.errors import (
     ConfigError,
     ModelError,
@@ -73,7 +73,9 @@ async def test_plain_text_answer(model: AnthropicModel, fake: FakeProvider) -> N
     assert KEY in (sent.headers.get("x-api-key"), sent.headers.get("authorization", "")[7:])
 
 
-async def test_system_prompt_history_and_settings(model: AnthropicModel, fake: FakeProvider) -> None:
+async def test_system_prompt_history_and_settings(
+    model: AnthropicModel, fake: FakeProvider
+) -> None:
     fake.reply(anthropic_message("ok"))
     request = ModelRequest(
         system="You are terse.",
@@ -243,12 +245,14 @@ async def test_http_errors_map_to_foreman_errors(
     assert isinstance(caught.value.__cause__, anthropic.APIStatusError)
     message = str(caught.value)
     assert "anthropic:claude-test" in message
-    assert str(status) in message
-    assert "the provider explains" in message
+    # The provider's own words, not the SDK's dump of the whole error body.
+    assert f"API answered {status}: the provider explains." in message
     assert len(fake.requests) == 1  # max_retries=0: retrying is the engine's job
 
 
-async def test_unauthorized_says_to_check_the_key(model: AnthropicModel, fake: FakeProvider) -> None:
+async def test_unauthorized_says_to_check_the_key(
+    model: AnthropicModel, fake: FakeProvider
+) -> None:
     fake.reply(anthropic_error("invalid x-api-key", "authentication_error"), status=401)
 
     with pytest.raises(ModelError, match="ANTHROPIC_API_KEY"):

@@ -114,7 +114,7 @@ class AnthropicModel(Model):
             text = self._structured_answer(message, tool_calls, request.output_schema)
             tool_calls = []
             # The forced call is the answer itself, not a tool the engine should run.
-            pass
+            stop_reason = "end" if stop_reason == "tool_use" else stop_reason
         usage = message.usage
         return ModelResponse(
             text=text,
