@@ -72,7 +72,12 @@ async def assemble(
 
 def partial_note(plan: Plan, results: dict[str, TaskResult], confidence: dict[str, float]) -> str:
     """An empty string for a complete run; otherwise what is missing and what to trust."""
-    problems = [r for r in results.values() if not r.succeeded]
+    # In plan order, not finishing order, so the same outcome always reads the same.
+    problems = [
+        results[task.id]
+        for task in plan.tasks
+        if task.id in results and not results[task.id].succeeded
+    ]
     if not problems:
         return ""
     lines = ["", "", "---", "Partial result: some parts could not be produced."]

@@ -157,6 +157,8 @@ class Orchestrator:
             )
         except RunAbortedError as exc:
             error = str(exc)
+            if runner.aborted is not None:
+                results[runner.aborted.task_id] = runner.aborted
         for result in results.values():
             usage += result.usage
         confidence = confidences(plan, results)

@@ -54,10 +54,12 @@ async def run_dag(
         nonlocal unfinished
         try:
             async with AsyncExitStack() as limits:
-                if global_limit is not None:
-                    await limits.enter_async_context(global_limit)
+                # The worker's slot first: a task queued behind its own worker's limit must
+                # not hold a global slot that a task of another worker could use.
                 if (limit := worker_limit.get(task.worker)) is not None:
                     await limits.enter_async_context(limit)
+                if global_limit is not None:
+                    await limits.enter_async_context(global_limit)
                 inputs = {dep: results[dep] for dep in task.depends_on}
                 results[task.id] = await execute(task, inputs)
         except asyncio.CancelledError:

@@ -51,6 +51,8 @@ class TaskRunner:
         self.emit = emit
         self.validator = validator
         self.max_revisions = max_revisions
+        #: The failed task that aborted the run, if one did.
+        self.aborted: TaskResult | None = None
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -131,7 +133,7 @@ class TaskRunner:
             total.attempts += outcome.attempts
             total.usage += outcome.usage
             total.output, total.error, total.model = outcome.output, outcome.error, outcome.model
-            if outcome.error is None or current.fallback is None:
+            if outcome.error is None or current.fallback is None or current.fallback in tried:
                 break
             self.emit(
                 TaskFallback(
@@ -220,9 +222,7 @@ class TaskRunner:
                 policy=worker.on_failure,
             )
         )
-        if worker.on_failure == "abort":
-            raise RunAbortedError(task.id, error)
-        return TaskResult(
+        result = TaskResult(
             task_id=task.id,
             worker=worker.name,
             status=TaskStatus.failed,
@@ -232,6 +232,13 @@ class TaskRunner:
             latency=time.perf_counter() - started,
             missing_inputs=missing,
         )
+        if worker.on_failure == "abort":
+            # The scheduler never sees this result; keep it so the run's record (and its
+            # token count) includes the task that stopped the run.
+            if self.aborted is None:  # the first abort is the one the run reports
+                self.aborted = result
+            raise RunAbortedError(task.id, error)
+        return result
 
 
 def _as_input(result: TaskResult) -> Any:

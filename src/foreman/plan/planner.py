@@ -51,8 +51,12 @@ class Planner:
     ) -> PlanOutcome:
         """A valid plan for ``request``; ``on_rejected(attempt, errors)`` hears each refusal."""
         messages = [Message(role="user", content=request)]
-        schema = constrained_plan_schema(self.registry.names(), self.max_tasks)
-        system = planner_system_prompt(self.registry, self.max_tasks)
+        schema = constrained_plan_schema(
+            self.registry.names(),
+            self.max_tasks,
+            with_args=any(worker.input_schema is not None for worker in self.registry),
+        )
+        system = planner_system_prompt(self.registry, self.max_tasks, request)
         usage = Usage()
         rejected: list[list[str]] = []
         raw = ""

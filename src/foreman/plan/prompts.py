@@ -22,9 +22,10 @@ Rules:
 worker sees only these instructions and the outputs of its dependencies, never the request.
 - Use only the workers listed above.
 {args_rule}
-Answer with JSON only, in this form:
-{{"tasks": [{{"id": "t1", "worker": "researcher", "instructions": "...", "depends_on": []}}, \
-{{"id": "t2", "worker": "writer", "instructions": "...", "depends_on": ["t1"]}}]}}"""
+Answer with JSON only. A minimal plan for this request would be:
+{example}
+Adapt it: split the work differently, use other workers or more tasks where the request \
+has several parts."""
 
 ARGS_RULE = (
     '- Workers marked "args" need an "args" object in their task, matching the schema shown.\n'
@@ -36,7 +37,7 @@ That plan cannot run. Problems:
 Write the whole plan again, corrected, as JSON only."""
 
 
-def planner_system_prompt(registry: Registry, max_tasks: int) -> str:
+def planner_system_prompt(registry: Registry, max_tasks: int, request: str) -> str:
     lines = []
     for worker in registry:
         line = f"- {worker.name}: {worker.description}"
@@ -45,8 +46,40 @@ def planner_system_prompt(registry: Registry, max_tasks: int) -> str:
         lines.append(line)
     has_args = any(worker.input_schema is not None for worker in registry)
     return PLANNER_SYSTEM.format(
-        workers="\n".join(lines), max_tasks=max_tasks, args_rule=ARGS_RULE if has_args else ""
+        workers="\n".join(lines),
+        max_tasks=max_tasks,
+        args_rule=ARGS_RULE if has_args else "",
+        example=_example_plan(registry, request),
     )
+
+
+def _example_plan(registry: Registry, request: str) -> str:
+    """A two-task plan written from the request itself.
+
+    Small models copy their example; an example about the actual request means a copied
+    example is still a sensible plan, while strong models treat it as a starting point.
+    """
+    names = registry.names()
+    first = "researcher" if "researcher" in names else names[0]
+    second = "writer" if "writer" in names else names[-1]
+    subject = " ".join(request.split())[:200]
+    tasks = [
+        {
+            "id": "t1",
+            "worker": first,
+            "instructions": f"Gather what is needed for: {subject}",
+            "depends_on": [],
+        },
+        {
+            "id": "t2",
+            "worker": second,
+            "instructions": f"Using t1's findings: {subject}",
+            "depends_on": ["t1"],
+        },
+    ]
+    if first == second:
+        tasks = tasks[:1]
+    return json.dumps({"tasks": tasks}, ensure_ascii=False)
 
 
 def plan_retry_prompt(errors: list[str]) -> str:

@@ -63,12 +63,18 @@ INSTRUCTIONS_MAX_CHARS = 400
 
 
 def constrained_plan_schema(
-    worker_names: list[str], max_tasks: int, *, max_dependencies: int = 3
+    worker_names: list[str],
+    max_tasks: int,
+    *,
+    max_dependencies: int = 3,
+    with_args: bool = False,
 ) -> dict[str, Any]:
     """JSON schema whose every valid instance is an acyclic, well-referenced plan.
 
     Used as the structured-output schema for the planner call. ``maxLength`` bounds the
-    instructions so a small model cannot loop inside a string forever.
+    instructions so a small model cannot loop inside a string forever. ``with_args`` admits
+    an optional ``args`` object per task, for teams with workers that declare an input
+    schema (validation then checks the args against that schema).
     """
     items = []
     for k in range(1, max_tasks + 1):
@@ -80,19 +86,22 @@ def constrained_plan_schema(
                 "items": {"type": "string", "enum": earlier},
                 "maxItems": min(max_dependencies, len(earlier)),
             }
+        properties: dict[str, Any] = {
+            "id": {"type": "string", "enum": [f"t{k}"]},
+            "worker": {"type": "string", "enum": list(worker_names)},
+            "instructions": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": INSTRUCTIONS_MAX_CHARS,
+            },
+            "depends_on": depends_on,
+        }
+        if with_args:
+            properties["args"] = {"type": "object"}
         items.append(
             {
                 "type": "object",
-                "properties": {
-                    "id": {"type": "string", "enum": [f"t{k}"]},
-                    "worker": {"type": "string", "enum": list(worker_names)},
-                    "instructions": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": INSTRUCTIONS_MAX_CHARS,
-                    },
-                    "depends_on": depends_on,
-                },
+                "properties": properties,
                 "required": ["id", "worker", "instructions", "depends_on"],
                 "additionalProperties": False,
             }

@@ -53,6 +53,11 @@ def validate_plan(plan: Plan, registry: Registry, *, max_tasks: int) -> list[str
             )
         else:
             errors.extend(_check_args(task.id, task.args, registry.get(task.worker)))
+        if placeholder := _PLACEHOLDER.search(task.instructions):
+            errors.append(
+                f"Task {task.id!r} still has the placeholder {placeholder.group()!r} in its "
+                "instructions; write the actual instructions for this request."
+            )
         for dep in task.depends_on:
             if dep == task.id:
                 errors.append(f"Task {task.id!r} depends on itself.")
@@ -108,6 +113,7 @@ def _check_args(task_id: str, args: dict[str, Any] | None, worker: Any) -> list[
     return []
 
 
+_PLACEHOLDER = re.compile(r"<[a-z]+(?: [a-z]+){2,}>")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
