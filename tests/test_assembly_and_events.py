@@ -414,3 +414,22 @@ def test_run_sync_works_without_a_loop() -> None:
     result = orchestrator.run_sync("x", plan=DIAMOND)
 
     assert result.answer == "FINAL"
+
+
+async def test_no_synthesis_call_when_no_task_succeeded() -> None:
+
+    calls: list[str] = []
+
+    def answer(request):
+        calls.append(request.system or "")
+        if request.output_schema and "tasks" in request.output_schema.get("properties", {}):
+            return plan_json(plan_of(task("t1", "researcher")))
+        return ModelError("400 bad request")
+
+    orchestrator = Orchestrator(model=ScriptedModel(answer))
+    result = await orchestrator.run("x")
+
+    assert result.status.value == "partial"
+    assert len(calls) == 2  # the plan and the one failed worker call, no synthesis
+    assert "Partial result" in (result.answer or "")
+    assert "t1 (researcher) failed" in (result.answer or "")

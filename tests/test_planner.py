@@ -6,11 +6,11 @@ import pytest
 from pydantic import BaseModel
 
 from foreman import Orchestrator
-from foreman.errors import OutputValidationError, PlanError
+from foreman.errors import OutputValidationError, PlanError, RateLimitError
 from foreman.events import PlanReady, PlanRejected, RunFinished, TaskStarted
 from foreman.plan import Planner, constrained_plan_schema
 from foreman.testing import ScriptedModel
-from foreman.workers import Registry
+from foreman.workers import Registry, RetryPolicy
 from helpers import Script, collect, of_type, plan_json, plan_of, task, worker
 
 GOOD = plan_of(task("t1"), task("t2", "writer", "t1"))
@@ -20,6 +20,7 @@ TRUNCATED = '{"tasks": [{"id": "t1", "worker": "researcher", "instructions": "fi
 
 
 def planner(model: ScriptedModel, **kwargs: object) -> Planner:
+    kwargs.setdefault("retry", RetryPolicy(initial_delay=0))
     return Planner(model, Registry.default(), **kwargs)  # type: ignore[arg-type]
 
 
@@ -145,9 +146,32 @@ async def test_an_output_validation_error_from_the_provider_is_retried() -> None
     outcome = await planner(model).plan("x", on_rejected=lambda _, e: heard.append(e))
 
     assert outcome.plan == GOOD
+    assert heard == []  # retried as a transient call failure, not shown to the model
+    assert model.requests[1] == model.requests[0]
+
+
+async def test_persistent_output_validation_errors_become_a_rejection_shown_to_the_model() -> None:
+    bad = OutputValidationError("tool input was not JSON")
+    model = ScriptedModel([bad, bad, bad, plan_json(GOOD)])
+    heard: list[list[str]] = []
+
+    outcome = await planner(model).plan("x", on_rejected=lambda _, e: heard.append(e))
+
+    assert outcome.plan == GOOD
     assert heard == [["tool input was not JSON"]]
-    assert model.requests[1].messages[1].content == "(no answer)"
-    assert "tool input was not JSON" in model.requests[1].messages[2].content
+    assert model.requests[3].messages[1].content == "(no answer)"
+    assert "tool input was not JSON" in model.requests[3].messages[2].content
+
+
+async def test_rate_limits_during_planning_are_retried_then_raised() -> None:
+    limited = RateLimitError("429 slow down")
+    model = ScriptedModel([limited, plan_json(GOOD)])
+    assert (await planner(model).plan("x")).plan == GOOD
+
+    always = ScriptedModel([limited, limited, limited])
+    with pytest.raises(RateLimitError, match="slow down"):
+        await planner(always).plan("x")
+    assert len(always.requests) == 3
 
 
 async def test_orchestrator_stream_emits_plan_rejected_then_runs() -> None:

@@ -6,6 +6,8 @@ traceback to act. Catch ``ForemanError`` to catch them all.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ForemanError(Exception):
     """Base class of every foreman error."""
@@ -71,10 +73,12 @@ class UnknownWorkerError(ConfigError):
 class RunAbortedError(ForemanError):
     """A task failed under an ``abort`` policy, so the whole run stopped."""
 
-    def __init__(self, task_id: str, reason: str) -> None:
+    def __init__(self, task_id: str, reason: str, *, result: Any = None) -> None:
         super().__init__(
             f"Run aborted: task {task_id!r} failed and its worker's policy is 'abort'. "
             f"Cause: {reason}"
         )
         self.task_id = task_id
         self.reason = reason
+        #: The failed task's ``TaskResult``, so the run's record keeps it.
+        self.result = result

@@ -46,7 +46,7 @@ async def assemble(
     ordered = plan.topological_order()
     note = partial_note(plan, results, confidence)
     succeeded = [task for task in ordered if results[task.id].succeeded]
-    if method == "concat":
+    if method == "concat" or not succeeded:  # nothing to synthesise from: say so plainly
         return Assembly(_concat(plan, results, confidence) + note, "concat", Usage())
     if len(plan.tasks) == 1 and succeeded:
         return Assembly(_text(results[succeeded[0].id].output), "single", Usage())

@@ -1,4 +1,4 @@
-"""One worker call with its failure policy: timeout, retry with backoff, fallback model.
+"""One worker call with its failure policy: retries per model, then the fallback model.
 
 Kept apart from task orchestration so the same policy serves workers, the quality gate
 and synthesis alike.
@@ -6,7 +6,6 @@ and synthesis alike.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,13 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from foreman.errors import (
-    ModelError,
-    ModelTimeoutError,
-    OutputValidationError,
-    TransientModelError,
-)
+from foreman.errors import ModelError, OutputValidationError
 from foreman.models.base import Message, Model, ModelRequest, Usage
+from foreman.models.retry import OnRetry, complete_with_retry
 from foreman.workers.spec import Worker
 
 
@@ -35,7 +30,6 @@ class CallOutcome:
     model: str | None = None
 
 
-OnRetry = Callable[[int, ModelError, float], None]
 OnFallback = Callable[[str, ModelError], None]
 
 
@@ -66,30 +60,28 @@ async def call_worker(
     for index, model in enumerate(models):
         if index and on_fallback and outcome.error is not None:
             on_fallback(model.name, outcome.error)
-        for attempt in range(1, worker.retry.max_attempts + 1):
-            outcome.attempts += 1
-            try:
-                async with asyncio.timeout(worker.timeout):
-                    response = await model.complete(request)
-                outcome.usage += response.usage
-                outcome.output = _parse(response.text, output_schema)
-                outcome.model, outcome.error = response.model, None
-                return outcome
-            except TimeoutError:
-                outcome.error = ModelTimeoutError(
-                    f"{model.name} gave no answer within {worker.timeout:g}s "
-                    f"(worker {worker.name!r}); raise the worker's timeout if this is expected."
-                )
-            except ModelError as exc:
-                outcome.error = exc
-                if not isinstance(exc, TransientModelError):
-                    break
-            if attempt < worker.retry.max_attempts:
-                delay = worker.retry.delay(attempt)
-                if on_retry:
-                    on_retry(outcome.attempts, outcome.error, delay)
-                await asyncio.sleep(delay)
+        tried = await complete_with_retry(
+            model,
+            request,
+            worker.retry,
+            call_timeout=worker.timeout,
+            caller=f"worker {worker.name!r}",
+            parse=lambda response: _parse(response.text, output_schema),
+            on_retry=_offset(on_retry, outcome.attempts),
+        )
+        outcome.attempts += tried.attempts
+        outcome.usage += tried.usage
+        outcome.output, outcome.error, outcome.model = tried.value, tried.error, tried.model
+        if tried.error is None:
+            return outcome
     return outcome
+
+
+def _offset(on_retry: OnRetry | None, earlier: int) -> OnRetry | None:
+    """Number retries across models, so events count the task's attempts, not a model's."""
+    if on_retry is None:
+        return None
+    return lambda attempt, error, delay: on_retry(earlier + attempt, error, delay)
 
 
 def _parse(text: str, schema: type[BaseModel] | None) -> Any:

@@ -157,8 +157,8 @@ class Orchestrator:
             )
         except RunAbortedError as exc:
             error = str(exc)
-            if runner.aborted is not None:
-                results[runner.aborted.task_id] = runner.aborted
+            if exc.result is not None:  # keep the failed task's record and its tokens
+                results[exc.task_id] = exc.result
         for result in results.values():
             usage += result.usage
         confidence = confidences(plan, results)

@@ -51,8 +51,6 @@ class TaskRunner:
         self.emit = emit
         self.validator = validator
         self.max_revisions = max_revisions
-        #: The failed task that aborted the run, if one did.
-        self.aborted: TaskResult | None = None
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -233,11 +231,7 @@ class TaskRunner:
             missing_inputs=missing,
         )
         if worker.on_failure == "abort":
-            # The scheduler never sees this result; keep it so the run's record (and its
-            # token count) includes the task that stopped the run.
-            if self.aborted is None:  # the first abort is the one the run reports
-                self.aborted = result
-            raise RunAbortedError(task.id, error)
+            raise RunAbortedError(task.id, error, result=result)
         return result
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from foreman.errors import OutputValidationError, PlanError
 from foreman.models.base import Message, Model, ModelRequest, Usage
+from foreman.models.retry import RetryPolicy, complete_with_retry
 from foreman.plan.prompts import plan_retry_prompt, planner_system_prompt
 from foreman.plan.schema import Plan, constrained_plan_schema
 from foreman.plan.validate import parse_plan, validate_plan
@@ -39,12 +40,14 @@ class Planner:
         max_tasks: int = 8,
         max_retries: int = 2,
         max_tokens: int = 1500,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.model = model
         self.registry = registry
         self.max_tasks = max_tasks
         self.max_retries = max_retries
         self.max_tokens = max_tokens
+        self.retry = retry or RetryPolicy()
 
     async def plan(
         self, request: str, on_rejected: Callable[[int, list[str]], None] | None = None
@@ -61,26 +64,27 @@ class Planner:
         rejected: list[list[str]] = []
         raw = ""
         for _ in range(self.max_retries + 1):
-            try:
-                response = await self.model.complete(
-                    ModelRequest(
-                        system=system,
-                        messages=messages,
-                        output_schema=schema,
-                        max_tokens=self.max_tokens,
-                        temperature=0.0,
-                    )
-                )
-            except OutputValidationError as exc:
-                raw, errors = "", [str(exc)]
-            else:
-                usage += response.usage
-                raw = response.text
-                plan, errors = parse_plan(raw)
-                if plan is not None:
-                    errors = validate_plan(plan, self.registry, max_tasks=self.max_tasks)
-                    if not errors:
-                        return PlanOutcome(plan=plan, usage=usage, rejected=rejected)
+            call = await complete_with_retry(
+                self.model,
+                ModelRequest(
+                    system=system,
+                    messages=messages,
+                    output_schema=schema,
+                    max_tokens=self.max_tokens,
+                    temperature=0.0,
+                ),
+                self.retry,
+                caller="the planner",
+            )
+            usage += call.usage
+            if call.error is not None and not isinstance(call.error, OutputValidationError):
+                raise call.error  # rate limits that outlasted the retries, bad keys: not a plan
+            raw = call.value or ""
+            plan, errors = (None, [str(call.error)]) if call.error else parse_plan(raw)
+            if plan is not None:
+                errors = validate_plan(plan, self.registry, max_tasks=self.max_tasks)
+                if not errors:
+                    return PlanOutcome(plan=plan, usage=usage, rejected=rejected)
             rejected.append(errors)
             if on_rejected is not None:
                 on_rejected(len(rejected), errors)

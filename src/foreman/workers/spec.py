@@ -7,11 +7,12 @@ replay any task in isolation.
 
 from __future__ import annotations
 
-import random
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from foreman.models.retry import RetryPolicy
 
 
 class RiskLevel(StrEnum):
@@ -20,23 +21,6 @@ class RiskLevel(StrEnum):
     low = "low"
     medium = "medium"
     high = "high"
-
-
-class RetryPolicy(BaseModel):
-    """Exponential backoff with full jitter, applied to transient failures only."""
-
-    model_config = ConfigDict(frozen=True)
-
-    max_attempts: int = Field(3, ge=1, description="Calls per model, first one included.")
-    initial_delay: float = Field(0.5, ge=0, description="Seconds before the first retry.")
-    multiplier: float = Field(2.0, ge=1)
-    max_delay: float = Field(20.0, ge=0)
-    jitter: bool = True
-
-    def delay(self, retry_number: int) -> float:
-        """Seconds to wait before retry ``retry_number`` (1-based)."""
-        ceiling = min(self.max_delay, self.initial_delay * self.multiplier ** (retry_number - 1))
-        return random.uniform(0, ceiling) if self.jitter else ceiling
 
 
 class Worker(BaseModel):

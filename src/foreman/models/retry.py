@@ -1,0 +1,92 @@
+"""Retrying a model call: per-call timeout, exponential backoff with jitter, transient only.
+
+One loop serves every caller (workers, the quality gate, synthesis, the planner), so a
+rate limit is handled the same way wherever it strikes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from foreman.errors import ModelError, ModelTimeoutError, TransientModelError
+from foreman.models.base import Model, ModelRequest, ModelResponse, Usage
+
+
+class RetryPolicy(BaseModel):
+    """Exponential backoff with full jitter, applied to transient failures only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_attempts: int = Field(3, ge=1, description="Calls per model, first one included.")
+    initial_delay: float = Field(0.5, ge=0, description="Seconds before the first retry.")
+    multiplier: float = Field(2.0, ge=1)
+    max_delay: float = Field(20.0, ge=0)
+    jitter: bool = True
+
+    def delay(self, retry_number: int) -> float:
+        """Seconds to wait before retry ``retry_number`` (1-based)."""
+        ceiling = min(self.max_delay, self.initial_delay * self.multiplier ** (retry_number - 1))
+        return random.uniform(0, ceiling) if self.jitter else ceiling
+
+
+@dataclass
+class Attempts:
+    """The parsed answer of the first good attempt (``value``) or the last ``error``."""
+
+    value: Any = None
+    error: ModelError | None = None
+    attempts: int = 0
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+
+
+OnRetry = Callable[[int, ModelError, float], None]
+
+
+async def complete_with_retry(
+    model: Model,
+    request: ModelRequest,
+    policy: RetryPolicy,
+    *,
+    call_timeout: float | None = None,
+    caller: str = "the call",
+    parse: Callable[[ModelResponse], Any] = lambda response: response.text,
+    on_retry: OnRetry | None = None,
+) -> Attempts:
+    """Call ``model`` until an answer parses, a non-transient error, or attempts run out.
+
+    ``on_retry(attempt, error, delay)`` hears of each failed attempt that will be retried.
+    ``parse`` may raise a ``TransientModelError`` (such as ``OutputValidationError``) to
+    have an answer of the wrong shape retried like a rate limit.
+    """
+    result = Attempts()
+    for attempt in range(1, policy.max_attempts + 1):
+        result.attempts += 1
+        try:
+            async with asyncio.timeout(call_timeout):
+                response = await model.complete(request)
+            result.usage += response.usage
+            result.value = parse(response)
+            result.model, result.error = response.model, None
+            return result
+        except TimeoutError:
+            result.error = ModelTimeoutError(
+                f"{model.name} gave no answer within {call_timeout:g}s ({caller}); raise "
+                "its timeout if this is expected."
+            )
+        except ModelError as exc:
+            result.error = exc
+            if not isinstance(exc, TransientModelError):
+                return result
+        if attempt < policy.max_attempts:
+            delay = policy.delay(attempt)
+            if on_retry is not None:
+                on_retry(attempt, result.error, delay)
+            await asyncio.sleep(delay)
+    return result
