@@ -66,7 +66,6 @@ class ScriptedModel(Model):
 
 
 def _count_usage(request: ModelRequest, answer: str) -> Usage:
-    sent = (request.system or "").split() + [
-        word for message in request.messages for word in message.content.split()
-    ]
-    return Usage(input_tokens=len(sent), output_tokens=len(answer.split()))
+    sent = len((request.system or "").split())
+    sent += sum(len(message.content.split()) for message in request.messages)
+    return Usage(input_tokens=sent, output_tokens=len(answer.split()))

@@ -53,14 +53,14 @@ async def run_dag(
     async def run_one(task: Task) -> None:
         nonlocal unfinished
         try:
-            async with AsyncExitStack() as limits:
-                # The worker's slot first: a task queued behind its own worker's limit must
-                # not hold a global slot that a task of another worker could use.
-                if (limit := worker_limit.get(task.worker)) is not None:
-                    await limits.enter_async_context(limit)
-                if global_limit is not None:
-                    await limits.enter_async_context(global_limit)
-                inputs = {dep: results[dep] for dep in task.depends_on}
+            inputs = {dep: results[dep] for dep in task.depends_on}
+            limits = [x for x in (worker_limit.get(task.worker), global_limit) if x is not None]
+            if limits:  # the worker's own slot first, so waiting for it holds no global slot
+                async with AsyncExitStack() as stack:
+                    for limit in limits:
+                        await stack.enter_async_context(limit)
+                    results[task.id] = await execute(task, inputs)
+            else:
                 results[task.id] = await execute(task, inputs)
         except asyncio.CancelledError:
             raise

@@ -8,6 +8,7 @@ grammar.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -45,17 +46,21 @@ class Plan(BaseModel):
         return result
 
     def topological_order(self) -> list[Task]:
-        """Tasks so that each comes after all it depends on (plan order among equals)."""
-        placed: set[str] = set()
+        """Tasks so that each comes after all it depends on (Kahn's algorithm, O(V+E))."""
+        waiting = {task.id: len(task.depends_on) for task in self.tasks}
+        by_id = {task.id: task for task in self.tasks}
+        children = self.dependants()
+        ready = deque(task.id for task in self.tasks if not task.depends_on)
         order: list[Task] = []
-        waiting = list(self.tasks)
-        while waiting:
-            ready = [t for t in waiting if all(dep in placed for dep in t.depends_on)]
-            if not ready:
-                raise ValueError("plan has a cycle or a missing dependency; validate it first")
-            order.extend(ready)
-            placed.update(t.id for t in ready)
-            waiting = [t for t in waiting if t.id not in placed]
+        while ready:
+            task_id = ready.popleft()
+            order.append(by_id[task_id])
+            for child in children[task_id]:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    ready.append(child)
+        if len(order) != len(self.tasks):
+            raise ValueError("plan has a cycle or a missing dependency; validate it first")
         return order
 
 

@@ -1,0 +1,472 @@
+"""Benchmark foreman's DAG engine against the physical lower bound (and LangGraph).
+
+    python bench/bench_engine.py                 # foreman, asyncio floor, LangGraph if installed
+    python bench/bench_engine.py --repeat 5 --json
+
+Three synthetic workloads, built from a fixed seed so every run sees the same DAGs and the
+same simulated model latencies (uniform 5-80 ms, fixed per task):
+
+* ``independent``: 200 tasks without dependencies;
+* ``random-dag``: 300 tasks, each depending on 0..3 random earlier tasks;
+* ``levels``: 10 levels of 20 tasks, each depending on one random task of the level before.
+
+Every workload is run through foreman's real engine (``Orchestrator.run`` with a given plan
+and a ``ScriptedModel`` whose latency is looked up from the task id in the worker's JSON user
+message). Per workload the script reports:
+
+* the critical path: the longest chain of latencies through the DAG, the physical lower
+  bound of any scheduler;
+* the makespan: first task start to last task finish (assembly excluded), and the total
+  wall time of the whole ``run`` call;
+* makespan / critical path (target <= 1.05);
+* CPU per task: ``time.process_time()`` over the run divided by the task count (target
+  < 0.2 ms), once with the simulated latencies and once with latency 0 (no timers at all).
+
+Two reference engines run the same workloads:
+
+* ``asyncio floor``: a minimal hand-written event-driven scheduler (one coroutine per task
+  awaiting its dependencies' futures, then ``asyncio.sleep``). It shows what asyncio's
+  timers alone cost, so the engine's own overhead can be told apart from the event loop's;
+* ``langgraph`` (when importable; ``pip install 'foreman[bench]'``): LangGraph's
+  orchestrator-worker pattern as its docs teach it, an orchestrator node fanning out with
+  ``Send`` to an async worker node. Dependencies are handled the way LangGraph users do it,
+  in super-steps: each step the orchestrator sends every task whose dependencies are done,
+  and loops until none is left.
+
+Figures are medians over ``--repeat`` runs; absolute times are noisy on small machines, the
+ratio to the critical path is what matters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.util
+import json
+import operator
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from foreman import Orchestrator, Plan, Task, Worker
+from foreman.events import Event, TaskFinished, TaskStarted
+from foreman.models.base import ModelRequest
+from foreman.testing import ScriptedModel
+
+SEED = 20250101
+MIN_LATENCY = 0.005
+MAX_LATENCY = 0.080
+MAKESPAN_TARGET = 1.05
+CPU_TARGET_MS = 0.2
+
+
+# --- workloads -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A DAG (task ids in topological order) and each task's simulated latency (seconds)."""
+
+    name: str
+    deps: dict[str, list[str]]
+    latency: dict[str, float]
+
+    @property
+    def size(self) -> int:
+        return len(self.deps)
+
+    def critical_path(self) -> float:
+        """The longest chain of latencies: no scheduler can finish sooner."""
+        finish: dict[str, float] = {}
+        for task_id, deps in self.deps.items():
+            finish[task_id] = max((finish[d] for d in deps), default=0.0) + self.latency[task_id]
+        return max(finish.values())
+
+    def depth(self) -> int:
+        """Tasks on the longest chain: the super-steps a level-by-level scheduler needs."""
+        level: dict[str, int] = {}
+        for task_id, deps in self.deps.items():
+            level[task_id] = max((level[d] for d in deps), default=0) + 1
+        return max(level.values())
+
+
+def make_workloads(seed: int = SEED) -> list[Workload]:
+    def latencies(rng: random.Random, ids: list[str]) -> dict[str, float]:
+        return {task_id: rng.uniform(MIN_LATENCY, MAX_LATENCY) for task_id in ids}
+
+    workloads = []
+
+    rng = random.Random(seed)
+    ids = [f"t{i}" for i in range(1, 201)]
+    workloads.append(Workload("independent", {i: [] for i in ids}, latencies(rng, ids)))
+
+    rng = random.Random(seed + 1)
+    ids = [f"t{i}" for i in range(1, 301)]
+    deps: dict[str, list[str]] = {}
+    for index, task_id in enumerate(ids):
+        count = min(rng.randint(0, 3), index)
+        deps[task_id] = sorted(rng.sample(ids[:index], count), key=ids.index)
+    workloads.append(Workload("random-dag", deps, latencies(rng, ids)))
+
+    rng = random.Random(seed + 2)
+    deps = {}
+    previous: list[str] = []
+    for level in range(1, 11):
+        current = [f"l{level}t{i}" for i in range(1, 21)]
+        for task_id in current:
+            deps[task_id] = [rng.choice(previous)] if previous else []
+        previous = current
+    workloads.append(Workload("levels", deps, latencies(rng, list(deps))))
+    return workloads
+
+
+# --- measurement -----------------------------------------------------------------------
+
+
+@dataclass
+class Timeline:
+    """When each task started and finished (``time.perf_counter``), as the engine reports."""
+
+    started: dict[str, float] = field(default_factory=dict)
+    finished: dict[str, float] = field(default_factory=dict)
+
+    def makespan(self) -> float:
+        return max(self.finished.values()) - min(self.started.values())
+
+    def start_lag(self, workload: Workload) -> float:
+        """Worst delay between a task becoming ready and starting (after the first start)."""
+        origin = min(self.started.values())
+        lags = [
+            self.started[task_id] - max((self.finished[d] for d in deps), default=origin)
+            for task_id, deps in workload.deps.items()
+        ]
+        return max(lags)
+
+
+@dataclass
+class Sample:
+    makespan: float
+    total: float
+    cpu: float
+    start_lag: float
+
+
+RunOnce = Callable[[Workload, float], Awaitable[tuple[Timeline, float, float]]]
+"""Run a workload with latencies scaled by a factor; return timeline, wall and CPU seconds."""
+
+
+async def measure(run_once: RunOnce, workload: Workload, scale: float) -> Sample:
+    gc.collect()
+    timeline, wall, cpu = await run_once(workload, scale)
+    if len(timeline.finished) != workload.size:
+        raise RuntimeError(
+            f"{workload.name}: {len(timeline.finished)} of {workload.size} tasks finished"
+        )
+    return Sample(timeline.makespan(), wall, cpu, timeline.start_lag(workload))
+
+
+# --- foreman -----------------------------------------------------------------------------
+
+BENCH_WORKER = Worker(
+    name="sim",
+    description="A simulated worker whose model answers after a fixed latency.",
+    system_prompt="You are a simulated worker.",
+)
+
+
+def foreman_plan(workload: Workload) -> Plan:
+    return Plan(
+        tasks=[
+            Task(id=task_id, worker=BENCH_WORKER.name, instructions=task_id, depends_on=deps)
+            for task_id, deps in workload.deps.items()
+        ]
+    )
+
+
+async def run_foreman(workload: Workload, scale: float) -> tuple[Timeline, float, float]:
+    latency = {task_id: seconds * scale for task_id, seconds in workload.latency.items()}
+
+    def task_id_of(request: ModelRequest) -> str:
+        return json.loads(request.messages[-1].content)["instructions"]
+
+    model = ScriptedModel(
+        lambda request: f"output of {task_id_of(request)}",
+        latency=lambda request: latency[task_id_of(request)],
+    )
+    orchestrator = Orchestrator(
+        workers=[BENCH_WORKER], model=model, concurrency=None, assembly="concat"
+    )
+    plan = foreman_plan(workload)
+    timeline = Timeline()
+    clock = time.perf_counter
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, TaskStarted):
+            timeline.started[event.task_id] = clock()
+        elif isinstance(event, TaskFinished):
+            timeline.finished[event.task_id] = clock()
+
+    cpu, wall = time.process_time(), clock()
+    result = await orchestrator.run("bench", plan=plan, on_event=on_event)
+    wall, cpu = clock() - wall, time.process_time() - cpu
+    if result.status != "succeeded":
+        raise RuntimeError(f"foreman run {result.status}: {result.error}")
+    return timeline, wall, cpu
+
+
+# --- asyncio floor -------------------------------------------------------------------
+
+
+async def run_floor(workload: Workload, scale: float) -> tuple[Timeline, float, float]:
+    """The least any asyncio scheduler can do: await the inputs, sleep, resolve a future."""
+    timeline = Timeline()
+    clock = time.perf_counter
+    cpu, wall = time.process_time(), clock()
+    loop = asyncio.get_running_loop()
+    done = {task_id: loop.create_future() for task_id in workload.deps}
+
+    async def one(task_id: str, deps: list[str]) -> None:
+        for dep in deps:
+            await done[dep]
+        timeline.started[task_id] = clock()
+        delay = workload.latency[task_id] * scale
+        if delay:
+            await asyncio.sleep(delay)
+        timeline.finished[task_id] = clock()
+        done[task_id].set_result(f"output of {task_id}")
+
+    await asyncio.gather(*(one(task_id, deps) for task_id, deps in workload.deps.items()))
+    wall, cpu = clock() - wall, time.process_time() - cpu
+    return timeline, wall, cpu
+
+
+# --- LangGraph -----------------------------------------------------------------------
+
+
+class GraphState(TypedDict):
+    """The orchestrator's state: every completed (task id, output), and the next wave."""
+
+    completed: Annotated[list[tuple[str, str]], operator.add]
+    ready: list[str]
+
+
+class WorkerState(TypedDict):
+    """What one ``Send`` carries to the worker node: its task and its inputs."""
+
+    task_id: str
+    inputs: dict[str, str]
+
+
+def langgraph_available() -> bool:
+    return importlib.util.find_spec("langgraph") is not None
+
+
+def build_langgraph(workload: Workload, timeline: Timeline, latency: dict[str, float]) -> Any:
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Send
+
+    clock = time.perf_counter
+
+    def orchestrator(state: GraphState) -> dict[str, Any]:
+        # Super-steps: every worker sent in the last step has finished when this runs.
+        done = {task_id for task_id, _ in state["completed"]}
+        ready = [
+            task_id
+            for task_id, deps in workload.deps.items()
+            if task_id not in done and all(dep in done for dep in deps)
+        ]
+        return {"ready": ready}
+
+    def assign_workers(state: GraphState) -> Any:
+        if not state["ready"]:
+            return END
+        outputs = dict(state["completed"])
+        return [
+            Send(
+                "worker",
+                {"task_id": task_id, "inputs": {d: outputs[d] for d in workload.deps[task_id]}},
+            )
+            for task_id in state["ready"]
+        ]
+
+    async def worker(state: WorkerState) -> dict[str, Any]:
+        task_id = state["task_id"]
+        timeline.started[task_id] = clock()
+        if delay := latency[task_id]:
+            await asyncio.sleep(delay)
+        timeline.finished[task_id] = clock()
+        return {"completed": [(task_id, f"output of {task_id}")]}
+
+    builder = StateGraph(GraphState)
+    builder.add_node("orchestrator", orchestrator)
+    builder.add_node("worker", worker)
+    builder.add_edge(START, "orchestrator")
+    builder.add_conditional_edges("orchestrator", assign_workers, ["worker", END])
+    builder.add_edge("worker", "orchestrator")
+    return builder.compile()
+
+
+async def run_langgraph(workload: Workload, scale: float) -> tuple[Timeline, float, float]:
+    latency = {task_id: seconds * scale for task_id, seconds in workload.latency.items()}
+    timeline = Timeline()
+    graph = build_langgraph(workload, timeline, latency)
+    config = {"recursion_limit": 2 * workload.depth() + 10}
+    clock = time.perf_counter
+    cpu, wall = time.process_time(), clock()
+    await graph.ainvoke({"completed": [], "ready": []}, config=config)
+    wall, cpu = clock() - wall, time.process_time() - cpu
+    return timeline, wall, cpu
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    workload: str
+    tasks: int
+    depth: int
+    engine: str
+    critical_path_ms: float
+    makespan_ms: float
+    total_ms: float
+    ratio: float
+    cpu_ms_per_task: float
+    cpu_ms_per_task_zero_latency: float
+    max_start_lag_ms: float
+    repeat: int
+
+
+async def bench(engines: dict[str, RunOnce], repeat: int) -> list[Row]:
+    rows = []
+    for workload in make_workloads():
+        critical = workload.critical_path()
+        for engine, run_once in engines.items():
+            await measure(run_once, workload, 0.0)  # warm up imports and caches
+            timed = [await measure(run_once, workload, 1.0) for _ in range(repeat)]
+            idle = [await measure(run_once, workload, 0.0) for _ in range(repeat)]
+            makespan = statistics.median(s.makespan for s in timed)
+            rows.append(
+                Row(
+                    workload=workload.name,
+                    tasks=workload.size,
+                    depth=workload.depth(),
+                    engine=engine,
+                    critical_path_ms=critical * 1e3,
+                    makespan_ms=makespan * 1e3,
+                    total_ms=statistics.median(s.total for s in timed) * 1e3,
+                    ratio=makespan / critical,
+                    cpu_ms_per_task=statistics.median(s.cpu for s in timed) / workload.size * 1e3,
+                    cpu_ms_per_task_zero_latency=(
+                        statistics.median(s.cpu for s in idle) / workload.size * 1e3
+                    ),
+                    max_start_lag_ms=statistics.median(s.start_lag for s in timed) * 1e3,
+                    repeat=repeat,
+                )
+            )
+    return rows
+
+
+COLUMNS = [
+    ("workload", "workload", "<"),
+    ("tasks", "tasks", ">"),
+    ("depth", "depth", ">"),
+    ("engine", "engine", "<"),
+    ("critical path ms", "critical_path_ms", ">"),
+    ("makespan ms", "makespan_ms", ">"),
+    ("makespan/critical", "ratio", ">"),
+    ("CPU ms/task", "cpu_ms_per_task", ">"),
+    ("CPU ms/task @0 latency", "cpu_ms_per_task_zero_latency", ">"),
+    ("total ms", "total_ms", ">"),
+    ("max start lag ms", "max_start_lag_ms", ">"),
+]
+
+
+def render(rows: list[Row]) -> str:
+    def cell(row: Row, key: str) -> str:
+        value = getattr(row, key)
+        if key == "ratio":
+            return f"{value:.3f}"
+        if key.startswith("cpu"):
+            return f"{value:.3f}"
+        if isinstance(value, float):
+            return f"{value:.1f}"
+        return str(value)
+
+    table = [[title for title, _, _ in COLUMNS]]
+    table += [[cell(row, key) for _, key, _ in COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if align == "<" else c.rjust(w)
+            for c, w, (_, _, align) in zip(cells, widths, COLUMNS, strict=True)
+        ).rstrip()
+
+    out = [line(table[0]), "  ".join("-" * w for w in widths)]
+    previous = None
+    for row, cells in zip(rows, table[1:], strict=True):
+        if previous is not None and row.workload != previous:
+            out.append("")
+        previous = row.workload
+        out.append(line(cells))
+    return "\n".join(out)
+
+
+def machine() -> dict[str, Any]:
+    versions = {"python": platform.python_version()}
+    for package in ("foreman", "langgraph", "pydantic"):
+        try:
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+        except Exception:
+            continue
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), **versions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--no-langgraph", action="store_true", help="skip LangGraph")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    engines: dict[str, RunOnce] = {"foreman": run_foreman, "asyncio floor": run_floor}
+    if not args.no_langgraph:
+        if langgraph_available():
+            engines["langgraph"] = run_langgraph
+        elif not args.json:
+            print("langgraph is not installed; pip install 'foreman[bench]' to compare.\n")
+
+    rows = asyncio.run(bench(engines, args.repeat))
+    info = machine()
+    if args.json:
+        figures = [
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(row).items()}
+            for row in rows
+        ]
+        print(json.dumps({"machine": info, "rows": figures}, indent=2))
+        return 0
+    print(render(rows))
+    print()
+    print(
+        f"median of {args.repeat} runs; latencies uniform {MIN_LATENCY * 1e3:g}-"
+        f"{MAX_LATENCY * 1e3:g} ms, seed {SEED}; targets: makespan/critical <= "
+        f"{MAKESPAN_TARGET}, CPU < {CPU_TARGET_MS} ms/task"
+    )
+    print(", ".join(f"{k} {v}" for k, v in info.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
