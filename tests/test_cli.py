@@ -1,0 +1,139 @@
+"""The CLI end to end, on a scripted model put where ``--model`` names would resolve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from foreman.cli import app
+from foreman.errors import ModelError
+from foreman.events import EVENT_ADAPTER
+from foreman.testing import ScriptedModel
+from helpers import Script, plan_of, task
+
+runner = CliRunner()
+
+PLAN = plan_of(task("t1", "researcher"), task("t2", "writer", "t1"))
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch):
+    """Make every model name resolve to one ScriptedModel; return a setter for its script."""
+    holder: dict[str, ScriptedModel] = {}
+
+    def use(script) -> ScriptedModel:
+        holder["model"] = ScriptedModel(script)
+        return holder["model"]
+
+    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: holder["model"])
+    monkeypatch.delenv("FOREMAN_MODEL", raising=False)
+    return use
+
+
+def test_help_is_available_for_every_command() -> None:
+    for args in ([], ["run"], ["plan"], ["workers"]):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Usage" in result.output
+
+
+def test_workers_lists_the_default_team() -> None:
+    result = runner.invoke(app, ["workers"])
+    assert result.exit_code == 0
+    for name in ("researcher", "analyst", "writer", "coder", "summariser", "fact_checker"):
+        assert name in result.output
+
+
+def test_workers_reads_a_team_file(tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "workers:\n  - name: poet\n    description: Writes poems.\n"
+        "    system_prompt: You are a poet.\n"
+    )
+    result = runner.invoke(app, ["workers", "--team", str(team)])
+    assert result.exit_code == 0
+    assert "poet" in result.output and "researcher" not in result.output
+
+
+def test_bad_team_file_is_a_clear_error_with_exit_code_1(tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text("workers:\n  - name: poet\n")
+    result = runner.invoke(app, ["run", "x", "--team", str(team)])
+    assert result.exit_code == 1
+    assert "worker #1" in result.output and "description" in result.output
+
+
+def test_unknown_model_name_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FOREMAN_MODEL", raising=False)
+    result = runner.invoke(app, ["plan", "x", "--model", "nosuch:thing"])
+    assert result.exit_code == 1
+    assert "Unknown model 'nosuch:thing'" in result.output
+
+
+def test_plan_prints_the_tree_without_running(scripted) -> None:
+    model = scripted(Script(PLAN))
+    result = runner.invoke(app, ["plan", "write about TLS"])
+    assert result.exit_code == 0, result.output
+    assert "t1" in result.output and "researcher" in result.output
+    assert "t2" in result.output and "writer" in result.output
+    assert len(model.requests) == 1  # the planner only: nothing ran
+
+
+def test_plan_json_round_trips(scripted) -> None:
+    scripted(Script(PLAN))
+    result = runner.invoke(app, ["plan", "x", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == json.loads(PLAN.model_dump_json())
+
+
+def test_run_json_prints_typed_events_as_lines(scripted) -> None:
+    scripted(Script(PLAN, synthesis="THE ANSWER"))
+    result = runner.invoke(app, ["run", "x", "--json"])
+    assert result.exit_code == 0, result.output
+    events = [EVENT_ADAPTER.validate_json(line) for line in result.output.splitlines()]
+    kinds = [event.type for event in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("task_finished") == 2
+    assert events[-1].result.answer == "THE ANSWER"
+
+
+def test_run_prints_the_answer_when_piped(scripted) -> None:
+    scripted(Script(PLAN, synthesis="THE ANSWER"))
+    result = runner.invoke(app, ["run", "x"])
+    assert result.exit_code == 0
+    assert "THE ANSWER" in result.output
+
+
+def test_partial_run_exits_3_and_says_what_is_missing(scripted, tmp_path) -> None:
+    team = tmp_path / "team.toml"
+    team.write_text(
+        "include_defaults = true\n[[workers]]\nname = 'researcher'\n"
+        "description = 'Finds facts.'\nsystem_prompt = 'You research.'\n"
+        "retry = { max_attempts = 1 }\n"
+    )
+    scripted(Script(PLAN, tasks={"do t1": ModelError("400 bad request")}))
+    result = runner.invoke(app, ["run", "x", "--team", str(team), "--assembly", "concat"])
+    assert result.exit_code == 3
+    assert "Partial result" in result.output and "t1 (researcher) failed" in result.output
+
+
+def test_aborted_run_exits_4(scripted, tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "include_defaults: true\nworkers:\n  - name: researcher\n"
+        "    description: Finds facts.\n    system_prompt: You research.\n"
+        "    on_failure: abort\n    retry: {max_attempts: 1}\n"
+    )
+    scripted(Script(PLAN, tasks={"do t1": ModelError("401 bad key")}))
+    result = runner.invoke(app, ["run", "x", "--team", str(team)])
+    assert result.exit_code == 4
+    assert "Run aborted" in result.output and "401 bad key" in result.output
+
+
+def test_no_valid_plan_exits_1_and_shows_the_plan(scripted) -> None:
+    scripted(Script(["not json at all"] * 3))
+    result = runner.invoke(app, ["run", "x"])
+    assert result.exit_code == 1
+    assert "no valid plan" in result.output and "not json at all" in result.output
