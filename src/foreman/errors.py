@@ -82,3 +82,26 @@ class RunAbortedError(ForemanError):
         self.reason = reason
         #: The failed task's ``TaskResult``, so the run's record keeps it.
         self.result = result
+
+
+# --- durable runs -----------------------------------------------------------------------
+
+
+class StoreError(ForemanError):
+    """The run store cannot be read or written (corrupt file, full disk, locked...)."""
+
+
+class UnknownRunError(StoreError):
+    """No run with that id in the store."""
+
+
+class RunLockedError(StoreError):
+    """Another live process is executing this run right now."""
+
+
+class RunFinishedError(StoreError):
+    """The run already finished; there is nothing to resume."""
+
+
+class ApprovalError(ForemanError):
+    """An approval or rejection that cannot apply (no such request, already decided...)."""

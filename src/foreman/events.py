@@ -24,6 +24,7 @@ class _Event(BaseModel):
 class RunStarted(_Event):
     type: Literal["run_started"] = "run_started"
     request: str
+    resumed: bool = Field(False, description="True when an interrupted run is continued.")
 
 
 class PlanRejected(_Event):
@@ -76,6 +77,23 @@ class TaskValidated(_Event):
     revision: int
 
 
+class ApprovalRequested(_Event):
+    """A risky task waits for a person; ``inputs`` is exactly what the worker would see."""
+
+    type: Literal["approval_requested"] = "approval_requested"
+    task_id: str
+    worker: str
+    risk: str
+    inputs: str
+
+
+class ApprovalDecided(_Event):
+    type: Literal["approval_decided"] = "approval_decided"
+    task_id: str
+    approved: bool
+    note: str | None = None
+
+
 class TaskFinished(_Event):
     type: Literal["task_finished"] = "task_finished"
     task_id: str
@@ -121,6 +139,8 @@ Event = Annotated[
     | TaskRetried
     | TaskFallback
     | TaskValidated
+    | ApprovalRequested
+    | ApprovalDecided
     | TaskFinished
     | TaskFailed
     | TaskSkipped

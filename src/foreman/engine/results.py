@@ -15,12 +15,21 @@ class TaskStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"  # every attempt and fallback failed; the run went on without it
     skipped = "skipped"  # not run because an input it needs is missing
+    waiting = "waiting"  # needs a person's approval before it may run
 
 
 class RunStatus(StrEnum):
+    running = "running"  # being executed now (or its process died: see the lease)
+    waiting_approval = "waiting_approval"  # paused until a person approves or rejects tasks
+    interrupted = "interrupted"  # stopped by Ctrl-C or a signal; resumable
     succeeded = "succeeded"  # every task succeeded
     partial = "partial"  # an answer was assembled, but some tasks failed or were skipped
-    aborted = "aborted"  # a task with an 'abort' policy failed; no answer
+    aborted = "aborted"  # a task with an 'abort' policy failed; no answer; resumable
+
+    @property
+    def finished(self) -> bool:
+        """Finished runs have their answer; the others can be resumed."""
+        return self in (RunStatus.succeeded, RunStatus.partial)
 
 
 class TaskResult(BaseModel):
@@ -38,6 +47,9 @@ class TaskResult(BaseModel):
     revisions: int = Field(0, description="Times the quality gate sent the output back.")
     approved: bool | None = Field(None, description="Quality gate verdict; None if not gated.")
     missing_inputs: list[str] = Field(default_factory=list)
+    input: str | None = Field(
+        None, description="The exact message the worker received, kept for replay."
+    )
 
     @property
     def succeeded(self) -> bool:

@@ -1,0 +1,108 @@
+"""Human-in-the-loop: risky tasks wait for a person's decision before they run.
+
+Low risk runs on its own. Medium risk shows what will be done (the worker's exact input)
+and asks, unless the orchestrator auto-approves medium. High risk always needs an explicit
+decision. A decision is stored *before* the task executes, so a crash between approval and
+execution never asks twice, and a rejection is kept with its reason.
+
+Where nobody can answer now (no callback, or the callback defers by returning ``None``),
+the task is parked as ``waiting``: the run goes on with every branch that does not depend
+on it, then pauses, and ``foreman approve`` / ``reject`` + ``foreman resume`` continue it
+from any process.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from foreman.errors import ConfigError
+from foreman.events import ApprovalDecided, ApprovalRequested
+from foreman.plan.schema import Task
+from foreman.store.base import Approval, ApprovalStatus, Store
+from foreman.workers.spec import RiskLevel, Worker
+
+#: Called with the pending approval; returns True (approve), False (reject), or None (decide
+#: later, from another shell). May be sync or async; may set ``approval.note``.
+ApprovalCallback = Callable[[Approval], "bool | None | Awaitable[bool | None]"]
+
+
+@dataclass
+class Decision:
+    verdict: Literal["run", "reject", "wait"]
+    reason: str | None = None
+
+
+class ApprovalGate:
+    """Decides, per task, whether it may run now; records every request and decision."""
+
+    def __init__(
+        self,
+        store: Store,
+        emit: Callable[[object], None],
+        callback: ApprovalCallback | None = None,
+        auto_approve: RiskLevel | None = None,
+    ) -> None:
+        if auto_approve is RiskLevel.high:
+            raise ConfigError(
+                "High-risk tasks always need an explicit approval; auto_approve can be "
+                "'medium' (or 'low', which changes nothing) but not 'high'."
+            )
+        self.store = store
+        self.emit = emit
+        self.callback = callback
+        self.auto_approve = auto_approve
+
+    def needs_approval(self, worker: Worker) -> bool:
+        if worker.risk is RiskLevel.low:
+            return False
+        return not (worker.risk is RiskLevel.medium and self.auto_approve is RiskLevel.medium)
+
+    async def check(self, run_id: str, task: Task, worker: Worker, inputs: str) -> Decision:
+        if not self.needs_approval(worker):
+            return Decision("run")
+        approval = await self.store.request_approval(
+            Approval(
+                run_id=run_id,
+                task_id=task.id,
+                worker=worker.name,
+                risk=worker.risk,
+                instructions=task.instructions,
+                inputs=inputs,
+            )
+        )
+        if approval.status is ApprovalStatus.pending:
+            self.emit(
+                ApprovalRequested(
+                    run_id=run_id,
+                    task_id=task.id,
+                    worker=worker.name,
+                    risk=worker.risk.value,
+                    inputs=inputs,
+                )
+            )
+            verdict = await self._ask(approval)
+            if verdict is None:
+                return Decision("wait")
+            approval = await self.store.decide(
+                run_id, task.id, approved=verdict, note=approval.note
+            )
+            self.emit(
+                ApprovalDecided(
+                    run_id=run_id, task_id=task.id, approved=verdict, note=approval.note
+                )
+            )
+        if approval.status is ApprovalStatus.approved:
+            return Decision("run")
+        reason = f"rejected by the approver: {approval.note or 'no reason given'}"
+        return Decision("reject", reason)
+
+    async def _ask(self, approval: Approval) -> bool | None:
+        if self.callback is None:
+            return None
+        answer = self.callback(approval)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return answer

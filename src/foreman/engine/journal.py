@@ -1,0 +1,68 @@
+"""Checkpointing one run: a task's result is stored before its dependants may start.
+
+Events are buffered in memory and written in the same transaction as the next checkpoint,
+so each settled task costs one write, and the stored log never runs ahead of the state.
+The journal also holds the run's lease, renewed in the background while the run is alive,
+so a second process cannot execute the same run at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from foreman.engine.results import RunStatus, TaskResult
+from foreman.models.base import Usage
+from foreman.store.base import LeaseOwner, Store
+
+LEASE_SECONDS = 30.0
+
+
+class RunJournal:
+    """Writes one run's checkpoints and events to a store, and keeps its lease."""
+
+    def __init__(self, store: Store, run_id: str, *, lease_seconds: float = LEASE_SECONDS) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.owner = LeaseOwner()
+        self.lease_seconds = lease_seconds
+        self._events: list[Any] = []
+        self._renewer: asyncio.Task[None] | None = None
+
+    def record(self, event: Any) -> None:
+        """Keep an event for the next write (cheap: no I/O here)."""
+        self._events.append(event)
+
+    async def checkpoint(self, result: TaskResult) -> None:
+        events, self._events = self._events, []
+        await self.store.save_task(self.run_id, result, events)
+
+    async def update(
+        self,
+        status: RunStatus,
+        *,
+        usage: Usage | None = None,
+        answer: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        events, self._events = self._events, []
+        await self.store.update_run(
+            self.run_id, status=status, answer=answer, error=error, usage=usage, events=events
+        )
+
+    async def acquire(self) -> None:
+        await self.store.acquire_lease(self.run_id, self.owner, self.lease_seconds)
+        self._renewer = asyncio.create_task(self._renew(), name=f"foreman-lease-{self.run_id}")
+
+    async def release(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        await self.store.release_lease(self.run_id, self.owner)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            await self.store.renew_lease(self.run_id, self.owner, self.lease_seconds)

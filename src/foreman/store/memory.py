@@ -1,0 +1,153 @@
+"""A store in process memory: the default for the Python API, and for tests.
+
+It keeps the same contract as the SQLite store (the conformance suite runs against both),
+so approvals, resume and replay work within one process without a file.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from foreman.engine.results import RunStatus, TaskResult
+from foreman.errors import RunLockedError, UnknownRunError
+from foreman.models.base import Usage
+from foreman.models.pricing import run_cost
+from foreman.plan.schema import Plan
+from foreman.store.base import (
+    Approval,
+    ApprovalStatus,
+    LeaseOwner,
+    RunRecord,
+    RunSummary,
+    Store,
+    decide_approval,
+)
+
+
+class MemoryStore(Store):
+    """Runs in dictionaries. Copies go in and out, so callers cannot alias stored state."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+        self._plans: dict[str, list[tuple[Plan, Usage]]] = {}
+        self._tasks: dict[str, dict[str, TaskResult]] = {}
+        self._events: dict[str, list[dict[str, Any]]] = {}
+        self._approvals: dict[tuple[str, str], Approval] = {}
+        self._leases: dict[str, tuple[LeaseOwner, float]] = {}
+
+    def _run(self, run_id: str) -> RunRecord:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise UnknownRunError(f"No run {run_id!r} in this memory store.") from None
+
+    async def create_run(self, run: RunRecord) -> None:
+        self._runs[run.run_id] = run.model_copy(deep=True)
+        self._plans[run.run_id], self._tasks[run.run_id], self._events[run.run_id] = [], {}, []
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        plans = self._plans.get(run_id, [])
+        plan, usage = plans[-1] if plans else (None, Usage())
+        return self._run(run_id).model_copy(
+            update={"plan": plan, "plan_version": len(plans), "plan_usage": usage}, deep=True
+        )
+
+    async def list_runs(self, limit: int = 50) -> list[RunSummary]:
+        runs = sorted(self._runs.values(), key=lambda run: run.created_at, reverse=True)
+        summaries = []
+        for run in runs[:limit]:
+            plans, tasks = self._plans[run.run_id], self._tasks[run.run_id].values()
+            summaries.append(
+                RunSummary(
+                    run_id=run.run_id,
+                    request=run.request,
+                    status=run.status,
+                    tasks=len(plans[-1][0].tasks) if plans else 0,
+                    tasks_done=sum(task.succeeded for task in tasks),
+                    usage=run.usage.model_copy(),
+                    cost=run_cost(
+                        run.settings.get("model"),
+                        run.usage,
+                        [(task.model, task.usage) for task in tasks],
+                    ),
+                    created_at=run.created_at,
+                    updated_at=run.updated_at,
+                )
+            )
+        return summaries
+
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        answer: str | None = None,
+        error: str | None = None,
+        usage: Usage | None = None,
+        events: Sequence[Any] = (),
+    ) -> None:
+        run = self._run(run_id)
+        run.status, run.answer, run.error, run.updated_at = status, answer, error, time.time()
+        if usage is not None:
+            run.usage = usage.model_copy()
+        self._events[run_id].extend(event.model_dump(mode="json") for event in events)
+
+    async def save_plan(self, run_id: str, plan: Plan, usage: Usage | None = None) -> int:
+        self._run(run_id)
+        self._plans[run_id].append((plan.model_copy(deep=True), (usage or Usage()).model_copy()))
+        return len(self._plans[run_id])
+
+    async def save_task(self, run_id: str, result: TaskResult, events: Sequence[Any] = ()) -> None:
+        self._run(run_id)
+        self._tasks[run_id][result.task_id] = result.model_copy(deep=True)
+        self._events[run_id].extend(event.model_dump(mode="json") for event in events)
+
+    async def load_tasks(self, run_id: str) -> dict[str, TaskResult]:
+        return {k: v.model_copy(deep=True) for k, v in self._tasks.get(run_id, {}).items()}
+
+    async def load_events(self, run_id: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self._events.get(run_id, []))
+
+    async def acquire_lease(self, run_id: str, owner: LeaseOwner, ttl: float) -> None:
+        self._run(run_id)
+        holder, until = self._leases.get(run_id, (None, 0.0))
+        if holder is not None and holder.id != owner.id and until > time.time():
+            raise RunLockedError(f"Run {run_id} is being executed by another task right now.")
+        self._leases[run_id] = (owner, time.time() + ttl)
+
+    async def renew_lease(self, run_id: str, owner: LeaseOwner, ttl: float) -> None:
+        holder, _ = self._leases.get(run_id, (None, 0.0))
+        if holder is not None and holder.id == owner.id:
+            self._leases[run_id] = (owner, time.time() + ttl)
+
+    async def release_lease(self, run_id: str, owner: LeaseOwner) -> None:
+        holder, _ = self._leases.get(run_id, (None, 0.0))
+        if holder is not None and holder.id == owner.id:
+            del self._leases[run_id]
+
+    async def request_approval(self, approval: Approval) -> Approval:
+        self._run(approval.run_id)
+        key = (approval.run_id, approval.task_id)
+        return self._approvals.setdefault(key, approval.model_copy()).model_copy()
+
+    async def get_approval(self, run_id: str, task_id: str) -> Approval | None:
+        approval = self._approvals.get((run_id, task_id))
+        return approval.model_copy() if approval else None
+
+    async def list_approvals(
+        self, status: ApprovalStatus | None = ApprovalStatus.pending
+    ) -> list[Approval]:
+        found = [a for a in self._approvals.values() if status is None or a.status is status]
+        return sorted((a.model_copy() for a in found), key=lambda a: a.requested_at)
+
+    async def decide(
+        self, run_id: str, task_id: str, *, approved: bool, note: str | None
+    ) -> Approval:
+        current = self._approvals.get((run_id, task_id))
+        decided = decide_approval(current, run_id, task_id, approved, note)
+        self._run(run_id)
+        self._approvals[(run_id, task_id)] = decided
+        return decided.model_copy()

@@ -1,0 +1,714 @@
+"""One conformance suite for every ``Store``: what foreman relies on, run against each.
+
+The parametrized ``store`` fixture gives a ``MemoryStore`` and a ``SQLiteStore``; a new
+implementation joins by adding itself there. The tests at the end are SQLite's own: files,
+processes, a corrupted or newer database, a full disk, a lock held by someone else, and
+storage that grows linearly with the number of tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from foreman.engine.results import RunStatus, TaskResult, TaskStatus
+from foreman.errors import ApprovalError, RunLockedError, StoreError, UnknownRunError
+from foreman.events import Assembled, TaskFailed, TaskFinished, TaskStarted
+from foreman.models.base import Usage
+from foreman.plan.schema import Plan, Task
+from foreman.store import (
+    Approval,
+    ApprovalStatus,
+    LeaseOwner,
+    MemoryStore,
+    RunRecord,
+    SQLiteStore,
+    Store,
+)
+from foreman.store.migrations import MIGRATIONS
+from foreman.workers.spec import RiskLevel
+
+# --- builders ---------------------------------------------------------------------------
+
+
+def run_record(run_id: str = "run-1", **fields: Any) -> RunRecord:
+    fields.setdefault("request", f"request of {run_id}")
+    return RunRecord(run_id=run_id, **fields)
+
+
+def plan(*task_ids: str) -> Plan:
+    return Plan(
+        tasks=[
+            Task(id=task_id, worker="researcher", instructions=f"do {task_id}")
+            for task_id in task_ids
+        ]
+    )
+
+
+def result(task_id: str, status: TaskStatus = TaskStatus.succeeded, **fields: Any) -> TaskResult:
+    fields.setdefault("output", f"output of {task_id}")
+    return TaskResult(task_id=task_id, worker="researcher", status=status, **fields)
+
+
+def approval(task_id: str, run_id: str = "run-1", **fields: Any) -> Approval:
+    fields.setdefault("worker", "mailer")
+    fields.setdefault("risk", RiskLevel.high)
+    fields.setdefault("instructions", f"do {task_id}")
+    fields.setdefault("inputs", f"the message for {task_id}")
+    return Approval(run_id=run_id, task_id=task_id, **fields)
+
+
+def as_stored(events: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(event.model_dump_json()) for event in events]
+
+
+# --- the store under test ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    implementation = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "r.db")
+    yield implementation
+    await implementation.aclose()
+    await implementation.aclose()  # closing twice is harmless
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+async def test_run_round_trips(store: Store) -> None:
+    settings = {"model": "local", "max_tasks": 4, "team": ["researcher", "writer"]}
+    created = run_record("run-1", settings=settings, created_at=100.0, updated_at=100.0)
+    await store.create_run(created)
+
+    run = await store.get_run("run-1")
+
+    assert run.run_id == "run-1"
+    assert run.request == "request of run-1"
+    assert run.status is RunStatus.running
+    assert run.settings == settings
+    assert (run.plan, run.plan_version, run.answer, run.error) == (None, 0, None, None)
+    assert run.usage == Usage()
+    assert (run.created_at, run.updated_at) == (100.0, 100.0)
+
+
+async def test_unknown_run_is_a_helpful_error(store: Store) -> None:
+    with pytest.raises(UnknownRunError, match=r"No run 'nope'") as raised:
+        await store.get_run("nope")
+    assert isinstance(raised.value, StoreError)
+
+
+async def test_writes_to_an_unknown_run_raise_unknown_run(store: Store) -> None:
+    with pytest.raises(UnknownRunError, match="nope"):
+        await store.update_run("nope", status=RunStatus.succeeded)
+    with pytest.raises(UnknownRunError, match="nope"):
+        await store.save_plan("nope", plan("t1"))
+    with pytest.raises(UnknownRunError, match="nope"):
+        await store.save_task("nope", result("t1"))
+    with pytest.raises(UnknownRunError, match="nope"):
+        await store.acquire_lease("nope", LeaseOwner(), ttl=60)
+    with pytest.raises(UnknownRunError, match="nope"):
+        await store.request_approval(approval("t1", run_id="nope"))
+    assert await store.list_runs() == []
+
+
+async def test_reads_of_an_unknown_run_are_empty(store: Store) -> None:
+    assert await store.load_tasks("nope") == {}
+    assert await store.load_events("nope") == []
+    assert await store.get_approval("nope", "t1") is None
+
+
+async def test_update_run_sets_status_answer_error_and_usage(store: Store) -> None:
+    await store.create_run(run_record("run-1", created_at=1.0, updated_at=1.0))
+
+    await store.update_run(
+        "run-1", status=RunStatus.aborted, error="t2 failed", usage=Usage(input_tokens=7)
+    )
+    run = await store.get_run("run-1")
+    assert (run.status, run.answer, run.error) == (RunStatus.aborted, None, "t2 failed")
+    assert run.usage == Usage(input_tokens=7)
+    assert run.updated_at > 1.0
+
+    # Without usage the stored usage stays; answer and error are set as given.
+    await store.update_run("run-1", status=RunStatus.succeeded, answer="42")
+    run = await store.get_run("run-1")
+    assert (run.status, run.answer, run.error) == (RunStatus.succeeded, "42", None)
+    assert run.usage == Usage(input_tokens=7)
+
+
+async def test_list_runs_newest_first_with_counts_and_cost(store: Store) -> None:
+    # A priced run: each task at the model that answered it, the rest at the run's model.
+    await store.create_run(
+        run_record("priced", settings={"model": "openai:gpt-4o-mini"}, created_at=3.0)
+    )
+    await store.save_plan("priced", plan("t1"))
+    await store.save_plan("priced", plan("t1", "t2", "t3", "t4"))
+    await store.save_task(
+        "priced",
+        result("t1", model="openai:gpt-4o-mini", usage=Usage(input_tokens=1000, output_tokens=500)),
+    )
+    await store.save_task(
+        "priced",
+        result(
+            "t2",
+            model="anthropic:claude-haiku-4-5",
+            usage=Usage(input_tokens=2000, output_tokens=1000),
+        ),
+    )
+    await store.save_task(
+        "priced",
+        result(
+            "t3",
+            TaskStatus.failed,
+            model="openai:gpt-4o-mini",
+            usage=Usage(input_tokens=100),
+            output=None,
+        ),
+    )
+    await store.update_run(
+        "priced", status=RunStatus.partial, usage=Usage(input_tokens=10000, output_tokens=4000)
+    )
+    # A local run costs nothing; an unknown model has no price at all.
+    await store.create_run(run_record("local", settings={"model": "local"}, created_at=2.0))
+    await store.save_task(
+        "local", result("t1", model="local:smollm2", usage=Usage(input_tokens=50))
+    )
+    await store.update_run("local", status=RunStatus.running, usage=Usage(input_tokens=500))
+    await store.create_run(run_record("unknown", settings={"model": "mystery-7b"}, created_at=1.0))
+    await store.update_run("unknown", status=RunStatus.running, usage=Usage(output_tokens=10))
+
+    runs = await store.list_runs()
+
+    assert [run.run_id for run in runs] == ["priced", "local", "unknown"]
+    priced, local, unknown = runs
+    assert (priced.tasks, priced.tasks_done, priced.status) == (4, 2, RunStatus.partial)
+    assert priced.usage == Usage(input_tokens=10000, output_tokens=4000)
+    # t1 $0.00045 + t2 $0.007 + t3 $0.000015 + the rest (6900 in, 2500 out) $0.002535
+    assert priced.cost == pytest.approx(0.01)
+    assert priced.request == "request of priced"
+    assert (local.tasks, local.tasks_done, local.cost) == (0, 1, 0.0)
+    assert (unknown.tasks, unknown.tasks_done, unknown.cost) == (0, 0, None)
+    assert [run.run_id for run in await store.list_runs(limit=2)] == ["priced", "local"]
+
+
+# --- plans and tasks --------------------------------------------------------------------
+
+
+async def test_plan_versions_count_up_and_the_latest_wins(store: Store) -> None:
+    await store.create_run(run_record())
+    first, second = plan("t1"), plan("t1", "t2")
+
+    assert (await store.get_run("run-1")).plan_usage == Usage()
+    assert await store.save_plan("run-1", first, Usage(input_tokens=9)) == 1
+    assert await store.save_plan("run-1", second, Usage(input_tokens=30, output_tokens=12)) == 2
+
+    run = await store.get_run("run-1")
+    assert (run.plan, run.plan_version) == (second, 2)
+    assert run.plan_usage == Usage(input_tokens=30, output_tokens=12)
+    assert await store.save_plan("run-1", first) == 3  # usage is optional
+    assert (await store.get_run("run-1")).plan_usage == Usage()
+
+
+async def test_save_task_is_a_delta_and_round_trips_every_field(store: Store) -> None:
+    await store.create_run(run_record())
+    text = result(
+        "t1",
+        output="plain text, with ünïcode and\nnewlines",
+        attempts=3,
+        usage=Usage(input_tokens=120, output_tokens=45),
+        latency=1.25,
+        model="openai:gpt-4o-mini",
+        revisions=1,
+        approved=False,
+        missing_inputs=["t0"],
+        input="## Task\ndo t1",
+    )
+    structured = result(
+        "t2",
+        output={"title": "x", "items": [1, 2.5, None, {"nested": True}]},
+        model="local",
+        approved=True,
+    )
+    await store.save_task("run-1", text)
+    await store.save_task("run-1", structured)
+    assert await store.load_tasks("run-1") == {"t1": text, "t2": structured}
+
+    failed = result("t1", TaskStatus.failed, output=None, error="timed out", attempts=4)
+    await store.save_task("run-1", failed)  # replaces t1, leaves t2 alone
+    assert await store.load_tasks("run-1") == {"t1": failed, "t2": structured}
+
+    waiting = result("t3", TaskStatus.waiting, output=None)
+    skipped = result("t4", TaskStatus.skipped, output=None, missing_inputs=["t3"])
+    await store.save_task("run-1", waiting)
+    await store.save_task("run-1", skipped)
+    loaded = await store.load_tasks("run-1")
+    assert loaded == {"t1": failed, "t2": structured, "t3": waiting, "t4": skipped}
+    assert loaded["t2"].output == {"title": "x", "items": [1, 2.5, None, {"nested": True}]}
+
+
+async def test_tasks_of_runs_are_kept_apart(store: Store) -> None:
+    await store.create_run(run_record("a"))
+    await store.create_run(run_record("b"))
+    await store.save_task("a", result("t1", output="a's"))
+    await store.save_task("b", result("t1", output="b's"))
+    assert (await store.load_tasks("a"))["t1"].output == "a's"
+    assert (await store.load_tasks("b"))["t1"].output == "b's"
+
+
+async def test_events_are_appended_in_order(store: Store) -> None:
+    await store.create_run(run_record())
+    first = [
+        TaskStarted(run_id="run-1", task_id="t1", worker="researcher"),
+        TaskFinished(
+            run_id="run-1",
+            task_id="t1",
+            worker="researcher",
+            output={"k": [1, 2]},
+            usage=Usage(input_tokens=3),
+            latency=0.5,
+            attempts=1,
+        ),
+    ]
+    second = [
+        TaskStarted(run_id="run-1", task_id="t2", worker="researcher"),
+        TaskFailed(run_id="run-1", task_id="t2", worker="researcher", error="x", policy="skip"),
+    ]
+    last = [Assembled(run_id="run-1", method="single", answer="done")]
+
+    await store.save_task("run-1", result("t1"), first)
+    await store.save_task("run-1", result("t3"))  # no events
+    await store.save_task("run-1", result("t2", TaskStatus.failed), second)
+    await store.update_run("run-1", status=RunStatus.partial, answer="done", events=last)
+
+    events = await store.load_events("run-1")
+    assert [event["type"] for event in events] == [
+        "task_started",
+        "task_finished",
+        "task_started",
+        "task_failed",
+        "assembled",
+    ]
+    assert events == as_stored(first + second + last)
+
+
+async def test_callers_cannot_alias_stored_state(store: Store) -> None:
+    await store.create_run(run_record())
+    saved = result("t1", output={"k": "v"})
+    await store.save_task("run-1", saved)
+    saved.output["k"] = "changed after saving"
+    loaded = await store.load_tasks("run-1")
+    loaded["t1"].output["k"] = "changed after loading"
+    assert (await store.load_tasks("run-1"))["t1"].output == {"k": "v"}
+
+    usage = Usage(input_tokens=1)
+    await store.update_run("run-1", status=RunStatus.running, usage=usage)
+    usage.input_tokens = 99
+    (await store.list_runs())[0].usage.input_tokens = 98
+    (await store.get_run("run-1")).usage.input_tokens = 97
+    assert (await store.get_run("run-1")).usage == Usage(input_tokens=1)
+
+    await store.update_run(
+        "run-1",
+        status=RunStatus.running,
+        events=[TaskStarted(run_id="run-1", task_id="t1", worker="w")],
+    )
+    (await store.load_events("run-1"))[0]["task_id"] = "changed"
+    assert (await store.load_events("run-1"))[0]["task_id"] == "t1"
+
+    requested = approval("t1")
+    await store.request_approval(requested)
+    requested.instructions = "changed after requesting"
+    stored = await store.get_approval("run-1", "t1")
+    assert stored is not None and stored.instructions == "do t1"
+
+
+# --- leases ------------------------------------------------------------------------------
+
+
+async def test_a_live_lease_keeps_other_owners_out(store: Store) -> None:
+    await store.create_run(run_record())
+    a, b = LeaseOwner(), LeaseOwner()
+
+    await store.acquire_lease("run-1", a, ttl=60)
+    await store.acquire_lease("run-1", a, ttl=60)  # the same owner may take it again
+    with pytest.raises(RunLockedError) as raised:
+        await store.acquire_lease("run-1", b, ttl=60)
+    if isinstance(store, SQLiteStore):
+        assert str(a.pid) in str(raised.value)
+        assert a.host in str(raised.value)
+
+    await store.release_lease("run-1", b)  # not b's to release: nothing happens
+    with pytest.raises(RunLockedError):
+        await store.acquire_lease("run-1", b, ttl=60)
+
+    await store.release_lease("run-1", a)
+    await store.acquire_lease("run-1", b, ttl=60)
+    with pytest.raises(RunLockedError):
+        await store.acquire_lease("run-1", a, ttl=60)
+
+
+async def test_an_expired_lease_can_be_taken(store: Store) -> None:
+    await store.create_run(run_record())
+    a, b = LeaseOwner(), LeaseOwner()
+    await store.acquire_lease("run-1", a, ttl=0.01)
+    await asyncio.sleep(0.05)
+    await store.acquire_lease("run-1", b, ttl=60)
+    with pytest.raises(RunLockedError):
+        await store.acquire_lease("run-1", a, ttl=60)
+
+
+async def test_renewing_extends_the_lease(store: Store) -> None:
+    await store.create_run(run_record())
+    a, b = LeaseOwner(), LeaseOwner()
+    await store.acquire_lease("run-1", a, ttl=0.01)
+    await store.renew_lease("run-1", a, ttl=60)
+    await store.renew_lease("run-1", b, ttl=60)  # b holds nothing: no effect
+    await asyncio.sleep(0.05)
+    with pytest.raises(RunLockedError):
+        await store.acquire_lease("run-1", b, ttl=60)
+
+
+async def test_leases_are_per_run(store: Store) -> None:
+    await store.create_run(run_record("a"))
+    await store.create_run(run_record("b"))
+    one, other = LeaseOwner(), LeaseOwner()
+    await store.acquire_lease("a", one, ttl=60)
+    await store.acquire_lease("b", other, ttl=60)
+
+
+# --- approvals ---------------------------------------------------------------------------
+
+
+async def test_requesting_approval_is_idempotent(store: Store) -> None:
+    await store.create_run(run_record())
+    first = approval("t1", requested_at=10.0)
+
+    assert await store.request_approval(first) == first
+    again = await store.request_approval(approval("t1", instructions="other", requested_at=20.0))
+    assert again == first
+    assert await store.get_approval("run-1", "t1") == first
+    assert await store.list_approvals() == [first]
+    assert await store.list_approvals(ApprovalStatus.pending) == [first]
+    assert await store.list_approvals(ApprovalStatus.approved) == []
+
+
+async def test_approving_records_the_decision(store: Store) -> None:
+    await store.create_run(run_record())
+    await store.request_approval(approval("t1"))
+    before = time.time()
+
+    decided = await store.decide("run-1", "t1", approved=True, note="looks fine")
+
+    assert (decided.status, decided.note) == (ApprovalStatus.approved, "looks fine")
+    assert decided.decided_at is not None and decided.decided_at >= before
+    assert await store.get_approval("run-1", "t1") == decided
+    assert await store.list_approvals() == []
+    assert await store.list_approvals(ApprovalStatus.approved) == [decided]
+    assert await store.list_approvals(None) == [decided]
+    # Asking again does not reopen a decided request.
+    assert await store.request_approval(approval("t1")) == decided
+
+    with pytest.raises(ApprovalError, match=r"already approved \(looks fine\)"):
+        await store.decide("run-1", "t1", approved=False, note=None)
+    assert await store.get_approval("run-1", "t1") == decided
+
+
+async def test_rejecting_records_the_reason(store: Store) -> None:
+    await store.create_run(run_record())
+    await store.request_approval(approval("t1"))
+
+    decided = await store.decide("run-1", "t1", approved=False, note="wrong recipient")
+
+    assert (decided.status, decided.note) == (ApprovalStatus.rejected, "wrong recipient")
+    assert await store.list_approvals(ApprovalStatus.rejected) == [decided]
+    with pytest.raises(ApprovalError, match="already rejected"):
+        await store.decide("run-1", "t1", approved=True, note=None)
+
+
+async def test_deciding_a_task_without_a_request_says_it_needs_none(store: Store) -> None:
+    await store.create_run(run_record())
+    with pytest.raises(ApprovalError, match="not waiting for approval") as raised:
+        await store.decide("run-1", "t9", approved=True, note=None)
+    assert "'t9'" in str(raised.value) and "foreman approvals" in str(raised.value)
+    with pytest.raises(ApprovalError, match="not waiting for approval"):
+        await store.decide("nope", "t1", approved=True, note=None)
+
+
+async def test_approvals_are_decided_independently(store: Store) -> None:
+    await store.create_run(run_record("run-1"))
+    await store.create_run(run_record("run-2"))
+    one = await store.request_approval(approval("t1", requested_at=1.0))
+    two = await store.request_approval(approval("t2", requested_at=2.0))
+    three = await store.request_approval(approval("t3", requested_at=3.0))
+    other = await store.request_approval(approval("t1", run_id="run-2", requested_at=4.0))
+    assert await store.list_approvals() == [one, two, three, other]
+
+    rejected = await store.decide("run-1", "t2", approved=False, note="no")
+    approved = await store.decide("run-1", "t1", approved=True, note=None)
+
+    assert await store.list_approvals() == [three, other]
+    assert await store.list_approvals(None) == [approved, rejected, three, other]
+    assert (await store.get_approval("run-1", "t3")) == three
+    assert (await store.get_approval("run-2", "t1")) == other
+    assert approved.note is None and approved.status is ApprovalStatus.approved
+
+
+# --- SQLite only -------------------------------------------------------------------------
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+async def test_sqlite_takes_over_a_lease_whose_process_is_gone(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await process.wait()
+    dead = LeaseOwner(pid=process.pid, host=socket.gethostname())
+    assert not dead.is_alive()
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    try:
+        await store.create_run(run_record())
+        await store.acquire_lease("run-1", dead, ttl=3600)
+        await store.acquire_lease("run-1", LeaseOwner(), ttl=60)  # no wait for the ttl
+        # A live holder on another host cannot be checked, so its lease is respected.
+        remote = LeaseOwner(pid=process.pid, host="another-host.invalid")
+        await store.create_run(run_record("run-2"))
+        await store.acquire_lease("run-2", remote, ttl=3600)
+        with pytest.raises(RunLockedError, match=r"another-host\.invalid"):
+            await store.acquire_lease("run-2", LeaseOwner(), ttl=60)
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_data_persists_across_instances(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    try:
+        events = [TaskStarted(run_id="run-1", task_id="t1", worker="researcher")]
+        await first.create_run(run_record(settings={"model": "local"}))
+        await first.save_plan("run-1", plan("t1", "t2"))
+        await first.save_task("run-1", result("t1", output={"a": 1}), events)
+        await first.request_approval(approval("t2"))
+        owner = LeaseOwner()
+        await first.acquire_lease("run-1", owner, ttl=60)
+
+        # Another connection (as another process would have) sees every commit at once.
+        run = await second.get_run("run-1")
+        assert (run.plan, run.plan_version, run.settings) == (
+            plan("t1", "t2"),
+            1,
+            {"model": "local"},
+        )
+        assert await second.load_tasks("run-1") == {"t1": result("t1", output={"a": 1})}
+        assert await second.load_events("run-1") == as_stored(events)
+        assert [a.task_id for a in await second.list_approvals()] == ["t2"]
+        with pytest.raises(RunLockedError):
+            await second.acquire_lease("run-1", LeaseOwner(), ttl=60)
+
+        await second.decide("run-1", "t2", approved=True, note=None)
+        await first.aclose()
+        reopened = SQLiteStore(path)
+        try:
+            approved = await reopened.get_approval("run-1", "t2")
+            assert approved is not None and approved.status is ApprovalStatus.approved
+            assert (await reopened.list_runs())[0].tasks_done == 1
+        finally:
+            await reopened.aclose()
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_sqlite_creates_missing_folders(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "a" / "b" / "runs.db")
+    try:
+        await store.create_run(run_record())
+        assert (tmp_path / "a" / "b" / "runs.db").exists()
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_a_file_that_is_not_a_database_is_reported_as_corrupted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.db"
+    path.write_bytes(b"\x00garbage, certainly not SQLite\xff" * 512)
+    store = SQLiteStore(path)
+    try:
+        with pytest.raises(StoreError, match="corrupted") as raised:
+            await store.get_run("run-1")
+        assert not isinstance(raised.value, UnknownRunError)
+        assert str(path) in str(raised.value)
+        with pytest.raises(StoreError, match="corrupted"):
+            await store.create_run(run_record())
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = SQLiteStore(path)
+    await store.create_run(run_record())
+    await store.aclose()
+    with raw(path) as connection:
+        connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    connection.close()
+
+    newer = SQLiteStore(path)
+    try:
+        with pytest.raises(StoreError, match="newer"):
+            await newer.get_run("run-1")
+    finally:
+        await newer.aclose()
+
+
+async def test_sqlite_a_full_disk_fails_the_write_and_keeps_earlier_checkpoints(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.db"
+    store = SQLiteStore(path)
+    try:
+        await store.create_run(run_record())
+        await store.save_plan("run-1", plan("t1", "t2", "t3", "big"))
+        kept = [result(f"t{i}", output=f"checkpoint {i}") for i in (1, 2, 3)]
+        for task_result in kept:
+            await store.save_task(
+                "run-1",
+                task_result,
+                [TaskStarted(run_id="run-1", task_id=task_result.task_id, worker="w")],
+            )
+
+        # ``max_page_count`` is per connection, so it is set on the store's own connection:
+        # from here on the database cannot grow more than a few pages, as on a full disk.
+        def cap(db: sqlite3.Connection) -> None:
+            (pages,) = db.execute("PRAGMA page_count").fetchone()
+            db.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+        await store._run(cap)
+        big = result("big", output="x" * 200_000)
+        with pytest.raises(StoreError, match="full") as raised:
+            await store.save_task(
+                "run-1", big, [TaskStarted(run_id="run-1", task_id="big", worker="w")]
+            )
+        assert "resume" in str(raised.value)
+
+        expected = {r.task_id: r for r in kept}
+        assert await store.load_tasks("run-1") == expected
+        assert len(await store.load_events("run-1")) == 3
+        # The store is not stuck in a half-done transaction: small writes still go through.
+        await store.save_task("run-1", result("t1", output="again"))
+        expected["t1"] = result("t1", output="again")
+    finally:
+        await store.aclose()
+
+    reopened = SQLiteStore(path)
+    try:
+        assert await reopened.load_tasks("run-1") == expected
+        assert (await reopened.get_run("run-1")).plan_version == 1
+    finally:
+        await reopened.aclose()
+
+
+async def test_sqlite_a_database_locked_by_another_connection(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = SQLiteStore(path, busy_timeout=0.1)
+    try:
+        await store.create_run(run_record())
+        holder = raw(path)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            started = time.perf_counter()
+            with pytest.raises(StoreError, match="locked"):
+                await store.save_task("run-1", result("t1"))
+            assert time.perf_counter() - started < 2
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await store.save_task("run-1", result("t1"))  # fine once the lock is gone
+        assert set(await store.load_tasks("run-1")) == {"t1"}
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_storage_grows_linearly_with_tasks(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = SQLiteStore(path)
+
+    def size() -> int:
+        with raw(path) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            wal = path.with_name(path.name + "-wal")
+            total = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        connection.close()
+        return total
+
+    async def write(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            output = f"Finding {i}: " + " ".join(f"word{(i * 7 + j) % 97}" for j in range(60))
+            task_result = result(
+                f"t{i}", output=output, usage=Usage(input_tokens=400, output_tokens=120)
+            )
+            events = [
+                TaskStarted(run_id="run-1", task_id=f"t{i}", worker="researcher"),
+                TaskFinished(
+                    run_id="run-1",
+                    task_id=f"t{i}",
+                    worker="researcher",
+                    output=output,
+                    usage=task_result.usage,
+                    latency=0.1,
+                    attempts=1,
+                ),
+            ]
+            await store.save_task("run-1", task_result, events)
+
+    try:
+        await store.create_run(run_record())
+        await store.save_plan("run-1", plan(*(f"t{i}" for i in range(400))))
+        empty = size()
+        await write(0, 200)
+        after_200 = size()
+        await write(200, 200)
+        after_400 = size()
+    finally:
+        await store.aclose()
+
+    first = (after_200 - empty) / 200
+    second = (after_400 - after_200) / 200
+    print(
+        f"\nSQLite storage: {first:.0f} bytes/task for tasks 1-200, {second:.0f} for 201-400 "
+        f"({after_400 / 400:.0f} bytes/task overall, {after_400} bytes for 400 tasks)"
+    )
+    assert second / first < 1.3
+    assert after_400 / 400 < 2 * (after_200 / 200)
+
+
+async def test_sqlite_writes_happen_off_the_event_loop(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
+    threads: set[str] = set()
+    try:
+        await store.create_run(run_record())
+        await store._run(
+            lambda db: db.set_trace_callback(lambda _: threads.add(threading.current_thread().name))
+        )
+        await store.save_plan("run-1", plan("t1"))
+        await store.save_task("run-1", result("t1"))
+        await store.update_run("run-1", status=RunStatus.succeeded, answer="a")
+        await store.load_tasks("run-1")
+
+        assert threads and all(name.startswith("foreman-store") for name in threads)
+        assert threading.current_thread().name not in threads
+        assert any(t.name.startswith("foreman-store") for t in threading.enumerate())
+    finally:
+        await store.aclose()
