@@ -8,50 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from foreman.cli.common import (
+    EXIT_CODES,
+    MaxTasksOpt,
+    ModelOpt,
+    PlannerOpt,
+    TeamOpt,
+    app,
+    err,
+    guard,
+    out,
+    registry,
+)
 from foreman.cli.render import LiveProgress, plan_tree, print_result, workers_table
 from foreman.engine.orchestrator import Orchestrator
-from foreman.engine.results import RunResult, RunStatus
-from foreman.errors import ForemanError
+from foreman.engine.results import RunResult
 from foreman.events import Event
-from foreman.workers.registry import Registry, load_team
-
-app = typer.Typer(
-    help="foreman: plan a request, route subtasks to specialist workers, run them in "
-    "parallel, check quality and assemble one answer.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-out = Console()
-err = Console(stderr=True)
-
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        envvar="FOREMAN_MODEL",
-        help="Default model: anthropic:<id>, openai:<id>, local or local:<file.gguf>. "
-        "Without it: Anthropic if ANTHROPIC_API_KEY is set, else OpenAI if OPENAI_API_KEY "
-        "is set, else the bundled local model.",
-    ),
-]
-PlannerOpt = Annotated[
-    str | None, typer.Option("--planner-model", help="Model for planning only (a strong one).")
-]
-TeamOpt = Annotated[
-    Path | None,
-    typer.Option("--team", "-t", help="Team file (YAML or TOML) defining the workers."),
-]
-MaxTasksOpt = Annotated[int, typer.Option("--max-tasks", min=1, help="Most tasks in a plan.")]
-
-EXIT_CODES = {RunStatus.succeeded: 0, RunStatus.partial: 3, RunStatus.aborted: 4}
 
 
 @app.command()
@@ -79,9 +55,9 @@ def run(
     ] = False,
 ) -> None:
     """Plan REQUEST, run it on the workers with live progress, and print the answer."""
-    orchestrator = _guard(
+    orchestrator = guard(
         lambda: Orchestrator(
-            _registry(team),
+            registry(team),
             model=model,
             planner_model=planner_model,
             concurrency=concurrency,
@@ -92,13 +68,13 @@ def run(
         )
     )
     if json_lines:
-        result = _guard(lambda: asyncio.run(_run(orchestrator, request, _print_json)))
+        result = guard(lambda: asyncio.run(_run(orchestrator, request, _print_json)))
     elif out.is_terminal:
         with LiveProgress(err) as progress:
-            result = _guard(lambda: asyncio.run(_run(orchestrator, request, progress.handle)))
+            result = guard(lambda: asyncio.run(_run(orchestrator, request, progress.handle)))
         print_result(out, result)
     else:
-        result = _guard(lambda: asyncio.run(_run(orchestrator, request, _log_line)))
+        result = guard(lambda: asyncio.run(_run(orchestrator, request, _log_line)))
         print(result.answer if result.answer is not None else result.error)
     raise typer.Exit(EXIT_CODES[result.status])
 
@@ -113,12 +89,12 @@ def plan(
     json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Show the plan foreman would run for REQUEST, as a tree, without running it."""
-    orchestrator = _guard(
+    orchestrator = guard(
         lambda: Orchestrator(
-            _registry(team), model=model, planner_model=planner_model, max_tasks=max_tasks
+            registry(team), model=model, planner_model=planner_model, max_tasks=max_tasks
         )
     )
-    the_plan, usage = _guard(lambda: asyncio.run(_plan(orchestrator, request)))
+    the_plan, usage = guard(lambda: asyncio.run(_plan(orchestrator, request)))
     if json_out:
         print(the_plan.model_dump_json(indent=2))
     else:
@@ -129,7 +105,7 @@ def plan(
 @app.command()
 def workers(team: TeamOpt = None) -> None:
     """List the workers in the registry (the built-in team, or --team)."""
-    out.print(workers_table(_guard(lambda: _registry(team))))
+    out.print(workers_table(guard(lambda: registry(team))))
 
 
 async def _run(orchestrator: Orchestrator, request: str, on_event) -> RunResult:
@@ -146,10 +122,6 @@ async def _plan(orchestrator: Orchestrator, request: str):
         await orchestrator.aclose()
 
 
-def _registry(team: Path | None) -> Registry:
-    return load_team(team) if team else Registry.default()
-
-
 def _print_json(event: Event) -> None:
     sys.stdout.write(event.model_dump_json() + "\n")
     sys.stdout.flush()
@@ -158,18 +130,6 @@ def _print_json(event: Event) -> None:
 def _log_line(event: Event) -> None:
     task = getattr(event, "task_id", "")
     err.print(f"[dim]{event.type}[/] {task}".rstrip(), highlight=False)
-
-
-def _guard(action):
-    """Run ``action``; turn foreman errors and Ctrl-C into a message and an exit code."""
-    try:
-        return action()
-    except ForemanError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
 
 
 def main() -> None:

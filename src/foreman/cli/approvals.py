@@ -1,0 +1,114 @@
+"""Approvals from the command line: list, approve, reject, and the interactive prompt."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import nullcontext
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.prompt import Confirm, Prompt
+from rich.table import Table
+
+from foreman.cli.common import DbOpt, app, guard, out, with_store
+from foreman.store.base import Approval, ApprovalStatus
+
+RunArg = Annotated[str, typer.Argument(help="The run's id.")]
+TaskArg = Annotated[str, typer.Argument(help="The task's id, e.g. t3.")]
+
+
+@app.command()
+def approvals(
+    db: DbOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
+) -> None:
+    """List tasks waiting for a person's approval (run, task, worker, risk, inputs)."""
+    status = None if all_ else ApprovalStatus.pending
+    found = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_approvals(status))))
+    if not found:
+        out.print("No approvals pending." if not all_ else "No approvals.")
+        return
+    table = Table(title="Approvals")
+    for column in ("run", "task", "worker", "risk", "status", "instructions", "note"):
+        table.add_column(column)
+    for approval in found:
+        table.add_row(
+            approval.run_id,
+            approval.task_id,
+            approval.worker,
+            approval.risk.value,
+            approval.status.value,
+            escape(approval.instructions),
+            escape(approval.note or ""),
+        )
+    out.print(table)
+
+
+@app.command()
+def approve(
+    run_id: RunArg,
+    task_id: TaskArg,
+    note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Approve a waiting task; then `foreman resume RUN` continues the run."""
+    _decide(db, run_id, task_id, approved=True, note=note)
+
+
+@app.command()
+def reject(
+    run_id: RunArg,
+    task_id: TaskArg,
+    reason: Annotated[str, typer.Option(help="Why; recorded and shown in the run.")],
+    db: DbOpt = None,
+) -> None:
+    """Reject a waiting task: on resume it fails with REASON, under its worker's policy."""
+    _decide(db, run_id, task_id, approved=False, note=reason)
+
+
+def _decide(db, run_id: str, task_id: str, *, approved: bool, note: str | None) -> None:
+    decided = guard(
+        lambda: asyncio.run(
+            with_store(db, lambda s: s.decide(run_id, task_id, approved=approved, note=note))
+        )
+    )
+    out.print(
+        f"Task {decided.task_id} of run {decided.run_id} {decided.status.value}. "
+        f"Continue it with: foreman resume {decided.run_id}"
+    )
+
+
+class TerminalApprover:
+    """Asks at the terminal, one approval at a time, without blocking the event loop."""
+
+    def __init__(self, console: Console, pause=None) -> None:
+        self.console = console
+        self.pause = pause  # a context manager that hides live progress while asking
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, approval: Approval) -> bool:
+        async with self._lock:
+            return await asyncio.to_thread(self._ask, approval)
+
+    def _ask(self, approval: Approval) -> bool:
+        with self.pause() if self.pause else nullcontext():
+            border = "red" if approval.risk.value == "high" else "yellow"
+            self.console.print(
+                Panel(
+                    f"[bold]{approval.task_id}[/] → [cyan]{approval.worker}[/] "
+                    f"({approval.risk.value} risk)\n{escape(approval.instructions)}\n\n"
+                    f"[dim]Worker input:[/]\n{escape(approval.inputs[:2000])}",
+                    title="Approval needed",
+                    border_style=border,
+                )
+            )
+            approved = Confirm.ask("Run this task?", console=self.console, default=False)
+            if approved:
+                approval.note = Prompt.ask("Note (optional)", console=self.console, default="")
+            else:
+                approval.note = Prompt.ask("Reason", console=self.console, default="rejected")
+            approval.note = approval.note or None
+            return approved

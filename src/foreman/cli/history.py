@@ -1,0 +1,136 @@
+"""``foreman runs`` and ``foreman show``: what ran, what it cost, and why it went that way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from foreman.cli.common import DbOpt, app, guard, out, with_store
+from foreman.engine.results import TaskResult
+from foreman.store.base import RunRecord, RunSummary, Store
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "partial": "yellow",
+    "aborted": "red",
+    "failed": "red",
+    "skipped": "red dim",
+    "waiting": "magenta",
+    "waiting_approval": "magenta",
+    "interrupted": "yellow",
+    "running": "cyan",
+}
+
+
+@app.command()
+def runs(
+    db: DbOpt = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+) -> None:
+    """List runs: id, request, status, tasks done, tokens, estimated cost, age."""
+    summaries = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_runs(limit))))
+    out.print(runs_table(summaries))
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="The run's id (see `foreman runs`).")],
+    db: DbOpt = None,
+    full: Annotated[bool, typer.Option(help="Print whole outputs, not their first lines.")] = False,
+) -> None:
+    """Show a run: its plan as a tree with each task's status, output and error."""
+
+    async def load(store: Store) -> tuple[RunRecord, dict[str, TaskResult]]:
+        return await store.get_run(run_id), await store.load_tasks(run_id)
+
+    run, tasks = guard(lambda: asyncio.run(with_store(db, load)))
+    out.print(run_tree(run, tasks, full=full))
+    if run.answer:
+        out.print("\n[bold]Answer[/]\n" + escape(run.answer))
+    if run.error:
+        out.print(f"\n[bold red]Error[/] {escape(run.error)}")
+
+
+def runs_table(summaries: list[RunSummary]) -> Table:
+    table = Table(title="Runs")
+    for column in ("run", "request", "status", "tasks", "tokens", "cost", "age"):
+        table.add_column(column, justify="right" if column in ("tokens", "cost") else "left")
+    for run in summaries:
+        style = _STATUS_STYLE.get(run.status.value, "")
+        table.add_row(
+            run.run_id,
+            _clip(run.request, 40),
+            f"[{style}]{run.status.value}[/]",
+            f"{run.tasks_done}/{run.tasks}",
+            f"{run.usage.total_tokens:,}",
+            "-" if run.cost is None else f"${run.cost:.4f}",
+            _age(run.updated_at),
+        )
+    return table
+
+
+def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False) -> Tree:
+    style = _STATUS_STYLE.get(run.status.value, "")
+    tree = Tree(
+        f"[bold]{run.run_id}[/] [{style}]{run.status.value}[/] · {escape(_clip(run.request, 80))}"
+        f" · {run.usage.total_tokens:,} tokens"
+    )
+    if run.plan is None:
+        tree.add("[dim](no plan yet)[/]")
+        return tree
+    shown: set[str] = set()
+    children = run.plan.dependants()
+
+    def add(node: Tree, task_id: str) -> None:
+        if task_id in shown:
+            node.add(f"[dim]{task_id} (see above)[/]")
+            return
+        shown.add(task_id)
+        task, result = run.plan.task(task_id), tasks.get(task_id)
+        status = result.status.value if result else "not run"
+        label = (
+            f"[bold]{task.id}[/] [cyan]{task.worker}[/] "
+            f"[{_STATUS_STYLE.get(status, 'dim')}]{status}[/]: {escape(task.instructions)}"
+        )
+        branch = node.add(label)
+        if result is not None:
+            if result.output is not None:
+                branch.add(escape(_show_output(result.output, full)))
+            if result.error:
+                branch.add(f"[red]{escape(result.error)}[/]")
+            branch.add(
+                f"[dim]{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
+                f"{result.latency:.1f}s, {result.model or '-'}[/]"
+            )
+        for child in children[task_id]:
+            add(branch, child)
+
+    for task in run.plan.tasks:
+        if not task.depends_on:
+            add(tree, task.id)
+    return tree
+
+
+def _show_output(output: object, full: bool) -> str:
+    text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+    return text if full else _clip(text.strip().splitlines()[0] if text.strip() else "", 100)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _age(timestamp: float) -> str:
+    seconds = max(0, time.time() - timestamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
