@@ -134,3 +134,7 @@ def _log_line(event: Event) -> None:
 
 def main() -> None:
     app()
+
+
+# Registered after run, plan and workers, so that --help lists those first.
+from foreman.cli import approvals, history  # noqa: E402, F401
