@@ -276,6 +276,7 @@ async def test_every_event_round_trips_through_json() -> None:
             worker("picky", missing_inputs="skip"),
             worker("structured", output_schema=Summary),
             worker("reviewer"),
+            worker("deployer", risk="medium"),
         ]
     )
     plan = plan_of(
@@ -284,6 +285,7 @@ async def test_every_event_round_trips_through_json() -> None:
         task("t3"),
         task("t4", "picky", "t3"),
         task("t5", "structured", "t1", "t2"),
+        task("t6", "deployer"),
     )
     flaky_prompt = team.get("flaky").system_prompt
     script = Script(
@@ -296,7 +298,9 @@ async def test_every_event_round_trips_through_json() -> None:
         },
         review='{"approved": true, "reasons": ["fine"]}',
     )
-    orchestrator = Orchestrator(team, model=ScriptedModel(script), validator="reviewer")
+    orchestrator = Orchestrator(
+        team, model=ScriptedModel(script), validator="reviewer", approve=lambda approval: True
+    )
 
     events = await collect(orchestrator.stream("everything"))
 

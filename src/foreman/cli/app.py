@@ -1,33 +1,37 @@
-"""The ``foreman`` command: run, plan, workers.
+"""The ``foreman`` command: run, plan, workers, resume, replay (and, registered from their
+own modules, runs, show, approvals, approve, reject).
 
-Exit codes: 0 the run succeeded; 1 a foreman error (no valid plan, bad team file...);
-2 bad usage; 3 the run finished with a partial answer; 4 the run was aborted; 130 Ctrl-C.
+Exit codes: 0 the run succeeded; 1 a foreman error (no valid plan, bad team file, unknown
+run...); 2 bad usage; 3 a partial answer; 4 the run was aborted; 5 the run waits for
+approval; 130 interrupted (Ctrl-C): resumable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import json
 from typing import Annotated
 
 import typer
 
 from foreman.cli.common import (
-    EXIT_CODES,
+    DbOpt,
+    JsonOpt,
     MaxTasksOpt,
     ModelOpt,
     PlannerOpt,
     TeamOpt,
     app,
+    build_orchestrator,
     err,
     guard,
     out,
     registry,
+    with_store,
 )
-from foreman.cli.render import LiveProgress, plan_tree, print_result, workers_table
+from foreman.cli.render import plan_tree, workers_table
+from foreman.cli.running import execute_run
 from foreman.engine.orchestrator import Orchestrator
-from foreman.engine.results import RunResult
-from foreman.events import Event
 
 
 @app.command()
@@ -50,33 +54,88 @@ def run(
     assembly: Annotated[
         str, typer.Option(help="'synthesis' (a model writes the answer) or 'concat'.")
     ] = "synthesis",
-    json_lines: Annotated[
-        bool, typer.Option("--json", help="Print every event as a JSON line instead.")
-    ] = False,
+    auto_approve: Annotated[
+        str | None,
+        typer.Option(help="'medium': run medium-risk workers without asking (high always asks)."),
+    ] = None,
+    db: DbOpt = None,
+    json_lines: JsonOpt = False,
 ) -> None:
-    """Plan REQUEST, run it on the workers with live progress, and print the answer."""
-    orchestrator = guard(
-        lambda: Orchestrator(
-            registry(team),
-            model=model,
-            planner_model=planner_model,
-            concurrency=concurrency,
-            max_tasks=max_tasks,
-            validator=validator,
-            max_revisions=max_revisions,
-            assembly=assembly,  # type: ignore[arg-type]
-        )
+    """Plan REQUEST, run it on the workers with live progress, and print the answer.
+
+    Every task is checkpointed to the run store; `foreman resume RUN` continues a run that
+    was interrupted, crashed, or paused for approval."""
+    settings = {
+        "model": model,
+        "planner_model": planner_model,
+        "team": str(team.resolve()) if team else None,
+        "concurrency": concurrency,
+        "max_tasks": max_tasks,
+        "validator": validator,
+        "max_revisions": max_revisions,
+        "assembly": assembly,
+        "auto_approve": auto_approve,
+    }
+    orchestrator = guard(lambda: build_orchestrator(settings, db))
+    execute_run(
+        orchestrator, lambda o, on_event: o.run(request, on_event=on_event), json_lines=json_lines
     )
-    if json_lines:
-        result = guard(lambda: asyncio.run(_run(orchestrator, request, _print_json)))
-    elif out.is_terminal:
-        with LiveProgress(err) as progress:
-            result = guard(lambda: asyncio.run(_run(orchestrator, request, progress.handle)))
-        print_result(out, result)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to continue (see `foreman runs`).")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Override the run's default model.")
+    ] = None,
+    db: DbOpt = None,
+    json_lines: JsonOpt = False,
+) -> None:
+    """Continue a run that crashed, was interrupted, aborted or waits for approval.
+
+    Tasks that finished are never executed again; the run's own settings (team, models,
+    limits) are reused."""
+    record = guard(lambda: asyncio.run(with_store(db, lambda store: store.get_run(run_id))))
+    settings = {**record.settings, **({"model": model} if model else {})}
+    orchestrator = guard(lambda: build_orchestrator(settings, db))
+    execute_run(
+        orchestrator, lambda o, on_event: o.resume(run_id, on_event=on_event), json_lines=json_lines
+    )
+
+
+@app.command()
+def replay(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    task_id: Annotated[str, typer.Argument(help="The task to run again, e.g. t2.")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Try another model for this worker.")
+    ] = None,
+    db: DbOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the TaskResult as JSON.")] = False,
+) -> None:
+    """Re-run one task's worker on its recorded input, for debugging; the run is untouched."""
+    record = guard(lambda: asyncio.run(with_store(db, lambda store: store.get_run(run_id))))
+    orchestrator = guard(lambda: build_orchestrator(record.settings, db))
+
+    async def go():
+        try:
+            return await orchestrator.replay(run_id, task_id, model=model)
+        finally:
+            await orchestrator.aclose()
+
+    result = guard(lambda: asyncio.run(go()))
+    if json_out:
+        print(result.model_dump_json(indent=2))
+    elif result.succeeded:
+        out.print(
+            f"[bold]{task_id}[/] replayed on {result.model} ({result.usage.total_tokens} tokens):"
+        )
+        print(
+            result.output if isinstance(result.output, str) else json.dumps(result.output, indent=2)
+        )
     else:
-        result = guard(lambda: asyncio.run(_run(orchestrator, request, _log_line)))
-        print(result.answer if result.answer is not None else result.error)
-    raise typer.Exit(EXIT_CODES[result.status])
+        err.print(f"[red]{task_id} failed again:[/] {result.error}", soft_wrap=True)
+    raise typer.Exit(0 if result.succeeded else 1)
 
 
 @app.command()
@@ -108,28 +167,11 @@ def workers(team: TeamOpt = None) -> None:
     out.print(workers_table(guard(lambda: registry(team))))
 
 
-async def _run(orchestrator: Orchestrator, request: str, on_event) -> RunResult:
-    try:
-        return await orchestrator.run(request, on_event=on_event)
-    finally:
-        await orchestrator.aclose()
-
-
 async def _plan(orchestrator: Orchestrator, request: str):
     try:
         return await orchestrator.plan(request)
     finally:
         await orchestrator.aclose()
-
-
-def _print_json(event: Event) -> None:
-    sys.stdout.write(event.model_dump_json() + "\n")
-    sys.stdout.flush()
-
-
-def _log_line(event: Event) -> None:
-    task = getattr(event, "task_id", "")
-    err.print(f"[dim]{event.type}[/] {task}".rstrip(), highlight=False)
 
 
 def main() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.results import RunStatus
 from foreman.errors import ForemanError
 from foreman.store.sqlite import SQLiteStore
@@ -61,6 +62,28 @@ EXIT_CODES = {
     RunStatus.interrupted: 130,
     RunStatus.running: 1,
 }
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print every event as a JSON line instead.")]
+
+
+def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrator:
+    """An orchestrator from run settings (what `run` records and `resume` reuses)."""
+    team = settings.get("team")
+    orchestrator = Orchestrator(
+        registry(Path(team) if team else None),
+        model=settings.get("model"),
+        planner_model=settings.get("planner_model"),
+        concurrency=settings.get("concurrency", 8),
+        max_tasks=settings.get("max_tasks", 8),
+        validator=settings.get("validator"),
+        max_revisions=settings.get("max_revisions", 1),
+        assembly=settings.get("assembly", "synthesis"),
+        auto_approve=settings.get("auto_approve"),
+        store=open_store(db),
+    )
+    orchestrator.settings.update(team=team, auto_approve=settings.get("auto_approve"))
+    return orchestrator
 
 
 def open_store(db: Path | None) -> SQLiteStore:

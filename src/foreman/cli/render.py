@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -24,6 +26,7 @@ _STYLE = {
     "succeeded": "green",
     "failed": "red",
     "skipped": "red dim",
+    "approval": "magenta",
 }
 
 
@@ -87,6 +90,15 @@ class LiveProgress:
         self.live.update(self._render())
         self.live.__exit__(*exc)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hide the live table while the terminal is used for something else (a prompt)."""
+        self.live.stop()
+        try:
+            yield
+        finally:
+            self.live.start()
+
     def handle(self, event: ev.Event) -> None:
         match event:
             case ev.PlanRejected(attempt=attempt, errors=errors):
@@ -112,6 +124,11 @@ class LiveProgress:
             case ev.TaskFailed(task_id=task_id, error=error):
                 self.status[task_id] = "failed"
                 self.note[task_id] = error[:80]
+            case ev.ApprovalRequested(task_id=task_id, risk=risk):
+                self.status[task_id] = "approval"
+                self.note[task_id] = f"{risk} risk: waiting for approval"
+            case ev.ApprovalDecided(task_id=task_id, approved=approved):
+                self.note[task_id] = "approved" if approved else "rejected"
             case ev.TaskSkipped(task_id=task_id, reason=reason):
                 self.status[task_id] = "skipped"
                 self.note[task_id] = reason[:80]
@@ -119,7 +136,7 @@ class LiveProgress:
                 self.headline = f"Assembled ({method})"
             case ev.RunFinished(result=result):
                 self.headline = f"Finished: {result.status.value}"
-        done = ("succeeded", "failed", "skipped")
+        done = ("succeeded", "failed", "skipped", "approval")
         if self.headline == "Running" and all(s in done for s in self.status.values()):
             self.headline = "Assembling the answer…"
         self.live.update(self._render())
@@ -144,11 +161,14 @@ class LiveProgress:
 
 
 def print_result(console: Console, result: RunResult) -> None:
-    style = {"succeeded": "green", "partial": "yellow", "aborted": "red"}[result.status.value]
+    style = {"succeeded": "green", "partial": "yellow"}.get(result.status.value, "red")
     usage = result.usage
     subtitle = (
         f"{result.status.value} · {len(result.tasks)} tasks · {usage.input_tokens} in / "
         f"{usage.output_tokens} out tokens · {result.elapsed:.1f}s · run {result.run_id}"
     )
-    body = Markdown(result.answer) if result.answer else Text(result.error or "", style="red")
+    if result.answer:
+        body = Markdown(result.answer)
+    else:
+        body = Text(result.error or f"No answer yet: the run is {result.status.value}.")
     console.print(Panel(body, title="Answer", subtitle=subtitle, border_style=style))

@@ -26,7 +26,7 @@ from foreman.workers.spec import RiskLevel, Worker
 
 #: Called with the pending approval; returns True (approve), False (reject), or None (decide
 #: later, from another shell). May be sync or async; may set ``approval.note``.
-ApprovalCallback = Callable[[Approval], "bool | None | Awaitable[bool | None]"]
+ApprovalCallback = Callable[[Approval], "bool | Awaitable[bool | None] | None"]
 
 
 @dataclass

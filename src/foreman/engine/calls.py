@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from foreman.errors import ModelError, OutputValidationError
-from foreman.models.base import Message, Model, ModelRequest, Usage
+from foreman.models.base import Message, Model, ModelRequest, ModelResponse, Usage
 from foreman.models.retry import OnRetry, complete_with_retry
 from foreman.workers.spec import Worker
 
@@ -49,7 +49,6 @@ async def call_worker(
     non-transient error moves straight to the next model. ``output_schema`` turns the
     answer into a validated dict, and an answer that does not fit counts as transient.
     """
-    outcome = CallOutcome()
     request = ModelRequest(
         system=system,
         messages=[Message(role="user", content=user)],
@@ -57,36 +56,58 @@ async def call_worker(
         max_tokens=worker.max_tokens,
         temperature=worker.temperature,
     )
-    for index, model in enumerate(models):
-        if index and on_fallback and outcome.error is not None:
-            on_fallback(model.name, outcome.error)
+    # The outcome is built on the way out, not before the first call: in a wide fan-out,
+    # every task's start cost delays the start of all the tasks after it.
+    attempts, spent = 0, []
+    error: ModelError | None = None
+    for model in models:
+        if error is not None and on_fallback:  # a model before this one gave up
+            on_fallback(model.name, error)
         tried = await complete_with_retry(
             model,
             request,
             worker.retry,
             call_timeout=worker.timeout,
             caller=f"worker {worker.name!r}",
-            parse=lambda response: _parse(response.text, output_schema),
-            on_retry=_offset(on_retry, outcome.attempts),
+            parse=_parser(output_schema),
+            on_retry=_offset(on_retry, attempts),
         )
-        outcome.attempts += tried.attempts
-        outcome.usage += tried.usage
-        outcome.output, outcome.error, outcome.model = tried.value, tried.error, tried.model
+        attempts += tried.attempts
+        spent.append(tried.usage)
         if tried.error is None:
-            return outcome
-    return outcome
+            output, usage = tried.value, _total(spent)
+            return CallOutcome(output=output, attempts=attempts, usage=usage, model=tried.model)
+        error = tried.error
+    return CallOutcome(error=error, attempts=attempts, usage=_total(spent))
+
+
+def _total(spent: list[Usage]) -> Usage:
+    """Tokens of every model tried; one model's record is fresh, so it is passed on as is."""
+    return spent[0] if len(spent) == 1 else sum(spent, Usage())
 
 
 def _offset(on_retry: OnRetry | None, earlier: int) -> OnRetry | None:
     """Number retries across models, so events count the task's attempts, not a model's."""
-    if on_retry is None:
-        return None
+    if on_retry is None or not earlier:
+        return on_retry  # the first model's count is the task's: no wrapper to allocate
     return lambda attempt, error, delay: on_retry(earlier + attempt, error, delay)
 
 
-def _parse(text: str, schema: type[BaseModel] | None) -> Any:
+def _parser(schema: type[BaseModel] | None) -> Callable[[ModelResponse], Any]:
+    """The answer's text, or for a structured worker the validated dict.
+
+    Free text, the common case, shares one function instead of a closure per call.
+    """
     if schema is None:
-        return text
+        return _text
+    return lambda response: _parse(response.text, schema)
+
+
+def _text(response: ModelResponse) -> str:
+    return response.text
+
+
+def _parse(text: str, schema: type[BaseModel]) -> Any:
     try:
         return schema.model_validate_json(_strip_fences(text)).model_dump(mode="json")
     except (ValidationError, json.JSONDecodeError) as exc:

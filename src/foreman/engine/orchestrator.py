@@ -1,38 +1,33 @@
-"""The orchestrator: request -> plan -> tasks -> results -> answer.
+"""The orchestrator: the public face of the engine.
 
-This module only wires the stages together; each stage lives in its own module (planner,
-scheduler, task runner, assembly) so it can be read and tested alone.
+It holds the configuration (team, models, limits, store, approval policy) and offers the
+operations on runs: plan, run, stream, resume, replay. The stages themselves live in
+``engine.execution`` (one execution of a run), ``engine.scheduler``, ``engine.tasks`` and
+``engine.assembly``, each readable alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from foreman.engine.assembly import AssemblyMethod, assemble
-from foreman.engine.results import RunResult, RunStatus, TaskResult, confidences
-from foreman.engine.scheduler import run_dag
-from foreman.engine.tasks import TaskRunner
-from foreman.errors import ConfigError, PlanError, RunAbortedError
-from foreman.events import (
-    Assembled,
-    Event,
-    PlanReady,
-    PlanRejected,
-    RunFinished,
-    RunStarted,
-)
+from foreman.engine.approvals import ApprovalCallback
+from foreman.engine.assembly import AssemblyMethod
+from foreman.engine.calls import call_worker
+from foreman.engine.execution import RunState, check_given_plan, execute, make_plan
+from foreman.engine.results import RunResult, TaskResult, TaskStatus
+from foreman.errors import ConfigError, ForemanError, RunFinishedError
+from foreman.events import Event
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
-from foreman.plan.planner import Planner
 from foreman.plan.schema import Plan
-from foreman.plan.validate import validate_plan
+from foreman.store.base import RunRecord, Store
+from foreman.store.memory import MemoryStore
 from foreman.workers.registry import Registry
-from foreman.workers.spec import Worker
+from foreman.workers.spec import RiskLevel, Worker
 
 OnEvent = Callable[[Event], None]
 
@@ -47,6 +42,11 @@ class Orchestrator:
     ``model`` is the default for the planner, the synthesis and every worker that names
     none; ``planner_model`` overrides it for planning. Names or ``Model`` instances both
     work; ``models`` maps extra names to instances (handy with ``foreman.testing``).
+
+    Every run is checkpointed to ``store`` (in memory unless you pass one, e.g.
+    ``SQLiteStore()``), task by task, so ``resume`` continues an interrupted run and
+    ``replay`` re-runs one task. Workers of medium or high risk ask ``approve`` first; with
+    no callback (or one returning ``None``) they wait, and the run pauses for a decision.
     """
 
     def __init__(
@@ -62,6 +62,10 @@ class Orchestrator:
         validator: str | None = None,
         max_revisions: int = 1,
         assembly: AssemblyMethod = "synthesis",
+        store: Store | None = None,
+        approve: ApprovalCallback | None = None,
+        auto_approve: RiskLevel | str | None = None,
+        lease_seconds: float = 30.0,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -72,19 +76,33 @@ class Orchestrator:
         if assembly not in ("synthesis", "concat"):
             raise ConfigError(f"assembly must be 'synthesis' or 'concat', not {assembly!r}.")
         self.models = ModelPool(model, models)
-        self._planner_model = planner_model
+        self.planner_model = planner_model
         self.concurrency = concurrency
         self.max_tasks = max_tasks
         self.max_plan_retries = max_plan_retries
         self.validator = self.registry.get(validator) if validator else None
         self.max_revisions = max_revisions
         self.assembly: AssemblyMethod = assembly
+        self.store: Store = store if store is not None else MemoryStore()
+        self.approve = approve
+        self.auto_approve = RiskLevel(auto_approve) if auto_approve else None
+        self.lease_seconds = lease_seconds
+        #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
+        self.settings: dict[str, Any] = {
+            "model": self.models.default_name,
+            "planner_model": _name(planner_model),
+            "concurrency": concurrency,
+            "max_tasks": max_tasks,
+            "validator": validator,
+            "max_revisions": max_revisions,
+            "assembly": assembly,
+        }
 
-    # --- public API --------------------------------------------------------------------
+    # --- runs --------------------------------------------------------------------------
 
     async def plan(self, request: str, on_event: OnEvent | None = None) -> tuple[Plan, Usage]:
         """A validated plan for ``request`` and the tokens it cost, without running it."""
-        return await self._make_plan("", request, on_event or _ignore)
+        return await make_plan(self, "", request, on_event or _ignore)
 
     async def run(
         self, request: str, *, plan: Plan | None = None, on_event: OnEvent | None = None
@@ -92,26 +110,84 @@ class Orchestrator:
         """Run ``request`` end to end (or execute a given ``plan``) and return the result.
 
         ``on_event`` is called with every event as it happens. Raises ``PlanError`` when
-        no valid plan can be had; an aborted run returns with ``status == "aborted"``.
+        no valid plan can be had. An aborted run, or one paused for approvals, returns
+        with that ``status``; ``resume`` continues it.
         """
-        return await self._execute(new_run_id(), request, plan, on_event or _ignore)
+        return await self._start(request, plan, on_event or _ignore)
 
-    async def stream(self, request: str, *, plan: Plan | None = None) -> AsyncIterator[Event]:
+    def stream(self, request: str, *, plan: Plan | None = None) -> AsyncIterator[Event]:
         """Yield typed events as the run happens; the last one is ``RunFinished``.
 
-        Leaving the loop early (or cancelling) cancels the run's running tasks.
+        Leaving the loop early (or cancelling) cancels the run's running tasks and marks
+        the run interrupted.
         """
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        job = asyncio.create_task(self._execute(new_run_id(), request, plan, queue.put_nowait))
-        job.add_done_callback(lambda _: queue.put_nowait(None))
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-            job.result()  # re-raise a planning failure
-        finally:
-            if not job.done():
-                job.cancel()
-                await asyncio.gather(job, return_exceptions=True)
+        return _events_of(lambda emit: self._start(request, plan, emit))
+
+    async def resume(self, run_id: str, *, on_event: OnEvent | None = None) -> RunResult:
+        """Continue a run that crashed, was interrupted, aborted or paused for approval.
+
+        Tasks that succeeded are never executed again; the others are. Raises
+        ``UnknownRunError``, ``RunFinishedError``, or ``RunLockedError`` when another live
+        process is executing the run.
+        """
+        record = await self.store.get_run(run_id)
+        if record.status.finished:
+            raise RunFinishedError(
+                f"Run {run_id} already finished ({record.status.value}); nothing to resume. "
+                f"`foreman show {run_id}` shows it."
+            )
+        tasks = await self.store.load_tasks(run_id)
+        state = RunState(
+            run_id=run_id,
+            request=record.request,
+            plan=record.plan,
+            plan_usage=record.plan_usage,
+            completed={k: v for k, v in tasks.items() if v.succeeded},
+            resumed=True,
+        )
+        return await execute(self, state, on_event or _ignore)
+
+    def stream_resume(self, run_id: str) -> AsyncIterator[Event]:
+        """``resume``, as a stream of events."""
+        return _events_of(lambda emit: self.resume(run_id, on_event=emit))
+
+    async def replay(self, run_id: str, task_id: str, *, model: str | None = None) -> TaskResult:
+        """Run one task's worker again on its recorded input, for debugging.
+
+        Nothing is written: the run stays as it was. ``model`` tries another model. The
+        worker's current definition (prompt, schema) is used, which is the point: change
+        a prompt, replay, compare.
+        """
+        record = await self.store.get_run(run_id)
+        tasks = await self.store.load_tasks(run_id)
+        ids = [task.id for task in record.plan.tasks] if record.plan else []
+        if task_id not in ids:
+            raise ForemanError(f"Run {run_id} has no task {task_id!r}; its tasks: {ids}.")
+        recorded = tasks.get(task_id)
+        if recorded is None or recorded.input is None:
+            raise ForemanError(
+                f"Task {task_id!r} of run {run_id} never ran, so it has no recorded input. "
+                f"`foreman resume {run_id}` runs it."
+            )
+        worker = self.registry.get(record.plan.task(task_id).worker)
+        outcome = await call_worker(
+            worker,
+            [self.models.get(model or worker.model)],
+            worker.system_prompt,
+            recorded.input,
+            output_schema=worker.output_schema,
+        )
+        return TaskResult(
+            task_id=task_id,
+            worker=worker.name,
+            status=TaskStatus.failed if outcome.error else TaskStatus.succeeded,
+            output=outcome.output,
+            error=str(outcome.error) if outcome.error else None,
+            attempts=outcome.attempts,
+            usage=outcome.usage,
+            model=outcome.model,
+            input=recorded.input,
+        )
 
     def run_sync(self, request: str, **kwargs: Any) -> RunResult:
         """``run`` for scripts and notebooks without an event loop of their own."""
@@ -119,88 +195,24 @@ class Orchestrator:
 
     async def aclose(self) -> None:
         await self.models.aclose()
+        await self.store.aclose()
 
-    # --- stages ------------------------------------------------------------------------
+    # --- internals -------------------------------------------------------------------
 
-    async def _execute(
-        self, run_id: str, request: str, plan: Plan | None, emit: OnEvent
-    ) -> RunResult:
-        started = time.perf_counter()
-        emit(RunStarted(run_id=run_id, request=request))
-        usage = Usage()
-        if plan is None:
-            plan, usage = await self._make_plan(run_id, request, emit)
-        else:
-            errors = validate_plan(plan, self.registry, max_tasks=len(plan.tasks))
-            if errors:
-                raise PlanError("The given plan cannot run:", errors=errors)
-        emit(PlanReady(run_id=run_id, plan=plan, usage=usage))
+    def _start(self, request: str, plan: Plan | None, on_event: OnEvent) -> Awaitable[RunResult]:
+        if plan is not None:
+            check_given_plan(self, plan)
+        state = RunState(run_id=new_run_id(), request=request, plan=plan)
 
-        runner = TaskRunner(
-            run_id,
-            self.registry,
-            self.models,
-            emit,
-            validator=self.validator,
-            max_revisions=self.max_revisions,
-        )
-        results: dict[str, TaskResult] = {}
-        worker_limits = {w.name: w.max_concurrency for w in self.registry if w.max_concurrency}
-        error: str | None = None
-        try:
-            await run_dag(
-                plan,
-                runner,
-                concurrency=self.concurrency,
-                worker_limits=worker_limits,
-                results=results,
+        async def go() -> RunResult:
+            await self.store.create_run(
+                RunRecord(run_id=state.run_id, request=request, settings=self.settings)
             )
-        except RunAbortedError as exc:
-            error = str(exc)
-            if exc.result is not None:  # keep the failed task's record and its tokens
-                results[exc.task_id] = exc.result
-        for result in results.values():
-            usage += result.usage
-        confidence = confidences(plan, results)
+            if plan is not None:
+                await self.store.save_plan(state.run_id, plan)
+            return await execute(self, state, on_event)
 
-        answer = None
-        if error is None:
-            assembly = await assemble(
-                self.assembly, request, plan, results, confidence, self.models.default
-            )
-            usage += assembly.usage
-            answer = assembly.answer
-            emit(Assembled(run_id=run_id, method=assembly.method, answer=answer))
-        result = RunResult(
-            run_id=run_id,
-            request=request,
-            status=_status(error, results),
-            plan=plan,
-            tasks=results,
-            answer=answer,
-            confidence=confidence,
-            usage=usage,
-            error=error,
-            elapsed=time.perf_counter() - started,
-        )
-        emit(RunFinished(run_id=run_id, result=result))
-        return result
-
-    async def _make_plan(self, run_id: str, request: str, emit: OnEvent) -> tuple[Plan, Usage]:
-        model = self._planner_model
-        planner = Planner(
-            model if isinstance(model, Model) else self.models.get(model),
-            self.registry,
-            max_tasks=self.max_tasks,
-            max_retries=self.max_plan_retries,
-        )
-        outcome = await planner.plan(
-            request,
-            on_rejected=lambda attempt, errors: emit(
-                PlanRejected(run_id=run_id, attempt=attempt, errors=errors)
-            ),
-        )
-        return outcome.plan, outcome.usage
+        return go()
 
     async def _run_and_close(self, request: str, **kwargs: Any) -> RunResult:
         try:
@@ -214,12 +226,25 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def _status(error: str | None, results: dict[str, TaskResult]) -> RunStatus:
-    if error is not None:
-        return RunStatus.aborted
-    if all(result.succeeded for result in results.values()):
-        return RunStatus.succeeded
-    return RunStatus.partial
+async def _events_of(
+    start: Callable[[OnEvent], Awaitable[RunResult]],
+) -> AsyncIterator[Event]:
+    """Events of a run started by ``start(emit)``, as they happen; errors re-raised."""
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    job = asyncio.ensure_future(start(queue.put_nowait))
+    job.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        job.result()
+    finally:
+        if not job.done():
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+
+
+def _name(model: Model | str | None) -> str | None:
+    return model.name if isinstance(model, Model) else model
 
 
 def _ignore(_: Event) -> None:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 
-from foreman.engine.results import TaskResult
+from foreman.engine.results import TaskResult, TaskStatus
 from foreman.plan.schema import Plan, Task
 
 ExecuteTask = Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]
@@ -30,7 +30,8 @@ async def run_dag(
     ``execute`` gets the task and the results of its dependencies. ``results`` is filled
     in place as tasks finish, so a caller keeps what was done even if the run fails; tasks
     already in it (from an earlier, interrupted execution) are not run again. An exception
-    from ``execute`` cancels every running task and propagates.
+    from ``execute`` cancels every running task and propagates. A task whose result is
+    ``waiting`` (for approval) holds back everything downstream of it; the rest goes on.
     """
     results = {} if results is None else results
     tasks = {task.id: task for task in plan.tasks}
@@ -45,19 +46,25 @@ async def run_dag(
 
     global_limit = asyncio.Semaphore(concurrency) if concurrency else None
     worker_limit = {name: asyncio.Semaphore(n) for name, n in (worker_limits or {}).items()}
+    # The slots a task of each worker takes: its worker's own first, so waiting for it holds
+    # no global slot. Worked out once, not per task: a task's start cost delays the next.
+    limits = {
+        name: [x for x in (worker_limit.get(name), global_limit) if x is not None]
+        for name in {task.worker for task in plan.tasks}
+    }
     loop = asyncio.get_running_loop()
     all_done: asyncio.Future[None] = loop.create_future()
     running: set[asyncio.Task[None]] = set()
     unfinished = len(waiting_on)
+    held: set[str] = set()
 
     async def run_one(task: Task) -> None:
         nonlocal unfinished
         try:
             inputs = {dep: results[dep] for dep in task.depends_on}
-            limits = [x for x in (worker_limit.get(task.worker), global_limit) if x is not None]
-            if limits:  # the worker's own slot first, so waiting for it holds no global slot
+            if limits[task.worker]:
                 async with AsyncExitStack() as stack:
-                    for limit in limits:
+                    for limit in limits[task.worker]:
                         await stack.enter_async_context(limit)
                     results[task.id] = await execute(task, inputs)
             else:
@@ -69,12 +76,26 @@ async def run_dag(
                 all_done.set_exception(exc)
             return
         unfinished -= 1
-        for child in dependants[task.id]:
-            waiting_on[child] -= 1
-            if waiting_on[child] == 0:
-                start(tasks[child])
+        if results[task.id].status is TaskStatus.waiting:
+            hold(task.id)
+        else:
+            for child in dependants[task.id]:
+                waiting_on[child] -= 1
+                if waiting_on[child] == 0:
+                    start(tasks[child])
         if unfinished == 0 and not all_done.done():
             all_done.set_result(None)
+
+    def hold(task_id: str) -> None:
+        """A task waits for approval: nothing downstream of it can run in this execution."""
+        nonlocal unfinished
+        stack = list(dependants[task_id])
+        while stack:
+            child = stack.pop()
+            if child not in held:
+                held.add(child)
+                unfinished -= 1
+                stack.extend(dependants[child])
 
     def start(task: Task) -> None:
         handle = loop.create_task(run_one(task), name=f"foreman-task-{task.id}")

@@ -8,9 +8,10 @@ explicit missing-input marker), never the run's history; what it returns is a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import CallOutcome, call_worker
 from foreman.engine.prompts import REVIEW_SUFFIX, Verdict, review_input, worker_input
 from foreman.engine.results import TaskResult, TaskStatus
@@ -44,6 +45,7 @@ class TaskRunner:
         *,
         validator: Worker | None = None,
         max_revisions: int = 1,
+        gate: ApprovalGate | None = None,
     ) -> None:
         self.run_id = run_id
         self.registry = registry
@@ -51,6 +53,7 @@ class TaskRunner:
         self.emit = emit
         self.validator = validator
         self.max_revisions = max_revisions
+        self.gate = gate
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -66,13 +69,22 @@ class TaskRunner:
                 missing_inputs=missing,
             )
         inputs = {dep: _as_input(result) for dep, result in deps.items()}
+        user = worker_input(task.instructions, inputs, task.args)
+        if self.gate is not None and self.gate.needs_approval(worker):
+            decision = await self.gate.check(self.run_id, task, worker, user)
+            if decision.verdict == "wait":
+                return TaskResult(
+                    task_id=task.id, worker=worker.name, status=TaskStatus.waiting, input=user
+                )
+            if decision.verdict == "reject":
+                rejected = CallOutcome()
+                return self._failed(task, worker, str(decision.reason), rejected, missing, user, 0)
         self.emit(TaskStarted(run_id=self.run_id, task_id=task.id, worker=worker.name))
         started = time.perf_counter()
-        outcome = await self._produce(
-            task, worker, worker_input(task.instructions, inputs, task.args)
-        )
+        outcome = await self._produce(task, worker, user)
         if outcome.error is not None:
-            return self._failed(task, worker, outcome, started, missing)
+            latency = time.perf_counter() - started
+            return self._failed(task, worker, str(outcome.error), outcome, missing, user, latency)
         approved, revisions = await self._quality_gate(task, worker, inputs, outcome)
         result = TaskResult(
             task_id=task.id,
@@ -86,6 +98,7 @@ class TaskRunner:
             revisions=revisions,
             approved=approved,
             missing_inputs=missing,
+            input=user,
         )
         self.emit(
             TaskFinished(
@@ -102,48 +115,53 @@ class TaskRunner:
 
     async def _produce(self, task: Task, worker: Worker, user: str) -> CallOutcome:
         """The worker's models, then its fallback workers' models, until one answers."""
-        total = CallOutcome()
-        tried: set[str] = set()
-        current: Worker | None = worker
-        while current is not None and current.name not in tried:
-            tried.add(current.name)
-            outcome = await call_worker(
-                current,
-                self._models_of(current),
-                current.system_prompt,
-                user,
-                output_schema=current.output_schema,
-                on_retry=lambda attempt, error, delay: self.emit(
-                    TaskRetried(
-                        run_id=self.run_id,
-                        task_id=task.id,
-                        attempt=attempt,
-                        error=str(error),
-                        delay=delay,
-                    )
-                ),
-                on_fallback=lambda name, error: self.emit(
-                    TaskFallback(
-                        run_id=self.run_id, task_id=task.id, kind="model", to=name, error=str(error)
-                    )
-                ),
-            )
-            total.attempts += outcome.attempts
-            total.usage += outcome.usage
-            total.output, total.error, total.model = outcome.output, outcome.error, outcome.model
-            if outcome.error is None or current.fallback is None or current.fallback in tried:
-                break
+        outcome = await self._call(task, worker, user)
+        tried = {worker.name}
+        while (
+            outcome.error is not None
+            and worker.fallback is not None
+            and worker.fallback not in tried
+        ):
             self.emit(
                 TaskFallback(
                     run_id=self.run_id,
                     task_id=task.id,
                     kind="worker",
-                    to=current.fallback,
+                    to=worker.fallback,
                     error=str(outcome.error),
                 )
             )
-            current = self.registry.get(current.fallback)
-        return total
+            worker = self.registry.get(worker.fallback)
+            tried.add(worker.name)
+            later = await self._call(task, worker, user)
+            later.attempts += outcome.attempts
+            later.usage = outcome.usage + later.usage
+            outcome = later
+        return outcome
+
+    def _call(self, task: Task, worker: Worker, user: str) -> Awaitable[CallOutcome]:
+        """One worker's call, its retries and model fallback reported as the task's events."""
+        return call_worker(
+            worker,
+            self._models_of(worker),
+            worker.system_prompt,
+            user,
+            output_schema=worker.output_schema,
+            on_retry=lambda attempt, error, delay: self.emit(
+                TaskRetried(
+                    run_id=self.run_id,
+                    task_id=task.id,
+                    attempt=attempt,
+                    error=str(error),
+                    delay=delay,
+                )
+            ),
+            on_fallback=lambda name, error: self.emit(
+                TaskFallback(
+                    run_id=self.run_id, task_id=task.id, kind="model", to=name, error=str(error)
+                )
+            ),
+        )
 
     def _models_of(self, worker: Worker) -> list:
         models = [self.models.get(worker.model)]
@@ -206,11 +224,13 @@ class TaskRunner:
         self,
         task: Task,
         worker: Worker,
+        error: str,
         outcome: CallOutcome,
-        started: float,
         missing: list[str],
+        user: str,
+        latency: float,
     ) -> TaskResult:
-        error = str(outcome.error)
+        """Record the failure; under an 'abort' policy, stop the run with it."""
         self.emit(
             TaskFailed(
                 run_id=self.run_id,
@@ -227,8 +247,9 @@ class TaskRunner:
             error=error,
             attempts=outcome.attempts,
             usage=outcome.usage,
-            latency=time.perf_counter() - started,
+            latency=latency,
             missing_inputs=missing,
+            input=user,
         )
         if worker.on_failure == "abort":
             raise RunAbortedError(task.id, error, result=result)

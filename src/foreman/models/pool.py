@@ -26,6 +26,10 @@ class ModelPool:
             self._default_name = default or default_model_name()
 
     @property
+    def default_name(self) -> str:
+        return self._default_name
+
+    @property
     def default(self) -> Model:
         return self.get(None)
 

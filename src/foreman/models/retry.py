@@ -65,28 +65,30 @@ async def complete_with_retry(
     ``parse`` may raise a ``TransientModelError`` (such as ``OutputValidationError``) to
     have an answer of the wrong shape retried like a rate limit.
     """
-    result = Attempts()
+    # The record is built on the way out, not before the first call: in a wide fan-out,
+    # every task's start cost delays the start of all the tasks after it.
+    error: ModelError | None = None
+    answered: list[Usage] = []  # every answer's tokens, whether it parsed or not
     for attempt in range(1, policy.max_attempts + 1):
-        result.attempts += 1
         try:
             async with asyncio.timeout(call_timeout):
                 response = await model.complete(request)
-            result.usage += response.usage
-            result.value = parse(response)
-            result.model, result.error = response.model, None
-            return result
+            answered.append(response.usage)
+            value = parse(response)
+            usage = sum(answered, Usage())
+            return Attempts(value=value, attempts=attempt, usage=usage, model=response.model)
         except TimeoutError:
-            result.error = ModelTimeoutError(
+            error = ModelTimeoutError(
                 f"{model.name} gave no answer within {call_timeout:g}s ({caller}); raise "
                 "its timeout if this is expected."
             )
         except ModelError as exc:
-            result.error = exc
+            error = exc
             if not isinstance(exc, TransientModelError):
-                return result
+                return Attempts(error=error, attempts=attempt, usage=sum(answered, Usage()))
         if attempt < policy.max_attempts:
             delay = policy.delay(attempt)
             if on_retry is not None:
-                on_retry(attempt, result.error, delay)
+                on_retry(attempt, error, delay)
             await asyncio.sleep(delay)
-    return result
+    return Attempts(error=error, attempts=policy.max_attempts, usage=sum(answered, Usage()))

@@ -1,0 +1,84 @@
+"""Executing a run (fresh or resumed) from the terminal: progress, approvals, exit code.
+
+Three ways to show it: ``--json`` prints every event as a line; a terminal gets live
+progress and asks for approvals interactively; anything else (a pipe, CI) gets one log
+line per event on stderr and the answer on stdout, and risky tasks wait for
+``foreman approve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+
+import typer
+
+from foreman.cli.approvals import TerminalApprover
+from foreman.cli.common import EXIT_CODES, err, guard, out
+from foreman.cli.render import LiveProgress, print_result
+from foreman.engine.orchestrator import Orchestrator
+from foreman.engine.results import RunResult, RunStatus
+from foreman.events import Event
+
+Start = Callable[[Orchestrator, Callable[[Event], None]], Awaitable[RunResult]]
+
+
+def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -> None:
+    """Run ``start(orchestrator, on_event)``, show it, and exit with the run's code."""
+    seen: dict[str, str] = {}
+
+    def remember(handler: Callable[[Event], None]) -> Callable[[Event], None]:
+        def on_event(event: Event) -> None:
+            seen["run_id"] = event.run_id
+            handler(event)
+
+        return on_event
+
+    try:
+        if json_lines:
+            result = guard(lambda: asyncio.run(_go(orchestrator, start, remember(_print_json))))
+        elif out.is_terminal:
+            with LiveProgress(err) as progress:
+                if sys.stdin.isatty():
+                    orchestrator.approve = TerminalApprover(err, pause=progress.paused)
+                result = guard(
+                    lambda: asyncio.run(_go(orchestrator, start, remember(progress.handle)))
+                )
+            print_result(out, result)
+        else:
+            result = guard(lambda: asyncio.run(_go(orchestrator, start, remember(_log_line))))
+            print(result.answer if result.answer is not None else result.error)
+    except typer.Exit as exit_:
+        if exit_.exit_code == 130 and "run_id" in seen:
+            err.print(
+                f"Run {seen['run_id']} interrupted; continue it with: "
+                f"foreman resume {seen['run_id']}"
+            )
+        raise
+    if result.status is RunStatus.waiting_approval:
+        waiting = [t.task_id for t in result.tasks.values() if t.status.value == "waiting"]
+        err.print(
+            f"Run {result.run_id} is waiting for approval of {', '.join(waiting)}. "
+            f"Decide with `foreman approve {result.run_id} TASK` or `foreman reject "
+            f"{result.run_id} TASK --reason ...`, then `foreman resume {result.run_id}`.",
+            soft_wrap=True,
+        )
+    raise typer.Exit(EXIT_CODES[result.status])
+
+
+async def _go(orchestrator: Orchestrator, start: Start, on_event) -> RunResult:
+    try:
+        return await start(orchestrator, on_event)
+    finally:
+        await orchestrator.aclose()
+
+
+def _print_json(event: Event) -> None:
+    sys.stdout.write(event.model_dump_json() + "\n")
+    sys.stdout.flush()
+
+
+def _log_line(event: Event) -> None:
+    task = getattr(event, "task_id", "")
+    err.print(f"[dim]{event.type}[/] {task}".rstrip(), highlight=False)

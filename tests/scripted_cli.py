@@ -1,0 +1,67 @@
+"""Run the real ``foreman`` CLI in its own process, on a scripted model.
+
+    python tests/scripted_cli.py SPEC.json foreman-args...
+
+SPEC.json: {"plan": {...}, "latency": {"do t3": 30}, "fail": {"do t2": "400 bad"},
+"log": "calls.log"}. Every model name resolves to one ScriptedModel that answers the
+planner with the plan, synthesis with FINAL, and each task with ``out:<instructions>``
+after its latency; each worker call appends its instructions to the log *before* waiting,
+so a test can count executions even of calls a SIGKILL cut short.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from foreman.engine.prompts import SYNTHESIS_SYSTEM
+from foreman.errors import ModelError
+from foreman.models.base import ModelRequest
+from foreman.testing import ScriptedModel
+
+
+def build(spec: dict) -> ScriptedModel:
+    log = Path(spec["log"])
+
+    def kind(request: ModelRequest) -> str:
+        if "tasks" in (request.output_schema or {}).get("properties", {}):
+            return "plan"
+        if request.system == SYNTHESIS_SYSTEM:
+            return "synthesis"
+        return json.loads(request.messages[0].content)["instructions"]
+
+    def latency(request: ModelRequest) -> float:
+        what = kind(request)
+        if what not in ("plan", "synthesis"):
+            with log.open("a") as file:
+                file.write(what + "\n")
+        return float(spec.get("latency", {}).get(what, 0.0))
+
+    def answer(request: ModelRequest):
+        what = kind(request)
+        if what == "plan":
+            return json.dumps(spec["plan"])
+        if what == "synthesis":
+            return "FINAL"
+        if what in spec.get("fail", {}):
+            return ModelError(spec["fail"][what])
+        return f"out:{what}"
+
+    return ScriptedModel(answer, latency=latency)
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    model = build(spec)
+    import foreman.models.pool
+
+    foreman.models.pool.load_model = lambda name=None: model
+    sys.argv = ["foreman", *sys.argv[2:]]
+    from foreman.cli import main as cli
+
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Durable runs across real processes: SIGKILL mid-run then resume, and approvals given
+from another process. Each ``foreman`` here is its own Python process (tests/scripted_cli.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from foreman.events import EVENT_ADAPTER
+
+LAUNCHER = Path(__file__).with_name("scripted_cli.py")
+
+
+def plan(*tasks: tuple[str, str, list[str]]) -> dict:
+    return {
+        "tasks": [
+            {"id": i, "worker": w, "instructions": f"do {i}", "depends_on": d} for i, w, d in tasks
+        ]
+    }
+
+
+class Foreman:
+    """Runs ``foreman`` subcommands in fresh processes against one database and spec."""
+
+    def __init__(self, tmp_path: Path, spec: dict) -> None:
+        self.db = tmp_path / "runs.db"
+        self.log = tmp_path / "calls.log"
+        self.spec_path = tmp_path / "spec.json"
+        self.set_spec(spec)
+
+    def set_spec(self, spec: dict) -> None:
+        self.spec_path.write_text(json.dumps({**spec, "log": str(self.log)}))
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, str(LAUNCHER), str(self.spec_path), *args, "--db", str(self.db)]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "COLUMNS": "200"}
+        return subprocess.run(
+            self.command(*args),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def checkpointed(self, run_id: str) -> set[str]:
+        """Task ids whose checkpoint is committed, read as any other process would."""
+        with sqlite3.connect(self.db) as db:
+            rows = db.execute("SELECT task_id FROM tasks WHERE run_id = ?", (run_id,))
+            return {row[0] for row in rows}
+
+    def calls(self) -> Counter[str]:
+        lines = self.log.read_text().splitlines() if self.log.exists() else []
+        return Counter(line.removeprefix("do ") for line in lines)
+
+
+def events_of(output: str) -> list:
+    return [EVENT_ADAPTER.validate_json(line) for line in output.splitlines() if line.strip()]
+
+
+def test_sigkill_mid_run_then_resume_never_repeats_finished_tasks(tmp_path: Path) -> None:
+    dag = plan(
+        ("t1", "researcher", []),
+        ("t2", "researcher", ["t1"]),
+        ("t3", "analyst", ["t1"]),
+        ("t4", "writer", ["t2", "t3"]),
+    )
+    foreman = Foreman(tmp_path, {"plan": dag, "latency": {"do t3": 60}})
+    process = subprocess.Popen(
+        foreman.command("run", "--json", "write it"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    run_id, seen = None, set()
+    assert process.stdout is not None
+    for line in process.stdout:  # read events until t2 is done and t3 is mid-call
+        event = EVENT_ADAPTER.validate_json(line)
+        run_id = event.run_id
+        seen.add((event.type, getattr(event, "task_id", None)))
+        if {("task_finished", "t2"), ("task_started", "t3")} <= seen:
+            break
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until t2's checkpoint is committed and t3's call live
+        if "t3" in foreman.calls() and foreman.checkpointed(run_id) >= {"t1", "t2"}:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert foreman.calls() == Counter({"t1": 1, "t2": 1, "t3": 1})
+
+    shown = foreman.run("show", run_id)
+    assert shown.returncode == 0 and "running" in shown.stdout  # the process died mid-run
+
+    foreman.set_spec({"plan": dag})  # t3 is fast now
+    resumed = foreman.run("resume", run_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    events = events_of(resumed.stdout)
+    assert events[0].type == "run_started" and events[0].resumed
+    assert events[-1].result.status.value == "succeeded"
+    assert events[-1].result.answer == "FINAL"
+    # Finished tasks ran once in all; t3 ran again because it never finished; t4 once.
+    assert foreman.calls() == Counter({"t1": 1, "t2": 1, "t3": 2, "t4": 1})
+
+    again = foreman.run("resume", run_id)
+    assert again.returncode == 1 and "already finished" in again.stderr
+
+
+HIGH_RISK_TEAM = """\
+include_defaults: true
+workers:
+  - name: deployer
+    description: Deploys to production.
+    system_prompt: You deploy.
+    risk: high
+    retry: {max_attempts: 1}
+"""
+
+
+def approval_setup(tmp_path: Path) -> tuple[Foreman, str]:
+    team = tmp_path / "team.yaml"
+    team.write_text(HIGH_RISK_TEAM)
+    dag = plan(
+        ("t1", "researcher", []),
+        ("t2", "deployer", ["t1"]),
+        ("t3", "writer", []),
+        ("t4", "writer", ["t2", "t3"]),
+    )
+    foreman = Foreman(tmp_path, {"plan": dag})
+    first = foreman.run("run", "--json", "--team", str(team), "ship it")
+    assert first.returncode == 5, first.stderr  # waiting for approval
+    events = events_of(first.stdout)
+    result = events[-1].result
+    assert result.status.value == "waiting_approval"
+    assert result.tasks["t2"].status.value == "waiting" and "t4" not in result.tasks
+    assert [e.task_id for e in events if e.type == "approval_requested"] == ["t2"]
+    assert foreman.calls() == Counter({"t1": 1, "t3": 1})  # the others went on meanwhile
+    return foreman, result.run_id
+
+
+def test_approval_from_another_process_then_resume(tmp_path: Path) -> None:
+    foreman, run_id = approval_setup(tmp_path)
+
+    listed = foreman.run("approvals")
+    assert listed.returncode == 0 and run_id in listed.stdout and "deployer" in listed.stdout
+
+    needless = foreman.run("approve", run_id, "t1")
+    assert needless.returncode == 1 and "not waiting for approval" in needless.stderr
+
+    approved = foreman.run("approve", run_id, "t2", "--note", "looks safe")
+    assert approved.returncode == 0 and "approved" in approved.stdout
+
+    again = foreman.run("approve", run_id, "t2")
+    assert again.returncode == 1 and "already approved" in again.stderr
+
+    resumed = foreman.run("resume", run_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert events_of(resumed.stdout)[-1].result.status.value == "succeeded"
+    assert foreman.calls() == Counter({"t1": 1, "t2": 1, "t3": 1, "t4": 1})
+
+
+def test_rejection_follows_the_failure_policy_and_is_recorded(tmp_path: Path) -> None:
+    foreman, run_id = approval_setup(tmp_path)
+
+    rejected = foreman.run("reject", run_id, "t2", "--reason", "not on a Friday")
+    assert rejected.returncode == 0
+
+    resumed = foreman.run("resume", run_id, "--json")
+    assert resumed.returncode == 3, resumed.stderr  # partial: t2 skipped by policy
+    result = events_of(resumed.stdout)[-1].result
+    assert result.tasks["t2"].status.value == "failed"
+    assert "not on a Friday" in result.tasks["t2"].error
+    assert result.tasks["t4"].succeeded  # ran with an explicit missing-input marker
+    assert "t2" not in foreman.calls()  # a rejected task never reaches its model
+
+    shown = foreman.run("show", run_id)
+    assert "not on a Friday" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "command", [["resume", "nope"], ["show", "nope"], ["replay", "nope", "t1"]]
+)
+def test_unknown_run_is_a_clear_error(tmp_path: Path, command: list[str]) -> None:
+    foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
+    result = foreman.run(*command)
+    assert result.returncode == 1
+    assert "No run 'nope'" in result.stderr
+
+
+def test_replay_reruns_one_task_with_its_recorded_input(tmp_path: Path) -> None:
+    dag = plan(("t1", "researcher", []), ("t2", "writer", ["t1"]))
+    foreman = Foreman(tmp_path, {"plan": dag})
+    first = foreman.run("run", "--json", "write it")
+    assert first.returncode == 0
+    run_id = events_of(first.stdout)[-1].run_id
+
+    replayed = foreman.run("replay", run_id, "t2")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "out:do t2" in replayed.stdout
+    assert foreman.calls() == Counter({"t1": 1, "t2": 2})  # t1 untouched
+
+    shown = foreman.run("show", run_id)
+    assert "succeeded" in shown.stdout  # the stored run did not change
+
+
+def test_corrupted_database_is_a_clear_error(tmp_path: Path) -> None:
+    foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
+    foreman.db.write_bytes(b"this is not sqlite" * 100)
+    result = foreman.run("runs")
+    assert result.returncode == 1
+    assert "corrupted" in result.stderr
