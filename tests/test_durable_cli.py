@@ -69,14 +69,17 @@ def events_of(output: str) -> list:
     return [EVENT_ADAPTER.validate_json(line) for line in output.splitlines() if line.strip()]
 
 
-def test_sigkill_mid_run_then_resume_never_repeats_finished_tasks(tmp_path: Path) -> None:
-    dag = plan(
-        ("t1", "researcher", []),
-        ("t2", "researcher", ["t1"]),
-        ("t3", "analyst", ["t1"]),
-        ("t4", "writer", ["t2", "t3"]),
-    )
-    foreman = Foreman(tmp_path, {"plan": dag, "latency": {"do t3": 60}})
+DAG = plan(
+    ("t1", "researcher", []),
+    ("t2", "researcher", ["t1"]),
+    ("t3", "analyst", ["t1"]),
+    ("t4", "writer", ["t2", "t3"]),
+)
+
+
+def start_slow_run(foreman: Foreman) -> tuple[subprocess.Popen[str], str]:
+    """Start `foreman run` in its own process; return once t1 and t2 are checkpointed and
+    t3's (60 s) model call is under way."""
     process = subprocess.Popen(
         foreman.command("run", "--json", "write it"),
         stdout=subprocess.PIPE,
@@ -92,11 +95,18 @@ def test_sigkill_mid_run_then_resume_never_repeats_finished_tasks(tmp_path: Path
         seen.add((event.type, getattr(event, "task_id", None)))
         if {("task_finished", "t2"), ("task_started", "t3")} <= seen:
             break
+    assert run_id is not None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # until t2's checkpoint is committed and t3's call live
         if "t3" in foreman.calls() and foreman.checkpointed(run_id) >= {"t1", "t2"}:
             break
         time.sleep(0.02)
+    return process, run_id
+
+
+def test_sigkill_mid_run_then_resume_never_repeats_finished_tasks(tmp_path: Path) -> None:
+    foreman = Foreman(tmp_path, {"plan": DAG, "latency": {"do t3": 60}})
+    process, run_id = start_slow_run(foreman)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
@@ -105,7 +115,7 @@ def test_sigkill_mid_run_then_resume_never_repeats_finished_tasks(tmp_path: Path
     shown = foreman.run("show", run_id)
     assert shown.returncode == 0 and "running" in shown.stdout  # the process died mid-run
 
-    foreman.set_spec({"plan": dag})  # t3 is fast now
+    foreman.set_spec({"plan": DAG})  # t3 is fast now
     resumed = foreman.run("resume", run_id, "--json")
     assert resumed.returncode == 0, resumed.stderr
     events = events_of(resumed.stdout)
@@ -117,6 +127,36 @@ def test_sigkill_mid_run_then_resume_never_repeats_finished_tasks(tmp_path: Path
 
     again = foreman.run("resume", run_id)
     assert again.returncode == 1 and "already finished" in again.stderr
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_resumable(tmp_path: Path) -> None:
+    foreman = Foreman(tmp_path, {"plan": DAG, "latency": {"do t3": 60}})
+    process, run_id = start_slow_run(foreman)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert f"foreman resume {run_id}" in stderr
+
+    listed = foreman.run("runs")
+    assert run_id in listed.stdout and "interrupted" in listed.stdout
+
+    foreman.set_spec({"plan": DAG})
+    resumed = foreman.run("resume", run_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert foreman.calls() == Counter({"t1": 1, "t2": 1, "t3": 2, "t4": 1})
+
+
+def test_a_run_cannot_be_executed_by_two_processes_at_once(tmp_path: Path) -> None:
+    foreman = Foreman(tmp_path, {"plan": DAG, "latency": {"do t3": 60}})
+    process, run_id = start_slow_run(foreman)
+    try:
+        second = foreman.run("resume", run_id)
+        assert second.returncode == 1
+        assert f"being executed by process {process.pid}" in second.stderr
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert "t4" not in foreman.calls()  # the second process ran nothing
 
 
 HIGH_RISK_TEAM = """\

@@ -51,10 +51,8 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
             print(result.answer if result.answer is not None else result.error)
     except typer.Exit as exit_:
         if exit_.exit_code == 130 and "run_id" in seen:
-            err.print(
-                f"Run {seen['run_id']} interrupted; continue it with: "
-                f"foreman resume {seen['run_id']}"
-            )
+            run_id = seen["run_id"]
+            err.print(f"Run {run_id} is resumable: foreman resume {run_id}", soft_wrap=True)
         raise
     if result.status is RunStatus.waiting_approval:
         waiting = [t.task_id for t in result.tasks.values() if t.status.value == "waiting"]
