@@ -19,12 +19,10 @@ from anthropic.types import Message as AnthropicMessage
 from foreman.errors import (
     ConfigError,
     ModelError,
-    ModelTimeoutError,
     OutputValidationError,
-    ProviderServerError,
-    RateLimitError,
 )
 from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, ToolCall, Usage
+from foreman.models.sdk_errors import translate
 
 #: Name of the tool that carries a structured answer; never surfaced as a tool call.
 RESPOND_TOOL = "respond"
@@ -38,10 +36,8 @@ _STOP_REASONS: dict[str, StopReason] = {
 
 _HINTS = {
     401: "Check the API key (ANTHROPIC_API_KEY).",
-    403: "The API key may not have access to this model; check its permissions.",
     404: "Check the model name and base URL.",
 }
-_DEFAULT_HINT = "The request was rejected; check the model name and request settings."
 
 
 class AnthropicModel(Model):
@@ -168,21 +164,14 @@ def _provider_message(exc: anthropic.APIStatusError) -> str:
 
 
 def _translate(exc: anthropic.APIError, name: str) -> ModelError:
-    """Turn an SDK error into the foreman error that tells the engine whether to retry."""
-    # APITimeoutError subclasses APIConnectionError, so it must be checked first.
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ModelTimeoutError(f"{name}: the Anthropic API did not answer in time. Retry later.")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderServerError(
-            f"{name}: could not reach the Anthropic API ({exc.message}). "
-            "Check the network and ANTHROPIC_BASE_URL / base_url."
-        )
-    if not isinstance(exc, anthropic.APIStatusError):
-        return ModelError(f"{name}: unexpected Anthropic API response: {exc.message}")
-    status = exc.status_code
-    detail = f"{name}: Anthropic API answered {status}: {_provider_message(exc)}."
-    if isinstance(exc, anthropic.RateLimitError):
-        return RateLimitError(f"{detail} Slow down: lower concurrency or wait before retrying.")
-    if status >= 500:
-        return ProviderServerError(f"{detail} A provider-side failure; retrying usually helps.")
-    return ModelError(f"{detail} {_HINTS.get(status, _DEFAULT_HINT)}")
+    return translate(
+        exc,
+        anthropic,
+        name=name,
+        provider="Anthropic API",
+        provider_message=_provider_message(exc)
+        if isinstance(exc, anthropic.APIStatusError)
+        else "",
+        connection_hint="Check the network and ANTHROPIC_BASE_URL / base_url.",
+        hints=_HINTS,
+    )

@@ -18,12 +18,10 @@ from openai.types.chat import ChatCompletion
 from foreman.errors import (
     ConfigError,
     ModelError,
-    ModelTimeoutError,
     OutputValidationError,
-    ProviderServerError,
-    RateLimitError,
 )
 from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, ToolCall, Usage
+from foreman.models.sdk_errors import translate
 
 #: Sent as the key to local servers that ignore it; the SDK refuses to run with no key at all.
 PLACEHOLDER_API_KEY = "not-needed"
@@ -38,11 +36,9 @@ _FINISH_REASONS: dict[str, StopReason] = {
 
 _HINTS = {
     401: "Check the API key (OPENAI_API_KEY).",
-    403: "The API key may not have access to this model; check its permissions.",
     404: "Check the model name and the base URL (OPENAI_BASE_URL); local servers must have "
     "the model loaded or pulled.",
 }
-_DEFAULT_HINT = "The request was rejected; check the model name and request settings."
 
 
 class OpenAIModel(Model):
@@ -167,21 +163,13 @@ def _provider_message(exc: openai.APIStatusError) -> str:
 
 
 def _translate(exc: openai.APIError, name: str) -> ModelError:
-    """Turn an SDK error into the foreman error that tells the engine whether to retry."""
-    # APITimeoutError subclasses APIConnectionError, so it must be checked first.
-    if isinstance(exc, openai.APITimeoutError):
-        return ModelTimeoutError(f"{name}: the OpenAI API did not answer in time. Retry later.")
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderServerError(
-            f"{name}: could not reach the OpenAI API ({exc.message}). Check the network and "
-            "OPENAI_BASE_URL / base_url; for a local server, check that it is running."
-        )
-    if not isinstance(exc, openai.APIStatusError):
-        return ModelError(f"{name}: unexpected OpenAI API response: {exc.message}")
-    status = exc.status_code
-    detail = f"{name}: OpenAI API answered {status}: {_provider_message(exc)}."
-    if isinstance(exc, openai.RateLimitError):
-        return RateLimitError(f"{detail} Slow down: lower concurrency or wait before retrying.")
-    if status >= 500:
-        return ProviderServerError(f"{detail} A provider-side failure; retrying usually helps.")
-    return ModelError(f"{detail} {_HINTS.get(status, _DEFAULT_HINT)}")
+    return translate(
+        exc,
+        openai,
+        name=name,
+        provider="OpenAI API",
+        provider_message=_provider_message,
+        connection_hint="Check the network and OPENAI_BASE_URL / base_url; for a local server, "
+        "check that it is running.",
+        hints=_HINTS,
+    )
