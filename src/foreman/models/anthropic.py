@@ -169,9 +169,7 @@ def _translate(exc: anthropic.APIError, name: str) -> ModelError:
         anthropic,
         name=name,
         provider="Anthropic API",
-        provider_message=_provider_message(exc)
-        if isinstance(exc, anthropic.APIStatusError)
-        else "",
+        provider_message=_provider_message,
         connection_hint="Check the network and ANTHROPIC_BASE_URL / base_url.",
         hints=_HINTS,
     )
