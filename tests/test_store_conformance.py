@@ -402,6 +402,18 @@ async def test_requesting_approval_is_idempotent(store: Store) -> None:
     assert await store.list_approvals(ApprovalStatus.approved) == []
 
 
+async def test_a_decision_covers_only_the_inputs_that_were_shown(store: Store) -> None:
+    await store.create_run(run_record())
+    await store.request_approval(approval("t1", inputs='{"inputs": "old"}'))
+    await store.decide("run-1", "t1", approved=True, note="ok")
+
+    same = await store.request_approval(approval("t1", inputs='{"inputs": "old"}'))
+    assert same.status is ApprovalStatus.approved
+    changed = await store.request_approval(approval("t1", inputs='{"inputs": "new"}'))
+    assert (changed.status, changed.inputs) == (ApprovalStatus.pending, '{"inputs": "new"}')
+    assert await store.list_approvals() == [changed]
+
+
 async def test_approving_records_the_decision(store: Store) -> None:
     await store.create_run(run_record())
     await store.request_approval(approval("t1"))

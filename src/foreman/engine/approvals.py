@@ -35,6 +35,22 @@ class Decision:
     reason: str | None = None
 
 
+def auto_approve_level(value: RiskLevel | str | None) -> RiskLevel | None:
+    """The validated ``auto_approve`` setting; ``ConfigError`` for 'high' or an unknown level."""
+    if not value:
+        return None
+    try:
+        level = RiskLevel(value)
+    except ValueError:
+        raise ConfigError(f"auto_approve must be 'low' or 'medium', not {value!r}.") from None
+    if level is RiskLevel.high:
+        raise ConfigError(
+            "High-risk tasks always need an explicit approval; auto_approve can be "
+            "'medium' (or 'low', which changes nothing) but not 'high'."
+        )
+    return level
+
+
 class ApprovalGate:
     """Decides, per task, whether it may run now; records every request and decision."""
 
@@ -45,15 +61,10 @@ class ApprovalGate:
         callback: ApprovalCallback | None = None,
         auto_approve: RiskLevel | None = None,
     ) -> None:
-        if auto_approve is RiskLevel.high:
-            raise ConfigError(
-                "High-risk tasks always need an explicit approval; auto_approve can be "
-                "'medium' (or 'low', which changes nothing) but not 'high'."
-            )
         self.store = store
         self.emit = emit
         self.callback = callback
-        self.auto_approve = auto_approve
+        self.auto_approve = auto_approve_level(auto_approve)
 
     def needs_approval(self, worker: Worker) -> bool:
         if worker.risk is RiskLevel.low:

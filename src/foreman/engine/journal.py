@@ -13,6 +13,7 @@ import contextlib
 from typing import Any
 
 from foreman.engine.results import RunStatus, TaskResult
+from foreman.errors import StoreError
 from foreman.models.base import Usage
 from foreman.store.base import LeaseOwner, Store
 
@@ -65,4 +66,8 @@ class RunJournal:
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            await self.store.renew_lease(self.run_id, self.owner, self.lease_seconds)
+            # A failed renewal (store busy for a moment) is retried at the next beat; left
+            # to end this task, it would stop renewing for good and then surface from
+            # ``release``, replacing the run's own outcome.
+            with contextlib.suppress(StoreError):
+                await self.store.renew_lease(self.run_id, self.owner, self.lease_seconds)

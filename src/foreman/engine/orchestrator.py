@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from datetime import UTC, datetime
 from typing import Any
 
-from foreman.engine.approvals import ApprovalCallback
+from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker
 from foreman.engine.execution import RunState, check_given_plan, execute, make_plan
@@ -85,7 +85,7 @@ class Orchestrator:
         self.assembly: AssemblyMethod = assembly
         self.store: Store = store if store is not None else MemoryStore()
         self.approve = approve
-        self.auto_approve = RiskLevel(auto_approve) if auto_approve else None
+        self.auto_approve = auto_approve_level(auto_approve)  # ConfigError for 'high'
         self.lease_seconds = lease_seconds
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.settings: dict[str, Any] = {
@@ -164,10 +164,13 @@ class Orchestrator:
         if task_id not in ids:
             raise ForemanError(f"Run {run_id} has no task {task_id!r}; its tasks: {ids}.")
         recorded = tasks.get(task_id)
-        if recorded is None or recorded.input is None:
+        # A task waiting for approval, or rejected, has its input recorded but never ran:
+        # replaying it would execute a risky task nobody approved.
+        if recorded is None or recorded.input is None or recorded.attempts == 0:
+            why = f" ({recorded.status.value})" if recorded is not None else ""
             raise ForemanError(
-                f"Task {task_id!r} of run {run_id} never ran, so it has no recorded input. "
-                f"`foreman resume {run_id}` runs it."
+                f"Task {task_id!r} of run {run_id} never ran{why}, so there is nothing to "
+                f"replay. `foreman resume {run_id}` runs it."
             )
         worker = self.registry.get(record.plan.task(task_id).worker)
         outcome = await call_worker(

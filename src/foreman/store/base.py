@@ -161,7 +161,12 @@ class Store(ABC):
     # approvals
     @abstractmethod
     async def request_approval(self, approval: Approval) -> Approval:
-        """Record a pending request (idempotent: an existing one is returned as it is)."""
+        """Record a pending request and return the one that stands.
+
+        Idempotent for the same inputs: an existing request (pending or decided) is returned
+        as it is. A decision covers only the inputs that were shown, so a request with other
+        inputs (a dependency ran again and changed them) replaces it, pending again.
+        """
 
     @abstractmethod
     async def get_approval(self, run_id: str, task_id: str) -> Approval | None: ...

@@ -131,7 +131,10 @@ class MemoryStore(Store):
     async def request_approval(self, approval: Approval) -> Approval:
         self._run(approval.run_id)
         key = (approval.run_id, approval.task_id)
-        return self._approvals.setdefault(key, approval.model_copy()).model_copy()
+        existing = self._approvals.get(key)
+        if existing is None or existing.inputs != approval.inputs:
+            self._approvals[key] = existing = approval.model_copy()
+        return existing.model_copy()
 
     async def get_approval(self, run_id: str, task_id: str) -> Approval | None:
         approval = self._approvals.get((run_id, task_id))

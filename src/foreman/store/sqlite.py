@@ -358,11 +358,13 @@ class SQLiteStore(Store):
                     (approval.run_id, approval.task_id),
                 ).fetchone()
                 if row is not None:
-                    return Approval.model_validate_json(row[0])
+                    existing = Approval.model_validate_json(row[0])
+                    if existing.inputs == approval.inputs:
+                        return existing
                 _require_run(db, approval.run_id, self.path)
                 db.execute(
-                    "INSERT INTO approvals (run_id, task_id, status, approval, requested_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO approvals (run_id, task_id, status, approval,"
+                    " requested_at) VALUES (?, ?, ?, ?, ?)",
                     (
                         approval.run_id,
                         approval.task_id,
