@@ -2,6 +2,7 @@
 
     python bench/profile_engine.py                      # phase timings, every workload
     python bench/profile_engine.py --cprofile random-dag  # cProfile of one run, latency 0
+    python bench/profile_engine.py --sqlite             # the same, checkpointing to SQLite
 
 The workloads are those of ``bench_engine.py`` plus ``chain``: 300 tasks in one line, each
 depending on the previous one (1 ms latency each), the shape where per-run costs that grow
@@ -13,6 +14,11 @@ with the DAG's depth show up. Phases of one run (median of ``--repeat`` runs):
   ``independent`` workload the max is the time it takes to start every task;
 * model-call lag: ``TaskStarted`` -> the model's ``complete`` is entered (median);
 * wrap-up: last ``TaskFinished`` -> ``run()`` returns (confidences, assembly, result).
+
+With ``--sqlite`` every run checkpoints to a fresh ``SQLiteStore`` in a temporary directory
+(as ``foreman+sqlite`` in ``bench_engine.py``), so a start lag includes the dependency's
+checkpoint, and the wrap-up the last checkpoint and the run's final write. cProfile sees
+only the event loop's thread, not the store's writer thread.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ import json
 import pstats
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from bench_engine import BENCH_WORKER, Workload, foreman_plan, make_workloads
 from foreman import Orchestrator
 from foreman.events import Event, TaskFinished, TaskStarted
 from foreman.models.base import ModelRequest
+from foreman.store import SQLiteStore
 from foreman.testing import ScriptedModel
 
 
@@ -44,8 +53,19 @@ def workloads() -> dict[str, Workload]:
     return {w.name: w for w in [*make_workloads(), chain()]}
 
 
-async def phases(workload: Workload, scale: float = 1.0) -> dict[str, float]:
+async def phases(workload: Workload, scale: float = 1.0, sqlite: bool = False) -> dict[str, float]:
     """One foreman run, instrumented; every figure in milliseconds."""
+    if sqlite:
+        with tempfile.TemporaryDirectory(prefix="foreman-profile-") as tmp:
+            store = SQLiteStore(Path(tmp) / "profile.db")
+            try:
+                return await _phases(workload, scale, store)
+            finally:
+                await store.aclose()
+    return await _phases(workload, scale, None)
+
+
+async def _phases(workload: Workload, scale: float, store: SQLiteStore | None) -> dict[str, float]:
     clock = time.perf_counter
     started: dict[str, float] = {}
     finished: dict[str, float] = {}
@@ -70,6 +90,7 @@ async def phases(workload: Workload, scale: float = 1.0) -> dict[str, float]:
         model=ScriptedModel(lambda _: "output", latency=latency),
         concurrency=None,
         assembly="concat",
+        store=store,
     )
     plan = foreman_plan(workload)
     gc.collect()
@@ -91,23 +112,23 @@ async def phases(workload: Workload, scale: float = 1.0) -> dict[str, float]:
     }
 
 
-async def report_phases(repeat: int) -> None:
+async def report_phases(repeat: int, sqlite: bool) -> None:
     names = ["setup", "start lag median", "start lag max", "model-call lag", "wrap-up"]
     header = f"{'workload':<12} {'tasks':>5}" + "".join(f"{n + ' ms':>20}" for n in names)
     print(header)
     print("-" * len(header))
     for workload in workloads().values():
-        await phases(workload, 0.0)  # warm-up
-        runs = [await phases(workload) for _ in range(repeat)]
+        await phases(workload, 0.0, sqlite)  # warm-up
+        runs = [await phases(workload, 1.0, sqlite) for _ in range(repeat)]
         cells = "".join(f"{statistics.median(r[n] for r in runs):>20.3f}" for n in names)
         print(f"{workload.name:<12} {workload.size:>5}{cells}")
 
 
-async def profile(workload: Workload, scale: float, top: int) -> None:
-    await phases(workload, scale)  # warm-up
+async def profile(workload: Workload, scale: float, top: int, sqlite: bool) -> None:
+    await phases(workload, scale, sqlite)  # warm-up
     profiler = cProfile.Profile()
     profiler.enable()
-    await phases(workload, scale)
+    await phases(workload, scale, sqlite)
     profiler.disable()
     stats = pstats.Stats(profiler)
     stats.sort_stats("tottime").print_stats(top)
@@ -120,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", metavar="WORKLOAD", choices=sorted(workloads()))
     parser.add_argument("--latency-scale", type=float, default=0.0, help="for --cprofile")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--sqlite", action="store_true", help="checkpoint to a temporary SQLite db")
     args = parser.parse_args(argv)
     if args.cprofile:
-        asyncio.run(profile(workloads()[args.cprofile], args.latency_scale, args.top))
+        asyncio.run(profile(workloads()[args.cprofile], args.latency_scale, args.top, args.sqlite))
     else:
-        asyncio.run(report_phases(args.repeat))
+        asyncio.run(report_phases(args.repeat, args.sqlite))
     return 0
 
 
