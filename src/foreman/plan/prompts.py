@@ -73,7 +73,7 @@ def _example_plan(registry: Registry, request: str) -> str:
         {
             "id": "t2",
             "worker": second,
-            "instructions": f"Using t1's findings: {subject}",
+            "instructions": f"Using the research: {subject}",
             "depends_on": ["t1"],
         },
     ]
