@@ -8,27 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from foreman.errors import ModelError, OutputValidationError
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, Usage
-from foreman.models.retry import OnRetry, complete_with_retry
+from foreman.models.retry import CallOutcome, OnRetry, complete_with_retry
 from foreman.workers.spec import Worker
-
-
-@dataclass
-class CallOutcome:
-    """What a worker call produced (``output``) or why it failed (``error``)."""
-
-    output: Any = None
-    error: ModelError | None = None
-    attempts: int = 0
-    usage: Usage = field(default_factory=Usage)
-    model: str | None = None
-
 
 OnFallback = Callable[[str, ModelError], None]
 
@@ -75,7 +62,7 @@ async def call_worker(
         attempts += tried.attempts
         spent.append(tried.usage)
         if tried.error is None:
-            output, usage = tried.value, _total(spent)
+            output, usage = tried.output, _total(spent)
             return CallOutcome(output=output, attempts=attempts, usage=usage, model=tried.model)
         error = tried.error
     return CallOutcome(error=error, attempts=attempts, usage=_total(spent))

@@ -36,10 +36,10 @@ class RetryPolicy(BaseModel):
 
 
 @dataclass
-class Attempts:
-    """The parsed answer of the first good attempt (``value``) or the last ``error``."""
+class CallOutcome:
+    """The parsed answer of the first good attempt (``output``) or the last ``error``."""
 
-    value: Any = None
+    output: Any = None
     error: ModelError | None = None
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -58,7 +58,7 @@ async def complete_with_retry(
     caller: str = "the call",
     parse: Callable[[ModelResponse], Any] = lambda response: response.text,
     on_retry: OnRetry | None = None,
-) -> Attempts:
+) -> CallOutcome:
     """Call ``model`` until an answer parses, a non-transient error, or attempts run out.
 
     ``on_retry(attempt, error, delay)`` hears of each failed attempt that will be retried.
@@ -76,7 +76,7 @@ async def complete_with_retry(
             answered.append(response.usage)
             value = parse(response)
             usage = sum(answered, Usage())
-            return Attempts(value=value, attempts=attempt, usage=usage, model=response.model)
+            return CallOutcome(output=value, attempts=attempt, usage=usage, model=response.model)
         except TimeoutError:
             error = ModelTimeoutError(
                 f"{model.name} gave no answer within {call_timeout:g}s ({caller}); raise "
@@ -85,10 +85,10 @@ async def complete_with_retry(
         except ModelError as exc:
             error = exc
             if not isinstance(exc, TransientModelError):
-                return Attempts(error=error, attempts=attempt, usage=sum(answered, Usage()))
+                return CallOutcome(error=error, attempts=attempt, usage=sum(answered, Usage()))
         if attempt < policy.max_attempts:
             delay = policy.delay(attempt)
             if on_retry is not None:
                 on_retry(attempt, error, delay)
             await asyncio.sleep(delay)
-    return Attempts(error=error, attempts=policy.max_attempts, usage=sum(answered, Usage()))
+    return CallOutcome(error=error, attempts=policy.max_attempts, usage=sum(answered, Usage()))

@@ -79,7 +79,7 @@ class Planner:
             usage += call.usage
             if call.error is not None and not isinstance(call.error, OutputValidationError):
                 raise call.error  # rate limits that outlasted the retries, bad keys: not a plan
-            raw = call.value or ""
+            raw = call.output or ""
             plan, errors = (None, [str(call.error)]) if call.error else parse_plan(raw)
             if plan is not None:
                 errors = validate_plan(plan, self.registry, max_tasks=self.max_tasks)
