@@ -105,7 +105,16 @@ class TerminalApprover:
                     border_style=border,
                 )
             )
-            approved = Confirm.ask("Run this task?", console=self.console, default=False)
+            if approval.risk.value == "high":  # an explicit act, not a stray Enter or "y"
+                typed = Prompt.ask(
+                    f"High risk: type [bold]{approval.task_id}[/] to approve, anything else "
+                    "rejects",
+                    console=self.console,
+                    default="",
+                )
+                approved = typed.strip() == approval.task_id
+            else:
+                approved = Confirm.ask("Run this task?", console=self.console, default=False)
             if approved:
                 approval.note = Prompt.ask("Note (optional)", console=self.console, default="")
             else:

@@ -84,7 +84,7 @@ def partial_note(plan: Plan, results: dict[str, TaskResult], confidence: dict[st
     for result in problems:
         lines.append(f"- {result.task_id} ({result.worker}) {result.status.value}: {result.error}")
     scores = ", ".join(f"{task.id} {confidence.get(task.id, 0.0):.2f}" for task in plan.tasks)
-    lines.append(f"Confidence per part: {scores}")
+    lines.extend(["", f"Confidence per part: {scores}"])
     return "\n".join(lines)
 
 
