@@ -137,3 +137,34 @@ def test_no_valid_plan_exits_1_and_shows_the_plan(scripted) -> None:
     result = runner.invoke(app, ["run", "x"])
     assert result.exit_code == 1
     assert "no valid plan" in result.output and "not json at all" in result.output
+
+
+@pytest.mark.parametrize(
+    ("risk", "answers", "approved"),
+    [
+        ("high", ["y", "nope"], False),  # "y" is not an explicit approval of a high-risk task
+        ("high", ["t2", "checked"], True),
+        ("medium", [True, ""], True),
+        ("medium", [False, "no"], False),
+    ],
+)
+async def test_terminal_approver_asks_harder_for_high_risk(
+    monkeypatch: pytest.MonkeyPatch, risk: str, answers: list, approved: bool
+) -> None:
+    from rich.console import Console
+
+    from foreman.cli.approvals import TerminalApprover
+    from foreman.store import Approval
+
+    replies = iter(answers)
+    monkeypatch.setattr("rich.prompt.Prompt.ask", lambda *a, **k: next(replies))
+    monkeypatch.setattr("rich.prompt.Confirm.ask", lambda *a, **k: next(replies))
+    shown = Console(record=True, width=100)
+    approval = Approval(
+        run_id="r", task_id="t2", worker="deployer", risk=risk, instructions="ship", inputs="{}"
+    )
+
+    assert await TerminalApprover(shown)(approval) is approved
+    assert approval.note == (answers[1] or None)
+    text = shown.export_text()
+    assert "deployer" in text and f"{risk} risk" in text
