@@ -168,3 +168,20 @@ async def test_terminal_approver_asks_harder_for_high_risk(
     assert approval.note == (answers[1] or None)
     text = shown.export_text()
     assert "deployer" in text and f"{risk} risk" in text
+
+
+async def test_a_failing_prompt_reaches_the_run_as_its_error(monkeypatch) -> None:
+    from rich.console import Console
+
+    from foreman.cli.approvals import TerminalApprover
+    from foreman.store import Approval
+
+    def broken(*args, **kwargs):
+        raise EOFError("stdin closed")
+
+    monkeypatch.setattr("rich.prompt.Confirm.ask", broken)
+    approval = Approval(
+        run_id="r", task_id="t2", worker="w", risk="medium", instructions="i", inputs="{}"
+    )
+    with pytest.raises(EOFError, match="stdin closed"):
+        await TerminalApprover(Console(record=True))(approval)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -91,7 +94,7 @@ class TerminalApprover:
 
     async def __call__(self, approval: Approval) -> bool:
         async with self._lock:
-            return await asyncio.to_thread(self._ask, approval)
+            return await _in_daemon_thread(lambda: self._ask(approval))
 
     def _ask(self, approval: Approval) -> bool:
         with self.pause() if self.pause else nullcontext():
@@ -121,3 +124,28 @@ class TerminalApprover:
                 approval.note = Prompt.ask("Reason", console=self.console, default="rejected")
             approval.note = approval.note or None
             return approved
+
+
+async def _in_daemon_thread(ask: Callable[[], bool]) -> bool:
+    """Run a blocking prompt off the event loop, on a daemon thread.
+
+    Not the default executor: on Ctrl-C, asyncio waits for executor threads before exiting,
+    and a thread blocked reading the terminal would hang the exit until Enter is pressed.
+    """
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bool] = loop.create_future()
+
+    def settle(action: Callable[[], None]) -> None:
+        if not answer.done():
+            action()
+
+    def run() -> None:
+        try:
+            result = ask()
+        except BaseException as exc:  # handed to the awaiting task
+            loop.call_soon_threadsafe(settle, partial(answer.set_exception, exc))
+        else:
+            loop.call_soon_threadsafe(settle, lambda: answer.set_result(result))
+
+    threading.Thread(target=run, name="foreman-approval", daemon=True).start()
+    return await answer
