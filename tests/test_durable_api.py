@@ -821,3 +821,31 @@ def _rows(path: Path, run_id: str) -> int:
     with contextlib.closing(sqlite3.connect(path)) as db:
         (count,) = db.execute("SELECT COUNT(*) FROM tasks WHERE run_id = ?", (run_id,)).fetchone()
     return count
+
+
+async def test_a_settled_task_is_announced_only_after_its_checkpoint() -> None:
+    class Spy(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.saved: list[str] = []
+
+        async def save_task(self, run_id, result, events=()):
+            await super().save_task(run_id, result, events)
+            self.saved.append(result.task_id)
+
+    store = Spy()
+    failing = Script(DEPLOY, tasks={"do t1": ModelError("bad request")})
+    unsaved_when_announced: list[str] = []
+
+    def on_event(event) -> None:
+        if event.type in ("task_finished", "task_failed", "task_skipped"):
+            if event.task_id not in store.saved:
+                unsaved_when_announced.append(event.task_id)
+
+    orchestrator = Orchestrator(
+        TEAM, model=ScriptedModel(failing), store=store, approve=lambda approval: True
+    )
+    result = await orchestrator.run("x", plan=DEPLOY, on_event=on_event)
+
+    assert result.tasks and store.saved
+    assert unsaved_when_announced == []

@@ -20,7 +20,17 @@ from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus,
 from foreman.engine.scheduler import run_dag
 from foreman.engine.tasks import TaskRunner
 from foreman.errors import PlanError, RunAbortedError
-from foreman.events import Assembled, Event, PlanReady, PlanRejected, RunFinished, RunStarted
+from foreman.events import (
+    Assembled,
+    Event,
+    PlanReady,
+    PlanRejected,
+    RunFinished,
+    RunStarted,
+    TaskFailed,
+    TaskFinished,
+    TaskSkipped,
+)
 from foreman.models.base import Model, Usage
 from foreman.plan.planner import Planner
 from foreman.plan.schema import Plan, Task
@@ -47,14 +57,10 @@ class RunState:
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
     """Drive ``state`` to a result under the run's lease; see the module docstring."""
     journal = RunJournal(orchestrator.store, state.run_id, lease_seconds=orchestrator.lease_seconds)
-
-    def emit(event: Event) -> None:
-        journal.record(event)
-        on_event(event)
-
+    delivery = _Delivery(journal, on_event)
     await journal.acquire()
     try:
-        return await _drive(orchestrator, state, journal, emit)
+        return await _drive(orchestrator, state, journal, delivery)
     except asyncio.CancelledError:
         await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
         raise
@@ -65,9 +71,35 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
         await asyncio.shield(journal.release())
 
 
+class _Delivery:
+    """Records every event, and hands it to the caller; a task's settling event (finished,
+    failed, skipped) is handed over only once its checkpoint has committed, so a consumer
+    that sees ``task_finished`` knows the task will never run again."""
+
+    SETTLING = (TaskFinished, TaskFailed, TaskSkipped)
+
+    def __init__(self, journal: RunJournal, on_event: OnEvent) -> None:
+        self.journal = journal
+        self.on_event = on_event
+        self.held: dict[str, list[Event]] = {}
+
+    def emit(self, event: Event) -> None:
+        self.journal.record(event)
+        if isinstance(event, self.SETTLING):
+            self.held.setdefault(event.task_id, []).append(event)
+        else:
+            self.on_event(event)
+
+    async def checkpoint(self, result: TaskResult) -> None:
+        await self.journal.checkpoint(result)
+        for event in self.held.pop(result.task_id, ()):
+            self.on_event(event)
+
+
 async def _drive(
-    orchestrator: Orchestrator, state: RunState, journal: RunJournal, emit: OnEvent
+    orchestrator: Orchestrator, state: RunState, journal: RunJournal, delivery: _Delivery
 ) -> RunResult:
+    emit = delivery.emit
     started = time.perf_counter()
     run_id, request = state.run_id, state.request
     emit(RunStarted(run_id=run_id, request=request, resumed=state.resumed))
@@ -93,7 +125,7 @@ async def _drive(
     try:
         await run_dag(
             plan,
-            _checkpointed(runner, journal),
+            _checkpointed(runner, delivery),
             concurrency=orchestrator.concurrency,
             worker_limits={
                 w.name: w.max_concurrency for w in orchestrator.registry if w.max_concurrency
@@ -159,7 +191,7 @@ def check_given_plan(orchestrator: Orchestrator, plan: Plan) -> None:
 
 
 def _checkpointed(
-    runner: TaskRunner, journal: RunJournal
+    runner: TaskRunner, delivery: _Delivery
 ) -> Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]:
     """The runner, with each settled task stored before the scheduler sees it."""
 
@@ -168,9 +200,9 @@ def _checkpointed(
             result = await runner(task, deps)
         except RunAbortedError as exc:
             if exc.result is not None:
-                await journal.checkpoint(exc.result)
+                await delivery.checkpoint(exc.result)
             raise
-        await journal.checkpoint(result)
+        await delivery.checkpoint(result)
         return result
 
     return execute
