@@ -43,8 +43,8 @@ class Foreman:
     def command(self, *args: str) -> list[str]:
         return [sys.executable, str(LAUNCHER), str(self.spec_path), *args, "--db", str(self.db)]
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "COLUMNS": "200"}
+    def run(self, *args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "COLUMNS": str(columns)}
         return subprocess.run(
             self.command(*args),
             capture_output=True,
@@ -137,7 +137,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_resumable(tmp_path: Path) -> None:
     assert process.returncode == 130, stderr
     assert f"foreman resume {run_id}" in stderr
 
-    listed = foreman.run("runs")
+    listed = foreman.run("runs", columns=80)  # a standard terminal never cuts the run id
     assert run_id in listed.stdout and "interrupted" in listed.stdout
 
     foreman.set_spec({"plan": DAG})

@@ -13,20 +13,10 @@ from rich.table import Table
 from rich.tree import Tree
 
 from foreman.cli.common import DbOpt, app, guard, out, with_store
+from foreman.cli.render import STATUS_STYLE, dag_tree, task_label
 from foreman.engine.results import TaskResult
+from foreman.plan.schema import Task
 from foreman.store.base import RunRecord, RunSummary, Store
-
-_STATUS_STYLE = {
-    "succeeded": "green",
-    "partial": "yellow",
-    "aborted": "red",
-    "failed": "red",
-    "skipped": "red dim",
-    "waiting": "magenta",
-    "waiting_approval": "magenta",
-    "interrupted": "yellow",
-    "running": "cyan",
-}
 
 
 @app.command()
@@ -61,9 +51,15 @@ def show(
 def runs_table(summaries: list[RunSummary]) -> Table:
     table = Table(title="Runs")
     for column in ("run", "request", "status", "tasks", "tokens", "cost", "age"):
-        table.add_column(column, justify="right" if column in ("tokens", "cost") else "left")
+        # Only the request may shrink: a run id must stay whole to be copied into commands.
+        table.add_column(
+            column,
+            justify="right" if column in ("tokens", "cost") else "left",
+            no_wrap=column != "request",
+            overflow="ellipsis" if column == "request" else "fold",
+        )
     for run in summaries:
-        style = _STATUS_STYLE.get(run.status.value, "")
+        style = STATUS_STYLE.get(run.status.value, "")
         table.add_row(
             run.run_id,
             _clip(run.request, 40),
@@ -77,7 +73,7 @@ def runs_table(summaries: list[RunSummary]) -> Table:
 
 
 def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False) -> Tree:
-    style = _STATUS_STYLE.get(run.status.value, "")
+    style = STATUS_STYLE.get(run.status.value, "")
     tree = Tree(
         f"[bold]{run.run_id}[/] [{style}]{run.status.value}[/] · {escape(_clip(run.request, 80))}"
         f" · {run.usage.total_tokens:,} tokens"
@@ -85,6 +81,22 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
     if run.plan is None:
         tree.add("[dim](no plan yet)[/]")
         return tree
+
+    def add_task(parent: Tree, task: Task) -> Tree:
+        result = tasks.get(task.id)
+        branch = parent.add(task_label(task, result.status.value if result else "not run"))
+        if result is not None:
+            if result.output is not None:
+                branch.add(escape(_show_output(result.output, full)))
+            if result.error:
+                branch.add(f"[red]{escape(result.error)}[/]")
+            branch.add(
+                f"[dim]{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
+                f"{result.latency:.1f}s, {result.model or '-'}[/]"
+            )
+        return branch
+
+    return dag_tree(run.plan, tree, add_task)
     shown: set[str] = set()
     children = run.plan.dependants()
 
@@ -97,7 +109,7 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
         status = result.status.value if result else "not run"
         label = (
             f"[bold]{task.id}[/] [cyan]{task.worker}[/] "
-            f"[{_STATUS_STYLE.get(status, 'dim')}]{status}[/]: {escape(task.instructions)}"
+            f"[{STATUS_STYLE.get(status, 'dim')}]{status}[/]: {escape(task.instructions)}"
         )
         branch = node.add(label)
         if result is not None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -16,42 +17,61 @@ from rich.tree import Tree
 
 from foreman import events as ev
 from foreman.engine.results import RunResult
-from foreman.plan.schema import Plan
+from foreman.plan.schema import Plan, Task
 from foreman.workers.registry import Registry
 
-_STYLE = {
-    "waiting": "dim",
+#: Colours of task and run statuses, in live progress, `show` and `runs` alike.
+STATUS_STYLE = {
+    "pending": "dim",
+    "not run": "dim",
     "running": "yellow",
     "retrying": "magenta",
-    "succeeded": "green",
-    "failed": "red",
-    "skipped": "red dim",
     "approval": "magenta",
+    "waiting": "magenta",
+    "waiting_approval": "magenta",
+    "succeeded": "green",
+    "partial": "yellow",
+    "interrupted": "yellow",
+    "failed": "red",
+    "aborted": "red",
+    "skipped": "red dim",
 }
 
 
-def plan_tree(plan: Plan, title: str = "Plan") -> Tree:
+def dag_tree(plan: Plan, root: Tree, add_task: Callable[[Tree, Task], Tree] | None = None) -> Tree:
     """Each task under the tasks it depends on; a task with several parents shows once per
-    parent, marked after the first, so the DAG reads as a tree without losing an edge."""
-    tree = Tree(f"[bold]{title}[/] ({len(plan.tasks)} tasks)")
+    parent, marked after the first, so the DAG reads as a tree without losing an edge.
+
+    ``add_task(parent, task)`` adds a task's node (and any detail under it) and returns it;
+    by default the node is the task's id, worker and instructions.
+    """
+    add_task = add_task or (lambda parent, task: parent.add(task_label(task)))
+    tasks = {task.id: task for task in plan.tasks}
     children = plan.dependants()
     shown: set[str] = set()
 
-    def add(node: Tree, task_id: str) -> None:
-        task = plan.task(task_id)
-        label = f"[bold]{task.id}[/] [cyan]{task.worker}[/]: {task.instructions}"
+    def add(parent: Tree, task_id: str) -> None:
         if task_id in shown:
-            node.add(f"[dim]{task.id} (see above)[/]")
+            parent.add(f"[dim]{task_id} (see above)[/]")
             return
         shown.add(task_id)
-        branch = node.add(label)
+        branch = add_task(parent, tasks[task_id])
         for child in children[task_id]:
             add(branch, child)
 
     for task in plan.tasks:
         if not task.depends_on:
-            add(tree, task.id)
-    return tree
+            add(root, task.id)
+    return root
+
+
+def task_label(task: Task, status: str | None = None) -> str:
+    shown = f" [{STATUS_STYLE.get(status, 'dim')}]{status}[/]" if status else ""
+    return f"[bold]{task.id}[/] [cyan]{task.worker}[/]{shown}: {escape(task.instructions)}"
+
+
+def plan_tree(plan: Plan) -> Tree:
+    return dag_tree(plan, Tree(f"[bold]Plan[/] ({len(plan.tasks)} tasks)"))
 
 
 def workers_table(registry: Registry) -> Table:
@@ -105,7 +125,7 @@ class LiveProgress:
                 self.headline = f"Plan attempt {attempt} rejected ({errors[0]}); asking again…"
             case ev.PlanReady(plan=plan):
                 self.plan = plan
-                self.status = {task.id: "waiting" for task in plan.tasks}
+                self.status = {task.id: "pending" for task in plan.tasks}
                 self.headline = "Running"
             case ev.TaskStarted(task_id=task_id):
                 self.status[task_id] = "running"
@@ -146,14 +166,14 @@ class LiveProgress:
         for column in ("task", "worker", "status", "needs", "detail"):
             table.add_column(column)
         for task in self.plan.tasks if self.plan else ():
-            status = self.status.get(task.id, "waiting")
+            status = self.status.get(task.id, "pending")
             detail = self.note.get(task.id, "")
             if status in ("running", "retrying") and task.id in self.started:
                 detail = f"{time.perf_counter() - self.started[task.id]:.1f}s {detail}".strip()
             table.add_row(
                 task.id,
                 task.worker,
-                Text(status, style=_STYLE[status]),
+                Text(status, style=STATUS_STYLE[status]),
                 ", ".join(task.depends_on) or "-",
                 detail,
             )
