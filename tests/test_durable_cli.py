@@ -139,6 +139,9 @@ def test_ctrl_c_marks_the_run_interrupted_and_resumable(tmp_path: Path) -> None:
 
     listed = foreman.run("runs", columns=80)  # a standard terminal never cuts the run id
     assert run_id in listed.stdout and "interrupted" in listed.stdout
+    with sqlite3.connect(foreman.db) as db:  # what planning, t1 and t2 cost is on record
+        spent = db.execute("SELECT input_tokens FROM runs WHERE run_id = ?", (run_id,))
+        assert spent.fetchone()[0] > 0
 
     foreman.set_spec({"plan": DAG})
     resumed = foreman.run("resume", run_id, "--json")

@@ -56,7 +56,12 @@ class RunState:
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
     """Drive ``state`` to a result under the run's lease; see the module docstring."""
-    journal = RunJournal(orchestrator.store, state.run_id, lease_seconds=orchestrator.lease_seconds)
+    journal = RunJournal(
+        orchestrator.store,
+        state.run_id,
+        spent=sum((r.usage for r in state.completed.values()), state.plan_usage),
+        lease_seconds=orchestrator.lease_seconds,
+    )
     delivery = _Delivery(journal, on_event)
     await journal.acquire()
     try:
@@ -107,6 +112,7 @@ async def _drive(
     if plan is None:
         plan, plan_usage = await make_plan(orchestrator, run_id, request, emit)
         await orchestrator.store.save_plan(run_id, plan, plan_usage)
+        journal.spend(plan_usage)
     emit(PlanReady(run_id=run_id, plan=plan, usage=plan_usage))
 
     runner = TaskRunner(
@@ -134,9 +140,8 @@ async def _drive(
         )
     except RunAbortedError as exc:
         error = str(exc)
-        if exc.result is not None:  # keep the failed task's record and its tokens
+        if exc.result is not None:  # keep the failed task's record (its tokens are spent)
             results[exc.task_id] = exc.result
-    usage = sum((result.usage for result in results.values()), plan_usage)
     confidence = confidences(plan, results)
 
     status, answer = _status(error, results), None
@@ -144,7 +149,7 @@ async def _drive(
         assembly = await assemble(
             orchestrator.assembly, request, plan, results, confidence, orchestrator.models.default
         )
-        usage += assembly.usage
+        journal.spend(assembly.usage)
         answer = assembly.answer
         emit(Assembled(run_id=run_id, method=assembly.method, answer=answer))
     result = RunResult(
@@ -155,12 +160,12 @@ async def _drive(
         tasks=results,
         answer=answer,
         confidence=confidence,
-        usage=usage,
+        usage=journal.spent,
         error=error,
         elapsed=time.perf_counter() - started,
     )
     emit(RunFinished(run_id=run_id, result=result))
-    await journal.update(status, usage=usage, answer=answer, error=error)
+    await journal.update(status, answer=answer, error=error)
     return result
 
 

@@ -23,8 +23,18 @@ LEASE_SECONDS = 30.0
 class RunJournal:
     """Writes one run's checkpoints and events to a store, and keeps its lease."""
 
-    def __init__(self, store: Store, run_id: str, *, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        *,
+        spent: Usage | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
         self.store = store
+        #: Tokens the run has spent so far: planning and every checkpointed task (plus
+        #: whatever ``spend`` adds), so even an interrupted run reports what it cost.
+        self.spent = spent or Usage()
         self.run_id = run_id
         self.owner = LeaseOwner()
         self.lease_seconds = lease_seconds
@@ -35,7 +45,11 @@ class RunJournal:
         """Keep an event for the next write (cheap: no I/O here)."""
         self._events.append(event)
 
+    def spend(self, usage: Usage) -> None:
+        self.spent += usage
+
     async def checkpoint(self, result: TaskResult) -> None:
+        self.spent += result.usage
         events, self._events = self._events, []
         await self.store.save_task(self.run_id, result, events)
 
@@ -43,13 +57,12 @@ class RunJournal:
         self,
         status: RunStatus,
         *,
-        usage: Usage | None = None,
         answer: str | None = None,
         error: str | None = None,
     ) -> None:
         events, self._events = self._events, []
         await self.store.update_run(
-            self.run_id, status=status, answer=answer, error=error, usage=usage, events=events
+            self.run_id, status=status, answer=answer, error=error, usage=self.spent, events=events
         )
 
     async def acquire(self) -> None:
