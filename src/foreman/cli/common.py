@@ -82,7 +82,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         auto_approve=settings.get("auto_approve"),
         store=open_store(db),
     )
-    orchestrator.settings.update(team=team, auto_approve=settings.get("auto_approve"))
+    orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file
     return orchestrator
 
 

@@ -96,6 +96,7 @@ class Orchestrator:
             "validator": validator,
             "max_revisions": max_revisions,
             "assembly": assembly,
+            "auto_approve": self.auto_approve.value if self.auto_approve else None,
         }
 
     # --- runs --------------------------------------------------------------------------

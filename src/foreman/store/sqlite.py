@@ -158,46 +158,23 @@ class SQLiteStore(Store):
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
         def read(db: sqlite3.Connection) -> list[RunSummary]:
-            rows = db.execute(
+            runs = db.execute(
                 "SELECT r.run_id, r.request, r.status, r.input_tokens, r.output_tokens,"
                 " r.settings, r.created_at, r.updated_at,"
-                " (SELECT plan FROM plans p WHERE p.run_id = r.run_id"
-                "  ORDER BY version DESC LIMIT 1)"
+                " (SELECT json_array_length(plan, '$.tasks') FROM plans p"
+                "  WHERE p.run_id = r.run_id ORDER BY version DESC LIMIT 1)"
                 " FROM runs r ORDER BY r.created_at DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-            summaries = []
-            for row in rows:
-                per_model = db.execute(
-                    "SELECT model, status, SUM(input_tokens), SUM(output_tokens), COUNT(*)"
-                    " FROM tasks WHERE run_id = ? GROUP BY model, status",
-                    (row[0],),
-                ).fetchall()
-                usage = Usage(input_tokens=row[3], output_tokens=row[4])
-                plan = Plan.model_validate_json(row[8]) if row[8] else None
-                summaries.append(
-                    RunSummary(
-                        run_id=row[0],
-                        request=row[1],
-                        status=RunStatus(row[2]),
-                        tasks=len(plan.tasks) if plan else 0,
-                        tasks_done=sum(
-                            n for _, status, _, _, n in per_model if status == "succeeded"
-                        ),
-                        usage=usage,
-                        cost=run_cost(
-                            json.loads(row[5]).get("model"),
-                            usage,
-                            [
-                                (model, Usage(input_tokens=i or 0, output_tokens=o or 0))
-                                for model, _, i, o, _ in per_model
-                            ],
-                        ),
-                        created_at=row[6],
-                        updated_at=row[7],
-                    )
-                )
-            return summaries
+            per_model: dict[str, list[tuple[Any, ...]]] = {row[0]: [] for row in runs}
+            for run_id, *group in db.execute(  # every listed run's tasks, in one query
+                "SELECT run_id, model, status, SUM(input_tokens), SUM(output_tokens), COUNT(*)"
+                " FROM tasks WHERE run_id IN (SELECT run_id FROM runs"
+                "  ORDER BY created_at DESC LIMIT ?) GROUP BY run_id, model, status",
+                (limit,),
+            ):
+                per_model[run_id].append(tuple(group))
+            return [_summary(row, per_model[row[0]]) for row in runs]
 
         return await self._run(read)
 
@@ -442,6 +419,29 @@ def _append_events(db: sqlite3.Connection, run_id: str, events: Sequence[Any]) -
             (run_id, start + offset, event.type, event.model_dump_json())
             for offset, event in enumerate(events, 1)
         ],
+    )
+
+
+def _summary(row: tuple[Any, ...], per_model: list[tuple[Any, ...]]) -> RunSummary:
+    """One ``runs`` row and its tasks grouped by (model, status) as a summary."""
+    usage = Usage(input_tokens=row[3], output_tokens=row[4])
+    return RunSummary(
+        run_id=row[0],
+        request=row[1],
+        status=RunStatus(row[2]),
+        tasks=row[8] or 0,
+        tasks_done=sum(n for _, status, _, _, n in per_model if status == "succeeded"),
+        usage=usage,
+        cost=run_cost(
+            json.loads(row[5]).get("model"),
+            usage,
+            [
+                (model, Usage(input_tokens=i or 0, output_tokens=o or 0))
+                for model, _, i, o, _ in per_model
+            ],
+        ),
+        created_at=row[6],
+        updated_at=row[7],
     )
 
 
