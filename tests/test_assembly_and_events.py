@@ -437,3 +437,25 @@ async def test_no_synthesis_call_when_no_task_succeeded() -> None:
     assert len(calls) == 2  # the plan and the one failed worker call, no synthesis
     assert "Partial result" in (result.answer or "")
     assert "t1 (researcher) failed" in (result.answer or "")
+
+
+def test_run_sync_runs_and_closes_models_and_store() -> None:
+    closed: list[str] = []
+
+    class Closing(ScriptedModel):
+        async def aclose(self) -> None:
+            closed.append("model")
+
+    from foreman.store import MemoryStore
+
+    class ClosingStore(MemoryStore):
+        async def aclose(self) -> None:
+            closed.append("store")
+
+    orchestrator = Orchestrator(
+        TEAM, model=Closing(Script(DIAMOND)), store=ClosingStore(), assembly="concat"
+    )
+    result = orchestrator.run_sync("x")
+
+    assert result.status.value == "succeeded" and set(result.tasks) == {"t1", "t2", "t3"}
+    assert closed == ["model", "store"]

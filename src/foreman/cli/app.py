@@ -23,6 +23,7 @@ from foreman.cli.common import (
     TeamOpt,
     app,
     build_orchestrator,
+    drive,
     err,
     guard,
     out,
@@ -117,13 +118,7 @@ def replay(
     record = guard(lambda: asyncio.run(with_store(db, lambda store: store.get_run(run_id))))
     orchestrator = guard(lambda: build_orchestrator(record.settings, db))
 
-    async def go():
-        try:
-            return await orchestrator.replay(run_id, task_id, model=model)
-        finally:
-            await orchestrator.aclose()
-
-    result = guard(lambda: asyncio.run(go()))
+    result = guard(lambda: drive(orchestrator, lambda o: o.replay(run_id, task_id, model=model)))
     if json_out:
         print(result.model_dump_json(indent=2))
     elif result.succeeded:
@@ -153,7 +148,7 @@ def plan(
             registry(team), model=model, planner_model=planner_model, max_tasks=max_tasks
         )
     )
-    the_plan, usage = guard(lambda: asyncio.run(_plan(orchestrator, request)))
+    the_plan, usage = guard(lambda: drive(orchestrator, lambda o: o.plan(request)))
     if json_out:
         print(the_plan.model_dump_json(indent=2))
     else:
@@ -165,13 +160,6 @@ def plan(
 def workers(team: TeamOpt = None) -> None:
     """List the workers in the registry (the built-in team, or --team)."""
     out.print(workers_table(guard(lambda: registry(team))))
-
-
-async def _plan(orchestrator: Orchestrator, request: str):
-    try:
-        return await orchestrator.plan(request)
-    finally:
-        await orchestrator.aclose()
 
 
 def main() -> None:

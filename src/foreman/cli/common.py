@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -67,6 +69,9 @@ EXIT_CODES = {
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print every event as a JSON line instead.")]
 
 
+T = TypeVar("T")
+
+
 def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrator:
     """An orchestrator from run settings (what `run` records and `resume` reuses)."""
     team = settings.get("team")
@@ -88,6 +93,16 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
 
 def open_store(db: Path | None) -> SQLiteStore:
     return SQLiteStore(db)
+
+
+def drive(orchestrator: Orchestrator, action: Callable[[Orchestrator], Awaitable[T]]) -> T:
+    """Run ``action(orchestrator)`` to completion, then close the orchestrator."""
+
+    async def closing() -> T:
+        async with orchestrator:
+            return await action(orchestrator)
+
+    return asyncio.run(closing())
 
 
 async def with_store(db: Path | None, action):

@@ -8,14 +8,13 @@ line per event on stderr and the answer on stdout, and risky tasks wait for
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
 import typer
 
 from foreman.cli.approvals import TerminalApprover
-from foreman.cli.common import EXIT_CODES, err, guard, out
+from foreman.cli.common import EXIT_CODES, drive, err, guard, out
 from foreman.cli.render import LiveProgress, print_result
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.results import RunResult, RunStatus
@@ -37,17 +36,17 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
 
     try:
         if json_lines:
-            result = guard(lambda: asyncio.run(_go(orchestrator, start, remember(_print_json))))
+            result = guard(lambda: drive(orchestrator, lambda o: start(o, remember(_print_json))))
         elif out.is_terminal:
             with LiveProgress(err) as progress:
                 if sys.stdin.isatty():
                     orchestrator.approve = TerminalApprover(err, pause=progress.paused)
                 result = guard(
-                    lambda: asyncio.run(_go(orchestrator, start, remember(progress.handle)))
+                    lambda: drive(orchestrator, lambda o: start(o, remember(progress.handle)))
                 )
             print_result(out, result)
         else:
-            result = guard(lambda: asyncio.run(_go(orchestrator, start, remember(_log_line))))
+            result = guard(lambda: drive(orchestrator, lambda o: start(o, remember(_log_line))))
             print(result.answer if result.answer is not None else result.error)
     except typer.Exit as exit_:
         if exit_.exit_code == 130 and "run_id" in seen:
@@ -63,13 +62,6 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
             soft_wrap=True,
         )
     raise typer.Exit(EXIT_CODES[result.status])
-
-
-async def _go(orchestrator: Orchestrator, start: Start, on_event) -> RunResult:
-    try:
-        return await start(orchestrator, on_event)
-    finally:
-        await orchestrator.aclose()
 
 
 def _print_json(event: Event) -> None:

@@ -195,11 +195,23 @@ class Orchestrator:
 
     def run_sync(self, request: str, **kwargs: Any) -> RunResult:
         """``run`` for scripts and notebooks without an event loop of their own."""
-        return asyncio.run(self._run_and_close(request, **kwargs))
+
+        async def run_and_close() -> RunResult:
+            async with self:
+                return await self.run(request, **kwargs)
+
+        return asyncio.run(run_and_close())
 
     async def aclose(self) -> None:
+        """Close model clients and the store; ``async with orchestrator:`` does it for you."""
         await self.models.aclose()
         await self.store.aclose()
+
+    async def __aenter__(self) -> Orchestrator:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     # --- internals -------------------------------------------------------------------
 
@@ -217,12 +229,6 @@ class Orchestrator:
             return await execute(self, state, on_event)
 
         return go()
-
-    async def _run_and_close(self, request: str, **kwargs: Any) -> RunResult:
-        try:
-            return await self.run(request, **kwargs)
-        finally:
-            await self.aclose()
 
 
 def new_run_id() -> str:
