@@ -148,10 +148,6 @@ class Orchestrator:
         )
         return await execute(self, state, on_event or _ignore)
 
-    def stream_resume(self, run_id: str) -> AsyncIterator[Event]:
-        """``resume``, as a stream of events."""
-        return _events_of(lambda emit: self.resume(run_id, on_event=emit))
-
     async def replay(self, run_id: str, task_id: str, *, model: str | None = None) -> TaskResult:
         """Run one task's worker again on its recorded input, for debugging.
 
