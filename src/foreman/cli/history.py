@@ -97,37 +97,6 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
         return branch
 
     return dag_tree(run.plan, tree, add_task)
-    shown: set[str] = set()
-    children = run.plan.dependants()
-
-    def add(node: Tree, task_id: str) -> None:
-        if task_id in shown:
-            node.add(f"[dim]{task_id} (see above)[/]")
-            return
-        shown.add(task_id)
-        task, result = run.plan.task(task_id), tasks.get(task_id)
-        status = result.status.value if result else "not run"
-        label = (
-            f"[bold]{task.id}[/] [cyan]{task.worker}[/] "
-            f"[{STATUS_STYLE.get(status, 'dim')}]{status}[/]: {escape(task.instructions)}"
-        )
-        branch = node.add(label)
-        if result is not None:
-            if result.output is not None:
-                branch.add(escape(_show_output(result.output, full)))
-            if result.error:
-                branch.add(f"[red]{escape(result.error)}[/]")
-            branch.add(
-                f"[dim]{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
-                f"{result.latency:.1f}s, {result.model or '-'}[/]"
-            )
-        for child in children[task_id]:
-            add(branch, child)
-
-    for task in run.plan.tasks:
-        if not task.depends_on:
-            add(tree, task.id)
-    return tree
 
 
 def _show_output(output: object, full: bool) -> str:
