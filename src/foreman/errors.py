@@ -95,6 +95,10 @@ class UnknownRunError(StoreError):
     """No run with that id in the store."""
 
 
+class AmbiguousRunError(UnknownRunError):
+    """A run id prefix matches more than one run."""
+
+
 class RunLockedError(StoreError):
     """Another live process is executing this run right now."""
 

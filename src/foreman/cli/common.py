@@ -63,6 +63,9 @@ EXIT_CODES = {
     RunStatus.waiting_approval: 5,
     RunStatus.interrupted: 130,
     RunStatus.running: 1,
+    RunStatus.crashed: 1,
+    RunStatus.failed: 1,
+    RunStatus.cancelled: 1,
 }
 
 

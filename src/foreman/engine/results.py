@@ -19,17 +19,25 @@ class TaskStatus(StrEnum):
 
 
 class RunStatus(StrEnum):
-    running = "running"  # being executed now (or its process died: see the lease)
+    running = "running"  # being executed now by a live process
+    crashed = "crashed"  # stored as running, but the process executing it is gone; resumable
     waiting_approval = "waiting_approval"  # paused until a person approves or rejects tasks
     interrupted = "interrupted"  # stopped by Ctrl-C or a signal; resumable
     succeeded = "succeeded"  # every task succeeded
     partial = "partial"  # an answer was assembled, but some tasks failed or were skipped
     aborted = "aborted"  # a task with an 'abort' policy failed; no answer; resumable
+    failed = "failed"  # the run could not go on (planning failed, provider down...); resumable
+    cancelled = "cancelled"  # a person cancelled it; final
 
     @property
     def finished(self) -> bool:
-        """Finished runs have their answer; the others can be resumed."""
+        """Finished runs have their answer; the others can be resumed (unless cancelled)."""
         return self in (RunStatus.succeeded, RunStatus.partial)
+
+    @property
+    def final(self) -> bool:
+        """Nothing more will happen to a final run: resume refuses it."""
+        return self.finished or self is RunStatus.cancelled
 
 
 class TaskResult(BaseModel):
@@ -62,8 +70,8 @@ class RunResult(BaseModel):
     run_id: str
     request: str
     status: RunStatus
-    plan: Plan
-    tasks: dict[str, TaskResult]
+    plan: Plan | None = Field(None, description="None when the run failed before planning.")
+    tasks: dict[str, TaskResult] = Field(default_factory=dict)
     answer: str | None = None
     confidence: dict[str, float] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)

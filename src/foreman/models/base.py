@@ -36,19 +36,32 @@ class ToolCall(BaseModel):
 
 
 class Usage(BaseModel):
-    """Tokens one call consumed, as the provider reported them."""
+    """Tokens one call consumed, as the provider reported them.
+
+    Prompt tokens served from or written to a provider's prompt cache are billed at their
+    own rates, so they are kept apart: ``input_tokens`` counts only the uncached ones.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
         )
 
 
