@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -10,6 +12,7 @@ from typer.testing import CliRunner
 from foreman.cli import app
 from foreman.errors import ModelError
 from foreman.events import EVENT_ADAPTER
+from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
 from helpers import Script, plan_of, task
 
@@ -185,3 +188,48 @@ async def test_a_failing_prompt_reaches_the_run_as_its_error(monkeypatch) -> Non
     )
     with pytest.raises(EOFError, match="stdin closed"):
         await TerminalApprover(Console(record=True))(approval)
+
+
+# --- user and model strings are data, never markup -----------------------------------------
+
+MARKUP_REQUEST = "Summarise files under [/var/log]"
+MARKUP_PLAN = plan_of(task("[t1]", "researcher"), task("t2", "writer", "[t1]"))
+
+
+def last_run_id() -> str:
+    async def newest() -> str:
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            return (await store.list_runs(1))[0].run_id
+        finally:
+            await store.aclose()
+
+    return asyncio.run(newest())
+
+
+def test_markup_in_a_request_and_task_ids_survives_every_command(scripted) -> None:
+    scripted(Script(MARKUP_PLAN, synthesis="THE ANSWER"))
+    piped = runner.invoke(app, ["run", MARKUP_REQUEST])
+    assert piped.exit_code == 0, piped.output
+    assert "task_started [t1]" in piped.output
+
+    runs = runner.invoke(app, ["runs"], env={"COLUMNS": "200"})
+    assert runs.exit_code == 0, runs.output
+    assert MARKUP_REQUEST in runs.output
+
+    run_id = last_run_id()
+    shown = runner.invoke(app, ["show", run_id], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert MARKUP_REQUEST in shown.output and "[t1] researcher" in shown.output
+
+    scripted(Script(MARKUP_PLAN))
+    planned = runner.invoke(app, ["plan", MARKUP_REQUEST], env={"COLUMNS": "200"})
+    assert planned.exit_code == 0, planned.output
+    assert "[t1] researcher" in planned.output
+
+
+def test_an_error_message_with_markup_is_printed_literally(scripted) -> None:
+    scripted(Script(["[/not a plan]"] * 3))
+    result = runner.invoke(app, ["run", "x"])
+    assert result.exit_code == 1
+    assert "[/not a plan]" in result.output and "Traceback" not in result.output

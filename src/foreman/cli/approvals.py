@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from rich.prompt import Confirm, Prompt
 from rich.table import Table
+from rich.text import Text
 
 from foreman.cli.common import DbOpt, app, guard, out, with_store
 from foreman.store.base import Approval, ApprovalStatus
@@ -39,13 +39,13 @@ def approvals(
         table.add_column(column)
     for approval in found:
         table.add_row(
-            approval.run_id,
-            approval.task_id,
-            approval.worker,
+            Text(approval.run_id),
+            Text(approval.task_id),
+            Text(approval.worker),
             approval.risk.value,
             approval.status.value,
-            escape(approval.instructions),
-            escape(approval.note or ""),
+            Text(approval.instructions),
+            Text(approval.note or ""),
         )
     out.print(table)
 
@@ -79,8 +79,11 @@ def _decide(db, run_id: str, task_id: str, *, approved: bool, note: str | None) 
         )
     )
     out.print(
-        f"Task {decided.task_id} of run {decided.run_id} {decided.status.value}. "
-        f"Continue it with: foreman resume {decided.run_id}"
+        Text(
+            f"Task {decided.task_id} of run {decided.run_id} {decided.status.value}. "
+            f"Continue it with: foreman resume {decided.run_id}"
+        ),
+        soft_wrap=True,
     )
 
 
@@ -101,17 +104,25 @@ class TerminalApprover:
             border = "red" if approval.risk.value == "high" else "yellow"
             self.console.print(
                 Panel(
-                    f"[bold]{approval.task_id}[/] → [cyan]{approval.worker}[/] "
-                    f"({approval.risk.value} risk)\n{escape(approval.instructions)}\n\n"
-                    f"[dim]Worker input:[/]\n{escape(approval.inputs[:2000])}",
+                    Text.assemble(
+                        (approval.task_id, "bold"),
+                        " → ",
+                        (approval.worker, "cyan"),
+                        f" ({approval.risk.value} risk)\n{approval.instructions}\n\n",
+                        ("Worker input:", "dim"),
+                        f"\n{approval.inputs[:2000]}",
+                    ),
                     title="Approval needed",
                     border_style=border,
                 )
             )
             if approval.risk.value == "high":  # an explicit act, not a stray Enter or "y"
                 typed = Prompt.ask(
-                    f"High risk: type [bold]{approval.task_id}[/] to approve, anything else "
-                    "rejects",
+                    Text.assemble(
+                        "High risk: type ",
+                        (approval.task_id, "bold"),
+                        " to approve, anything else rejects",
+                    ),
                     console=self.console,
                     default="",
                 )

@@ -8,8 +8,8 @@ import time
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from foreman.cli.common import DbOpt, app, guard, out, with_store
@@ -43,9 +43,9 @@ def show(
     run, tasks = guard(lambda: asyncio.run(with_store(db, load)))
     out.print(run_tree(run, tasks, full=full))
     if run.answer:
-        out.print("\n[bold]Answer[/]\n" + escape(run.answer))
+        out.print(Text.assemble("\n", ("Answer", "bold"), "\n", run.answer))
     if run.error:
-        out.print(f"\n[bold red]Error[/] {escape(run.error)}")
+        out.print(Text.assemble("\n", ("Error", "bold red"), " ", run.error))
 
 
 def runs_table(summaries: list[RunSummary]) -> Table:
@@ -59,11 +59,10 @@ def runs_table(summaries: list[RunSummary]) -> Table:
             overflow="ellipsis" if column == "request" else "fold",
         )
     for run in summaries:
-        style = STATUS_STYLE.get(run.status.value, "")
         table.add_row(
-            run.run_id,
-            _clip(run.request, 40),
-            f"[{style}]{run.status.value}[/]",
+            Text(run.run_id),
+            Text(_clip(run.request, 40)),
+            Text(run.status.value, style=STATUS_STYLE.get(run.status.value, "")),
             f"{run.tasks_done}/{run.tasks}",
             f"{run.usage.total_tokens:,}",
             "-" if run.cost is None else f"${run.cost:.4f}",
@@ -73,13 +72,16 @@ def runs_table(summaries: list[RunSummary]) -> Table:
 
 
 def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False) -> Tree:
-    style = STATUS_STYLE.get(run.status.value, "")
     tree = Tree(
-        f"[bold]{run.run_id}[/] [{style}]{run.status.value}[/] · {escape(_clip(run.request, 80))}"
-        f" · {run.usage.total_tokens:,} tokens"
+        Text.assemble(
+            (run.run_id, "bold"),
+            " ",
+            (run.status.value, STATUS_STYLE.get(run.status.value, "")),
+            f" · {_clip(run.request, 80)} · {run.usage.total_tokens:,} tokens",
+        )
     )
     if run.plan is None:
-        tree.add("[dim](no plan yet)[/]")
+        tree.add(Text("(no plan yet)", style="dim"))
         return tree
 
     def add_task(parent: Tree, task: Task) -> Tree:
@@ -87,12 +89,15 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
         branch = parent.add(task_label(task, result.status.value if result else "not run"))
         if result is not None:
             if result.output is not None:
-                branch.add(escape(_show_output(result.output, full)))
+                branch.add(Text(_show_output(result.output, full)))
             if result.error:
-                branch.add(f"[red]{escape(result.error)}[/]")
+                branch.add(Text(result.error, style="red"))
             branch.add(
-                f"[dim]{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
-                f"{result.latency:.1f}s, {result.model or '-'}[/]"
+                Text(
+                    f"{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
+                    f"{result.latency:.1f}s, {result.model or '-'}",
+                    style="dim",
+                )
             )
         return branch
 

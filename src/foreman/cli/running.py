@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 import typer
+from rich.text import Text
 
 from foreman.cli.approvals import TerminalApprover
 from foreman.cli.common import EXIT_CODES, drive, err, guard, out
@@ -47,18 +48,24 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
             print_result(out, result)
         else:
             result = guard(lambda: drive(orchestrator, lambda o: start(o, remember(_log_line))))
-            print(result.answer if result.answer is not None else result.error)
+            if result.answer is not None:
+                print(result.answer)
+            elif result.error:
+                err.print(Text(result.error), soft_wrap=True)
+            err.print(Text(f"Run {result.run_id}: {result.status.value}"), soft_wrap=True)
     except typer.Exit as exit_:
         if exit_.exit_code == 130 and "run_id" in seen:
             run_id = seen["run_id"]
-            err.print(f"Run {run_id} is resumable: foreman resume {run_id}", soft_wrap=True)
+            err.print(Text(f"Run {run_id} is resumable: foreman resume {run_id}"), soft_wrap=True)
         raise
     if result.status is RunStatus.waiting_approval:
         waiting = [t.task_id for t in result.tasks.values() if t.status.value == "waiting"]
         err.print(
-            f"Run {result.run_id} is waiting for approval of {', '.join(waiting)}. "
-            f"Decide with `foreman approve {result.run_id} TASK` or `foreman reject "
-            f"{result.run_id} TASK --reason ...`, then `foreman resume {result.run_id}`.",
+            Text(
+                f"Run {result.run_id} is waiting for approval of {', '.join(waiting)}. "
+                f"Decide with `foreman approve {result.run_id} TASK` or `foreman reject "
+                f"{result.run_id} TASK --reason ...`, then `foreman resume {result.run_id}`."
+            ),
             soft_wrap=True,
         )
     raise typer.Exit(EXIT_CODES[result.status])
@@ -71,4 +78,4 @@ def _print_json(event: Event) -> None:
 
 def _log_line(event: Event) -> None:
     task = getattr(event, "task_id", "")
-    err.print(f"[dim]{event.type}[/] {task}".rstrip(), highlight=False)
+    err.print(Text.assemble((event.type, "dim"), f" {task}".rstrip()))
