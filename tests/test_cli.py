@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import foreman
 from foreman.cli import app
 from foreman.errors import ModelError
 from foreman.events import EVENT_ADAPTER
@@ -233,3 +237,83 @@ def test_an_error_message_with_markup_is_printed_literally(scripted) -> None:
     result = runner.invoke(app, ["run", "x"])
     assert result.exit_code == 1
     assert "[/not a plan]" in result.output and "Traceback" not in result.output
+
+
+# --- the request: text, stdin or a file; never empty, always UTF-8 --------------------------
+
+
+def planned_request(model: ScriptedModel) -> str:
+    return model.requests[0].messages[0].content
+
+
+@pytest.mark.parametrize("request_text", ["", "   ", "\n\t "])
+def test_an_empty_request_is_a_usage_error_that_spends_nothing(scripted, request_text) -> None:
+    model = scripted(Script(PLAN))
+    for command in ("run", "plan"):
+        result = runner.invoke(app, [command, request_text])
+        assert result.exit_code == 2, result.output
+        assert "the request is empty" in result.output
+    assert model.requests == []
+
+
+def test_a_request_that_is_not_utf8_is_a_usage_error(scripted) -> None:
+    model = scripted(Script(PLAN))
+    # What Python makes of the bytes b"caf\xe9" in argv (a Latin-1 terminal): a lone surrogate.
+    result = runner.invoke(app, ["run", "caf\udce9"])
+    assert result.exit_code == 2, result.output
+    assert "the request is not valid UTF-8 text" in result.output
+    assert model.requests == []
+
+
+def test_a_request_of_raw_bytes_in_a_real_process_is_one_clear_line() -> None:
+    source = Path(foreman.__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(source), "FOREMAN_MODEL": "nosuch:model"}
+    done = subprocess.run(
+        [sys.executable, "-m", "foreman", "plan", b"caf\xe9"],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert b"not valid UTF-8" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_dash_reads_the_request_from_stdin(scripted) -> None:
+    model = scripted(Script(PLAN))
+    result = runner.invoke(app, ["plan", "-"], input="write about [TLS]\nin detail\n")
+    assert result.exit_code == 0, result.output
+    assert planned_request(model) == "write about [TLS]\nin detail\n"
+
+
+def test_at_file_reads_the_request_from_a_file(scripted, tmp_path) -> None:
+    model = scripted(Script(PLAN))
+    (tmp_path / "request.txt").write_text("a long request " * 10_000, encoding="utf-8")
+    result = runner.invoke(app, ["plan", f"@{tmp_path / 'request.txt'}"])
+    assert result.exit_code == 0, result.output
+    assert planned_request(model) == "a long request " * 10_000
+
+
+def test_bad_request_sources_are_usage_errors(scripted, tmp_path) -> None:
+    model = scripted(Script(PLAN))
+    (tmp_path / "binary.txt").write_bytes(b"\x00\xff\xfe")
+    cases = [
+        (["plan", f"@{tmp_path / 'missing.txt'}"], None, "cannot read the request file"),
+        (["plan", f"@{tmp_path / 'binary.txt'}"], None, "is not UTF-8 text (byte 0xff at"),
+        (["plan", "-"], b"caf\xe9", "read from stdin is not UTF-8 text"),
+        (["plan", "-"], b"  \n", "the request is empty"),
+    ]
+    for args, stdin, message in cases:
+        result = runner.invoke(app, args, input=stdin)
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split()), result.output
+    assert model.requests == []
+
+
+def test_a_binary_team_file_is_one_clear_line(tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    result = runner.invoke(app, ["workers", "--team", str(team)])
+    assert result.exit_code == 1
+    assert "is not UTF-8 text" in result.output and result.exception is not None
+    assert isinstance(result.exception, SystemExit)

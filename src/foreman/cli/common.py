@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console()
@@ -57,6 +58,7 @@ RequestArg = Annotated[
     str,
     typer.Argument(
         help="What you want done, in plain words; '-' reads it from stdin, '@FILE' from a file.",
+        metavar="REQUEST",
         show_default=False,
     ),
 ]
