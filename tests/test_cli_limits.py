@@ -107,3 +107,37 @@ def test_run_tree_marks_tasks_that_never_ran() -> None:
     run = RunRecord(run_id="r", request="q", status=RunStatus.partial, plan=chain(2))
     text = rendered(run_tree(run, {}))
     assert "t1 researcher not run" in text and "t2 writer not run" in text
+
+
+# --- bad option values are usage errors (exit 2), reported before anything runs ---------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--assembly", "foo"], "'foo' is not one of 'synthesis', 'concat'"),
+        (["--auto-approve", "foo"], "'foo' is not one of 'low', 'medium'"),
+        (["--auto-approve", "high"], "'high' is not one of 'low', 'medium'"),
+        (["--validator", "nobody"], "Invalid value for --validator: no worker named 'nobody'"),
+        (["--concurrency", "0"], "Invalid value for '--concurrency'"),
+    ],
+)
+def test_bad_option_values_exit_2_with_a_clear_line(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["run", "x", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not os.path.exists(os.environ["FOREMAN_DB"])  # no run was even recorded
+
+
+def test_a_validator_from_the_team_file_is_accepted(tmp_path, monkeypatch) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "workers:\n  - name: judge\n    description: Judges.\n    system_prompt: Judge.\n"
+    )
+    monkeypatch.setattr(sys.modules["foreman.cli.app"], "build_orchestrator", _stop_here)
+    result = runner.invoke(app, ["run", "x", "--team", str(team), "--validator", "judge"])
+    assert result.exit_code == 99, result.output
+
+
+def _stop_here(settings, db):
+    raise SystemExit(99)
