@@ -39,13 +39,6 @@ def scripted(monkeypatch: pytest.MonkeyPatch):
     return use
 
 
-def test_help_is_available_for_every_command() -> None:
-    for args in ([], ["run"], ["plan"], ["workers"]):
-        result = runner.invoke(app, [*args, "--help"])
-        assert result.exit_code == 0, result.output
-        assert "Usage" in result.output
-
-
 def test_workers_lists_the_default_team() -> None:
     result = runner.invoke(app, ["workers"])
     assert result.exit_code == 0

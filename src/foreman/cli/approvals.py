@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -13,7 +14,6 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.prompt import Confirm, Prompt
-from rich.table import Table
 from rich.text import Text
 
 from foreman.cli.common import DbOpt, app, guard, out, with_store
@@ -27,27 +27,48 @@ TaskArg = Annotated[str, typer.Argument(help="The task's id, e.g. t3.")]
 def approvals(
     db: DbOpt = None,
     all_: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array, exact inputs included.")
+    ] = False,
 ) -> None:
-    """List tasks waiting for a person's approval (run, task, worker, risk, inputs)."""
+    """List tasks waiting for a person's approval: run, task, worker, risk and instructions,
+    then the exact input each worker would receive (what an approval covers)."""
     status = None if all_ else ApprovalStatus.pending
     found = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_approvals(status))))
+    if json_out:
+        print(json.dumps([a.model_dump(mode="json") for a in found], indent=2))
+        return
     if not found:
         out.print("No approvals pending." if not all_ else "No approvals.")
         return
-    table = Table(title="Approvals")
-    for column in ("run", "task", "worker", "risk", "status", "instructions", "note"):
-        table.add_column(column)
-    for approval in found:
-        table.add_row(
-            Text(approval.run_id),
-            Text(approval.task_id),
-            Text(approval.worker),
-            approval.risk.value,
-            approval.status.value,
-            Text(approval.instructions),
-            Text(approval.note or ""),
-        )
-    out.print(table)
+    for index, approval in enumerate(found):
+        if index:
+            out.print()
+        print_approval(out, approval)
+
+
+def print_approval(console: Console, approval: Approval) -> None:
+    """One approval: who and what on one line, the instructions, and the exact input the
+    decision covers. The ids and the input are printed unwrapped (the terminal folds them):
+    ids are copied into commands, and the input must read exactly as the worker gets it."""
+    style = {"high": "red", "medium": "yellow"}.get(approval.risk.value, "")
+    header = Text.assemble(
+        ("run ", "dim"),
+        (approval.run_id, "bold"),
+        ("  task ", "dim"),
+        (approval.task_id, "bold"),
+        ("  worker ", "dim"),
+        (approval.worker, "cyan"),
+        "  ",
+        (f"{approval.risk.value} risk", style),
+        f"  {approval.status.value}",
+    )
+    console.print(header, soft_wrap=True)
+    console.print(Text.assemble(("instructions: ", "dim"), approval.instructions))
+    console.print(Text("input, exactly as the worker receives it:", style="dim"))
+    console.print(Text(approval.inputs), soft_wrap=True)
+    if approval.note:
+        console.print(Text.assemble(("note: ", "dim"), approval.note))
 
 
 @app.command()
@@ -87,6 +108,19 @@ def _decide(db, run_id: str, task_id: str, *, approved: bool, note: str | None) 
     )
 
 
+#: Characters of a worker's input shown in the interactive prompt; `approvals` shows all.
+SHOWN_INPUT = 2000
+
+
+def _cut_note(approval: Approval) -> str:
+    if len(approval.inputs) <= SHOWN_INPUT:
+        return ""
+    return (
+        f"\n… {len(approval.inputs) - SHOWN_INPUT:,} more characters: "
+        f"`foreman approvals` in another shell shows the whole input."
+    )
+
+
 class TerminalApprover:
     """Asks at the terminal, one approval at a time, without blocking the event loop."""
 
@@ -110,7 +144,8 @@ class TerminalApprover:
                         (approval.worker, "cyan"),
                         f" ({approval.risk.value} risk)\n{approval.instructions}\n\n",
                         ("Worker input:", "dim"),
-                        f"\n{approval.inputs[:2000]}",
+                        f"\n{approval.inputs[:SHOWN_INPUT]}",
+                        (_cut_note(approval), "dim"),
                     ),
                     title="Approval needed",
                     border_style=border,

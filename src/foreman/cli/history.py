@@ -23,10 +23,16 @@ from foreman.store.base import RunRecord, RunSummary, Store
 def runs(
     db: DbOpt = None,
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array, one object per run.")
+    ] = False,
 ) -> None:
     """List runs: id, request, status, tasks done, tokens, estimated cost, age."""
     summaries = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_runs(limit))))
-    out.print(runs_table(summaries))
+    if json_out:
+        print(json.dumps([run_json(summary) for summary in summaries], indent=2))
+    else:
+        out.print(runs_table(summaries))
 
 
 @app.command()
@@ -34,6 +40,9 @@ def show(
     run_id: Annotated[str, typer.Argument(help="The run's id (see `foreman runs`).")],
     db: DbOpt = None,
     full: Annotated[bool, typer.Option(help="Print whole outputs, not their first lines.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the run and all its tasks as one JSON object.")
+    ] = False,
 ) -> None:
     """Show a run: its plan as a tree with each task's status, output and error."""
 
@@ -41,11 +50,34 @@ def show(
         return await store.get_run(run_id), await store.load_tasks(run_id)
 
     run, tasks = guard(lambda: asyncio.run(with_store(db, load)))
+    if json_out:
+        shown = run.model_dump(mode="json")
+        shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
+        print(json.dumps(shown, indent=2))
+        return
     out.print(run_tree(run, tasks, full=full))
     if run.answer:
         out.print(Text.assemble("\n", ("Answer", "bold"), "\n", run.answer))
     if run.error:
         out.print(Text.assemble("\n", ("Error", "bold red"), " ", run.error))
+
+
+def run_json(run: RunSummary) -> dict[str, object]:
+    """One run of ``runs --json``. These field names are a contract: add, never rename."""
+    return {
+        "run_id": run.run_id,
+        "status": run.status.value,
+        "request": run.request,
+        "tasks_done": run.tasks_done,
+        "tasks_total": run.tasks,
+        "input_tokens": run.usage.input_tokens,
+        "output_tokens": run.usage.output_tokens,
+        "cache_read_tokens": run.usage.cache_read_tokens,
+        "cache_write_tokens": run.usage.cache_write_tokens,
+        "cost_usd": run.cost,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+    }
 
 
 def runs_table(summaries: list[RunSummary]) -> Table:
