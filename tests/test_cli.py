@@ -310,3 +310,43 @@ def test_a_binary_team_file_is_one_clear_line(tmp_path) -> None:
     assert result.exit_code == 1
     assert "is not UTF-8 text" in result.output and result.exception is not None
     assert isinstance(result.exception, SystemExit)
+
+
+# --- run ids: never cut, always told ----------------------------------------------------------
+
+
+def test_a_piped_run_prints_only_the_answer_on_stdout_and_its_id_on_stderr(scripted) -> None:
+    scripted(Script(PLAN, synthesis="THE ANSWER"))
+    result = runner.invoke(app, ["run", "x"])
+    assert result.exit_code == 0
+    assert result.stdout == "THE ANSWER\n"
+    assert f"Run {last_run_id()}: succeeded" in result.stderr
+
+
+def test_a_piped_run_waiting_for_approval_prints_no_none(scripted, tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "include_defaults: true\nworkers:\n  - name: writer\n    description: Writes.\n"
+        "    system_prompt: You write.\n    risk: high\n"
+    )
+    scripted(Script(PLAN, synthesis="THE ANSWER"))
+    result = runner.invoke(app, ["run", "x", "--team", str(team)])
+    assert result.exit_code == 5, result.output
+    assert result.stdout == ""
+    assert "None" not in result.output
+    assert f"Run {last_run_id()} is waiting for approval of t2" in result.stderr
+
+
+def test_the_answer_panel_never_cuts_the_run_id() -> None:
+    from rich.console import Console
+
+    from foreman.cli.render import print_result
+    from foreman.engine.results import RunResult, RunStatus
+
+    result = RunResult(
+        run_id="20261202-130000-abcdef", request="q", status=RunStatus.succeeded, answer="42"
+    )
+    for width in (40, 80):
+        console = Console(record=True, width=width, color_system=None)
+        print_result(console, result)
+        assert "20261202-130000-abcdef" in console.export_text()
