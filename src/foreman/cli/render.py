@@ -137,8 +137,7 @@ class LiveProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.live.refresh()
-        self.live.__exit__(*exc)
+        self.live.__exit__(*exc)  # stopping draws the view a last time
 
     @contextmanager
     def paused(self) -> Iterator[None]:
