@@ -335,6 +335,7 @@ def test_a_piped_run_waiting_for_approval_prints_no_none(scripted, tmp_path) -> 
     assert result.stdout == ""
     assert "None" not in result.output
     assert f"Run {last_run_id()} is waiting for approval of t2" in result.stderr
+    assert result.stderr.count(last_run_id()) == 4  # told once, with the three commands
 
 
 def test_the_answer_panel_never_cuts_the_run_id() -> None:

@@ -145,6 +145,7 @@ def test_approvals_shows_the_exact_input_and_whole_ids_at_80_columns(stored_run)
     assert result.exit_code == 0, result.output
     assert RUN_ID in result.output and "deploy [it]" in result.output
     assert INPUTS in result.output  # one line, unwrapped, exactly as the worker receives it
+    assert f"foreman approve {RUN_ID} t2" in result.output
 
 
 def test_the_interactive_prompt_says_when_it_shows_only_part_of_the_input(monkeypatch) -> None:

@@ -69,6 +69,16 @@ def print_approval(console: Console, approval: Approval) -> None:
     console.print(Text(approval.inputs), soft_wrap=True)
     if approval.note:
         console.print(Text.assemble(("note: ", "dim"), approval.note))
+    if approval.status is ApprovalStatus.pending:
+        run, task = approval.run_id, approval.task_id
+        console.print(
+            Text(
+                f"decide: foreman approve {run} {task} [--note ...] | "
+                f"foreman reject {run} {task} --reason ...",
+                style="dim",
+            ),
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -52,7 +52,8 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
                 print(result.answer)
             elif result.error:
                 err.print(Text(result.error), soft_wrap=True)
-            err.print(Text(f"Run {result.run_id}: {result.status.value}"), soft_wrap=True)
+            if result.status is not RunStatus.waiting_approval:  # that one is told below
+                err.print(Text(f"Run {result.run_id}: {result.status.value}"), soft_wrap=True)
     except typer.Exit as exit_:
         if exit_.exit_code == 130 and "run_id" in seen:
             run_id = seen["run_id"]
