@@ -27,14 +27,21 @@ PLAN = plan_of(task("t1", "researcher"), task("t2", "writer", "t1"))
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch):
-    """Make every model name resolve to one ScriptedModel; return a setter for its script."""
+    """Make every model name resolve to one ScriptedModel; return a setter for its script.
+
+    The names asked for are kept in ``use.loaded``, in order."""
     holder: dict[str, ScriptedModel] = {}
 
     def use(script) -> ScriptedModel:
         holder["model"] = ScriptedModel(script)
         return holder["model"]
 
-    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: holder["model"])
+    def load(name=None) -> ScriptedModel:
+        use.loaded.append(name)
+        return holder["model"]
+
+    use.loaded = []
+    monkeypatch.setattr("foreman.models.pool.load_model", load)
     monkeypatch.delenv("FOREMAN_MODEL", raising=False)
     return use
 
@@ -351,3 +358,59 @@ def test_the_answer_panel_never_cuts_the_run_id() -> None:
         console = Console(record=True, width=width, color_system=None)
         print_result(console, result)
         assert "20261202-130000-abcdef" in console.export_text()
+
+
+# --- every option reaches the run ---------------------------------------------------------------
+
+
+def stored_settings() -> dict:
+    run_id = last_run_id()
+
+    async def read() -> dict:
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            return (await store.get_run(run_id)).settings
+        finally:
+            await store.aclose()
+
+    return asyncio.run(read())
+
+
+def test_run_options_reach_the_run(scripted) -> None:
+    model = scripted(Script(PLAN))
+    args = ["--model", "work:er", "--planner-model", "plan:ner", "--concurrency", "3"]
+    args += ["--max-tasks", "5", "--assembly", "concat", "--auto-approve", "medium"]
+    args += ["--validator", "fact_checker", "--max-revisions", "2"]
+    result = runner.invoke(app, ["run", "x", *args])
+    assert result.exit_code == 0, result.output
+    assert stored_settings() | {"team": None} == {
+        "model": "work:er",
+        "planner_model": "plan:ner",
+        "concurrency": 3,
+        "max_tasks": 5,
+        "validator": "fact_checker",
+        "max_revisions": 2,
+        "assembly": "concat",
+        "auto_approve": "medium",
+        "team": None,
+    }
+    assert scripted.loaded[0] == "plan:ner" and "work:er" in scripted.loaded
+    planner_schema = model.requests[0].output_schema
+    assert planner_schema["properties"]["tasks"]["maxItems"] == 5
+
+
+def test_resume_model_reaches_the_resumed_tasks(scripted, tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "include_defaults: true\nworkers:\n  - name: writer\n    description: Writes.\n"
+        "    system_prompt: You write.\n    risk: medium\n"
+    )
+    scripted(Script(PLAN, synthesis="THE ANSWER"))
+    assert runner.invoke(app, ["run", "x", "--team", str(team)]).exit_code == 5
+    run_id = last_run_id()
+    assert runner.invoke(app, ["approve", run_id, "t2"]).exit_code == 0
+    scripted.loaded.clear()
+
+    result = runner.invoke(app, ["resume", run_id, "--model", "other:one"])
+    assert result.exit_code == 0, result.output
+    assert scripted.loaded == ["other:one"]

@@ -161,3 +161,38 @@ def test_the_interactive_prompt_says_when_it_shows_only_part_of_the_input(monkey
     )  # fmt: skip
     asyncio.run(TerminalApprover(shown)(approval))
     assert "… 500 more characters: `foreman approvals`" in shown.export_text()
+
+
+def test_approvals_all_lists_decided_ones_with_their_note(stored_run) -> None:
+    decided = runner.invoke(app, ["reject", RUN_ID, "t2", "--reason", "not on [Friday]"])
+    assert decided.exit_code == 0, decided.output
+    assert f"Task t2 of run {RUN_ID} rejected" in decided.output
+
+    assert runner.invoke(app, ["approvals"]).output == "No approvals pending.\n"
+    listed = runner.invoke(app, ["approvals", "--all"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert "rejected" in listed.output and "note: not on [Friday]" in listed.output
+    assert "decide:" not in listed.output  # nothing left to decide
+
+
+def test_show_full_prints_whole_outputs_and_otherwise_their_first_line() -> None:
+    async def seed() -> None:
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            await store.create_run(RunRecord(run_id="r1", request="q"))
+            await store.save_plan("r1", plan_of(task("t1")))
+            output = "first line\n" + "\n".join(f"line {k}" for k in range(2, 6))
+            await store.save_task(
+                "r1",
+                TaskResult(
+                    task_id="t1", worker="researcher", status=TaskStatus.succeeded, output=output
+                ),
+            )
+        finally:
+            await store.aclose()
+
+    asyncio.run(seed())
+    brief = runner.invoke(app, ["show", "r1"], env={"COLUMNS": "120"})
+    assert "first line" in brief.output and "line 2" not in brief.output
+    full = runner.invoke(app, ["show", "r1", "--full"], env={"COLUMNS": "120"})
+    assert all(f"line {k}" in full.output for k in range(2, 6))
