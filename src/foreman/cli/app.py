@@ -59,6 +59,14 @@ def run(
         str | None,
         typer.Option(help="'medium': run medium-risk workers without asking (high always asks)."),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Seconds per model call, for workers that set none, planning, reviews and "
+            "synthesis; a call that takes longer is retried.",
+        ),
+    ] = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -76,6 +84,7 @@ def run(
         "max_revisions": max_revisions,
         "assembly": assembly,
         "auto_approve": auto_approve,
+        "timeout": timeout,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(
