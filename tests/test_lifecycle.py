@@ -147,6 +147,26 @@ async def test_a_run_that_fails_in_planning_is_failed_with_what_it_spent(
         await store.aclose()
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_run_failed_in_planning_resumes_and_counts_both_executions(
+    kind: str, tmp_path: Path
+) -> None:
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "runs.db")
+    model = TrackingModel(Script([BAD_PLAN] * 3 + [TWO]))
+    events: list[Any] = []
+    try:
+        with pytest.raises(PlanError):
+            await orchestrator(model, store).run("do it", on_event=events.append)
+        run_id = events[0].run_id
+        final = await asyncio.wait_for(orchestrator(model, store).resume(run_id), LIMIT)
+        assert final.status is RunStatus.succeeded and final.plan == TWO
+        every_answer = sum(response.usage.input_tokens for _, response in model.responses)
+        assert final.usage.input_tokens == every_answer  # the failed planning included, once
+        assert (await store.get_run(run_id)).usage == final.usage
+    finally:
+        await store.aclose()
+
+
 async def test_the_stream_of_a_failed_run_ends_with_run_finished_then_raises() -> None:
     model = ScriptedModel(Script([ProviderServerError("503 down")] * 3))
     events: list[Any] = []

@@ -272,3 +272,37 @@ def test_an_approved_task_killed_mid_call_asks_again_on_resume(foreman, tmp_path
     final = f.run("resume", run_id, "--json")
     assert final.returncode == 0, final.stderr
     assert f.calls() == Counter({"t1": 1, "t2": 2, "t3": 1})
+
+
+# --- an error of the CLI's own ------------------------------------------------------------
+
+
+def test_an_error_while_showing_an_event_fails_the_run_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In process (the renderer is replaced by one that breaks): one line, exit 1, and the
+    run recorded as failed with ``run_finished`` as its last stored event."""
+    from typer.testing import CliRunner
+
+    from foreman.cli import app
+    from foreman.testing import ScriptedModel
+    from helpers import Script, plan_of, task
+
+    model = ScriptedModel(Script(plan_of(task("t1"), task("t2", "writer", "t1"))))
+    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: model)
+
+    def broken(event) -> None:
+        if event.type == "task_started":
+            raise ValueError("cannot draw this")
+
+    monkeypatch.setattr("foreman.cli.running._log_line", broken)
+    result = CliRunner().invoke(app, ["run", "write it"])
+    assert result.exit_code == 1
+    assert "ValueError: cannot draw this" in result.output
+    assert "Traceback" not in result.output
+    with sqlite3.connect(os.environ["FOREMAN_DB"]) as db:
+        [(run_id, status, error)] = db.execute("SELECT run_id, status, error FROM runs").fetchall()
+        [(last,)] = db.execute(
+            "SELECT type FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+        ).fetchall()
+    assert status == "failed" and "cannot draw this" in error and last == "run_finished"

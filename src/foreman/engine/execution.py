@@ -61,6 +61,8 @@ class RunState:
     plan_usage: Usage = field(default_factory=Usage)
     completed: dict[str, TaskResult] = field(default_factory=dict)
     resumed: bool = False
+    #: Tokens spent by earlier executions; None: planning plus the completed tasks.
+    spent: Usage | None = None
 
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
@@ -74,7 +76,9 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     journal = RunJournal(
         orchestrator.store,
         state.run_id,
-        spent=sum((r.usage for r in state.completed.values()), state.plan_usage),
+        spent=state.spent
+        if state.spent is not None
+        else sum((r.usage for r in state.completed.values()), state.plan_usage),
         lease_seconds=orchestrator.lease_seconds,
     )
     delivery = _Delivery(journal, on_event)

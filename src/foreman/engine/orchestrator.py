@@ -18,7 +18,7 @@ from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
 from foreman.engine.execution import RunState, check_given_plan, execute, make_plan
-from foreman.engine.results import RunResult, TaskResult, TaskStatus, typed_outputs
+from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus, typed_outputs
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.models.base import Model, Usage
@@ -179,6 +179,7 @@ class Orchestrator:
             plan_usage=record.plan_usage,
             completed={k: v for k, v in tasks.items() if v.succeeded},
             resumed=True,
+            spent=_spent_before(record, tasks),
         )
         return await execute(self, state, on_event or _ignore)
 
@@ -283,6 +284,15 @@ async def _events_of(
         if not job.done():
             job.cancel()
             await asyncio.gather(job, return_exceptions=True)
+
+
+def _spent_before(record: RunRecord, tasks: Mapping[str, TaskResult]) -> Usage:
+    """What earlier executions of a run spent. An execution that ended (interrupted,
+    failed...) stored its total, failed planning and failed attempts included; one that
+    died without a word left only its plan and task checkpoints to count."""
+    if record.status in (RunStatus.running, RunStatus.crashed):
+        return sum((task.usage for task in tasks.values()), record.plan_usage)
+    return record.usage
 
 
 def _name(model: Model | str | None) -> str | None:
