@@ -61,8 +61,8 @@ class RunState:
     plan_usage: Usage = field(default_factory=Usage)
     completed: dict[str, TaskResult] = field(default_factory=dict)
     resumed: bool = False
-    #: Tokens spent by earlier executions; None: planning plus the completed tasks.
-    spent: Usage | None = None
+    #: Tokens earlier executions spent (planning included), counted on from there.
+    spent: Usage = field(default_factory=Usage)
 
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
@@ -76,13 +76,11 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     journal = RunJournal(
         orchestrator.store,
         state.run_id,
-        spent=state.spent
-        if state.spent is not None
-        else sum((r.usage for r in state.completed.values()), state.plan_usage),
+        spent=state.spent,
         lease_seconds=orchestrator.lease_seconds,
     )
     delivery = _Delivery(journal, on_event)
-    progress = _Progress(state)
+    progress = _Progress(results=dict(state.completed))
     await journal.acquire()
     try:
         return await _drive(orchestrator, state, journal, delivery, progress)
@@ -105,15 +103,11 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
 class _Progress:
     """What an execution has got so far, so a failure can still report it."""
 
-    state: RunState
+    results: dict[str, TaskResult]
     started: float = field(default_factory=time.perf_counter)
-    results: dict[str, TaskResult] = field(default_factory=dict)
     plan_attempts: int = 0
     #: True once the run's final status is stored: nothing may overwrite it after that.
     settled: bool = False
-
-    def __post_init__(self) -> None:
-        self.results = dict(self.state.completed)
 
 
 async def _fail(
