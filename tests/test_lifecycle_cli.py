@@ -306,3 +306,17 @@ def test_an_error_while_showing_an_event_fails_the_run_in_one_line(
             "SELECT type FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
         ).fetchall()
     assert status == "failed" and "cannot draw this" in error and last == "run_finished"
+
+
+def test_a_retried_call_is_one_plain_log_line_in_a_pipe(capsys: pytest.CaptureFixture) -> None:
+    from foreman.cli.running import _log_line
+    from foreman.events import CallRetried
+
+    _log_line(CallRetried(run_id="r", purpose="plan", attempt=1, error="429", delay=0.5))
+    _log_line(
+        CallRetried(run_id="r", purpose="review", task_id="t[/b]", attempt=1, error="", delay=0)
+    )
+    assert capsys.readouterr().err.splitlines() == [
+        "call_retried plan",
+        "call_retried review t[/b]",
+    ]

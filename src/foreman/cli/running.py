@@ -44,7 +44,7 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
 
         return on_event
 
-    terminated: list[int] = []
+    terminated: list[signal.Signals] = []
 
     def show(handler: Callable[[Event], None]) -> RunResult:
         def action(o: Orchestrator) -> Awaitable[RunResult]:
@@ -95,7 +95,7 @@ def _resumable(seen: dict[str, str], note: str | None = None) -> None:
         err.print(f"Run {run_id} is resumable: foreman resume {run_id}", soft_wrap=True)
 
 
-async def _until_terminated(job: Awaitable[T], terminated: list[int]) -> T:
+async def _until_terminated(job: Awaitable[T], terminated: list[signal.Signals]) -> T:
     """Await ``job``; a SIGTERM meanwhile cancels it as Ctrl-C would (noted in
     ``terminated``), so the run is marked interrupted before the process exits."""
     loop = asyncio.get_running_loop()
@@ -123,5 +123,7 @@ def _print_json(event: Event) -> None:
 
 
 def _log_line(event: Event) -> None:
-    task = getattr(event, "task_id", "")
-    err.print(f"[dim]{event.type}[/] {task}".rstrip(), highlight=False)
+    """``type [purpose] [task]``: a retried planning or synthesis call has no task."""
+    about = (getattr(event, name, None) for name in ("purpose", "task_id"))
+    detail = " ".join(escape(str(value)) for value in about if value)
+    err.print(f"[dim]{event.type}[/] {detail}".rstrip(), highlight=False)

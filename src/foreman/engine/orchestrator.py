@@ -144,14 +144,17 @@ class Orchestrator:
     ) -> RunResult:
         """Run ``request`` end to end (or execute a given ``plan``) and return the result.
 
-        ``on_event`` is called with every event as it happens. Raises ``PlanError`` when
-        no valid plan can be had. An aborted run, or one paused for approvals, returns
-        with that ``status``; ``resume`` continues it.
+        ``on_event`` is called with every event as it happens. An aborted run, or one paused
+        for approvals, returns with that ``status``; ``resume`` continues it. A run that
+        cannot go on (no valid plan, provider down, an ``on_event`` that raised) is
+        recorded as ``failed``, with its error and what it spent, ``run_finished`` is its
+        last event, and the error (``PlanError``, a ``ModelError``...) is raised.
         """
         return await self._start(request, plan, on_event or _ignore)
 
     def stream(self, request: str, *, plan: Plan | None = None) -> AsyncIterator[Event]:
-        """Yield typed events as the run happens; the last one is ``RunFinished``.
+        """Yield typed events as the run happens; the last one is ``RunFinished``, also for
+        a run that failed (whose error is raised once that event is yielded).
 
         Leaving the loop early (or cancelling) cancels the run's running tasks and marks
         the run interrupted.
