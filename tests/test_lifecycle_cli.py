@@ -212,6 +212,7 @@ workers:
   - name: slowpoke
     description: Answers slowly.
     system_prompt: You are slow.
+    risk: high
     retry: {max_attempts: 1}
 """
 
@@ -219,13 +220,20 @@ workers:
 def test_the_timeout_option_reaches_the_calls_and_resume_keeps_it(foreman, tmp_path) -> None:
     team = tmp_path / "team.yaml"
     team.write_text(SLOW_TEAM)
-    f = foreman({"plan": plan(("t1", "slowpoke", [])), "latency": {"do t1": 60}})
-    result = f.run("run", "--json", "--team", str(team), "--timeout", "0.2", "write it")
-    assert result.returncode == 3, result.stderr  # partial: t1 timed out
-    task = events_of(result.stdout)[-1].result.tasks["t1"]
-    assert task.status.value == "failed" and "within 0.2s" in task.error
+    dag = plan(("t1", "researcher", []), ("t2", "slowpoke", ["t1"]))
+    f = foreman({"plan": dag, "latency": {"do t2": 60}})
+    first = f.run("run", "--json", "--team", str(team), "--timeout", "0.2", "write it")
+    assert first.returncode == 5, first.stderr  # t2 waits for approval
+    result = events_of(first.stdout)[-1].result
     [(settings,)] = f.query("SELECT settings FROM runs")
     assert json.loads(settings)["timeout"] == 0.2
+
+    assert f.run("approve", result.run_id, "t2").returncode == 0
+    resumed = f.run("resume", result.run_id, "--json")  # no --timeout: the run's own
+    assert resumed.returncode == 3, resumed.stderr  # partial: t2's one attempt timed out
+    final = events_of(resumed.stdout)[-1].result
+    assert final.tasks["t2"].status.value == "failed"
+    assert "within 0.2s" in final.tasks["t2"].error
 
 
 # --- an approval covers one execution ---------------------------------------------------------
