@@ -114,11 +114,12 @@ BAD_PLAN = '{"tasks": [{"id": "t1", "worker": "nobody", "instructions": "x", "de
     "plans, error",
     [
         ([BAD_PLAN] * 3, PlanError),
+        (["this is not a plan {"] * 9, PlanError),
         ([ProviderServerError("503 down")] * 3, ProviderServerError),
         ([RateLimitError("429 slow down")] * 3, RateLimitError),
         ([ModelError("401 bad key")], ModelError),
     ],
-    ids=["no-valid-plan", "provider-down", "429-through-all-retries", "bad-key"],
+    ids=["no-valid-plan", "unparsable-plan", "provider-down", "429-through-all-retries", "bad-key"],
 )
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_a_run_that_fails_in_planning_is_failed_with_what_it_spent(
