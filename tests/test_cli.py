@@ -380,7 +380,7 @@ def test_run_options_reach_the_run(scripted) -> None:
     model = scripted(Script(PLAN))
     args = ["--model", "work:er", "--planner-model", "plan:ner", "--concurrency", "3"]
     args += ["--max-tasks", "5", "--assembly", "concat", "--auto-approve", "medium"]
-    args += ["--validator", "fact_checker", "--max-revisions", "2"]
+    args += ["--validator", "fact_checker", "--max-revisions", "2", "--timeout", "7.5"]
     result = runner.invoke(app, ["run", "x", *args])
     assert result.exit_code == 0, result.output
     assert stored_settings() | {"team": None} == {
@@ -392,6 +392,7 @@ def test_run_options_reach_the_run(scripted) -> None:
         "max_revisions": 2,
         "assembly": "concat",
         "auto_approve": "medium",
+        "timeout": 7.5,
         "team": None,
     }
     assert scripted.loaded[0] == "plan:ner" and "work:er" in scripted.loaded

@@ -84,6 +84,14 @@ def run(
         AutoApprove | None,
         typer.Option(help="'medium': run medium-risk workers without asking (high always asks)."),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Seconds per model call, for workers that set none, planning, reviews and "
+            "synthesis; a call that takes longer is retried.",
+        ),
+    ] = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -108,6 +116,7 @@ def run(
         "max_revisions": max_revisions,
         "assembly": assembly.value,
         "auto_approve": auto_approve.value if auto_approve else None,
+        "timeout": timeout,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(

@@ -119,6 +119,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         max_revisions=settings.get("max_revisions", 1),
         assembly=settings.get("assembly", "synthesis"),
         auto_approve=settings.get("auto_approve"),
+        timeout=settings.get("timeout"),
         store=open_store(db),
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file

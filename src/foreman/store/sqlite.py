@@ -33,6 +33,7 @@ from foreman.store.base import (
     RunSummary,
     Store,
     decide_approval,
+    start_approval,
 )
 from foreman.store.migrations import migrate
 
@@ -398,6 +399,31 @@ class SQLiteStore(Store):
                     (decided.status.value, decided.model_dump_json(), run_id, task_id),
                 )
                 return decided
+
+        return await self._run(write)
+
+    async def start_approved(self, run_id: str, task_id: str) -> Approval:
+        def write(db: sqlite3.Connection) -> Approval:
+            with self._transaction(db):
+                _require_run(db, run_id, self.path)
+                row = db.execute(
+                    "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?",
+                    (run_id, task_id),
+                ).fetchone()
+                current = Approval.model_validate_json(row[0]) if row else None
+                started = start_approval(current, run_id, task_id)
+                db.execute(
+                    "UPDATE approvals SET status = ?, approval = ?, requested_at = ?"
+                    " WHERE run_id = ? AND task_id = ?",
+                    (
+                        started.status.value,
+                        started.model_dump_json(),
+                        started.requested_at,
+                        run_id,
+                        task_id,
+                    ),
+                )
+                return started
 
         return await self._run(write)
 

@@ -61,6 +61,11 @@ class Worker(BaseModel):
         "marker, or skip this task too.",
     )
     risk: RiskLevel = RiskLevel.low
+    idempotent: bool = Field(
+        False,
+        description="Running it twice does no harm: an approved task cut short by a crash "
+        "runs again on resume without asking again.",
+    )
     max_concurrency: int | None = Field(None, ge=1, description="Tasks of this worker at once.")
     max_tokens: int = Field(1024, ge=1)
     temperature: float | None = None
