@@ -127,12 +127,13 @@ def test_cli_model_option_beats_the_environment(
 
 # --- price overrides -----------------------------------------------------------------------
 
-MILLION = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+# Input and output counts differ, so swapped rates change the total too.
+MILLIONS = Usage(input_tokens=1_000_000, output_tokens=2_000_000)
 COST_OF = (
     "import json, sys\n"
     "from foreman.models.base import Usage\n"
     "from foreman.models.pricing import cost\n"
-    "print(json.dumps(cost(sys.argv[1], Usage(input_tokens=1_000_000, output_tokens=1_000_000))))"
+    "print(json.dumps(cost(sys.argv[1], Usage(input_tokens=1_000_000, output_tokens=2_000_000))))"
 )
 
 
@@ -154,20 +155,20 @@ def cost_of(model: str, prices: dict | None) -> Any:
 
 def test_a_price_override_prices_an_unknown_model() -> None:
     assert cost_of("openai:gpt-custom-x", None) is None
-    assert cost_of("openai:gpt-custom-x", {"gpt-custom-x": [1.5, 2.5]}) == pytest.approx(4.0)
+    assert cost_of("openai:gpt-custom-x", {"gpt-custom-x": [1.5, 2.5]}) == pytest.approx(6.5)
 
 
 def test_a_price_override_replaces_a_listed_price() -> None:
     listed = cost_of("openai:gpt-4o-mini", None)
     overridden = cost_of("openai:gpt-4o-mini", {"gpt-4o-mini": [10, 20]})
-    assert overridden == pytest.approx(30.0)
-    assert listed != pytest.approx(30.0)
+    assert overridden == pytest.approx(50.0)
+    assert listed != pytest.approx(50.0)
 
 
 def test_a_price_override_changes_the_cost_foreman_runs_reports(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     name = "openai:gpt-custom-x"
-    model = ScriptedModel([ModelResponse(text="done", model=name, usage=MILLION)], name=name)
+    model = ScriptedModel([ModelResponse(text="done", model=name, usage=MILLIONS)], name=name)
 
     async def make_run() -> None:
         orchestrator = Orchestrator(
@@ -182,8 +183,8 @@ def test_a_price_override_changes_the_cost_foreman_runs_reports(tmp_path: Path) 
     plain = in_fresh_process(listing, None)
     priced = in_fresh_process(listing, {"gpt-custom-x": [1.5, 2.5]})
     assert plain.returncode == 0 and priced.returncode == 0, plain.stderr + priced.stderr
-    assert "$4.0000" in priced.stdout, priced.stdout
-    assert "$4.0000" not in plain.stdout, plain.stdout
+    assert "$6.5000" in priced.stdout, priced.stdout
+    assert "$6.5000" not in plain.stdout, plain.stdout
 
 
 # --- local:<file.gguf> ---------------------------------------------------------------------

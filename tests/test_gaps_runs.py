@@ -91,8 +91,18 @@ async def test_a_given_plan_is_still_validated() -> None:
 
 # --- placeholders ----------------------------------------------------------------------------
 
-PLACEHOLDERS = ["<what this task does>", "Write <the actual instructions here> now"]
-NOT_PLACEHOLDERS = ["Compare <a> and <b>", "Escape <html> tags", "Use <two words> only", "a < b"]
+PLACEHOLDERS = [
+    "<what this task does>",
+    "<describe the task>",
+    "Write <the actual instructions here> now",
+]
+NOT_PLACEHOLDERS = [
+    "Compare <a> and <b>",
+    "Escape <html> tags",
+    "Use <two words> only",
+    "a < b",
+    "Sort so that a <b and c come first",
+]
 
 
 @pytest.mark.parametrize("text", PLACEHOLDERS)
