@@ -71,7 +71,10 @@ def loaded(env: pytest.MonkeyPatch) -> list[str | None]:
         ({"OPENAI_API_KEY": "k"}, DEFAULT_OPENAI_MODEL),
         ({"ANTHROPIC_API_KEY": "k"}, DEFAULT_ANTHROPIC_MODEL),
         ({"ANTHROPIC_API_KEY": "k", "OPENAI_API_KEY": "k"}, DEFAULT_ANTHROPIC_MODEL),
-        ({"FOREMAN_MODEL": "openai:from-env", "ANTHROPIC_API_KEY": "k"}, "openai:from-env"),
+        (
+            {"FOREMAN_MODEL": "openai:from-env", "ANTHROPIC_API_KEY": "k", "OPENAI_API_KEY": "k"},
+            "openai:from-env",
+        ),
         ({"FOREMAN_MODEL": "local", "OPENAI_API_KEY": "k"}, "local"),
         ({"FOREMAN_MODEL": "", "OPENAI_API_KEY": "k"}, DEFAULT_OPENAI_MODEL),
     ],
@@ -86,6 +89,7 @@ def test_default_model_order(env: pytest.MonkeyPatch, set_env: dict, expected: s
 def test_an_explicit_model_beats_the_environment(env: pytest.MonkeyPatch) -> None:
     env.setenv("FOREMAN_MODEL", "openai:from-env")
     env.setenv("ANTHROPIC_API_KEY", "k")
+    env.setenv("OPENAI_API_KEY", "k")  # the named models are usable: only the order differs
     orchestrator = Orchestrator(Registry([worker("w")]), model="openai:explicit")
     assert orchestrator.settings["model"] == "openai:explicit"
 
