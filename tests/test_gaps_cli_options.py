@@ -8,6 +8,8 @@ so a test can tell which model each call went to.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -21,10 +23,9 @@ from foreman.errors import ModelError
 from foreman.testing import ScriptedModel
 from helpers import (
     Script,
-    TrackingModel,
     instructions_of,
     is_planner,
-    latency_by_instructions,
+    is_synthesis,
     plan_of,
     task,
     worker_requests,
@@ -76,20 +77,50 @@ def run_id_of(output: str) -> str:
 
 # --- --concurrency -------------------------------------------------------------------------
 
-WIDE = plan_of(*(task(f"t{i}") for i in range(1, 5)))
+WIDE = plan_of(*(task(f"t{i}") for i in range(1, 6)))
+
+
+class Gate(ScriptedModel):
+    """Holds worker calls until ``expect`` are in flight at once, then lets them all go.
+
+    No timing: with a limit of ``expect`` the calls meet and proceed; a limit that is too
+    low never fills the gate (it gives up after ``patience`` s and the count shows it);
+    one that is too high lets extra calls in before the held ones finish.
+    """
+
+    def __init__(self, script: Script, expect: int, patience: float = 5.0, **kwargs) -> None:
+        super().__init__(script, **kwargs)
+        self.expect, self.patience = expect, patience
+        self.in_flight = self.max_in_flight = 0
+        self.full = asyncio.Event()
+
+    async def complete(self, request):
+        if is_planner(request) or is_synthesis(request):
+            return await super().complete(request)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.in_flight >= self.expect:
+                self.full.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.patience):
+                    await self.full.wait()
+            await asyncio.sleep(0)  # any call the limit wrongly allows starts now
+            return await super().complete(request)
+        finally:
+            self.in_flight -= 1
 
 
 @pytest.mark.parametrize("limit", [1, 2, 4])
 def test_concurrency_bounds_the_tasks_running_at_once(models, limit: int) -> None:
-    latency = latency_by_instructions({f"do t{i}": 0.2 for i in range(1, 5)})
-    pool = models(lambda name: TrackingModel(Script(WIDE), name=name, latency=latency))
+    pool = models(lambda name: Gate(Script(WIDE), limit, name=name))
 
     result = runner.invoke(
         app, ["run", "x", "-m", "m", "--concurrency", str(limit), "--assembly", "concat"]
     )
 
     assert result.exit_code == 0, result.output
-    assert len(worker_requests(pool["m"])) == 4
+    assert len(worker_requests(pool["m"])) == 5
     assert pool["m"].max_in_flight == limit
 
 
@@ -164,8 +195,6 @@ def aborted_run(models, tmp_path) -> tuple[Models, str, list[str]]:
 
 
 def stored_task(run_id: str, task_id: str) -> Any:
-    import asyncio
-
     from foreman.store import SQLiteStore
 
     async def load() -> Any:
