@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from foreman.cli.approvals import TerminalApprover
+from foreman.cli.approvals import TerminalApprover, print_approval
 from foreman.cli.history import run_tree, runs_table
 from foreman.cli.render import LiveProgress, plan_tree, print_result, workers_table
 from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus
@@ -92,3 +92,21 @@ async def test_approval_prompt_renders_ids_instructions_and_inputs_literally(
     await TerminalApprover(shown)(approval)
     text = shown.export_text()
     assert TASK_ID in text and "delete [/var/log]" in text and '{"path": "[/etc]"}' in text
+
+
+async def test_an_approval_asked_again_says_the_task_may_have_run(monkeypatch) -> None:
+    monkeypatch.setattr("rich.prompt.Confirm.ask", lambda *a, **k: False)
+    monkeypatch.setattr("rich.prompt.Prompt.ask", lambda *a, **k: "no")
+    approval = Approval(
+        run_id="r", task_id="t1", worker="deployer", risk="medium",
+        instructions="deploy", inputs="{}", may_have_run=True,
+    )  # fmt: skip
+    prompt = Console(record=True, width=200, color_system=None)
+    await TerminalApprover(prompt)(approval)
+    listing = Console(record=True, width=200, color_system=None)
+    print_approval(listing, approval)
+    for console in (prompt, listing):
+        assert "side effects may already have happened" in console.export_text()
+    fresh = Console(record=True, width=200, color_system=None)
+    print_approval(fresh, approval.model_copy(update={"may_have_run": False}))
+    assert "may already have happened" not in fresh.export_text()

@@ -72,3 +72,14 @@ def test_the_readme_sample_uses_the_views_status_words() -> None:
     rows = [line.split() for line in block.splitlines() if re.match(r"\s*t\d+\s", line)]
     assert rows, "the README's sample run has no task rows"
     assert {row[2] for row in rows} <= set(LIVE_STATUSES)
+
+
+def test_retries_of_planning_and_reviews_are_shown() -> None:
+    progress = LiveProgress(Console(record=True), clock=Clock())
+    progress.handle(ev.CallRetried(run_id="r", purpose="plan", attempt=1, error="429", delay=0))
+    assert "Plan attempt 1 failed; retrying" in shown(progress)
+    progress.handle(ev.PlanReady(run_id="r", plan=PLAN, usage=Usage()))
+    progress.handle(
+        ev.CallRetried(run_id="r", purpose="review", task_id="t1", attempt=2, error="[x]", delay=0)
+    )
+    assert re.search(r"t1 .*review attempt 2 failed: \[x\]", shown(progress))

@@ -32,7 +32,7 @@ from foreman.events import (
     TaskStarted,
 )
 from foreman.models.base import ModelRequest, ModelResponse
-from foreman.plan.schema import Plan
+from foreman.plan.schema import MAX_TASKS_LIMIT, Plan
 from foreman.store import Approval, ApprovalStatus, MemoryStore, SQLiteStore, Store
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry
@@ -475,3 +475,9 @@ async def test_a_skipped_dependency_is_marked_missing_for_its_dependants() -> No
     assert marker["missing"] is True and marker["reason"].startswith("task skipped:")
     assert [e.task_id for e in of_type(events, TaskFinished)] == ["t3"]
     assert json.loads(json.dumps(result.confidence))["t3"] < 1.0
+
+
+def test_max_tasks_beyond_the_ceiling_is_refused_at_construction() -> None:
+    with pytest.raises(ConfigError, match="max_tasks must be between 1 and"):
+        Orchestrator(model=ScriptedModel([]), max_tasks=MAX_TASKS_LIMIT + 1)
+    assert Orchestrator(model=ScriptedModel([]), max_tasks=MAX_TASKS_LIMIT).max_tasks == 50

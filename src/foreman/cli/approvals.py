@@ -64,6 +64,8 @@ def print_approval(console: Console, approval: Approval) -> None:
         f"  {approval.status.value}",
     )
     console.print(header, soft_wrap=True)
+    if approval.may_have_run:
+        console.print(Text(MAY_HAVE_RUN, style="bold red"))
     console.print(Text.assemble(("instructions: ", "dim"), approval.instructions))
     console.print(Text("input, exactly as the worker receives it:", style="dim"))
     console.print(Text(approval.inputs), soft_wrap=True)
@@ -118,6 +120,12 @@ def _decide(db, run_id: str, task_id: str, *, approved: bool, note: str | None) 
     )
 
 
+#: Said of a task whose approved execution started and never finished (the process died).
+MAY_HAVE_RUN = (
+    "Asked again: an approved execution of this task started and did not finish; "
+    "its side effects may already have happened."
+)
+
 #: Characters of a worker's input shown in the interactive prompt; `approvals` shows all.
 SHOWN_INPUT = 2000
 
@@ -152,7 +160,9 @@ class TerminalApprover:
                         (approval.task_id, "bold"),
                         " → ",
                         (approval.worker, "cyan"),
-                        f" ({approval.risk.value} risk)\n{approval.instructions}\n\n",
+                        f" ({approval.risk.value} risk)\n",
+                        (f"{MAY_HAVE_RUN}\n" if approval.may_have_run else "", "bold red"),
+                        f"{approval.instructions}\n\n",
                         ("Worker input:", "dim"),
                         f"\n{approval.inputs[:SHOWN_INPUT]}",
                         (_cut_note(approval), "dim"),

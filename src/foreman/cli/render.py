@@ -162,6 +162,11 @@ class LiveProgress:
             case ev.TaskRetried(task_id=task_id, attempt=attempt, error=error):
                 self.status[task_id] = "retrying"
                 self.note[task_id] = f"attempt {attempt} failed: {error[:60]}"
+            case ev.CallRetried(purpose=purpose, task_id=task_id, attempt=attempt, error=error):
+                if task_id is not None:  # a review of that task
+                    self.note[task_id] = f"{purpose} attempt {attempt} failed: {error[:60]}"
+                else:
+                    self.headline = f"{purpose.capitalize()} attempt {attempt} failed; retrying…"
             case ev.TaskFallback(task_id=task_id, to=to):
                 self.note[task_id] = f"fell back to {to}"
             case ev.TaskValidated(task_id=task_id, approved=approved, revision=revision):

@@ -24,7 +24,7 @@ from foreman.events import Event
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
-from foreman.plan.schema import Plan
+from foreman.plan.schema import Plan, check_max_tasks
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.workers.registry import Registry
@@ -94,7 +94,7 @@ class Orchestrator:
         #: the validator keep their own ``retry``.
         self.retry = retry
         self.concurrency = concurrency
-        self.max_tasks = max_tasks
+        self.max_tasks = check_max_tasks(max_tasks)
         self.max_plan_retries = max_plan_retries
         self.validator = self.registry.get(validator) if validator else None
         self.max_revisions = max_revisions
