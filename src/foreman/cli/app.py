@@ -33,6 +33,7 @@ from foreman.cli.common import (
 from foreman.cli.render import plan_tree, workers_table
 from foreman.cli.running import execute_run
 from foreman.engine.orchestrator import Orchestrator
+from foreman.models.deprecation import show_warnings_as_lines
 
 
 @app.command()
@@ -163,6 +164,7 @@ def workers(team: TeamOpt = None) -> None:
 
 
 def main() -> None:
+    show_warnings_as_lines()
     app()
 
 

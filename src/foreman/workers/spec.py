@@ -26,7 +26,7 @@ class RiskLevel(StrEnum):
 class Worker(BaseModel):
     """A specialised, stateless agent the orchestrator can route tasks to.
 
-    ``model`` is a model name (``"openai:gpt-4o-mini"``, ``"local"``...); ``None`` uses the
+    ``model`` is a model name (``"openai:gpt-5.4-mini"``, ``"local"``...); ``None`` uses the
     orchestrator's default, so cheap workers and a strong planner can be mixed freely.
     """
 
