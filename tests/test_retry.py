@@ -12,6 +12,7 @@ from fake_provider import FakeProvider, anthropic_error
 from foreman.errors import ModelError, ModelTimeoutError, ProviderServerError, RateLimitError
 from foreman.models.anthropic import AnthropicModel
 from foreman.models.base import Message, ModelRequest
+from foreman.models.defaults import DEFAULT_CALL_TIMEOUT
 from foreman.models.openai import OpenAIModel
 from foreman.models.retry import RetryPolicy, complete_with_retry
 from foreman.models.sdk_errors import retry_after
@@ -165,4 +166,53 @@ async def test_both_sdks_pass_retry_after_on(
             with pytest.raises(error) as caught:
                 await model.complete(REQUEST)
             assert caught.value.retry_after == seconds
+            await model.aclose()
+
+
+# --- every call has a timeout ------------------------------------------------------------
+
+
+async def test_a_call_without_a_timeout_gets_the_models_default() -> None:
+    model = ScriptedModel(["late", "late", "late"], latency=5)
+    model.default_call_timeout = 0.01
+
+    outcome = await complete_with_retry(model, REQUEST, RETRY, caller="the planner")
+
+    assert isinstance(outcome.error, ModelTimeoutError)
+    assert "no answer within 0.01s (the planner)" in str(outcome.error)
+    assert outcome.attempts == 3
+
+
+def test_sdk_clients_have_a_finite_timeout() -> None:
+    for model in (
+        AnthropicModel("claude-test", api_key="k"),
+        OpenAIModel("gpt-test", api_key="k"),
+    ):
+        assert model._client.timeout == DEFAULT_CALL_TIMEOUT == model.default_call_timeout
+
+
+@pytest.mark.parametrize("given", [0.2, None])
+async def test_a_provider_that_never_answers_times_out_and_is_retried(
+    given: float | None,
+) -> None:
+    with FakeProvider() as fake:
+        for model in (
+            AnthropicModel("claude-test", api_key="k", base_url=fake.url),
+            OpenAIModel("gpt-test", api_key="k", base_url=f"{fake.url}/v1"),
+        ):
+            model.default_call_timeout = 0.2
+            fake.hang()
+            fake.hang()
+            calls_before = len(fake.requests)
+
+            outcome = await asyncio.wait_for(
+                complete_with_retry(
+                    model, REQUEST, RetryPolicy(max_attempts=2, initial_delay=0), call_timeout=given
+                ),
+                timeout=30,
+            )
+
+            assert isinstance(outcome.error, ModelTimeoutError), outcome.error
+            assert outcome.attempts == 2
+            assert len(fake.requests) - calls_before == 2
             await model.aclose()
