@@ -216,3 +216,22 @@ async def test_a_provider_that_never_answers_times_out_and_is_retried(
             assert outcome.attempts == 2
             assert len(fake.requests) - calls_before == 2
             await model.aclose()
+
+
+async def test_a_worker_without_a_timeout_gets_its_models_default() -> None:
+    from foreman.engine.calls import call_worker
+    from foreman.workers import Worker
+
+    model = ScriptedModel(["late", "late"], latency=5)
+    model.default_call_timeout = 0.01
+    worker = Worker(
+        name="w",
+        description="d",
+        system_prompt="s",
+        retry=RetryPolicy(max_attempts=2, initial_delay=0),
+    )
+
+    outcome = await call_worker(worker, [model], "s", "u")
+
+    assert worker.timeout is None
+    assert isinstance(outcome.error, ModelTimeoutError) and outcome.attempts == 2

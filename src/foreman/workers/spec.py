@@ -42,7 +42,12 @@ class Worker(BaseModel):
     output_schema: type[BaseModel] | None = Field(
         None, description="Structure the worker's answer must have; enforced and validated."
     )
-    timeout: float = Field(120.0, gt=0, description="Seconds per model call.")
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds per model call; None: the model's default (120 s for a provider, "
+        "600 s for a local model, whose queue time does not count).",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     fallback_model: str | None = Field(
         None, description="Model to try once the worker's own model has exhausted its retries."
