@@ -22,7 +22,7 @@ from foreman.errors import (
     TransientModelError,
 )
 from foreman.models.anthropic import AnthropicModel
-from foreman.models.base import Message, ModelRequest, ToolCall, ToolSpec
+from foreman.models.base import Message, ModelRequest, ToolCall, ToolSpec, Usage
 
 KEY = "sk-ant-test-key"
 
@@ -204,16 +204,19 @@ async def test_stop_reasons(
     assert (await model.complete(ask())).stop_reason == expected
 
 
-async def test_cached_prompt_tokens_count_as_input(
+async def test_cached_prompt_tokens_are_kept_apart_from_input(
     model: AnthropicModel, fake: FakeProvider
 ) -> None:
+    # Anthropic's input_tokens already excludes both kinds of cached prompt tokens.
     body = anthropic_message("x", input_tokens=3, output_tokens=2)
     body["usage"].update(cache_creation_input_tokens=10, cache_read_input_tokens=100)
     fake.reply(body)
 
     usage = (await model.complete(ask())).usage
 
-    assert (usage.input_tokens, usage.output_tokens) == (113, 2)
+    assert usage == Usage(
+        input_tokens=3, output_tokens=2, cache_read_tokens=100, cache_write_tokens=10
+    )
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from foreman.errors import (
     RateLimitError,
     TransientModelError,
 )
-from foreman.models.base import Message, ModelRequest, ToolCall, ToolSpec
+from foreman.models.base import Message, ModelRequest, ToolCall, ToolSpec, Usage
 from foreman.models.openai import OpenAIModel
 
 KEY = "sk-openai-test-key"
@@ -185,6 +185,33 @@ async def test_finish_reasons(
     fake.reply(openai_completion("x", finish_reason=wire))
 
     assert (await model.complete(ask())).stop_reason == expected
+
+
+async def test_cached_prompt_tokens_are_kept_apart_from_input(
+    model: OpenAIModel, fake: FakeProvider
+) -> None:
+    # OpenAI's prompt_tokens includes the cached ones; they are billed at their own rate.
+    usage = {"prompt_tokens": 130, "completion_tokens": 5, "total_tokens": 135}
+    body = openai_completion("x", usage=usage)
+    body["usage"]["prompt_tokens_details"] = {"cached_tokens": 100}
+    fake.reply(body)
+
+    assert (await model.complete(ask())).usage == Usage(
+        input_tokens=30, output_tokens=5, cache_read_tokens=100
+    )
+
+
+@pytest.mark.filterwarnings("ignore::foreman.models.deprecation.ModelDeprecationWarning")
+@pytest.mark.parametrize("model_id", ["gpt-5.4-mini", "gpt-5", "o3", "o4-mini", "o1"])
+async def test_reasoning_models_are_sent_no_temperature(fake: FakeProvider, model_id: str) -> None:
+    # They answer 400 to any non-default temperature; the planner always asks for 0.
+    model = OpenAIModel(model_id, api_key=KEY, base_url=f"{fake.url}/v1")
+    fake.reply(openai_completion("x"))
+
+    await model.complete(ask(temperature=0.0))
+
+    assert "temperature" not in fake.requests[0].body
+    await model.aclose()
 
 
 async def test_missing_usage_counts_as_zero(model: OpenAIModel, fake: FakeProvider) -> None:

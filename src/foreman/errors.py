@@ -25,7 +25,14 @@ class ModelError(ForemanError):
 
 
 class TransientModelError(ModelError):
-    """A model call failed in a way that may succeed on retry (rate limit, timeout, 5xx)."""
+    """A model call failed in a way that may succeed on retry (rate limit, timeout, 5xx).
+
+    ``retry_after`` is how long the provider asked us to wait (its ``Retry-After``), if it did.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RateLimitError(TransientModelError):

@@ -40,6 +40,7 @@ from foreman.cli.common import (
 from foreman.cli.render import plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.engine.orchestrator import Orchestrator
+from foreman.models.deprecation import show_warnings_as_lines
 
 
 def _print_version(value: bool) -> None:
@@ -218,6 +219,7 @@ def workers(
 
 
 def main() -> None:
+    show_warnings_as_lines()
     app()
 
 

@@ -7,6 +7,7 @@ never pays for importing the network SDKs.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from foreman.errors import ConfigError
@@ -20,9 +21,17 @@ from foreman.models.base import (
     ToolSpec,
     Usage,
 )
+from foreman.models.defaults import (
+    DEFAULT_ANTHROPIC_MODEL,
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_LOCAL_MODEL,
+    DEFAULT_OPENAI_MODEL,
+)
 
 __all__ = [
     "DEFAULT_ANTHROPIC_MODEL",
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_LOCAL_MODEL",
     "DEFAULT_OPENAI_MODEL",
     "Message",
     "Model",
@@ -32,12 +41,10 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "aload_model",
     "default_model_name",
     "load_model",
 ]
-
-DEFAULT_ANTHROPIC_MODEL = "anthropic:claude-sonnet-4-5"
-DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
 
 
 def default_model_name() -> str:
@@ -48,7 +55,7 @@ def default_model_name() -> str:
         return DEFAULT_ANTHROPIC_MODEL
     if os.environ.get("OPENAI_API_KEY"):
         return DEFAULT_OPENAI_MODEL
-    return "local"
+    return DEFAULT_LOCAL_MODEL
 
 
 def load_model(name: str | None = None) -> Model:
@@ -73,7 +80,13 @@ def load_model(name: str | None = None) -> Model:
     )
 
 
+async def aload_model(name: str | None = None) -> Model:
+    """``load_model`` in a worker thread, for async code: importing a provider SDK takes
+    about a second, which would freeze the event loop (and every live view and run on it)."""
+    return await asyncio.to_thread(load_model, name)
+
+
 def _require(model_id: str, name: str) -> str:
     if not model_id:
-        raise ConfigError(f"Model {name!r} names no model id; write e.g. 'openai:gpt-4o-mini'.")
+        raise ConfigError(f"Model {name!r} names no model id; write e.g. {DEFAULT_OPENAI_MODEL!r}.")
     return model_id

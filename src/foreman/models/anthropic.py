@@ -9,6 +9,7 @@ Sampling temperature is deliberately not sent: SDK 2.x dropped the parameter and
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -22,6 +23,7 @@ from foreman.errors import (
     OutputValidationError,
 )
 from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, ToolCall, Usage
+from foreman.models.deprecation import warn_if_deprecated
 from foreman.models.sdk_errors import translate
 
 #: Name of the tool that carries a structured answer; never surfaced as a tool call.
@@ -53,11 +55,17 @@ class AnthropicModel(Model):
     ) -> None:
         self.model_name = model_name
         self.name = f"anthropic:{model_name}"
+        warn_if_deprecated(self.name)
         self._owns_client = client is None
         if client is None:
             # max_retries=0: the engine owns retries, so a call must fail fast and only once.
             try:
-                client = AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+                client = AsyncAnthropic(
+                    api_key=api_key,
+                    base_url=base_url,
+                    max_retries=0,
+                    timeout=self.default_call_timeout,
+                )
             except anthropic.CredentialsError as exc:  # a broken profile in the config dir
                 raise ConfigError(f"{self.name}: {exc}") from exc
             # Without this check the SDK only fails at the first call, with a bare TypeError.
@@ -67,8 +75,18 @@ class AnthropicModel(Model):
                     "(or pass api_key=), or pick another model with FOREMAN_MODEL."
                 )
         self._client = client
+        # The SDK imports each API's module at its first use; do it now, not inside the loop.
+        _ = client.messages
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        return await self._complete(request, None)  # the client's own timeout
+
+    async def complete_within(self, request: ModelRequest, seconds: float) -> ModelResponse:
+        # The SDK's own timeout only bounds each network read; this one bounds the whole call.
+        async with asyncio.timeout(seconds):
+            return await self._complete(request, seconds)
+
+    async def _complete(self, request: ModelRequest, seconds: float | None) -> ModelResponse:
         kwargs: dict[str, Any] = {
             "model": self.model_name,
             "max_tokens": request.max_tokens,
@@ -92,7 +110,7 @@ class AnthropicModel(Model):
         if tools:
             kwargs["tools"] = tools
         try:
-            message = await self._client.messages.create(**kwargs)
+            message = await self._client.messages.create(**kwargs, **_timeout(seconds))
         except anthropic.APIError as exc:
             raise _translate(exc, self.name) from exc
         return self._to_response(message, request)
@@ -117,12 +135,13 @@ class AnthropicModel(Model):
             tool_calls=tool_calls,
             stop_reason=stop_reason,
             model=message.model,
-            # Cached prompt tokens are billed input too, but reported apart from input_tokens.
+            # Anthropic's input_tokens already excludes the cached prompt tokens it reports
+            # apart; each kind is billed at its own rate, so they stay apart.
             usage=Usage(
-                input_tokens=usage.input_tokens
-                + (usage.cache_creation_input_tokens or 0)
-                + (usage.cache_read_input_tokens or 0),
+                input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_input_tokens or 0,
+                cache_write_tokens=usage.cache_creation_input_tokens or 0,
             ),
         )
 
@@ -154,6 +173,11 @@ def _object_schema(schema: dict[str, Any]) -> dict[str, Any]:
     if _is_object(schema):
         return schema
     return {"type": "object", "properties": {"value": schema}, "required": ["value"]}
+
+
+def _timeout(seconds: float | None) -> dict[str, float]:
+    """The per-request ``timeout`` option, when the caller set one."""
+    return {} if seconds is None else {"timeout": seconds}
 
 
 def _provider_message(exc: anthropic.APIStatusError) -> str:

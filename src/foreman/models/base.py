@@ -6,10 +6,13 @@ The engine only ever sees ``ModelRequest`` in and ``ModelResponse`` out; provide
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from foreman.models.defaults import DEFAULT_CALL_TIMEOUT
 
 
 class Message(BaseModel):
@@ -101,12 +104,24 @@ class Model(ABC):
     the local adapter runs llama.cpp in a worker thread.
     """
 
-    #: The name users write to select this model, e.g. ``"openai:gpt-4o-mini"``.
+    #: The name users write to select this model, e.g. ``"openai:gpt-5.4-mini"``.
     name: str
+
+    #: Seconds one call may take when its caller sets no timeout.
+    default_call_timeout: float = DEFAULT_CALL_TIMEOUT
 
     @abstractmethod
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer one request. Raise ``foreman.errors.ModelError`` subclasses on failure."""
+
+    async def complete_within(self, request: ModelRequest, seconds: float) -> ModelResponse:
+        """``complete``, raising ``TimeoutError`` when the answer takes over ``seconds``.
+
+        A model that queues its calls overrides this so that only its own work is timed:
+        otherwise calls waiting behind others would time out under load.
+        """
+        async with asyncio.timeout(seconds):
+            return await self.complete(request)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most models hold nothing
         """Release clients or files; safe to call more than once."""

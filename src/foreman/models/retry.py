@@ -1,14 +1,15 @@
 """Retrying a model call: per-call timeout, exponential backoff with jitter, transient only.
 
 One loop serves every caller (workers, the quality gate, synthesis, the planner), so a
-rate limit is handled the same way wherever it strikes.
+rate limit is handled the same way wherever it strikes. ``sleep`` and ``uniform`` are
+injectable so tests check the backoff without waiting for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from foreman.errors import ModelError, ModelTimeoutError, TransientModelError
 from foreman.models.base import Model, ModelRequest, ModelResponse, Usage
+
+Uniform = Callable[[float, float], float]
+Sleep = Callable[[float], Awaitable[Any]]
 
 
 class RetryPolicy(BaseModel):
@@ -28,11 +32,28 @@ class RetryPolicy(BaseModel):
     multiplier: float = Field(2.0, ge=1)
     max_delay: float = Field(20.0, ge=0)
     jitter: bool = True
+    max_retry_after: float = Field(
+        60.0, ge=0, description="Longest wait a provider's Retry-After can impose, in seconds."
+    )
 
-    def delay(self, retry_number: int) -> float:
-        """Seconds to wait before retry ``retry_number`` (1-based)."""
+    def delay(
+        self,
+        retry_number: int,
+        error: ModelError | None = None,
+        *,
+        uniform: Uniform = random.uniform,
+    ) -> float:
+        """Seconds to wait before retry ``retry_number`` (1-based) after ``error``.
+
+        A provider that said how long to wait (``error.retry_after``) is obeyed, up to
+        ``max_retry_after``: retrying sooner would only be refused again.
+        """
         ceiling = min(self.max_delay, self.initial_delay * self.multiplier ** (retry_number - 1))
-        return random.uniform(0, ceiling) if self.jitter else ceiling
+        backoff = uniform(0, ceiling) if self.jitter else ceiling
+        asked = getattr(error, "retry_after", None)
+        if asked is None:
+            return backoff
+        return max(backoff, min(asked, self.max_retry_after))
 
 
 @dataclass
@@ -58,28 +79,32 @@ async def complete_with_retry(
     caller: str = "the call",
     parse: Callable[[ModelResponse], Any] = lambda response: response.text,
     on_retry: OnRetry | None = None,
+    sleep: Sleep = asyncio.sleep,
+    uniform: Uniform = random.uniform,
 ) -> CallOutcome:
     """Call ``model`` until an answer parses, a non-transient error, or attempts run out.
 
+    Each attempt may take ``call_timeout`` seconds, else the model's own default; a call
+    that runs out of time is a transient ``ModelTimeoutError``.
     ``on_retry(attempt, error, delay)`` hears of each failed attempt that will be retried.
     ``parse`` may raise a ``TransientModelError`` (such as ``OutputValidationError``) to
     have an answer of the wrong shape retried like a rate limit.
     """
+    timeout = call_timeout if call_timeout is not None else model.default_call_timeout
     # The record is built on the way out, not before the first call: in a wide fan-out,
     # every task's start cost delays the start of all the tasks after it.
     error: ModelError | None = None
     answered: list[Usage] = []  # every answer's tokens, whether it parsed or not
     for attempt in range(1, policy.max_attempts + 1):
         try:
-            async with asyncio.timeout(call_timeout):
-                response = await model.complete(request)
+            response = await model.complete_within(request, timeout)
             answered.append(response.usage)
             value = parse(response)
             usage = sum(answered, Usage())
             return CallOutcome(output=value, attempts=attempt, usage=usage, model=response.model)
         except TimeoutError:
             error = ModelTimeoutError(
-                f"{model.name} gave no answer within {call_timeout:g}s ({caller}); raise "
+                f"{model.name} gave no answer within {timeout:g}s ({caller}); raise "
                 "its timeout if this is expected."
             )
         except ModelError as exc:
@@ -87,8 +112,8 @@ async def complete_with_retry(
             if not isinstance(exc, TransientModelError):
                 return CallOutcome(error=error, attempts=attempt, usage=sum(answered, Usage()))
         if attempt < policy.max_attempts:
-            delay = policy.delay(attempt)
+            delay = policy.delay(attempt, error, uniform=uniform)
             if on_retry is not None:
                 on_retry(attempt, error, delay)
-            await asyncio.sleep(delay)
+            await sleep(delay)
     return CallOutcome(error=error, attempts=policy.max_attempts, usage=sum(answered, Usage()))

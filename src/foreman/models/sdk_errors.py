@@ -6,7 +6,10 @@ one translation serves both; each adapter passes its own module and wording.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
 
@@ -43,9 +46,41 @@ def translate(
         return ModelError(f"{name}: unexpected {provider} response: {exc.message}")
     status = exc.status_code
     detail = f"{name}: {provider} answered {status}: {provider_message(exc)}."
+    wait = retry_after(exc.response.headers)
     if isinstance(exc, sdk.RateLimitError):
-        return RateLimitError(f"{detail} Slow down: lower concurrency or wait before retrying.")
+        return RateLimitError(
+            f"{detail} Slow down: lower concurrency or wait before retrying.", retry_after=wait
+        )
     if status >= 500:
-        return ProviderServerError(f"{detail} A provider-side failure; retrying usually helps.")
+        return ProviderServerError(
+            f"{detail} A provider-side failure; retrying usually helps.", retry_after=wait
+        )
     hint = {**_COMMON_HINTS, **hints}.get(status, _DEFAULT_HINT)
     return ModelError(f"{detail} {hint}")
+
+
+def retry_after(
+    headers: Mapping[str, str], *, now: Callable[[], float] = time.time
+) -> float | None:
+    """Seconds a 429/503 asked us to wait: ``retry-after-ms``, else ``retry-after`` in
+    seconds or as an HTTP date; None when absent or unreadable."""
+    if (millis := _seconds(headers.get("retry-after-ms"))) is not None:
+        return millis / 1000
+    value = headers.get("retry-after")
+    if (seconds := _seconds(value)) is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError):
+        return None
+    if when is None or when.tzinfo is None:  # an HTTP date is always in GMT
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None

@@ -9,7 +9,7 @@ override a worker:
       - name: translator
         description: Translates text into the language the instructions name.
         system_prompt: You are a professional translator...
-        model: openai:gpt-4o-mini
+        model: openai:gpt-5.4-mini
         retry: {max_attempts: 5}
 """
 

@@ -28,7 +28,7 @@ class RiskLevel(StrEnum):
 class Worker(BaseModel):
     """A specialised, stateless agent the orchestrator can route tasks to.
 
-    ``model`` is a model name (``"openai:gpt-4o-mini"``, ``"local"``...); ``None`` uses the
+    ``model`` is a model name (``"openai:gpt-5.4-mini"``, ``"local"``...); ``None`` uses the
     orchestrator's default, so cheap workers and a strong planner can be mixed freely.
     """
 
@@ -44,7 +44,12 @@ class Worker(BaseModel):
     output_schema: type[BaseModel] | None = Field(
         None, description="Structure the worker's answer must have; enforced and validated."
     )
-    timeout: float = Field(120.0, gt=0, description="Seconds per model call.")
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds per model call; None: the model's default (120 s for a provider, "
+        "600 s for a local model, whose queue time does not count).",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     fallback_model: str | None = Field(
         None, description="Model to try once the worker's own model has exhausted its retries."
