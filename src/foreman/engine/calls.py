@@ -88,12 +88,10 @@ def retried(
     )
 
 
-def timeout_for(worker: Worker, default: float | None) -> float:
+def timeout_for(worker: Worker, default: float | None) -> float | None:
     """Seconds per call of ``worker``: its own timeout when it set one, else ``default``
-    (the orchestrator's), else the worker's built-in default."""
-    if default is None or "timeout" in worker.model_fields_set:
-        return worker.timeout
-    return default
+    (the orchestrator's); ``None`` leaves it to the model's own default."""
+    return worker.timeout if worker.timeout is not None else default
 
 
 def _total(spent: list[Usage]) -> Usage:

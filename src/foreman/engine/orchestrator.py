@@ -127,11 +127,10 @@ class Orchestrator:
         for name in names:
             self.models.get(name)
 
-    def own_timeout(self, default: float | None = None) -> float:
-        """Seconds per call of the orchestrator's own calls (planning, synthesis)."""
-        if self.timeout is not None:
-            return self.timeout
-        return default if default is not None else Worker.model_fields["timeout"].default
+    def own_timeout(self, default: float | None = None) -> float | None:
+        """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``
+        leaves it to the model's own default (longer for the local model)."""
+        return self.timeout if self.timeout is not None else default
 
     # --- runs --------------------------------------------------------------------------
 
