@@ -35,6 +35,8 @@ STATUS_STYLE = {
     "failed": "red",
     "aborted": "red",
     "skipped": "red dim",
+    "crashed": "red",
+    "cancelled": "dim",
 }
 
 

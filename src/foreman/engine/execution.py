@@ -67,6 +67,9 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     try:
         return await _drive(orchestrator, state, journal, delivery)
     except asyncio.CancelledError:
+        if journal.cancelled:  # `foreman cancel`: the run ends here, as asked
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            return await _cancelled(orchestrator, state, journal, delivery)
         await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
         raise
     except PlanError as exc:
@@ -166,6 +169,25 @@ async def _drive(
     )
     emit(RunFinished(run_id=run_id, result=result))
     await journal.update(status, answer=answer, error=error)
+    return result
+
+
+async def _cancelled(
+    orchestrator: Orchestrator, state: RunState, journal: RunJournal, delivery: _Delivery
+) -> RunResult:
+    """The run as its cancellation left it: the tasks checkpointed so far, no answer."""
+    record = await orchestrator.store.get_run(state.run_id)
+    result = RunResult(
+        run_id=state.run_id,
+        request=state.request,
+        status=RunStatus.cancelled,
+        plan=record.plan,
+        tasks=await orchestrator.store.load_tasks(state.run_id),
+        usage=journal.spent,
+        error="cancelled (foreman cancel)",
+    )
+    delivery.emit(RunFinished(run_id=state.run_id, result=result))
+    await journal.update(RunStatus.cancelled, error=result.error)
     return result
 
 

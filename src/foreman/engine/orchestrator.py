@@ -132,7 +132,7 @@ class Orchestrator:
         process is executing the run.
         """
         record = await self.store.get_run(run_id)
-        if record.status.finished:
+        if record.status.final:  # cancelled too: a person ended it
             raise RunFinishedError(
                 f"Run {run_id} already finished ({record.status.value}); nothing to resume. "
                 f"`foreman show {run_id}` shows it."
