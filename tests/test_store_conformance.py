@@ -525,6 +525,32 @@ async def test_cancelling_a_crashed_run_ends_it(store: Store) -> None:
     assert (await store.get_run("run-1")).status is RunStatus.cancelled
 
 
+@pytest.mark.parametrize("directly", [True, False])
+async def test_a_cancelled_run_withdraws_its_pending_approvals(
+    store: Store, directly: bool
+) -> None:
+    for run_id in ("run-1", "other"):
+        await store.create_run(run_record(run_id))
+        await store.request_approval(approval("t1", run_id=run_id))
+    await store.request_approval(approval("t2"))
+    await store.decide("run-1", "t2", approved=True, note=None)
+
+    if directly:  # paused: cancel_run ends it at once
+        await store.update_run("run-1", status=RunStatus.waiting_approval)
+        await store.cancel_run("run-1")
+    else:  # running: its process records the cancellation
+        await store.update_run("run-1", status=RunStatus.cancelled)
+
+    assert [(a.run_id, a.task_id) for a in await store.list_approvals()] == [("other", "t1")]
+    withdrawn = await store.get_approval("run-1", "t1")
+    assert withdrawn is not None and withdrawn.status is ApprovalStatus.rejected
+    assert withdrawn.note == "the run was cancelled"
+    kept = await store.get_approval("run-1", "t2")
+    assert kept is not None and kept.status is ApprovalStatus.approved
+    with pytest.raises(ApprovalError, match="already rejected"):
+        await store.decide("run-1", "t1", approved=True, note=None)
+
+
 async def test_deleting_a_run_removes_everything_about_it(store: Store) -> None:
     for run_id in ("run-1", "keep"):
         await store.create_run(run_record(run_id))

@@ -31,8 +31,8 @@ def run_ref(db: Path | None, ref: str) -> str:
 def cancel(run: RunRefArg, db: DbOpt = None) -> None:
     """Cancel a run: a running one stops within seconds, a paused one is dropped.
 
-    A cancelled run is final: `foreman resume` refuses it. Finished runs cannot be
-    cancelled (`foreman rm` deletes them)."""
+    A cancelled run is final: `foreman resume` refuses it, and its pending approval
+    requests are withdrawn. Finished runs cannot be cancelled (`foreman rm` deletes them)."""
     run_id = run_ref(db, run)
     status = guard(lambda: asyncio.run(with_store(db, lambda store: store.cancel_run(run_id))))
     if status is RunStatus.running:

@@ -286,6 +286,13 @@ def reading_run(run_id: str, where: str) -> Iterator[None]:
         ) from exc
 
 
+def withdrawn(approval: Approval) -> Approval:
+    """A pending request of a cancelled run, rejected: nobody needs to decide it any more."""
+    return decide_approval(
+        approval, approval.run_id, approval.task_id, False, "the run was cancelled"
+    )
+
+
 def decide_approval(
     current: Approval | None, run_id: str, task_id: str, approved: bool, note: str | None
 ) -> Approval:

@@ -28,6 +28,7 @@ from foreman.store.base import (
     choose_run,
     decide_approval,
     observed_status,
+    withdrawn,
 )
 
 
@@ -110,6 +111,13 @@ class MemoryStore(Store):
         if usage is not None:
             run.usage = usage.model_copy()
         self._events[run_id].extend(event.model_dump(mode="json") for event in events)
+        if status is RunStatus.cancelled:
+            self._withdraw_pending(run_id)
+
+    def _withdraw_pending(self, run_id: str) -> None:
+        for key, approval in self._approvals.items():
+            if key[0] == run_id and approval.status is ApprovalStatus.pending:
+                self._approvals[key] = withdrawn(approval)
 
     async def resolve_run(self, ref: str) -> str:
         if ref in self._runs:
@@ -130,6 +138,7 @@ class MemoryStore(Store):
             self._cancel_requested.add(run_id)
             return status
         run.status, run.updated_at = RunStatus.cancelled, time.time()
+        self._withdraw_pending(run_id)
         return run.status
 
     async def cancel_requested(self, run_id: str) -> bool:

@@ -38,6 +38,7 @@ from foreman.store.base import (
     decide_approval,
     observed_status,
     reading_run,
+    withdrawn,
 )
 from foreman.store.migrations import migrate
 
@@ -258,6 +259,8 @@ class SQLiteStore(Store):
                 if not updated:
                     raise UnknownRunError(f"No run {run_id!r} in {self.path}.")
                 _append_events(db, run_id, events)
+                if status is RunStatus.cancelled:
+                    _withdraw_pending(db, run_id, str(self.path))
 
         await self._run(write)
 
@@ -292,6 +295,7 @@ class SQLiteStore(Store):
                     " WHERE run_id = ?",
                     (RunStatus.cancelled.value, time.time(), run_id),
                 )
+                _withdraw_pending(db, run_id, str(self.path))
                 return RunStatus.cancelled
 
         return await self._run(write)
@@ -526,6 +530,21 @@ class SQLiteStore(Store):
 def _require_run(db: sqlite3.Connection, run_id: str, path: Path) -> None:
     if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
         raise UnknownRunError(f"No run {run_id!r} in {path}. `foreman runs` lists the runs.")
+
+
+def _withdraw_pending(db: sqlite3.Connection, run_id: str, where: str) -> None:
+    """Reject the pending approval requests of a run that was just cancelled."""
+    rows = db.execute(
+        "SELECT approval FROM approvals WHERE run_id = ? AND status = ?",
+        (run_id, ApprovalStatus.pending.value),
+    ).fetchall()
+    for (text,) in rows:
+        with reading_run(run_id, where):
+            decided = withdrawn(Approval.model_validate_json(text))
+        db.execute(
+            "UPDATE approvals SET status = ?, approval = ? WHERE run_id = ? AND task_id = ?",
+            (decided.status.value, decided.model_dump_json(), run_id, decided.task_id),
+        )
 
 
 def _append_events(db: sqlite3.Connection, run_id: str, events: Sequence[Any]) -> None:
