@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from foreman.engine.results import RunStatus, TaskResult
-from foreman.errors import RunLockedError, StoreError, StoreNotFoundError, UnknownRunError
+from foreman.errors import (
+    CorruptedRunError,
+    RunLockedError,
+    StoreError,
+    StoreNotFoundError,
+    UnknownRunError,
+)
 from foreman.models.base import Usage
 from foreman.models.pricing import run_cost
 from foreman.plan.schema import Plan
@@ -312,7 +318,11 @@ class SQLiteStore(Store):
     async def delete_run(self, run_id: str, *, force: bool = False) -> None:
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
-                check_deletable(run_id, _observed(db, run_id, self.path), force)
+                try:
+                    status = _observed(db, run_id, self.path)
+                except CorruptedRunError:  # unreadable: deleting it is the way out
+                    status = RunStatus.crashed
+                check_deletable(run_id, status, force)
                 for table in ("events", "approvals", "tasks", "plans", "runs"):
                     db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
