@@ -1123,3 +1123,24 @@ async def test_sqlite_a_database_of_the_previous_schema_is_migrated_with_its_dat
     with raw(path) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     connection.close()
+
+
+async def test_sqlite_check_reports_a_damaged_page(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    await stored_run(path)
+    with raw(path) as connection:
+        (page_size,) = connection.execute("PRAGMA page_size").fetchone()
+        (root,) = connection.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'approvals_by_status'"
+        ).fetchone()
+    connection.close()
+    with path.open("r+b") as file:  # scribble over the header of one index page
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * 64)
+
+    store = SQLiteStore(path)
+    try:
+        problems = await store.check()
+        assert problems and all(problem.startswith(str(path)) for problem in problems)
+    finally:
+        await store.aclose()
