@@ -296,7 +296,7 @@ async def test_every_event_round_trips_through_json() -> None:
             "do t3": ModelError("t3 down"),
             "do t5": '{"points": ["a", "b"]}',
         },
-        review='{"approved": true, "reasons": ["fine"]}',
+        review=[RateLimitError("429"), '{"approved": true, "reasons": ["fine"]}'],
     )
     orchestrator = Orchestrator(
         team, model=ScriptedModel(script), validator="reviewer", approve=lambda approval: True

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import foreman
 from foreman.cli import app
 from foreman.errors import ModelError
 from foreman.events import EVENT_ADAPTER
+from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
 from helpers import Script, plan_of, task
 
@@ -20,23 +27,23 @@ PLAN = plan_of(task("t1", "researcher"), task("t2", "writer", "t1"))
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch):
-    """Make every model name resolve to one ScriptedModel; return a setter for its script."""
+    """Make every model name resolve to one ScriptedModel; return a setter for its script.
+
+    The names asked for are kept in ``use.loaded``, in order."""
     holder: dict[str, ScriptedModel] = {}
 
     def use(script) -> ScriptedModel:
         holder["model"] = ScriptedModel(script)
         return holder["model"]
 
-    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: holder["model"])
+    def load(name=None) -> ScriptedModel:
+        use.loaded.append(name)
+        return holder["model"]
+
+    use.loaded = []
+    monkeypatch.setattr("foreman.models.pool.load_model", load)
     monkeypatch.delenv("FOREMAN_MODEL", raising=False)
     return use
-
-
-def test_help_is_available_for_every_command() -> None:
-    for args in ([], ["run"], ["plan"], ["workers"]):
-        result = runner.invoke(app, [*args, "--help"])
-        assert result.exit_code == 0, result.output
-        assert "Usage" in result.output
 
 
 def test_workers_lists_the_default_team() -> None:
@@ -185,3 +192,226 @@ async def test_a_failing_prompt_reaches_the_run_as_its_error(monkeypatch) -> Non
     )
     with pytest.raises(EOFError, match="stdin closed"):
         await TerminalApprover(Console(record=True))(approval)
+
+
+# --- user and model strings are data, never markup -----------------------------------------
+
+MARKUP_REQUEST = "Summarise files under [/var/log]"
+MARKUP_PLAN = plan_of(task("[t1]", "researcher"), task("t2", "writer", "[t1]"))
+
+
+def last_run_id() -> str:
+    async def newest() -> str:
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            return (await store.list_runs(1))[0].run_id
+        finally:
+            await store.aclose()
+
+    return asyncio.run(newest())
+
+
+def test_markup_in_a_request_and_task_ids_survives_every_command(scripted) -> None:
+    scripted(Script(MARKUP_PLAN, synthesis="THE ANSWER"))
+    piped = runner.invoke(app, ["run", MARKUP_REQUEST])
+    assert piped.exit_code == 0, piped.output
+    assert "task_started [t1]" in piped.output
+
+    runs = runner.invoke(app, ["runs"], env={"COLUMNS": "200"})
+    assert runs.exit_code == 0, runs.output
+    assert MARKUP_REQUEST in runs.output
+
+    run_id = last_run_id()
+    shown = runner.invoke(app, ["show", run_id], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert MARKUP_REQUEST in shown.output and "[t1] researcher" in shown.output
+
+    scripted(Script(MARKUP_PLAN))
+    planned = runner.invoke(app, ["plan", MARKUP_REQUEST], env={"COLUMNS": "200"})
+    assert planned.exit_code == 0, planned.output
+    assert "[t1] researcher" in planned.output
+
+
+def test_an_error_message_with_markup_is_printed_literally(scripted) -> None:
+    scripted(Script(["[/not a plan]"] * 3))
+    result = runner.invoke(app, ["run", "x"])
+    assert result.exit_code == 1
+    assert "[/not a plan]" in result.output and "Traceback" not in result.output
+
+
+# --- the request: text, stdin or a file; never empty, always UTF-8 --------------------------
+
+
+def planned_request(model: ScriptedModel) -> str:
+    return model.requests[0].messages[0].content
+
+
+@pytest.mark.parametrize("request_text", ["", "   ", "\n\t "])
+def test_an_empty_request_is_a_usage_error_that_spends_nothing(scripted, request_text) -> None:
+    model = scripted(Script(PLAN))
+    for command in ("run", "plan"):
+        result = runner.invoke(app, [command, request_text])
+        assert result.exit_code == 2, result.output
+        assert "the request is empty" in result.output
+    assert model.requests == []
+
+
+def test_a_request_that_is_not_utf8_is_a_usage_error(scripted) -> None:
+    model = scripted(Script(PLAN))
+    # What Python makes of the bytes b"caf\xe9" in argv (a Latin-1 terminal): a lone surrogate.
+    result = runner.invoke(app, ["run", "caf\udce9"])
+    assert result.exit_code == 2, result.output
+    assert "the request is not valid UTF-8 text" in result.output
+    assert model.requests == []
+
+
+def test_a_request_of_raw_bytes_in_a_real_process_is_one_clear_line() -> None:
+    source = Path(foreman.__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(source), "FOREMAN_MODEL": "nosuch:model"}
+    done = subprocess.run(
+        [sys.executable, "-m", "foreman", "plan", b"caf\xe9"],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert b"not valid UTF-8" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_dash_reads_the_request_from_stdin(scripted) -> None:
+    model = scripted(Script(PLAN))
+    result = runner.invoke(app, ["plan", "-"], input="write about [TLS]\nin detail\n")
+    assert result.exit_code == 0, result.output
+    assert planned_request(model) == "write about [TLS]\nin detail\n"
+
+
+def test_at_file_reads_the_request_from_a_file(scripted, tmp_path) -> None:
+    model = scripted(Script(PLAN))
+    (tmp_path / "request.txt").write_text("a long request " * 10_000, encoding="utf-8")
+    result = runner.invoke(app, ["plan", f"@{tmp_path / 'request.txt'}"])
+    assert result.exit_code == 0, result.output
+    assert planned_request(model) == "a long request " * 10_000
+
+
+def test_bad_request_sources_are_usage_errors(scripted, tmp_path) -> None:
+    model = scripted(Script(PLAN))
+    (tmp_path / "binary.txt").write_bytes(b"\x00\xff\xfe")
+    cases = [
+        (["plan", f"@{tmp_path / 'missing.txt'}"], None, "cannot read the request file"),
+        (["plan", f"@{tmp_path / 'binary.txt'}"], None, "is not UTF-8 text (byte 0xff at"),
+        (["plan", "-"], b"caf\xe9", "read from stdin is not UTF-8 text"),
+        (["plan", "-"], b"  \n", "the request is empty"),
+    ]
+    for args, stdin, message in cases:
+        result = runner.invoke(app, args, input=stdin)
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split()), result.output
+    assert model.requests == []
+
+
+def test_a_binary_team_file_is_one_clear_line(tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    result = runner.invoke(app, ["workers", "--team", str(team)])
+    assert result.exit_code == 1
+    assert "is not UTF-8 text" in result.output and result.exception is not None
+    assert isinstance(result.exception, SystemExit)
+
+
+# --- run ids: never cut, always told ----------------------------------------------------------
+
+
+def test_a_piped_run_prints_only_the_answer_on_stdout_and_its_id_on_stderr(scripted) -> None:
+    scripted(Script(PLAN, synthesis="THE ANSWER"))
+    result = runner.invoke(app, ["run", "x"])
+    assert result.exit_code == 0
+    assert result.stdout == "THE ANSWER\n"
+    assert f"Run {last_run_id()}: succeeded" in result.stderr
+
+
+def test_a_piped_run_waiting_for_approval_prints_no_none(scripted, tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "include_defaults: true\nworkers:\n  - name: writer\n    description: Writes.\n"
+        "    system_prompt: You write.\n    risk: high\n"
+    )
+    scripted(Script(PLAN, synthesis="THE ANSWER"))
+    result = runner.invoke(app, ["run", "x", "--team", str(team)])
+    assert result.exit_code == 5, result.output
+    assert result.stdout == ""
+    assert "None" not in result.output
+    assert f"Run {last_run_id()} is waiting for approval of t2" in result.stderr
+    assert result.stderr.count(last_run_id()) == 4  # told once, with the three commands
+
+
+def test_the_answer_panel_never_cuts_the_run_id() -> None:
+    from rich.console import Console
+
+    from foreman.cli.render import print_result
+    from foreman.engine.results import RunResult, RunStatus
+
+    result = RunResult(
+        run_id="20261202-130000-abcdef", request="q", status=RunStatus.succeeded, answer="42"
+    )
+    for width in (40, 80):
+        console = Console(record=True, width=width, color_system=None)
+        print_result(console, result)
+        assert "20261202-130000-abcdef" in console.export_text()
+
+
+# --- every option reaches the run ---------------------------------------------------------------
+
+
+def stored_settings() -> dict:
+    run_id = last_run_id()
+
+    async def read() -> dict:
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            return (await store.get_run(run_id)).settings
+        finally:
+            await store.aclose()
+
+    return asyncio.run(read())
+
+
+def test_run_options_reach_the_run(scripted) -> None:
+    model = scripted(Script(PLAN))
+    args = ["--model", "work:er", "--planner-model", "plan:ner", "--concurrency", "3"]
+    args += ["--max-tasks", "5", "--assembly", "concat", "--auto-approve", "medium"]
+    args += ["--validator", "fact_checker", "--max-revisions", "2", "--timeout", "7.5"]
+    result = runner.invoke(app, ["run", "x", *args])
+    assert result.exit_code == 0, result.output
+    assert stored_settings() | {"team": None} == {
+        "model": "work:er",
+        "planner_model": "plan:ner",
+        "concurrency": 3,
+        "max_tasks": 5,
+        "validator": "fact_checker",
+        "max_revisions": 2,
+        "assembly": "concat",
+        "auto_approve": "medium",
+        "timeout": 7.5,
+        "team": None,
+    }
+    assert scripted.loaded[0] == "plan:ner" and "work:er" in scripted.loaded
+    planner_schema = model.requests[0].output_schema
+    assert planner_schema["properties"]["tasks"]["maxItems"] == 5
+
+
+def test_resume_model_reaches_the_resumed_tasks(scripted, tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "include_defaults: true\nworkers:\n  - name: writer\n    description: Writes.\n"
+        "    system_prompt: You write.\n    risk: medium\n"
+    )
+    scripted(Script(PLAN, synthesis="THE ANSWER"))
+    assert runner.invoke(app, ["run", "x", "--team", str(team)]).exit_code == 5
+    run_id = last_run_id()
+    assert runner.invoke(app, ["approve", run_id, "t2"]).exit_code == 0
+    scripted.loaded.clear()
+
+    result = runner.invoke(app, ["resume", run_id, "--model", "other:one"])
+    assert result.exit_code == 0, result.output
+    assert scripted.loaded == ["other:one"]

@@ -531,7 +531,9 @@ async def test_several_waiting_tasks_are_decided_independently(stores: Stores) -
     assert payload(c)["inputs"] == {"a": "out:do a"}
 
 
-async def test_an_approved_task_interrupted_mid_call_is_not_asked_again(stores: Stores) -> None:
+async def test_an_approved_task_interrupted_mid_call_is_asked_again_as_it_may_have_run(
+    stores: Stores,
+) -> None:
     store = stores.new()
     model = HeldModel(Script(DEPLOY), hold=["t2"])
     callback = recorder(True)
@@ -553,10 +555,11 @@ async def test_an_approved_task_interrupted_mid_call_is_not_asked_again(stores: 
     assert approval is not None and approval.status is ApprovalStatus.approved
 
     model.release.set()
-    final, resumed = await resume(orchestrator(stores.new(), model, approve=never_asked), run_id)
+    again = recorder(True)
+    final, resumed = await resume(orchestrator(stores.new(), model, approve=again), run_id)
     assert final.status is RunStatus.succeeded
-    assert len(callback.seen) == 1
-    assert not of_type(resumed, ApprovalRequested)
+    assert [a.may_have_run for a in callback.seen + again.seen] == [False, True]
+    assert [e.may_have_run for e in of_type(resumed, ApprovalRequested)] == [True]
     assert model.calls == Counter({"t1": 1, "t2": 2, "t3": 1})
 
 
@@ -748,7 +751,10 @@ async def test_a_failing_store_stops_the_run_and_resume_continues_from_its_check
         with pytest.raises(StoreError, match="disk is full"):
             async with asyncio.timeout(LIMIT):
                 await orchestrator(store, model).run("write it", plan=CHAIN, on_event=events.append)
-        assert not of_type(events, RunFinished)  # not a silent partial run
+        [finished] = of_type(events, RunFinished)  # not a silent partial run: a failed one
+        assert (
+            finished.result.status is RunStatus.failed and "disk is full" in finished.result.error
+        )
         run_id = events[0].run_id
         assert store.saves == ["t1", "t2", "t3"]
         assert model.calls == Counter({"t1": 1, "t2": 1, "t3": 1})

@@ -273,9 +273,7 @@ def test_corrupted_database_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        ["runs"],
         ["show", "r1"],
-        ["approvals"],
         ["approve", "r1", "t1"],
         ["reject", "r1", "t1", "--reason", "no"],
         ["resume", "r1"],
@@ -292,6 +290,17 @@ def test_commands_that_need_a_store_never_create_one(tmp_path: Path, command: li
     assert result.returncode == 1, result.stderr
     assert "No run store at" in result.stderr and "mistyped.db" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not foreman.db.exists()
+
+
+@pytest.mark.parametrize("command", [["runs"], ["approvals"]])
+def test_lists_of_a_missing_store_are_empty_and_create_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
+    foreman.db = tmp_path / "mistyped.db"
+    result = foreman.run(*command)
+    assert result.returncode == 0, result.stderr
     assert not foreman.db.exists()
 
 

@@ -201,8 +201,9 @@ async def test_orchestrator_stream_raises_plan_error_after_the_rejections() -> N
         async for event in orchestrator.stream("x"):
             events.append(event)
 
-    assert [e.type for e in events] == ["run_started", "plan_rejected", "plan_rejected"]
-    assert not of_type(events, TaskStarted)
+    types = [e.type for e in events]
+    assert types == ["run_started", "plan_rejected", "plan_rejected", "run_finished"]
+    assert events[-1].result.status == "failed" and not of_type(events, TaskStarted)
 
 
 async def test_orchestrator_plan_uses_the_planner_model() -> None:

@@ -390,14 +390,14 @@ class Facts(BaseModel):
     sure: bool
 
 
-async def test_output_schema_turns_valid_json_into_a_dict() -> None:
+async def test_output_schema_turns_valid_json_into_the_model() -> None:
     team = Registry([worker("extractor", output_schema=Facts), worker("writer")])
     plan = plan_of(task("t1", "extractor"), task("t2", "writer", "t1"))
     answer = '```json\n{"facts": ["a", "b"], "sure": true}\n```'
 
     result, _, model = await run(plan, Script(tasks={"do t1": answer}), team)
 
-    assert result.tasks["t1"].output == {"facts": ["a", "b"], "sure": True}
+    assert result.tasks["t1"].output == Facts(facts=["a", "b"], sure=True)
     [t1_request] = worker_requests(model, "do t1")
     assert t1_request.output_schema == Facts.model_json_schema()
     [t2_request] = worker_requests(model, "do t2")
@@ -410,7 +410,7 @@ async def test_output_that_does_not_fit_the_schema_is_retried() -> None:
 
     result, events, _ = await run(plan_of(task("t1", "extractor")), script, team)
 
-    assert result.tasks["t1"].output == {"facts": [], "sure": False}
+    assert result.tasks["t1"].output == Facts(facts=[], sure=False)
     assert result.tasks["t1"].attempts == 2
     [retried] = of_type(events, TaskRetried)
     assert "does not match Facts" in retried.error

@@ -172,7 +172,7 @@ workers:
 def test_a_missing_field_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, "team.yaml", "workers:\n  - {name: x, description: d}\n")
 
-    with pytest.raises(ConfigError, match=r"worker #1: system_prompt: Field required"):
+    with pytest.raises(ConfigError, match=r"worker #1 \('x'\): system_prompt: Field required"):
         load_team(path)
 
 
@@ -183,7 +183,7 @@ def test_an_unknown_policy_value_is_named(tmp_path: Path) -> None:
         '[[workers]]\nname = "x"\ndescription = "d"\nsystem_prompt = "p"\non_failure = "retry"\n',
     )
 
-    with pytest.raises(ConfigError, match=r"worker #1: on_failure"):
+    with pytest.raises(ConfigError, match=r"worker #1 \('x'\): on_failure"):
         load_team(path)
 
 
@@ -245,7 +245,7 @@ def test_invalid_syntax_is_a_config_error(tmp_path: Path, name: str, text: str) 
     [
         ("", "must be a mapping with a 'workers' list"),
         ("- just a list", "must be a mapping with a 'workers' list"),
-        ("workers: {name: x}", "must be a mapping with a 'workers' list"),
+        ("workers: {name: x}", "'workers' must be a list of workers"),
         ("workers: []", "defines no workers"),
     ],
 )
@@ -264,3 +264,70 @@ def test_worker_names_and_schemas_are_checked() -> None:
         Worker(name="has space", description="d", system_prompt="p")
     with pytest.raises(ValueError, match="output_schema"):
         Worker(name="x", description="d", system_prompt="p", output_schema=dict)  # type: ignore[arg-type]
+
+
+# --- strictness: a typo is an error, never a silent default ---------------------------------
+
+POET = "  - name: poet\n    description: Writes poems.\n    system_prompt: You are a poet.\n"
+TOML_POET = "[[workers]]\nname = 'poet'\ndescription = 'Poems.'\nsystem_prompt = 'A poet.'\n"
+
+
+def test_a_misspelt_worker_key_is_an_error_naming_it_and_the_nearest_key(tmp_path) -> None:
+    path = write(tmp_path, "team.yaml", "workers:\n" + POET + "    rsik: high\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_team(path)
+
+    message = str(caught.value)
+    assert "worker #1 ('poet')" in message
+    assert "unknown key 'rsik' (did you mean 'risk'?)" in message
+
+
+def test_a_misspelt_retry_key_is_an_error(tmp_path) -> None:
+    path = write(tmp_path, "team.toml", TOML_POET + "retry = { max_attempt = 5 }\n")
+
+    with pytest.raises(ConfigError, match=r"'retry.max_attempt' \(did you mean 'retry.max_att"):
+        load_team(path)
+
+
+def test_a_top_level_typo_is_an_error_not_the_default_team(tmp_path) -> None:
+    path = write(tmp_path, "team.yaml", "include_defaults: true\nworker:\n" + POET)
+
+    with pytest.raises(ConfigError, match=r"unknown key 'worker' \(did you mean 'workers'\?\)"):
+        load_team(path)
+
+
+def test_a_worker_name_used_twice_in_a_file_is_an_error(tmp_path) -> None:
+    path = write(tmp_path, "team.yaml", "workers:\n" + POET + POET)
+
+    with pytest.raises(ConfigError, match=r"worker #2 is named 'poet', like worker #1"):
+        load_team(path)
+
+
+def test_a_team_file_may_still_override_a_default_worker(tmp_path) -> None:
+    text = POET.replace("poet", "writer", 1)
+    path = write(tmp_path, "team.yaml", "include_defaults: true\nworkers:\n" + text)
+
+    assert load_team(path).get("writer").description == "Writes poems."
+
+
+def test_include_defaults_must_be_a_boolean(tmp_path) -> None:
+    path = write(tmp_path, "team.yaml", "include_defaults: 'no'\nworkers:\n" + POET)
+
+    with pytest.raises(ConfigError, match="'include_defaults' must be true or false"):
+        load_team(path)
+
+
+def test_a_binary_team_file_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "team.yaml"
+    path.write_bytes(b"workers:\n  - name: \xff\xfe\x00\x01\n")
+
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 0xff at offset 19\)"):
+        load_team(path)
+
+
+def test_unknown_worker_keyword_arguments_are_errors_with_a_suggestion() -> None:
+    with pytest.raises(ValueError, match=r"unknown key 'rsik' \(did you mean 'risk'\?\)"):
+        Worker(name="w", description="d", system_prompt="s", rsik="high")
+    with pytest.raises(ValueError, match=r"unknown key 'colour'"):
+        Worker(name="w", description="d", system_prompt="s", colour="blue")

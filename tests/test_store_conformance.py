@@ -1050,7 +1050,8 @@ async def test_sqlite_without_create_never_makes_a_file(tmp_path: Path) -> None:
     path = tmp_path / "typo" / "runs.db"
     store = SQLiteStore(path, create=False)
     try:
-        for read in (store.list_runs(), store.get_run("run-1"), store.list_approvals()):
+        assert await store.list_runs() == [] and await store.list_approvals() == []
+        for read in (store.get_run("run-1"), store.resolve_run("last"), store.check()):
             with pytest.raises(StoreNotFoundError, match="No run store at") as raised:
                 await read
             assert str(path) in str(raised.value)
@@ -1144,3 +1145,40 @@ async def test_sqlite_check_reports_a_damaged_page(tmp_path: Path) -> None:
         assert problems and all(problem.startswith(str(path)) for problem in problems)
     finally:
         await store.aclose()
+
+
+# --- approved executions (lifecycle) ------------------------------------------------------
+
+
+async def test_an_approval_covers_one_started_execution(store: Store) -> None:
+    await store.create_run(run_record())
+    await store.request_approval(approval("t1"))
+    with pytest.raises(ApprovalError):  # pending: nothing approved to start
+        await store.start_approved("run-1", "t1")
+    await store.decide("run-1", "t1", approved=True, note="go")
+
+    started = await store.start_approved("run-1", "t1")
+    assert started.status is ApprovalStatus.approved and started.started_at is not None
+    assert not started.may_have_run
+    assert await store.get_approval("run-1", "t1") == started  # written at once
+
+    # Started again (the first execution never settled): used up, pending, may have run.
+    again = await store.start_approved("run-1", "t1")
+    assert (again.status, again.may_have_run) == (ApprovalStatus.pending, True)
+    assert (again.started_at, again.decided_at, again.note) == (None, None, None)
+    assert await store.list_approvals() == [again]
+    with pytest.raises(ApprovalError):
+        await store.start_approved("run-1", "t1")
+
+    decided = await store.decide("run-1", "t1", approved=True, note=None)
+    assert decided.may_have_run
+    restarted = await store.start_approved("run-1", "t1")
+    assert restarted.status is ApprovalStatus.approved and restarted.started_at is not None
+
+
+async def test_starting_an_approval_of_an_unknown_run_or_task_is_an_error(store: Store) -> None:
+    await store.create_run(run_record())
+    with pytest.raises(UnknownRunError):
+        await store.start_approved("nope", "t1")
+    with pytest.raises(ApprovalError):
+        await store.start_approved("run-1", "t9")

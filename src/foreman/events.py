@@ -57,6 +57,22 @@ class TaskRetried(_Event):
     delay: float
 
 
+CallPurpose = Literal["plan", "review", "synthesis", "task"]
+
+
+class CallRetried(_Event):
+    """A model call of the engine's own failed transiently and is tried again after ``delay``
+    seconds: planning, a quality review (``task_id`` is the reviewed task) or synthesis.
+    A task's own worker calls report their retries as ``task_retried``."""
+
+    type: Literal["call_retried"] = "call_retried"
+    purpose: CallPurpose
+    task_id: str | None = None
+    attempt: int
+    error: str
+    delay: float
+
+
 class TaskFallback(_Event):
     """The task's model or worker gave up; ``to`` (a model or worker name) takes over."""
 
@@ -78,13 +94,18 @@ class TaskValidated(_Event):
 
 
 class ApprovalRequested(_Event):
-    """A risky task waits for a person; ``inputs`` is exactly what the worker would see."""
+    """A risky task waits for a person; ``inputs`` is exactly what the worker would see.
+
+    ``may_have_run``: an approved execution of this task started before and never
+    finished (the process died during it), so its side effects may already have happened.
+    """
 
     type: Literal["approval_requested"] = "approval_requested"
     task_id: str
     worker: str
     risk: str
     inputs: str
+    may_have_run: bool = False
 
 
 class ApprovalDecided(_Event):
@@ -137,6 +158,7 @@ Event = Annotated[
     | PlanReady
     | TaskStarted
     | TaskRetried
+    | CallRetried
     | TaskFallback
     | TaskValidated
     | ApprovalRequested

@@ -13,13 +13,18 @@ import json
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
+from foreman import __version__
 from foreman.cli.common import (
+    Assembly,
+    AutoApprove,
     DbOpt,
     JsonOpt,
     MaxTasksOpt,
     ModelOpt,
     PlannerOpt,
+    RequestArg,
     TeamOpt,
     app,
     build_orchestrator,
@@ -27,17 +32,37 @@ from foreman.cli.common import (
     err,
     guard,
     out,
+    read_request,
     registry,
+    usage_error,
     with_store,
 )
-from foreman.cli.render import plan_tree, workers_table
+from foreman.cli.render import plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.engine.orchestrator import Orchestrator
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"foreman {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options of ``foreman`` itself, before any command (the app's help says the rest)."""
+
+
 @app.command()
 def run(
-    request: Annotated[str, typer.Argument(help="What you want done, in plain words.")],
+    request: RequestArg,
     model: ModelOpt = None,
     planner_model: PlannerOpt = None,
     team: TeamOpt = None,
@@ -53,11 +78,19 @@ def run(
         int, typer.Option(min=0, help="Revisions a rejected result may get.")
     ] = 1,
     assembly: Annotated[
-        str, typer.Option(help="'synthesis' (a model writes the answer) or 'concat'.")
-    ] = "synthesis",
+        Assembly, typer.Option(help="'synthesis' (a model writes the answer) or 'concat'.")
+    ] = Assembly.synthesis,
     auto_approve: Annotated[
-        str | None,
+        AutoApprove | None,
         typer.Option(help="'medium': run medium-risk workers without asking (high always asks)."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Seconds per model call, for workers that set none, planning, reviews and "
+            "synthesis; a call that takes longer is retried.",
+        ),
     ] = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
@@ -66,6 +99,13 @@ def run(
 
     Every task is checkpointed to the run store; `foreman resume RUN` continues a run that
     was interrupted, crashed, or paused for approval."""
+    request = read_request(request)
+    if validator is not None and validator not in (known := guard(lambda: registry(team))):
+        usage_error(
+            f"no worker named {validator!r} to validate with; known workers: "
+            f"{', '.join(known.names())}.",
+            "--validator",
+        )
     settings = {
         "model": model,
         "planner_model": planner_model,
@@ -74,8 +114,9 @@ def run(
         "max_tasks": max_tasks,
         "validator": validator,
         "max_revisions": max_revisions,
-        "assembly": assembly,
-        "auto_approve": auto_approve,
+        "assembly": assembly.value,
+        "auto_approve": auto_approve.value if auto_approve else None,
+        "timeout": timeout,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(
@@ -123,19 +164,23 @@ def replay(
         print(result.model_dump_json(indent=2))
     elif result.succeeded:
         out.print(
-            f"[bold]{task_id}[/] replayed on {result.model} ({result.usage.total_tokens} tokens):"
+            Text.assemble(
+                (task_id, "bold"),
+                f" replayed on {result.model} ({result.usage.total_tokens} tokens):",
+            )
         )
         print(
             result.output if isinstance(result.output, str) else json.dumps(result.output, indent=2)
         )
     else:
-        err.print(f"[red]{task_id} failed again:[/] {result.error}", soft_wrap=True)
+        failed = Text.assemble((f"{task_id} failed again:", "red"), f" {result.error}")
+        err.print(failed, soft_wrap=True)
     raise typer.Exit(0 if result.succeeded else 1)
 
 
 @app.command()
 def plan(
-    request: Annotated[str, typer.Argument(help="What you want done, in plain words.")],
+    request: RequestArg,
     model: ModelOpt = None,
     planner_model: PlannerOpt = None,
     team: TeamOpt = None,
@@ -143,6 +188,7 @@ def plan(
     json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Show the plan foreman would run for REQUEST, as a tree, without running it."""
+    request = read_request(request)
     orchestrator = guard(
         lambda: Orchestrator(
             registry(team), model=model, planner_model=planner_model, max_tasks=max_tasks
@@ -153,13 +199,22 @@ def plan(
         print(the_plan.model_dump_json(indent=2))
     else:
         out.print(plan_tree(the_plan))
-        out.print(f"[dim]{usage.input_tokens} in / {usage.output_tokens} out tokens[/]")
+        out.print(Text(f"{usage.input_tokens} in / {usage.output_tokens} out tokens", style="dim"))
 
 
 @app.command()
-def workers(team: TeamOpt = None) -> None:
+def workers(
+    team: TeamOpt = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the workers as a JSON array.")
+    ] = False,
+) -> None:
     """List the workers in the registry (the built-in team, or --team)."""
-    out.print(workers_table(guard(lambda: registry(team))))
+    found = guard(lambda: registry(team))
+    if json_out:
+        print(json.dumps([worker_json(worker) for worker in found], indent=2))
+    else:
+        out.print(workers_table(found))
 
 
 def main() -> None:

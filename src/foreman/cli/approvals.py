@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -11,10 +12,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from rich.prompt import Confirm, Prompt
-from rich.table import Table
+from rich.text import Text
 
 from foreman.cli.common import DbOpt, app, guard, out, with_store
 from foreman.store.base import Approval, ApprovalStatus
@@ -27,27 +27,60 @@ TaskArg = Annotated[str, typer.Argument(help="The task's id, e.g. t3.")]
 def approvals(
     db: DbOpt = None,
     all_: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array, exact inputs included.")
+    ] = False,
 ) -> None:
-    """List tasks waiting for a person's approval (run, task, worker, risk, inputs)."""
+    """List tasks waiting for a person's approval: run, task, worker, risk and instructions,
+    then the exact input each worker would receive (what an approval covers)."""
     status = None if all_ else ApprovalStatus.pending
     found = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_approvals(status))))
+    if json_out:
+        print(json.dumps([a.model_dump(mode="json") for a in found], indent=2))
+        return
     if not found:
         out.print("No approvals pending." if not all_ else "No approvals.")
         return
-    table = Table(title="Approvals")
-    for column in ("run", "task", "worker", "risk", "status", "instructions", "note"):
-        table.add_column(column)
-    for approval in found:
-        table.add_row(
-            approval.run_id,
-            approval.task_id,
-            approval.worker,
-            approval.risk.value,
-            approval.status.value,
-            escape(approval.instructions),
-            escape(approval.note or ""),
+    for index, approval in enumerate(found):
+        if index:
+            out.print()
+        print_approval(out, approval)
+
+
+def print_approval(console: Console, approval: Approval) -> None:
+    """One approval: who and what on one line, the instructions, and the exact input the
+    decision covers. The ids and the input are printed unwrapped (the terminal folds them):
+    ids are copied into commands, and the input must read exactly as the worker gets it."""
+    style = {"high": "red", "medium": "yellow"}.get(approval.risk.value, "")
+    header = Text.assemble(
+        ("run ", "dim"),
+        (approval.run_id, "bold"),
+        ("  task ", "dim"),
+        (approval.task_id, "bold"),
+        ("  worker ", "dim"),
+        (approval.worker, "cyan"),
+        "  ",
+        (f"{approval.risk.value} risk", style),
+        f"  {approval.status.value}",
+    )
+    console.print(header, soft_wrap=True)
+    if approval.may_have_run:
+        console.print(Text(MAY_HAVE_RUN, style="bold red"))
+    console.print(Text.assemble(("instructions: ", "dim"), approval.instructions))
+    console.print(Text("input, exactly as the worker receives it:", style="dim"))
+    console.print(Text(approval.inputs), soft_wrap=True)
+    if approval.note:
+        console.print(Text.assemble(("note: ", "dim"), approval.note))
+    if approval.status is ApprovalStatus.pending:
+        run, task = approval.run_id, approval.task_id
+        console.print(
+            Text(
+                f"decide: foreman approve {run} {task} [--note ...] | "
+                f"foreman reject {run} {task} --reason ...",
+                style="dim",
+            ),
+            soft_wrap=True,
         )
-    out.print(table)
 
 
 @app.command()
@@ -79,8 +112,30 @@ def _decide(db, run_id: str, task_id: str, *, approved: bool, note: str | None) 
         )
     )
     out.print(
-        f"Task {decided.task_id} of run {decided.run_id} {decided.status.value}. "
-        f"Continue it with: foreman resume {decided.run_id}"
+        Text(
+            f"Task {decided.task_id} of run {decided.run_id} {decided.status.value}. "
+            f"Continue it with: foreman resume {decided.run_id}"
+        ),
+        soft_wrap=True,
+    )
+
+
+#: Said of a task whose approved execution started and never finished (the process died).
+MAY_HAVE_RUN = (
+    "Asked again: an approved execution of this task started and did not finish; "
+    "its side effects may already have happened."
+)
+
+#: Characters of a worker's input shown in the interactive prompt; `approvals` shows all.
+SHOWN_INPUT = 2000
+
+
+def _cut_note(approval: Approval) -> str:
+    if len(approval.inputs) <= SHOWN_INPUT:
+        return ""
+    return (
+        f"\n… {len(approval.inputs) - SHOWN_INPUT:,} more characters: "
+        f"`foreman approvals` in another shell shows the whole input."
     )
 
 
@@ -101,17 +156,28 @@ class TerminalApprover:
             border = "red" if approval.risk.value == "high" else "yellow"
             self.console.print(
                 Panel(
-                    f"[bold]{approval.task_id}[/] → [cyan]{approval.worker}[/] "
-                    f"({approval.risk.value} risk)\n{escape(approval.instructions)}\n\n"
-                    f"[dim]Worker input:[/]\n{escape(approval.inputs[:2000])}",
+                    Text.assemble(
+                        (approval.task_id, "bold"),
+                        " → ",
+                        (approval.worker, "cyan"),
+                        f" ({approval.risk.value} risk)\n",
+                        (f"{MAY_HAVE_RUN}\n" if approval.may_have_run else "", "bold red"),
+                        f"{approval.instructions}\n\n",
+                        ("Worker input:", "dim"),
+                        f"\n{approval.inputs[:SHOWN_INPUT]}",
+                        (_cut_note(approval), "dim"),
+                    ),
                     title="Approval needed",
                     border_style=border,
                 )
             )
             if approval.risk.value == "high":  # an explicit act, not a stray Enter or "y"
                 typed = Prompt.ask(
-                    f"High risk: type [bold]{approval.task_id}[/] to approve, anything else "
-                    "rejects",
+                    Text.assemble(
+                        "High risk: type ",
+                        (approval.task_id, "bold"),
+                        " to approve, anything else rejects",
+                    ),
                     console=self.console,
                     default="",
                 )

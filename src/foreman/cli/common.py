@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.results import RunStatus
 from foreman.errors import ForemanError
+from foreman.plan.schema import MAX_TASKS_LIMIT
 from foreman.store.sqlite import SQLiteStore
 from foreman.workers.registry import Registry, load_team
 
@@ -22,6 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console()
 err = Console(stderr=True)
@@ -44,7 +50,18 @@ TeamOpt = Annotated[
     Path | None,
     typer.Option("--team", "-t", help="Team file (YAML or TOML) defining the workers."),
 ]
-MaxTasksOpt = Annotated[int, typer.Option("--max-tasks", min=1, help="Most tasks in a plan.")]
+MaxTasksOpt = Annotated[
+    int,
+    typer.Option("--max-tasks", min=1, max=MAX_TASKS_LIMIT, help="Most tasks in a plan."),
+]
+RequestArg = Annotated[
+    str,
+    typer.Argument(
+        help="What you want done, in plain words; '-' reads it from stdin, '@FILE' from a file.",
+        metavar="REQUEST",
+        show_default=False,
+    ),
+]
 
 DbOpt = Annotated[
     Path | None,
@@ -72,6 +89,20 @@ EXIT_CODES = {
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print every event as a JSON line instead.")]
 
 
+class Assembly(StrEnum):
+    """How the answer is put together (``--assembly``)."""
+
+    synthesis = "synthesis"
+    concat = "concat"
+
+
+class AutoApprove(StrEnum):
+    """Risk levels ``--auto-approve`` accepts: high risk always asks a person."""
+
+    low = "low"
+    medium = "medium"
+
+
 T = TypeVar("T")
 
 
@@ -88,6 +119,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         max_revisions=settings.get("max_revisions", 1),
         assembly=settings.get("assembly", "synthesis"),
         auto_approve=settings.get("auto_approve"),
+        timeout=settings.get("timeout"),
         store=open_store(db),
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file
@@ -124,13 +156,52 @@ def registry(team: Path | None) -> Registry:
     return load_team(team) if team else Registry.default()
 
 
+def usage_error(message: str, param: str) -> NoReturn:
+    """Exit 2 with ``message``, reported like any other bad option or argument."""
+    raise typer.BadParameter(message, param_hint=param)
+
+
+def read_request(value: str) -> str:
+    """The request: the argument itself, stdin for ``-``, or a file's contents for ``@FILE``.
+
+    Rejected before anything is planned or spent: text that is not UTF-8 (a shell hands
+    Python undecodable bytes as lone surrogates) and a request with nothing but whitespace.
+    """
+    if value == "-":
+        text = _decode(sys.stdin.buffer.read(), "the request read from stdin")
+    elif value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            usage_error(f"cannot read the request file {path}: {exc.strerror or exc}.", "REQUEST")
+        text = _decode(data, f"the request file {path}")
+    else:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            usage_error("the request is not valid UTF-8 text.", "REQUEST")
+        text = value
+    if not text.strip():
+        usage_error("the request is empty; say what you want done.", "REQUEST")
+    return text
+
+
+def _decode(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"byte {data[exc.start]:#04x} at offset {exc.start}"
+        usage_error(f"{what} is not UTF-8 text ({where}).", "REQUEST")
+
+
 def guard(action):
     """Run ``action``; turn foreman errors and Ctrl-C into a message and an exit code."""
     try:
         return action()
     except ForemanError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
+        err.print(Text("interrupted", style="yellow"))
         raise typer.Exit(130) from None

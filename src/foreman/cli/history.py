@@ -8,8 +8,8 @@ import time
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from foreman.cli.common import DbOpt, app, guard, out, with_store
@@ -23,10 +23,16 @@ from foreman.store.base import RunRecord, RunSummary, Store
 def runs(
     db: DbOpt = None,
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array, one object per run.")
+    ] = False,
 ) -> None:
     """List runs: id, request, status, tasks done, tokens, estimated cost, age."""
     summaries = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_runs(limit))))
-    out.print(runs_table(summaries))
+    if json_out:
+        print(json.dumps([run_json(summary) for summary in summaries], indent=2))
+    else:
+        out.print(runs_table(summaries))
 
 
 @app.command()
@@ -34,6 +40,9 @@ def show(
     run_id: Annotated[str, typer.Argument(help="The run's id (see `foreman runs`).")],
     db: DbOpt = None,
     full: Annotated[bool, typer.Option(help="Print whole outputs, not their first lines.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the run and all its tasks as one JSON object.")
+    ] = False,
 ) -> None:
     """Show a run: its plan as a tree with each task's status, output and error."""
 
@@ -41,11 +50,34 @@ def show(
         return await store.get_run(run_id), await store.load_tasks(run_id)
 
     run, tasks = guard(lambda: asyncio.run(with_store(db, load)))
+    if json_out:
+        shown = run.model_dump(mode="json")
+        shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
+        print(json.dumps(shown, indent=2))
+        return
     out.print(run_tree(run, tasks, full=full))
     if run.answer:
-        out.print("\n[bold]Answer[/]\n" + escape(run.answer))
+        out.print(Text.assemble("\n", ("Answer", "bold"), "\n", run.answer))
     if run.error:
-        out.print(f"\n[bold red]Error[/] {escape(run.error)}")
+        out.print(Text.assemble("\n", ("Error", "bold red"), " ", run.error))
+
+
+def run_json(run: RunSummary) -> dict[str, object]:
+    """One run of ``runs --json``. These field names are a contract: add, never rename."""
+    return {
+        "run_id": run.run_id,
+        "status": run.status.value,
+        "request": run.request,
+        "tasks_done": run.tasks_done,
+        "tasks_total": run.tasks,
+        "input_tokens": run.usage.input_tokens,
+        "output_tokens": run.usage.output_tokens,
+        "cache_read_tokens": run.usage.cache_read_tokens,
+        "cache_write_tokens": run.usage.cache_write_tokens,
+        "cost_usd": run.cost,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+    }
 
 
 def runs_table(summaries: list[RunSummary]) -> Table:
@@ -59,11 +91,10 @@ def runs_table(summaries: list[RunSummary]) -> Table:
             overflow="ellipsis" if column == "request" else "fold",
         )
     for run in summaries:
-        style = STATUS_STYLE.get(run.status.value, "")
         table.add_row(
-            run.run_id,
-            _clip(run.request, 40),
-            f"[{style}]{run.status.value}[/]",
+            Text(run.run_id),
+            Text(_clip(run.request, 40)),
+            Text(run.status.value, style=STATUS_STYLE.get(run.status.value, "")),
             f"{run.tasks_done}/{run.tasks}",
             f"{run.usage.total_tokens:,}",
             "-" if run.cost is None else f"${run.cost:.4f}",
@@ -73,13 +104,16 @@ def runs_table(summaries: list[RunSummary]) -> Table:
 
 
 def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False) -> Tree:
-    style = STATUS_STYLE.get(run.status.value, "")
     tree = Tree(
-        f"[bold]{run.run_id}[/] [{style}]{run.status.value}[/] · {escape(_clip(run.request, 80))}"
-        f" · {run.usage.total_tokens:,} tokens"
+        Text.assemble(
+            (run.run_id, "bold"),
+            " ",
+            (run.status.value, STATUS_STYLE.get(run.status.value, "")),
+            f" · {_clip(run.request, 80)} · {run.usage.total_tokens:,} tokens",
+        )
     )
     if run.plan is None:
-        tree.add("[dim](no plan yet)[/]")
+        tree.add(Text("(no plan yet)", style="dim"))
         return tree
 
     def add_task(parent: Tree, task: Task) -> Tree:
@@ -87,12 +121,15 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
         branch = parent.add(task_label(task, result.status.value if result else "not run"))
         if result is not None:
             if result.output is not None:
-                branch.add(escape(_show_output(result.output, full)))
+                branch.add(Text(_show_output(result.output, full)))
             if result.error:
-                branch.add(f"[red]{escape(result.error)}[/]")
+                branch.add(Text(result.error, style="red"))
             branch.add(
-                f"[dim]{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
-                f"{result.latency:.1f}s, {result.model or '-'}[/]"
+                Text(
+                    f"{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
+                    f"{result.latency:.1f}s, {result.model or '-'}",
+                    style="dim",
+                )
             )
         return branch
 

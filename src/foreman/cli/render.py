@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -19,6 +19,10 @@ from foreman import events as ev
 from foreman.engine.results import RunResult
 from foreman.plan.schema import Plan, Task
 from foreman.workers.registry import Registry
+from foreman.workers.spec import Worker
+
+#: The words the live view shows for a task (README's sample must use these).
+LIVE_STATUSES = ("pending", "running", "retrying", "approval", "succeeded", "failed", "skipped")
 
 #: Colours of task and run statuses, in live progress, `show` and `runs` alike.
 STATUS_STYLE = {
@@ -34,10 +38,15 @@ STATUS_STYLE = {
     "interrupted": "yellow",
     "failed": "red",
     "aborted": "red",
-    "skipped": "red dim",
     "crashed": "red",
-    "cancelled": "dim",
+    "cancelled": "red dim",
+    "skipped": "red dim",
 }
+
+
+#: How deep ``dag_tree`` nests before it starts a task again at the top level: a chain
+#: 1,000 tasks long stays readable (and within the recursion limit of any renderer).
+MAX_TREE_DEPTH = 24
 
 
 def dag_tree(plan: Plan, root: Tree, add_task: Callable[[Tree, Task], Tree] | None = None) -> Tree:
@@ -45,35 +54,40 @@ def dag_tree(plan: Plan, root: Tree, add_task: Callable[[Tree, Task], Tree] | No
     parent, marked after the first, so the DAG reads as a tree without losing an edge.
 
     ``add_task(parent, task)`` adds a task's node (and any detail under it) and returns it;
-    by default the node is the task's id, worker and instructions.
+    by default the node is the task's id, worker and instructions. The walk is iterative
+    and nests at most ``MAX_TREE_DEPTH`` levels: a deeper task starts a new top-level
+    branch marked with the task it continues from.
     """
     add_task = add_task or (lambda parent, task: parent.add(task_label(task)))
     tasks = {task.id: task for task in plan.tasks}
     children = plan.dependants()
     shown: set[str] = set()
-
-    def add(parent: Tree, task_id: str) -> None:
+    # (parent node, task id, depth of the parent node, the task's parent id), depth first
+    stack = [(root, task.id, 0, "") for task in reversed(plan.tasks) if not task.depends_on]
+    while stack:
+        parent, task_id, depth, parent_id = stack.pop()
         if task_id in shown:
-            parent.add(f"[dim]{task_id} (see above)[/]")
-            return
+            parent.add(Text(f"{task_id} (see above)", style="dim"))
+            continue
+        if depth >= MAX_TREE_DEPTH:
+            parent = root.add(Text(f"… continued from {parent_id}", style="dim"))
+            depth = 1
         shown.add(task_id)
         branch = add_task(parent, tasks[task_id])
-        for child in children[task_id]:
-            add(branch, child)
-
-    for task in plan.tasks:
-        if not task.depends_on:
-            add(root, task.id)
+        stack.extend((branch, child, depth + 1, task_id) for child in reversed(children[task_id]))
     return root
 
 
-def task_label(task: Task, status: str | None = None) -> str:
-    shown = f" [{STATUS_STYLE.get(status, 'dim')}]{status}[/]" if status else ""
-    return f"[bold]{task.id}[/] [cyan]{task.worker}[/]{shown}: {escape(task.instructions)}"
+def task_label(task: Task, status: str | None = None) -> Text:
+    """``t1 researcher status: instructions``, every part taken literally (never markup)."""
+    label = Text.assemble((task.id, "bold"), " ", (task.worker, "cyan"))
+    if status:
+        label.append(" ").append(status, style=STATUS_STYLE.get(status, "dim"))
+    return label.append(": ").append(task.instructions)
 
 
 def plan_tree(plan: Plan) -> Tree:
-    return dag_tree(plan, Tree(f"[bold]Plan[/] ({len(plan.tasks)} tasks)"))
+    return dag_tree(plan, Tree(Text.assemble(("Plan", "bold"), f" ({len(plan.tasks)} tasks)")))
 
 
 def workers_table(registry: Registry) -> Table:
@@ -82,35 +96,48 @@ def workers_table(registry: Registry) -> Table:
         table.add_column(column)
     for worker in registry:
         table.add_row(
-            worker.name,
-            worker.description,
-            worker.model or "(default)",
+            Text(worker.name),
+            Text(worker.description),
+            Text(worker.model or "(default)"),
             worker.risk.value,
             str(worker.retry.max_attempts - 1),
-            worker.on_failure + (f" → {worker.fallback}" if worker.fallback else ""),
+            Text(worker.on_failure + (f" → {worker.fallback}" if worker.fallback else "")),
         )
     return table
 
 
-class LiveProgress:
-    """A live table of tasks (waiting, running, done) fed by the run's events."""
+def worker_json(worker: Worker) -> dict[str, Any]:
+    """A worker for ``workers --json``: its fields, schemas as JSON schemas."""
+    data = worker.model_dump(mode="json", exclude={"input_schema", "output_schema"})
+    for field in ("input_schema", "output_schema"):
+        schema = getattr(worker, field)
+        data[field] = schema.model_json_schema() if schema is not None else None
+    return data
 
-    def __init__(self, console: Console) -> None:
+
+class LiveProgress:
+    """A live table of tasks (pending, running, done) fed by the run's events.
+
+    ``Live`` is handed this object, not a snapshot: it re-renders it on every refresh, so
+    the elapsed time of running tasks ticks between events. ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, console: Console, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self.console = console
+        self.clock = clock
         self.plan: Plan | None = None
         self.status: dict[str, str] = {}
         self.note: dict[str, str] = {}
         self.started: dict[str, float] = {}
         self.headline = "Planning…"
-        self.live = Live(self._render(), console=console, refresh_per_second=8, transient=False)
+        self.live = Live(self, console=console, refresh_per_second=8, transient=False)
 
     def __enter__(self) -> LiveProgress:
         self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.live.update(self._render())
-        self.live.__exit__(*exc)
+        self.live.__exit__(*exc)  # stopping draws the view a last time
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -131,10 +158,15 @@ class LiveProgress:
                 self.headline = "Running"
             case ev.TaskStarted(task_id=task_id):
                 self.status[task_id] = "running"
-                self.started[task_id] = time.perf_counter()
+                self.started[task_id] = self.clock()
             case ev.TaskRetried(task_id=task_id, attempt=attempt, error=error):
                 self.status[task_id] = "retrying"
                 self.note[task_id] = f"attempt {attempt} failed: {error[:60]}"
+            case ev.CallRetried(purpose=purpose, task_id=task_id, attempt=attempt, error=error):
+                if task_id is not None:  # a review of that task
+                    self.note[task_id] = f"{purpose} attempt {attempt} failed: {error[:60]}"
+                else:
+                    self.headline = f"{purpose.capitalize()} attempt {attempt} failed; retrying…"
             case ev.TaskFallback(task_id=task_id, to=to):
                 self.note[task_id] = f"fell back to {to}"
             case ev.TaskValidated(task_id=task_id, approved=approved, revision=revision):
@@ -161,9 +193,8 @@ class LiveProgress:
         done = ("succeeded", "failed", "skipped", "approval")
         if self.headline == "Running" and all(s in done for s in self.status.values()):
             self.headline = "Assembling the answer…"
-        self.live.update(self._render())
 
-    def _render(self) -> Group:
+    def __rich__(self) -> Group:
         table = Table(expand=False, box=None, padding=(0, 1))
         for column in ("task", "worker", "status", "needs", "detail"):
             table.add_column(column)
@@ -171,26 +202,28 @@ class LiveProgress:
             status = self.status.get(task.id, "pending")
             detail = self.note.get(task.id, "")
             if status in ("running", "retrying") and task.id in self.started:
-                detail = f"{time.perf_counter() - self.started[task.id]:.1f}s {detail}".strip()
+                detail = f"{self.clock() - self.started[task.id]:.1f}s {detail}".strip()
             table.add_row(
-                task.id,
-                task.worker,
+                Text(task.id),
+                Text(task.worker),
                 Text(status, style=STATUS_STYLE[status]),
-                ", ".join(task.depends_on) or "-",
-                detail,
+                Text(", ".join(task.depends_on) or "-"),
+                Text(detail),
             )
         return Group(Text(self.headline, style="bold"), table)
 
 
 def print_result(console: Console, result: RunResult) -> None:
+    """The answer in a panel; the run id on its own line below, never cut by the width."""
     style = {"succeeded": "green", "partial": "yellow"}.get(result.status.value, "red")
     usage = result.usage
-    subtitle = (
+    subtitle = Text(
         f"{result.status.value} · {len(result.tasks)} tasks · {usage.input_tokens} in / "
-        f"{usage.output_tokens} out tokens · {result.elapsed:.1f}s · run {result.run_id}"
+        f"{usage.output_tokens} out tokens · {result.elapsed:.1f}s"
     )
     if result.answer:
         body = Markdown(result.answer)
     else:
         body = Text(result.error or f"No answer yet: the run is {result.status.value}.")
     console.print(Panel(body, title="Answer", subtitle=subtitle, border_style=style))
+    console.print(Text.assemble(("run ", "dim"), result.run_id), soft_wrap=True)

@@ -4,14 +4,23 @@ Three ways to show it: ``--json`` prints every event as a line; a terminal gets 
 progress and asks for approvals interactively; anything else (a pipe, CI) gets one log
 line per event on stderr and the answer on stdout, and risky tasks wait for
 ``foreman approve``.
+
+SIGTERM is Ctrl-C: the run is marked interrupted (resumable) and the exit code is 130.
+An error of the CLI itself (say, while showing an event) ends the run as ``failed`` and
+is reported as one line, never a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import typer
+from rich.text import Text
 
 from foreman.cli.approvals import TerminalApprover
 from foreman.cli.common import EXIT_CODES, drive, err, guard, out
@@ -21,6 +30,7 @@ from foreman.engine.results import RunResult, RunStatus
 from foreman.events import Event
 
 Start = Callable[[Orchestrator, Callable[[Event], None]], Awaitable[RunResult]]
+T = TypeVar("T")
 
 
 def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -> None:
@@ -34,34 +44,86 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
 
         return on_event
 
+    terminated: list[signal.Signals] = []
+
+    def show(handler: Callable[[Event], None]) -> RunResult:
+        def action(o: Orchestrator) -> Awaitable[RunResult]:
+            return _until_terminated(start(o, remember(handler)), terminated)
+
+        return guard(lambda: drive(orchestrator, action))
+
     try:
         if json_lines:
-            result = guard(lambda: drive(orchestrator, lambda o: start(o, remember(_print_json))))
+            result = show(_print_json)
         elif out.is_terminal:
             with LiveProgress(err) as progress:
                 if sys.stdin.isatty():
                     orchestrator.approve = TerminalApprover(err, pause=progress.paused)
-                result = guard(
-                    lambda: drive(orchestrator, lambda o: start(o, remember(progress.handle)))
-                )
+                result = show(progress.handle)
             print_result(out, result)
         else:
-            result = guard(lambda: drive(orchestrator, lambda o: start(o, remember(_log_line))))
-            print(result.answer if result.answer is not None else result.error)
+            result = show(_log_line)
+            if result.answer is not None:
+                print(result.answer)
+            elif result.error:
+                err.print(Text(result.error), soft_wrap=True)
+            if result.status is not RunStatus.waiting_approval:  # that one is told below
+                err.print(Text(f"Run {result.run_id}: {result.status.value}"), soft_wrap=True)
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        _resumable(seen, Text("terminated", style="yellow"))
+        raise typer.Exit(130) from None
     except typer.Exit as exit_:
-        if exit_.exit_code == 130 and "run_id" in seen:
-            run_id = seen["run_id"]
-            err.print(f"Run {run_id} is resumable: foreman resume {run_id}", soft_wrap=True)
+        if exit_.exit_code == 130:
+            _resumable(seen)
         raise
+    except Exception as exc:  # a bug of the CLI's own; a run it broke is recorded as failed
+        err.print(
+            Text.assemble(("error:", "bold red"), f" {type(exc).__name__}: {exc}"), soft_wrap=True
+        )
+        raise typer.Exit(1) from None
     if result.status is RunStatus.waiting_approval:
         waiting = [t.task_id for t in result.tasks.values() if t.status.value == "waiting"]
         err.print(
-            f"Run {result.run_id} is waiting for approval of {', '.join(waiting)}. "
-            f"Decide with `foreman approve {result.run_id} TASK` or `foreman reject "
-            f"{result.run_id} TASK --reason ...`, then `foreman resume {result.run_id}`.",
+            Text(
+                f"Run {result.run_id} is waiting for approval of {', '.join(waiting)}. "
+                f"Decide with `foreman approve {result.run_id} TASK` or `foreman reject "
+                f"{result.run_id} TASK --reason ...`, then `foreman resume {result.run_id}`."
+            ),
             soft_wrap=True,
         )
     raise typer.Exit(EXIT_CODES[result.status])
+
+
+def _resumable(seen: dict[str, str], note: Text | None = None) -> None:
+    if note is not None:
+        err.print(note)
+    if "run_id" in seen:
+        run_id = seen["run_id"]
+        err.print(Text(f"Run {run_id} is resumable: foreman resume {run_id}"), soft_wrap=True)
+
+
+async def _until_terminated(job: Awaitable[T], terminated: list[signal.Signals]) -> T:
+    """Await ``job``; a SIGTERM meanwhile cancels it as Ctrl-C would (noted in
+    ``terminated``), so the run is marked interrupted before the process exits."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_sigterm() -> None:
+        terminated.append(signal.SIGTERM)
+        main.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError):  # no signals here (Windows, not main thread)
+        return await job
+    try:
+        return await job
+    finally:
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _print_json(event: Event) -> None:
@@ -70,5 +132,7 @@ def _print_json(event: Event) -> None:
 
 
 def _log_line(event: Event) -> None:
-    task = getattr(event, "task_id", "")
-    err.print(f"[dim]{event.type}[/] {task}".rstrip(), highlight=False)
+    """``type [purpose] [task]``: a retried planning or synthesis call has no task."""
+    about = (getattr(event, name, None) for name in ("purpose", "task_id"))
+    detail = " ".join(str(value) for value in about if value)
+    err.print(Text.assemble((event.type, "dim"), f" {detail}".rstrip()), highlight=False)

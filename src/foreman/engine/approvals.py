@@ -3,7 +3,9 @@
 Low risk runs on its own. Medium risk shows what will be done (the worker's exact input)
 and asks, unless the orchestrator auto-approves medium. High risk always needs an explicit
 decision. A decision is stored *before* the task executes, so a crash between approval and
-execution never asks twice, and a rejection is kept with its reason.
+execution never asks twice, and a rejection is kept with its reason. An approval covers one
+execution: its start is stored before the worker is called, so if the process dies during
+it, resume asks again, saying the task may have run (unless the worker is idempotent).
 
 Where nobody can answer now (no callback, or the callback defers by returning ``None``),
 the task is parked as ``waiting``: the run goes on with every branch that does not depend
@@ -84,6 +86,8 @@ class ApprovalGate:
                 inputs=inputs,
             )
         )
+        if approval.status is ApprovalStatus.approved:
+            approval = await self._start(approval, worker)
         if approval.status is ApprovalStatus.pending:
             self.emit(
                 ApprovalRequested(
@@ -92,6 +96,7 @@ class ApprovalGate:
                     worker=worker.name,
                     risk=worker.risk.value,
                     inputs=inputs,
+                    may_have_run=approval.may_have_run,
                 )
             )
             verdict = await self._ask(approval)
@@ -105,10 +110,20 @@ class ApprovalGate:
                     run_id=run_id, task_id=task.id, approved=verdict, note=approval.note
                 )
             )
+            if approval.status is ApprovalStatus.approved:
+                approval = await self._start(approval, worker)
         if approval.status is ApprovalStatus.approved:
             return Decision("run")
         reason = f"rejected by the approver: {approval.note or 'no reason given'}"
         return Decision("reject", reason)
+
+    async def _start(self, approval: Approval, worker: Worker) -> Approval:
+        """Record that the approved execution starts, before the worker is called; an
+        approval whose execution started before comes back pending (it may have run).
+        An idempotent worker may simply run again."""
+        if worker.idempotent:
+            return approval
+        return await self.store.start_approved(approval.run_id, approval.task_id)
 
     async def _ask(self, approval: Approval) -> bool | None:
         if self.callback is None:

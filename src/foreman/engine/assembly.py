@@ -14,6 +14,7 @@ from foreman.engine.calls import call_worker
 from foreman.engine.prompts import SYNTHESIS_SYSTEM, synthesis_input
 from foreman.engine.results import TaskResult
 from foreman.models.base import Model, Usage
+from foreman.models.retry import OnRetry, RetryPolicy
 from foreman.plan.schema import Plan
 from foreman.workers.spec import Worker
 
@@ -33,6 +34,7 @@ class Assembly:
     answer: str
     method: Literal["synthesis", "concat", "single"]
     usage: Usage
+    attempts: int = 0  # synthesis calls, retries included
 
 
 async def assemble(
@@ -42,7 +44,13 @@ async def assemble(
     results: dict[str, TaskResult],
     confidence: dict[str, float],
     model: Model,
+    *,
+    retry: RetryPolicy | None = None,
+    call_timeout: float | None = None,
+    on_retry: OnRetry | None = None,
 ) -> Assembly:
+    """The answer, by ``method``; a synthesis call uses ``retry`` and ``call_timeout`` (the
+    orchestrator's) when given, and reports each retry to ``on_retry``."""
     ordered = plan.topological_order()
     note = partial_note(plan, results, confidence)
     succeeded = [task for task in ordered if results[task.id].succeeded]
@@ -60,14 +68,22 @@ async def assemble(
         }
         for task in ordered
     ]
+    synthesiser = SYNTHESISER if retry is None else SYNTHESISER.model_copy(update={"retry": retry})
     outcome = await call_worker(
-        SYNTHESISER, [model], SYNTHESIS_SYSTEM, synthesis_input(request, parts)
+        synthesiser,
+        [model],
+        SYNTHESIS_SYSTEM,
+        synthesis_input(request, parts),
+        call_timeout=call_timeout,
+        on_retry=on_retry,
     )
     if outcome.error is not None:
         fallback = _concat(plan, results, confidence)
         note += f"\n\n(Synthesis failed, so the parts are shown as they are: {outcome.error})"
-        return Assembly(fallback + note, "concat", outcome.usage)
-    return Assembly(str(outcome.output).strip() + note, "synthesis", outcome.usage)
+        return Assembly(fallback + note, "concat", outcome.usage, outcome.attempts)
+    return Assembly(
+        str(outcome.output).strip() + note, "synthesis", outcome.usage, outcome.attempts
+    )
 
 
 def partial_note(plan: Plan, results: dict[str, TaskResult], confidence: dict[str, float]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from foreman.errors import ModelError, OutputValidationError
+from foreman.events import CallPurpose, CallRetried
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, Usage
 from foreman.models.retry import CallOutcome, OnRetry, complete_with_retry
 from foreman.workers.spec import Worker
@@ -27,14 +28,17 @@ async def call_worker(
     user: str,
     *,
     output_schema: type[BaseModel] | None = None,
+    call_timeout: float | None = None,
     on_retry: OnRetry | None = None,
     on_fallback: OnFallback | None = None,
 ) -> CallOutcome:
     """Call ``models`` in turn (the worker's model, then its fallback model).
 
-    Each model gets ``worker.retry.max_attempts`` attempts on transient errors; a
-    non-transient error moves straight to the next model. ``output_schema`` turns the
-    answer into a validated dict, and an answer that does not fit counts as transient.
+    Each model gets ``worker.retry.max_attempts`` attempts on transient errors (a call
+    that outlasts its timeout is one); a non-transient error moves straight to the next
+    model. ``call_timeout`` (see ``timeout_for``) defaults to the worker's. ``output_schema``
+    turns the answer into a validated dict, and an answer that does not fit counts as
+    transient.
     """
     request = ModelRequest(
         system=system,
@@ -54,7 +58,7 @@ async def call_worker(
             model,
             request,
             worker.retry,
-            call_timeout=worker.timeout,
+            call_timeout=call_timeout if call_timeout is not None else worker.timeout,
             caller=f"worker {worker.name!r}",
             parse=_parser(output_schema),
             on_retry=_offset(on_retry, attempts),
@@ -66,6 +70,30 @@ async def call_worker(
             return CallOutcome(output=output, attempts=attempts, usage=usage, model=tried.model)
         error = tried.error
     return CallOutcome(error=error, attempts=attempts, usage=_total(spent))
+
+
+def retried(
+    emit: Callable[[Any], None], run_id: str, purpose: CallPurpose, task_id: str | None = None
+) -> OnRetry:
+    """An ``on_retry`` callback that reports each retry of the engine's own calls."""
+    return lambda attempt, error, delay: emit(
+        CallRetried(
+            run_id=run_id,
+            purpose=purpose,
+            task_id=task_id,
+            attempt=attempt,
+            error=str(error),
+            delay=delay,
+        )
+    )
+
+
+def timeout_for(worker: Worker, default: float | None) -> float:
+    """Seconds per call of ``worker``: its own timeout when it set one, else ``default``
+    (the orchestrator's), else the worker's built-in default."""
+    if default is None or "timeout" in worker.model_fields_set:
+        return worker.timeout
+    return default
 
 
 def _total(spent: list[Usage]) -> Usage:

@@ -14,12 +14,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from foreman.engine.approvals import ApprovalGate
-from foreman.engine.assembly import assemble
+from foreman.engine.assembly import SYNTHESISER, assemble
+from foreman.engine.calls import retried
 from foreman.engine.journal import RunJournal
-from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus, confidences
+from foreman.engine.results import (
+    RunResult,
+    RunStatus,
+    TaskResult,
+    TaskStatus,
+    confidences,
+    typed_outputs,
+)
 from foreman.engine.scheduler import run_dag
 from foreman.engine.tasks import TaskRunner
-from foreman.errors import PlanError, RunAbortedError
+from foreman.errors import ForemanError, PlanError, RunAbortedError
 from foreman.events import (
     Assembled,
     Event,
@@ -32,6 +40,7 @@ from foreman.events import (
     TaskSkipped,
 )
 from foreman.models.base import Model, Usage
+from foreman.models.retry import CallOutcome
 from foreman.plan.planner import Planner
 from foreman.plan.schema import Plan, Task
 from foreman.plan.validate import validate_plan
@@ -52,31 +61,82 @@ class RunState:
     plan_usage: Usage = field(default_factory=Usage)
     completed: dict[str, TaskResult] = field(default_factory=dict)
     resumed: bool = False
+    #: Tokens earlier executions spent (planning included), counted on from there.
+    spent: Usage = field(default_factory=Usage)
 
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
-    """Drive ``state`` to a result under the run's lease; see the module docstring."""
+    """Drive ``state`` to a result under the run's lease; see the module docstring.
+
+    Whatever happens once the lease is held, the run ends in a state that tells the truth:
+    Ctrl-C leaves it ``interrupted``; any error (no plan, provider down, a consumer of the
+    events that raised) leaves it ``failed`` with the error and what it spent, the last
+    event is ``run_finished``, and the original error is re-raised to the caller.
+    """
     journal = RunJournal(
         orchestrator.store,
         state.run_id,
-        spent=sum((r.usage for r in state.completed.values()), state.plan_usage),
+        spent=state.spent,
         lease_seconds=orchestrator.lease_seconds,
     )
     delivery = _Delivery(journal, on_event)
+    progress = _Progress(results=dict(state.completed))
     await journal.acquire()
     try:
-        return await _drive(orchestrator, state, journal, delivery)
+        return await _drive(orchestrator, state, journal, delivery, progress)
     except asyncio.CancelledError:
-        if journal.cancelled:  # `foreman cancel`: the run ends here, as asked
+        if journal.cancelled and not progress.settled:  # `foreman cancel`: end here, as asked
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            return await _cancelled(orchestrator, state, journal, delivery)
-        await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
+            return await _cancelled(orchestrator, state, journal, delivery, progress)
+        if not progress.settled:
+            await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
         raise
-    except PlanError as exc:
-        await journal.update(RunStatus.aborted, error=str(exc))
+    except Exception as exc:
+        if not progress.settled:
+            try:
+                await asyncio.shield(_fail(orchestrator, state, journal, delivery, progress, exc))
+            except Exception as also:  # the store is failing too: the first error still leads
+                exc.add_note(f"Recording the run as failed failed as well: {also}")
         raise
     finally:
         await asyncio.shield(journal.release())
+
+
+@dataclass
+class _Progress:
+    """What an execution has got so far, so a failure can still report it."""
+
+    results: dict[str, TaskResult]
+    started: float = field(default_factory=time.perf_counter)
+    plan_attempts: int = 0
+    #: True once the run's final status is stored: nothing may overwrite it after that.
+    settled: bool = False
+
+
+async def _fail(
+    orchestrator: Orchestrator,
+    state: RunState,
+    journal: RunJournal,
+    delivery: _Delivery,
+    progress: _Progress,
+    exc: Exception,
+) -> None:
+    """Record the run as failed, with the error and what it spent, and end the stream."""
+    error = str(exc) if isinstance(exc, ForemanError) else f"{type(exc).__name__}: {exc}"
+    plan = state.plan
+    result = RunResult(
+        run_id=state.run_id,
+        request=state.request,
+        status=RunStatus.failed,
+        plan=plan,
+        tasks=progress.results,
+        confidence=confidences(plan, progress.results) if plan is not None else {},
+        usage=journal.spent,
+        error=error,
+        elapsed=time.perf_counter() - progress.started,
+        plan_attempts=progress.plan_attempts,
+    )
+    await delivery.finish(RunFinished(run_id=state.run_id, result=result), quiet=True)
 
 
 class _Delivery:
@@ -103,19 +163,45 @@ class _Delivery:
         for event in self.held.pop(result.task_id, ()):
             self.on_event(event)
 
+    async def finish(self, event: RunFinished, *, quiet: bool = False) -> None:
+        """Store the run's final state with ``event`` as its last event, then hand it over.
+
+        Stored first: a consumer that stops at ``run_finished`` (and so cancels the run)
+        must not catch the final write half done. ``quiet``: a consumer that raises now is
+        ignored, because the run is already failing with an error of its own.
+        """
+        result = event.result
+        self.journal.record(event)
+        await asyncio.shield(
+            self.journal.update(result.status, answer=result.answer, error=result.error)
+        )
+        try:
+            self.on_event(event)
+        except Exception:
+            if not quiet:
+                raise
+
 
 async def _drive(
-    orchestrator: Orchestrator, state: RunState, journal: RunJournal, delivery: _Delivery
+    orchestrator: Orchestrator,
+    state: RunState,
+    journal: RunJournal,
+    delivery: _Delivery,
+    progress: _Progress,
 ) -> RunResult:
     emit = delivery.emit
-    started = time.perf_counter()
     run_id, request = state.run_id, state.request
     emit(RunStarted(run_id=run_id, request=request, resumed=state.resumed))
     plan, plan_usage = state.plan, state.plan_usage
     if plan is None:
-        plan, plan_usage = await make_plan(orchestrator, run_id, request, emit)
+
+        def planned(call: CallOutcome) -> None:
+            journal.spend(call.usage)
+            progress.plan_attempts += call.attempts
+
+        plan, plan_usage = await make_plan(orchestrator, run_id, request, emit, planned)
         await orchestrator.store.save_plan(run_id, plan, plan_usage)
-        journal.spend(plan_usage)
+        state.plan = plan
     emit(PlanReady(run_id=run_id, plan=plan, usage=plan_usage))
 
     runner = TaskRunner(
@@ -128,8 +214,9 @@ async def _drive(
         gate=ApprovalGate(
             orchestrator.store, emit, orchestrator.approve, orchestrator.auto_approve
         ),
+        timeout=orchestrator.timeout,
     )
-    results = dict(state.completed)
+    results = progress.results
     error: str | None = None
     try:
         await run_dag(
@@ -147,13 +234,21 @@ async def _drive(
             results[exc.task_id] = exc.result
     confidence = confidences(plan, results)
 
-    status, answer = _status(error, results), None
+    status, answer, synthesis_attempts = _status(error, results), None, 0
     if status in (RunStatus.succeeded, RunStatus.partial):
         assembly = await assemble(
-            orchestrator.assembly, request, plan, results, confidence, orchestrator.models.default
+            orchestrator.assembly,
+            request,
+            plan,
+            results,
+            confidence,
+            orchestrator.models.default,
+            retry=orchestrator.retry,
+            call_timeout=orchestrator.own_timeout(SYNTHESISER.timeout),
+            on_retry=retried(emit, run_id, "synthesis"),
         )
         journal.spend(assembly.usage)
-        answer = assembly.answer
+        answer, synthesis_attempts = assembly.answer, assembly.attempts
         emit(Assembled(run_id=run_id, method=assembly.method, answer=answer))
     result = RunResult(
         run_id=run_id,
@@ -165,15 +260,22 @@ async def _drive(
         confidence=confidence,
         usage=journal.spent,
         error=error,
-        elapsed=time.perf_counter() - started,
+        elapsed=time.perf_counter() - progress.started,
+        plan_attempts=progress.plan_attempts,
+        synthesis_attempts=synthesis_attempts,
     )
-    emit(RunFinished(run_id=run_id, result=result))
-    await journal.update(status, answer=answer, error=error)
-    return result
+    progress.settled = True
+    await delivery.finish(RunFinished(run_id=run_id, result=result))
+    # Events carry JSON (they round-trip); the caller gets structured outputs as models.
+    return result.model_copy(update={"tasks": typed_outputs(results, orchestrator.registry)})
 
 
 async def _cancelled(
-    orchestrator: Orchestrator, state: RunState, journal: RunJournal, delivery: _Delivery
+    orchestrator: Orchestrator,
+    state: RunState,
+    journal: RunJournal,
+    delivery: _Delivery,
+    progress: _Progress,
 ) -> RunResult:
     """The run as its cancellation left it: the tasks checkpointed so far, no answer."""
     record = await orchestrator.store.get_run(state.run_id)
@@ -186,27 +288,37 @@ async def _cancelled(
         usage=journal.spent,
         error="cancelled (foreman cancel)",
     )
-    delivery.emit(RunFinished(run_id=state.run_id, result=result))
-    await journal.update(RunStatus.cancelled, error=result.error)
+    progress.settled = True
+    await delivery.finish(RunFinished(run_id=state.run_id, result=result))
     return result
 
 
 async def make_plan(
-    orchestrator: Orchestrator, run_id: str, request: str, emit: OnEvent
+    orchestrator: Orchestrator,
+    run_id: str,
+    request: str,
+    emit: OnEvent,
+    on_call: Callable[[CallOutcome], None] | None = None,
 ) -> tuple[Plan, Usage]:
-    """Ask the planner model for a validated plan, reporting each rejected attempt."""
+    """Ask the planner model for a validated plan, reporting each rejected attempt and
+    each retried call. ``on_call`` hears every planner call's attempts and tokens as it is
+    made, so a planning that fails in the end still reports what it cost."""
     model = orchestrator.planner_model
     planner = Planner(
         model if isinstance(model, Model) else orchestrator.models.get(model),
         orchestrator.registry,
         max_tasks=orchestrator.max_tasks,
         max_retries=orchestrator.max_plan_retries,
+        retry=orchestrator.retry,
+        timeout=orchestrator.own_timeout(),
     )
     outcome = await planner.plan(
         request,
         on_rejected=lambda attempt, errors: emit(
             PlanRejected(run_id=run_id, attempt=attempt, errors=errors)
         ),
+        on_retry=retried(emit, run_id, "plan"),
+        on_call=on_call,
     )
     return outcome.plan, outcome.usage
 

@@ -16,14 +16,15 @@ from typing import Any
 
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
-from foreman.engine.calls import call_worker
+from foreman.engine.calls import call_worker, timeout_for
 from foreman.engine.execution import RunState, check_given_plan, execute, make_plan
-from foreman.engine.results import RunResult, TaskResult, TaskStatus
+from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus, typed_outputs
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
-from foreman.plan.schema import Plan
+from foreman.models.retry import RetryPolicy
+from foreman.plan.schema import Plan, check_max_tasks
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.workers.registry import Registry
@@ -47,6 +48,11 @@ class Orchestrator:
     ``SQLiteStore()``), task by task, so ``resume`` continues an interrupted run and
     ``replay`` re-runs one task. Workers of medium or high risk ask ``approve`` first; with
     no callback (or one returning ``None``) they wait, and the run pauses for a decision.
+
+    ``timeout`` (seconds per model call) applies to workers that set none of their own,
+    and to planning, reviews and synthesis; a call that outlasts it is retried. ``retry``
+    is the retry policy of planning and synthesis. Every model is built here, so a wrong
+    model name or a missing API key fails at once, before any run is recorded.
     """
 
     def __init__(
@@ -66,6 +72,8 @@ class Orchestrator:
         approve: ApprovalCallback | None = None,
         auto_approve: RiskLevel | str | None = None,
         lease_seconds: float = 30.0,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -75,10 +83,18 @@ class Orchestrator:
             raise ConfigError("concurrency must be at least 1 (or None for no limit).")
         if assembly not in ("synthesis", "concat"):
             raise ConfigError(f"assembly must be 'synthesis' or 'concat', not {assembly!r}.")
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}.")
         self.models = ModelPool(model, models)
         self.planner_model = planner_model
+        #: Seconds per model call for workers that set no ``timeout`` of their own, and for
+        #: planning, reviews and synthesis; ``None`` keeps each one's built-in default.
+        self.timeout = timeout
+        #: Retry policy of the orchestrator's own calls (planning, synthesis); workers and
+        #: the validator keep their own ``retry``.
+        self.retry = retry
         self.concurrency = concurrency
-        self.max_tasks = max_tasks
+        self.max_tasks = check_max_tasks(max_tasks)
         self.max_plan_retries = max_plan_retries
         self.validator = self.registry.get(validator) if validator else None
         self.max_revisions = max_revisions
@@ -87,6 +103,7 @@ class Orchestrator:
         self.approve = approve
         self.auto_approve = auto_approve_level(auto_approve)  # ConfigError for 'high'
         self.lease_seconds = lease_seconds
+        self._build_models()
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.settings: dict[str, Any] = {
             "model": self.models.default_name,
@@ -97,7 +114,24 @@ class Orchestrator:
             "max_revisions": max_revisions,
             "assembly": assembly,
             "auto_approve": self.auto_approve.value if self.auto_approve else None,
+            "timeout": timeout,
         }
+
+    def _build_models(self) -> None:
+        """Build every model a run may call, now: an unknown model name or a missing API key
+        is a ``ConfigError`` here, before any run is recorded, never a run that dies later.
+        (Building is cheap: the local model loads its weights at its first call.)"""
+        names = {None, self.planner_model if isinstance(self.planner_model, str) else None}
+        for worker in self.registry:
+            names.update((worker.model, worker.fallback_model))
+        for name in names:
+            self.models.get(name)
+
+    def own_timeout(self, default: float | None = None) -> float:
+        """Seconds per call of the orchestrator's own calls (planning, synthesis)."""
+        if self.timeout is not None:
+            return self.timeout
+        return default if default is not None else Worker.model_fields["timeout"].default
 
     # --- runs --------------------------------------------------------------------------
 
@@ -110,14 +144,17 @@ class Orchestrator:
     ) -> RunResult:
         """Run ``request`` end to end (or execute a given ``plan``) and return the result.
 
-        ``on_event`` is called with every event as it happens. Raises ``PlanError`` when
-        no valid plan can be had. An aborted run, or one paused for approvals, returns
-        with that ``status``; ``resume`` continues it.
+        ``on_event`` is called with every event as it happens. An aborted run, or one paused
+        for approvals, returns with that ``status``; ``resume`` continues it. A run that
+        cannot go on (no valid plan, provider down, an ``on_event`` that raised) is
+        recorded as ``failed``, with its error and what it spent, ``run_finished`` is its
+        last event, and the error (``PlanError``, a ``ModelError``...) is raised.
         """
         return await self._start(request, plan, on_event or _ignore)
 
     def stream(self, request: str, *, plan: Plan | None = None) -> AsyncIterator[Event]:
-        """Yield typed events as the run happens; the last one is ``RunFinished``.
+        """Yield typed events as the run happens; the last one is ``RunFinished``, also for
+        a run that failed (whose error is raised once that event is yielded).
 
         Leaving the loop early (or cancelling) cancels the run's running tasks and marks
         the run interrupted.
@@ -132,7 +169,7 @@ class Orchestrator:
         process is executing the run.
         """
         record = await self.store.get_run(run_id)
-        if record.status.final:  # cancelled too: a person ended it
+        if record.status.final:
             raise RunFinishedError(
                 f"Run {run_id} already finished ({record.status.value}); nothing to resume. "
                 f"`foreman show {run_id}` shows it."
@@ -145,6 +182,7 @@ class Orchestrator:
             plan_usage=record.plan_usage,
             completed={k: v for k, v in tasks.items() if v.succeeded},
             resumed=True,
+            spent=_spent_before(record, tasks),
         )
         return await execute(self, state, on_event or _ignore)
 
@@ -176,8 +214,9 @@ class Orchestrator:
             worker.system_prompt,
             recorded.input,
             output_schema=worker.output_schema,
+            call_timeout=timeout_for(worker, self.timeout),
         )
-        return TaskResult(
+        result = TaskResult(
             task_id=task_id,
             worker=worker.name,
             status=TaskStatus.failed if outcome.error else TaskStatus.succeeded,
@@ -188,6 +227,7 @@ class Orchestrator:
             model=outcome.model,
             input=recorded.input,
         )
+        return typed_outputs({task_id: result}, self.registry)[task_id]
 
     def run_sync(self, request: str, **kwargs: Any) -> RunResult:
         """``run`` for scripts and notebooks without an event loop of their own."""
@@ -247,6 +287,15 @@ async def _events_of(
         if not job.done():
             job.cancel()
             await asyncio.gather(job, return_exceptions=True)
+
+
+def _spent_before(record: RunRecord, tasks: Mapping[str, TaskResult]) -> Usage:
+    """What earlier executions of a run spent. An execution that ended (interrupted,
+    failed...) stored its total, failed planning and failed attempts included; one that
+    died without a word left only its plan and task checkpoints to count."""
+    if record.status in (RunStatus.running, RunStatus.crashed):
+        return sum((task.usage for task in tasks.values()), record.plan_usage)
+    return record.usage
 
 
 def _name(model: Model | str | None) -> str | None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
+
+if TYPE_CHECKING:
+    from foreman.workers.registry import Registry
 
 
 class TaskStatus(StrEnum):
@@ -48,8 +51,9 @@ class TaskResult(BaseModel):
     status: TaskStatus
     output: Any = None
     error: str | None = None
-    attempts: int = 0
-    usage: Usage = Field(default_factory=Usage)
+    attempts: int = Field(0, description="Calls to the worker's models, retries included.")
+    review_attempts: int = Field(0, description="Quality-gate calls, retries included.")
+    usage: Usage = Field(default_factory=Usage, description="Tokens of every call, reviews too.")
     latency: float = Field(0.0, description="Seconds from start to finish, retries included.")
     model: str | None = Field(None, description="The model that produced the output.")
     revisions: int = Field(0, description="Times the quality gate sent the output back.")
@@ -77,10 +81,18 @@ class RunResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
     elapsed: float = 0.0
+    plan_attempts: int = Field(0, description="Planner calls in this execution, retries included.")
+    synthesis_attempts: int = Field(0, description="Synthesis calls, retries included.")
 
     @property
     def partial(self) -> bool:
         return self.status is not RunStatus.succeeded
+
+    @property
+    def attempts(self) -> int:
+        """Every model call the run made: planning, tasks, reviews and synthesis."""
+        tasks = sum(task.attempts + task.review_attempts for task in self.tasks.values())
+        return self.plan_attempts + tasks + self.synthesis_attempts
 
 
 def confidences(plan: Plan, results: dict[str, TaskResult]) -> dict[str, float]:
@@ -102,3 +114,22 @@ def confidences(plan: Plan, results: dict[str, TaskResult]) -> dict[str, float]:
         deps = [scores.get(dep, 0.0) for dep in task.depends_on]
         scores[task.id] = round(own * (sum(deps) / len(deps) if deps else 1.0), 3)
     return scores
+
+
+def typed_outputs(results: dict[str, TaskResult], registry: Registry) -> dict[str, TaskResult]:
+    """``results`` with each structured worker's output as an instance of its schema.
+
+    The engine and the store carry outputs as JSON; a Python caller gets the model its
+    worker declared. An output that no longer fits (the schema changed since it was
+    stored) stays as it is rather than failing a finished run.
+    """
+    typed = {}
+    for task_id, result in results.items():
+        schema = registry.get(result.worker).output_schema if result.worker in registry else None
+        if schema is not None and isinstance(result.output, dict):
+            try:
+                result = result.model_copy(update={"output": schema.model_validate(result.output)})
+            except ValidationError:
+                pass
+        typed[task_id] = result
+    return typed

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from foreman.engine.approvals import ApprovalGate
-from foreman.engine.calls import CallOutcome, call_worker
+from foreman.engine.calls import CallOutcome, call_worker, retried, timeout_for
 from foreman.engine.prompts import REVIEW_SUFFIX, Verdict, review_input, worker_input
 from foreman.engine.results import TaskResult, TaskStatus
 from foreman.errors import RunAbortedError
@@ -46,6 +46,7 @@ class TaskRunner:
         validator: Worker | None = None,
         max_revisions: int = 1,
         gate: ApprovalGate | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.run_id = run_id
         self.registry = registry
@@ -54,6 +55,8 @@ class TaskRunner:
         self.validator = validator
         self.max_revisions = max_revisions
         self.gate = gate
+        #: The orchestrator's call timeout, for workers that set none of their own.
+        self.timeout = timeout
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -85,13 +88,14 @@ class TaskRunner:
         if outcome.error is not None:
             latency = time.perf_counter() - started
             return self._failed(task, worker, str(outcome.error), outcome, missing, user, latency)
-        approved, revisions = await self._quality_gate(task, worker, inputs, outcome)
+        approved, revisions, reviews = await self._quality_gate(task, worker, inputs, outcome)
         result = TaskResult(
             task_id=task.id,
             worker=worker.name,
             status=TaskStatus.succeeded,
             output=outcome.output,
             attempts=outcome.attempts,
+            review_attempts=reviews,
             usage=outcome.usage,
             latency=time.perf_counter() - started,
             model=outcome.model,
@@ -147,6 +151,7 @@ class TaskRunner:
             worker.system_prompt,
             user,
             output_schema=worker.output_schema,
+            call_timeout=timeout_for(worker, self.timeout),
             on_retry=lambda attempt, error, delay: self.emit(
                 TaskRetried(
                     run_id=self.run_id,
@@ -171,11 +176,14 @@ class TaskRunner:
 
     async def _quality_gate(
         self, task: Task, worker: Worker, inputs: dict[str, Any], outcome: CallOutcome
-    ) -> tuple[bool | None, int]:
-        """Review, and revise while rejected (bounded). Updates ``outcome`` in place."""
+    ) -> tuple[bool | None, int, int]:
+        """Review, and revise while rejected (bounded). Updates ``outcome`` in place.
+
+        Returns the verdict, the revisions made and the review calls (retries included).
+        """
         if self.validator is None or self.validator.name == worker.name:
-            return None, 0
-        revisions = 0
+            return None, 0, 0
+        revisions = reviews = 0
         while True:
             review = await call_worker(
                 self.validator,
@@ -183,7 +191,10 @@ class TaskRunner:
                 self.validator.system_prompt + REVIEW_SUFFIX,
                 review_input(task.instructions, outcome.output),
                 output_schema=Verdict,
+                call_timeout=timeout_for(self.validator, self.timeout),
+                on_retry=retried(self.emit, self.run_id, "review", task.id),
             )
+            reviews += review.attempts
             outcome.usage += review.usage
             if review.error is not None:
                 # A reviewer that cannot answer is not a rejection: keep the output, unjudged.
@@ -196,7 +207,7 @@ class TaskRunner:
                         revision=revisions,
                     )
                 )
-                return None, revisions
+                return None, revisions, reviews
             verdict = Verdict.model_validate(review.output)
             self.emit(
                 TaskValidated(
@@ -208,7 +219,7 @@ class TaskRunner:
                 )
             )
             if verdict.approved or revisions >= self.max_revisions:
-                return verdict.approved, revisions
+                return verdict.approved, revisions, reviews
             revisions += 1
             user = worker_input(
                 task.instructions, inputs, task.args, feedback=(outcome.output, verdict.reasons)
@@ -217,7 +228,7 @@ class TaskRunner:
             outcome.attempts += revised.attempts
             outcome.usage += revised.usage
             if revised.error is not None:
-                return False, revisions  # keep the last good output, marked as rejected
+                return False, revisions, reviews  # keep the last good output, marked as rejected
             outcome.output, outcome.model = revised.output, revised.model
 
     def _failed(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from foreman.errors import OutputValidationError, PlanError
 from foreman.models.base import Message, Model, ModelRequest, Usage
-from foreman.models.retry import RetryPolicy, complete_with_retry
+from foreman.models.retry import CallOutcome, OnRetry, RetryPolicy, complete_with_retry
 from foreman.plan.prompts import plan_retry_prompt, planner_system_prompt
 from foreman.plan.schema import Plan, constrained_plan_schema
 from foreman.plan.validate import parse_plan, validate_plan
@@ -27,6 +27,7 @@ class PlanOutcome:
     plan: Plan
     usage: Usage
     rejected: list[list[str]] = field(default_factory=list)
+    attempts: int = 0  # model calls, retries included
 
 
 class Planner:
@@ -41,6 +42,7 @@ class Planner:
         max_retries: int = 2,
         max_tokens: int = 1500,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.model = model
         self.registry = registry
@@ -48,11 +50,22 @@ class Planner:
         self.max_retries = max_retries
         self.max_tokens = max_tokens
         self.retry = retry or RetryPolicy()
+        self.timeout = timeout
 
     async def plan(
-        self, request: str, on_rejected: Callable[[int, list[str]], None] | None = None
+        self,
+        request: str,
+        on_rejected: Callable[[int, list[str]], None] | None = None,
+        *,
+        on_retry: OnRetry | None = None,
+        on_call: Callable[[CallOutcome], None] | None = None,
     ) -> PlanOutcome:
-        """A valid plan for ``request``; ``on_rejected(attempt, errors)`` hears each refusal."""
+        """A valid plan for ``request``; ``on_rejected(attempt, errors)`` hears each refusal.
+
+        ``on_retry(attempt, error, delay)`` hears each model call that is retried (numbered
+        across the whole planning), ``on_call(outcome)`` each call's attempts and tokens as it
+        is made, so a planning that fails in the end still accounts for what it cost.
+        """
         messages = [Message(role="user", content=request)]
         schema = constrained_plan_schema(
             self.registry.names(),
@@ -63,6 +76,7 @@ class Planner:
         usage = Usage()
         rejected: list[list[str]] = []
         raw = ""
+        attempts = 0
         for _ in range(self.max_retries + 1):
             call = await complete_with_retry(
                 self.model,
@@ -74,9 +88,14 @@ class Planner:
                     temperature=0.0,
                 ),
                 self.retry,
+                call_timeout=self.timeout,
                 caller="the planner",
+                on_retry=_numbered(on_retry, attempts),
             )
+            attempts += call.attempts
             usage += call.usage
+            if on_call is not None:
+                on_call(call)
             if call.error is not None and not isinstance(call.error, OutputValidationError):
                 raise call.error  # rate limits that outlasted the retries, bad keys: not a plan
             raw = call.output or ""
@@ -84,7 +103,7 @@ class Planner:
             if plan is not None:
                 errors = validate_plan(plan, self.registry, max_tasks=self.max_tasks)
                 if not errors:
-                    return PlanOutcome(plan=plan, usage=usage, rejected=rejected)
+                    return PlanOutcome(plan=plan, usage=usage, rejected=rejected, attempts=attempts)
             rejected.append(errors)
             if on_rejected is not None:
                 on_rejected(len(rejected), errors)
@@ -100,3 +119,10 @@ class Planner:
             errors=rejected[-1],
             raw=raw,
         )
+
+
+def _numbered(on_retry: OnRetry | None, earlier: int) -> OnRetry | None:
+    """Number retries across the planner's corrections, not per model call."""
+    if on_retry is None:
+        return None
+    return lambda attempt, error, delay: on_retry(earlier + attempt, error, delay)

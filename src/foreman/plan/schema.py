@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from foreman.errors import ConfigError
+
 
 class Task(BaseModel):
     """One subtask: what to do, who does it, and which tasks' outputs it needs."""
@@ -66,6 +68,23 @@ class Plan(BaseModel):
 
 INSTRUCTIONS_MAX_CHARS = 400
 
+#: The most tasks a planner may be asked for. The order-constrained schema grows with the
+#: square of ``max_tasks`` (task k lists the k-1 ids it may depend on): 50 tasks is 30 KB of
+#: schema, 10,000 was 430 MB and 4.8 GB of memory. A given plan is not bound by it.
+MAX_TASKS_LIMIT = 50
+
+
+def check_max_tasks(max_tasks: int) -> int:
+    """``max_tasks`` if a planner may be asked for that many tasks; ``ConfigError`` if not."""
+    if isinstance(max_tasks, bool) or not isinstance(max_tasks, int):
+        raise ConfigError(f"max_tasks must be a whole number, not {max_tasks!r}.")
+    if not 1 <= max_tasks <= MAX_TASKS_LIMIT:
+        raise ConfigError(
+            f"max_tasks must be between 1 and {MAX_TASKS_LIMIT}, not {max_tasks}: a plan "
+            "that large would not fit a model's context; split the request instead."
+        )
+    return max_tasks
+
 
 def constrained_plan_schema(
     worker_names: list[str],
@@ -79,8 +98,10 @@ def constrained_plan_schema(
     Used as the structured-output schema for the planner call. ``maxLength`` bounds the
     instructions so a small model cannot loop inside a string forever. ``with_args`` admits
     an optional ``args`` object per task, for teams with workers that declare an input
-    schema (validation then checks the args against that schema).
+    schema (validation then checks the args against that schema). ``max_tasks`` is checked
+    by ``check_max_tasks``.
     """
+    check_max_tasks(max_tasks)
     items = []
     for k in range(1, max_tasks + 1):
         earlier = [f"t{i}" for i in range(1, k)]

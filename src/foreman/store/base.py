@@ -86,6 +86,12 @@ class Approval(BaseModel):
     note: str | None = Field(None, description="The approver's note or rejection reason.")
     requested_at: float = Field(default_factory=time.time)
     decided_at: float | None = None
+    started_at: float | None = Field(
+        None, description="When the approved execution started (set before the worker runs)."
+    )
+    may_have_run: bool = Field(
+        False, description="Asked again: an approved execution started and never finished."
+    )
 
 
 class LeaseOwner(BaseModel):
@@ -223,6 +229,18 @@ class Store(ABC):
     async def aclose(self) -> None:  # noqa: B027 - stores without resources need nothing
         """Release files and threads; safe to call more than once."""
 
+    # approved executions
+    @abstractmethod
+    async def start_approved(self, run_id: str, task_id: str) -> Approval:
+        """Record, durably and before the worker is called, that an approved task starts.
+
+        An approval covers one execution. Returned approved with ``started_at`` set; but if
+        an approved execution had already started (the process died during it, or it
+        failed), the approval is used up: it is returned pending again, with
+        ``may_have_run``, and must be decided anew. ``ApprovalError`` if the task has no
+        approved (or used-up) approval.
+        """
+
 
 def observed_status(
     status: RunStatus, holder: LeaseOwner | None, lease_until: float | None
@@ -313,5 +331,24 @@ def decide_approval(
             "status": ApprovalStatus.approved if approved else ApprovalStatus.rejected,
             "note": note,
             "decided_at": time.time(),
+        }
+    )
+
+
+def start_approval(current: Approval | None, run_id: str, task_id: str) -> Approval:
+    """The approval once its execution starts, or pending again if one started before
+    (shared by every store; see ``Store.start_approved``)."""
+    if current is None or current.status is not ApprovalStatus.approved:
+        raise ApprovalError(f"Task {task_id!r} of run {run_id!r} has no approval to start.")
+    if current.started_at is None:
+        return current.model_copy(update={"started_at": time.time()})
+    return current.model_copy(
+        update={
+            "status": ApprovalStatus.pending,
+            "may_have_run": True,
+            "started_at": None,
+            "note": None,
+            "decided_at": None,
+            "requested_at": time.time(),
         }
     )

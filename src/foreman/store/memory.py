@@ -28,6 +28,7 @@ from foreman.store.base import (
     choose_run,
     decide_approval,
     observed_status,
+    start_approval,
     withdrawn,
 )
 
@@ -212,3 +213,9 @@ class MemoryStore(Store):
         self._run(run_id)
         self._approvals[(run_id, task_id)] = decided
         return decided.model_copy()
+
+    async def start_approved(self, run_id: str, task_id: str) -> Approval:
+        self._run(run_id)
+        started = start_approval(self._approvals.get((run_id, task_id)), run_id, task_id)
+        self._approvals[(run_id, task_id)] = started
+        return started.model_copy()

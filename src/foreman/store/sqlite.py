@@ -44,6 +44,7 @@ from foreman.store.base import (
     decide_approval,
     observed_status,
     reading_run,
+    start_approval,
     withdrawn,
 )
 from foreman.store.migrations import migrate
@@ -62,8 +63,9 @@ def default_db_path() -> Path:
 class SQLiteStore(Store):
     """Runs in one SQLite file; safe to share between processes (WAL, busy timeout).
 
-    ``create=False`` is for commands that only look: a missing file is then an error
-    (``StoreNotFoundError``) instead of a new, empty database left behind by a typo.
+    ``create=False`` is for commands that only look: a missing file is then never created
+    (a typo in --db used to leave an empty database behind). Lists of runs and approvals
+    are empty; anything about one run raises ``StoreNotFoundError``.
     """
 
     def __init__(
@@ -100,6 +102,10 @@ class SQLiteStore(Store):
                 raise
             self._connection = connection
         return self._connection
+
+    def _absent(self) -> bool:
+        """No file, and none to create: a list of its runs is empty (not an error)."""
+        return not self.create and self._connection is None and not self.path.exists()
 
     def _use_wal(self, connection: sqlite3.Connection) -> None:
         """Switch to WAL, waiting up to the busy timeout like any other statement.
@@ -210,6 +216,9 @@ class SQLiteStore(Store):
         return await self._run(read)
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
+        if self._absent():
+            return []
+
         def read(db: sqlite3.Connection) -> list[RunSummary]:
             runs = db.execute(
                 "SELECT r.run_id, r.request, r.status, r.settings, r.created_at, r.updated_at,"
@@ -497,6 +506,9 @@ class SQLiteStore(Store):
     async def list_approvals(
         self, status: ApprovalStatus | None = ApprovalStatus.pending
     ) -> list[Approval]:
+        if self._absent():
+            return []
+
         def read(db: sqlite3.Connection) -> list[Approval]:
             query = "SELECT run_id, approval FROM approvals"
             if status is None:
@@ -533,6 +545,31 @@ class SQLiteStore(Store):
                     (decided.status.value, decided.model_dump_json(), run_id, task_id),
                 )
                 return decided
+
+        return await self._run(write)
+
+    async def start_approved(self, run_id: str, task_id: str) -> Approval:
+        def write(db: sqlite3.Connection) -> Approval:
+            with self._transaction(db):
+                _require_run(db, run_id, self.path)
+                row = db.execute(
+                    "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?",
+                    (run_id, task_id),
+                ).fetchone()
+                current = Approval.model_validate_json(row[0]) if row else None
+                started = start_approval(current, run_id, task_id)
+                db.execute(
+                    "UPDATE approvals SET status = ?, approval = ?, requested_at = ?"
+                    " WHERE run_id = ? AND task_id = ?",
+                    (
+                        started.status.value,
+                        started.model_dump_json(),
+                        started.requested_at,
+                        run_id,
+                        task_id,
+                    ),
+                )
+                return started
 
         return await self._run(write)
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.workers.default_team import DEFAULT_WORKERS
-from foreman.workers.spec import Worker
+from foreman.workers.spec import Worker, unknown_keys
 
 
 class Registry:
@@ -74,22 +74,55 @@ class Registry:
         return len(self._workers)
 
 
+#: The keys a team file may have at its top level.
+TEAM_KEYS = ("include_defaults", "workers")
+
+
 def load_team(path: str | Path) -> Registry:
-    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) team file into a registry."""
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) team file into a registry.
+
+    Strict on purpose: an unknown or misspelt key, at the top or in a worker, is an error
+    that names it (a typo like ``rsik: high`` must never quietly load a low-risk worker),
+    and so is a worker name used twice in the file.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"Cannot read team file {path}: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Team file {path} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+            f"{exc.start}); a team file is YAML or TOML."
+        ) from None
     data = _parse(path, text)
-    if not isinstance(data, dict) or not isinstance(data.get("workers", []), list):
+    if not isinstance(data, dict):
         raise ConfigError(f"Team file {path} must be a mapping with a 'workers' list.")
-    registry = Registry.default() if data.get("include_defaults") else Registry()
-    for index, entry in enumerate(data.get("workers", [])):
+    if problems := unknown_keys(data, TEAM_KEYS):
+        raise ConfigError(f"Team file {path}: {'; '.join(problems)}.")
+    entries = data.get("workers", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"Team file {path}: 'workers' must be a list of workers.")
+    include_defaults = data.get("include_defaults", False)
+    if not isinstance(include_defaults, bool):
+        raise ConfigError(f"Team file {path}: 'include_defaults' must be true or false.")
+    registry = Registry.default() if include_defaults else Registry()
+    defined: dict[str, int] = {}
+    for index, entry in enumerate(entries, start=1):
         try:
-            registry.add(Worker.model_validate(entry))
+            worker = Worker.model_validate(entry)
         except ValidationError as exc:
-            raise ConfigError(f"Team file {path}, worker #{index + 1}: {_brief(exc)}") from exc
+            name = f" ({entry['name']!r})" if isinstance(entry, dict) and "name" in entry else ""
+            raise ConfigError(f"Team file {path}, worker #{index}{name}: {_brief(exc)}") from exc
+        if worker.name in defined:
+            raise ConfigError(
+                f"Team file {path}: worker #{index} is named {worker.name!r}, like worker "
+                f"#{defined[worker.name]}; each worker needs its own name."
+            )
+        defined[worker.name] = index
+        registry.add(worker)
     if not len(registry):
         raise ConfigError(f"Team file {path} defines no workers.")
     registry.check_references()
@@ -109,5 +142,8 @@ def _parse(path: Path, text: str) -> Any:
 
 def _brief(exc: ValidationError) -> str:
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}" for err in exc.errors()
+        f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}".removeprefix(
+            "entry: Value error, "
+        )
+        for err in exc.errors()
     )

@@ -7,10 +7,12 @@ replay any task in isolation.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from foreman.models.retry import RetryPolicy
 
@@ -30,7 +32,7 @@ class Worker(BaseModel):
     orchestrator's default, so cheap workers and a strong planner can be mixed freely.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
     description: str
@@ -59,9 +61,28 @@ class Worker(BaseModel):
         "marker, or skip this task too.",
     )
     risk: RiskLevel = RiskLevel.low
+    idempotent: bool = Field(
+        False,
+        description="Running it twice does no harm: an approved task cut short by a crash "
+        "runs again on resume without asking again.",
+    )
     max_concurrency: int | None = Field(None, ge=1, description="Tasks of this worker at once.")
     max_tokens: int = Field(1024, ge=1)
     temperature: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        """A misspelt key must not be dropped silently: ``rsik: high`` would otherwise load
+        a high-risk worker as low risk, without its approval gate."""
+        if isinstance(data, dict):
+            problems = unknown_keys(data, cls.model_fields)
+            retry = data.get("retry")
+            if isinstance(retry, dict):
+                problems += unknown_keys(retry, RetryPolicy.model_fields, within="retry")
+            if problems:
+                raise ValueError("; ".join(problems))
+        return data
 
     @field_validator("input_schema", "output_schema")
     @classmethod
@@ -69,3 +90,19 @@ class Worker(BaseModel):
         if value is not None and not (isinstance(value, type) and issubclass(value, BaseModel)):
             raise ValueError("must be a pydantic BaseModel subclass")
         return value
+
+
+def unknown_keys(data: dict[str, Any], valid: Iterable[str], *, within: str = "") -> list[str]:
+    """One message per key of ``data`` not in ``valid``, with the nearest valid key if any."""
+    valid = list(valid)
+    prefix = f"{within}." if within else ""
+    problems = []
+    for key in data:
+        if key in valid:
+            continue
+        message = f"unknown key {prefix + str(key)!r}"
+        close = difflib.get_close_matches(str(key), valid, n=1)
+        if close:
+            message += f" (did you mean {prefix + close[0]!r}?)"
+        problems.append(message)
+    return problems
