@@ -113,7 +113,9 @@ def test_sigkill_mid_run_then_resume_never_repeats_finished_tasks(tmp_path: Path
     assert foreman.calls() == Counter({"t1": 1, "t2": 1, "t3": 1})
 
     shown = foreman.run("show", run_id)
-    assert shown.returncode == 0 and "running" in shown.stdout  # the process died mid-run
+    assert shown.returncode == 0 and "crashed" in shown.stdout  # the process died mid-run
+    listed = foreman.run("runs")
+    assert "crashed" in listed.stdout and "running" not in listed.stdout
 
     foreman.set_spec({"plan": DAG})  # t3 is fast now
     resumed = foreman.run("resume", run_id, "--json")
@@ -238,6 +240,7 @@ def test_rejection_follows_the_failure_policy_and_is_recorded(tmp_path: Path) ->
 )
 def test_unknown_run_is_a_clear_error(tmp_path: Path, command: list[str]) -> None:
     foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
+    assert foreman.run("run", "--json", "something").returncode == 0  # a store with a run
     result = foreman.run(*command)
     assert result.returncode == 1
     assert "No run 'nope'" in result.stderr
@@ -265,3 +268,122 @@ def test_corrupted_database_is_a_clear_error(tmp_path: Path) -> None:
     result = foreman.run("runs")
     assert result.returncode == 1
     assert "corrupted" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show", "r1"],
+        ["approve", "r1", "t1"],
+        ["reject", "r1", "t1", "--reason", "no"],
+        ["resume", "r1"],
+        ["replay", "r1", "t1"],
+        ["cancel", "r1"],
+        ["rm", "r1"],
+        ["doctor"],
+    ],
+)
+def test_commands_that_need_a_store_never_create_one(tmp_path: Path, command: list[str]) -> None:
+    foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
+    foreman.db = tmp_path / "mistyped.db"
+    result = foreman.run(*command)
+    assert result.returncode == 1, result.stderr
+    assert "No run store at" in result.stderr and "mistyped.db" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not foreman.db.exists()
+
+
+@pytest.mark.parametrize("command", [["runs"], ["approvals"]])
+def test_lists_of_a_missing_store_are_empty_and_create_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
+    foreman.db = tmp_path / "mistyped.db"
+    result = foreman.run(*command)
+    assert result.returncode == 0, result.stderr
+    assert not foreman.db.exists()
+
+
+def test_cancel_stops_a_run_running_in_another_process(tmp_path: Path) -> None:
+    foreman = Foreman(tmp_path, {"plan": DAG, "latency": {"do t3": 60}})
+    process, run_id = start_slow_run(foreman)
+    try:
+        cancelled = foreman.run("cancel", run_id[:-2])  # a unique prefix names the run
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert f"Asked run {run_id} to stop" in cancelled.stdout
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1, stderr
+    last = events_of(stdout)[-1]
+    assert last.type == "run_finished" and last.result.status.value == "cancelled"
+    assert set(last.result.tasks) >= {"t1", "t2"}  # what was checkpointed is kept
+    assert "t4" not in foreman.calls()
+
+    shown = foreman.run("show", run_id)
+    assert "cancelled" in shown.stdout
+    resumed = foreman.run("resume", run_id)
+    assert resumed.returncode == 1 and "already finished" in resumed.stderr
+    again = foreman.run("cancel", "last")
+    assert again.returncode == 1 and "already cancelled" in again.stderr
+
+
+def test_cancel_and_rm_of_finished_and_unknown_runs(tmp_path: Path) -> None:
+    foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
+    first = foreman.run("run", "--json", "one")
+    second = foreman.run("run", "--json", "two")
+    ids = [events_of(r.stdout)[-1].run_id for r in (first, second)]
+
+    finished = foreman.run("cancel", ids[0])
+    assert finished.returncode == 1 and "already succeeded" in finished.stderr
+    unknown = foreman.run("rm", "nope", ids[0])
+    assert unknown.returncode == 1 and "No run 'nope'" in unknown.stderr
+    assert foreman.run("show", ids[0]).returncode == 0  # nothing went: one ref was bad
+
+    removed = foreman.run("rm", "last", ids[0])
+    assert removed.returncode == 0, removed.stderr
+    assert f"Deleted run {ids[1]}" in removed.stdout and f"Deleted run {ids[0]}" in removed.stdout
+    assert ids[0] not in foreman.run("runs").stdout
+    with sqlite3.connect(foreman.db) as db:
+        for table in ("runs", "plans", "tasks", "events", "approvals"):
+            assert db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
+
+
+def test_rm_refuses_a_running_run_unless_forced(tmp_path: Path) -> None:
+    foreman = Foreman(tmp_path, {"plan": DAG, "latency": {"do t3": 60}})
+    process, run_id = start_slow_run(foreman)
+    try:
+        refused = foreman.run("rm", run_id)
+        assert refused.returncode == 1 and "foreman cancel" in refused.stderr
+        assert foreman.run("show", run_id).returncode == 0
+        forced = foreman.run("rm", "--force", run_id)
+        assert forced.returncode == 0, forced.stderr
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert "No run" in foreman.run("show", run_id).stderr
+
+
+def test_doctor_reports_each_unreadable_row_and_a_corrupted_row_is_one_line(
+    tmp_path: Path,
+) -> None:
+    foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
+    run_id = events_of(foreman.run("run", "--json", "one").stdout)[-1].run_id
+    healthy = foreman.run("doctor")
+    assert healthy.returncode == 0 and "healthy" in healthy.stdout
+
+    with sqlite3.connect(foreman.db) as db:
+        db.execute("UPDATE tasks SET result = '{broken'")
+        db.execute("UPDATE runs SET status = 'exploded'")
+    db.close()
+    for command in (["runs"], ["show", run_id]):
+        broken = foreman.run(*command)
+        assert broken.returncode == 1
+        assert broken.stderr.count("\n") == 1 and "corrupted" in broken.stderr, broken.stderr
+        assert run_id in broken.stderr and "Traceback" not in broken.stderr
+    checked = foreman.run("doctor")
+    assert checked.returncode == 1
+    lines = checked.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(run_id in line for line in lines), lines

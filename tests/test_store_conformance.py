@@ -22,7 +22,16 @@ from typing import Any
 import pytest
 
 from foreman.engine.results import RunStatus, TaskResult, TaskStatus
-from foreman.errors import ApprovalError, RunLockedError, StoreError, UnknownRunError
+from foreman.errors import (
+    AmbiguousRunError,
+    ApprovalError,
+    CorruptedRunError,
+    RunFinishedError,
+    RunLockedError,
+    StoreError,
+    StoreNotFoundError,
+    UnknownRunError,
+)
 from foreman.events import Assembled, TaskFailed, TaskFinished, TaskStarted
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan, Task
@@ -80,7 +89,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     implementation = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "r.db")
     yield implementation
     await implementation.aclose()
-    await implementation.aclose()  # closing twice is harmless
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -383,7 +391,240 @@ async def test_leases_are_per_run(store: Store) -> None:
     await store.create_run(run_record("b"))
     one, other = LeaseOwner(), LeaseOwner()
     await store.acquire_lease("a", one, ttl=60)
-    await store.acquire_lease("b", other, ttl=60)
+    await store.acquire_lease("b", other, ttl=60)  # a's holder does not lock b
+
+    third = LeaseOwner()
+    for run_id in ("a", "b"):
+        with pytest.raises(RunLockedError):
+            await store.acquire_lease(run_id, third, ttl=60)
+    await store.release_lease("a", one)
+    await store.acquire_lease("a", third, ttl=60)  # a is free now...
+    with pytest.raises(RunLockedError):
+        await store.acquire_lease("b", third, ttl=60)  # ...and b still is not
+
+
+# --- derived status: crashed ------------------------------------------------------------
+
+
+async def status_everywhere(store: Store, run_id: str) -> set[RunStatus]:
+    """The run's status as ``get_run`` and as ``list_runs`` report it."""
+    listed = {run.run_id: run.status for run in await store.list_runs()}
+    return {(await store.get_run(run_id)).status, listed[run_id]}
+
+
+async def test_a_running_run_whose_lease_expired_reads_crashed(store: Store) -> None:
+    await store.create_run(run_record())
+    assert await status_everywhere(store, "run-1") == {RunStatus.running}  # never leased yet
+    owner = LeaseOwner()
+    await store.acquire_lease("run-1", owner, ttl=60)
+    assert await status_everywhere(store, "run-1") == {RunStatus.running}
+
+    await store.acquire_lease("run-1", owner, ttl=0.01)
+    await asyncio.sleep(0.05)
+    assert await status_everywhere(store, "run-1") == {RunStatus.crashed}
+
+    await store.renew_lease("run-1", owner, ttl=60)  # it was only slow: running again
+    assert await status_everywhere(store, "run-1") == {RunStatus.running}
+
+
+async def test_a_lease_released_with_the_run_still_running_reads_crashed(store: Store) -> None:
+    await store.create_run(run_record())
+    owner = LeaseOwner()
+    await store.acquire_lease("run-1", owner, ttl=60)
+    await store.release_lease("run-1", owner)
+    assert await status_everywhere(store, "run-1") == {RunStatus.crashed}
+
+
+async def test_a_settled_run_keeps_its_status_after_its_lease(store: Store) -> None:
+    await store.create_run(run_record())
+    owner = LeaseOwner()
+    await store.acquire_lease("run-1", owner, ttl=60)
+    await store.update_run("run-1", status=RunStatus.interrupted)
+    await store.release_lease("run-1", owner)
+    assert await status_everywhere(store, "run-1") == {RunStatus.interrupted}
+
+
+async def test_a_running_run_whose_process_is_gone_reads_crashed(store: Store) -> None:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await process.wait()
+    await store.create_run(run_record())
+    await store.acquire_lease("run-1", LeaseOwner(pid=process.pid), ttl=3600)
+    assert await status_everywhere(store, "run-1") == {RunStatus.crashed}
+
+
+# --- naming, cancelling and deleting runs --------------------------------------------------
+
+
+async def test_resolve_run_by_id_prefix_or_last(store: Store) -> None:
+    for n, run_id in enumerate(["20260101-aaa111", "20260101-aab222", "20260102-ccc333"]):
+        await store.create_run(run_record(run_id, created_at=100.0 + n))
+
+    assert await store.resolve_run("20260101-aaa111") == "20260101-aaa111"
+    assert await store.resolve_run("20260101-aaa") == "20260101-aaa111"
+    assert await store.resolve_run("20260102") == "20260102-ccc333"
+    assert await store.resolve_run("last") == "20260102-ccc333"
+    with pytest.raises(AmbiguousRunError) as ambiguous:
+        await store.resolve_run("20260101-aa")
+    assert "20260101-aaa111" in str(ambiguous.value)
+    assert "20260101-aab222" in str(ambiguous.value)
+    for ref in ("nope", "", "%", "2026_"):
+        with pytest.raises(UnknownRunError) as unknown:
+            await store.resolve_run(ref)
+        assert not isinstance(unknown.value, AmbiguousRunError)
+
+
+async def test_resolve_last_in_an_empty_store_is_unknown(store: Store) -> None:
+    with pytest.raises(UnknownRunError):
+        await store.resolve_run("last")
+
+
+async def test_a_run_named_like_a_prefix_of_another_is_taken_whole(store: Store) -> None:
+    await store.create_run(run_record("abc", created_at=1.0))
+    await store.create_run(run_record("abcdef", created_at=2.0))
+    assert await store.resolve_run("abc") == "abc"
+
+
+async def test_cancelling_a_paused_run_ends_it_at_once(store: Store) -> None:
+    await store.create_run(run_record())
+    await store.update_run("run-1", status=RunStatus.waiting_approval)
+    assert await store.cancel_run("run-1") is RunStatus.cancelled
+    assert (await store.get_run("run-1")).status is RunStatus.cancelled
+    with pytest.raises(RunFinishedError, match="already cancelled"):
+        await store.cancel_run("run-1")
+
+
+async def test_cancelling_a_finished_run_is_refused(store: Store) -> None:
+    await store.create_run(run_record())
+    await store.update_run("run-1", status=RunStatus.succeeded, answer="done")
+    with pytest.raises(RunFinishedError, match="already succeeded"):
+        await store.cancel_run("run-1")
+    assert (await store.get_run("run-1")).status is RunStatus.succeeded
+    with pytest.raises(UnknownRunError):
+        await store.cancel_run("nope")
+
+
+async def test_cancelling_a_running_run_asks_its_process_to_stop(store: Store) -> None:
+    await store.create_run(run_record())
+    await store.create_run(run_record("other"))
+    await store.acquire_lease("run-1", LeaseOwner(), ttl=60)
+    assert not await store.cancel_requested("run-1")
+
+    assert await store.cancel_run("run-1") is RunStatus.running
+    assert await store.cancel_requested("run-1")
+    assert not await store.cancel_requested("other")
+    # The executing process settles the status itself when it stops.
+    assert (await store.get_run("run-1")).status is RunStatus.running
+
+
+async def test_cancelling_a_crashed_run_ends_it(store: Store) -> None:
+    await store.create_run(run_record())
+    owner = LeaseOwner()
+    await store.acquire_lease("run-1", owner, ttl=60)
+    await store.release_lease("run-1", owner)  # left running: crashed
+    assert await store.cancel_run("run-1") is RunStatus.cancelled
+    assert (await store.get_run("run-1")).status is RunStatus.cancelled
+
+
+@pytest.mark.parametrize("directly", [True, False])
+async def test_a_cancelled_run_withdraws_its_pending_approvals(
+    store: Store, directly: bool
+) -> None:
+    for run_id in ("run-1", "other"):
+        await store.create_run(run_record(run_id))
+        await store.request_approval(approval("t1", run_id=run_id))
+    await store.request_approval(approval("t2"))
+    await store.decide("run-1", "t2", approved=True, note=None)
+
+    if directly:  # paused: cancel_run ends it at once
+        await store.update_run("run-1", status=RunStatus.waiting_approval)
+        await store.cancel_run("run-1")
+    else:  # running: its process records the cancellation
+        await store.update_run("run-1", status=RunStatus.cancelled)
+
+    assert [(a.run_id, a.task_id) for a in await store.list_approvals()] == [("other", "t1")]
+    withdrawn = await store.get_approval("run-1", "t1")
+    assert withdrawn is not None and withdrawn.status is ApprovalStatus.rejected
+    assert withdrawn.note == "the run was cancelled"
+    kept = await store.get_approval("run-1", "t2")
+    assert kept is not None and kept.status is ApprovalStatus.approved
+    with pytest.raises(ApprovalError, match="already rejected"):
+        await store.decide("run-1", "t1", approved=True, note=None)
+
+
+async def test_deleting_a_run_removes_everything_about_it(store: Store) -> None:
+    for run_id in ("run-1", "keep"):
+        await store.create_run(run_record(run_id))
+        await store.save_plan(run_id, plan("t1", "t2"))
+        await store.save_task(
+            run_id, result("t1"), [TaskStarted(run_id=run_id, task_id="t1", worker="w")]
+        )
+        await store.request_approval(approval("t2", run_id=run_id))
+        await store.update_run(run_id, status=RunStatus.waiting_approval)
+
+    await store.delete_run("run-1")
+
+    with pytest.raises(UnknownRunError):
+        await store.get_run("run-1")
+    assert await store.load_tasks("run-1") == {}
+    assert await store.load_events("run-1") == []
+    assert await store.get_approval("run-1", "t2") is None
+    assert [a.run_id for a in await store.list_approvals()] == ["keep"]
+    assert [run.run_id for run in await store.list_runs()] == ["keep"]
+    assert set(await store.load_tasks("keep")) == {"t1"}
+    assert len(await store.load_events("keep")) == 1
+    with pytest.raises(UnknownRunError):
+        await store.delete_run("run-1")
+    await store.create_run(run_record("run-1"))  # the id is free again, with nothing old
+    assert await store.load_tasks("run-1") == {}
+
+
+async def test_deleting_a_running_run_needs_force(store: Store) -> None:
+    await store.create_run(run_record())
+    await store.acquire_lease("run-1", LeaseOwner(), ttl=60)
+    with pytest.raises(RunLockedError, match="foreman cancel"):
+        await store.delete_run("run-1")
+    assert (await store.get_run("run-1")).status is RunStatus.running
+    await store.delete_run("run-1", force=True)
+    with pytest.raises(UnknownRunError):
+        await store.get_run("run-1")
+
+
+# --- prompt-cache tokens --------------------------------------------------------------------
+
+
+async def test_cache_tokens_are_kept_wherever_tokens_are(store: Store) -> None:
+    spent = Usage(input_tokens=10, output_tokens=20, cache_read_tokens=30, cache_write_tokens=40)
+    await store.create_run(run_record())
+    await store.save_plan("run-1", plan("t1"), spent)
+    await store.save_task("run-1", result("t1", usage=spent, model="local"))
+    await store.update_run("run-1", status=RunStatus.succeeded, usage=spent + spent)
+
+    run = await store.get_run("run-1")
+    assert run.plan_usage == spent
+    assert run.usage == spent + spent
+    assert (await store.load_tasks("run-1"))["t1"].usage == spent
+    assert (await store.list_runs())[0].usage == spent + spent
+
+
+# --- closing --------------------------------------------------------------------------------
+
+
+async def test_closing_twice_is_harmless_and_keeps_what_was_written(
+    store: Store, tmp_path: Path
+) -> None:
+    await store.create_run(run_record())
+    await store.save_task("run-1", result("t1"))
+    await store.aclose()
+    await store.aclose()
+    if isinstance(store, SQLiteStore):
+        assert store._connection is None  # the file is let go of
+        reopened = SQLiteStore(store.path)
+        try:
+            assert set(await reopened.load_tasks("run-1")) == {"t1"}
+        finally:
+            await reopened.aclose()
+    else:  # nothing to let go of: the runs stay readable
+        assert set(await store.load_tasks("run-1")) == {"t1"}
 
 
 # --- approvals ---------------------------------------------------------------------------
@@ -722,6 +963,186 @@ async def test_sqlite_writes_happen_off_the_event_loop(tmp_path: Path) -> None:
         assert threads and all(name.startswith("foreman-store") for name in threads)
         assert threading.current_thread().name not in threads
         assert any(t.name.startswith("foreman-store") for t in threading.enumerate())
+    finally:
+        await store.aclose()
+
+
+# --- rows that do not parse, and the check that finds them --------------------------------
+
+
+async def stored_run(path: Path) -> None:
+    store = SQLiteStore(path)
+    try:
+        await store.create_run(run_record(settings={"model": "local"}))
+        await store.save_plan("run-1", plan("t1", "t2"))
+        await store.save_task(
+            "run-1", result("t1"), [TaskStarted(run_id="run-1", task_id="t1", worker="w")]
+        )
+        await store.request_approval(approval("t2"))
+        await store.update_run("run-1", status=RunStatus.waiting_approval)
+    finally:
+        await store.aclose()
+
+
+CORRUPTIONS = {
+    "task row": ("UPDATE tasks SET result = '{not json'", ["load_tasks"]),
+    "status": ("UPDATE runs SET status = 'exploded'", ["get_run", "list_runs"]),
+    "settings": ("UPDATE runs SET settings = 'not json at all'", ["get_run", "list_runs"]),
+    "settings type": ("UPDATE runs SET settings = '[1, 2]'", ["get_run", "list_runs"]),
+    "plan": ("UPDATE plans SET plan = '{\"tasks\": 3}'", ["get_run"]),
+    "event": ("UPDATE events SET event = 'nope'", ["load_events"]),
+    "approval": ("UPDATE approvals SET approval = '{}'", ["list_approvals", "get_approval"]),
+    "lease": ("UPDATE runs SET lease_owner = 'garbage'", ["get_run", "list_runs"]),
+}
+
+
+@pytest.mark.parametrize("what", list(CORRUPTIONS))
+async def test_sqlite_a_corrupted_row_is_one_clear_error_naming_the_run(
+    tmp_path: Path, what: str
+) -> None:
+    path = tmp_path / "runs.db"
+    await stored_run(path)
+    sql, readers = CORRUPTIONS[what]
+    with raw(path) as connection:
+        connection.execute(sql)
+    connection.close()
+
+    store = SQLiteStore(path)
+    try:
+        calls = {
+            "load_tasks": lambda: store.load_tasks("run-1"),
+            "get_run": lambda: store.get_run("run-1"),
+            "list_runs": lambda: store.list_runs(),
+            "load_events": lambda: store.load_events("run-1"),
+            "list_approvals": lambda: store.list_approvals(),
+            "get_approval": lambda: store.get_approval("run-1", "t2"),
+        }
+        for reader in readers:
+            with pytest.raises(CorruptedRunError) as raised:
+                await calls[reader]()
+            message = str(raised.value)
+            assert raised.value.run_id == "run-1"
+            assert "Run run-1" in message and "corrupted" in message and str(path) in message
+            assert "\n" not in message
+        problems = await store.check()
+        assert len(problems) == 1 and problems[0].startswith("run run-1:"), problems
+
+        await store.delete_run("run-1")  # the way out the message suggests
+        assert await store.check() == []
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_check_finds_nothing_in_a_healthy_store(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    await stored_run(path)
+    store = SQLiteStore(path)
+    try:
+        assert await store.check() == []
+    finally:
+        await store.aclose()
+
+
+# --- opening: read-only, concurrently, and an older schema ---------------------------------
+
+
+async def test_sqlite_without_create_never_makes_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "typo" / "runs.db"
+    store = SQLiteStore(path, create=False)
+    try:
+        assert await store.list_runs() == [] and await store.list_approvals() == []
+        for read in (store.get_run("run-1"), store.resolve_run("last"), store.check()):
+            with pytest.raises(StoreNotFoundError, match="No run store at") as raised:
+                await read
+            assert str(path) in str(raised.value)
+    finally:
+        await store.aclose()
+    assert not path.exists() and not path.parent.exists()
+
+    await stored_run(path)  # once it exists, it opens as usual
+    store = SQLiteStore(path, create=False)
+    try:
+        assert (await store.get_run("run-1")).settings == {"model": "local"}
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_two_stores_in_one_process_create_the_schema_once(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    stores = [SQLiteStore(path) for _ in range(6)]
+    try:
+        await asyncio.gather(*(s.create_run(run_record(f"r{n}")) for n, s in enumerate(stores)))
+        assert len(await stores[0].list_runs()) == 6
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+async def test_sqlite_a_database_of_the_previous_schema_is_migrated_with_its_data(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    with raw(path) as connection:  # the database as foreman with schema 1 left it
+        connection.executescript(MIGRATIONS[0])
+        connection.execute("PRAGMA user_version = 1")
+        connection.execute(
+            "INSERT INTO runs (run_id, request, status, settings, input_tokens, output_tokens,"
+            " created_at, updated_at) VALUES ('old', 'an old request', 'partial',"
+            ' \'{"model": "local"}\', 100, 50, 1.0, 2.0)'
+        )
+        connection.execute(
+            "INSERT INTO plans (run_id, version, plan, input_tokens, output_tokens, created_at)"
+            " VALUES ('old', 1, ?, 7, 3, 1.0)",
+            (plan("t1").model_dump_json(),),
+        )
+        connection.execute(
+            "INSERT INTO tasks (run_id, task_id, status, model, input_tokens, output_tokens,"
+            " result, updated_at) VALUES ('old', 't1', 'succeeded', 'local', 5, 6, ?, 1.0)",
+            (result("t1", usage=Usage(input_tokens=5, output_tokens=6)).model_dump_json(),),
+        )
+    connection.close()
+
+    store = SQLiteStore(path)
+    try:
+        run = await store.get_run("old")
+        assert (run.request, run.status, run.settings) == (
+            "an old request",
+            RunStatus.partial,
+            {"model": "local"},
+        )
+        assert run.usage == Usage(input_tokens=100, output_tokens=50)
+        assert run.plan == plan("t1") and run.plan_usage == Usage(input_tokens=7, output_tokens=3)
+        assert (await store.load_tasks("old"))["t1"].usage.output_tokens == 6
+        [summary] = await store.list_runs()
+        assert (summary.tasks, summary.tasks_done) == (1, 1)
+
+        cached = Usage(input_tokens=1, cache_read_tokens=9, cache_write_tokens=4)
+        await store.update_run("old", status=RunStatus.partial, usage=cached)
+        assert (await store.get_run("old")).usage == cached
+    finally:
+        await store.aclose()
+    with raw(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    connection.close()
+
+
+async def test_sqlite_check_reports_a_damaged_page(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    await stored_run(path)
+    with raw(path) as connection:
+        (page_size,) = connection.execute("PRAGMA page_size").fetchone()
+        (root,) = connection.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'approvals_by_status'"
+        ).fetchone()
+    connection.close()
+    with path.open("r+b") as file:  # scribble over the header of one index page
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * 64)
+
+    store = SQLiteStore(path)
+    try:
+        problems = await store.check()
+        assert problems and all(problem.startswith(str(path)) for problem in problems)
     finally:
         await store.aclose()
 

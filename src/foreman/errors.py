@@ -98,6 +98,18 @@ class StoreError(ForemanError):
     """The run store cannot be read or written (corrupt file, full disk, locked...)."""
 
 
+class StoreNotFoundError(StoreError):
+    """A command that only reads found no run store file (it never creates one)."""
+
+
+class CorruptedRunError(StoreError):
+    """A stored row of one run cannot be read back (bad JSON, unknown status...)."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class UnknownRunError(StoreError):
     """No run with that id in the store."""
 

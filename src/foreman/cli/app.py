@@ -1,5 +1,5 @@
 """The ``foreman`` command: run, plan, workers, resume, replay (and, registered from their
-own modules, runs, show, approvals, approve, reject).
+own modules, runs, show, approvals, approve, reject, cancel, rm, doctor).
 
 Exit codes: 0 the run succeeded; 1 a foreman error (no valid plan, bad team file, unknown
 run...); 2 bad usage; 3 a partial answer; 4 the run was aborted; 5 the run waits for
@@ -224,4 +224,4 @@ def main() -> None:
 
 
 # Registered after run, plan and workers, so that --help lists those first.
-from foreman.cli import approvals, history  # noqa: E402, F401
+from foreman.cli import approvals, history, manage  # noqa: E402, F401

@@ -126,8 +126,8 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
     return orchestrator
 
 
-def open_store(db: Path | None) -> SQLiteStore:
-    return SQLiteStore(db)
+def open_store(db: Path | None, *, create: bool = True) -> SQLiteStore:
+    return SQLiteStore(db, create=create)
 
 
 def drive(orchestrator: Orchestrator, action: Callable[[Orchestrator], Awaitable[T]]) -> T:
@@ -140,9 +140,12 @@ def drive(orchestrator: Orchestrator, action: Callable[[Orchestrator], Awaitable
     return asyncio.run(closing())
 
 
-async def with_store(db: Path | None, action):
-    """``await action(store)`` on the run store, closing it afterwards."""
-    store = open_store(db)
+async def with_store(db: Path | None, action, *, create: bool = False):
+    """``await action(store)`` on the run store, closing it afterwards.
+
+    Commands that only look (or decide on an existing run) never create a store: a missing
+    file is a clear error, not a new empty database."""
+    store = open_store(db, create=create)
     try:
         return await action(store)
     finally:

@@ -85,6 +85,9 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     try:
         return await _drive(orchestrator, state, journal, delivery, progress)
     except asyncio.CancelledError:
+        if journal.cancelled and not progress.settled:  # `foreman cancel`: end here, as asked
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            return await _cancelled(orchestrator, state, journal, delivery, progress)
         if not progress.settled:
             await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
         raise
@@ -265,6 +268,29 @@ async def _drive(
     await delivery.finish(RunFinished(run_id=run_id, result=result))
     # Events carry JSON (they round-trip); the caller gets structured outputs as models.
     return result.model_copy(update={"tasks": typed_outputs(results, orchestrator.registry)})
+
+
+async def _cancelled(
+    orchestrator: Orchestrator,
+    state: RunState,
+    journal: RunJournal,
+    delivery: _Delivery,
+    progress: _Progress,
+) -> RunResult:
+    """The run as its cancellation left it: the tasks checkpointed so far, no answer."""
+    record = await orchestrator.store.get_run(state.run_id)
+    result = RunResult(
+        run_id=state.run_id,
+        request=state.request,
+        status=RunStatus.cancelled,
+        plan=record.plan,
+        tasks=await orchestrator.store.load_tasks(state.run_id),
+        usage=journal.spent,
+        error="cancelled (foreman cancel)",
+    )
+    progress.settled = True
+    await delivery.finish(RunFinished(run_id=state.run_id, result=result))
+    return result
 
 
 async def make_plan(

@@ -3,7 +3,9 @@
 Events are buffered in memory and written in the same transaction as the next checkpoint,
 so each settled task costs one write, and the stored log never runs ahead of the state.
 The journal also holds the run's lease, renewed in the background while the run is alive,
-so a second process cannot execute the same run at the same time.
+so a second process cannot execute the same run at the same time, and polls the run's
+cancel flag (``foreman cancel`` from another process): when it is set, the journal sets
+``cancelled`` and cancels the task executing the run, which then records ``cancelled``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from foreman.models.base import Usage
 from foreman.store.base import LeaseOwner, Store
 
 LEASE_SECONDS = 30.0
+CANCEL_POLL_SECONDS = 1.0
 
 
 class RunJournal:
@@ -30,6 +33,7 @@ class RunJournal:
         *,
         spent: Usage | None = None,
         lease_seconds: float = LEASE_SECONDS,
+        cancel_poll: float = CANCEL_POLL_SECONDS,
     ) -> None:
         self.store = store
         #: Tokens the run has spent so far: planning and every checkpointed task (plus
@@ -38,8 +42,12 @@ class RunJournal:
         self.run_id = run_id
         self.owner = LeaseOwner()
         self.lease_seconds = lease_seconds
+        self.cancel_poll = cancel_poll
+        #: Set when the run stopped because someone asked it to (``Store.cancel_run``).
+        self.cancelled = False
         self._events: list[Any] = []
         self._renewer: asyncio.Task[None] | None = None
+        self._executing: asyncio.Task[Any] | None = None
 
     def record(self, event: Any) -> None:
         """Keep an event for the next write (cheap: no I/O here)."""
@@ -67,6 +75,7 @@ class RunJournal:
 
     async def acquire(self) -> None:
         await self.store.acquire_lease(self.run_id, self.owner, self.lease_seconds)
+        self._executing = asyncio.current_task()
         self._renewer = asyncio.create_task(self._renew(), name=f"foreman-lease-{self.run_id}")
 
     async def release(self) -> None:
@@ -77,10 +86,20 @@ class RunJournal:
         await self.store.release_lease(self.run_id, self.owner)
 
     async def _renew(self) -> None:
+        loop = asyncio.get_running_loop()
+        every = self.lease_seconds / 3
+        renewed = loop.time()
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            # A failed renewal (store busy for a moment) is retried at the next beat; left
-            # to end this task, it would stop renewing for good and then surface from
-            # ``release``, replacing the run's own outcome.
+            await asyncio.sleep(min(self.cancel_poll, every))
+            # A failed renewal or poll (store busy for a moment) is retried at the next
+            # beat; left to end this task, it would stop renewing for good and then surface
+            # from ``release``, replacing the run's own outcome.
             with contextlib.suppress(StoreError):
-                await self.store.renew_lease(self.run_id, self.owner, self.lease_seconds)
+                if await self.store.cancel_requested(self.run_id):
+                    self.cancelled = True
+                    if self._executing is not None:
+                        self._executing.cancel()
+                    return
+                if loop.time() - renewed >= every:
+                    await self.store.renew_lease(self.run_id, self.owner, self.lease_seconds)
+                    renewed = loop.time()

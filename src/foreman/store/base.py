@@ -13,14 +13,22 @@ import socket
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from foreman.engine.results import RunStatus, TaskResult
-from foreman.errors import ApprovalError
+from foreman.errors import (
+    AmbiguousRunError,
+    ApprovalError,
+    CorruptedRunError,
+    RunFinishedError,
+    RunLockedError,
+    UnknownRunError,
+)
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
 from foreman.workers.spec import RiskLevel
@@ -137,6 +145,36 @@ class Store(ABC):
         events: Sequence[Any] = (),
     ) -> None: ...
 
+    @abstractmethod
+    async def resolve_run(self, ref: str) -> str:
+        """The id of the run ``ref`` names: a full id, a unique prefix, or ``last`` (newest).
+
+        ``AmbiguousRunError`` (listing the candidates) when a prefix fits several runs,
+        ``UnknownRunError`` when it fits none.
+        """
+
+    @abstractmethod
+    async def cancel_run(self, run_id: str) -> RunStatus:
+        """Cancel a run that has not finished; ``cancelled`` is final (resume refuses it).
+
+        A run executing in a live process cannot be stopped from here: it is flagged, its
+        process notices (``cancel_requested``), stops and records ``cancelled`` itself;
+        ``running`` is returned. Any other unfinished run (paused, interrupted, crashed...)
+        is marked ``cancelled`` at once and that is returned. ``RunFinishedError`` if the run
+        already finished or was cancelled.
+        """
+
+    @abstractmethod
+    async def cancel_requested(self, run_id: str) -> bool:
+        """Whether someone asked this run to stop (polled by the process executing it)."""
+
+    @abstractmethod
+    async def delete_run(self, run_id: str, *, force: bool = False) -> None:
+        """Delete a run and everything stored about it (plans, tasks, events, approvals).
+
+        ``RunLockedError`` if a live process is executing it, unless ``force``.
+        """
+
     # plans and tasks
     @abstractmethod
     async def save_plan(self, run_id: str, plan: Plan, usage: Usage | None = None) -> int:
@@ -202,6 +240,75 @@ class Store(ABC):
         ``may_have_run``, and must be decided anew. ``ApprovalError`` if the task has no
         approved (or used-up) approval.
         """
+
+
+def observed_status(
+    status: RunStatus, holder: LeaseOwner | None, lease_until: float | None
+) -> RunStatus:
+    """A stored status as it stands now: ``running`` whose owner is gone reads ``crashed``.
+
+    The owner is gone when its lease expired or was released without the status being
+    settled, or (on this host) when its process no longer exists. A run never leased yet
+    (just created) still reads ``running``.
+    """
+    if status is not RunStatus.running or holder is None:
+        return status
+    if (lease_until or 0.0) <= time.time() or not holder.is_alive():
+        return RunStatus.crashed
+    return status
+
+
+def choose_run(ref: str, candidates: Sequence[str], where: str) -> str:
+    """The one run a prefix names among ``candidates`` (newest first), or why not."""
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise UnknownRunError(f"No run {ref!r} in {where}. `foreman runs` lists the runs.")
+    shown = ", ".join(candidates[:5]) + (
+        f" and {len(candidates) - 5} more" if len(candidates) > 5 else ""
+    )
+    raise AmbiguousRunError(
+        f"{ref!r} matches {len(candidates)} runs ({shown}): give more of the run id."
+    )
+
+
+def check_cancellable(run_id: str, status: RunStatus) -> None:
+    if status.final:
+        raise RunFinishedError(
+            f"Run {run_id} is already {status.value}: there is nothing to cancel. "
+            f"`foreman rm {run_id}` deletes it."
+        )
+
+
+def check_deletable(run_id: str, status: RunStatus, force: bool) -> None:
+    """``status`` as observed: only a run a live process is executing is protected."""
+    if status is RunStatus.running and not force:
+        raise RunLockedError(
+            f"Run {run_id} is running right now: `foreman cancel {run_id}` stops it, or "
+            "`foreman rm --force` deletes it anyway."
+        )
+
+
+@contextmanager
+def reading_run(run_id: str, where: str) -> Iterator[None]:
+    """Turn a stored row that does not parse into one ``CorruptedRunError`` naming the run."""
+    try:
+        yield
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        # pydantic's ValidationError and json's JSONDecodeError are ValueErrors.
+        detail = " ".join(str(exc).split())[:200]
+        raise CorruptedRunError(
+            f"Run {run_id} in {where} is corrupted and cannot be read ({detail}). "
+            f"`foreman doctor` checks the whole store; `foreman rm {run_id}` deletes the run.",
+            run_id=run_id,
+        ) from exc
+
+
+def withdrawn(approval: Approval) -> Approval:
+    """A pending request of a cancelled run, rejected: nobody needs to decide it any more."""
+    return decide_approval(
+        approval, approval.run_id, approval.task_id, False, "the run was cancelled"
+    )
 
 
 def decide_approval(

@@ -23,8 +23,13 @@ from foreman.store.base import (
     RunRecord,
     RunSummary,
     Store,
+    check_cancellable,
+    check_deletable,
+    choose_run,
     decide_approval,
+    observed_status,
     start_approval,
+    withdrawn,
 )
 
 
@@ -38,6 +43,7 @@ class MemoryStore(Store):
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._approvals: dict[tuple[str, str], Approval] = {}
         self._leases: dict[str, tuple[LeaseOwner, float]] = {}
+        self._cancel_requested: set[str] = set()
 
     def _run(self, run_id: str) -> RunRecord:
         try:
@@ -49,11 +55,22 @@ class MemoryStore(Store):
         self._runs[run.run_id] = run.model_copy(deep=True)
         self._plans[run.run_id], self._tasks[run.run_id], self._events[run.run_id] = [], {}, []
 
+    def _status(self, run: RunRecord) -> RunStatus:
+        holder, until = self._leases.get(run.run_id, (None, None))
+        return observed_status(run.status, holder, until)
+
     async def get_run(self, run_id: str) -> RunRecord:
         plans = self._plans.get(run_id, [])
         plan, usage = plans[-1] if plans else (None, Usage())
-        return self._run(run_id).model_copy(
-            update={"plan": plan, "plan_version": len(plans), "plan_usage": usage}, deep=True
+        run = self._run(run_id)
+        return run.model_copy(
+            update={
+                "plan": plan,
+                "plan_version": len(plans),
+                "plan_usage": usage,
+                "status": self._status(run),
+            },
+            deep=True,
         )
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
@@ -65,7 +82,7 @@ class MemoryStore(Store):
                 RunSummary(
                     run_id=run.run_id,
                     request=run.request,
-                    status=run.status,
+                    status=self._status(run),
                     tasks=len(plans[-1][0].tasks) if plans else 0,
                     tasks_done=sum(task.succeeded for task in tasks),
                     usage=run.usage.model_copy(),
@@ -95,6 +112,46 @@ class MemoryStore(Store):
         if usage is not None:
             run.usage = usage.model_copy()
         self._events[run_id].extend(event.model_dump(mode="json") for event in events)
+        if status is RunStatus.cancelled:
+            self._withdraw_pending(run_id)
+
+    def _withdraw_pending(self, run_id: str) -> None:
+        for key, approval in self._approvals.items():
+            if key[0] == run_id and approval.status is ApprovalStatus.pending:
+                self._approvals[key] = withdrawn(approval)
+
+    async def resolve_run(self, ref: str) -> str:
+        if ref in self._runs:
+            return ref
+        newest = sorted(self._runs.values(), key=lambda run: run.created_at, reverse=True)
+        if ref == "last" and newest:
+            return newest[0].run_id
+        where = "this memory store"
+        return choose_run(
+            ref, [r.run_id for r in newest if ref and r.run_id.startswith(ref)], where
+        )
+
+    async def cancel_run(self, run_id: str) -> RunStatus:
+        run = self._run(run_id)
+        status = self._status(run)
+        check_cancellable(run_id, status)
+        if status is RunStatus.running:
+            self._cancel_requested.add(run_id)
+            return status
+        run.status, run.updated_at = RunStatus.cancelled, time.time()
+        self._withdraw_pending(run_id)
+        return run.status
+
+    async def cancel_requested(self, run_id: str) -> bool:
+        return run_id in self._cancel_requested
+
+    async def delete_run(self, run_id: str, *, force: bool = False) -> None:
+        check_deletable(run_id, self._status(self._run(run_id)), force)
+        for table in (self._runs, self._plans, self._tasks, self._events, self._leases):
+            table.pop(run_id, None)
+        self._cancel_requested.discard(run_id)
+        for key in [key for key in self._approvals if key[0] == run_id]:
+            del self._approvals[key]
 
     async def save_plan(self, run_id: str, plan: Plan, usage: Usage | None = None) -> int:
         self._run(run_id)
@@ -127,7 +184,8 @@ class MemoryStore(Store):
     async def release_lease(self, run_id: str, owner: LeaseOwner) -> None:
         holder, _ = self._leases.get(run_id, (None, 0.0))
         if holder is not None and holder.id == owner.id:
-            del self._leases[run_id]
+            # The holder stays on record: a run it left ``running`` then reads ``crashed``.
+            self._leases[run_id] = (holder, 0.0)
 
     async def request_approval(self, approval: Approval) -> Approval:
         self._run(approval.run_id)

@@ -65,18 +65,54 @@ MIGRATIONS: list[str] = [
     CREATE INDEX approvals_by_status ON approvals(status, requested_at);
     CREATE INDEX runs_by_age ON runs(created_at);
     """,
+    # 2: prompt-cache tokens wherever tokens are counted; a flag asking a run to stop
+    """
+    ALTER TABLE runs ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plans ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plans ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
 def migrate(connection: sqlite3.Connection, path: str) -> None:
-    """Bring the database to the current schema, in one transaction per migration."""
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise StoreError(
-            f"The database {path} has schema version {version}, newer than this foreman "
-            f"understands ({len(MIGRATIONS)}). Upgrade foreman, or use another --db."
-        )
-    for number in range(version + 1, len(MIGRATIONS) + 1):
-        connection.executescript(
-            f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;"
-        )
+    """Bring the database to the current schema, in one ``BEGIN IMMEDIATE`` transaction.
+
+    The version is read inside the write transaction, so two processes opening a new file at
+    once cannot both see version 0 and both create the tables: the second waits for the
+    first's commit (busy timeout), then finds the schema current and does nothing.
+    """
+    if connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+        return  # the common case, without taking the write lock
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"The database {path} has schema version {version}, newer than this foreman "
+                f"understands ({len(MIGRATIONS)}). Upgrade foreman, or use another --db."
+            )
+        for number in range(version + 1, len(MIGRATIONS) + 1):
+            for statement in _statements(MIGRATIONS[number - 1]):
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements one by one: ``executescript`` would commit our transaction."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from foreman.engine.results import RunStatus, TaskResult
-from foreman.errors import RunLockedError, StoreError, UnknownRunError
+from foreman.errors import (
+    CorruptedRunError,
+    RunLockedError,
+    StoreError,
+    StoreNotFoundError,
+    UnknownRunError,
+)
 from foreman.models.base import Usage
 from foreman.models.pricing import run_cost
 from foreman.plan.schema import Plan
@@ -32,8 +38,14 @@ from foreman.store.base import (
     RunRecord,
     RunSummary,
     Store,
+    check_cancellable,
+    check_deletable,
+    choose_run,
     decide_approval,
+    observed_status,
+    reading_run,
     start_approval,
+    withdrawn,
 )
 from foreman.store.migrations import migrate
 
@@ -49,11 +61,19 @@ def default_db_path() -> Path:
 
 
 class SQLiteStore(Store):
-    """Runs in one SQLite file; safe to share between processes (WAL, busy timeout)."""
+    """Runs in one SQLite file; safe to share between processes (WAL, busy timeout).
 
-    def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 5.0) -> None:
+    ``create=False`` is for commands that only look: a missing file is then never created
+    (a typo in --db used to leave an empty database behind). Lists of runs and approvals
+    are empty; anything about one run raises ``StoreNotFoundError``.
+    """
+
+    def __init__(
+        self, path: str | Path | None = None, *, busy_timeout: float = 5.0, create: bool = True
+    ) -> None:
         self.path = Path(path).expanduser() if path else default_db_path()
         self.busy_timeout = busy_timeout
+        self.create = create
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foreman-store")
         self._connection: sqlite3.Connection | None = None
 
@@ -71,17 +91,54 @@ class SQLiteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
+            connection = self._open()
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"Cannot create the folder for {self.path}: {exc}") from exc
-            connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA foreign_keys=ON")
-            migrate(connection, str(self.path))
+                self._use_wal(connection)
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.execute("PRAGMA foreign_keys=ON")
+                migrate(connection, str(self.path))
+            except BaseException:
+                connection.close()
+                raise
             self._connection = connection
         return self._connection
+
+    def _absent(self) -> bool:
+        """No file, and none to create: a list of its runs is empty (not an error)."""
+        return not self.create and self._connection is None and not self.path.exists()
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        """Switch to WAL, waiting up to the busy timeout like any other statement.
+
+        Switching the journal mode does not go through SQLite's busy handler: while another
+        process is switching the same new file, it fails at once with "database is locked".
+        So it is retried here, briefly, until the busy timeout runs out.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.create:
+            if not self.path.is_file():
+                raise StoreNotFoundError(
+                    f"No run store at {self.path}: no runs yet, or a mistyped --db / FOREMAN_DB. "
+                    "`foreman run` creates it."
+                )
+            # mode=rw: never create the file, even if it vanished since the check.
+            uri = self.path.resolve().as_uri() + "?mode=rw"
+            return sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the folder for {self.path}: {exc}") from exc
+        return sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
 
     @staticmethod
     @contextmanager
@@ -127,8 +184,8 @@ class SQLiteStore(Store):
     async def get_run(self, run_id: str) -> RunRecord:
         def read(db: sqlite3.Connection) -> RunRecord:
             row = db.execute(
-                "SELECT run_id, request, status, settings, answer, error, input_tokens,"
-                " output_tokens, created_at, updated_at FROM runs WHERE run_id = ?",
+                f"SELECT run_id, request, status, settings, answer, error, created_at,"
+                f" updated_at, lease_owner, lease_until, {_USAGE} FROM runs WHERE run_id = ?",
                 (run_id,),
             ).fetchone()
             if row is None:
@@ -136,46 +193,53 @@ class SQLiteStore(Store):
                     f"No run {run_id!r} in {self.path}. `foreman runs` lists the runs."
                 )
             plan = db.execute(
-                "SELECT version, plan, input_tokens, output_tokens FROM plans WHERE run_id = ?"
+                f"SELECT version, plan, {_USAGE} FROM plans WHERE run_id = ?"
                 " ORDER BY version DESC LIMIT 1",
                 (run_id,),
             ).fetchone()
-            return RunRecord(
-                run_id=row[0],
-                request=row[1],
-                status=RunStatus(row[2]),
-                settings=json.loads(row[3]),
-                answer=row[4],
-                error=row[5],
-                usage=Usage(input_tokens=row[6], output_tokens=row[7]),
-                created_at=row[8],
-                updated_at=row[9],
-                plan=Plan.model_validate_json(plan[1]) if plan else None,
-                plan_version=plan[0] if plan else 0,
-                plan_usage=Usage(input_tokens=plan[2], output_tokens=plan[3]) if plan else Usage(),
-            )
+            with reading_run(run_id, str(self.path)):
+                return RunRecord(
+                    run_id=row[0],
+                    request=row[1],
+                    status=_status(row[2], row[8], row[9]),
+                    settings=_settings(row[3]),
+                    answer=row[4],
+                    error=row[5],
+                    usage=_usage(row[10:]),
+                    created_at=row[6],
+                    updated_at=row[7],
+                    plan=Plan.model_validate_json(plan[1]) if plan else None,
+                    plan_version=plan[0] if plan else 0,
+                    plan_usage=_usage(plan[2:]) if plan else Usage(),
+                )
 
         return await self._run(read)
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
+        if self._absent():
+            return []
+
         def read(db: sqlite3.Connection) -> list[RunSummary]:
             runs = db.execute(
-                "SELECT r.run_id, r.request, r.status, r.input_tokens, r.output_tokens,"
-                " r.settings, r.created_at, r.updated_at,"
-                " (SELECT json_array_length(plan, '$.tasks') FROM plans p"
-                "  WHERE p.run_id = r.run_id ORDER BY version DESC LIMIT 1)"
+                "SELECT r.run_id, r.request, r.status, r.settings, r.created_at, r.updated_at,"
+                " r.lease_owner, r.lease_until,"
+                " (SELECT CASE WHEN json_valid(plan) THEN json_array_length(plan, '$.tasks') END"
+                "  FROM plans p"
+                "  WHERE p.run_id = r.run_id ORDER BY version DESC LIMIT 1),"
+                " r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens"
                 " FROM runs r ORDER BY r.created_at DESC LIMIT ?",
                 (limit,),
             ).fetchall()
             per_model: dict[str, list[tuple[Any, ...]]] = {row[0]: [] for row in runs}
             for run_id, *group in db.execute(  # every listed run's tasks, in one query
-                "SELECT run_id, model, status, SUM(input_tokens), SUM(output_tokens), COUNT(*)"
+                "SELECT run_id, model, status, COUNT(*), SUM(input_tokens), SUM(output_tokens),"
+                " SUM(cache_read_tokens), SUM(cache_write_tokens)"
                 " FROM tasks WHERE run_id IN (SELECT run_id FROM runs"
                 "  ORDER BY created_at DESC LIMIT ?) GROUP BY run_id, model, status",
                 (limit,),
             ):
                 per_model[run_id].append(tuple(group))
-            return [_summary(row, per_model[row[0]]) for row in runs]
+            return [_summary(row, per_model[row[0]], self.path) for row in runs]
 
         return await self._run(read)
 
@@ -194,14 +258,15 @@ class SQLiteStore(Store):
                 updated = db.execute(
                     "UPDATE runs SET status = ?, answer = ?, error = ?,"
                     " input_tokens = COALESCE(?, input_tokens),"
-                    " output_tokens = COALESCE(?, output_tokens), updated_at = ?"
+                    " output_tokens = COALESCE(?, output_tokens),"
+                    " cache_read_tokens = COALESCE(?, cache_read_tokens),"
+                    " cache_write_tokens = COALESCE(?, cache_write_tokens), updated_at = ?"
                     " WHERE run_id = ?",
                     (
                         status.value,
                         answer,
                         error,
-                        usage.input_tokens if usage else None,
-                        usage.output_tokens if usage else None,
+                        *(_tokens(usage) if usage else (None,) * 4),
                         time.time(),
                         run_id,
                     ),
@@ -209,8 +274,84 @@ class SQLiteStore(Store):
                 if not updated:
                     raise UnknownRunError(f"No run {run_id!r} in {self.path}.")
                 _append_events(db, run_id, events)
+                if status is RunStatus.cancelled:
+                    _withdraw_pending(db, run_id, str(self.path))
 
         await self._run(write)
+
+    async def resolve_run(self, ref: str) -> str:
+        def read(db: sqlite3.Connection) -> str:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (ref,)).fetchone():
+                return ref
+            newest = "ORDER BY created_at DESC, run_id DESC"
+            if ref == "last":
+                row = db.execute(f"SELECT run_id FROM runs {newest} LIMIT 1").fetchone()
+                if row is not None:
+                    return row[0]
+            rows = db.execute(
+                f"SELECT run_id FROM runs WHERE ? != '' AND substr(run_id, 1, length(?)) = ?"
+                f" {newest}",
+                (ref, ref, ref),
+            )
+            return choose_run(ref, [row[0] for row in rows], str(self.path))
+
+        return await self._run(read)
+
+    async def cancel_run(self, run_id: str) -> RunStatus:
+        def write(db: sqlite3.Connection) -> RunStatus:
+            with self._transaction(db):
+                status = _observed(db, run_id, self.path)
+                check_cancellable(run_id, status)
+                if status is RunStatus.running:
+                    db.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?", (run_id,))
+                    return status
+                db.execute(
+                    "UPDATE runs SET status = ?, cancel_requested = 1, updated_at = ?"
+                    " WHERE run_id = ?",
+                    (RunStatus.cancelled.value, time.time(), run_id),
+                )
+                _withdraw_pending(db, run_id, str(self.path))
+                return RunStatus.cancelled
+
+        return await self._run(write)
+
+    async def cancel_requested(self, run_id: str) -> bool:
+        def read(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return bool(row and row[0])
+
+        return await self._run(read)
+
+    async def delete_run(self, run_id: str, *, force: bool = False) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with self._transaction(db):
+                try:
+                    status = _observed(db, run_id, self.path)
+                except CorruptedRunError:  # unreadable: deleting it is the way out
+                    status = RunStatus.crashed
+                check_deletable(run_id, status, force)
+                for table in ("events", "approvals", "tasks", "plans", "runs"):
+                    db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+
+        await self._run(write)
+
+    async def check(self) -> list[str]:
+        """Problems found in the file (``PRAGMA quick_check``) and in every stored row.
+
+        An empty list means healthy. Used by ``foreman doctor``.
+        """
+
+        def read(db: sqlite3.Connection) -> list[str]:
+            problems = [
+                f"{self.path}: {row[0]}"
+                for row in db.execute("PRAGMA quick_check")
+                if row[0] != "ok"
+            ]
+            return problems + _row_problems(db, str(self.path))
+
+        return await self._run(read)
 
     # --- plans and tasks ---------------------------------------------------------------
 
@@ -224,16 +365,9 @@ class SQLiteStore(Store):
                     "SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE run_id = ?", (run_id,)
                 ).fetchone()
                 db.execute(
-                    "INSERT INTO plans (run_id, version, plan, input_tokens, output_tokens,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        version,
-                        plan.model_dump_json(),
-                        usage.input_tokens,
-                        usage.output_tokens,
-                        time.time(),
-                    ),
+                    f"INSERT INTO plans (run_id, version, plan, created_at, {_USAGE})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, version, plan.model_dump_json(), time.time(), *_tokens(usage)),
                 )
                 return version
 
@@ -245,18 +379,17 @@ class SQLiteStore(Store):
             result.task_id,
             result.status.value,
             result.model,
-            result.usage.input_tokens,
-            result.usage.output_tokens,
             result.model_dump_json(),
             time.time(),
+            *_tokens(result.usage),
         )
 
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
                 _require_run(db, run_id, self.path)
                 db.execute(
-                    "INSERT OR REPLACE INTO tasks (run_id, task_id, status, model, input_tokens,"
-                    " output_tokens, result, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO tasks (run_id, task_id, status, model, result,"
+                    f" updated_at, {_USAGE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
                 _append_events(db, run_id, events)
@@ -266,7 +399,8 @@ class SQLiteStore(Store):
     async def load_tasks(self, run_id: str) -> dict[str, TaskResult]:
         def read(db: sqlite3.Connection) -> dict[str, TaskResult]:
             rows = db.execute("SELECT result FROM tasks WHERE run_id = ?", (run_id,))
-            results = (TaskResult.model_validate_json(row[0]) for row in rows)
+            with reading_run(run_id, str(self.path)):
+                results = [TaskResult.model_validate_json(row[0]) for row in rows]
             return {result.task_id: result for result in results}
 
         return await self._run(read)
@@ -274,7 +408,8 @@ class SQLiteStore(Store):
     async def load_events(self, run_id: str) -> list[dict[str, Any]]:
         def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = db.execute("SELECT event FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
-            return [json.loads(row[0]) for row in rows]
+            with reading_run(run_id, str(self.path)):
+                return [_object(row[0]) for row in rows]
 
         return await self._run(read)
 
@@ -288,11 +423,12 @@ class SQLiteStore(Store):
                 ).fetchone()
                 if row is None:
                     raise UnknownRunError(f"No run {run_id!r} in {self.path}.")
-                holder = LeaseOwner.model_validate_json(row[0]) if row[0] else None
+                with reading_run(run_id, str(self.path)):
+                    holder = LeaseOwner.model_validate_json(row[0]) if row[0] else None
                 if (
                     holder is not None
                     and holder.id != owner.id
-                    and row[1] > time.time()
+                    and (row[1] or 0.0) > time.time()
                     and holder.is_alive()
                 ):
                     raise RunLockedError(
@@ -318,9 +454,9 @@ class SQLiteStore(Store):
 
     async def release_lease(self, run_id: str, owner: LeaseOwner) -> None:
         def write(db: sqlite3.Connection) -> None:
+            # The holder stays on record: a run it left ``running`` then reads ``crashed``.
             db.execute(
-                "UPDATE runs SET lease_owner = NULL, lease_until = NULL"
-                " WHERE run_id = ? AND lease_owner = ?",
+                "UPDATE runs SET lease_until = 0 WHERE run_id = ? AND lease_owner = ?",
                 (run_id, owner.model_dump_json()),
             )
 
@@ -336,7 +472,8 @@ class SQLiteStore(Store):
                     (approval.run_id, approval.task_id),
                 ).fetchone()
                 if row is not None:
-                    existing = Approval.model_validate_json(row[0])
+                    with reading_run(approval.run_id, str(self.path)):
+                        existing = Approval.model_validate_json(row[0])
                     if existing.inputs == approval.inputs:
                         return existing
                 _require_run(db, approval.run_id, self.path)
@@ -361,22 +498,30 @@ class SQLiteStore(Store):
                 "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?",
                 (run_id, task_id),
             ).fetchone()
-            return Approval.model_validate_json(row[0]) if row else None
+            with reading_run(run_id, str(self.path)):
+                return Approval.model_validate_json(row[0]) if row else None
 
         return await self._run(read)
 
     async def list_approvals(
         self, status: ApprovalStatus | None = ApprovalStatus.pending
     ) -> list[Approval]:
+        if self._absent():
+            return []
+
         def read(db: sqlite3.Connection) -> list[Approval]:
+            query = "SELECT run_id, approval FROM approvals"
             if status is None:
-                rows = db.execute("SELECT approval FROM approvals ORDER BY requested_at")
+                rows = db.execute(f"{query} ORDER BY requested_at")
             else:
                 rows = db.execute(
-                    "SELECT approval FROM approvals WHERE status = ? ORDER BY requested_at",
-                    (status.value,),
+                    f"{query} WHERE status = ? ORDER BY requested_at", (status.value,)
                 )
-            return [Approval.model_validate_json(row[0]) for row in rows]
+            found = []
+            for run_id, text in rows:
+                with reading_run(run_id, str(self.path)):
+                    found.append(Approval.model_validate_json(text))
+            return found
 
         return await self._run(read)
 
@@ -389,7 +534,8 @@ class SQLiteStore(Store):
                     "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?",
                     (run_id, task_id),
                 ).fetchone()
-                current = Approval.model_validate_json(row[0]) if row else None
+                with reading_run(run_id, str(self.path)):
+                    current = Approval.model_validate_json(row[0]) if row else None
                 decided = decide_approval(current, run_id, task_id, approved, note)
                 if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                     raise UnknownRunError(f"No run {run_id!r} in {self.path}.")
@@ -433,6 +579,21 @@ def _require_run(db: sqlite3.Connection, run_id: str, path: Path) -> None:
         raise UnknownRunError(f"No run {run_id!r} in {path}. `foreman runs` lists the runs.")
 
 
+def _withdraw_pending(db: sqlite3.Connection, run_id: str, where: str) -> None:
+    """Reject the pending approval requests of a run that was just cancelled."""
+    rows = db.execute(
+        "SELECT approval FROM approvals WHERE run_id = ? AND status = ?",
+        (run_id, ApprovalStatus.pending.value),
+    ).fetchall()
+    for (text,) in rows:
+        with reading_run(run_id, where):
+            decided = withdrawn(Approval.model_validate_json(text))
+        db.execute(
+            "UPDATE approvals SET status = ?, approval = ? WHERE run_id = ? AND task_id = ?",
+            (decided.status.value, decided.model_dump_json(), run_id, decided.task_id),
+        )
+
+
 def _append_events(db: sqlite3.Connection, run_id: str, events: Sequence[Any]) -> None:
     if not events:
         return
@@ -448,27 +609,111 @@ def _append_events(db: sqlite3.Connection, run_id: str, events: Sequence[Any]) -
     )
 
 
-def _summary(row: tuple[Any, ...], per_model: list[tuple[Any, ...]]) -> RunSummary:
-    """One ``runs`` row and its tasks grouped by (model, status) as a summary."""
-    usage = Usage(input_tokens=row[3], output_tokens=row[4])
-    return RunSummary(
-        run_id=row[0],
-        request=row[1],
-        status=RunStatus(row[2]),
-        tasks=row[8] or 0,
-        tasks_done=sum(n for _, status, _, _, n in per_model if status == "succeeded"),
-        usage=usage,
-        cost=run_cost(
-            json.loads(row[5]).get("model"),
-            usage,
-            [
-                (model, Usage(input_tokens=i or 0, output_tokens=o or 0))
-                for model, _, i, o, _ in per_model
-            ],
-        ),
-        created_at=row[6],
-        updated_at=row[7],
+_USAGE = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
+
+
+def _tokens(usage: Usage) -> tuple[int, int, int, int]:
+    """A usage as the four columns named in ``_USAGE``, in that order."""
+    return (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
     )
+
+
+def _usage(columns: Sequence[Any]) -> Usage:
+    """The four ``_USAGE`` columns (or their sums, NULL for none) as a usage."""
+    i, o, r, w = (value or 0 for value in columns[:4])
+    return Usage(input_tokens=i, output_tokens=o, cache_read_tokens=r, cache_write_tokens=w)
+
+
+def _object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _settings(text: str) -> dict[str, Any]:
+    return _object(text)
+
+
+def _status(status: str, lease_owner: str | None, lease_until: float | None) -> RunStatus:
+    holder = LeaseOwner.model_validate_json(lease_owner) if lease_owner else None
+    return observed_status(RunStatus(status), holder, lease_until)
+
+
+def _observed(db: sqlite3.Connection, run_id: str, path: Path) -> RunStatus:
+    """The run's status as it stands now (``crashed`` derived); ``UnknownRunError``."""
+    row = db.execute(
+        "SELECT status, lease_owner, lease_until FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    if row is None:
+        raise UnknownRunError(f"No run {run_id!r} in {path}. `foreman runs` lists the runs.")
+    with reading_run(run_id, str(path)):
+        return _status(*row)
+
+
+def _summary(row: tuple[Any, ...], per_model: list[tuple[Any, ...]], path: Path) -> RunSummary:
+    """One ``runs`` row and its tasks grouped by (model, status) as a summary."""
+    usage = _usage(row[9:])
+    with reading_run(row[0], str(path)):
+        return RunSummary(
+            run_id=row[0],
+            request=row[1],
+            status=_status(row[2], row[6], row[7]),
+            tasks=row[8] or 0,
+            tasks_done=sum(group[2] for group in per_model if group[1] == "succeeded"),
+            usage=usage,
+            cost=run_cost(
+                _settings(row[3]).get("model"),
+                usage,
+                [(group[0], _usage(group[3:])) for group in per_model],
+            ),
+            created_at=row[4],
+            updated_at=row[5],
+        )
+
+
+def _row_problems(db: sqlite3.Connection, where: str) -> list[str]:
+    """One line per stored row that cannot be read back."""
+    checks: list[tuple[str, Callable[[tuple[Any, ...]], object]]] = [
+        (
+            "SELECT run_id, 'run', status, settings, lease_owner FROM runs",
+            lambda r: (
+                RunStatus(r[2]),
+                _settings(r[3]),
+                r[4] and LeaseOwner.model_validate_json(r[4]),
+            ),
+        ),
+        (
+            "SELECT run_id, 'plan ' || version, plan FROM plans",
+            lambda r: Plan.model_validate_json(r[2]),
+        ),
+        (
+            "SELECT run_id, 'task ' || task_id, result FROM tasks",
+            lambda r: TaskResult.model_validate_json(r[2]),
+        ),
+        ("SELECT run_id, 'event ' || seq, event FROM events", lambda r: _object(r[2])),
+        (
+            "SELECT run_id, 'approval of ' || task_id, approval FROM approvals",
+            lambda r: Approval.model_validate_json(r[2]),
+        ),
+    ]
+    problems = []
+    for query, parse in checks:
+        for row in db.execute(query):
+            try:
+                with reading_run(row[0], where):
+                    parse(row)
+            except StoreError as exc:
+                problems.append(f"run {row[0]}: {row[1]} cannot be read ({_cause(exc)})")
+    return problems
+
+
+def _cause(exc: BaseException) -> str:
+    return " ".join(str(exc.__cause__ or exc).split())[:200]
 
 
 def _store_error(exc: sqlite3.DatabaseError, path: Path) -> StoreError:

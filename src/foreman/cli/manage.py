@@ -1,0 +1,78 @@
+"""``foreman cancel``, ``foreman rm`` and ``foreman doctor``: looking after the run store.
+
+A run is named by its full id, a unique prefix of it, or ``last`` (the newest run):
+``run_ref`` turns such a reference into the run's id for any command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from foreman.cli.common import DbOpt, app, err, guard, out, with_store
+from foreman.engine.results import RunStatus
+from foreman.store.sqlite import SQLiteStore, default_db_path
+
+RunRefArg = Annotated[
+    str, typer.Argument(help="The run: its id, a unique prefix of it, or 'last' (the newest).")
+]
+
+
+def run_ref(db: Path | None, ref: str) -> str:
+    """The id of the run ``ref`` names (id, unique prefix or ``last``), or exit with why not."""
+    return guard(lambda: asyncio.run(with_store(db, lambda store: store.resolve_run(ref))))
+
+
+@app.command()
+def cancel(run: RunRefArg, db: DbOpt = None) -> None:
+    """Cancel a run: a running one stops within seconds, a paused one is dropped.
+
+    A cancelled run is final: `foreman resume` refuses it, and its pending approval
+    requests are withdrawn. Finished runs cannot be cancelled (`foreman rm` deletes them)."""
+    run_id = run_ref(db, run)
+    status = guard(lambda: asyncio.run(with_store(db, lambda store: store.cancel_run(run_id))))
+    if status is RunStatus.running:
+        out.print(
+            f"Asked run {run_id} to stop: the process running it stops within a few seconds "
+            "and marks it cancelled.",
+            soft_wrap=True,
+        )
+    else:
+        out.print(f"Run {run_id} cancelled.", soft_wrap=True)
+
+
+@app.command("rm")
+def remove(
+    runs: Annotated[list[str], typer.Argument(help="Runs to delete: ids, prefixes or 'last'.")],
+    db: DbOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even a run that is running right now.")
+    ] = False,
+) -> None:
+    """Delete runs with everything stored about them (plan, tasks, events, approvals)."""
+    run_ids = list(dict.fromkeys(run_ref(db, ref) for ref in runs))  # all named before any goes
+
+    async def delete(store: SQLiteStore) -> None:
+        for run_id in run_ids:
+            await store.delete_run(run_id, force=force)
+            out.print(f"Deleted run {run_id}.", soft_wrap=True)
+
+    guard(lambda: asyncio.run(with_store(db, delete)))
+
+
+@app.command()
+def doctor(db: DbOpt = None) -> None:
+    """Check the run store: the file's integrity and that every stored run can be read.
+
+    Exits 0 when healthy, 1 with one line per problem otherwise."""
+    problems = guard(lambda: asyncio.run(with_store(db, lambda store: store.check())))
+    for problem in problems:
+        err.print(f"[red]problem:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    path = db.expanduser() if db else default_db_path()
+    out.print(f"{escape(str(path))}: healthy", highlight=False, soft_wrap=True)
