@@ -415,3 +415,26 @@ def test_resume_model_reaches_the_resumed_tasks(scripted, tmp_path) -> None:
     result = runner.invoke(app, ["resume", run_id, "--model", "other:one"])
     assert result.exit_code == 0, result.output
     assert scripted.loaded == ["other:one"]
+
+
+def test_every_command_taking_a_run_accepts_a_prefix_or_last(scripted) -> None:
+    scripted(Script(PLAN, synthesis="A"))
+    assert runner.invoke(app, ["run", "first"]).exit_code == 0
+    assert runner.invoke(app, ["run", "second"]).exit_code == 0
+    newest = last_run_id()
+
+    shown = runner.invoke(app, ["show", "last", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["request"] == "second"
+    by_prefix = runner.invoke(app, ["show", newest[:-2], "--json"])
+    assert json.loads(by_prefix.output)["run_id"] == newest
+
+    ambiguous = runner.invoke(app, ["show", newest[:4]])
+    assert ambiguous.exit_code == 1 and "matches 2 runs" in ambiguous.output
+    resumed = runner.invoke(app, ["resume", "last"])
+    assert resumed.exit_code == 1 and f"Run {newest} already finished" in resumed.output
+    replayed = runner.invoke(app, ["replay", newest[:-1], "t1"])
+    assert replayed.exit_code == 0 and "t1 replayed" in replayed.output
+    for decide in (["approve", "last", "t1"], ["reject", "last", "t1", "--reason", "r"]):
+        refused = runner.invoke(app, decide)
+        assert refused.exit_code == 1 and f"of run '{newest}' is not waiting" in refused.output

@@ -25,6 +25,7 @@ from foreman.cli.common import (
     ModelOpt,
     PlannerOpt,
     RequestArg,
+    RunRefArg,
     TeamOpt,
     app,
     build_orchestrator,
@@ -41,6 +42,7 @@ from foreman.cli.render import plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.engine.orchestrator import Orchestrator
 from foreman.models.deprecation import show_warnings_as_lines
+from foreman.store.base import RunRecord, Store
 
 
 def _print_version(value: bool) -> None:
@@ -127,7 +129,7 @@ def run(
 
 @app.command()
 def resume(
-    run_id: Annotated[str, typer.Argument(help="The run to continue (see `foreman runs`).")],
+    run: RunRefArg,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Override the run's default model.")
     ] = None,
@@ -138,7 +140,8 @@ def resume(
 
     Tasks that finished are never executed again; the run's own settings (team, models,
     limits) are reused."""
-    record = guard(lambda: asyncio.run(with_store(db, lambda store: store.get_run(run_id))))
+    record = guard(lambda: asyncio.run(with_store(db, lambda store: _record(store, run))))
+    run_id = record.run_id
     settings = {**record.settings, **({"model": model} if model else {})}
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(
@@ -148,7 +151,7 @@ def resume(
 
 @app.command()
 def replay(
-    run_id: Annotated[str, typer.Argument(help="The run.")],
+    run: RunRefArg,
     task_id: Annotated[str, typer.Argument(help="The task to run again, e.g. t2.")],
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Try another model for this worker.")
@@ -157,7 +160,8 @@ def replay(
     json_out: Annotated[bool, typer.Option("--json", help="Print the TaskResult as JSON.")] = False,
 ) -> None:
     """Re-run one task's worker on its recorded input, for debugging; the run is untouched."""
-    record = guard(lambda: asyncio.run(with_store(db, lambda store: store.get_run(run_id))))
+    record = guard(lambda: asyncio.run(with_store(db, lambda store: _record(store, run))))
+    run_id = record.run_id
     orchestrator = guard(lambda: build_orchestrator(record.settings, db))
 
     result = guard(lambda: drive(orchestrator, lambda o: o.replay(run_id, task_id, model=model)))
@@ -216,6 +220,11 @@ def workers(
         print(json.dumps([worker_json(worker) for worker in found], indent=2))
     else:
         out.print(workers_table(found))
+
+
+async def _record(store: Store, ref: str) -> RunRecord:
+    """The run ``ref`` names: its id, a unique prefix of it, or ``last``."""
+    return await store.get_run(await store.resolve_run(ref))
 
 
 def main() -> None:

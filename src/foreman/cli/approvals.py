@@ -16,10 +16,9 @@ from rich.panel import Panel
 from rich.prompt import Confirm, Prompt
 from rich.text import Text
 
-from foreman.cli.common import DbOpt, app, guard, out, with_store
-from foreman.store.base import Approval, ApprovalStatus
+from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
+from foreman.store.base import Approval, ApprovalStatus, Store
 
-RunArg = Annotated[str, typer.Argument(help="The run's id.")]
 TaskArg = Annotated[str, typer.Argument(help="The task's id, e.g. t3.")]
 
 
@@ -85,32 +84,32 @@ def print_approval(console: Console, approval: Approval) -> None:
 
 @app.command()
 def approve(
-    run_id: RunArg,
+    run: RunRefArg,
     task_id: TaskArg,
     note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
     db: DbOpt = None,
 ) -> None:
     """Approve a waiting task; then `foreman resume RUN` continues the run."""
-    _decide(db, run_id, task_id, approved=True, note=note)
+    _decide(db, run, task_id, approved=True, note=note)
 
 
 @app.command()
 def reject(
-    run_id: RunArg,
+    run: RunRefArg,
     task_id: TaskArg,
     reason: Annotated[str, typer.Option(help="Why; recorded and shown in the run.")],
     db: DbOpt = None,
 ) -> None:
     """Reject a waiting task: on resume it fails with REASON, under its worker's policy."""
-    _decide(db, run_id, task_id, approved=False, note=reason)
+    _decide(db, run, task_id, approved=False, note=reason)
 
 
-def _decide(db, run_id: str, task_id: str, *, approved: bool, note: str | None) -> None:
-    decided = guard(
-        lambda: asyncio.run(
-            with_store(db, lambda s: s.decide(run_id, task_id, approved=approved, note=note))
-        )
-    )
+def _decide(db, run: str, task_id: str, *, approved: bool, note: str | None) -> None:
+    async def decide(store: Store) -> Approval:
+        run_id = await store.resolve_run(run)
+        return await store.decide(run_id, task_id, approved=approved, note=note)
+
+    decided = guard(lambda: asyncio.run(with_store(db, decide)))
     out.print(
         Text(
             f"Task {decided.task_id} of run {decided.run_id} {decided.status.value}. "

@@ -152,6 +152,16 @@ async def with_store(db: Path | None, action, *, create: bool = False):
         await store.aclose()
 
 
+RunRefArg = Annotated[
+    str, typer.Argument(help="The run: its id, a unique prefix of it, or 'last' (the newest).")
+]
+
+
+def run_ref(db: Path | None, ref: str) -> str:
+    """The id of the run ``ref`` names (id, unique prefix or ``last``), or exit with why not."""
+    return guard(lambda: asyncio.run(with_store(db, lambda store: store.resolve_run(ref))))
+
+
 def registry(team: Path | None) -> Registry:
     return load_team(team) if team else Registry.default()
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from foreman.cli.common import DbOpt, app, guard, out, with_store
+from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.render import STATUS_STYLE, dag_tree, task_label
 from foreman.engine.results import TaskResult
 from foreman.plan.schema import Task
@@ -37,7 +37,7 @@ def runs(
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="The run's id (see `foreman runs`).")],
+    run: RunRefArg,
     db: DbOpt = None,
     full: Annotated[bool, typer.Option(help="Print whole outputs, not their first lines.")] = False,
     json_out: Annotated[
@@ -47,19 +47,20 @@ def show(
     """Show a run: its plan as a tree with each task's status, output and error."""
 
     async def load(store: Store) -> tuple[RunRecord, dict[str, TaskResult]]:
+        run_id = await store.resolve_run(run)
         return await store.get_run(run_id), await store.load_tasks(run_id)
 
-    run, tasks = guard(lambda: asyncio.run(with_store(db, load)))
+    record, tasks = guard(lambda: asyncio.run(with_store(db, load)))
     if json_out:
-        shown = run.model_dump(mode="json")
+        shown = record.model_dump(mode="json")
         shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
         print(json.dumps(shown, indent=2))
         return
-    out.print(run_tree(run, tasks, full=full))
-    if run.answer:
-        out.print(Text.assemble("\n", ("Answer", "bold"), "\n", run.answer))
-    if run.error:
-        out.print(Text.assemble("\n", ("Error", "bold red"), " ", run.error))
+    out.print(run_tree(record, tasks, full=full))
+    if record.answer:
+        out.print(Text.assemble("\n", ("Answer", "bold"), "\n", record.answer))
+    if record.error:
+        out.print(Text.assemble("\n", ("Error", "bold red"), " ", record.error))
 
 
 def run_json(run: RunSummary) -> dict[str, object]:

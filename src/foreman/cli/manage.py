@@ -1,30 +1,20 @@
 """``foreman cancel``, ``foreman rm`` and ``foreman doctor``: looking after the run store.
 
-A run is named by its full id, a unique prefix of it, or ``last`` (the newest run):
-``run_ref`` turns such a reference into the run's id for any command.
+A run is named by its full id, a unique prefix of it, or ``last`` (the newest run), as
+in every command that takes a run (``common.run_ref``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from foreman.cli.common import DbOpt, app, err, guard, out, with_store
+from foreman.cli.common import DbOpt, RunRefArg, app, err, guard, out, run_ref, with_store
 from foreman.engine.results import RunStatus
 from foreman.store.sqlite import SQLiteStore, default_db_path
-
-RunRefArg = Annotated[
-    str, typer.Argument(help="The run: its id, a unique prefix of it, or 'last' (the newest).")
-]
-
-
-def run_ref(db: Path | None, ref: str) -> str:
-    """The id of the run ``ref`` names (id, unique prefix or ``last``), or exit with why not."""
-    return guard(lambda: asyncio.run(with_store(db, lambda store: store.resolve_run(ref))))
 
 
 @app.command()
