@@ -438,3 +438,19 @@ def test_every_command_taking_a_run_accepts_a_prefix_or_last(scripted) -> None:
     for decide in (["approve", "last", "t1"], ["reject", "last", "t1", "--reason", "r"]):
         refused = runner.invoke(app, decide)
         assert refused.exit_code == 1 and f"of run '{newest}' is not waiting" in refused.output
+
+
+def test_runs_says_which_model_has_no_price(scripted, monkeypatch) -> None:
+    monkeypatch.delenv("FOREMAN_PRICES", raising=False)
+    scripted(Script(PLAN, synthesis="A"))
+    assert runner.invoke(app, ["run", "x", "--model", "mystery:model-x"]).exit_code == 0
+    listed = runner.invoke(app, ["runs"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert "unknown" in listed.output and "$" not in listed.output
+    assert "no price for mystery:model-x" in listed.output.replace("\n", " ")
+    (row,) = json.loads(runner.invoke(app, ["runs", "--json"]).output)
+    assert row["cost_usd"] is None and "mystery:model-x" in row["unpriced_models"]
+
+    monkeypatch.setenv("FOREMAN_PRICES", '{"mystery:model-x": [1.0, 2.0], "scripted": [1, 2]}')
+    (row,) = json.loads(runner.invoke(app, ["runs", "--json"]).output)
+    assert row["cost_usd"] > 0 and row["unpriced_models"] == []

@@ -7,7 +7,7 @@ import pytest
 
 from foreman.errors import ConfigError
 from foreman.models.base import Usage
-from foreman.models.pricing import Cost, cost, price_run, run_cost, run_price
+from foreman.models.pricing import Cost, cost, price_run, run_price
 
 M = 1_000_000
 
@@ -69,7 +69,7 @@ def test_run_price_splits_tasks_from_the_rest_and_names_the_unpriced() -> None:
     assert run_price("openai:gpt-5.4-mini", total, tasks[:1]) == Cost(pytest.approx(0.75 + rest))
     assert run_price("openai:gpt-5.4-mini", total, tasks) == Cost(None, ["mystery"])
     assert run_price(None, total, tasks[:1]) == Cost(None, ["(no model)"])
-    assert run_cost("openai:gpt-5.4-mini", total, tasks[:1]) == pytest.approx(0.75 + rest)
+    assert run_price("openai:gpt-5.4-mini", total, tasks[:1]).cost_usd == pytest.approx(0.75 + rest)
 
 
 def test_overrides_add_and_replace_prices(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,14 @@ def runs(
         print(json.dumps([run_json(summary) for summary in summaries], indent=2))
     else:
         out.print(runs_table(summaries))
+        if unpriced := sorted({model for run in summaries for model in run.unpriced}):
+            out.print(
+                Text(
+                    f"cost unknown: no price for {', '.join(unpriced)}. Set FOREMAN_PRICES "
+                    "(e.g. '{\"model-id\": [input, output]}', dollars per million tokens).",
+                    style="dim",
+                )
+            )
 
 
 @app.command()
@@ -76,9 +84,15 @@ def run_json(run: RunSummary) -> dict[str, object]:
         "cache_read_tokens": run.usage.cache_read_tokens,
         "cache_write_tokens": run.usage.cache_write_tokens,
         "cost_usd": run.cost,
+        "unpriced_models": run.unpriced,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
     }
+
+
+def _cost(run: RunSummary) -> str:
+    """Dollars, or ``unknown`` when a model has no price (named below the table)."""
+    return "unknown" if run.cost is None else f"${run.cost:.4f}"
 
 
 def runs_table(summaries: list[RunSummary]) -> Table:
@@ -98,7 +112,7 @@ def runs_table(summaries: list[RunSummary]) -> Table:
             Text(run.status.value, style=STATUS_STYLE.get(run.status.value, "")),
             f"{run.tasks_done}/{run.tasks}",
             f"{run.usage.total_tokens:,}",
-            "-" if run.cost is None else f"${run.cost:.4f}",
+            _cost(run),
             _age(run.updated_at),
         )
     return table

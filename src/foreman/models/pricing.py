@@ -164,13 +164,6 @@ def run_price(
     return Cost(None if unpriced else dollars, unpriced)
 
 
-def run_cost(
-    default_model: str | None, total: Usage, tasks: Iterable[tuple[str | None, Usage]]
-) -> float | None:
-    """``run_price`` in dollars only; None if any part has no price."""
-    return run_price(default_model, total, tasks).cost_usd
-
-
 def _minus(total: Usage, spent: Usage) -> Usage:
     return Usage(
         input_tokens=max(0, total.input_tokens - spent.input_tokens),

@@ -63,6 +63,9 @@ class RunSummary(BaseModel):
     tasks_done: int
     usage: Usage
     cost: float | None = Field(None, description="US dollars, None where a price is unknown.")
+    unpriced: list[str] = Field(
+        default_factory=list, description="Models that spent tokens and have no known price."
+    )
     created_at: float
     updated_at: float
 

@@ -14,7 +14,7 @@ from typing import Any
 from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import RunLockedError, UnknownRunError
 from foreman.models.base import Usage
-from foreman.models.pricing import run_cost
+from foreman.models.pricing import run_price
 from foreman.plan.schema import Plan
 from foreman.store.base import (
     Approval,
@@ -78,6 +78,9 @@ class MemoryStore(Store):
         summaries = []
         for run in runs[:limit]:
             plans, tasks = self._plans[run.run_id], self._tasks[run.run_id].values()
+            price = run_price(
+                run.settings.get("model"), run.usage, [(task.model, task.usage) for task in tasks]
+            )
             summaries.append(
                 RunSummary(
                     run_id=run.run_id,
@@ -86,11 +89,8 @@ class MemoryStore(Store):
                     tasks=len(plans[-1][0].tasks) if plans else 0,
                     tasks_done=sum(task.succeeded for task in tasks),
                     usage=run.usage.model_copy(),
-                    cost=run_cost(
-                        run.settings.get("model"),
-                        run.usage,
-                        [(task.model, task.usage) for task in tasks],
-                    ),
+                    cost=price.cost_usd,
+                    unpriced=price.unpriced,
                     created_at=run.created_at,
                     updated_at=run.updated_at,
                 )

@@ -29,7 +29,7 @@ from foreman.errors import (
     UnknownRunError,
 )
 from foreman.models.base import Usage
-from foreman.models.pricing import run_cost
+from foreman.models.pricing import run_price
 from foreman.plan.schema import Plan
 from foreman.store.base import (
     Approval,
@@ -659,6 +659,8 @@ def _summary(row: tuple[Any, ...], per_model: list[tuple[Any, ...]], path: Path)
     """One ``runs`` row and its tasks grouped by (model, status) as a summary."""
     usage = _usage(row[9:])
     with reading_run(row[0], str(path)):
+        tasks = [(group[0], _usage(group[3:])) for group in per_model]
+        price = run_price(_settings(row[3]).get("model"), usage, tasks)
         return RunSummary(
             run_id=row[0],
             request=row[1],
@@ -666,11 +668,8 @@ def _summary(row: tuple[Any, ...], per_model: list[tuple[Any, ...]], path: Path)
             tasks=row[8] or 0,
             tasks_done=sum(group[2] for group in per_model if group[1] == "succeeded"),
             usage=usage,
-            cost=run_cost(
-                _settings(row[3]).get("model"),
-                usage,
-                [(group[0], _usage(group[3:])) for group in per_model],
-            ),
+            cost=price.cost_usd,
+            unpriced=price.unpriced,
             created_at=row[4],
             updated_at=row[5],
         )
