@@ -70,3 +70,9 @@ def test_leftover_children_are_killed() -> None:
     child = processes.spawn([sys.executable, "-c", "import time; time.sleep(60)"])
     assert processes.kill_leftovers() == [child.argv]
     assert child.returncode == -signal.SIGKILL
+
+
+def test_every_test_runs_under_a_timeout(pytestconfig: pytest.Config) -> None:
+    """pytest-timeout fails a hung test (the suite goes on) instead of hanging CI."""
+    assert pytestconfig.pluginmanager.hasplugin("timeout")
+    assert 0 < float(pytestconfig.getini("timeout")) <= 600
