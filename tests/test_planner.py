@@ -238,7 +238,7 @@ def test_the_example_shows_parallel_work_then_a_task_that_needs_it() -> None:
         ("t2", "analyst", []),
         ("t3", "writer", ["t1", "t2"]),
     ]
-    assert all(t["instructions"].endswith(": Explain how HTTPS works.") for t in tasks)
+    assert all(t["instructions"].endswith(": Explain how HTTPS works") for t in tasks)
     plan = Plan.model_validate({"tasks": tasks})
     assert validate_plan(plan, Registry.default(), max_tasks=8) == []
 

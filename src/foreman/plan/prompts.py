@@ -63,24 +63,23 @@ def _example_plan(registry: Registry, request: str, max_tasks: int) -> str:
     depend on other work runs side by side, and only the final task waits for both.
     """
     names = registry.names()
-    # A closing full stop helps a small model end the string instead of running on.
-    subject = " ".join(request.split())[:200].rstrip(".?!;:, ")
+    subject = " ".join(request.split())[:200]
     gather = "researcher" if "researcher" in names else names[0]
     combine = "writer" if "writer" in names else names[-1]
     others = [name for name in names if name not in (gather, combine)]
     weigh = "analyst" if "analyst" in others else (others[0] if others else None)
     if combine == gather or max_tasks < 2:
-        tasks = [_task(1, gather, f"Answer: {subject}.", [])]
+        tasks = [_task(1, gather, f"Answer: {subject}", [])]
     elif weigh is None or max_tasks < 3:
         tasks = [
-            _task(1, gather, f"Gather what is needed for: {subject}.", []),
-            _task(2, combine, f"Using the research: {subject}.", ["t1"]),
+            _task(1, gather, f"Gather what is needed for: {subject}", []),
+            _task(2, combine, f"Using the research: {subject}", ["t1"]),
         ]
     else:
         tasks = [
-            _task(1, gather, f"Research the facts for: {subject}.", []),
-            _task(2, weigh, f"Analyse what matters most for: {subject}.", []),
-            _task(3, combine, f"Combine the research and the analysis: {subject}.", ["t1", "t2"]),
+            _task(1, gather, f"Research the facts for: {subject}", []),
+            _task(2, weigh, f"Analyse what matters most for: {subject}", []),
+            _task(3, combine, f"Combine the research and the analysis: {subject}", ["t1", "t2"]),
         ]
     return json.dumps({"tasks": tasks}, ensure_ascii=False)
 
