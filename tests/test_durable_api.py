@@ -574,11 +574,17 @@ async def test_an_approval_covers_only_the_inputs_that_were_shown(stores: Stores
     assert json.loads(shown.inputs)["inputs"]["t1"]["missing"] is True
 
     await store.decide(result.run_id, "t2", approved=True, note=None)
-    final, _ = await resume(orchestrator(stores.new(), model), result.run_id)
+    final, resumed = await resume(orchestrator(stores.new(), model), result.run_id)
 
-    # Either t2 runs on what was approved, or it is asked again about its new inputs.
-    sent = worker_requests(model, "do t2")
-    assert all(r.messages[0].content == shown.inputs for r in sent), final.tasks["t2"]
+    # t1 ran again and its new output changed t2's inputs: the approval given for the old
+    # inputs does not cover them, so t2 did not run and is asked again with what it gets now.
+    assert final.tasks["t1"].output == "fresh t1"
+    assert worker_requests(model, "do t2") == []
+    assert final.status is RunStatus.waiting_approval
+    assert final.tasks["t2"].status is TaskStatus.waiting
+    assert [e.task_id for e in of_type(resumed, ApprovalRequested)] == ["t2"]
+    [asked] = await store.list_approvals()
+    assert asked.task_id == "t2" and "fresh t1" in asked.inputs and asked.inputs != shown.inputs
 
 
 MIXED = plan_of(task("t1", "editor"), task("t2", "deployer"), task("t3", "researcher"))

@@ -9,12 +9,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+import processes
 from foreman.events import EVENT_ADAPTER
 
 LAUNCHER = Path(__file__).with_name("scripted_cli.py")
@@ -77,30 +77,23 @@ DAG = plan(
 )
 
 
-def start_slow_run(foreman: Foreman) -> tuple[subprocess.Popen[str], str]:
+def start_slow_run(foreman: Foreman) -> tuple[processes.Child, str]:
     """Start `foreman run` in its own process; return once t1 and t2 are checkpointed and
     t3's (60 s) model call is under way."""
-    process = subprocess.Popen(
-        foreman.command("run", "--json", "write it"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    process = processes.spawn(foreman.command("run", "--json", "write it"))
     run_id, seen = None, set()
-    assert process.stdout is not None
-    for line in process.stdout:  # read events until t2 is done and t3 is mid-call
+    for line in process.lines(timeout=60):  # read events until t2 is done and t3 is mid-call
         event = EVENT_ADAPTER.validate_json(line)
         run_id = event.run_id
         seen.add((event.type, getattr(event, "task_id", None)))
         if {("task_finished", "t2"), ("task_started", "t3")} <= seen:
             break
-    assert run_id is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # until t2's checkpoint is committed and t3's call live
-        if "t3" in foreman.calls() and foreman.checkpointed(run_id) >= {"t1", "t2"}:
-            break
-        time.sleep(0.02)
+    assert {("task_finished", "t2"), ("task_started", "t3")} <= seen, process.stderr()
+    processes.wait_until(  # t2's checkpoint is committed and t3's call live
+        lambda: "t3" in foreman.calls() and foreman.checkpointed(run_id) >= {"t1", "t2"},
+        timeout=30,
+        what="t2's checkpoint and t3's call",
+    )
     return process, run_id
 
 

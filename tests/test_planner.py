@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import BaseModel
 
 from foreman import Orchestrator
 from foreman.errors import OutputValidationError, PlanError, RateLimitError
 from foreman.events import PlanReady, PlanRejected, RunFinished, TaskStarted
-from foreman.plan import Planner, constrained_plan_schema
+from foreman.plan import Plan, Planner, constrained_plan_schema
+from foreman.plan.prompts import planner_system_prompt
+from foreman.plan.validate import validate_plan
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry, RetryPolicy
 from helpers import Script, collect, of_type, plan_json, plan_of, task, worker
@@ -217,3 +221,43 @@ async def test_orchestrator_plan_uses_the_planner_model() -> None:
     assert usage.output_tokens > 0
     assert len(planner_model.requests) == 1
     assert default.requests == []
+
+
+# --- the example plan in the prompt: what a small model copies -------------------------
+
+
+def example_in(system: str) -> list[dict]:
+    line = system.split("A plan for this request could be:\n", 1)[1].splitlines()[0]
+    return json.loads(line)["tasks"]
+
+
+def test_the_example_shows_parallel_work_then_a_task_that_needs_it() -> None:
+    system = planner_system_prompt(Registry.default(), 8, "Explain   how\nHTTPS works")
+    tasks = example_in(system)
+    assert [(t["id"], t["worker"], t["depends_on"]) for t in tasks] == [
+        ("t1", "researcher", []),
+        ("t2", "analyst", []),
+        ("t3", "writer", ["t1", "t2"]),
+    ]
+    assert all(t["instructions"].endswith(": Explain how HTTPS works") for t in tasks)
+    plan = Plan.model_validate({"tasks": tasks})
+    assert validate_plan(plan, Registry.default(), max_tasks=8) == []
+
+
+@pytest.mark.parametrize(
+    ("names", "max_tasks", "expected"),
+    [
+        (["a", "b", "c"], 8, [("a", []), ("b", []), ("c", ["t1", "t2"])]),
+        (["a", "b"], 8, [("a", []), ("b", ["t1"])]),
+        (["a"], 8, [("a", [])]),
+        (["researcher", "analyst", "writer"], 2, [("researcher", []), ("writer", ["t1"])]),
+        (["researcher", "analyst", "writer"], 1, [("researcher", [])]),
+    ],
+)
+def test_the_example_fits_any_team_and_task_limit(
+    names: list[str], max_tasks: int, expected: list[tuple[str, list[str]]]
+) -> None:
+    registry = Registry([worker(name) for name in names])
+    tasks = example_in(planner_system_prompt(registry, max_tasks, "do it"))
+    assert [(t["worker"], t["depends_on"]) for t in tasks] == expected
+    assert validate_plan(Plan.model_validate({"tasks": tasks}), registry, max_tasks=max_tasks) == []

@@ -16,13 +16,13 @@ Workers:
 {workers}
 
 Rules:
-- Use at most {max_tasks} tasks; fewer is better. Simple requests need one or two.
+- Use at most {max_tasks} tasks; fewer is better.
 - Task ids are "t1", "t2", ... in order; a task may depend only on tasks before it.
 - "instructions" says precisely what that worker must do, in one or two sentences. The \
 worker sees only these instructions and the outputs of its dependencies, never the request.
 - Use only the workers listed above.
 {args_rule}
-Answer with JSON only. A minimal plan for this request would be:
+Answer with JSON only. A plan for this request could be:
 {example}
 Adapt it: split the work differently, use other workers or more tasks where the request \
 has several parts."""
@@ -49,37 +49,48 @@ def planner_system_prompt(registry: Registry, max_tasks: int, request: str) -> s
         workers="\n".join(lines),
         max_tasks=max_tasks,
         args_rule=ARGS_RULE if has_args else "",
-        example=_example_plan(registry, request),
+        example=_example_plan(registry, request, max_tasks),
     )
 
 
-def _example_plan(registry: Registry, request: str) -> str:
-    """A two-task plan written from the request itself.
+def _example_plan(registry: Registry, request: str, max_tasks: int) -> str:
+    """A small plan written from the request itself: two independent tasks, then one that
+    combines them.
 
     Small models copy their example; an example about the actual request means a copied
     example is still a sensible plan, while strong models treat it as a starting point.
+    Its shape is the point of foreman, so it is what a copy should show: work that does not
+    depend on other work runs side by side, and only the final task waits for both.
     """
     names = registry.names()
-    first = "researcher" if "researcher" in names else names[0]
-    second = "writer" if "writer" in names else names[-1]
     subject = " ".join(request.split())[:200]
-    tasks = [
-        {
-            "id": "t1",
-            "worker": first,
-            "instructions": f"Gather what is needed for: {subject}",
-            "depends_on": [],
-        },
-        {
-            "id": "t2",
-            "worker": second,
-            "instructions": f"Using the research: {subject}",
-            "depends_on": ["t1"],
-        },
-    ]
-    if first == second:
-        tasks = tasks[:1]
+    gather = "researcher" if "researcher" in names else names[0]
+    combine = "writer" if "writer" in names else names[-1]
+    others = [name for name in names if name not in (gather, combine)]
+    weigh = "analyst" if "analyst" in others else (others[0] if others else None)
+    if combine == gather or max_tasks < 2:
+        tasks = [_task(1, gather, f"Answer: {subject}", [])]
+    elif weigh is None or max_tasks < 3:
+        tasks = [
+            _task(1, gather, f"Gather what is needed for: {subject}", []),
+            _task(2, combine, f"Using the research: {subject}", ["t1"]),
+        ]
+    else:
+        tasks = [
+            _task(1, gather, f"Research the facts for: {subject}", []),
+            _task(2, weigh, f"Analyse what matters most for: {subject}", []),
+            _task(3, combine, f"Combine the research and the analysis: {subject}", ["t1", "t2"]),
+        ]
     return json.dumps({"tasks": tasks}, ensure_ascii=False)
+
+
+def _task(number: int, worker: str, instructions: str, depends_on: list[str]) -> dict:
+    return {
+        "id": f"t{number}",
+        "worker": worker,
+        "instructions": instructions,
+        "depends_on": depends_on,
+    }
 
 
 def plan_retry_prompt(errors: list[str]) -> str:
