@@ -395,7 +395,7 @@ def test_run_options_reach_the_run(scripted) -> None:
         "timeout": 7.5,
         "team": None,
     }
-    assert scripted.loaded[0] == "plan:ner" and "work:er" in scripted.loaded
+    assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner
     planner_schema = model.requests[0].output_schema
     assert planner_schema["properties"]["tasks"]["maxItems"] == 5
 

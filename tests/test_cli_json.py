@@ -97,7 +97,8 @@ def test_runs_json_has_one_object_per_run_with_stable_fields(stored_run) -> None
         "output_tokens": 30,
         "cache_read_tokens": 0,
         "cache_write_tokens": 0,
-        "cost_usd": None,
+        "cost_usd": None,  # the seeded run names no model: its tokens cannot be priced
+        "unpriced_models": ["(no model)"],
     }
 
 

@@ -300,15 +300,10 @@ def test_lists_of_a_missing_store_are_empty_and_create_nothing(
 def test_cancel_stops_a_run_running_in_another_process(tmp_path: Path) -> None:
     foreman = Foreman(tmp_path, {"plan": DAG, "latency": {"do t3": 60}})
     process, run_id = start_slow_run(foreman)
-    try:
-        cancelled = foreman.run("cancel", run_id[:-2])  # a unique prefix names the run
-        assert cancelled.returncode == 0, cancelled.stderr
-        assert f"Asked run {run_id} to stop" in cancelled.stdout
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    cancelled = foreman.run("cancel", run_id[:-2])  # a unique prefix names the run
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"Asked run {run_id} to stop" in cancelled.stdout
+    stdout, stderr = process.communicate(timeout=60)  # a child left over is killed at teardown
     assert process.returncode == 1, stderr
     last = events_of(stdout)[-1]
     assert last.type == "run_finished" and last.result.status.value == "cancelled"

@@ -121,10 +121,11 @@ class Orchestrator:
         """Build every model a run may call, now: an unknown model name or a missing API key
         is a ``ConfigError`` here, before any run is recorded, never a run that dies later.
         (Building is cheap: the local model loads its weights at its first call.)"""
-        names = {None, self.planner_model if isinstance(self.planner_model, str) else None}
+        planner = self.planner_model if isinstance(self.planner_model, str) else None
+        names = [None, planner]
         for worker in self.registry:
-            names.update((worker.model, worker.fallback_model))
-        for name in names:
+            names += [worker.model, worker.fallback_model]
+        for name in dict.fromkeys(names):  # in order, once each: errors name the first culprit
             self.models.get(name)
 
     def own_timeout(self, default: float | None = None) -> float | None:
