@@ -481,3 +481,29 @@ def test_max_tasks_beyond_the_ceiling_is_refused_at_construction() -> None:
     with pytest.raises(ConfigError, match="max_tasks must be between 1 and"):
         Orchestrator(model=ScriptedModel([]), max_tasks=MAX_TASKS_LIMIT + 1)
     assert Orchestrator(model=ScriptedModel([]), max_tasks=MAX_TASKS_LIMIT).max_tasks == 50
+
+
+@pytest.mark.parametrize("make_store", [MemoryStore, "sqlite"])
+async def test_a_resumed_run_reads_running_while_it_runs(make_store, tmp_path) -> None:
+    """Not its old status: `rm` must refuse it, and a crash of the resume shows ``crashed``."""
+    store = SQLiteStore(tmp_path / "r.db") if make_store == "sqlite" else make_store()
+    plan = plan_of(task("t1"), task("t2", "deployer", "t1"))
+    paused, _ = await run(orchestrator(ScriptedModel(Script(plan)), store))
+    assert paused.status is RunStatus.waiting_approval
+    await store.decide(paused.run_id, "t2", approved=True, note=None)
+
+    seen: list[RunStatus] = []
+    model = ScriptedModel(Script(plan))
+    answer = model.complete
+
+    async def looking_first(request: ModelRequest) -> ModelResponse:
+        if not is_synthesis(request) and instructions_of(request) == "do t2":  # resumed task
+            seen.append((await store.get_run(paused.run_id)).status)
+        return await answer(request)
+
+    model.complete = looking_first  # type: ignore[method-assign]
+    async with asyncio.timeout(LIMIT):
+        result = await orchestrator(model, store).resume(paused.run_id)
+    assert seen == [RunStatus.running]
+    assert result.status is RunStatus.succeeded
+    await store.aclose()

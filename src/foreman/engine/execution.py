@@ -83,6 +83,8 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     progress = _Progress(results=dict(state.completed))
     await journal.acquire()
     try:
+        if state.resumed:  # running again: not the status it paused or died with
+            await journal.update(RunStatus.running)
         return await _drive(orchestrator, state, journal, delivery, progress)
     except asyncio.CancelledError:
         if journal.cancelled and not progress.settled:  # `foreman cancel`: end here, as asked
