@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 
 import pytest
@@ -51,8 +52,8 @@ def chain(length: int) -> Plan:
     return plan_of(*tasks)
 
 
-def rendered(renderable) -> str:
-    console = Console(record=True, width=120, color_system=None)
+def rendered(renderable, width: int = 120) -> str:
+    console = Console(record=True, width=width, color_system=None)
     console.print(renderable)
     return console.export_text()
 
@@ -71,6 +72,19 @@ def test_a_chain_1000_deep_renders_every_task_within_a_bounded_depth() -> None:
     assert "… continued from t" in text
     widest = max(len(line.rstrip()) for line in text.splitlines())
     assert widest <= 4 * (MAX_TREE_DEPTH + 1) + len("t1000 writer: do t1000")
+
+
+@pytest.mark.parametrize("width", [50, 80, 120])
+def test_a_deep_chain_nests_only_as_deep_as_the_terminal_allows(width: int) -> None:
+    deep = chain(30)
+    run = RunRecord(run_id="r", request="q", status=RunStatus.partial, plan=deep)
+    results = {t.id: TaskResult(task_id=t.id, worker=t.worker, status=TaskStatus.succeeded,
+                                output=f"output of {t.id}") for t in deep.tasks}  # fmt: skip
+    for tree in (plan_tree(deep), run_tree(run, results)):
+        text = rendered(tree, width)
+        for k in range(1, 31):  # every task whole, on one line: none squeezed to nothing
+            assert len(re.findall(rf"\bt{k} (researcher|writer)\b.*: do t{k}\b", text)) == 1, k
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= width
 
 
 def test_a_shared_dependency_is_shown_once_and_referenced_after() -> None:

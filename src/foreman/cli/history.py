@@ -13,7 +13,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
-from foreman.cli.render import STATUS_STYLE, dag_tree, task_label
+from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
 from foreman.engine.results import TaskResult
 from foreman.plan.schema import Task
 from foreman.store.base import RunRecord, RunSummary, Store
@@ -118,18 +118,13 @@ def runs_table(summaries: list[RunSummary]) -> Table:
     return table
 
 
-def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False) -> Tree:
-    tree = Tree(
-        Text.assemble(
-            (run.run_id, "bold"),
-            " ",
-            (run.status.value, STATUS_STYLE.get(run.status.value, "")),
-            f" · {_clip(run.request, 80)} · {run.usage.total_tokens:,} tokens",
-        )
+def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False) -> FittedTree:
+    title = Text.assemble(
+        (run.run_id, "bold"),
+        " ",
+        (run.status.value, STATUS_STYLE.get(run.status.value, "")),
+        f" · {_clip(run.request, 80)} · {run.usage.total_tokens:,} tokens",
     )
-    if run.plan is None:
-        tree.add(Text("(no plan yet)", style="dim"))
-        return tree
 
     def add_task(parent: Tree, task: Task) -> Tree:
         result = tasks.get(task.id)
@@ -148,7 +143,15 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
             )
         return branch
 
-    return dag_tree(run.plan, tree, add_task)
+    def build(depth: int) -> Tree:
+        tree = Tree(title)
+        if run.plan is None:
+            tree.add(Text("(no plan yet)", style="dim"))
+            return tree
+        # a task's output and figures nest one level below it
+        return dag_tree(run.plan, tree, add_task, max_depth=max(1, depth - 1))
+
+    return FittedTree(build)
 
 
 def _show_output(output: object, full: bool) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.panel import Panel
@@ -44,19 +44,43 @@ STATUS_STYLE = {
 }
 
 
-#: How deep ``dag_tree`` nests before it starts a task again at the top level: a chain
-#: 1,000 tasks long stays readable (and within the recursion limit of any renderer).
+#: How deep ``dag_tree`` nests at most before it starts a task again at the top level: a
+#: chain 1,000 tasks long stays readable (and within the recursion limit of any renderer).
 MAX_TREE_DEPTH = 24
+#: Columns a tree keeps for its labels: a narrower terminal gets a shallower tree, never
+#: nodes squeezed to nothing (rich drops what does not fit).
+LABEL_WIDTH = 40
 
 
-def dag_tree(plan: Plan, root: Tree, add_task: Callable[[Tree, Task], Tree] | None = None) -> Tree:
+def fitting_depth(width: int) -> int:
+    """Levels a tree may nest in ``width`` columns (rich indents 4 per level)."""
+    return max(1, min(MAX_TREE_DEPTH, (width - LABEL_WIDTH) // 4))
+
+
+class FittedTree:
+    """A tree built when it is printed, as deep as the console it is printed on allows."""
+
+    def __init__(self, build: Callable[[int], Tree]) -> None:
+        self.build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.build(fitting_depth(options.max_width))
+
+
+def dag_tree(
+    plan: Plan,
+    root: Tree,
+    add_task: Callable[[Tree, Task], Tree] | None = None,
+    *,
+    max_depth: int = MAX_TREE_DEPTH,
+) -> Tree:
     """Each task under the tasks it depends on; a task with several parents shows once per
     parent, marked after the first, so the DAG reads as a tree without losing an edge.
 
     ``add_task(parent, task)`` adds a task's node (and any detail under it) and returns it;
     by default the node is the task's id, worker and instructions. The walk is iterative
-    and nests at most ``MAX_TREE_DEPTH`` levels: a deeper task starts a new top-level
-    branch marked with the task it continues from.
+    and nests at most ``max_depth`` levels: a deeper task starts a new top-level branch
+    marked with the task it continues from.
     """
     add_task = add_task or (lambda parent, task: parent.add(task_label(task)))
     tasks = {task.id: task for task in plan.tasks}
@@ -69,7 +93,7 @@ def dag_tree(plan: Plan, root: Tree, add_task: Callable[[Tree, Task], Tree] | No
         if task_id in shown:
             parent.add(Text(f"{task_id} (see above)", style="dim"))
             continue
-        if depth >= MAX_TREE_DEPTH:
+        if depth >= max_depth:
             parent = root.add(Text(f"… continued from {parent_id}", style="dim"))
             depth = 1
         shown.add(task_id)
@@ -86,8 +110,9 @@ def task_label(task: Task, status: str | None = None) -> Text:
     return label.append(": ").append(task.instructions)
 
 
-def plan_tree(plan: Plan) -> Tree:
-    return dag_tree(plan, Tree(Text.assemble(("Plan", "bold"), f" ({len(plan.tasks)} tasks)")))
+def plan_tree(plan: Plan) -> FittedTree:
+    title = Text.assemble(("Plan", "bold"), f" ({len(plan.tasks)} tasks)")
+    return FittedTree(lambda depth: dag_tree(plan, Tree(title), max_depth=depth))
 
 
 def workers_table(registry: Registry) -> Table:
