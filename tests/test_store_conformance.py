@@ -993,6 +993,8 @@ CORRUPTIONS = {
     "event": ("UPDATE events SET event = 'nope'", ["load_events"]),
     "approval": ("UPDATE approvals SET approval = '{}'", ["list_approvals", "get_approval"]),
     "lease": ("UPDATE runs SET lease_owner = 'garbage'", ["get_run", "list_runs"]),
+    "tokens": ("UPDATE runs SET input_tokens = 'abc'", ["get_run", "list_runs"]),
+    "time": ("UPDATE runs SET created_at = 'yesterday'", ["get_run", "list_runs"]),
 }
 
 
@@ -1023,7 +1025,7 @@ async def test_sqlite_a_corrupted_row_is_one_clear_error_naming_the_run(
             message = str(raised.value)
             assert raised.value.run_id == "run-1"
             assert "Run run-1" in message and "corrupted" in message and str(path) in message
-            assert "\n" not in message
+            assert "\n" not in message and "https://" not in message and len(message) < 400
         problems = await store.check()
         assert len(problems) == 1 and problems[0].startswith("run run-1:"), problems
 

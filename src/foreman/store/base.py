@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import (
@@ -299,12 +299,23 @@ def reading_run(run_id: str, where: str) -> Iterator[None]:
         yield
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         # pydantic's ValidationError and json's JSONDecodeError are ValueErrors.
-        detail = " ".join(str(exc).split())[:200]
+        detail = described(exc)
         raise CorruptedRunError(
             f"Run {run_id} in {where} is corrupted and cannot be read ({detail}). "
             f"`foreman doctor` checks the whole store; `foreman rm {run_id}` deletes the run.",
             run_id=run_id,
         ) from exc
+
+
+def described(exc: BaseException) -> str:
+    """What is wrong with a stored value, on one short line (no links, no input dumps)."""
+    if isinstance(exc, ValidationError):
+        problems = [
+            f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}"
+            for error in exc.errors()[:3]
+        ]
+        return "; ".join(problems)
+    return " ".join(str(exc).split())[:200]
 
 
 def withdrawn(approval: Approval) -> Approval:

@@ -42,6 +42,7 @@ from foreman.store.base import (
     check_deletable,
     choose_run,
     decide_approval,
+    described,
     observed_status,
     reading_run,
     start_approval,
@@ -182,38 +183,7 @@ class SQLiteStore(Store):
         await self._run(write)
 
     async def get_run(self, run_id: str) -> RunRecord:
-        def read(db: sqlite3.Connection) -> RunRecord:
-            row = db.execute(
-                f"SELECT run_id, request, status, settings, answer, error, created_at,"
-                f" updated_at, lease_owner, lease_until, {_USAGE} FROM runs WHERE run_id = ?",
-                (run_id,),
-            ).fetchone()
-            if row is None:
-                raise UnknownRunError(
-                    f"No run {run_id!r} in {self.path}. `foreman runs` lists the runs."
-                )
-            plan = db.execute(
-                f"SELECT version, plan, {_USAGE} FROM plans WHERE run_id = ?"
-                " ORDER BY version DESC LIMIT 1",
-                (run_id,),
-            ).fetchone()
-            with reading_run(run_id, str(self.path)):
-                return RunRecord(
-                    run_id=row[0],
-                    request=row[1],
-                    status=_status(row[2], row[8], row[9]),
-                    settings=_settings(row[3]),
-                    answer=row[4],
-                    error=row[5],
-                    usage=_usage(row[10:]),
-                    created_at=row[6],
-                    updated_at=row[7],
-                    plan=Plan.model_validate_json(plan[1]) if plan else None,
-                    plan_version=plan[0] if plan else 0,
-                    plan_usage=_usage(plan[2:]) if plan else Usage(),
-                )
-
-        return await self._run(read)
+        return await self._run(lambda db: _read_run(db, run_id, self.path))
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
         if self._absent():
@@ -622,6 +592,43 @@ def _tokens(usage: Usage) -> tuple[int, int, int, int]:
     )
 
 
+def _read_run(
+    db: sqlite3.Connection, run_id: str, path: Path, *, with_plan: bool = True
+) -> RunRecord:
+    """One run and its latest plan, as ``get_run`` returns it and ``check`` tries it
+    (without the plan, which ``check`` reads as a row of its own)."""
+    row = db.execute(
+        f"SELECT run_id, request, status, settings, answer, error, created_at,"
+        f" updated_at, lease_owner, lease_until, {_USAGE} FROM runs WHERE run_id = ?",
+        (run_id,),
+    ).fetchone()
+    if row is None:
+        raise UnknownRunError(f"No run {run_id!r} in {path}. `foreman runs` lists the runs.")
+    plan = (
+        with_plan
+        and db.execute(
+            f"SELECT version, plan, {_USAGE} FROM plans WHERE run_id = ?"
+            " ORDER BY version DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+    )
+    with reading_run(run_id, str(path)):
+        return RunRecord(
+            run_id=row[0],
+            request=row[1],
+            status=_status(row[2], row[8], row[9]),
+            settings=_settings(row[3]),
+            answer=row[4],
+            error=row[5],
+            usage=_usage(row[10:]),
+            created_at=row[6],
+            updated_at=row[7],
+            plan=Plan.model_validate_json(plan[1]) if plan else None,
+            plan_version=plan[0] if plan else 0,
+            plan_usage=_usage(plan[2:]) if plan else Usage(),
+        )
+
+
 def _usage(columns: Sequence[Any]) -> Usage:
     """The four ``_USAGE`` columns (or their sums, NULL for none) as a usage."""
     i, o, r, w = (value or 0 for value in columns[:4])
@@ -657,8 +664,8 @@ def _observed(db: sqlite3.Connection, run_id: str, path: Path) -> RunStatus:
 
 def _summary(row: tuple[Any, ...], per_model: list[tuple[Any, ...]], path: Path) -> RunSummary:
     """One ``runs`` row and its tasks grouped by (model, status) as a summary."""
-    usage = _usage(row[9:])
     with reading_run(row[0], str(path)):
+        usage = _usage(row[9:])
         tasks = [(group[0], _usage(group[3:])) for group in per_model]
         price = run_price(_settings(row[3]).get("model"), usage, tasks)
         return RunSummary(
@@ -679,11 +686,10 @@ def _row_problems(db: sqlite3.Connection, where: str) -> list[str]:
     """One line per stored row that cannot be read back."""
     checks: list[tuple[str, Callable[[tuple[Any, ...]], object]]] = [
         (
-            "SELECT run_id, 'run', status, settings, lease_owner FROM runs",
+            "SELECT run_id, 'run', lease_owner FROM runs",
             lambda r: (
-                RunStatus(r[2]),
-                _settings(r[3]),
-                r[4] and LeaseOwner.model_validate_json(r[4]),
+                _read_run(db, r[0], Path(where), with_plan=False),  # as `show` reads it
+                r[2] and LeaseOwner.model_validate_json(r[2]),
             ),
         ),
         (
@@ -712,7 +718,7 @@ def _row_problems(db: sqlite3.Connection, where: str) -> list[str]:
 
 
 def _cause(exc: BaseException) -> str:
-    return " ".join(str(exc.__cause__ or exc).split())[:200]
+    return described(exc.__cause__ or exc)
 
 
 def _store_error(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
