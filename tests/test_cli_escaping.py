@@ -110,3 +110,18 @@ async def test_an_approval_asked_again_says_the_task_may_have_run(monkeypatch) -
     fresh = Console(record=True, width=200, color_system=None)
     print_approval(fresh, approval.model_copy(update={"may_have_run": False}))
     assert "may already have happened" not in fresh.export_text()
+
+
+async def test_no_answer_at_the_approval_prompt_leaves_the_task_waiting(monkeypatch) -> None:
+    def closed(*args, **kwargs):
+        raise EOFError  # Ctrl-D, or stdin closed
+
+    monkeypatch.setattr("rich.prompt.Confirm.ask", closed)
+    monkeypatch.setattr("rich.prompt.Prompt.ask", closed)
+    for risk in ("medium", "high"):
+        approval = Approval(
+            run_id="r", task_id="t1", worker="deployer", risk=risk, instructions="i", inputs="{}"
+        )
+        shown = Console(record=True, width=200, color_system=None)
+        assert await TerminalApprover(shown)(approval) is None
+        assert "t1 waits for `foreman approve`" in shown.export_text()

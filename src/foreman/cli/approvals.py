@@ -146,11 +146,22 @@ class TerminalApprover:
         self.pause = pause  # a context manager that hides live progress while asking
         self._lock = asyncio.Lock()
 
-    async def __call__(self, approval: Approval) -> bool:
+    async def __call__(self, approval: Approval) -> bool | None:
         async with self._lock:
             return await _in_daemon_thread(lambda: self._ask(approval))
 
-    def _ask(self, approval: Approval) -> bool:
+    def _ask(self, approval: Approval) -> bool | None:
+        """True or False as the person decides; None (decide later with `foreman approve`)
+        when the terminal has no answer to give (Ctrl-D, stdin closed)."""
+        try:
+            return self._prompt(approval)
+        except EOFError:
+            self.console.print(
+                Text(f"No answer: {approval.task_id} waits for `foreman approve`.", style="dim")
+            )
+            return None
+
+    def _prompt(self, approval: Approval) -> bool:
         with self.pause() if self.pause else nullcontext():
             border = "red" if approval.risk.value == "high" else "yellow"
             self.console.print(
@@ -191,14 +202,14 @@ class TerminalApprover:
             return approved
 
 
-async def _in_daemon_thread(ask: Callable[[], bool]) -> bool:
+async def _in_daemon_thread(ask: Callable[[], bool | None]) -> bool | None:
     """Run a blocking prompt off the event loop, on a daemon thread.
 
     Not the default executor: on Ctrl-C, asyncio waits for executor threads before exiting,
     and a thread blocked reading the terminal would hang the exit until Enter is pressed.
     """
     loop = asyncio.get_running_loop()
-    answer: asyncio.Future[bool] = loop.create_future()
+    answer: asyncio.Future[bool | None] = loop.create_future()
 
     def settle(action: Callable[[], None]) -> None:
         if not answer.done():
