@@ -166,6 +166,7 @@ def test_a_run_whose_planning_fails_is_failed_with_run_finished_last(foreman) ->
     events = events_of(result.stdout)
     assert [e.type for e in events][-1] == "run_finished"
     assert events[-1].result.status.value == "failed"
+    assert f"Run {events[-1].run_id}: failed" in result.stderr  # its id, to show or resume it
     [(status, error, spent)] = f.query("SELECT status, error, input_tokens FROM runs")
     assert status == "failed" and "no valid plan" in error and spent > 0
 
@@ -328,3 +329,25 @@ def test_a_retried_call_is_one_plain_log_line_in_a_pipe(capsys: pytest.CaptureFi
         "call_retried plan",
         "call_retried review t[/b]",
     ]
+
+
+def test_a_reader_that_leaves_early_does_not_fail_the_run(foreman) -> None:
+    f = foreman(
+        {"plan": plan(("t1", "researcher", []), ("t2", "writer", ["t1"])), "latency": {"do t1": 1}}
+    )
+    process = subprocess.Popen(
+        f.command("run", "--json", "write it"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    f.children.append(process)
+    assert process.stdout is not None and process.stderr is not None
+    assert '"run_started"' in process.stdout.readline()
+    process.stdout.close()  # `| head -1`
+    assert process.wait(timeout=DEADLINE) == 0
+    assert "BrokenPipe" not in process.stderr.read()
+    [(status,)] = f.query("SELECT status FROM runs")
+    assert status == "succeeded"

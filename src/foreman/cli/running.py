@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -77,6 +78,9 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
     except typer.Exit as exit_:
         if exit_.exit_code == 130:
             _resumable(seen)
+        elif exit_.exit_code == 1 and "run_id" in seen:  # the run was recorded as failed
+            run_id = seen["run_id"]
+            err.print(Text(f"Run {run_id}: failed (foreman show {run_id})"), soft_wrap=True)
         raise
     except Exception as exc:  # a bug of the CLI's own; a run it broke is recorded as failed
         err.print(
@@ -127,8 +131,11 @@ async def _until_terminated(job: Awaitable[T], terminated: list[signal.Signals])
 
 
 def _print_json(event: Event) -> None:
-    sys.stdout.write(event.model_dump_json() + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(event.model_dump_json() + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (`| head`): the run goes on, and is recorded
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _log_line(event: Event) -> None:
