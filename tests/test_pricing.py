@@ -107,3 +107,12 @@ def test_a_malformed_override_is_one_clear_config_error(
     message = str(caught.value)
     assert message.startswith(f"FOREMAN_PRICES is invalid: {problem}")
     assert "\n" not in message
+
+
+def test_an_unpriced_model_is_named_once_by_its_fuller_name() -> None:
+    spent = Usage(input_tokens=10, output_tokens=5)
+    tasks = [("llama3.2", spent), ("llama3.2", spent)]
+    price = run_price("openai:llama3.2", Usage(input_tokens=60, output_tokens=20), tasks)
+    assert price.cost_usd is None and price.unpriced == ["openai:llama3.2"]
+    both = run_price("openai:llama3.2", Usage(input_tokens=30), [("other-model", spent)])
+    assert both.unpriced == ["other-model", "openai:llama3.2"]

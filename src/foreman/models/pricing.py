@@ -146,7 +146,7 @@ def run_price(
 ) -> Cost:
     """A run's cost: each task at the model that answered it, the rest of the run's tokens
     (planning, synthesis) at the run's default model."""
-    dollars, unpriced, task_tokens = 0.0, [], Usage()
+    dollars, unpriced, task_tokens = 0.0, dict[str, str](), Usage()
     for model, usage in [*tasks, (default_model, None)]:
         if usage is None:  # the rest: whatever the tasks did not spend
             usage = _minus(total, task_tokens)
@@ -156,12 +156,18 @@ def run_price(
             continue
         price = cost(model, usage)
         if price is None:
-            name = model or "(no model)"
-            if name not in unpriced:
-                unpriced.append(name)
+            _name_once(unpriced, model or "(no model)")
         else:
             dollars += price
-    return Cost(None if unpriced else dollars, unpriced)
+    return Cost(None if unpriced else dollars, list(unpriced.values()))
+
+
+def _name_once(unpriced: dict[str, str], model: str) -> None:
+    """One entry per model: a task's answering id (``gpt-x``) and the run's name for it
+    (``openai:gpt-x``) are the same model; the fuller name is kept."""
+    model_id = _split(model)[1]
+    if ":" in model or model_id not in unpriced:
+        unpriced[model_id] = model
 
 
 def _minus(total: Usage, spent: Usage) -> Usage:
