@@ -7,6 +7,8 @@ exactly as written.
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 
 from foreman.cli.approvals import TerminalApprover, print_approval
@@ -125,3 +127,17 @@ async def test_no_answer_at_the_approval_prompt_leaves_the_task_waiting(monkeypa
         shown = Console(record=True, width=200, color_system=None)
         assert await TerminalApprover(shown)(approval) is None
         assert "t1 waits for `foreman approve`" in shown.export_text()
+
+
+def test_runs_at_80_columns_keeps_every_column_and_some_of_the_request() -> None:
+    summary = RunSummary(
+        run_id="20261202-140822-14f3d5", request="Compare PostgreSQL and SQLite",
+        status="waiting_approval", tasks=4, tasks_done=2,
+        usage=Usage(input_tokens=12_345, output_tokens=2_345), cost=0.0123,
+        created_at=time.time(), updated_at=time.time(),
+    )  # fmt: skip
+    text = text_of(runs_table([summary]), width=80)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    for whole in ("20261202-140822-14f3d5", "waiting_approval", "2/4", "14,690", "$0.0123"):
+        assert whole in text
+    assert "Compare" in text

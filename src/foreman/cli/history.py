@@ -96,25 +96,33 @@ def _cost(run: RunSummary) -> str:
 
 
 def runs_table(summaries: list[RunSummary]) -> Table:
-    table = Table(title="Runs")
-    for column in ("run", "request", "status", "tasks", "tokens", "cost", "age"):
-        # Only the request may shrink: a run id must stay whole to be copied into commands.
+    rows = [
+        (
+            Text(run.run_id),
+            Text(_clip(run.request, 40)),
+            Text(run.status.value, style=STATUS_STYLE.get(run.status.value, "")),
+            Text(f"{run.tasks_done}/{run.tasks}"),
+            Text(f"{run.usage.total_tokens:,}"),
+            Text(_cost(run)),
+            Text(_age(run.updated_at)),
+        )
+        for run in summaries
+    ]
+    # No borders, two spaces between columns: an 80-column terminal still has room for the
+    # request. Every other column keeps its full width (a run id is copied into commands);
+    # only the request gives way, wrapping onto more lines.
+    table = Table(title="Runs", box=None, padding=(0, 1), pad_edge=False)
+    for index, column in enumerate(("run", "request", "status", "tasks", "tokens", "cost", "age")):
+        widest = max([len(column), *(row[index].cell_len for row in rows)])
         table.add_column(
             column,
             justify="right" if column in ("tokens", "cost") else "left",
             no_wrap=column != "request",
-            overflow="ellipsis" if column == "request" else "fold",
+            overflow="fold",
+            min_width=None if column == "request" else widest,
         )
-    for run in summaries:
-        table.add_row(
-            Text(run.run_id),
-            Text(_clip(run.request, 40)),
-            Text(run.status.value, style=STATUS_STYLE.get(run.status.value, "")),
-            f"{run.tasks_done}/{run.tasks}",
-            f"{run.usage.total_tokens:,}",
-            _cost(run),
-            _age(run.updated_at),
-        )
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -168,5 +176,5 @@ def _age(timestamp: float) -> str:
     seconds = max(0, time.time() - timestamp)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
