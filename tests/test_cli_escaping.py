@@ -141,3 +141,13 @@ def test_runs_at_80_columns_keeps_every_column_and_some_of_the_request() -> None
     for whole in ("20261202-140822-14f3d5", "waiting_approval", "2/4", "14,690", "$0.0123"):
         assert whole in text
     assert "Compare" in text
+
+
+def test_show_says_when_a_requested_review_gave_no_verdict() -> None:
+    record = RunRecord(run_id="r1", request="q", status=RunStatus.succeeded, plan=PLAN)
+    result = TaskResult(
+        task_id=TASK_ID, worker="researcher", status=TaskStatus.succeeded, output="o",
+        unreviewed="the validator failed: [429]",
+    )  # fmt: skip
+    text = text_of(run_tree(record, {TASK_ID: result}))
+    assert "not reviewed: the validator failed: [429]" in text

@@ -132,7 +132,8 @@ async def test_a_garbage_verdict_keeps_the_output_unjudged() -> None:
     assert t1.output == "the output"
     assert t1.approved is None
     assert t1.revisions == 0
-    assert result.confidence == {"t1": 1.0}
+    assert t1.unreviewed and t1.unreviewed.startswith("the validator failed")
+    assert result.confidence == {"t1": 0.8}  # unjudged is less than approved
     [validated] = of_type(events, TaskValidated)
     assert validated.approved is None
     assert validated.reasons[0].startswith("not reviewed: the validator failed")

@@ -142,6 +142,8 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
                 branch.add(Text(_show_output(result.output, full)))
             if result.error:
                 branch.add(Text(result.error, style="red"))
+            if result.unreviewed:
+                branch.add(Text(f"not reviewed: {result.unreviewed}", style="yellow"))
             branch.add(
                 Text(
                     f"{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "

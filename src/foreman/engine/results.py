@@ -58,6 +58,9 @@ class TaskResult(BaseModel):
     model: str | None = Field(None, description="The model that produced the output.")
     revisions: int = Field(0, description="Times the quality gate sent the output back.")
     approved: bool | None = Field(None, description="Quality gate verdict; None if not gated.")
+    unreviewed: str | None = Field(
+        None, description="Why a quality gate that was asked for gave no verdict."
+    )
     missing_inputs: list[str] = Field(default_factory=list)
     input: str | None = Field(
         None, description="The exact message the worker received, kept for replay."
@@ -99,7 +102,8 @@ def confidences(plan: Plan, results: dict[str, TaskResult]) -> dict[str, float]:
     """How much each part can be trusted, from 0 to 1.
 
     A task's own factor is 1 when it succeeded (0.6 if the quality gate still rejected its
-    last revision, 0.9 if it worked around a missing input) and 0 when it did not run; it
+    last revision, 0.8 if the gate could give no verdict, 0.9 if it worked around a missing
+    input) and 0 when it did not run; it
     is multiplied by the mean confidence of its inputs, so doubt flows downstream.
     """
     scores: dict[str, float] = {}
@@ -108,7 +112,7 @@ def confidences(plan: Plan, results: dict[str, TaskResult]) -> dict[str, float]:
         if result is None or not result.succeeded:
             scores[task.id] = 0.0
             continue
-        own = 0.6 if result.approved is False else 1.0
+        own = 0.6 if result.approved is False else 0.8 if result.unreviewed else 1.0
         if result.missing_inputs:
             own *= 0.9
         deps = [scores.get(dep, 0.0) for dep in task.depends_on]

@@ -88,7 +88,9 @@ class TaskRunner:
         if outcome.error is not None:
             latency = time.perf_counter() - started
             return self._failed(task, worker, str(outcome.error), outcome, missing, user, latency)
-        approved, revisions, reviews = await self._quality_gate(task, worker, inputs, outcome)
+        approved, revisions, reviews, unreviewed = await self._quality_gate(
+            task, worker, inputs, outcome
+        )
         result = TaskResult(
             task_id=task.id,
             worker=worker.name,
@@ -101,6 +103,7 @@ class TaskRunner:
             model=outcome.model,
             revisions=revisions,
             approved=approved,
+            unreviewed=unreviewed,
             missing_inputs=missing,
             input=user,
         )
@@ -176,13 +179,14 @@ class TaskRunner:
 
     async def _quality_gate(
         self, task: Task, worker: Worker, inputs: dict[str, Any], outcome: CallOutcome
-    ) -> tuple[bool | None, int, int]:
+    ) -> tuple[bool | None, int, int, str | None]:
         """Review, and revise while rejected (bounded). Updates ``outcome`` in place.
 
-        Returns the verdict, the revisions made and the review calls (retries included).
+        Returns the verdict, the revisions made, the review calls (retries included) and,
+        when the validator could give no verdict, why.
         """
         if self.validator is None or self.validator.name == worker.name:
-            return None, 0, 0
+            return None, 0, 0, None
         revisions = reviews = 0
         while True:
             review = await call_worker(
@@ -207,7 +211,7 @@ class TaskRunner:
                         revision=revisions,
                     )
                 )
-                return None, revisions, reviews
+                return None, revisions, reviews, f"the validator failed: {review.error}"
             verdict = Verdict.model_validate(review.output)
             self.emit(
                 TaskValidated(
@@ -219,7 +223,7 @@ class TaskRunner:
                 )
             )
             if verdict.approved or revisions >= self.max_revisions:
-                return verdict.approved, revisions, reviews
+                return verdict.approved, revisions, reviews, None
             revisions += 1
             user = worker_input(
                 task.instructions, inputs, task.args, feedback=(outcome.output, verdict.reasons)
@@ -228,7 +232,7 @@ class TaskRunner:
             outcome.attempts += revised.attempts
             outcome.usage += revised.usage
             if revised.error is not None:
-                return False, revisions, reviews  # keep the last good output, marked as rejected
+                return False, revisions, reviews, None  # keep the last good output, marked as rejected
             outcome.output, outcome.model = revised.output, revised.model
 
     def _failed(
