@@ -232,7 +232,7 @@ class TaskRunner:
             outcome.attempts += revised.attempts
             outcome.usage += revised.usage
             if revised.error is not None:
-                return False, revisions, reviews, None  # keep the last good output, marked as rejected
+                return False, revisions, reviews, None  # the last good output, marked rejected
             outcome.output, outcome.model = revised.output, revised.model
 
     def _failed(
