@@ -90,6 +90,7 @@ async def test_generation_never_blocks_the_event_loop_and_calls_are_serialised()
 
 
 @pytest.mark.local_model
+@pytest.mark.timeout(900)  # a whole run on one CPU-bound model; the child has its own 600 s
 def test_foreman_run_end_to_end_on_the_bundled_model() -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.pop("FOREMAN_MODEL", None)

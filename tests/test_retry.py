@@ -214,7 +214,9 @@ async def test_a_provider_that_never_answers_times_out_and_is_retried(
 
             assert isinstance(outcome.error, ModelTimeoutError), outcome.error
             assert outcome.attempts == 2
-            assert len(fake.requests) - calls_before == 2
+            # Two attempts at most reached the server (the SDK retries nothing behind our
+            # back); under heavy load the second may time out before it is even sent.
+            assert 1 <= len(fake.requests) - calls_before <= 2
             await model.aclose()
 
 
