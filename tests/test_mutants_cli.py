@@ -1,0 +1,83 @@
+"""CLI behaviour that seeded bugs (mutation testing, issue 6) changed without a test failing:
+a run id is never wrapped, the live view says what a task waits for, the approval listing
+shows the instructions, the prompt's default note follows the answer, and the plan tree
+starts a new branch exactly at its depth limit."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from foreman.cli.approvals import TerminalApprover, print_approval
+from foreman.cli.history import runs_table
+from foreman.cli.render import MAX_TREE_DEPTH, LiveProgress, plan_tree, print_result
+from foreman.engine.results import RunResult, RunStatus
+from foreman.events import ApprovalRequested, PlanReady
+from foreman.models.base import Usage
+from foreman.store.base import Approval, RunSummary
+from helpers import plan_of, task
+
+RUN_ID = "0123456789abcdef0123456789abcdef"  # as long as a real run id
+
+
+def text_of(renderable, width: int) -> str:
+    console = Console(record=True, width=width, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_a_narrow_runs_table_keeps_the_run_id_whole() -> None:
+    summary = RunSummary(
+        run_id=RUN_ID, request="a long request " * 5, status=RunStatus.succeeded, tasks=1,
+        tasks_done=1, usage=Usage(), created_at=0, updated_at=0,
+    )  # fmt: skip
+    assert RUN_ID in text_of(runs_table([summary]), width=100)
+
+
+def test_the_answer_footer_keeps_the_run_id_whole_on_a_narrow_terminal() -> None:
+    result = RunResult(run_id=RUN_ID, request="x", status=RunStatus.succeeded, answer="done")
+    console = Console(record=True, width=20, color_system=None)
+    print_result(console, result)
+    assert RUN_ID in console.export_text()
+
+
+def test_the_live_view_says_a_task_waits_for_approval_and_at_what_risk() -> None:
+    progress = LiveProgress(Console(record=True))
+    progress.handle(PlanReady(run_id="r", plan=plan_of(task("t1", "deployer")), usage=Usage()))
+    progress.handle(
+        ApprovalRequested(run_id="r", task_id="t1", worker="deployer", risk="high", inputs="{}")
+    )
+    assert "high risk: waiting for approval" in text_of(progress, width=200)
+
+
+def test_the_approval_listing_shows_the_instructions() -> None:
+    approval = Approval(
+        run_id="r", task_id="t1", worker="deployer", risk="medium",
+        instructions="ship the release", inputs="{}",
+    )  # fmt: skip
+    console = Console(record=True, width=200, color_system=None)
+    print_approval(console, approval)
+    assert "instructions: ship the release" in console.export_text()
+
+
+async def test_the_prompt_defaults_the_note_by_the_answer(monkeypatch) -> None:
+    """Enter at the note prompt: no note for an approval, "rejected" for a rejection."""
+    monkeypatch.setattr("rich.prompt.Prompt.ask", lambda *a, **k: k["default"])
+    notes = {}
+    for approved in (True, False):
+        monkeypatch.setattr("rich.prompt.Confirm.ask", lambda *a, _v=approved, **k: _v)
+        approval = Approval(
+            run_id="r", task_id="t1", worker="deployer", risk="medium", instructions="i",
+            inputs="{}",
+        )  # fmt: skip
+        assert await TerminalApprover(Console(record=True))(approval) is approved
+        notes[approved] = approval.note
+    assert notes == {True: None, False: "rejected"}
+
+
+def test_the_plan_tree_starts_a_new_branch_exactly_at_the_depth_limit() -> None:
+    chain = [task("t0", "writer")]
+    chain += [task(f"t{k}", "writer", f"t{k - 1}") for k in range(1, MAX_TREE_DEPTH + 2)]
+    text = text_of(plan_tree(plan_of(*chain)), width=400)
+    # t0 .. t{MAX-1} nest; t{MAX} would be level MAX + 1, so it continues at the top
+    assert f"… continued from t{MAX_TREE_DEPTH - 1}" in text
+    assert text.count("continued from") == 1
