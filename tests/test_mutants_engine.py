@@ -1,6 +1,8 @@
 """Engine behaviour that seeded bugs (mutation testing, issue 6) changed without a test failing:
 a consumer that raises at the end of a run that succeeded reaches the caller (only a run
-that is already failing ignores it), and the run's record stays as stored."""
+that is already failing ignores it), the reviewer and the synthesiser read text as written
+(not as ``\\u`` escapes), confidence is rounded to 3 places, and a task that never ran took
+no time, no attempt and no revision."""
 
 from __future__ import annotations
 
@@ -9,14 +11,22 @@ import asyncio
 import pytest
 
 from foreman import Orchestrator
-from foreman.engine.results import RunStatus
+from foreman.engine.results import RunStatus, TaskResult, TaskStatus, confidences
+from foreman.errors import ModelError
 from foreman.events import Event, RunFinished
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry
-from helpers import NO_DELAY, Script, plan_of, task, worker
+from helpers import NO_DELAY, Script, is_review, is_synthesis, plan_of, task, worker
 
-TEAM = Registry([worker("researcher"), worker("writer")])
+TEAM = Registry(
+    [
+        worker("researcher"),
+        worker("writer"),
+        worker("reviewer"),
+        worker("picky", missing_inputs="skip"),
+    ]
+)
 TWO = plan_of(task("t1"), task("t2", "writer", "t1"))
 
 
@@ -24,8 +34,9 @@ class ConsumerError(Exception):
     pass
 
 
-def orchestrator(model: ScriptedModel, store: MemoryStore) -> Orchestrator:
-    return Orchestrator(TEAM, model=model, store=store, retry=NO_DELAY, assembly="concat")
+def orchestrator(model: ScriptedModel, store: MemoryStore, **kwargs) -> Orchestrator:
+    kwargs.setdefault("assembly", "concat")
+    return Orchestrator(TEAM, model=model, store=store, retry=NO_DELAY, **kwargs)
 
 
 async def test_a_consumer_raising_at_the_end_of_a_succeeded_run_reaches_the_caller() -> None:
@@ -42,3 +53,34 @@ async def test_a_consumer_raising_at_the_end_of_a_succeeded_run_reaches_the_call
             await orchestrator(ScriptedModel(Script(TWO)), store).run("x", on_event=consumer)
     run_id = seen[-1].run_id
     assert (await store.get_run(run_id)).status is RunStatus.succeeded
+
+
+async def test_the_reviewer_and_the_synthesiser_read_non_ascii_text_as_written() -> None:
+    plan = plan_of(task("t1", instructions="résumé ☕"), task("t2"))
+    model = ScriptedModel(Script(plan))
+    orch = orchestrator(model, MemoryStore(), assembly="synthesis", validator="reviewer")
+    async with asyncio.timeout(10):
+        result = await orch.run("x", plan=plan)
+    assert result.status is RunStatus.succeeded
+    for kind in (is_review, is_synthesis):
+        assert any("résumé ☕" in r.messages[0].content for r in model.requests if kind(r))
+
+
+def test_confidence_is_rounded_to_three_places() -> None:
+    plan = plan_of(task("t1"), task("t2"), task("t3"), task("t4", "writer", "t1", "t2", "t3"))
+    results = {
+        tid: TaskResult(task_id=tid, worker="w", status=TaskStatus.succeeded)
+        for tid in ("t1", "t2", "t3", "t4")
+    }
+    results["t1"].approved = False  # 0.6: the quality gate still rejected it
+    assert confidences(plan, results)["t4"] == 0.867  # (0.6 + 1 + 1) / 3
+
+
+async def test_a_skipped_task_took_no_time_no_attempt_and_no_revision() -> None:
+    plan = plan_of(task("t1"), task("t2", "picky", "t1"))
+    model = ScriptedModel(Script(plan, tasks={"do t1": ModelError("down")}))
+    async with asyncio.timeout(10):
+        result = await orchestrator(model, MemoryStore()).run("x", plan=plan)
+    assert result.tasks["t2"].status is TaskStatus.skipped
+    skipped = result.tasks["t2"]
+    assert (skipped.latency, skipped.revisions, skipped.attempts) == (0.0, 0, 0)
