@@ -12,8 +12,8 @@ import pytest
 
 from foreman import Orchestrator
 from foreman.engine.results import RunStatus, TaskResult, TaskStatus, confidences
-from foreman.errors import ModelError
-from foreman.events import Event, RunFinished
+from foreman.errors import ModelError, RateLimitError
+from foreman.events import Event, RunFinished, TaskRetried
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry
@@ -84,3 +84,22 @@ async def test_a_skipped_task_took_no_time_no_attempt_and_no_revision() -> None:
     assert result.tasks["t2"].status is TaskStatus.skipped
     skipped = result.tasks["t2"]
     assert (skipped.latency, skipped.revisions, skipped.attempts) == (0.0, 0, 0)
+
+
+async def test_retries_are_numbered_across_a_model_fallback() -> None:
+    team = Registry([worker("researcher", model="primary", fallback_model="backup")])
+    primary = ScriptedModel([RateLimitError("429")] * 3, name="primary")
+    backup = ScriptedModel([RateLimitError("429"), "done"], name="backup")
+    orch = Orchestrator(
+        team,
+        model=ScriptedModel([], name="default"),
+        models={"primary": primary, "backup": backup},
+        store=MemoryStore(),
+        assembly="concat",
+    )
+    events: list[Event] = []
+    async with asyncio.timeout(10):
+        result = await orch.run("x", plan=plan_of(task("t1")), on_event=events.append)
+    assert result.tasks["t1"].attempts == 5
+    # attempt 3 on the primary model is its last: no retry; the backup's first retry is the 4th
+    assert [e.attempt for e in events if isinstance(e, TaskRetried)] == [1, 2, 4]
