@@ -16,7 +16,7 @@ from foreman.models.base import Usage
 from foreman.store.base import Approval, RunSummary
 from helpers import plan_of, task
 
-RUN_ID = "0123456789abcdef0123456789abcdef"  # as long as a real run id
+RUN_ID = "20261202-134206-a1b2c3"  # the shape of a real run id
 
 
 def text_of(renderable, width: int) -> str:
