@@ -2,13 +2,15 @@
 a consumer that raises at the end of a run that succeeded reaches the caller (only a run
 that is already failing ignores it), the reviewer and the synthesiser read text as written
 (not as ``\\u`` escapes), confidence is rounded to 3 places, and a task that never ran took
-no time, no attempt and no revision."""
+no time, no attempt and no revision; retries are numbered across a model fallback; synthesis
+may take 300 s unless the orchestrator sets a timeout; concat shows JSON indented."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from pydantic import BaseModel
 
 from foreman import Orchestrator
 from foreman.engine.results import RunStatus, TaskResult, TaskStatus, confidences
@@ -28,6 +30,10 @@ TEAM = Registry(
     ]
 )
 TWO = plan_of(task("t1"), task("t2", "writer", "t1"))
+
+
+class Structured(BaseModel):
+    a: int
 
 
 class ConsumerError(Exception):
@@ -103,3 +109,33 @@ async def test_retries_are_numbered_across_a_model_fallback() -> None:
     assert result.tasks["t1"].attempts == 5
     # attempt 3 on the primary model is its last: no retry; the backup's first retry is the 4th
     assert [e.attempt for e in events if isinstance(e, TaskRetried)] == [1, 2, 4]
+
+
+class Timed(ScriptedModel):
+    """Records the time limit each call was given."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits: list[tuple[bool, float]] = []
+
+    async def complete_within(self, request, seconds: float):
+        self.limits.append((is_synthesis(request), seconds))
+        return await super().complete_within(request, seconds)
+
+
+async def test_synthesis_without_an_orchestrator_timeout_may_take_300s() -> None:
+    model = Timed(Script(TWO), name="m")
+    model.default_call_timeout = 42.0
+    orch = orchestrator(model, MemoryStore(), assembly="synthesis")
+    async with asyncio.timeout(10):
+        await orch.run("x", plan=TWO)
+    assert sorted(set(model.limits)) == [(False, 42.0), (True, 300.0)]
+
+
+async def test_concat_shows_a_structured_output_as_indented_json() -> None:
+    model = ScriptedModel(Script(TWO, tasks={"do t1": '{"a": 1}'}))
+    team = Registry([worker("researcher", output_schema=Structured), worker("writer")])
+    orch = Orchestrator(team, model=model, store=MemoryStore(), assembly="concat")
+    async with asyncio.timeout(10):
+        result = await orch.run("x", plan=TWO)
+    assert '{\n  "a": 1\n}' in result.answer

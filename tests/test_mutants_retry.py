@@ -1,5 +1,6 @@
 """Retry behaviour that seeded bugs (mutation testing, issue 6) changed without a test failing:
-the default backoff schedule, and a ``max_retry_after`` of 0 that ignores Retry-After."""
+the default backoff schedule, a ``max_retry_after`` of 0 that ignores Retry-After, and a
+policy that never waits (every bound 0)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,8 @@ def test_a_max_retry_after_of_zero_ignores_the_providers_wait() -> None:
     policy = RetryPolicy(jitter=False, max_retry_after=0)
     assert policy.delay(1, RateLimitError("429", retry_after=30)) == 0.5
     assert RetryPolicy(jitter=False).delay(1, RateLimitError("429", retry_after=90)) == 60
+
+
+def test_a_policy_may_never_wait() -> None:
+    policy = RetryPolicy(initial_delay=0, max_delay=0, max_retry_after=0)
+    assert [policy.delay(n, RateLimitError("429", retry_after=5)) for n in (1, 2, 3)] == [0, 0, 0]
