@@ -112,24 +112,27 @@ async def test_retries_are_numbered_across_a_model_fallback() -> None:
 
 
 class Timed(ScriptedModel):
-    """Records the time limit each call was given."""
+    """Records the time limit and token budget each call was given."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.limits: list[tuple[bool, float]] = []
+        self.budgets: list[tuple[bool, int | None]] = []
 
     async def complete_within(self, request, seconds: float):
         self.limits.append((is_synthesis(request), seconds))
+        self.budgets.append((is_synthesis(request), request.max_tokens))
         return await super().complete_within(request, seconds)
 
 
-async def test_synthesis_without_an_orchestrator_timeout_may_take_300s() -> None:
+async def test_synthesis_may_take_300s_without_an_orchestrator_timeout_and_1500_tokens() -> None:
     model = Timed(Script(TWO), name="m")
     model.default_call_timeout = 42.0
     orch = orchestrator(model, MemoryStore(), assembly="synthesis")
     async with asyncio.timeout(10):
         await orch.run("x", plan=TWO)
     assert sorted(set(model.limits)) == [(False, 42.0), (True, 300.0)]
+    assert [budget for synthesis, budget in model.budgets if synthesis] == [1500]
 
 
 async def test_concat_shows_a_structured_output_as_indented_json() -> None:

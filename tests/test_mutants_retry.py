@@ -1,8 +1,11 @@
 """Retry behaviour that seeded bugs (mutation testing, issue 6) changed without a test failing:
 the default backoff schedule, a ``max_retry_after`` of 0 that ignores Retry-After, and a
-policy that never waits (every bound 0)."""
+policy that never waits (every bound 0); a policy cannot be changed in place."""
 
 from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
 
 from foreman.errors import RateLimitError
 from foreman.models.retry import RetryPolicy
@@ -34,3 +37,10 @@ def test_a_max_retry_after_of_zero_ignores_the_providers_wait() -> None:
 def test_a_policy_may_never_wait() -> None:
     policy = RetryPolicy(initial_delay=0, max_delay=0, max_retry_after=0)
     assert [policy.delay(n, RateLimitError("429", retry_after=5)) for n in (1, 2, 3)] == [0, 0, 0]
+
+
+def test_a_policy_is_frozen() -> None:
+    """Workers share policies (the orchestrator's default): one must not change another's."""
+    policy = RetryPolicy()
+    with pytest.raises(ValidationError):
+        policy.max_attempts = 10  # type: ignore[misc]
