@@ -1,21 +1,28 @@
 """CLI behaviour that seeded bugs (mutation testing, issue 6) changed without a test failing:
 a run id is never wrapped, the live view says what a task waits for, the approval listing
 shows the instructions, the prompt's default note follows the answer, and the plan tree
-starts a new branch exactly at its depth limit."""
+starts a new branch exactly at its depth limit; `cancel` says what it did, on one line."""
 
 from __future__ import annotations
 
-from rich.console import Console
+import asyncio
+import os
 
+from rich.console import Console
+from typer.testing import CliRunner
+
+from foreman.cli import app
 from foreman.cli.approvals import TerminalApprover, print_approval
 from foreman.cli.history import runs_table
 from foreman.cli.render import MAX_TREE_DEPTH, LiveProgress, plan_tree, print_result
 from foreman.engine.results import RunResult, RunStatus
 from foreman.events import ApprovalRequested, PlanReady
 from foreman.models.base import Usage
+from foreman.store import LeaseOwner, RunRecord, SQLiteStore
 from foreman.store.base import Approval, RunSummary
 from helpers import plan_of, task
 
+runner = CliRunner()
 RUN_ID = "20261202-134206-a1b2c3"  # the shape of a real run id
 
 
@@ -81,3 +88,39 @@ def test_the_plan_tree_starts_a_new_branch_exactly_at_the_depth_limit() -> None:
     # t0 .. t{MAX-1} nest; t{MAX} would be level MAX + 1, so it continues at the top
     assert f"… continued from t{MAX_TREE_DEPTH - 1}" in text
     assert text.count("continued from") == 1
+
+
+# --- `foreman cancel` says what happened, on one line ------------------------------------
+
+
+def stored_run(status: RunStatus, *, leased: bool = False) -> str:
+    """A run in the CLI's store (FOREMAN_DB); ``leased``: a live process is running it."""
+
+    async def create() -> None:
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            await store.create_run(RunRecord(run_id=RUN_ID, request="x", status=status))
+            if leased:
+                await store.acquire_lease(RUN_ID, LeaseOwner(), ttl=600)
+        finally:
+            await store.aclose()
+
+    asyncio.run(create())
+    return RUN_ID
+
+
+def test_cancelling_a_running_run_asks_it_to_stop(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")  # narrower than the message: it must not wrap
+    run_id = stored_run(RunStatus.running, leased=True)
+    result = runner.invoke(app, ["cancel", run_id])
+    assert result.exit_code == 0, result.output
+    assert f"Asked run {run_id} to stop: the process running it stops within" in result.output
+
+
+def test_cancelling_a_paused_run_cancels_it_at_once(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "20")
+    run_id = stored_run(RunStatus.waiting_approval)
+    result = runner.invoke(app, ["cancel", run_id])
+    assert result.exit_code == 0, result.output
+    assert f"Run {run_id} cancelled." in result.output
+    assert "Asked" not in result.output
