@@ -3,7 +3,8 @@ a consumer that raises at the end of a run that succeeded reaches the caller (on
 that is already failing ignores it), the reviewer and the synthesiser read text as written
 (not as ``\\u`` escapes), confidence is rounded to 3 places, and a task that never ran took
 no time, no attempt and no revision; retries are numbered across a model fallback; synthesis
-may take 300 s unless the orchestrator sets a timeout; concat shows JSON indented."""
+may take 300 s unless the orchestrator sets a timeout; concat shows JSON indented; a cycle of
+fallback workers tries each once."""
 
 from __future__ import annotations
 
@@ -142,3 +143,24 @@ async def test_concat_shows_a_structured_output_as_indented_json() -> None:
     async with asyncio.timeout(10):
         result = await orch.run("x", plan=TWO)
     assert '{\n  "a": 1\n}' in result.answer
+
+
+async def test_a_fallback_cycle_tries_each_worker_once() -> None:
+    team = Registry(
+        [
+            worker("a", model="ma", fallback="b"),
+            worker("b", model="mb", fallback="c"),
+            worker("c", model="mc", fallback="b"),
+        ]
+    )
+    down = {
+        name: ScriptedModel([ModelError("400 down")] * 5, name=name) for name in ("ma", "mb", "mc")
+    }
+    orch = Orchestrator(
+        team, model=ScriptedModel([], name="default"), models=down, store=MemoryStore(),
+        assembly="concat",
+    )  # fmt: skip
+    async with asyncio.timeout(10):
+        result = await orch.run("x", plan=plan_of(task("t1", "a")))
+    assert result.tasks["t1"].status is TaskStatus.failed
+    assert [len(down[name].requests) for name in ("ma", "mb", "mc")] == [1, 1, 1]
