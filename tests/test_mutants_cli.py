@@ -1,7 +1,8 @@
 """CLI behaviour that seeded bugs (mutation testing, issue 6) changed without a test failing:
 a run id is never wrapped, the live view says what a task waits for, the approval listing
 shows the instructions, the prompt's default note follows the answer, and the plan tree
-starts a new branch exactly at its depth limit; `cancel` says what it did, on one line."""
+starts a new branch exactly at its depth limit; `cancel` says what it did, on one line; the
+prompt shows 2000 characters of input; a run runs 8 tasks at once by default."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from foreman.events import ApprovalRequested, PlanReady
 from foreman.models.base import Usage
 from foreman.store import LeaseOwner, RunRecord, SQLiteStore
 from foreman.store.base import Approval, RunSummary
-from helpers import plan_of, task
+from foreman.testing import ScriptedModel
+from helpers import Script, plan_of, task
 
 runner = CliRunner()
 RUN_ID = "20261202-134206-a1b2c3"  # the shape of a real run id
@@ -124,3 +126,34 @@ def test_cancelling_a_paused_run_cancels_it_at_once(monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     assert f"Run {run_id} cancelled." in result.output
     assert "Asked" not in result.output
+
+
+async def test_the_prompt_shows_the_first_2000_characters_of_the_input(monkeypatch) -> None:
+    monkeypatch.setattr("rich.prompt.Confirm.ask", lambda *a, **k: False)
+    monkeypatch.setattr("rich.prompt.Prompt.ask", lambda *a, **k: "no")
+    shown = Console(record=True, width=200, color_system=None)
+    approval = Approval(
+        run_id="r", task_id="t1", worker="deployer", risk="medium", instructions="i",
+        inputs="a" * 2000 + "Z" * 500,
+    )  # fmt: skip
+    await TerminalApprover(shown)(approval)
+    text = shown.export_text()
+    assert text.count("a") >= 2000 and "Z" not in text
+    assert "500 more characters" in text
+
+
+def test_a_run_without_concurrency_runs_up_to_8_tasks_at_once(monkeypatch) -> None:
+    model = ScriptedModel(Script(plan_of(task("t1"))))
+    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: model)
+    result = runner.invoke(app, ["run", "x", "--assembly", "concat", "--json"])
+    assert result.exit_code == 0, result.output
+
+    async def settings() -> dict:
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            (summary,) = await store.list_runs()
+            return (await store.get_run(summary.run_id)).settings
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(settings())["concurrency"] == 8
