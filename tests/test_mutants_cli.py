@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from foreman.cli import app
 from foreman.cli.approvals import TerminalApprover, print_approval
+from foreman.cli.common import EXIT_CODES
 from foreman.cli.history import runs_table
 from foreman.cli.render import MAX_TREE_DEPTH, LiveProgress, plan_tree, print_result
 from foreman.engine.results import RunResult, RunStatus
@@ -157,3 +158,7 @@ def test_a_run_without_concurrency_runs_up_to_8_tasks_at_once(monkeypatch) -> No
             await store.aclose()
 
     assert asyncio.run(settings())["concurrency"] == 8
+
+
+def test_an_interrupted_run_exits_130_like_any_program_stopped_by_ctrl_c() -> None:
+    assert EXIT_CODES[RunStatus.interrupted] == 130

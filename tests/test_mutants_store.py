@@ -1,6 +1,6 @@
 """Store behaviour that seeded bugs (mutation testing, issue 6) changed without a test failing:
 a stored task result or plan is a copy of the caller's, and a deleted run leaves no cancel request
-behind. Run against every store, like the conformance suite."""
+behind (run against every store, like the conformance suite); the default database path."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from foreman.engine.results import TaskResult, TaskStatus
 from foreman.plan.schema import Plan, Task
 from foreman.store import MemoryStore, RunRecord, SQLiteStore, Store
+from foreman.store.sqlite import default_db_path
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -44,3 +45,14 @@ async def test_a_saved_plan_does_not_change_with_the_callers_object(store: Store
     await store.save_plan("r1", plan)
     plan.tasks[0].instructions = "changed"
     assert (await store.get_run("r1")).plan.tasks[0].instructions == "do t1"
+
+
+def test_the_default_database_follows_xdg_then_the_home_directory(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("FOREMAN_DB", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_db_path() == tmp_path / ".local" / "share" / "foreman" / "foreman.db"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_db_path() == tmp_path / "data" / "foreman" / "foreman.db"
+    monkeypatch.setenv("FOREMAN_DB", str(tmp_path / "mine.db"))
+    assert default_db_path() == tmp_path / "mine.db"
