@@ -1,8 +1,9 @@
 """CLI behaviour that seeded bugs (mutation testing, issue 6) changed without a test failing:
-a run id is never wrapped, the live view says what a task waits for, the approval listing
-shows the instructions, the prompt's default note follows the answer, and the plan tree
-starts a new branch exactly at its depth limit; `cancel` says what it did, on one line; the
-prompt shows 2000 characters of input; a run runs 8 tasks at once by default."""
+a run id is never wrapped, the live view says what a task waits for and each review verdict,
+the approval listing shows the instructions, the prompt's default note follows the answer,
+and the plan tree starts a new branch exactly at its depth limit; `cancel` says what it did,
+on one line; the prompt shows 2000 characters of input; a run runs 8 tasks at once by
+default; an interrupted run exits 130."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from foreman.cli.common import EXIT_CODES
 from foreman.cli.history import runs_table
 from foreman.cli.render import MAX_TREE_DEPTH, LiveProgress, plan_tree, print_result
 from foreman.engine.results import RunResult, RunStatus
-from foreman.events import ApprovalRequested, PlanReady
+from foreman.events import ApprovalRequested, PlanReady, TaskValidated
 from foreman.models.base import Usage
 from foreman.store import LeaseOwner, RunRecord, SQLiteStore
 from foreman.store.base import Approval, RunSummary
@@ -162,3 +163,12 @@ def test_a_run_without_concurrency_runs_up_to_8_tasks_at_once(monkeypatch) -> No
 
 def test_an_interrupted_run_exits_130_like_any_program_stopped_by_ctrl_c() -> None:
     assert EXIT_CODES[RunStatus.interrupted] == 130
+
+
+def test_the_live_view_shows_each_review_verdict() -> None:
+    progress = LiveProgress(Console(record=True))
+    progress.handle(PlanReady(run_id="r", plan=plan_of(task("t1")), usage=Usage()))
+    progress.handle(
+        TaskValidated(run_id="r", task_id="t1", approved=False, reasons=["thin"], revision=0)
+    )
+    assert "review 1: rejected" in text_of(progress, width=200)
