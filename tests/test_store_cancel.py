@@ -54,6 +54,7 @@ async def test_cancel_run_stops_a_running_run_which_ends_cancelled(kind: str, tm
 
         assert result.status is RunStatus.cancelled
         assert set(result.tasks) == {"t1"} and result.plan == PLAN
+        assert result.elapsed > 0  # how long it ran before it was stopped
         assert isinstance(events[-1], RunFinished)
         assert events[-1].result.status is RunStatus.cancelled
         assert (await store.get_run(run_id)).status is RunStatus.cancelled

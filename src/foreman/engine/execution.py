@@ -289,6 +289,7 @@ async def _cancelled(
         tasks=await orchestrator.store.load_tasks(state.run_id),
         usage=journal.spent,
         error="cancelled (foreman cancel)",
+        elapsed=time.perf_counter() - progress.started,
     )
     progress.settled = True
     await delivery.finish(RunFinished(run_id=state.run_id, result=result))
