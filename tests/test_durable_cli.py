@@ -294,6 +294,7 @@ def test_lists_of_a_missing_store_are_empty_and_create_nothing(
     foreman.db = tmp_path / "mistyped.db"
     result = foreman.run(*command)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(("No runs yet", "No approvals pending"))
     assert not foreman.db.exists()
 
 

@@ -31,6 +31,8 @@ def runs(
     summaries = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_runs(limit))))
     if json_out:
         print(json.dumps([run_json(summary) for summary in summaries], indent=2))
+    elif not summaries:
+        out.print('No runs yet: `foreman run "<request>"` starts one.')
     else:
         out.print(runs_table(summaries))
         if unpriced := sorted({model for run in summaries for model in run.unpriced}):
