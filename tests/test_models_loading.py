@@ -79,7 +79,9 @@ async def test_aload_model_builds_in_a_worker_thread(monkeypatch: pytest.MonkeyP
     assert built_on and built_on[0] is not threading.main_thread()
 
 
-async def test_the_pool_prepares_models_off_the_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_pool_builds_new_models_off_the_loop_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     built: list[tuple[str | None, bool]] = []
 
     def load_model(name: str | None = None) -> ScriptedModel:
@@ -89,13 +91,14 @@ async def test_the_pool_prepares_models_off_the_loop_once(monkeypatch: pytest.Mo
     monkeypatch.setattr(foreman.models, "load_model", load_model)
     pool = ModelPool("openai:a")
 
-    await pool.prepare(["openai:a", None, "openai:b", "openai:b"])
+    for name in ["openai:a", None, "openai:b", "openai:b"]:
+        await pool.aget(name)
 
     assert built == [("openai:a", False), ("openai:b", False)]
     assert pool.get("openai:b") is await pool.aget("openai:b")
     assert pool.default.name == "openai:a"
 
 
-async def test_preparing_an_unknown_model_is_a_config_error() -> None:
+async def test_building_an_unknown_model_off_the_loop_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="Unknown model 'mystery'"):
-        await ModelPool("local").prepare(["mystery"])
+        await ModelPool("local").aget("mystery")

@@ -57,7 +57,7 @@ class TaskRetried(_Event):
     delay: float
 
 
-CallPurpose = Literal["plan", "review", "synthesis", "task"]
+CallPurpose = Literal["plan", "review", "synthesis"]
 
 
 class CallRetried(_Event):
@@ -96,8 +96,8 @@ class TaskValidated(_Event):
 class ApprovalRequested(_Event):
     """A risky task waits for a person; ``inputs`` is exactly what the worker would see.
 
-    ``may_have_run``: an approved execution of this task started before and never
-    finished (the process died during it), so its side effects may already have happened.
+    ``may_have_run``: an approved execution of this task already started (it failed, or the
+    process died during it), so its side effects may already have happened.
     """
 
     type: Literal["approval_requested"] = "approval_requested"

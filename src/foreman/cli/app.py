@@ -174,9 +174,8 @@ def replay(
                 f" replayed on {result.model} ({result.usage.total_tokens} tokens):",
             )
         )
-        print(
-            result.output if isinstance(result.output, str) else json.dumps(result.output, indent=2)
-        )
+        output = result.model_dump(mode="json")["output"]  # a structured output is a model
+        print(output if isinstance(output, str) else json.dumps(output, indent=2))
     else:
         failed = Text.assemble((f"{task_id} failed again:", "red"), f" {result.error}")
         err.print(failed, soft_wrap=True)

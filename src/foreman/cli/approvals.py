@@ -121,8 +121,8 @@ def _decide(db, run: str, task_id: str, *, approved: bool, note: str | None) -> 
 
 #: Said of a task whose approved execution started and never finished (the process died).
 MAY_HAVE_RUN = (
-    "Asked again: an approved execution of this task started and did not finish; "
-    "its side effects may already have happened."
+    "Asked again: an approved execution of this task already started (it failed or was "
+    "cut short); its side effects may already have happened."
 )
 
 #: Characters of a worker's input shown in the interactive prompt; `approvals` shows all.

@@ -1,7 +1,7 @@
 """``foreman cancel``, ``foreman rm`` and ``foreman doctor``: looking after the run store.
 
 A run is named by its full id, a unique prefix of it, or ``last`` (the newest run), as
-in every command that takes a run (``common.run_ref``).
+in every command that takes a run.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from foreman.cli.common import DbOpt, RunRefArg, app, err, guard, out, run_ref, with_store
 from foreman.engine.results import RunStatus
@@ -27,12 +27,14 @@ def cancel(run: RunRefArg, db: DbOpt = None) -> None:
     status = guard(lambda: asyncio.run(with_store(db, lambda store: store.cancel_run(run_id))))
     if status is RunStatus.running:
         out.print(
-            f"Asked run {run_id} to stop: the process running it stops within a few seconds "
-            "and marks it cancelled.",
+            Text(
+                f"Asked run {run_id} to stop: the process running it stops within a few "
+                "seconds and marks it cancelled."
+            ),
             soft_wrap=True,
         )
     else:
-        out.print(f"Run {run_id} cancelled.", soft_wrap=True)
+        out.print(Text(f"Run {run_id} cancelled."), soft_wrap=True)
 
 
 @app.command("rm")
@@ -49,7 +51,7 @@ def remove(
     async def delete(store: SQLiteStore) -> None:
         for run_id in run_ids:
             await store.delete_run(run_id, force=force)
-            out.print(f"Deleted run {run_id}.", soft_wrap=True)
+            out.print(Text(f"Deleted run {run_id}."), soft_wrap=True)
 
     guard(lambda: asyncio.run(with_store(db, delete)))
 
@@ -61,8 +63,8 @@ def doctor(db: DbOpt = None) -> None:
     Exits 0 when healthy, 1 with one line per problem otherwise."""
     problems = guard(lambda: asyncio.run(with_store(db, lambda store: store.check())))
     for problem in problems:
-        err.print(f"[red]problem:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("problem:", "red"), f" {problem}"), soft_wrap=True)
     if problems:
         raise typer.Exit(1)
     path = db.expanduser() if db else default_db_path()
-    out.print(f"{escape(str(path))}: healthy", highlight=False, soft_wrap=True)
+    out.print(Text(f"{path}: healthy"), soft_wrap=True)

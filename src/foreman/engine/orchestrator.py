@@ -210,7 +210,7 @@ class Orchestrator:
         worker = self.registry.get(record.plan.task(task_id).worker)
         outcome = await call_worker(
             worker,
-            [self.models.get(model or worker.model)],
+            [await self.models.aget(model or worker.model)],  # a new one is built off the loop
             worker.system_prompt,
             recorded.input,
             output_schema=worker.output_schema,

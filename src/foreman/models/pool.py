@@ -6,7 +6,7 @@ and for HTTP clients, whose connection pools are worth reusing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from foreman.models import aload_model, default_model_name, load_model
 from foreman.models.base import Model
@@ -34,8 +34,9 @@ class ModelPool:
         return self.get(None)
 
     def get(self, name: str | None) -> Model:
-        """The model ``name`` refers to, built on first use. From async code, call
-        ``prepare`` first (or use ``aget``): building one imports its SDK, blocking."""
+        """The model ``name`` refers to, built on first use. Building imports its SDK
+        (blocking): ``Orchestrator`` builds every model a run needs at construction, and
+        async code naming a new one uses ``aget``."""
         name = name or self._default_name
         if name not in self._models:
             self._models[name] = load_model(name)
@@ -51,12 +52,6 @@ class ModelPool:
             else:
                 self._models[name] = model
         return self._models[name]
-
-    async def prepare(self, names: Iterable[str | None]) -> None:
-        """Build every named model now, off the loop; a bad name raises its ConfigError
-        before any work starts."""
-        for name in dict.fromkeys(names):
-            await self.aget(name)
 
     async def aclose(self) -> None:
         for model in self._models.values():

@@ -93,7 +93,9 @@ class Approval(BaseModel):
         None, description="When the approved execution started (set before the worker runs)."
     )
     may_have_run: bool = Field(
-        False, description="Asked again: an approved execution started and never finished."
+        False,
+        description="Asked again: an approved execution already started (it failed or was cut "
+        "short).",
     )
 
 

@@ -526,7 +526,8 @@ class SQLiteStore(Store):
                     "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?",
                     (run_id, task_id),
                 ).fetchone()
-                current = Approval.model_validate_json(row[0]) if row else None
+                with reading_run(run_id, str(self.path)):
+                    current = Approval.model_validate_json(row[0]) if row else None
                 started = start_approval(current, run_id, task_id)
                 db.execute(
                     "UPDATE approvals SET status = ?, approval = ?, requested_at = ?"
