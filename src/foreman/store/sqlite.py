@@ -437,15 +437,9 @@ class SQLiteStore(Store):
     async def request_approval(self, approval: Approval) -> Approval:
         def write(db: sqlite3.Connection) -> Approval:
             with self._transaction(db):
-                row = db.execute(
-                    "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?",
-                    (approval.run_id, approval.task_id),
-                ).fetchone()
-                if row is not None:
-                    with reading_run(approval.run_id, str(self.path)):
-                        existing = Approval.model_validate_json(row[0])
-                    if existing.inputs == approval.inputs:
-                        return existing
+                existing = _stored_approval(db, approval.run_id, approval.task_id, self.path)
+                if existing is not None and existing.inputs == approval.inputs:
+                    return existing
                 _require_run(db, approval.run_id, self.path)
                 db.execute(
                     "INSERT OR REPLACE INTO approvals (run_id, task_id, status, approval,"
@@ -463,15 +457,7 @@ class SQLiteStore(Store):
         return await self._run(write)
 
     async def get_approval(self, run_id: str, task_id: str) -> Approval | None:
-        def read(db: sqlite3.Connection) -> Approval | None:
-            row = db.execute(
-                "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?",
-                (run_id, task_id),
-            ).fetchone()
-            with reading_run(run_id, str(self.path)):
-                return Approval.model_validate_json(row[0]) if row else None
-
-        return await self._run(read)
+        return await self._run(lambda db: _stored_approval(db, run_id, task_id, self.path))
 
     async def list_approvals(
         self, status: ApprovalStatus | None = ApprovalStatus.pending
@@ -500,12 +486,7 @@ class SQLiteStore(Store):
     ) -> Approval:
         def write(db: sqlite3.Connection) -> Approval:
             with self._transaction(db):
-                row = db.execute(
-                    "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?",
-                    (run_id, task_id),
-                ).fetchone()
-                with reading_run(run_id, str(self.path)):
-                    current = Approval.model_validate_json(row[0]) if row else None
+                current = _stored_approval(db, run_id, task_id, self.path)
                 decided = decide_approval(current, run_id, task_id, approved, note)
                 if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                     raise UnknownRunError(f"No run {run_id!r} in {self.path}.")
@@ -522,12 +503,7 @@ class SQLiteStore(Store):
         def write(db: sqlite3.Connection) -> Approval:
             with self._transaction(db):
                 _require_run(db, run_id, self.path)
-                row = db.execute(
-                    "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?",
-                    (run_id, task_id),
-                ).fetchone()
-                with reading_run(run_id, str(self.path)):
-                    current = Approval.model_validate_json(row[0]) if row else None
+                current = _stored_approval(db, run_id, task_id, self.path)
                 started = start_approval(current, run_id, task_id)
                 db.execute(
                     "UPDATE approvals SET status = ?, approval = ?, requested_at = ?"
@@ -628,6 +604,17 @@ def _read_run(
             plan_version=plan[0] if plan else 0,
             plan_usage=_usage(plan[2:]) if plan else Usage(),
         )
+
+
+def _stored_approval(
+    db: sqlite3.Connection, run_id: str, task_id: str, path: Path
+) -> Approval | None:
+    """The approval request of one task, if any; a damaged row is a corrupted run."""
+    row = db.execute(
+        "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+    ).fetchone()
+    with reading_run(run_id, str(path)):
+        return Approval.model_validate_json(row[0]) if row else None
 
 
 def _usage(columns: Sequence[Any]) -> Usage:
