@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from foreman.errors import ModelError, OutputValidationError
 from foreman.events import CallPurpose, CallRetried
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, Usage
-from foreman.models.retry import CallOutcome, OnRetry, complete_with_retry
+from foreman.models.retry import CallOutcome, OnRetry, complete_with_retry, numbered_after
 from foreman.workers.spec import Worker
 
 OnFallback = Callable[[str, ModelError], None]
@@ -61,7 +61,7 @@ async def call_worker(
             call_timeout=call_timeout if call_timeout is not None else worker.timeout,
             caller=f"worker {worker.name!r}",
             parse=_parser(output_schema),
-            on_retry=_offset(on_retry, attempts),
+            on_retry=numbered_after(on_retry, attempts),
         )
         attempts += tried.attempts
         spent.append(tried.usage)
@@ -97,13 +97,6 @@ def timeout_for(worker: Worker, default: float | None) -> float | None:
 def _total(spent: list[Usage]) -> Usage:
     """Tokens of every model tried; one model's record is fresh, so it is passed on as is."""
     return spent[0] if len(spent) == 1 else sum(spent, Usage())
-
-
-def _offset(on_retry: OnRetry | None, earlier: int) -> OnRetry | None:
-    """Number retries across models, so events count the task's attempts, not a model's."""
-    if on_retry is None or not earlier:
-        return on_retry  # the first model's count is the task's: no wrapper to allocate
-    return lambda attempt, error, delay: on_retry(earlier + attempt, error, delay)
 
 
 def _parser(schema: type[BaseModel] | None) -> Callable[[ModelResponse], Any]:

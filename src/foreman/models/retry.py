@@ -70,6 +70,14 @@ class CallOutcome:
 OnRetry = Callable[[int, ModelError, float], None]
 
 
+def numbered_after(on_retry: OnRetry | None, earlier: int) -> OnRetry | None:
+    """``on_retry`` counting on from ``earlier`` attempts, so events number the attempts of
+    a whole task or planning (across models and corrections), not of one call."""
+    if on_retry is None or not earlier:
+        return on_retry  # nothing before: no wrapper to allocate
+    return lambda attempt, error, delay: on_retry(earlier + attempt, error, delay)
+
+
 async def complete_with_retry(
     model: Model,
     request: ModelRequest,

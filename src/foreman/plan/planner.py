@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 
 from foreman.errors import OutputValidationError, PlanError
 from foreman.models.base import Message, Model, ModelRequest, Usage
-from foreman.models.retry import CallOutcome, OnRetry, RetryPolicy, complete_with_retry
+from foreman.models.retry import (
+    CallOutcome,
+    OnRetry,
+    RetryPolicy,
+    complete_with_retry,
+    numbered_after,
+)
 from foreman.plan.prompts import plan_retry_prompt, planner_system_prompt
 from foreman.plan.schema import Plan, constrained_plan_schema
 from foreman.plan.validate import parse_plan, validate_plan
@@ -90,7 +96,7 @@ class Planner:
                 self.retry,
                 call_timeout=self.timeout,
                 caller="the planner",
-                on_retry=_numbered(on_retry, attempts),
+                on_retry=numbered_after(on_retry, attempts),
             )
             attempts += call.attempts
             usage += call.usage
@@ -119,10 +125,3 @@ class Planner:
             errors=rejected[-1],
             raw=raw,
         )
-
-
-def _numbered(on_retry: OnRetry | None, earlier: int) -> OnRetry | None:
-    """Number retries across the planner's corrections, not per model call."""
-    if on_retry is None:
-        return None
-    return lambda attempt, error, delay: on_retry(earlier + attempt, error, delay)
