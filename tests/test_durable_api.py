@@ -240,10 +240,16 @@ async def test_cancelled_run_is_interrupted_and_resume_finishes_it(
     assert model.calls == Counter({"t1": 1, "t2": 1, "t3": 2, "t4": 1})
     assert sum(is_planner(r) for r in model.requests) == 1  # the stored plan was reused
     # Every answered call counts: planning, t1 and t2 before the interruption, t3, t4 and
-    # the synthesis after it.
-    assert result.usage == responses_usage(model)
+    # the synthesis after it; and t3's first call, cut short, at its estimated input.
+    calls = await store.list_calls(run_id=run_id)
+    (cut,) = [c for c in calls if c.status == "interrupted"]
+    assert (cut.task_id, cut.estimated, cut.usage.output_tokens) == ("t3", True, 0)
+    assert cut.usage.input_tokens > 0
+    answered = sum((c.usage for c in calls if c.status == "ok"), Usage())
+    assert answered == responses_usage(model)
+    assert result.usage == answered + cut.usage and result.calls == len(calls)
     assert result.usage == sum((r.usage for r in result.tasks.values()), record.plan_usage) + sum(
-        (resp.usage for req, resp in model.responses if is_synthesis(req)), Usage()
+        (resp.usage for req, resp in model.responses if is_synthesis(req)), cut.usage
     )
     final = await store.get_run(run_id)
     assert final.status is RunStatus.succeeded and final.usage == result.usage
@@ -628,9 +634,15 @@ async def test_a_low_risk_worker_never_asks(stores: Stores) -> None:
 
 
 async def _snapshot(store: Store, run_id: str) -> tuple[Any, ...]:
+    """The run's state; its books are left out: a replay's calls join the ledger."""
     record = await store.get_run(run_id)
     tasks = {k: v.model_dump() for k, v in (await store.load_tasks(run_id)).items()}
-    return record.model_dump(), tasks, await store.load_events(run_id)
+    books = {"usage", "cost_usd", "unpriced", "calls"}
+    return record.model_dump(exclude=books), tasks, await store.load_events(run_id)
+
+
+async def _replay_calls(store: Store, run_id: str) -> list[Any]:
+    return [c for c in await store.list_calls(run_id=run_id) if c.purpose == "replay"]
 
 
 async def test_replay_reruns_one_task_on_its_recorded_input_without_touching_the_run(
@@ -655,6 +667,12 @@ async def test_replay_reruns_one_task_on_its_recorded_input_without_touching_the
     assert last.system == "You are the writer worker."
     assert model.calls == Counter({"t1": 1, "t2": 2})
     assert await _snapshot(store, result.run_id) == before
+    # The replay was paid for: it is in the run's ledger and books, under its own purpose.
+    (call,) = await _replay_calls(store, result.run_id)
+    assert (call.parent, call.worker, call.status) == ("replay:t2", "writer", "ok")
+    assert call.usage == replayed.usage
+    after = await store.get_run(result.run_id)
+    assert after.usage == result.usage + replayed.usage and after.calls == result.calls + 1
 
 
 async def test_replay_with_another_model(stores: Stores) -> None:
@@ -673,6 +691,7 @@ async def test_replay_with_another_model(stores: Stores) -> None:
     assert [r.messages[0].content for r in other.requests] == [result.tasks["t2"].input]
     assert len(model.requests) == calls_before  # the run's model was not called
     assert await _snapshot(store, result.run_id) == before
+    assert [c.model for c in await _replay_calls(store, result.run_id)] == ["other"]
 
 
 async def test_replay_of_a_task_that_never_ran_or_does_not_exist_is_a_clear_error(
@@ -723,11 +742,13 @@ class DiskFills:
         self.full = True
         self.saves: list[str] = []
 
-    async def save_task(self, run_id: str, result: TaskResult, events: Sequence[Any] = ()):
+    async def save_task(
+        self, run_id: str, result: TaskResult, events: Sequence[Any] = (), calls=()
+    ):
         self.saves.append(result.task_id)
         if self.full and len(self.saves) == self.fail_at:
             raise StoreError("The run store could not be written: the disk is full.")
-        await super().save_task(run_id, result, events)  # type: ignore[misc]
+        await super().save_task(run_id, result, events, calls)  # type: ignore[misc]
 
 
 class FullSQLite(DiskFills, SQLiteStore):
@@ -786,9 +807,11 @@ class SpySQLite(SQLiteStore):
         super().__init__(path)
         self.saves: list[tuple[TaskResult, list[Any]]] = []
 
-    async def save_task(self, run_id: str, result: TaskResult, events: Sequence[Any] = ()):
+    async def save_task(
+        self, run_id: str, result: TaskResult, events: Sequence[Any] = (), calls=()
+    ):
         self.saves.append((result, list(events)))
-        await super().save_task(run_id, result, events)
+        await super().save_task(run_id, result, events, calls)
 
 
 async def test_each_settled_task_is_one_write_of_that_task_only(tmp_path: Path) -> None:
@@ -841,8 +864,8 @@ async def test_a_settled_task_is_announced_only_after_its_checkpoint() -> None:
             super().__init__()
             self.saved: list[str] = []
 
-        async def save_task(self, run_id, result, events=()):
-            await super().save_task(run_id, result, events)
+        async def save_task(self, run_id, result, events=(), calls=()):
+            await super().save_task(run_id, result, events, calls)
             self.saved.append(result.task_id)
 
     store = Spy()

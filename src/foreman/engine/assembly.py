@@ -14,7 +14,7 @@ from foreman.engine.calls import call_worker
 from foreman.engine.prompts import SYNTHESIS_SYSTEM, synthesis_input
 from foreman.engine.results import TaskResult
 from foreman.models.base import Model, Usage
-from foreman.models.retry import OnRetry, RetryPolicy
+from foreman.models.retry import CallLog, OnRetry, RetryPolicy
 from foreman.plan.schema import Plan
 from foreman.workers.spec import Worker
 
@@ -48,6 +48,7 @@ async def assemble(
     retry: RetryPolicy | None = None,
     call_timeout: float | None = None,
     on_retry: OnRetry | None = None,
+    scope: CallLog | None = None,
 ) -> Assembly:
     """The answer, by ``method``; a synthesis call uses ``retry`` and ``call_timeout`` (the
     orchestrator's) when given, and reports each retry to ``on_retry``."""
@@ -76,6 +77,7 @@ async def assemble(
         synthesis_input(request, parts),
         call_timeout=call_timeout,
         on_retry=on_retry,
+        scope=scope,
     )
     if outcome.error is not None:
         fallback = _concat(plan, results, confidence)

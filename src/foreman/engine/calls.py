@@ -15,7 +15,13 @@ from pydantic import BaseModel, ValidationError
 from foreman.errors import ModelError, OutputValidationError
 from foreman.events import CallPurpose, CallRetried
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, Usage
-from foreman.models.retry import CallOutcome, OnRetry, complete_with_retry, numbered_after
+from foreman.models.retry import (
+    CallLog,
+    CallOutcome,
+    OnRetry,
+    complete_with_retry,
+    numbered_after,
+)
 from foreman.workers.spec import Worker
 
 OnFallback = Callable[[str, ModelError], None]
@@ -31,6 +37,7 @@ async def call_worker(
     call_timeout: float | None = None,
     on_retry: OnRetry | None = None,
     on_fallback: OnFallback | None = None,
+    scope: CallLog | None = None,
 ) -> CallOutcome:
     """Call ``models`` in turn (the worker's model, then its fallback model).
 
@@ -38,7 +45,7 @@ async def call_worker(
     that outlasts its timeout is one); a non-transient error moves straight to the next
     model. ``call_timeout`` (see ``timeout_for``) defaults to the worker's. ``output_schema``
     turns the answer into a validated dict, and an answer that does not fit counts as
-    transient.
+    transient. ``scope`` records every attempt in the run's call ledger.
     """
     request = ModelRequest(
         system=system,
@@ -62,6 +69,7 @@ async def call_worker(
             caller=f"worker {worker.name!r}",
             parse=_parser(output_schema),
             on_retry=numbered_after(on_retry, attempts),
+            scope=scope,
         )
         attempts += tried.attempts
         spent.append(tried.usage)

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.assembly import SYNTHESISER, assemble
@@ -39,8 +39,10 @@ from foreman.events import (
     TaskFinished,
     TaskSkipped,
 )
+from foreman.ledger.books import Books
+from foreman.ledger.records import CallPurpose
 from foreman.models.base import Model, Usage
-from foreman.models.retry import CallOutcome
+from foreman.models.retry import CallLog, CallOutcome
 from foreman.plan.planner import Planner
 from foreman.plan.schema import Plan, Task
 from foreman.plan.validate import validate_plan
@@ -61,8 +63,8 @@ class RunState:
     plan_usage: Usage = field(default_factory=Usage)
     completed: dict[str, TaskResult] = field(default_factory=dict)
     resumed: bool = False
-    #: Tokens earlier executions spent (planning included), counted on from there.
-    spent: Usage = field(default_factory=Usage)
+    #: What earlier executions spent (their ledger), counted on from there.
+    before: Books = field(default_factory=Books)
 
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
@@ -76,9 +78,13 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     journal = RunJournal(
         orchestrator.store,
         state.run_id,
-        spent=state.spent,
+        spent=state.before.usage,
+        keep_prompts=orchestrator.record_prompts,
+        on_call=orchestrator.observers.on_call if orchestrator.observers else None,
         lease_seconds=orchestrator.lease_seconds,
     )
+    if orchestrator.observers:
+        on_event = orchestrator.observers.watching(on_event)
     delivery = _Delivery(journal, on_event)
     progress = _Progress(results=dict(state.completed))
     await journal.acquire()
@@ -133,8 +139,8 @@ async def _fail(
         plan=plan,
         tasks=progress.results,
         confidence=confidences(plan, progress.results) if plan is not None else {},
-        usage=journal.spent,
         error=error,
+        **_books(state, journal),
         elapsed=time.perf_counter() - progress.started,
         plan_attempts=progress.plan_attempts,
     )
@@ -198,11 +204,13 @@ async def _drive(
     if plan is None:
 
         def planned(call: CallOutcome) -> None:
-            journal.spend(call.usage)
             progress.plan_attempts += call.attempts
 
-        plan, plan_usage = await make_plan(orchestrator, run_id, request, emit, planned)
-        await orchestrator.store.save_plan(run_id, plan, plan_usage)
+        plan, _ = await make_plan(
+            orchestrator, run_id, request, emit, planned, journal.ledger.scope(CallPurpose.plan)
+        )
+        plan_usage = journal.ledger.usage_of("plan")  # attempts cut short at their estimate
+        await journal.save_plan(plan, plan_usage)
         state.plan = plan
     emit(PlanReady(run_id=run_id, plan=plan, usage=plan_usage))
 
@@ -217,6 +225,7 @@ async def _drive(
             orchestrator.store, emit, orchestrator.approve, orchestrator.auto_approve
         ),
         timeout=orchestrator.timeout,
+        ledger=journal.ledger,
     )
     results = progress.results
     error: str | None = None
@@ -248,8 +257,8 @@ async def _drive(
             retry=orchestrator.retry,
             call_timeout=orchestrator.own_timeout(SYNTHESISER.timeout),
             on_retry=retried(emit, run_id, "synthesis"),
+            scope=journal.ledger.scope(CallPurpose.synthesis),
         )
-        journal.spend(assembly.usage)
         answer, synthesis_attempts = assembly.answer, assembly.attempts
         emit(Assembled(run_id=run_id, method=assembly.method, answer=answer))
     result = RunResult(
@@ -260,11 +269,11 @@ async def _drive(
         tasks=results,
         answer=answer,
         confidence=confidence,
-        usage=journal.spent,
         error=error,
         elapsed=time.perf_counter() - progress.started,
         plan_attempts=progress.plan_attempts,
         synthesis_attempts=synthesis_attempts,
+        **_books(state, journal),
     )
     progress.settled = True
     await delivery.finish(RunFinished(run_id=run_id, result=result))
@@ -287,8 +296,8 @@ async def _cancelled(
         status=RunStatus.cancelled,
         plan=record.plan,
         tasks=await orchestrator.store.load_tasks(state.run_id),
-        usage=journal.spent,
         error="cancelled (foreman cancel)",
+        **_books(state, journal),
         elapsed=time.perf_counter() - progress.started,
     )
     progress.settled = True
@@ -302,6 +311,7 @@ async def make_plan(
     request: str,
     emit: OnEvent,
     on_call: Callable[[CallOutcome], None] | None = None,
+    scope: CallLog | None = None,
 ) -> tuple[Plan, Usage]:
     """Ask the planner model for a validated plan, reporting each rejected attempt and
     each retried call. ``on_call`` hears every planner call's attempts and tokens as it is
@@ -322,8 +332,21 @@ async def make_plan(
         ),
         on_retry=retried(emit, run_id, "plan"),
         on_call=on_call,
+        scope=scope,
     )
     return outcome.plan, outcome.usage
+
+
+def _books(state: RunState, journal: RunJournal) -> dict[str, Any]:
+    """The run's books for its result: earlier executions plus every call of this one
+    (the journal has stopped or settled them all by the time a result is built)."""
+    booked = state.before + Books.of(journal.ledger.records.values())
+    return {
+        "usage": booked.usage,
+        "cost_usd": booked.cost_usd,
+        "unpriced": booked.unpriced,
+        "calls": booked.calls,
+    }
 
 
 def check_given_plan(orchestrator: Orchestrator, plan: Plan) -> None:

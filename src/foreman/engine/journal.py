@@ -16,7 +16,10 @@ from typing import Any
 
 from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import StoreError
+from foreman.ledger.recorder import CallLedger, OnCall
+from foreman.ledger.records import CallStatus
 from foreman.models.base import Usage
+from foreman.plan.schema import Plan
 from foreman.store.base import LeaseOwner, Store
 
 LEASE_SECONDS = 30.0
@@ -32,13 +35,20 @@ class RunJournal:
         run_id: str,
         *,
         spent: Usage | None = None,
+        keep_prompts: bool = True,
+        on_call: OnCall | None = None,
         lease_seconds: float = LEASE_SECONDS,
         cancel_poll: float = CANCEL_POLL_SECONDS,
     ) -> None:
         self.store = store
-        #: Tokens the run has spent so far: planning and every checkpointed task (plus
-        #: whatever ``spend`` adds), so even an interrupted run reports what it cost.
-        self.spent = spent or Usage()
+        #: Tokens earlier executions of the run spent (their ledger rows).
+        self.spent_before = spent or Usage()
+        #: This execution's call attempts; written with each checkpoint, and early (in
+        #: the background) as each call starts, so a crash cannot hide a call in flight.
+        self.ledger = CallLedger(
+            run_id, keep_prompts=keep_prompts, on_start=self._write_calls_soon, on_end=on_call
+        )
+        self._calls_write: asyncio.Task[None] | None = None
         self.run_id = run_id
         self.owner = LeaseOwner()
         self.lease_seconds = lease_seconds
@@ -53,13 +63,34 @@ class RunJournal:
         """Keep an event for the next write (cheap: no I/O here)."""
         self._events.append(event)
 
-    def spend(self, usage: Usage) -> None:
-        self.spent += usage
+    @property
+    def spent(self) -> Usage:
+        """What the run has spent: earlier executions, then every call of this one (calls
+        in flight at their estimate), so even an interrupted run reports what it cost."""
+        return self.spent_before + self.ledger.usage
 
     async def checkpoint(self, result: TaskResult) -> None:
-        self.spent += result.usage
         events, self._events = self._events, []
-        await self.store.save_task(self.run_id, result, events)
+        await self.store.save_task(self.run_id, result, events, calls=self.ledger.take())
+
+    async def save_plan(self, plan: Plan, usage: Usage) -> None:
+        await self.store.save_plan(self.run_id, plan, usage, calls=self.ledger.take())
+
+    def _write_calls_soon(self) -> None:
+        """Have the calls that just started written at the next turn of the loop: one
+        write for all that started together, never a wait before a call."""
+        if self._calls_write is None or self._calls_write.done():
+            self._calls_write = asyncio.get_running_loop().create_task(self._write_calls())
+
+    async def _write_calls(self) -> None:
+        calls = self.ledger.take()
+        if not calls:
+            return
+        try:
+            await self.store.save_calls(self.run_id, calls)
+        except (StoreError, asyncio.CancelledError):
+            # The next checkpoint takes them (and fails loudly if the store is down).
+            self.ledger.unwritten(calls)
 
     async def update(
         self,
@@ -69,9 +100,24 @@ class RunJournal:
         error: str | None = None,
     ) -> None:
         events, self._events = self._events, []
+        if status is not RunStatus.running:  # stopping: calls cut short are on the books
+            self.ledger.interrupt_open()
+            await self._settle_calls_write()
         await self.store.update_run(
-            self.run_id, status=status, answer=answer, error=error, usage=self.spent, events=events
+            self.run_id,
+            status=status,
+            answer=answer,
+            error=error,
+            usage=self.spent,
+            events=events,
+            calls=self.ledger.take(),
         )
+
+    async def _settle_calls_write(self) -> None:
+        """Let a background write of started calls finish first (it must not land late)."""
+        if self._calls_write is not None and not self._calls_write.done():
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await asyncio.shield(self._calls_write)
 
     async def acquire(self) -> None:
         await self.store.acquire_lease(self.run_id, self.owner, self.lease_seconds)
@@ -79,6 +125,7 @@ class RunJournal:
         self._renewer = asyncio.create_task(self._renew(), name=f"foreman-lease-{self.run_id}")
 
     async def release(self) -> None:
+        await self._settle_calls_write()
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -97,6 +144,7 @@ class RunJournal:
             with contextlib.suppress(StoreError):
                 if await self.store.cancel_requested(self.run_id):
                     self.cancelled = True
+                    self.ledger.stopping = CallStatus.cancelled
                     if self._executing is not None:
                         self._executing.cancel()
                     return

@@ -21,12 +21,16 @@ from foreman.engine.execution import RunState, check_given_plan, execute, make_p
 from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus, typed_outputs
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
+from foreman.ledger.books import Books
+from foreman.ledger.recorder import CallLedger
+from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
+from foreman.tracing.observer import Observer, Observers
 from foreman.workers.registry import Registry
 from foreman.workers.spec import RiskLevel, Worker
 
@@ -53,6 +57,11 @@ class Orchestrator:
     and to planning, reviews and synthesis; a call that outlasts it is retried. ``retry``
     is the retry policy of planning and synthesis. Every model is built here, so a wrong
     model name or a missing API key fails at once, before any run is recorded.
+
+    Every model call attempt is recorded in the run's ledger (``store.list_calls``), with
+    its tokens, cost, latency and outcome, and, unless ``record_prompts=False``, what the
+    model was sent and answered. ``observers`` (``foreman.tracing``) watch every event and
+    call: logs, OpenTelemetry.
     """
 
     def __init__(
@@ -74,6 +83,8 @@ class Orchestrator:
         lease_seconds: float = 30.0,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        record_prompts: bool = True,
+        observers: Iterable[Observer] = (),
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -103,6 +114,9 @@ class Orchestrator:
         self.approve = approve
         self.auto_approve = auto_approve_level(auto_approve)  # ConfigError for 'high'
         self.lease_seconds = lease_seconds
+        #: Keep each call's prompt and output in the ledger (off for sensitive data).
+        self.record_prompts = record_prompts
+        self.observers = Observers(observers)
         self._build_models()
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.settings: dict[str, Any] = {
@@ -115,6 +129,7 @@ class Orchestrator:
             "assembly": assembly,
             "auto_approve": self.auto_approve.value if self.auto_approve else None,
             "timeout": timeout,
+            "record_prompts": record_prompts,
         }
 
     def _build_models(self) -> None:
@@ -182,14 +197,15 @@ class Orchestrator:
             plan_usage=record.plan_usage,
             completed={k: v for k, v in tasks.items() if v.succeeded},
             resumed=True,
-            spent=_spent_before(record, tasks),
+            before=await _books_before(self.store, record, tasks),
         )
         return await execute(self, state, on_event or _ignore)
 
     async def replay(self, run_id: str, task_id: str, *, model: str | None = None) -> TaskResult:
         """Run one task's worker again on its recorded input, for debugging.
 
-        Nothing is written: the run stays as it was. ``model`` tries another model. The
+        The run stays as it was, but the replay's calls join its ledger (they were paid
+        for), with purpose ``replay``. ``model`` tries another model. The
         worker's current definition (prompt, schema) is used, which is the point: change
         a prompt, replay, compare.
         """
@@ -208,6 +224,7 @@ class Orchestrator:
                 f"replay. `foreman resume {run_id}` runs it."
             )
         worker = self.registry.get(record.plan.task(task_id).worker)
+        ledger = CallLedger(run_id, keep_prompts=self.record_prompts)
         outcome = await call_worker(
             worker,
             [await self.models.aget(model or worker.model)],  # a new one is built off the loop
@@ -215,7 +232,9 @@ class Orchestrator:
             recorded.input,
             output_schema=worker.output_schema,
             call_timeout=timeout_for(worker, self.timeout),
+            scope=ledger.scope(CallPurpose.replay, task_id=task_id, worker=worker.name),
         )
+        await self.store.save_calls(run_id, ledger.take())  # replays are spent too
         result = TaskResult(
             task_id=task_id,
             worker=worker.name,
@@ -289,13 +308,22 @@ async def _events_of(
             await asyncio.gather(job, return_exceptions=True)
 
 
-def _spent_before(record: RunRecord, tasks: Mapping[str, TaskResult]) -> Usage:
-    """What earlier executions of a run spent. An execution that ended (interrupted,
-    failed...) stored its total, failed planning and failed attempts included; one that
-    died without a word left only its plan and task checkpoints to count."""
+async def _books_before(store: Store, record: RunRecord, tasks: Mapping[str, TaskResult]) -> Books:
+    """What earlier executions of a run spent: its ledger, calls cut short by a crash
+    marked ``interrupted`` for good (they read so already). A run stored before the ledger
+    existed has only its totals: an execution that ended stored one; one that died
+    without a word left its plan and task checkpoints to count."""
+    if record.calls:
+        calls = await store.list_calls(run_id=record.run_id, with_prompts=True)
+        cut_short = [call for call in calls if call.status is CallStatus.interrupted]
+        if cut_short:
+            await store.save_calls(record.run_id, cut_short)
+        return Books.of(calls)
     if record.status in (RunStatus.running, RunStatus.crashed):
-        return sum((task.usage for task in tasks.values()), record.plan_usage)
-    return record.usage
+        usage = sum((task.usage for task in tasks.values()), record.plan_usage)
+    else:
+        usage = record.usage
+    return Books(usage=usage, cost_usd=record.cost_usd, unpriced=record.unpriced)
 
 
 def _name(model: Model | str | None) -> str | None:

@@ -81,7 +81,16 @@ class RunResult(BaseModel):
     tasks: dict[str, TaskResult] = Field(default_factory=dict)
     answer: str | None = None
     confidence: dict[str, float] = Field(default_factory=dict)
-    usage: Usage = Field(default_factory=Usage)
+    usage: Usage = Field(
+        default_factory=Usage, description="Every call's tokens: the sum of the run's ledger."
+    )
+    cost_usd: float | None = Field(
+        None, description="US dollars, each call at its own model's price; None if unknown."
+    )
+    unpriced: list[str] = Field(
+        default_factory=list, description="Models that spent tokens and have no known price."
+    )
+    calls: int = Field(0, description="Model call attempts in the run's ledger.")
     error: str | None = None
     elapsed: float = 0.0
     plan_attempts: int = Field(0, description="Planner calls in this execution, retries included.")

@@ -25,6 +25,8 @@ from foreman.events import (
     TaskStarted,
     TaskValidated,
 )
+from foreman.ledger.recorder import CallLedger
+from foreman.ledger.records import CallPurpose
 from foreman.models.pool import ModelPool
 from foreman.plan.schema import Task
 from foreman.workers.registry import Registry
@@ -47,6 +49,7 @@ class TaskRunner:
         max_revisions: int = 1,
         gate: ApprovalGate | None = None,
         timeout: float | None = None,
+        ledger: CallLedger | None = None,
     ) -> None:
         self.run_id = run_id
         self.registry = registry
@@ -57,6 +60,8 @@ class TaskRunner:
         self.gate = gate
         #: The orchestrator's call timeout, for workers that set none of their own.
         self.timeout = timeout
+        #: Where every call attempt is recorded; a task's tokens are the sum of its calls.
+        self.ledger = ledger if ledger is not None else CallLedger(run_id)
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -98,7 +103,7 @@ class TaskRunner:
             output=outcome.output,
             attempts=outcome.attempts,
             review_attempts=reviews,
-            usage=outcome.usage,
+            usage=self.ledger.usage_of(f"task:{task.id}"),
             latency=time.perf_counter() - started,
             model=outcome.model,
             revisions=revisions,
@@ -148,6 +153,7 @@ class TaskRunner:
 
     def _call(self, task: Task, worker: Worker, user: str) -> Awaitable[CallOutcome]:
         """One worker's call, its retries and model fallback reported as the task's events."""
+        scope = self.ledger.scope(CallPurpose.task, task_id=task.id, worker=worker.name)
         return call_worker(
             worker,
             self._models_of(worker),
@@ -169,6 +175,7 @@ class TaskRunner:
                     run_id=self.run_id, task_id=task.id, kind="model", to=name, error=str(error)
                 )
             ),
+            scope=scope,
         )
 
     def _models_of(self, worker: Worker) -> list:
@@ -197,6 +204,9 @@ class TaskRunner:
                 output_schema=Verdict,
                 call_timeout=timeout_for(self.validator, self.timeout),
                 on_retry=retried(self.emit, self.run_id, "review", task.id),
+                scope=self.ledger.scope(
+                    CallPurpose.review, task_id=task.id, worker=self.validator.name
+                ),
             )
             reviews += review.attempts
             outcome.usage += review.usage
@@ -261,7 +271,7 @@ class TaskRunner:
             status=TaskStatus.failed,
             error=error,
             attempts=outcome.attempts,
-            usage=outcome.usage,
+            usage=self.ledger.usage_of(f"task:{task.id}"),
             latency=latency,
             missing_inputs=missing,
             input=user,

@@ -11,12 +11,32 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from foreman.errors import ModelError, ModelTimeoutError, TransientModelError
 from foreman.models.base import Model, ModelRequest, ModelResponse, Usage
+
+
+class OpenedCall(Protocol):
+    """One attempt in flight, as a call log sees it (``foreman.ledger`` implements it)."""
+
+    def close(
+        self,
+        status: str,
+        *,
+        response: ModelResponse | None = None,
+        error: BaseException | str | None = None,
+    ) -> None: ...
+
+
+class CallLog(Protocol):
+    """Where attempts are recorded: ``open`` as one starts, then ``close`` it exactly once
+    with ``ok``, ``error``, ``timeout`` or ``interrupted``."""
+
+    def open(self, model_name: str, request: ModelRequest) -> OpenedCall: ...
+
 
 Uniform = Callable[[float, float], float]
 Sleep = Callable[[float], Awaitable[Any]]
@@ -87,6 +107,7 @@ async def complete_with_retry(
     caller: str = "the call",
     parse: Callable[[ModelResponse], Any] = lambda response: response.text,
     on_retry: OnRetry | None = None,
+    scope: CallLog | None = None,
     sleep: Sleep = asyncio.sleep,
     uniform: Uniform = random.uniform,
 ) -> CallOutcome:
@@ -96,7 +117,8 @@ async def complete_with_retry(
     that runs out of time is a transient ``ModelTimeoutError``.
     ``on_retry(attempt, error, delay)`` hears of each failed attempt that will be retried.
     ``parse`` may raise a ``TransientModelError`` (such as ``OutputValidationError``) to
-    have an answer of the wrong shape retried like a rate limit.
+    have an answer of the wrong shape retried like a rate limit. ``scope``, when given,
+    records every attempt in the run's call ledger, whatever its outcome.
     """
     timeout = call_timeout if call_timeout is not None else model.default_call_timeout
     # The record is built on the way out, not before the first call: in a wide fan-out,
@@ -104,24 +126,47 @@ async def complete_with_retry(
     error: ModelError | None = None
     answered: list[Usage] = []  # every answer's tokens, whether it parsed or not
     for attempt in range(1, policy.max_attempts + 1):
+        call = scope.open(model.name, request) if scope is not None else None
         try:
             response = await model.complete_within(request, timeout)
-            answered.append(response.usage)
-            value = parse(response)
-            usage = sum(answered, Usage())
-            return CallOutcome(output=value, attempts=attempt, usage=usage, model=response.model)
         except TimeoutError:
             error = ModelTimeoutError(
                 f"{model.name} gave no answer within {timeout:g}s ({caller}); raise "
                 "its timeout if this is expected."
             )
+            _close(call, "timeout", error=error)
         except ModelError as exc:
             error = exc
+            _close(call, "error", error=exc)
             if not isinstance(exc, TransientModelError):
                 return CallOutcome(error=error, attempts=attempt, usage=sum(answered, Usage()))
+        except BaseException:  # cancelled (Ctrl-C, a budget, cancel) or a bug: on the books
+            _close(call, "interrupted", error="the call was stopped before it answered")
+            raise
+        else:
+            answered.append(response.usage)
+            try:
+                value = parse(response)
+            except ModelError as exc:
+                error = exc
+                _close(call, "error", response=response, error=exc)
+                if not isinstance(exc, TransientModelError):
+                    usage = sum(answered, Usage())
+                    return CallOutcome(error=error, attempts=attempt, usage=usage)
+            else:
+                _close(call, "ok", response=response)
+                usage = sum(answered, Usage())
+                return CallOutcome(
+                    output=value, attempts=attempt, usage=usage, model=response.model
+                )
         if attempt < policy.max_attempts:
             delay = policy.delay(attempt, error, uniform=uniform)
             if on_retry is not None:
                 on_retry(attempt, error, delay)
             await sleep(delay)
     return CallOutcome(error=error, attempts=policy.max_attempts, usage=sum(answered, Usage()))
+
+
+def _close(call: OpenedCall | None, status: str, **details: Any) -> None:
+    if call is not None:
+        call.close(status, **details)

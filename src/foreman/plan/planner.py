@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from foreman.errors import OutputValidationError, PlanError
 from foreman.models.base import Message, Model, ModelRequest, Usage
 from foreman.models.retry import (
+    CallLog,
     CallOutcome,
     OnRetry,
     RetryPolicy,
@@ -65,12 +66,14 @@ class Planner:
         *,
         on_retry: OnRetry | None = None,
         on_call: Callable[[CallOutcome], None] | None = None,
+        scope: CallLog | None = None,
     ) -> PlanOutcome:
         """A valid plan for ``request``; ``on_rejected(attempt, errors)`` hears each refusal.
 
         ``on_retry(attempt, error, delay)`` hears each model call that is retried (numbered
         across the whole planning), ``on_call(outcome)`` each call's attempts and tokens as it
-        is made, so a planning that fails in the end still accounts for what it cost.
+        is made, so a planning that fails in the end still accounts for what it cost;
+        ``scope`` records every attempt in the run's call ledger.
         """
         messages = [Message(role="user", content=request)]
         schema = constrained_plan_schema(
@@ -97,6 +100,7 @@ class Planner:
                 call_timeout=self.timeout,
                 caller="the planner",
                 on_retry=numbered_after(on_retry, attempts),
+                scope=scope,
             )
             attempts += call.attempts
             usage += call.usage

@@ -29,6 +29,7 @@ from foreman.errors import (
     RunLockedError,
     UnknownRunError,
 )
+from foreman.ledger.records import CallRecord, CallStatus
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
 from foreman.workers.spec import RiskLevel
@@ -48,7 +49,14 @@ class RunRecord(BaseModel):
     plan_usage: Usage = Field(default_factory=Usage, description="What planning cost.")
     answer: str | None = None
     error: str | None = None
-    usage: Usage = Field(default_factory=Usage)
+    usage: Usage = Field(default_factory=Usage, description="The sum of the run's ledger.")
+    cost_usd: float | None = Field(
+        None, description="US dollars, each call at its own model's price; None if unknown."
+    )
+    unpriced: list[str] = Field(
+        default_factory=list, description="Models that spent tokens and have no known price."
+    )
+    calls: int = Field(0, description="Model call attempts in the ledger.")
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 
@@ -148,7 +156,11 @@ class Store(ABC):
         error: str | None = None,
         usage: Usage | None = None,
         events: Sequence[Any] = (),
-    ) -> None: ...
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
+        """Set the run's status (and answer, error), with the events and ledger records
+        that lead to it, in one write. A run's tokens and cost are the sum of its ledger;
+        ``usage`` only counts for a run that has no ledger (stored before there was one)."""
 
     @abstractmethod
     async def resolve_run(self, ref: str) -> str:
@@ -182,12 +194,47 @@ class Store(ABC):
 
     # plans and tasks
     @abstractmethod
-    async def save_plan(self, run_id: str, plan: Plan, usage: Usage | None = None) -> int:
-        """Store a new plan version and what planning it cost; returns its number (1, 2...)."""
+    async def save_plan(
+        self,
+        run_id: str,
+        plan: Plan,
+        usage: Usage | None = None,
+        calls: Sequence[CallRecord] = (),
+    ) -> int:
+        """Store a new plan version, what planning it cost and the ledger records so far;
+        returns its number (1, 2...)."""
 
     @abstractmethod
-    async def save_task(self, run_id: str, result: TaskResult, events: Sequence[Any] = ()) -> None:
-        """Checkpoint one settled task (and the events before it) atomically."""
+    async def save_task(
+        self,
+        run_id: str,
+        result: TaskResult,
+        events: Sequence[Any] = (),
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
+        """Checkpoint one settled task (and the events and ledger records before it)
+        atomically."""
+
+    # the call ledger
+    @abstractmethod
+    async def save_calls(self, run_id: str, calls: Sequence[CallRecord]) -> None:
+        """Write ledger records, replacing earlier versions of the same ``call_id``; a
+        settled record is never replaced by a ``started`` one (writes may arrive late)."""
+
+    @abstractmethod
+    async def list_calls(
+        self,
+        *,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        with_prompts: bool = False,
+    ) -> list[CallRecord]:
+        """Ledger records, oldest first: of one run (and task) or of every run, started in
+        ``[since, until)``. ``with_prompts=False`` leaves prompt and output out (stats).
+        A ``started`` record of a run no live process is executing reads ``interrupted``:
+        its process died during the call."""
 
     @abstractmethod
     async def load_tasks(self, run_id: str) -> dict[str, TaskResult]: ...
@@ -261,6 +308,15 @@ def observed_status(
     if (lease_until or 0.0) <= time.time() or not holder.is_alive():
         return RunStatus.crashed
     return status
+
+
+def settled_as_read(record: CallRecord, run_status: RunStatus) -> CallRecord:
+    """A ``started`` record reads ``interrupted`` unless its run is being executed now."""
+    if record.status is CallStatus.started and run_status is not RunStatus.running:
+        return record.model_copy(
+            update={"status": CallStatus.interrupted, "error": "the process ended during the call"}
+        )
+    return record
 
 
 def choose_run(ref: str, candidates: Sequence[str], where: str) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 
 from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import RunLockedError, UnknownRunError
+from foreman.ledger.books import Books
+from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
 from foreman.models.pricing import run_price
 from foreman.plan.schema import Plan
@@ -28,6 +30,7 @@ from foreman.store.base import (
     choose_run,
     decide_approval,
     observed_status,
+    settled_as_read,
     start_approval,
     withdrawn,
 )
@@ -44,6 +47,7 @@ class MemoryStore(Store):
         self._approvals: dict[tuple[str, str], Approval] = {}
         self._leases: dict[str, tuple[LeaseOwner, float]] = {}
         self._cancel_requested: set[str] = set()
+        self._calls: dict[str, dict[str, CallRecord]] = {}
 
     def _run(self, run_id: str) -> RunRecord:
         try:
@@ -54,6 +58,7 @@ class MemoryStore(Store):
     async def create_run(self, run: RunRecord) -> None:
         self._runs[run.run_id] = run.model_copy(deep=True)
         self._plans[run.run_id], self._tasks[run.run_id], self._events[run.run_id] = [], {}, []
+        self._calls[run.run_id] = {}
 
     def _status(self, run: RunRecord) -> RunStatus:
         holder, until = self._leases.get(run.run_id, (None, None))
@@ -69,18 +74,35 @@ class MemoryStore(Store):
                 "plan_version": len(plans),
                 "plan_usage": usage,
                 "status": self._status(run),
+                **self._books(run),
             },
             deep=True,
         )
+
+    def _books(self, run: RunRecord) -> dict[str, Any]:
+        """The run's tokens, cost and call count from its ledger (a run stored without one
+        keeps its own usage, priced the old way)."""
+        calls = self._calls[run.run_id].values()
+        if calls:
+            booked = Books.of(calls)
+            return {
+                "usage": booked.usage,
+                "cost_usd": booked.cost_usd,
+                "unpriced": booked.unpriced,
+                "calls": booked.calls,
+            }
+        tasks = self._tasks[run.run_id].values()
+        price = run_price(
+            run.settings.get("model"), run.usage, [(task.model, task.usage) for task in tasks]
+        )
+        return {"cost_usd": price.cost_usd, "unpriced": price.unpriced}
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
         runs = sorted(self._runs.values(), key=lambda run: run.created_at, reverse=True)
         summaries = []
         for run in runs[:limit]:
             plans, tasks = self._plans[run.run_id], self._tasks[run.run_id].values()
-            price = run_price(
-                run.settings.get("model"), run.usage, [(task.model, task.usage) for task in tasks]
-            )
+            booked = self._books(run)
             summaries.append(
                 RunSummary(
                     run_id=run.run_id,
@@ -88,9 +110,9 @@ class MemoryStore(Store):
                     status=self._status(run),
                     tasks=len(plans[-1][0].tasks) if plans else 0,
                     tasks_done=sum(task.succeeded for task in tasks),
-                    usage=run.usage.model_copy(),
-                    cost=price.cost_usd,
-                    unpriced=price.unpriced,
+                    usage=booked.get("usage", run.usage).model_copy(),
+                    cost=booked["cost_usd"],
+                    unpriced=booked["unpriced"],
                     created_at=run.created_at,
                     updated_at=run.updated_at,
                 )
@@ -106,8 +128,10 @@ class MemoryStore(Store):
         error: str | None = None,
         usage: Usage | None = None,
         events: Sequence[Any] = (),
+        calls: Sequence[CallRecord] = (),
     ) -> None:
         run = self._run(run_id)
+        self._put_calls(run_id, calls)
         run.status, run.answer, run.error, run.updated_at = status, answer, error, time.time()
         if usage is not None:
             run.usage = usage.model_copy()
@@ -147,21 +171,73 @@ class MemoryStore(Store):
 
     async def delete_run(self, run_id: str, *, force: bool = False) -> None:
         check_deletable(run_id, self._status(self._run(run_id)), force)
-        for table in (self._runs, self._plans, self._tasks, self._events, self._leases):
+        tables = (self._runs, self._plans, self._tasks, self._events, self._leases, self._calls)
+        for table in tables:
             table.pop(run_id, None)
         self._cancel_requested.discard(run_id)
         for key in [key for key in self._approvals if key[0] == run_id]:
             del self._approvals[key]
 
-    async def save_plan(self, run_id: str, plan: Plan, usage: Usage | None = None) -> int:
+    async def save_plan(
+        self,
+        run_id: str,
+        plan: Plan,
+        usage: Usage | None = None,
+        calls: Sequence[CallRecord] = (),
+    ) -> int:
         self._run(run_id)
+        self._put_calls(run_id, calls)
         self._plans[run_id].append((plan.model_copy(deep=True), (usage or Usage()).model_copy()))
         return len(self._plans[run_id])
 
-    async def save_task(self, run_id: str, result: TaskResult, events: Sequence[Any] = ()) -> None:
+    async def save_task(
+        self,
+        run_id: str,
+        result: TaskResult,
+        events: Sequence[Any] = (),
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
         self._run(run_id)
         self._tasks[run_id][result.task_id] = result.model_copy(deep=True)
         self._events[run_id].extend(event.model_dump(mode="json") for event in events)
+        self._put_calls(run_id, calls)
+
+    async def save_calls(self, run_id: str, calls: Sequence[CallRecord]) -> None:
+        self._run(run_id)
+        self._put_calls(run_id, calls)
+
+    def _put_calls(self, run_id: str, calls: Sequence[CallRecord]) -> None:
+        stored = self._calls[run_id]
+        for call in calls:
+            known = stored.get(call.call_id)
+            if known is None or not known.status.settled or call.status.settled:
+                stored[call.call_id] = call.model_copy(deep=True)
+
+    async def list_calls(
+        self,
+        *,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        with_prompts: bool = False,
+    ) -> list[CallRecord]:
+        runs = [run_id] if run_id is not None else list(self._calls)
+        found = []
+        for run in runs:
+            if run not in self._calls:
+                continue
+            status = self._status(self._runs[run])
+            for call in self._calls[run].values():
+                if task_id is not None and call.task_id != task_id:
+                    continue
+                if (since is not None and call.started_at < since) or (
+                    until is not None and call.started_at >= until
+                ):
+                    continue
+                hidden = {} if with_prompts else {"prompt": None, "output": None}
+                found.append(settled_as_read(call.model_copy(update=hidden, deep=True), status))
+        return sorted(found, key=lambda call: call.started_at)
 
     async def load_tasks(self, run_id: str) -> dict[str, TaskResult]:
         return {k: v.model_copy(deep=True) for k, v in self._tasks.get(run_id, {}).items()}

@@ -75,6 +75,36 @@ MIGRATIONS: list[str] = [
     ALTER TABLE tasks ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE tasks ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: the call ledger, one row per model call attempt
+    """
+    CREATE TABLE calls (
+        run_id      TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        call_id     TEXT NOT NULL,
+        parent      TEXT NOT NULL,
+        purpose     TEXT NOT NULL,
+        task_id     TEXT,
+        worker      TEXT,
+        provider    TEXT NOT NULL,
+        model       TEXT NOT NULL,
+        answered_by TEXT,
+        attempt     INTEGER NOT NULL,
+        started_at  REAL NOT NULL,
+        latency     REAL NOT NULL,
+        input_tokens       INTEGER NOT NULL DEFAULT 0,
+        output_tokens      INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        estimated   INTEGER NOT NULL DEFAULT 0,
+        cost_usd    REAL,
+        status      TEXT NOT NULL,
+        error_type  TEXT,
+        error       TEXT,
+        prompt      TEXT,
+        output      TEXT,
+        PRIMARY KEY (run_id, call_id)
+    );
+    CREATE INDEX calls_by_time ON calls(started_at);
+    """,
 ]
 
 

@@ -28,8 +28,9 @@ from foreman.errors import (
     StoreNotFoundError,
     UnknownRunError,
 )
+from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
-from foreman.models.pricing import run_price
+from foreman.models.pricing import Cost, cost, run_price
 from foreman.plan.schema import Plan
 from foreman.store.base import (
     Approval,
@@ -45,6 +46,7 @@ from foreman.store.base import (
     described,
     observed_status,
     reading_run,
+    settled_as_read,
     start_approval,
     withdrawn,
 )
@@ -209,7 +211,8 @@ class SQLiteStore(Store):
                 (limit,),
             ):
                 per_model[run_id].append(tuple(group))
-            return [_summary(row, per_model[row[0]], self.path) for row in runs]
+            booked = _ledger_books(db, [row[0] for row in runs])
+            return [_summary(row, per_model[row[0]], booked.get(row[0]), self.path) for row in runs]
 
         return await self._run(read)
 
@@ -222,7 +225,10 @@ class SQLiteStore(Store):
         error: str | None = None,
         usage: Usage | None = None,
         events: Sequence[Any] = (),
+        calls: Sequence[CallRecord] = (),
     ) -> None:
+        call_rows = _call_rows(calls)
+
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
                 updated = db.execute(
@@ -244,6 +250,7 @@ class SQLiteStore(Store):
                 if not updated:
                     raise UnknownRunError(f"No run {run_id!r} in {self.path}.")
                 _append_events(db, run_id, events)
+                _put_calls(db, call_rows)
                 if status is RunStatus.cancelled:
                     _withdraw_pending(db, run_id, str(self.path))
 
@@ -302,7 +309,7 @@ class SQLiteStore(Store):
                 except CorruptedRunError:  # unreadable: deleting it is the way out
                     status = RunStatus.crashed
                 check_deletable(run_id, status, force)
-                for table in ("events", "approvals", "tasks", "plans", "runs"):
+                for table in ("calls", "events", "approvals", "tasks", "plans", "runs"):
                     db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
         await self._run(write)
@@ -325,12 +332,20 @@ class SQLiteStore(Store):
 
     # --- plans and tasks ---------------------------------------------------------------
 
-    async def save_plan(self, run_id: str, plan: Plan, usage: Usage | None = None) -> int:
+    async def save_plan(
+        self,
+        run_id: str,
+        plan: Plan,
+        usage: Usage | None = None,
+        calls: Sequence[CallRecord] = (),
+    ) -> int:
         usage = usage or Usage()
+        call_rows = _call_rows(calls)
 
         def write(db: sqlite3.Connection) -> int:
             with self._transaction(db):
                 _require_run(db, run_id, self.path)
+                _put_calls(db, call_rows)
                 (version,) = db.execute(
                     "SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE run_id = ?", (run_id,)
                 ).fetchone()
@@ -343,7 +358,14 @@ class SQLiteStore(Store):
 
         return await self._run(write)
 
-    async def save_task(self, run_id: str, result: TaskResult, events: Sequence[Any] = ()) -> None:
+    async def save_task(
+        self,
+        run_id: str,
+        result: TaskResult,
+        events: Sequence[Any] = (),
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
+        call_rows = _call_rows(calls)
         row = (
             run_id,
             result.task_id,
@@ -363,8 +385,60 @@ class SQLiteStore(Store):
                     row,
                 )
                 _append_events(db, run_id, events)
+                _put_calls(db, call_rows)
 
         await self._run(write)
+
+    async def save_calls(self, run_id: str, calls: Sequence[CallRecord]) -> None:
+        call_rows = _call_rows(calls)
+
+        def write(db: sqlite3.Connection) -> None:
+            with self._transaction(db):
+                _require_run(db, run_id, self.path)
+                _put_calls(db, call_rows)
+
+        await self._run(write)
+
+    async def list_calls(
+        self,
+        *,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        with_prompts: bool = False,
+    ) -> list[CallRecord]:
+        if self._absent():
+            return []
+        texts = "c.prompt, c.output" if with_prompts else "NULL, NULL"
+        where, args = ["1"], []
+        for clause, value in (
+            ("c.run_id = ?", run_id),
+            ("c.task_id = ?", task_id),
+            ("c.started_at >= ?", since),
+            ("c.started_at < ?", until),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+
+        def read(db: sqlite3.Connection) -> list[CallRecord]:
+            rows = db.execute(
+                f"SELECT {_CALL_COLUMNS_READ}, {texts}, r.status, r.lease_owner, r.lease_until"
+                " FROM calls c JOIN runs r ON r.run_id = c.run_id"
+                f" WHERE {' AND '.join(where)} ORDER BY c.started_at, c.rowid",
+                args,
+            ).fetchall()
+            statuses: dict[str, RunStatus] = {}
+            found = []
+            for row in rows:
+                with reading_run(row[0], str(self.path)):
+                    if row[0] not in statuses:
+                        statuses[row[0]] = _status(*row[-3:])
+                    found.append(settled_as_read(_call(row[:-3]), statuses[row[0]]))
+            return found
+
+        return await self._run(read)
 
     async def load_tasks(self, run_id: str) -> dict[str, TaskResult]:
         def read(db: sqlite3.Connection) -> dict[str, TaskResult]:
@@ -558,6 +632,87 @@ def _append_events(db: sqlite3.Connection, run_id: str, events: Sequence[Any]) -
 
 _USAGE = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
 
+_SUMS = "SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens)"
+
+_CALL_COLUMNS = (
+    "run_id, call_id, parent, purpose, task_id, worker, provider, model, answered_by, attempt,"
+    f" started_at, latency, {_USAGE}, estimated, cost_usd, status, error_type, error,"
+    " prompt, output"
+)
+_CALL_COLUMNS_READ = ", ".join(
+    f"c.{column.strip()}" for column in _CALL_COLUMNS.split(",")[:-2]
+)  # everything but the texts, which only some reads want
+
+
+def _call_rows(calls: Sequence[CallRecord]) -> list[tuple[Any, ...]]:
+    """Ledger records as rows, built on the caller's side (the writer thread stays short)."""
+    return [
+        (
+            c.run_id,
+            c.call_id,
+            c.parent,
+            c.purpose.value,
+            c.task_id,
+            c.worker,
+            c.provider,
+            c.model,
+            c.answered_by,
+            c.attempt,
+            c.started_at,
+            c.latency,
+            *_tokens(c.usage),
+            int(c.estimated),
+            c.cost_usd,
+            c.status.value,
+            c.error_type,
+            c.error,
+            json.dumps(c.prompt) if c.prompt is not None else None,
+            c.output,
+        )
+        for c in calls
+    ]
+
+
+def _put_calls(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert or replace ledger rows; a settled row is never replaced by a ``started`` one."""
+    if not rows:
+        return
+    marks = ", ".join("?" * len(rows[0]))
+    updates = ", ".join(
+        f"{column.strip()} = excluded.{column.strip()}" for column in _CALL_COLUMNS.split(",")[2:]
+    )
+    db.executemany(
+        f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES ({marks})"
+        f" ON CONFLICT (run_id, call_id) DO UPDATE SET {updates}"
+        " WHERE calls.status = 'started'",
+        rows,
+    )
+
+
+def _call(row: Sequence[Any]) -> CallRecord:
+    return CallRecord(
+        run_id=row[0],
+        call_id=row[1],
+        parent=row[2],
+        purpose=row[3],
+        task_id=row[4],
+        worker=row[5],
+        provider=row[6],
+        model=row[7],
+        answered_by=row[8],
+        attempt=row[9],
+        started_at=row[10],
+        latency=row[11],
+        usage=_usage(row[12:16]),
+        estimated=bool(row[16]),
+        cost_usd=row[17],
+        status=row[18],
+        error_type=row[19],
+        error=row[20],
+        prompt=json.loads(row[21]) if row[21] is not None else None,
+        output=row[22],
+    )
+
 
 def _tokens(usage: Usage) -> tuple[int, int, int, int]:
     """A usage as the four columns named in ``_USAGE``, in that order."""
@@ -589,21 +744,73 @@ def _read_run(
             (run_id,),
         ).fetchone()
     )
+    booked = _ledger_books(db, [run_id]).get(run_id)
     with reading_run(run_id, str(path)):
+        settings = _settings(row[3])
+        if booked is None:  # stored before the ledger: its own total, priced the old way
+            usage, price = _usage(row[10:]), _legacy_price(db, run_id, settings, row[10:])
+            booked = (0, usage, price.cost_usd, price.unpriced)
         return RunRecord(
             run_id=row[0],
             request=row[1],
             status=_status(row[2], row[8], row[9]),
-            settings=_settings(row[3]),
+            settings=settings,
             answer=row[4],
             error=row[5],
-            usage=_usage(row[10:]),
+            calls=booked[0],
+            usage=booked[1],
+            cost_usd=booked[2],
+            unpriced=booked[3],
             created_at=row[6],
             updated_at=row[7],
             plan=Plan.model_validate_json(plan[1]) if plan else None,
             plan_version=plan[0] if plan else 0,
             plan_usage=_usage(plan[2:]) if plan else Usage(),
         )
+
+
+def _ledger_books(
+    db: sqlite3.Connection, run_ids: Sequence[str]
+) -> dict[str, tuple[int, Usage, float | None, list[str]]]:
+    """Calls, tokens, cost and unpriced models of each run that has a ledger."""
+    if not run_ids:
+        return {}
+    marks = ", ".join("?" * len(run_ids))
+    # Calls that had no price when they were made, priced now if one is known since.
+    late: dict[str, tuple[float, list[str]]] = {}
+    for run_id, model, *columns in db.execute(
+        f"SELECT run_id, model, {_SUMS} FROM calls WHERE run_id IN ({marks})"
+        " AND cost_usd IS NULL GROUP BY run_id, model",
+        list(run_ids),
+    ):
+        usage = _usage(columns)
+        if not usage.total_tokens:
+            continue
+        dollars, missing = late.get(run_id, (0.0, []))
+        price = cost(model, usage)
+        late[run_id] = (dollars + (price or 0.0), missing + ([model] if price is None else []))
+    found = {}
+    for run_id, count, *columns in db.execute(
+        f"SELECT run_id, COUNT(*), {_SUMS}, TOTAL(cost_usd)"
+        f" FROM calls WHERE run_id IN ({marks}) GROUP BY run_id",
+        list(run_ids),
+    ):
+        dollars, missing = late.get(run_id, (0.0, []))
+        total = None if missing else columns[4] + dollars
+        found[run_id] = (count, _usage(columns), total, missing)
+    return found
+
+
+def _legacy_price(
+    db: sqlite3.Connection, run_id: str, settings: dict[str, Any], total: Sequence[Any]
+) -> Cost:
+    tasks = [
+        (model, _usage(columns))
+        for model, *columns in db.execute(
+            f"SELECT model, {_USAGE} FROM tasks WHERE run_id = ?", (run_id,)
+        )
+    ]
+    return run_price(settings.get("model"), _usage(total), tasks)
 
 
 def _stored_approval(
@@ -650,12 +857,21 @@ def _observed(db: sqlite3.Connection, run_id: str, path: Path) -> RunStatus:
         return _status(*row)
 
 
-def _summary(row: tuple[Any, ...], per_model: list[tuple[Any, ...]], path: Path) -> RunSummary:
-    """One ``runs`` row and its tasks grouped by (model, status) as a summary."""
+def _summary(
+    row: tuple[Any, ...],
+    per_model: list[tuple[Any, ...]],
+    booked: tuple[int, Usage, float | None, list[str]] | None,
+    path: Path,
+) -> RunSummary:
+    """One ``runs`` row, its tasks grouped by (model, status) and its books as a summary;
+    a run stored before the ledger is priced from its tasks, the old way."""
     with reading_run(row[0], str(path)):
-        usage = _usage(row[9:])
-        tasks = [(group[0], _usage(group[3:])) for group in per_model]
-        price = run_price(_settings(row[3]).get("model"), usage, tasks)
+        if booked is not None:
+            usage, price = booked[1], Cost(booked[2], booked[3])
+        else:
+            usage = _usage(row[9:])
+            tasks = [(group[0], _usage(group[3:])) for group in per_model]
+            price = run_price(_settings(row[3]).get("model"), usage, tasks)
         return RunSummary(
             run_id=row[0],
             request=row[1],

@@ -1,0 +1,83 @@
+"""One record per model call attempt: the ledger the run's books are summed from.
+
+A record is written with the checkpoint that covers it (the task's, the plan's, the run's
+final update), so the ledger and the run's state never disagree. A call still in flight is
+written early as ``started`` with its input tokens estimated; if the process dies, that row
+reads as ``interrupted`` and the books still count what the provider most likely charged.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from foreman.models.base import Usage
+
+
+class CallStatus(StrEnum):
+    started = "started"  # in flight (stored early so a crash cannot hide it)
+    ok = "ok"  # answered, and the answer was usable
+    error = "error"  # the provider refused or failed, or the answer did not parse
+    timeout = "timeout"  # no answer within the call's timeout
+    cancelled = "cancelled"  # stopped on purpose (foreman cancel, a budget)
+    interrupted = "interrupted"  # stopped by Ctrl-C, a signal or a crash
+
+    @property
+    def settled(self) -> bool:
+        return self is not CallStatus.started
+
+
+class CallPurpose(StrEnum):
+    plan = "plan"
+    task = "task"
+    review = "review"
+    synthesis = "synthesis"
+    replay = "replay"  # a task run again on its recorded input (``foreman replay``)
+
+
+class CallRecord(BaseModel):
+    """One attempt at one model call, failed and retried ones included.
+
+    ``parent`` names what the call belongs to: ``plan``, ``task:<id>`` (the task's own
+    calls and its reviews), ``synthesis`` or ``replay:<id>``. ``cost_usd`` is priced at
+    this call's own model; ``None`` when that model has no known price. ``estimated``
+    marks input tokens counted locally because no answer (and so no provider count) came.
+    """
+
+    run_id: str
+    call_id: str
+    parent: str
+    purpose: CallPurpose
+    task_id: str | None = None
+    worker: str | None = None
+    provider: str
+    model: str = Field(description="The model asked, as foreman names it.")
+    answered_by: str | None = Field(None, description="The model id the provider answered with.")
+    attempt: int = Field(1, description="1 for the first call of its parent, counting on.")
+    started_at: float = Field(default_factory=time.time)
+    latency: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+    estimated: bool = False
+    cost_usd: float | None = None
+    status: CallStatus = CallStatus.started
+    error_type: str | None = None
+    error: str | None = None
+    prompt: dict[str, Any] | None = Field(
+        None, description="What the model was sent (system, messages); None when not kept."
+    )
+    output: str | None = Field(None, description="What the model answered; None when not kept.")
+
+    @property
+    def failed(self) -> bool:
+        return self.status not in (CallStatus.ok, CallStatus.started)
+
+
+def provider_of(model: str) -> str:
+    """``openai:gpt-5`` -> ``openai``; ``local`` -> ``local``; a bare id -> ``unknown``."""
+    provider, sep, _ = model.partition(":")
+    if sep:
+        return provider
+    return "local" if model == "local" else "unknown"
