@@ -54,6 +54,15 @@ MaxTasksOpt = Annotated[
     int,
     typer.Option("--max-tasks", min=1, max=MAX_TASKS_LIMIT, help="Most tasks in a plan."),
 ]
+PlanBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--plan-budget-usd",
+        min=0.000001,
+        help="Dollars the plan may be estimated to cost; the planner plans within it, and a "
+        "plan over it is sent back to the planner.",
+    ),
+]
 RequestArg = Annotated[
     str,
     typer.Argument(
@@ -120,6 +129,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         assembly=settings.get("assembly", "synthesis"),
         auto_approve=settings.get("auto_approve"),
         timeout=settings.get("timeout"),
+        plan_budget_usd=settings.get("plan_budget_usd"),
         store=open_store(db),
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file
