@@ -22,6 +22,7 @@ from foreman.plan.estimate import (
     TYPICAL_TOKENS_PER_SECOND,
     schedule_seconds,
 )
+from foreman.plan.prompts import format_usd
 from foreman.store.base import RunRecord
 from foreman.store.memory import MemoryStore
 from foreman.store.sqlite import SQLiteStore
@@ -254,11 +255,11 @@ async def test_a_plan_over_the_budget_goes_back_to_the_planner_until_one_fits() 
     assert plan == SMALL
     [rejected] = [event for event in events if isinstance(event, PlanRejected)]
     assert rejected.errors == [
-        f"The plan's estimated cost ${big:.4f} exceeds the budget $0.0050: use fewer or "
+        f"The plan's estimated cost {format_usd(big)} exceeds the budget $0.005: use fewer or "
         "cheaper tasks."
     ]
     first, second = model.requests
-    assert "must cost at most $0.0050" in first.system
+    assert "must cost at most $0.005;" in first.system
     assert "writer (about $" in first.system  # each worker's typical cost
     assert rejected.errors[0] in second.messages[-1].content
 
@@ -266,7 +267,7 @@ async def test_a_plan_over_the_budget_goes_back_to_the_planner_until_one_fits() 
 async def test_no_plan_within_the_budget_is_a_plan_error_that_says_so() -> None:
     model = ScriptedModel(Script([BIG, BIG]), name="fake")
     async with orchestrator(models={"fake": model}, plan_budget_usd=0.005, max_plan_retries=1) as o:
-        with pytest.raises(PlanError, match=r"no plan within the budget of \$0.0050 in 2") as info:
+        with pytest.raises(PlanError, match=r"no plan within the budget of \$0.005 in 2") as info:
             await o.plan("write about TLS")
 
     assert "exceeds the budget" in str(info.value)
@@ -362,5 +363,23 @@ def test_no_plan_within_the_budget_is_one_line_and_exit_1(scripted) -> None:
     scripted(Script([plan_json(BIG)] * 3))
     result = runner.invoke(app, ["run", "x", "--plan-budget-usd", "0.001"])
     assert result.exit_code == 1
-    assert "no plan within the budget of $0.0010" in result.output
+    assert "no plan within the budget of $0.001 in" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("dollars", "text"),
+    [
+        (0, "$0"),
+        (0.00001, "<$0.0001"),
+        (0.0012, "$0.0012"),
+        (0.005, "$0.005"),
+        (0.0117, "$0.012"),
+        (0.02, "$0.02"),
+        (0.12, "$0.12"),
+        (1.5, "$1.50"),
+        (1234.5, "$1,234.50"),
+    ],
+)
+def test_dollars_read_as_what_they_are(dollars, text) -> None:
+    assert format_usd(dollars) == text

@@ -40,7 +40,7 @@ from foreman.cli.common import (
     usage_error,
     with_store,
 )
-from foreman.cli.render import estimate_table, plan_tree, worker_json, workers_table
+from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.engine.orchestrator import Orchestrator
 from foreman.models.deprecation import show_warnings_as_lines
@@ -230,20 +230,12 @@ def plan(
 
     the_plan, usage, estimate = guard(lambda: drive(orchestrator, plan_and_estimate))
     if json_out:
-        print(
-            json.dumps(
-                {**the_plan.model_dump(mode="json"), "estimate": estimate.model_dump(mode="json")},
-                indent=2,
-            )
-        )
+        print(plan_json(the_plan, estimate))
     else:
         out.print(plan_tree(the_plan, estimate))
         out.print(estimate_table(estimate))
-        out.print(
-            Text(
-                f"planning: {usage.input_tokens} in / {usage.output_tokens} out tokens", style="dim"
-            )
-        )
+        tokens = f"planning took {usage.input_tokens} in / {usage.output_tokens} out tokens"
+        out.print(Text(tokens, style="dim"))
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -126,6 +127,13 @@ def plan_tree(plan: Plan, estimate: PlanEstimate | None = None) -> FittedTree:
         return parent.add(task_label(task, cost=f"~{usd(step.cost_usd)} {duration(step.seconds)}"))
 
     return FittedTree(lambda depth: dag_tree(plan, Tree(title), add_task, max_depth=depth))
+
+
+def plan_json(plan: Plan, estimate: PlanEstimate) -> str:
+    """``plan --json``: the plan's own fields (it still reads as a ``Plan``), and its
+    ``estimate``."""
+    data = {**plan.model_dump(mode="json"), "estimate": estimate.model_dump(mode="json")}
+    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def estimate_table(estimate: PlanEstimate) -> Table:

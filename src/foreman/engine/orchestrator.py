@@ -63,6 +63,10 @@ class Orchestrator:
     its tokens, cost, latency and outcome, and, unless ``record_prompts=False``, what the
     model was sent and answered. ``observers`` (``foreman.tracing``) watch every event and
     call: logs, OpenTelemetry.
+
+    ``estimate(plan)`` says what a plan will most likely cost and take before any of it is
+    spent, from the ledger's history. With ``plan_budget_usd`` the planner is told the budget
+    and each worker's typical cost, and a plan estimated over it goes back to the planner.
     """
 
     def __init__(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 
 from foreman.workers.registry import Registry
@@ -119,12 +120,17 @@ def plan_retry_prompt(errors: list[str]) -> str:
 
 
 def format_usd(dollars: float) -> str:
-    """``$0.12``, ``$0.0034``, ``$12.50``: enough digits for a cheap call to read non-zero."""
+    """Two significant digits, at least cents: ``$0.12``, ``$0.0034``, ``$0.02``, ``$12.50``,
+    so a cheap call reads as what it is, never as ``$0.00``."""
     if dollars == 0:
         return "$0"
     if dollars < 0.0001:
         return "<$0.0001"
-    return f"${dollars:,.2f}" if dollars >= 0.1 else f"${dollars:.4f}"
+    decimals = max(2, 1 - math.floor(math.log10(dollars)))
+    text = f"{dollars:,.{decimals}f}"
+    while text.endswith("0") and len(text.partition(".")[2]) > 2:
+        text = text[:-1]
+    return "$" + text
 
 
 def plan_over_budget(estimated: float, budget: float) -> str:
