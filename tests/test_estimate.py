@@ -283,6 +283,24 @@ async def test_a_budget_without_prices_fails_before_any_call(monkeypatch) -> Non
     assert model.requests == []
 
 
+async def test_a_plan_on_a_worker_without_a_price_goes_back_within_a_budget() -> None:
+    mystery = ScriptedModel("?", name="mystery")  # no price in PRICES
+    team = Registry([worker("researcher"), worker("oracle", model="mystery")])
+    model = ScriptedModel(Script([plan_of(task("t1", "oracle")), SMALL]), name="fake")
+    models = {"fake": model, "mystery": mystery}
+    async with orchestrator(workers=team, models=models, plan_budget_usd=1.0) as o:
+        events = []
+        plan, _ = await o.plan("x", on_event=events.append)
+
+    assert plan == SMALL
+    [rejected] = [event for event in events if isinstance(event, PlanRejected)]
+    assert rejected.errors == [
+        "The plan's cost cannot be estimated: no price is known for mystery. Within a "
+        "budget, use only workers whose cost is known."
+    ]
+    assert "- oracle (cost unknown):" in model.requests[0].system
+
+
 async def test_without_a_budget_the_prompt_has_no_prices() -> None:
     model = ScriptedModel(Script(BIG), name="fake")
     async with orchestrator(models={"fake": model}) as o:

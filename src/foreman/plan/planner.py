@@ -34,7 +34,7 @@ from foreman.plan.validate import parse_plan, validate_plan
 from foreman.workers.registry import Registry
 
 if TYPE_CHECKING:  # the estimator is engine-aware; the planner only asks it questions
-    from foreman.plan.estimate import Estimator, PlanEstimate
+    from foreman.plan.estimate import Estimator
 
 
 @dataclass
@@ -45,7 +45,6 @@ class PlanOutcome:
     usage: Usage
     rejected: list[list[str]] = field(default_factory=list)
     attempts: int = 0  # model calls, retries included
-    estimate: PlanEstimate | None = None  # with a budget: the estimate the plan fits in
 
 
 class Planner:
@@ -109,7 +108,7 @@ class Planner:
         raw = ""
         attempts = 0
         for _ in range(self.max_retries + 1):
-            estimate = None  # set once this attempt's plan is valid and checked on the budget
+            over_budget = False  # this attempt's plan is valid but does not fit the budget
             call = await complete_with_retry(
                 self.model,
                 ModelRequest(
@@ -136,15 +135,10 @@ class Planner:
             if plan is not None:
                 errors = validate_plan(plan, self.registry, max_tasks=self.max_tasks)
                 if not errors:
-                    estimate, errors = self._check_budget(plan, request)
+                    errors = self._budget_problems(plan, request)
+                    over_budget = bool(errors)
                 if not errors:
-                    return PlanOutcome(
-                        plan=plan,
-                        usage=usage,
-                        rejected=rejected,
-                        attempts=attempts,
-                        estimate=estimate,
-                    )
+                    return PlanOutcome(plan=plan, usage=usage, rejected=rejected, attempts=attempts)
             rejected.append(errors)
             if on_rejected is not None:
                 on_rejected(len(rejected), errors)
@@ -153,7 +147,7 @@ class Planner:
                 Message(role="assistant", content=raw or "(no answer)"),
                 Message(role="user", content=plan_retry_prompt(errors)),
             ]
-        if estimate is not None and self.budget_usd is not None:  # valid, but over the budget
+        if over_budget and self.budget_usd is not None:
             raise PlanError(
                 f"The planner ({self.model.name}) wrote no plan within the budget of "
                 f"{format_usd(self.budget_usd)} in {self.max_retries + 1} attempts. Raise "
@@ -189,13 +183,13 @@ class Planner:
             worker_costs=self.estimator.worker_costs(),
         )
 
-    def _check_budget(self, plan: Plan, request: str) -> tuple[PlanEstimate | None, list[str]]:
-        """The plan's estimate and, when it does not fit the budget, why (for the model)."""
+    def _budget_problems(self, plan: Plan, request: str) -> list[str]:
+        """Why a valid plan does not fit the budget (for the model); none if it does."""
         if self.budget_usd is None or self.estimator is None:
-            return None, []
+            return []
         estimate = self.estimator.plan(plan, request)
         if estimate.cost_usd is None:
-            return estimate, [plan_unpriced(estimate.unpriced)]
+            return [plan_unpriced(estimate.unpriced)]
         if estimate.cost_usd > self.budget_usd:
-            return estimate, [plan_over_budget(estimate.cost_usd, self.budget_usd)]
-        return estimate, []
+            return [plan_over_budget(estimate.cost_usd, self.budget_usd)]
+        return []
