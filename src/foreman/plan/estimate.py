@@ -202,8 +202,8 @@ class Estimator:
             deps = {dep: answers[dep] for dep in task.depends_on}
             tasks[task.id], answers[task.id] = self._task(task, deps)
         ordered = [tasks[task.id] for task in plan.tasks]
-        planning = self.planning(plan, request)
-        synthesis = self.synthesis_of(plan, request, sum(answers.values()))
+        planning = self._planning(plan, request)
+        synthesis = self._synthesis(plan, request, sum(answers.values()))
         steps: list[StepEstimate] = [planning, *ordered] + ([synthesis] if synthesis else [])
         unpriced = list(dict.fromkeys(step.model for step in steps if step.cost_usd is None))
         dag = schedule_seconds(
@@ -254,17 +254,17 @@ class Estimator:
         part.basis = f"review {part.basis}"
         return part
 
-    def planning(self, plan: Plan | None = None, request: str = "") -> StepEstimate:
+    def _planning(self, plan: Plan, request: str) -> StepEstimate:
         """Planning on the planner model; typically the plan's own JSON as its output."""
         model = self.planner_model
         stats = self.history.stats(CallPurpose.plan, None, model)
         if stats is not None:
             return StepEstimate(**_combine([_from_history(model, stats)]))
         sent = planner_system_prompt(self.registry, self.max_tasks, request) + request
-        written = plan.model_dump_json(exclude_none=True) if plan else ""
+        written = plan.model_dump_json(exclude_none=True)
         return StepEstimate(**_combine([_typical(model, _tokens(sent), _tokens(written))]))
 
-    def synthesis_of(self, plan: Plan, request: str, answers: int) -> StepEstimate | None:
+    def _synthesis(self, plan: Plan, request: str, answers: int) -> StepEstimate | None:
         """Synthesis of ``answers`` tokens of task outputs on the default model; None when
         the answer needs no model call."""
         if not self.synthesis or len(plan.tasks) < 2:
