@@ -401,3 +401,12 @@ def test_no_plan_within_the_budget_is_one_line_and_exit_1(scripted) -> None:
 )
 def test_dollars_read_as_what_they_are(dollars, text) -> None:
     assert format_usd(dollars) == text
+
+
+@pytest.mark.parametrize("budget", ["0", "-0.5", "nan"])
+def test_a_budget_that_is_not_positive_is_a_usage_error(scripted, budget) -> None:
+    model = scripted(Script(SMALL))
+    result = runner.invoke(app, ["plan", "x", "--plan-budget-usd", budget])
+    assert result.exit_code == 2
+    assert "positive amount of dollars" in result.output
+    assert model.requests == []

@@ -54,11 +54,19 @@ MaxTasksOpt = Annotated[
     int,
     typer.Option("--max-tasks", min=1, max=MAX_TASKS_LIMIT, help="Most tasks in a plan."),
 ]
+
+
+def _positive_dollars(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be a positive amount of dollars (e.g. 0.05), not {value}.")
+    return value
+
+
 PlanBudgetOpt = Annotated[
     float | None,
     typer.Option(
         "--plan-budget-usd",
-        min=0.000001,
+        callback=_positive_dollars,
         help="Dollars the plan may be estimated to cost; the planner plans within it, and a "
         "plan over it is sent back to the planner.",
     ),
