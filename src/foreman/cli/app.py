@@ -23,6 +23,7 @@ from foreman.cli.common import (
     JsonOpt,
     MaxTasksOpt,
     ModelOpt,
+    PlanBudgetOpt,
     PlannerOpt,
     RequestArg,
     RunRefArg,
@@ -32,13 +33,14 @@ from foreman.cli.common import (
     drive,
     err,
     guard,
+    open_store,
     out,
     read_request,
     registry,
     usage_error,
     with_store,
 )
-from foreman.cli.render import plan_tree, worker_json, workers_table
+from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.engine.orchestrator import Orchestrator
 from foreman.models.deprecation import show_warnings_as_lines
@@ -95,6 +97,7 @@ def run(
             "synthesis; a call that takes longer is retried.",
         ),
     ] = None,
+    plan_budget_usd: PlanBudgetOpt = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -120,6 +123,7 @@ def run(
         "assembly": assembly.value,
         "auto_approve": auto_approve.value if auto_approve else None,
         "timeout": timeout,
+        "plan_budget_usd": plan_budget_usd,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(
@@ -189,21 +193,49 @@ def plan(
     planner_model: PlannerOpt = None,
     team: TeamOpt = None,
     max_tasks: MaxTasksOpt = 8,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Tasks running at once (time).")
+    ] = 8,
+    validator: Annotated[
+        str | None, typer.Option(help="Worker that would review every result (its cost).")
+    ] = None,
+    plan_budget_usd: PlanBudgetOpt = None,
+    db: DbOpt = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the plan and its estimate as JSON.")
+    ] = False,
 ) -> None:
-    """Show the plan foreman would run for REQUEST, as a tree, without running it."""
+    """Show the plan foreman would run for REQUEST, as a tree, with each task's estimated
+    cost and time and the totals, without running it.
+
+    Estimates come from the run store's history of each worker on its model (--db), typical
+    token counts and prices where there is none."""
     request = read_request(request)
     orchestrator = guard(
         lambda: Orchestrator(
-            registry(team), model=model, planner_model=planner_model, max_tasks=max_tasks
+            registry(team),
+            model=model,
+            planner_model=planner_model,
+            max_tasks=max_tasks,
+            concurrency=concurrency,
+            validator=validator,
+            plan_budget_usd=plan_budget_usd,
+            store=open_store(db, create=False),  # history only: no store is created
         )
     )
-    the_plan, usage = guard(lambda: drive(orchestrator, lambda o: o.plan(request)))
+
+    async def plan_and_estimate(o: Orchestrator):
+        the_plan, usage = await o.plan(request)
+        return the_plan, usage, await o.estimate(the_plan, request)
+
+    the_plan, usage, estimate = guard(lambda: drive(orchestrator, plan_and_estimate))
     if json_out:
-        print(the_plan.model_dump_json(indent=2))
+        print(plan_json(the_plan, estimate))
     else:
-        out.print(plan_tree(the_plan))
-        out.print(Text(f"{usage.input_tokens} in / {usage.output_tokens} out tokens", style="dim"))
+        out.print(plan_tree(the_plan, estimate))
+        out.print(estimate_table(estimate))
+        tokens = f"planning took {usage.input_tokens} in / {usage.output_tokens} out tokens"
+        out.print(Text(tokens, style="dim"))
 
 
 @app.command()

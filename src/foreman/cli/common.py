@@ -54,6 +54,23 @@ MaxTasksOpt = Annotated[
     int,
     typer.Option("--max-tasks", min=1, max=MAX_TASKS_LIMIT, help="Most tasks in a plan."),
 ]
+
+
+def _positive_dollars(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be a positive amount of dollars (e.g. 0.05), not {value}.")
+    return value
+
+
+PlanBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--plan-budget-usd",
+        callback=_positive_dollars,
+        help="Dollars the plan may be estimated to cost; the planner plans within it, and a "
+        "plan over it is sent back to the planner.",
+    ),
+]
 RequestArg = Annotated[
     str,
     typer.Argument(
@@ -120,6 +137,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         assembly=settings.get("assembly", "synthesis"),
         auto_approve=settings.get("auto_approve"),
         timeout=settings.get("timeout"),
+        plan_budget_usd=settings.get("plan_budget_usd"),
         store=open_store(db),
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file

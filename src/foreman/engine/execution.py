@@ -324,6 +324,8 @@ async def make_plan(
         max_retries=orchestrator.max_plan_retries,
         retry=orchestrator.retry,
         timeout=orchestrator.own_timeout(),
+        budget_usd=orchestrator.plan_budget_usd,
+        estimator=await orchestrator.estimator() if orchestrator.plan_budget_usd else None,
     )
     outcome = await planner.plan(
         request,

@@ -27,6 +27,7 @@ from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
+from foreman.plan.estimate import Estimator, History, PlanEstimate
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
@@ -62,6 +63,10 @@ class Orchestrator:
     its tokens, cost, latency and outcome, and, unless ``record_prompts=False``, what the
     model was sent and answered. ``observers`` (``foreman.tracing``) watch every event and
     call: logs, OpenTelemetry.
+
+    ``estimate(plan)`` says what a plan will most likely cost and take before any of it is
+    spent, from the ledger's history. With ``plan_budget_usd`` the planner is told the budget
+    and each worker's typical cost, and a plan estimated over it goes back to the planner.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class Orchestrator:
         retry: RetryPolicy | None = None,
         record_prompts: bool = True,
         observers: Iterable[Observer] = (),
+        plan_budget_usd: float | None = None,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -96,6 +102,10 @@ class Orchestrator:
             raise ConfigError(f"assembly must be 'synthesis' or 'concat', not {assembly!r}.")
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}.")
+        if plan_budget_usd is not None and not plan_budget_usd > 0:
+            raise ConfigError(
+                f"plan_budget_usd must be a positive amount, not {plan_budget_usd!r}."
+            )
         self.models = ModelPool(model, models)
         self.planner_model = planner_model
         #: Seconds per model call for workers that set no ``timeout`` of their own, and for
@@ -117,6 +127,8 @@ class Orchestrator:
         #: Keep each call's prompt and output in the ledger (off for sensitive data).
         self.record_prompts = record_prompts
         self.observers = Observers(observers)
+        #: Dollars a plan's estimate (``estimate``) may reach; the planner plans within it.
+        self.plan_budget_usd = plan_budget_usd
         self._build_models()
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.settings: dict[str, Any] = {
@@ -130,6 +142,7 @@ class Orchestrator:
             "auto_approve": self.auto_approve.value if self.auto_approve else None,
             "timeout": timeout,
             "record_prompts": record_prompts,
+            "plan_budget_usd": plan_budget_usd,
         }
 
     def _build_models(self) -> None:
@@ -153,6 +166,30 @@ class Orchestrator:
     async def plan(self, request: str, on_event: OnEvent | None = None) -> tuple[Plan, Usage]:
         """A validated plan for ``request`` and the tokens it cost, without running it."""
         return await make_plan(self, "", request, on_event or _ignore)
+
+    async def estimate(self, plan: Plan, request: str = "") -> PlanEstimate:
+        """What ``plan`` will most likely cost and take, per task and in total, before any
+        of it is spent: from the ledger's history of each worker on its model, typical
+        values where there is none (``foreman.plan.estimate`` says which, and how)."""
+        return (await self.estimator()).plan(plan, request)
+
+    async def estimator(self) -> Estimator:
+        """An ``Estimator`` for this team and these settings, with the store's history."""
+        history = History(await self.store.list_calls())
+        planner = self.planner_model
+        return Estimator(
+            self.registry,
+            history,
+            model_of=lambda name: self.models.get(name).name,
+            planner_model=(
+                planner if isinstance(planner, Model) else self.models.get(planner)
+            ).name,
+            default_model=self.models.default.name,
+            validator=self.validator,
+            synthesis=self.assembly == "synthesis",
+            concurrency=self.concurrency,
+            max_tasks=self.max_tasks,
+        )
 
     async def run(
         self, request: str, *, plan: Plan | None = None, on_event: OnEvent | None = None
