@@ -120,6 +120,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         assembly=settings.get("assembly", "synthesis"),
         auto_approve=settings.get("auto_approve"),
         timeout=settings.get("timeout"),
+        record_prompts=settings.get("record_prompts", True),
         store=open_store(db),
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file
