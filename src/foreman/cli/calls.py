@@ -17,7 +17,7 @@ from rich.text import Text
 from foreman.cli.render import STATUS_STYLE
 from foreman.engine.results import TaskResult
 from foreman.ledger.books import Books
-from foreman.ledger.records import CallRecord, CallStatus
+from foreman.ledger.records import CallRecord
 from foreman.plan.schema import Task
 from foreman.store.base import RunRecord
 
@@ -102,8 +102,8 @@ def call_json(call: CallRecord, *, prompts: bool) -> dict[str, Any]:
 
 
 def books_json(books: Books) -> dict[str, Any]:
+    """Tokens and dollars, under the names ``show --json`` gives a run's."""
     return {
-        "calls": books.calls,
         "usage": books.usage.model_dump(mode="json"),
         "cost_usd": books.cost_usd,
         "unpriced": books.unpriced,
@@ -224,7 +224,7 @@ def _call_parts(number: int, call: CallRecord, start: float) -> list[RenderableT
         "\n",
         (f"Call {number}: {what_for(call)}", "bold cyan"),
         f" · try {call.attempt} · {call.worker or '-'} · {call.model}",
-        *((f" (answered by {call.answered_by})",) if call.answered_by else ()),
+        *((f" (answered by {call.answered_by})",) if _answered_by_another(call) else ()),
         " · ",
         (call.status.value, CALL_STYLE.get(call.status.value, "")),
         f" · {offset(call.started_at - start)}",
@@ -245,9 +245,12 @@ def _call_parts(number: int, call: CallRecord, start: float) -> list[RenderableT
             parts += [_section(role, "bold dim"), Text(_text(message.get("content")))]
     if call.output is not None:
         parts += [_section("Output", "bold dim"), Text(call.output)]
-    elif call.status is CallStatus.ok and call.prompt is None:
-        parts.append(Text("(prompt and output not recorded)", style="dim"))
     return parts
+
+
+def _answered_by_another(call: CallRecord) -> bool:
+    """A dated id (``claude-x-20250929`` for ``anthropic:claude-x``) is worth showing."""
+    return call.answered_by not in (None, call.model, call.model.partition(":")[2])
 
 
 def _text(content: object) -> str:

@@ -67,7 +67,7 @@ def stats(
     start = parse_moment(since, "--since", now=now) if since else None
     end = parse_moment(until, "--until", now=now) if until else None
     if start is not None and end is not None and start >= end:
-        usage_error("--since must be earlier than --until.", "--since")
+        usage_error("it must be earlier than --until.", "--since")
     run_id = run_ref(db, run) if run else None
 
     async def load(store) -> list[CallRecord]:
@@ -94,7 +94,7 @@ def stats_table(groups: list[CallStats], by: GroupBy) -> Table:
     """Fits 80 columns: only the key column wraps (a long model name folds)."""
     table = Table(title=f"Calls by {by.value}", box=None, padding=(0, 1), pad_edge=False)
     table.add_column(by.value, overflow="fold")
-    for column in ("calls", "failed", "retried", "in", "out", "cost", "p50", "p95"):
+    for column in ("calls", "failed", "retried", "tokens in", "out", "cost", "p50", "p95"):
         table.add_column(column, justify="right", no_wrap=True)
     for group in groups:
         table.add_row(

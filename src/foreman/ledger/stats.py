@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from foreman.ledger.books import Books
-from foreman.ledger.records import CallRecord, CallStatus
+from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
 
 if TYPE_CHECKING:
     from foreman.store.base import Store
@@ -141,15 +141,18 @@ def summarise(
 
 
 def retried_call_ids(records: Iterable[CallRecord]) -> set[str]:
-    """Calls made because the call before them, of the same run, parent and purpose,
-    failed: retries after an error or timeout, fallbacks to another model, the first call
-    after a resume of one that was interrupted. A review, or a revision asked for by a
-    reviewer, follows a call that succeeded: not a retry."""
+    """Calls made again: after a call of the same run, parent and purpose failed (a retry
+    after an error or timeout, a fallback to another model, the first call after a resume
+    of one that was interrupted), and any second planning or synthesis call (asked once
+    unless something went wrong: a plan that did not validate is asked for again). A
+    review, or a revision a reviewer asked for, follows a call that succeeded: not a retry.
+    """
     last_failed: dict[tuple[str, str, str], bool] = {}
     retried = set()
     for record in sorted(records, key=lambda record: record.started_at):
         series = (record.run_id, record.parent, record.purpose.value)
-        if last_failed.get(series):
+        once = record.purpose in (CallPurpose.plan, CallPurpose.synthesis)
+        if last_failed.get(series) or (once and series in last_failed):
             retried.add(record.call_id)
         last_failed[series] = record.failed
     return retried
