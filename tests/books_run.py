@@ -30,9 +30,7 @@ class Models:
 
     def __init__(self) -> None:
         self.boss = TrackingModel(Script(["not a plan", PLAN], synthesis="FINAL"), name="boss")
-        self.primary = ScriptedModel(
-            lambda r: ProviderServerError("server on fire"), name="primary"
-        )
+        self.primary = ScriptedModel(lambda _: ProviderServerError("on fire"), name="primary")
         self.backup = TrackingModel(Script(), name="backup")
         self.judge = TrackingModel(Script(review={"do t2": [REJECT, APPROVE]}), name="judge")
 

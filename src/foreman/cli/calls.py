@@ -73,6 +73,13 @@ def offset(value: float) -> str:
     return f"+{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
 
 
+def short_model(model: str) -> str:
+    """A model as tables show it: a provider's own id (``claude-sonnet-5-5``) without the
+    ``anthropic:``/``openai:`` prefix, so tables fit 80 columns; JSON keeps the name."""
+    provider, sep, rest = model.partition(":")
+    return rest if sep and provider in ("anthropic", "openai") else model
+
+
 def what_for(call: CallRecord) -> str:
     """What a call was for: ``plan``, ``synthesis``, ``t1``, ``t1 review``, ``t2 replay``."""
     if call.task_id is None:
@@ -114,35 +121,30 @@ def books_json(books: Books) -> dict[str, Any]:
 
 
 def calls_table(run: RunRecord, calls: Sequence[CallRecord]) -> Table:
-    """One row per call attempt, in the order they started. Errors are listed below the
-    table (``call_errors``): a column of them would not fit 80 columns."""
+    """One row per call attempt, in the order they started; worker and model share a cell
+    (two lines) and errors are listed below the table (``call_errors``), so that it fits
+    80 columns."""
     table = Table(title=f"Calls of {run.run_id}", box=None, padding=(0, 1), pad_edge=False)
     for column, justify in (
         ("#", "right"),
         ("at", "right"),
         ("for", "left"),
-        ("worker", "left"),
-        ("model", "left"),
+        ("worker/model", "left"),
         ("try", "right"),
         ("status", "left"),
         ("in/out", "right"),
         ("cost", "right"),
         ("took", "right"),
     ):
-        table.add_column(
-            column,
-            justify=justify,  # type: ignore[arg-type]
-            no_wrap=column not in ("for", "worker", "model"),
-            overflow="fold",
-        )
+        wraps = column in ("for", "worker/model")
+        table.add_column(column, justify=justify, no_wrap=not wraps, overflow="fold")  # type: ignore[arg-type]
     for number, call in enumerate(calls, 1):
         spent = f"{tokens(call.usage.input_tokens)}/{tokens(call.usage.output_tokens)}"
         table.add_row(
             Text(str(number)),
             Text(offset(call.started_at - run.created_at)),
             Text(what_for(call)),
-            Text(call.worker or "-"),
-            Text(call.model),
+            Text.assemble(call.worker or "-", "\n", (short_model(call.model), "dim")),
             Text(str(call.attempt)),
             Text(call.status.value, style=CALL_STYLE.get(call.status.value, "")),
             Text(("~" if call.estimated else "") + spent),

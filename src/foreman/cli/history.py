@@ -99,7 +99,7 @@ def show(
         shown = record.model_dump(mode="json")
         shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
         if calls:
-            shown["calls"] = [call_json(call, prompts=False) for call in ledger]
+            shown["ledger"] = [call_json(call, prompts=False) for call in ledger]
         print(json.dumps(shown, indent=2))
         return
     if calls:

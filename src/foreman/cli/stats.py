@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from foreman.cli.calls import money, seconds, tokens
+from foreman.cli.calls import money, seconds, short_model, tokens
 from foreman.cli.common import DbOpt, app, guard, out, run_ref, usage_error, with_store
 from foreman.ledger.records import CallRecord
 from foreman.ledger.stats import CallStats, GroupBy, group_calls, summarise
@@ -92,13 +92,14 @@ def stats(
 
 def stats_table(groups: list[CallStats], by: GroupBy) -> Table:
     """Fits 80 columns: only the key column wraps (a long model name folds)."""
-    table = Table(title=f"Calls by {by.value}", box=None, padding=(0, 1), pad_edge=False)
+    # One space between columns (not two, as elsewhere): room for a model's whole name.
+    table = Table(title=f"Calls by {by.value}", box=None, padding=(0, 1, 0, 0), pad_edge=False)
     table.add_column(by.value, overflow="fold")
-    for column in ("calls", "failed", "retried", "tokens in", "out", "cost", "p50", "p95"):
+    for column in ("calls", "failed", "retried", "tok in", "tok out", "cost", "p50", "p95"):
         table.add_column(column, justify="right", no_wrap=True)
     for group in groups:
         table.add_row(
-            Text(group.key),
+            Text(short_model(group.key) if by is GroupBy.model else group.key),
             Text(str(group.calls)),
             Text(_rate(group.failed_calls, group.failure_rate), style=_red(group.failed_calls)),
             Text(_rate(group.retried_calls, group.retry_rate)),
