@@ -64,7 +64,7 @@ def show(
     task_id: Annotated[
         str | None,
         typer.Argument(
-            metavar="[TASK]",
+            metavar="TASK",
             help="A task id (e.g. t2): its instructions, and every call's prompt, output, "
             "tokens and cost.",
             show_default=False,
@@ -80,7 +80,12 @@ def show(
     db: DbOpt = None,
     full: Annotated[bool, typer.Option(help="Print whole outputs, not their first lines.")] = False,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print the run and all its tasks as one JSON object.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the run and all its tasks as one JSON object (with --calls, and its "
+            "calls under 'ledger'); with TASK, the task, its result and its calls.",
+        ),
     ] = False,
 ) -> None:
     """Show a run: its plan as a tree with each task's status, output and error, and what

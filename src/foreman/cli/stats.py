@@ -47,14 +47,19 @@ def stats(
     ] = GroupBy.worker,
     since: Annotated[
         str | None,
-        typer.Option(help=f"Only calls that started at or after this: {_MOMENT_HELP}."),
+        typer.Option(
+            metavar="WHEN", help=f"Only calls that started at or after this: {_MOMENT_HELP}."
+        ),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Only calls that started before this (same forms).")
+        str | None,
+        typer.Option(metavar="WHEN", help="Only calls that started before this (same forms)."),
     ] = None,
     run: Annotated[
         str | None,
-        typer.Option("--run", help="Only this run: its id, a unique prefix of it, or 'last'."),
+        typer.Option(
+            "--run", metavar="RUN", help="Only this run: its id, a unique prefix of it, or 'last'."
+        ),
     ] = None,
     db: DbOpt = None,
     json_out: Annotated[
