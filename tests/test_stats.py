@@ -321,6 +321,17 @@ def test_without_prices_the_table_ranks_by_tokens_and_says_why(
     assert stats_json()[0]["cost_usd"] is None
 
 
+def test_free_calls_are_ranked_by_tokens() -> None:
+    from foreman.cli.stats import stats_footer
+
+    records = [
+        call(1, model="local", worker="a", usage=Usage(input_tokens=10), cost_usd=0.0),
+        call(2, model="local", worker="b", usage=Usage(input_tokens=30), cost_usd=0.0),
+    ]
+    lines = [line.plain for line in stats_footer(records)]
+    assert "most tokens: b, 30 (no cost)" in lines
+
+
 def test_an_empty_store_is_one_friendly_line() -> None:
     result = runner.invoke(app, ["stats"])
     assert result.exit_code == 0

@@ -125,19 +125,12 @@ def calls_table(run: RunRecord, calls: Sequence[CallRecord]) -> Table:
     (two lines) and errors are listed below the table (``call_errors``), so that it fits
     80 columns."""
     table = Table(title=f"Calls of {run.run_id}", box=None, padding=(0, 1), pad_edge=False)
-    for column, justify in (
-        ("#", "right"),
-        ("at", "right"),
-        ("for", "left"),
-        ("worker/model", "left"),
-        ("try", "right"),
-        ("status", "left"),
-        ("in/out", "right"),
-        ("cost", "right"),
-        ("took", "right"),
-    ):
+    for column in ("#", "at", "for", "worker/model", "try", "status", "in/out", "cost", "took"):
+        words = column in ("for", "worker/model", "status")
         wraps = column in ("for", "worker/model")
-        table.add_column(column, justify=justify, no_wrap=not wraps, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(
+            column, justify="left" if words else "right", no_wrap=not wraps, overflow="fold"
+        )
     for number, call in enumerate(calls, 1):
         spent = f"{tokens(call.usage.input_tokens)}/{tokens(call.usage.output_tokens)}"
         table.add_row(

@@ -123,16 +123,15 @@ def stats_footer(records: list[CallRecord]) -> list[Text]:
     workers = group_calls(records, GroupBy.worker)
     total = summarise(records)
     lines = [Text()]
-    if all(group.cost_usd is not None for group in workers):
+    if total.cost_usd:  # every price known, and something was spent
         top = max(workers, key=lambda group: group.cost_usd or 0.0)
-        share = ""
-        if total.cost_usd and top.cost_usd is not None:
-            share = f" ({top.cost_usd / total.cost_usd:.0%} of {money(total.cost_usd)})"
-        lines.append(Text(f"most expensive: {top.key}, {money(top.cost_usd)}{share}"))
-    else:
+        share = f"{(top.cost_usd or 0.0) / total.cost_usd:.0%} of {money(total.cost_usd)}"
+        lines.append(Text(f"most expensive: {top.key}, {money(top.cost_usd)} ({share})"))
+    else:  # no price to rank by (unknown, or local models that cost nothing): tokens
         top = max(workers, key=lambda group: group.input_tokens + group.output_tokens)
         spent = top.input_tokens + top.output_tokens
-        lines.append(Text(f"most tokens: {top.key}, {spent:,} (cost unknown)"))
+        why = "cost unknown" if total.cost_usd is None else "no cost"
+        lines.append(Text(f"most tokens: {top.key}, {spent:,} ({why})"))
     timed = [group for group in workers if group.latency_p50_s is not None]
     if timed:
         slow = max(timed, key=lambda group: (group.latency_p50_s, group.latency_p95_s))
