@@ -219,7 +219,8 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
         (run.run_id, "bold"),
         " ",
         (run.status.value, STATUS_STYLE.get(run.status.value, "")),
-        f" · {_clip(run.request, 80)} · {run.usage.total_tokens:,} tokens · {money(run.cost_usd)}",
+        f" · {_clip(run.request, 80)} · {run.usage.total_tokens:,} tokens · ",
+        "cost unknown" if run.cost_usd is None else money(run.cost_usd),
     )
 
     def add_task(parent: Tree, task: Task) -> Tree:

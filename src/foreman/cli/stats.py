@@ -17,6 +17,7 @@ from foreman.cli.calls import money, seconds, short_model, tokens
 from foreman.cli.common import DbOpt, app, guard, out, run_ref, usage_error, with_store
 from foreman.ledger.records import CallRecord
 from foreman.ledger.stats import CallStats, GroupBy, group_calls, summarise
+from foreman.store.base import Store
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -75,7 +76,7 @@ def stats(
         usage_error("it must be earlier than --until.", "--since")
     run_id = run_ref(db, run) if run else None
 
-    async def load(store) -> list[CallRecord]:
+    async def load(store: Store) -> list[CallRecord]:
         return await store.list_calls(run_id=run_id, since=start, until=end)
 
     records = guard(lambda: asyncio.run(with_store(db, load)))
