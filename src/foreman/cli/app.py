@@ -98,6 +98,13 @@ def run(
         ),
     ] = None,
     plan_budget_usd: PlanBudgetOpt = None,
+    record_prompts: Annotated[
+        bool,
+        typer.Option(
+            help="Keep every call's prompt and output in the run store, for `foreman show "
+            "RUN TASK`; --no-record-prompts for sensitive data (tokens and costs are kept).",
+        ),
+    ] = True,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -124,6 +131,7 @@ def run(
         "auto_approve": auto_approve.value if auto_approve else None,
         "timeout": timeout,
         "plan_budget_usd": plan_budget_usd,
+        "record_prompts": record_prompts,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(
@@ -264,4 +272,4 @@ def main() -> None:
 
 
 # Registered after run, plan and workers, so that --help lists those first.
-from foreman.cli import approvals, history, manage  # noqa: E402, F401
+from foreman.cli import approvals, history, manage, stats  # noqa: E402, F401

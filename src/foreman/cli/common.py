@@ -138,6 +138,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         auto_approve=settings.get("auto_approve"),
         timeout=settings.get("timeout"),
         plan_budget_usd=settings.get("plan_budget_usd"),
+        record_prompts=settings.get("record_prompts", True),
         store=open_store(db),
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file

@@ -2,5 +2,16 @@
 
 from foreman.ledger.recorder import CallLedger, CallScope
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
+from foreman.ledger.stats import CallStats, GroupBy, call_stats, group_calls
 
-__all__ = ["CallLedger", "CallPurpose", "CallRecord", "CallScope", "CallStatus"]
+__all__ = [
+    "CallLedger",
+    "CallPurpose",
+    "CallRecord",
+    "CallScope",
+    "CallStats",
+    "CallStatus",
+    "GroupBy",
+    "call_stats",
+    "group_calls",
+]
