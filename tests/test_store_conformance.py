@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import processes
 from foreman.engine.results import RunStatus
 from foreman.errors import (
     CorruptedRunError,
@@ -32,6 +33,7 @@ from foreman.testing.store_conformance import StoreConformance
 from foreman.testing.store_conformance.records import (
     approval,
     as_stored,
+    call,
     plan,
     result,
     run_record,
@@ -49,6 +51,23 @@ class TestSQLiteStore(StoreConformance):
 
     def reopen_store(self, tmp_path: Path) -> Store:
         return SQLiteStore(tmp_path / "r.db")
+
+
+# --- the suite itself ----------------------------------------------------------------------
+
+
+def test_the_suite_says_what_a_subclass_must_define(tmp_path: Path) -> None:
+    class TestIncomplete(StoreConformance):
+        pass
+
+    with pytest.raises(NotImplementedError, match=r"must define make_store\(self, tmp_path\)"):
+        TestIncomplete().test_run_round_trips(tmp_path)
+
+
+def test_foreman_testing_needs_no_pytest() -> None:
+    code = "import sys, foreman.testing; assert 'pytest' not in sys.modules, 'imported pytest'"
+    done = processes.run([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 # --- memory only -------------------------------------------------------------------------
@@ -199,9 +218,13 @@ async def test_sqlite_a_full_disk_fails_the_write_and_keeps_earlier_checkpoints(
         big = result("big", output="x" * 200_000)
         with pytest.raises(StoreError, match="full") as raised:
             await store.save_task(
-                "run-1", big, [TaskStarted(run_id="run-1", task_id="big", worker="w")]
+                "run-1",
+                big,
+                [TaskStarted(run_id="run-1", task_id="big", worker="w")],
+                [call("big-1", task_id="big")],
             )
         assert "resume" in str(raised.value)
+        assert await store.list_calls(run_id="run-1") == []  # all of the checkpoint, or none
 
         expected = {r.task_id: r for r in kept}
         assert await store.load_tasks("run-1") == expected
