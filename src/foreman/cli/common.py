@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from foreman.cli import observing
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.results import RunStatus
 from foreman.errors import ForemanError
@@ -121,6 +122,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         auto_approve=settings.get("auto_approve"),
         timeout=settings.get("timeout"),
         store=open_store(db),
+        observers=observing.observers(),
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file
     return orchestrator
