@@ -67,8 +67,7 @@ def _exporter(name: str, env: Mapping[str, str], export: Any) -> Any:
         return export.ConsoleSpanExporter(out=sys.stderr)
     if name != "otlp":
         raise ConfigError(
-            f"OTEL_TRACES_EXPORTER={name!r} is not supported by foreman; use otlp, console "
-            "or none."
+            f"OTEL_TRACES_EXPORTER={name!r} is not supported by foreman; use otlp, console or none."
         )
     protocol = (
         env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
