@@ -77,6 +77,16 @@ async def test_one_info_line_per_call_attempt_with_its_books(caplog) -> None:
     assert "You are the researcher worker" not in "\n".join(logged)  # prompts: DEBUG only
 
 
+async def test_a_replay_logs_its_calls(caplog) -> None:
+    orchestrator, _, run_id = await run_logged(Script(PLAN))
+    caplog.set_level(logging.INFO, logger="foreman")
+    await orchestrator.replay(run_id, "t2")
+
+    [line] = [r.getMessage() for r in lines(caplog, "foreman.calls", logging.INFO)]
+    assert f"run={run_id} task=t2 worker=writer" in line
+    assert "purpose=replay" in line and "status=ok" in line
+
+
 async def test_debug_has_every_prompt_and_output(caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="foreman")
     await run_logged(Script(PLAN, tasks={"do t2": "the writer's text"}))

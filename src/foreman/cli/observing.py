@@ -31,9 +31,6 @@ _tracing: dict[str, Any] = {}  # "observer": the command's OTelObserver, once ma
 class _Stderr(logging.StreamHandler):
     """A handler writing to whatever ``sys.stderr`` is when a line is logged."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self) -> Any:  # type: ignore[override]
         return sys.stderr
