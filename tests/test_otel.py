@@ -274,6 +274,18 @@ def test_cli_rejects_an_unsupported_exporter_in_one_line(monkeypatch, tmp_path: 
     ]
 
 
+def test_cli_console_exporter_writes_spans_to_stderr_only(monkeypatch, tmp_path: Path) -> None:
+    model = ScriptedModel(Script(plan_of(task("t1"))))
+    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: model)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    result = CliRunner().invoke(app, ["run", "x", "--json", "--db", str(tmp_path / "r.db")])
+    assert result.exit_code == 0
+    events = [json.loads(line) for line in result.stdout.splitlines()]  # stdout: events only
+    assert events[-1]["type"] == "run_finished"
+    assert '"name": "foreman.run"' in result.stderr
+    assert f'"foreman.run_id": "{events[0]["run_id"]}"' in result.stderr
+
+
 # --- OTLP/HTTP to a receiver on localhost, from the real CLI ----------------------------
 
 
