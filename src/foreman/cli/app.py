@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
 from foreman import __version__
+from foreman.cli import observing
 from foreman.cli.common import (
     Assembly,
     AutoApprove,
@@ -55,14 +57,33 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Log each event and model call to stderr; -vv adds prompts and outputs.",
+        ),
+    ] = 0,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(help="Write the log to this file instead of stderr (INFO unless -vv)."),
+    ] = None,
 ) -> None:
-    """Options of ``foreman`` itself, before any command (the app's help says the rest)."""
+    """Options of ``foreman`` itself, before any command (the app's help says the rest).
+
+    Traces go to OpenTelemetry when the standard OTEL_* variables ask for export."""
+    observing.configure(verbose, log_file)
+    ctx.call_on_close(observing.close)
 
 
 @app.command()

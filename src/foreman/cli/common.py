@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from foreman.cli import observing
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.results import RunStatus
 from foreman.errors import ForemanError
@@ -140,6 +141,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         plan_budget_usd=settings.get("plan_budget_usd"),
         record_prompts=settings.get("record_prompts", True),
         store=open_store(db),
+        observers=observing.observers(),
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file
     return orchestrator

@@ -31,6 +31,7 @@ from foreman.plan.estimate import Estimator, History, PlanEstimate
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
+from foreman.tracing.logs import LoggingObserver
 from foreman.tracing.observer import Observer, Observers
 from foreman.workers.registry import Registry
 from foreman.workers.spec import RiskLevel, Worker
@@ -62,7 +63,8 @@ class Orchestrator:
     Every model call attempt is recorded in the run's ledger (``store.list_calls``), with
     its tokens, cost, latency and outcome, and, unless ``record_prompts=False``, what the
     model was sent and answered. ``observers`` (``foreman.tracing``) watch every event and
-    call: logs, OpenTelemetry.
+    call: a ``LoggingObserver`` is always among them (silent until logging is configured
+    for the ``foreman`` logger); ``OTelObserver()`` sends traces to OpenTelemetry.
 
     ``estimate(plan)`` says what a plan will most likely cost and take before any of it is
     spent, from the ledger's history. With ``plan_budget_usd`` the planner is told the budget
@@ -126,7 +128,7 @@ class Orchestrator:
         self.lease_seconds = lease_seconds
         #: Keep each call's prompt and output in the ledger (off for sensitive data).
         self.record_prompts = record_prompts
-        self.observers = Observers(observers)
+        self.observers = Observers(_with_logging(observers))
         #: Dollars a plan's estimate (``estimate``) may reach; the planner plans within it.
         self.plan_budget_usd = plan_budget_usd
         self._build_models()
@@ -261,7 +263,7 @@ class Orchestrator:
                 f"replay. `foreman resume {run_id}` runs it."
             )
         worker = self.registry.get(record.plan.task(task_id).worker)
-        ledger = CallLedger(run_id, keep_prompts=self.record_prompts)
+        ledger = CallLedger(run_id, keep_prompts=self.record_prompts, on_end=self.observers.on_call)
         outcome = await call_worker(
             worker,
             [await self.models.aget(model or worker.model)],  # a new one is built off the loop
@@ -361,6 +363,14 @@ async def _books_before(store: Store, record: RunRecord, tasks: Mapping[str, Tas
     else:
         usage = record.usage
     return Books(usage=usage, cost_usd=record.cost_usd, unpriced=record.unpriced)
+
+
+def _with_logging(observers: Iterable[Observer]) -> list[Observer]:
+    """``observers``, after a default ``LoggingObserver`` unless one was given."""
+    given = list(observers)
+    if any(isinstance(observer, LoggingObserver) for observer in given):
+        return given
+    return [LoggingObserver(), *given]
 
 
 def _name(model: Model | str | None) -> str | None:
