@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus,
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.ledger.books import Books
+from foreman.ledger.budget import Budget, check_priced, executed_seconds
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import Model, Usage
@@ -62,6 +64,11 @@ class Orchestrator:
     its tokens, cost, latency and outcome, and, unless ``record_prompts=False``, what the
     model was sent and answered. ``observers`` (``foreman.tracing``) watch every event and
     call: logs, OpenTelemetry.
+
+    ``budget`` (``foreman.Budget``) limits what each run may spend: tokens, dollars, wall
+    time, calls; a team file's ``budget:`` applies when none is given. At a limit no call
+    starts and the run ends ``over_budget`` with what finished; ``resume(run_id,
+    budget=...)`` goes on under a raised one. ``timer`` measures its wall time.
     """
 
     def __init__(
@@ -85,6 +92,8 @@ class Orchestrator:
         retry: RetryPolicy | None = None,
         record_prompts: bool = True,
         observers: Iterable[Observer] = (),
+        budget: Budget | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -117,7 +126,11 @@ class Orchestrator:
         #: Keep each call's prompt and output in the ledger (off for sensitive data).
         self.record_prompts = record_prompts
         self.observers = Observers(observers)
+        #: Limits of each run (``resume`` may raise them); ``timer`` measures its seconds.
+        self.budget = budget if budget is not None else self.registry.budget
+        self.timer = timer
         self._build_models()
+        check_priced(self.budget, self._model_names)
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.settings: dict[str, Any] = {
             "model": self.models.default_name,
@@ -130,6 +143,7 @@ class Orchestrator:
             "auto_approve": self.auto_approve.value if self.auto_approve else None,
             "timeout": timeout,
             "record_prompts": record_prompts,
+            "budget": self.budget.model_dump() if self.budget is not None else None,
         }
 
     def _build_models(self) -> None:
@@ -140,8 +154,10 @@ class Orchestrator:
         names = [None, planner]
         for worker in self.registry:
             names += [worker.model, worker.fallback_model]
-        for name in dict.fromkeys(names):  # in order, once each: errors name the first culprit
-            self.models.get(name)
+        #: The names of every model a run may call (a cost budget needs their prices).
+        self._model_names = [self.models.get(name).name for name in dict.fromkeys(names)]
+        if isinstance(self.planner_model, Model):
+            self._model_names.append(self.planner_model.name)
 
     def own_timeout(self, default: float | None = None) -> float | None:
         """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``
@@ -176,13 +192,19 @@ class Orchestrator:
         """
         return _events_of(lambda emit: self._start(request, plan, emit))
 
-    async def resume(self, run_id: str, *, on_event: OnEvent | None = None) -> RunResult:
-        """Continue a run that crashed, was interrupted, aborted or paused for approval.
+    async def resume(
+        self, run_id: str, *, budget: Budget | None = None, on_event: OnEvent | None = None
+    ) -> RunResult:
+        """Continue a run that crashed, was interrupted, aborted, paused for approval or
+        stopped at its budget.
 
-        Tasks that succeeded are never executed again; the others are. Raises
+        Tasks that succeeded are never executed again; the others are. ``budget`` replaces
+        the orchestrator's for this execution (raise a limit the run reached); it counts
+        what every execution of the run spent, and the seconds they ran. Raises
         ``UnknownRunError``, ``RunFinishedError``, or ``RunLockedError`` when another live
         process is executing the run.
         """
+        budget = budget if budget is not None else self.budget
         record = await self.store.get_run(run_id)
         if record.status.final:
             raise RunFinishedError(
@@ -190,6 +212,9 @@ class Orchestrator:
                 f"`foreman show {run_id}` shows it."
             )
         tasks = await self.store.load_tasks(run_id)
+        before = await _books_before(self.store, record, tasks)
+        check_priced(budget, [*self._model_names, *before.unpriced])
+        timed = budget is not None and budget.max_seconds is not None
         state = RunState(
             run_id=run_id,
             request=record.request,
@@ -197,7 +222,9 @@ class Orchestrator:
             plan_usage=record.plan_usage,
             completed={k: v for k, v in tasks.items() if v.succeeded},
             resumed=True,
-            before=await _books_before(self.store, record, tasks),
+            before=before,
+            budget=budget,
+            seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
         )
         return await execute(self, state, on_event or _ignore)
 
@@ -273,7 +300,7 @@ class Orchestrator:
     def _start(self, request: str, plan: Plan | None, on_event: OnEvent) -> Awaitable[RunResult]:
         if plan is not None:
             check_given_plan(self, plan)
-        state = RunState(run_id=new_run_id(), request=request, plan=plan)
+        state = RunState(run_id=new_run_id(), request=request, plan=plan, budget=self.budget)
 
         async def go() -> RunResult:
             await self.store.create_run(
