@@ -40,6 +40,7 @@ STATUS_STYLE = {
     "aborted": "red",
     "crashed": "red",
     "cancelled": "red dim",
+    "over_budget": "yellow",
     "skipped": "red dim",
 }
 

@@ -100,7 +100,7 @@ def exceeded(limit: str, used: float, allowed: float) -> BudgetExceededError:
     elif limit == "max_seconds":
         spent = f"time {used:.1f}s >= max_seconds {allowed:g}s"
     else:
-        spent = f"{limit.removeprefix('max_')} {used:g} >= {limit} {allowed:g}"
+        spent = f"{limit.removeprefix('max_')} {used:.0f} >= {limit} {allowed:.0f}"
     return BudgetExceededError(f"budget exceeded: {spent}", limit=limit, used=used, allowed=allowed)
 
 
