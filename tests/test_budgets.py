@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from foreman import Budget, Orchestrator, RunStatus
+from foreman.cli import app
 from foreman.engine.results import RunResult
 from foreman.errors import BudgetExceededError, ConfigError
 from foreman.events import EVENT_ADAPTER, BudgetExceeded, TaskStarted
@@ -19,6 +22,7 @@ from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import Message, ModelRequest
 from foreman.store.memory import MemoryStore
+from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
 from foreman.workers.registry import Registry
 from helpers import (
@@ -296,3 +300,82 @@ def test_the_ledger_asks_the_meter_before_a_call_opens() -> None:
 def test_the_event_round_trips_through_json() -> None:
     event = BudgetExceeded(run_id="r", limit="max_tokens", used=12, allowed=10, on_limit="finish")
     assert EVENT_ADAPTER.validate_json(event.model_dump_json()) == event
+
+
+# --- the command line ---------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch):
+    """Every model name resolves to the ScriptedModel the test sets."""
+    holder: dict[str, ScriptedModel] = {}
+
+    def use(script) -> ScriptedModel:
+        holder["model"] = ScriptedModel(script)
+        return holder["model"]
+
+    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: holder["model"])
+    monkeypatch.delenv("FOREMAN_MODEL", raising=False)
+    return use
+
+
+def stored(run_id: str | None = None):
+    async def read():
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            return await store.get_run(run_id or (await store.list_runs(1))[0].run_id)
+        finally:
+            await store.aclose()
+
+    return asyncio.run(read())
+
+
+def test_cli_flags_stop_the_run_show_the_limit_and_resume_raises_it(scripted) -> None:
+    model = scripted(Script(CHAIN, synthesis="THE ANSWER"))
+    result = runner.invoke(app, ["run", "x", "--budget-calls", "2", "--on-budget", "cancel"])
+    assert result.exit_code == 6, result.output
+    assert "budget exceeded: calls 2 >= max_calls 2" in result.output
+    assert "--budget-calls" in result.output  # the hint names the flag to raise
+    record = stored()
+    assert record.status is RunStatus.over_budget
+    assert record.settings["budget"] == Budget(max_calls=2, on_limit="cancel").model_dump()
+
+    assert "over_budget (calls)" in runner.invoke(app, ["runs"]).output
+    [shown] = json.loads(runner.invoke(app, ["runs", "--json"]).output)
+    assert (shown["status"], shown["budget_limit"]) == ("over_budget", "max_calls")
+    assert "budget exceeded: calls 2" in runner.invoke(app, ["show", record.run_id]).output
+
+    assert runner.invoke(app, ["resume", record.run_id]).exit_code == 6  # the stored budget
+    assert len(model.requests) == 2
+
+    result = runner.invoke(app, ["resume", record.run_id, "--budget-calls", "5"])
+    assert result.exit_code == 0, result.output
+    assert "THE ANSWER" in result.output
+    assert len(worker_requests(model, "do t1")) == len(worker_requests(model, "do t2")) == 1
+    assert stored(record.run_id).calls == 4  # plan, t1; then t2 and the synthesis
+
+
+def test_a_team_file_budget_applies_and_flags_override_it(scripted, tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text("include_defaults: true\nbudget:\n  max_calls: 2\n  on_limit: cancel\n")
+    scripted(Script(CHAIN))
+    assert runner.invoke(app, ["run", "x", "--team", str(team)]).exit_code == 6
+    assert stored().settings["budget"]["on_limit"] == "cancel"
+
+    scripted(Script(CHAIN))
+    result = runner.invoke(app, ["run", "x", "--team", str(team), "--budget-calls", "9"])
+    assert result.exit_code == 0, result.output
+    assert stored().settings["budget"] == Budget(max_calls=9, on_limit="cancel").model_dump()
+
+
+def test_a_bad_budget_is_one_clear_line(scripted, tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text("include_defaults: true\nbudget:\n  max_dollars: 2\n")
+    result = runner.invoke(app, ["run", "x", "--team", str(team)])
+    assert result.exit_code == 1
+    assert f"Team file {team}, budget: max_dollars" in " ".join(result.output.split())
+
+    result = runner.invoke(app, ["run", "x", "--budget-usd", "0"])
+    assert result.exit_code == 2 and "greater than 0" in result.output

@@ -395,6 +395,7 @@ def test_run_options_reach_the_run(scripted) -> None:
         "timeout": 7.5,
         "record_prompts": True,
         "team": None,
+        "budget": None,
     }
     assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner
     planner_schema = model.requests[0].output_schema

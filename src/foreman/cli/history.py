@@ -107,9 +107,18 @@ def run_json(run: RunSummary, limits: dict[str, str | None] | None = None) -> di
     }
 
 
+#: How ``runs`` names the budget limit an over-budget run reached (the table is narrow).
+LIMIT_WORDS = {
+    "max_tokens": "tokens",
+    "max_cost_usd": "cost",
+    "max_seconds": "time",
+    "max_calls": "calls",
+}
+
+
 def _status(run: RunSummary, limits: dict[str, str | None]) -> str:
     limit = limits.get(run.run_id)
-    return f"{run.status.value} ({limit})" if limit else run.status.value
+    return f"{run.status.value} ({LIMIT_WORDS.get(limit, limit)})" if limit else run.status.value
 
 
 def _cost(run: RunSummary) -> str:

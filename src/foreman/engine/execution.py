@@ -235,7 +235,8 @@ async def _drive(
             )
         except BudgetExceededError:
             assert meter is not None
-            return await _over_budget(orchestrator, state, delivery, progress, {}, meter)
+            results = progress.results
+            return await _over_budget(orchestrator, state, delivery, progress, results, meter)
         plan_usage = journal.ledger.usage_of("plan")  # attempts cut short at their estimate
         await journal.save_plan(plan, plan_usage)
         state.plan = plan
