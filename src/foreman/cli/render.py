@@ -241,7 +241,9 @@ class LiveProgress:
 
 def print_result(console: Console, result: RunResult) -> None:
     """The answer in a panel; the run id on its own line below, never cut by the width."""
-    style = {"succeeded": "green", "partial": "yellow"}.get(result.status.value, "red")
+    style = {"succeeded": "green", "partial": "yellow", "over_budget": "yellow"}.get(
+        result.status.value, "red"
+    )
     usage = result.usage
     subtitle = Text(
         f"{result.status.value} · {len(result.tasks)} tasks · {usage.input_tokens} in / "
