@@ -398,6 +398,7 @@ def test_run_options_reach_the_run(scripted) -> None:
         "record_prompts": True,
         "plan_budget_usd": None,
         "team": None,
+        "budget": None,
     }
     assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner
     planner_schema = model.requests[0].output_schema

@@ -3,7 +3,8 @@ own modules, runs, show, approvals, approve, reject, cancel, rm, doctor).
 
 Exit codes: 0 the run succeeded; 1 a foreman error (no valid plan, bad team file, unknown
 run...); 2 bad usage; 3 a partial answer; 4 the run was aborted; 5 the run waits for
-approval; 130 interrupted (Ctrl-C): resumable.
+approval; 6 the run stopped at its budget (resumable with a raised one); 130 interrupted
+(Ctrl-C): resumable.
 """
 
 from __future__ import annotations
@@ -21,16 +22,22 @@ from foreman.cli import observing
 from foreman.cli.common import (
     Assembly,
     AutoApprove,
+    BudgetCallsOpt,
+    BudgetSecondsOpt,
+    BudgetTokensOpt,
+    BudgetUsdOpt,
     DbOpt,
     JsonOpt,
     MaxTasksOpt,
     ModelOpt,
+    OnBudgetOpt,
     PlanBudgetOpt,
     PlannerOpt,
     RequestArg,
     RunRefArg,
     TeamOpt,
     app,
+    budget_flags,
     build_orchestrator,
     drive,
     err,
@@ -126,14 +133,21 @@ def run(
             "RUN TASK`; --no-record-prompts for sensitive data (tokens and costs are kept).",
         ),
     ] = True,
+    budget_tokens: BudgetTokensOpt = None,
+    budget_usd: BudgetUsdOpt = None,
+    budget_seconds: BudgetSecondsOpt = None,
+    budget_calls: BudgetCallsOpt = None,
+    on_budget: OnBudgetOpt = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
     """Plan REQUEST, run it on the workers with live progress, and print the answer.
 
     Every task is checkpointed to the run store; `foreman resume RUN` continues a run that
-    was interrupted, crashed, or paused for approval."""
+    was interrupted, crashed, paused for approval, or stopped at its budget (--budget-*
+    flags, or a team file's budget: section)."""
     request = read_request(request)
+    budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     if validator is not None and validator not in (known := guard(lambda: registry(team))):
         usage_error(
             f"no worker named {validator!r} to validate with; known workers: "
@@ -153,6 +167,7 @@ def run(
         "timeout": timeout,
         "plan_budget_usd": plan_budget_usd,
         "record_prompts": record_prompts,
+        "budget": budget,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(
@@ -166,16 +181,25 @@ def resume(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Override the run's default model.")
     ] = None,
+    budget_tokens: BudgetTokensOpt = None,
+    budget_usd: BudgetUsdOpt = None,
+    budget_seconds: BudgetSecondsOpt = None,
+    budget_calls: BudgetCallsOpt = None,
+    on_budget: OnBudgetOpt = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
-    """Continue a run that crashed, was interrupted, aborted or waits for approval.
+    """Continue a run that crashed, was interrupted, aborted, waits for approval or
+    stopped at its budget.
 
     Tasks that finished are never executed again; the run's own settings (team, models,
-    limits) are reused."""
+    limits, budget) are reused. A --budget-* flag replaces that limit for this execution
+    (raise the one the run reached); the budget counts every execution of the run."""
+    budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     record = guard(lambda: asyncio.run(with_store(db, lambda store: _record(store, run))))
     run_id = record.run_id
     settings = {**record.settings, **({"model": model} if model else {})}
+    settings["budget"] = {**(record.settings.get("budget") or {}), **budget}
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(
         orchestrator, lambda o, on_event: o.resume(run_id, on_event=on_event), json_lines=json_lines

@@ -24,9 +24,10 @@ from foreman.cli.calls import (
 )
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
-from foreman.engine.results import TaskResult
+from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import ForemanError
 from foreman.ledger.books import Books
+from foreman.ledger.budget import limit_in
 from foreman.ledger.records import CallRecord
 from foreman.plan.schema import Task
 from foreman.store.base import RunRecord, RunSummary, Store
@@ -40,14 +41,15 @@ def runs(
         bool, typer.Option("--json", help="Print a JSON array, one object per run.")
     ] = False,
 ) -> None:
-    """List runs: id, request, status, tasks done, tokens, estimated cost, age."""
-    summaries = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_runs(limit))))
+    """List runs: id, request, status, tasks done, tokens, estimated cost, age. A run that
+    stopped at its budget shows the limit it reached: over_budget (max_cost_usd)."""
+    summaries, limits = guard(lambda: asyncio.run(with_store(db, lambda s: _runs(s, limit))))
     if json_out:
-        print(json.dumps([run_json(summary) for summary in summaries], indent=2))
+        print(json.dumps([run_json(summary, limits) for summary in summaries], indent=2))
     elif not summaries:
         out.print('No runs yet: `foreman run "<request>"` starts one.')
     else:
-        out.print(runs_table(summaries))
+        out.print(runs_table(summaries, limits))
         if unpriced := sorted({model for run in summaries for model in run.unpriced}):
             out.print(
                 Text(
@@ -164,11 +166,24 @@ def run_books(record: RunRecord) -> Text:
     return books_line(books, what="Total")
 
 
-def run_json(run: RunSummary) -> dict[str, object]:
+async def _runs(store: Store, limit: int) -> tuple[list[RunSummary], dict[str, str | None]]:
+    """The newest runs, and for each one over budget the limit it reached (read from its
+    error: only those few runs are read in full)."""
+    summaries = await store.list_runs(limit)
+    limits = {
+        run.run_id: limit_in((await store.get_run(run.run_id)).error)
+        for run in summaries
+        if run.status is RunStatus.over_budget
+    }
+    return summaries, limits
+
+
+def run_json(run: RunSummary, limits: dict[str, str | None] | None = None) -> dict[str, object]:
     """One run of ``runs --json``. These field names are a contract: add, never rename."""
     return {
         "run_id": run.run_id,
         "status": run.status.value,
+        "budget_limit": (limits or {}).get(run.run_id),
         "request": run.request,
         "tasks_done": run.tasks_done,
         "tasks_total": run.tasks,
@@ -183,12 +198,26 @@ def run_json(run: RunSummary) -> dict[str, object]:
     }
 
 
-def runs_table(summaries: list[RunSummary]) -> Table:
+#: How ``runs`` names the budget limit an over-budget run reached (the table is narrow).
+LIMIT_WORDS = {
+    "max_tokens": "tokens",
+    "max_cost_usd": "cost",
+    "max_seconds": "time",
+    "max_calls": "calls",
+}
+
+
+def _status(run: RunSummary, limits: dict[str, str | None]) -> str:
+    limit = limits.get(run.run_id)
+    return f"{run.status.value} ({LIMIT_WORDS.get(limit, limit)})" if limit else run.status.value
+
+
+def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None = None) -> Table:
     rows = [
         (
             Text(run.run_id),
             Text(_clip(run.request, 40)),
-            Text(run.status.value, style=STATUS_STYLE.get(run.status.value, "")),
+            Text(_status(run, limits or {}), style=STATUS_STYLE.get(run.status.value, "")),
             Text(f"{run.tasks_done}/{run.tasks}"),
             Text(f"{run.usage.total_tokens:,}"),
             Text(money(run.cost)),

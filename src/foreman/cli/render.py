@@ -43,6 +43,7 @@ STATUS_STYLE = {
     "aborted": "red",
     "crashed": "red",
     "cancelled": "red dim",
+    "over_budget": "yellow",
     "skipped": "red dim",
 }
 
@@ -318,7 +319,9 @@ class LiveProgress:
 
 def print_result(console: Console, result: RunResult) -> None:
     """The answer in a panel; the run id on its own line below, never cut by the width."""
-    style = {"succeeded": "green", "partial": "yellow"}.get(result.status.value, "red")
+    style = {"succeeded": "green", "partial": "yellow", "over_budget": "yellow"}.get(
+        result.status.value, "red"
+    )
     usage = result.usage
     subtitle = Text(
         f"{result.status.value} · {len(result.tasks)} tasks · {usage.input_tokens} in / "

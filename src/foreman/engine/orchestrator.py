@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus,
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.ledger.books import Books
+from foreman.ledger.budget import Budget, check_priced, executed_seconds
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import Model, Usage
@@ -69,6 +71,11 @@ class Orchestrator:
     ``estimate(plan)`` says what a plan will most likely cost and take before any of it is
     spent, from the ledger's history. With ``plan_budget_usd`` the planner is told the budget
     and each worker's typical cost, and a plan estimated over it goes back to the planner.
+
+    ``budget`` (``foreman.Budget``) limits what each run may spend: tokens, dollars, wall
+    time, calls; a team file's ``budget:`` applies when none is given. At a limit no call
+    starts and the run ends ``over_budget`` with what finished; ``resume(run_id,
+    budget=...)`` goes on under a raised one. ``timer`` measures its wall time.
     """
 
     def __init__(
@@ -93,6 +100,8 @@ class Orchestrator:
         record_prompts: bool = True,
         observers: Iterable[Observer] = (),
         plan_budget_usd: float | None = None,
+        budget: Budget | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -129,9 +138,18 @@ class Orchestrator:
         #: Keep each call's prompt and output in the ledger (off for sensitive data).
         self.record_prompts = record_prompts
         self.observers = Observers(_with_logging(observers))
+        #: Limits of each run (``resume`` may raise them); ``timer`` measures its seconds.
+        self.budget = budget if budget is not None else self.registry.budget
+        self.timer = timer
         #: Dollars a plan's estimate (``estimate``) may reach; the planner plans within it.
-        self.plan_budget_usd = plan_budget_usd
+        #: A run's cost budget is the default: a plan estimated over it would be cut short.
+        self.plan_budget_usd = (
+            plan_budget_usd
+            if plan_budget_usd is not None or self.budget is None
+            else self.budget.max_cost_usd
+        )
         self._build_models()
+        check_priced(self.budget, self._model_names)
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.settings: dict[str, Any] = {
             "model": self.models.default_name,
@@ -145,6 +163,7 @@ class Orchestrator:
             "timeout": timeout,
             "record_prompts": record_prompts,
             "plan_budget_usd": plan_budget_usd,
+            "budget": self.budget.model_dump() if self.budget is not None else None,
         }
 
     def _build_models(self) -> None:
@@ -155,8 +174,10 @@ class Orchestrator:
         names = [None, planner]
         for worker in self.registry:
             names += [worker.model, worker.fallback_model]
-        for name in dict.fromkeys(names):  # in order, once each: errors name the first culprit
-            self.models.get(name)
+        #: The names of every model a run may call (a cost budget needs their prices).
+        self._model_names = [self.models.get(name).name for name in dict.fromkeys(names)]
+        if isinstance(self.planner_model, Model):
+            self._model_names.append(self.planner_model.name)
 
     def own_timeout(self, default: float | None = None) -> float | None:
         """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``
@@ -215,13 +236,19 @@ class Orchestrator:
         """
         return _events_of(lambda emit: self._start(request, plan, emit))
 
-    async def resume(self, run_id: str, *, on_event: OnEvent | None = None) -> RunResult:
-        """Continue a run that crashed, was interrupted, aborted or paused for approval.
+    async def resume(
+        self, run_id: str, *, budget: Budget | None = None, on_event: OnEvent | None = None
+    ) -> RunResult:
+        """Continue a run that crashed, was interrupted, aborted, paused for approval or
+        stopped at its budget.
 
-        Tasks that succeeded are never executed again; the others are. Raises
+        Tasks that succeeded are never executed again; the others are. ``budget`` replaces
+        the orchestrator's for this execution (raise a limit the run reached); it counts
+        what every execution of the run spent, and the seconds they ran. Raises
         ``UnknownRunError``, ``RunFinishedError``, or ``RunLockedError`` when another live
         process is executing the run.
         """
+        budget = budget if budget is not None else self.budget
         record = await self.store.get_run(run_id)
         if record.status.final:
             raise RunFinishedError(
@@ -229,6 +256,9 @@ class Orchestrator:
                 f"`foreman show {run_id}` shows it."
             )
         tasks = await self.store.load_tasks(run_id)
+        before = await _books_before(self.store, record, tasks)
+        check_priced(budget, [*self._model_names, *before.unpriced])
+        timed = budget is not None and budget.max_seconds is not None
         state = RunState(
             run_id=run_id,
             request=record.request,
@@ -236,7 +266,9 @@ class Orchestrator:
             plan_usage=record.plan_usage,
             completed={k: v for k, v in tasks.items() if v.succeeded},
             resumed=True,
-            before=await _books_before(self.store, record, tasks),
+            before=before,
+            budget=budget,
+            seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
         )
         return await execute(self, state, on_event or _ignore)
 
@@ -312,7 +344,7 @@ class Orchestrator:
     def _start(self, request: str, plan: Plan | None, on_event: OnEvent) -> Awaitable[RunResult]:
         if plan is not None:
             check_given_plan(self, plan)
-        state = RunState(run_id=new_run_id(), request=request, plan=plan)
+        state = RunState(run_id=new_run_id(), request=request, plan=plan, budget=self.budget)
 
         async def go() -> RunResult:
             await self.store.create_run(
