@@ -1,0 +1,174 @@
+"""Hostile review of the call ledger: books across odd paths, old stores, doctor.
+
+Each test is a defect found by trying to break the ledger; it failed before its fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from foreman import Orchestrator
+from foreman.errors import ModelError
+from foreman.ledger.books import Books
+from foreman.ledger.records import CallStatus
+from foreman.store.sqlite import SQLiteStore
+from foreman.testing import ScriptedModel
+from foreman.workers import Registry
+from helpers import NO_DELAY, Script, latency_by_instructions, plan_of, task, worker
+
+PLAN = plan_of(task("t1", "researcher"), task("t2", "writer"))
+
+
+def failing_once() -> object:
+    """t1's answer: a refusal the first time, then an answer."""
+    calls = {"n": 0}
+
+    def answer(_request: object) -> object:
+        calls["n"] += 1
+        return ModelError("400 bad request") if calls["n"] == 1 else "ok"
+
+    return answer
+
+
+def aborting_team() -> Registry:
+    return Registry([worker("researcher", on_failure="abort"), worker("writer")])
+
+
+def make_legacy(path: Path) -> None:
+    """The file as a foreman from before the ledger (schema 2) would have left it."""
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE calls")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+
+
+async def test_resuming_a_run_stored_before_the_ledger_keeps_what_it_spent(tmp_path):
+    path = tmp_path / "old.db"
+    model = ScriptedModel(Script(PLAN, tasks={"do t1": failing_once()}), name="boss")
+    async with Orchestrator(
+        aborting_team(), model=model, store=SQLiteStore(path), retry=NO_DELAY
+    ) as orchestrator:
+        aborted = await orchestrator.run("q")
+    assert aborted.status.value == "aborted" and aborted.usage.total_tokens
+    make_legacy(path)
+    store = SQLiteStore(path)
+    async with Orchestrator(aborting_team(), model=model, store=store, retry=NO_DELAY) as again:
+        before = (await store.get_run(aborted.run_id)).usage
+        assert before == aborted.usage  # read the old way: the run's own totals
+        resumed = await again.resume(aborted.run_id)
+        stored = await store.get_run(aborted.run_id)
+        calls = await store.list_calls(run_id=aborted.run_id)
+    new = Books.of(call for call in calls if call.purpose.value != "legacy").usage
+    assert new.total_tokens  # t1 and synthesis ran again
+    assert resumed.usage == before + new
+    assert stored.usage == resumed.usage  # not only the new calls
+    assert Books.of(calls).usage == stored.usage
+
+
+async def test_replaying_a_task_of_a_run_stored_before_the_ledger_adds_to_its_books(tmp_path):
+    path = tmp_path / "old.db"
+    model = ScriptedModel(Script(PLAN), name="boss")
+    team = Registry([worker("researcher"), worker("writer")])
+    async with Orchestrator(team, model=model, store=SQLiteStore(path)) as orchestrator:
+        done = await orchestrator.run("q")
+    make_legacy(path)
+    store = SQLiteStore(path)
+    async with Orchestrator(team, model=model, store=store) as again:
+        replayed = await again.replay(done.run_id, "t2")
+        stored = await store.get_run(done.run_id)
+    assert replayed.usage.total_tokens
+    assert stored.usage == done.usage + replayed.usage
+
+
+async def test_doctor_reports_a_damaged_ledger_row(tmp_path):
+    path = tmp_path / "runs.db"
+    model = ScriptedModel(Script(PLAN), name="boss")
+    team = Registry([worker("researcher"), worker("writer")])
+    async with Orchestrator(team, model=model, store=SQLiteStore(path)) as orchestrator:
+        done = await orchestrator.run("q")
+    db = sqlite3.connect(path)
+    db.execute("UPDATE calls SET status = 'bogus' WHERE purpose = 'synthesis'")
+    db.execute("UPDATE calls SET prompt = '{not json' WHERE purpose = 'plan'")
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    try:
+        problems = await store.check()
+    finally:
+        await store.aclose()
+    assert len(problems) == 2, problems
+    assert all(done.run_id in problem and "call" in problem for problem in problems)
+
+
+async def test_attempts_count_on_across_a_resume():
+    """A task's call cut short by Ctrl-C, then made again by resume: tries 1 and 2, not 1
+    and 1 (``show RUN --calls`` would show two first tries)."""
+    model = ScriptedModel(
+        Script(PLAN), latency=latency_by_instructions({"do t2": 30.0}), name="boss"
+    )
+    team = Registry([worker("researcher"), worker("writer")])
+    orchestrator = Orchestrator(team, model=model, retry=NO_DELAY)
+    started = asyncio.Event()
+    job = asyncio.ensure_future(
+        orchestrator.run(
+            "q", on_event=lambda e: e.type == "task_started" and e.task_id == "t2" and started.set()
+        )
+    )
+    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.sleep(0.05)
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
+    (run,) = await orchestrator.store.list_runs()
+    model._latency = 0.0
+    await orchestrator.resume(run.run_id)
+    calls = await orchestrator.store.list_calls(run_id=run.run_id, task_id="t2")
+    assert [(c.status, c.attempt) for c in calls] == [
+        (CallStatus.interrupted, 1),
+        (CallStatus.ok, 2),
+    ]
+
+
+async def test_replays_count_their_attempts_on():
+    model = ScriptedModel(Script(PLAN), name="boss")
+    team = Registry([worker("researcher"), worker("writer")])
+    orchestrator = Orchestrator(team, model=model)
+    done = await orchestrator.run("q")
+    await orchestrator.replay(done.run_id, "t1")
+    await orchestrator.replay(done.run_id, "t1")
+    calls = await orchestrator.store.list_calls(run_id=done.run_id, task_id="t1")
+    assert [(c.purpose.value, c.attempt) for c in calls] == [
+        ("task", 1),
+        ("replay", 1),
+        ("replay", 2),
+    ]
+
+
+async def test_a_replay_cut_short_is_still_on_the_books():
+    """Ctrl-C during ``foreman replay``: the call was paid for (its input at least)."""
+    hang = {"on": False}
+    model = ScriptedModel(
+        Script(PLAN), latency=lambda _request: 30.0 if hang["on"] else 0.0, name="boss"
+    )
+    team = Registry([worker("researcher"), worker("writer")])
+    orchestrator = Orchestrator(team, model=model)
+    done = await orchestrator.run("q")
+    hang["on"] = True
+    job = asyncio.ensure_future(orchestrator.replay(done.run_id, "t1"))
+    for _ in range(100):
+        if len(model.requests) > 4:
+            break
+        await asyncio.sleep(0.01)
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
+    replays = [
+        call
+        for call in await orchestrator.store.list_calls(run_id=done.run_id)
+        if call.purpose.value == "replay"
+    ]
+    assert [(c.status, c.estimated) for c in replays] == [(CallStatus.interrupted, True)]
+    stored = await orchestrator.store.get_run(done.run_id)
+    assert stored.usage == done.usage + replays[0].usage
+    assert replays[0].usage.input_tokens > 0
