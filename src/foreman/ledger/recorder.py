@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
@@ -108,6 +108,13 @@ class CallLedger:
         """Put back records a write failed to store (unless a newer version is waiting)."""
         for record in records:
             self._unwritten.setdefault(record.call_id, self.records[record.call_id])
+
+    def count_on(self, earlier: Iterable[CallRecord]) -> None:
+        """Number attempts on from ``earlier`` executions' calls (a resume, a replay), so
+        a parent's tries read 1, 2, 3 across them, never 1 twice."""
+        for record in earlier:
+            if record.attempt > self._attempts.get(record.parent, 0):
+                self._attempts[record.parent] = record.attempt
 
     def _put(self, record: CallRecord) -> None:
         self.records[record.call_id] = record

@@ -36,6 +36,9 @@ class CallPurpose(StrEnum):
     review = "review"
     synthesis = "synthesis"
     replay = "replay"  # a task run again on its recorded input (``foreman replay``)
+    #: What a run spent before the ledger existed (a store from an older foreman), carried
+    #: over as one row when the run is resumed or replayed, so its books keep it.
+    legacy = "legacy"
 
 
 class CallRecord(BaseModel):
@@ -81,3 +84,23 @@ def provider_of(model: str) -> str:
     if sep:
         return provider
     return "local" if model == "local" else "unknown"
+
+
+def carried_over(
+    run_id: str, usage: Usage, cost_usd: float | None, model: str | None, at: float
+) -> CallRecord:
+    """The one row that stands for what a run stored before the ledger spent: its totals
+    (priced the old way, at ``cost_usd``; None prices them at ``model``)."""
+    model = model or "unknown"
+    return CallRecord(
+        run_id=run_id,
+        call_id="legacy",
+        parent="legacy",
+        purpose=CallPurpose.legacy,
+        provider=provider_of(model),
+        model=model,
+        started_at=at,
+        usage=usage,
+        cost_usd=cost_usd,
+        status=CallStatus.ok,
+    )
