@@ -9,6 +9,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from foreman import Orchestrator
 from foreman.errors import ModelError
 from foreman.ledger.books import Books
@@ -172,3 +174,23 @@ async def test_a_replay_cut_short_is_still_on_the_books():
     stored = await orchestrator.store.get_run(done.run_id)
     assert stored.usage == done.usage + replays[0].usage
     assert replays[0].usage.input_tokens > 0
+
+
+async def test_no_record_prompts_keeps_no_answer_text_in_an_error():
+    """A structured answer that did not parse: its error quotes the answer, which a run
+    made with ``record_prompts=False`` must not keep in the ledger."""
+
+    class Out(BaseModel):
+        x: int
+
+    model = ScriptedModel(
+        Script(plan_of(task("t1")), tasks={"do t1": '{"x": "SECRET-NAME"}'}), name="boss"
+    )
+    team = Registry([worker("researcher", output_schema=Out)])
+    orchestrator = Orchestrator(team, model=model, retry=NO_DELAY, record_prompts=False)
+    done = await orchestrator.run("q")
+    calls = await orchestrator.store.list_calls(run_id=done.run_id, with_prompts=True)
+    failed = [call for call in calls if call.failed]
+    assert len(failed) == 3
+    assert all(call.error_type == "OutputValidationError" for call in failed)
+    assert not any("SECRET" in call.model_dump_json() for call in calls)

@@ -205,6 +205,9 @@ class OpenCall:
         if error is not None:
             update["error_type"] = type(error).__name__ if not isinstance(error, str) else None
             update["error"] = str(error)[:2000]
+            if response is not None and not ledger.keep_prompts:
+                # An answer that did not parse: the error quotes it, and no text is kept.
+                update["error"] = str(error).split(":", 1)[0] + " (the answer is not recorded)"
         record = self.record.model_copy(update=update)
         record.cost_usd = _price(record)
         ledger._put(record)
