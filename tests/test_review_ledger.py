@@ -10,8 +10,10 @@ import sqlite3
 from pathlib import Path
 
 from pydantic import BaseModel
+from typer.testing import CliRunner
 
 from foreman import Orchestrator
+from foreman.cli import app
 from foreman.errors import ModelError
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallStatus
@@ -194,3 +196,24 @@ async def test_no_record_prompts_keeps_no_answer_text_in_an_error():
     assert len(failed) == 3
     assert all(call.error_type == "OutputValidationError" for call in failed)
     assert not any("SECRET" in call.model_dump_json() for call in calls)
+
+
+def test_stats_with_bad_prices_says_so_in_one_line(tmp_path, monkeypatch):
+    """Every other command turns a bad FOREMAN_PRICES into one error line; stats printed
+    a traceback (its calls are priced after the store is read)."""
+    path = tmp_path / "runs.db"
+    model = ScriptedModel(Script(PLAN), name="boss")
+    team = Registry([worker("researcher"), worker("writer")])
+
+    async def go() -> None:
+        async with Orchestrator(team, model=model, store=SQLiteStore(path)) as orchestrator:
+            await orchestrator.run("q")
+
+    asyncio.run(go())
+    monkeypatch.setenv("FOREMAN_PRICES", '{"boss": [-1, 1]}')
+    for args in (["stats"], ["stats", "--json"]):
+        result = CliRunner().invoke(app, [*args, "--db", str(path)])
+        assert result.exit_code == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert "FOREMAN_PRICES is invalid" in result.output
+        assert "Traceback" not in result.output

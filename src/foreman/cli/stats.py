@@ -80,11 +80,15 @@ def stats(
         return await store.list_calls(run_id=run_id, since=start, until=end)
 
     records = guard(lambda: asyncio.run(with_store(db, load)))
+    guard(lambda: _print(records, by, json_out=json_out, filtered=bool(run or since or until)))
+
+
+def _print(records: list[CallRecord], by: GroupBy, *, json_out: bool, filtered: bool) -> None:
+    """The stats of ``records``; pricing them may fail (a bad ``FOREMAN_PRICES``)."""
     groups = group_calls(records, by)
     if json_out:
         print(json.dumps([group.as_json() for group in groups], indent=2))
     elif not records:
-        filtered = run or since or until
         out.print(
             "No model calls in that range."
             if filtered
