@@ -9,12 +9,13 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from foreman import Orchestrator
 from foreman.cli import app
-from foreman.errors import ModelError
+from foreman.errors import ConfigError, ModelError
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallStatus
 from foreman.store.sqlite import SQLiteStore
@@ -217,3 +218,16 @@ def test_stats_with_bad_prices_says_so_in_one_line(tmp_path, monkeypatch):
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert "FOREMAN_PRICES is invalid" in result.output
         assert "Traceback" not in result.output
+
+
+def test_a_bad_foreman_prices_stops_a_run_before_it_spends(tmp_path, monkeypatch):
+    """Found only when the planner's answer was priced, a bad FOREMAN_PRICES lost that
+    paid call (left ``started``, estimated) and the run read ``crashed``, not ``failed``."""
+    monkeypatch.setenv("FOREMAN_PRICES", '{"boss": [-1, 1]}')
+    model = ScriptedModel(Script(PLAN), name="boss")
+    path = tmp_path / "runs.db"
+    with pytest.raises(ConfigError, match="FOREMAN_PRICES is invalid"):
+        Orchestrator(
+            Registry([worker("researcher"), worker("writer")]), model=model, store=SQLiteStore(path)
+        )
+    assert model.requests == []

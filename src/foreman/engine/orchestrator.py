@@ -26,6 +26,7 @@ from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, carried_over
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
+from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
 from foreman.plan.estimate import Estimator, History, PlanEstimate
 from foreman.plan.schema import Plan, check_max_tasks
@@ -106,6 +107,7 @@ class Orchestrator:
             raise ConfigError(
                 f"plan_budget_usd must be a positive amount, not {plan_budget_usd!r}."
             )
+        check_prices()
         self.models = ModelPool(model, models)
         self.planner_model = planner_model
         #: Seconds per model call for workers that set no ``timeout`` of their own, and for
