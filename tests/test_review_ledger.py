@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from rich.console import Console
 from typer.testing import CliRunner
 
 from foreman import Orchestrator
 from foreman.cli import app
 from foreman.errors import ConfigError, ModelError
 from foreman.ledger.books import Books
-from foreman.ledger.records import CallStatus
+from foreman.ledger.records import CallRecord, CallStatus
+from foreman.models.base import Usage
+from foreman.store.memory import MemoryStore
 from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry
@@ -231,3 +234,55 @@ def test_a_bad_foreman_prices_stops_a_run_before_it_spends(tmp_path, monkeypatch
             Registry([worker("researcher"), worker("writer")]), model=model, store=SQLiteStore(path)
         )
     assert model.requests == []
+
+
+def test_a_call_cut_short_by_a_crash_has_no_latency_to_count():
+    """Read back as ``interrupted``, a crashed call's latency is 0.0 because it was never
+    measured: it must not pull stats' p50/p95 down nor show as ``0.00s``."""
+    from foreman.cli.calls import calls_table
+    from foreman.ledger.stats import summarise
+    from foreman.store.base import RunRecord, settled_as_read
+
+    def record(call_id: str, **fields: object) -> CallRecord:
+        return CallRecord(
+            run_id="r", call_id=call_id, parent="task:t1", purpose="task", task_id="t1",
+            worker="w", provider="unknown", model="m", started_at=100.0, **fields,
+        )  # fmt: skip
+
+    answered = [record(f"c{n}", status="ok", latency=2.0) for n in range(3)]
+    crashed = settled_as_read(record("x", usage=Usage(input_tokens=9), estimated=True), "crashed")
+    assert crashed.status is CallStatus.interrupted and crashed.latency == 0.0
+    stats = summarise([*answered, crashed])
+    assert (stats.latency_p50_s, stats.latency_p95_s) == (2.0, 2.0)
+    assert stats.failed_calls == 1
+    console = Console(width=100, record=True)
+    console.print(calls_table(RunRecord(run_id="r", request="q", created_at=100.0), [crashed]))
+    assert "0.00s" not in console.export_text()
+
+
+class StuckCheckpoint(MemoryStore):
+    """A store whose checkpoint of t2 never gets to run (a write queued behind others
+    when the run is cancelled: ``run_in_executor`` drops a job that has not started)."""
+
+    async def save_task(self, run_id, result, events=(), calls=()):
+        if result.task_id == "t2":
+            await asyncio.Event().wait()
+        await super().save_task(run_id, result, events, calls=calls)
+
+
+async def test_calls_of_a_checkpoint_cut_short_by_an_abort_are_still_written():
+    """t2 answered and its checkpoint was queued when t1 aborted the run: the checkpoint
+    was cancelled and took t2's call with it, so the stored books were short of what the
+    run returned (seen as a flaky failure of the books invariant)."""
+    model = ScriptedModel(
+        Script(PLAN, tasks={"do t1": ModelError("400 bad request")}),
+        latency=latency_by_instructions({"do t1": 0.2}),
+        name="boss",
+    )
+    store = StuckCheckpoint()
+    orchestrator = Orchestrator(aborting_team(), model=model, store=store, retry=NO_DELAY)
+    done = await orchestrator.run("q")
+    assert done.status.value == "aborted"
+    calls = await store.list_calls(run_id=done.run_id)
+    assert [c.task_id for c in calls if c.status is CallStatus.ok] == [None, "t2"]
+    assert Books.of(calls).usage == done.usage

@@ -142,7 +142,7 @@ def calls_table(run: RunRecord, calls: Sequence[CallRecord]) -> Table:
             Text(call.status.value, style=CALL_STYLE.get(call.status.value, "")),
             Text(("~" if call.estimated else "") + spent),
             Text(call_cost(call)),
-            Text(seconds(call.latency) if call.status.settled else "-"),
+            Text(seconds(call.latency) if call.timed else "-"),
         )
     return table
 
@@ -225,8 +225,7 @@ def _call_parts(number: int, call: CallRecord, start: float) -> list[RenderableT
         f" · {offset(call.started_at - start)}",
     )
     figures = Text(
-        f"{tokens_text} · {call_cost(call)}"
-        f" · {seconds(call.latency) if call.status.settled else 'in flight'}",
+        f"{tokens_text} · {call_cost(call)} · {_took(call)}",
         style="dim",
     )
     parts: list[RenderableType] = [header, figures]
@@ -241,6 +240,12 @@ def _call_parts(number: int, call: CallRecord, start: float) -> list[RenderableT
     if call.output is not None:
         parts += [_section("Output", "bold dim"), Text(call.output)]
     return parts
+
+
+def _took(call: CallRecord) -> str:
+    if call.timed:
+        return seconds(call.latency)
+    return "in flight" if not call.status.settled else "time unknown"
 
 
 def _answered_by_another(call: CallRecord) -> bool:

@@ -16,6 +16,9 @@ from pydantic import BaseModel, Field
 
 from foreman.models.base import Usage
 
+#: The error of a call still ``started`` when its process died, as stores read it.
+CRASHED = "the process ended during the call"
+
 
 class CallStatus(StrEnum):
     started = "started"  # in flight (stored early so a crash cannot hide it)
@@ -76,6 +79,12 @@ class CallRecord(BaseModel):
     @property
     def failed(self) -> bool:
         return self.status not in (CallStatus.ok, CallStatus.started)
+
+    @property
+    def timed(self) -> bool:
+        """Its ``latency`` is a measure: settled by this process, not in flight, and not
+        cut short by the process dying (a crashed call's time is unknown, not zero)."""
+        return self.status.settled and self.error != CRASHED
 
 
 def provider_of(model: str) -> str:
