@@ -6,6 +6,7 @@ Each test is a defect found by trying to break the ledger; it failed before its 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -286,3 +287,37 @@ async def test_calls_of_a_checkpoint_cut_short_by_an_abort_are_still_written():
     calls = await store.list_calls(run_id=done.run_id)
     assert [c.task_id for c in calls if c.status is CallStatus.ok] == [None, "t2"]
     assert Books.of(calls).usage == done.usage
+
+
+def test_show_of_a_run_stored_before_the_ledger_does_not_claim_it_cost_nothing(
+    tmp_path, monkeypatch
+):
+    """``show RUN TASK`` summed the task's (absent) ledger rows: '0 call(s), 0 in / 0 out
+    tokens, $0.0000' for a task that spent tokens; ``--json`` said cost_usd 0.0."""
+    monkeypatch.setenv("FOREMAN_PRICES", '{"boss": [1, 2]}')
+    path = tmp_path / "old.db"
+    model = ScriptedModel(Script(PLAN), name="boss")
+    team = Registry([worker("researcher"), worker("writer")])
+
+    async def go():
+        async with Orchestrator(team, model=model, store=SQLiteStore(path)) as orchestrator:
+            return await orchestrator.run("q")
+
+    done = asyncio.run(go())
+    make_legacy(path)
+    spent = done.tasks["t1"].usage
+    result = CliRunner().invoke(app, ["show", done.run_id, "t1", "--json", "--db", str(path)])
+    shown = json.loads(result.output)
+    assert shown["usage"] == spent.model_dump(mode="json")
+    assert shown["cost_usd"] == pytest.approx((spent.input_tokens + 2 * spent.output_tokens) / 1e6)
+    for args in (["t1"], ["--calls"]):
+        result = CliRunner().invoke(app, ["show", done.run_id, *args, "--db", str(path)])
+        assert "before the call ledger" in result.output
+        assert "0 call(s)" not in result.output and "$0.0000" not in result.output
+
+
+def test_a_tiny_cost_is_not_shown_as_free():
+    from foreman.cli.calls import money
+
+    assert money(0.00002) == "<$0.0001"
+    assert (money(0.0), money(0.00012), money(None)) == ("$0.0000", "$0.0001", "unknown")

@@ -18,6 +18,7 @@ from foreman.cli.render import STATUS_STYLE
 from foreman.engine.results import TaskResult
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord
+from foreman.models.pricing import cost
 from foreman.plan.schema import Task
 from foreman.store.base import RunRecord
 
@@ -43,6 +44,8 @@ def money(dollars: float | None) -> str:
     """Dollars as ``runs`` shows them, or ``unknown`` when a model has no price."""
     if dollars is None:
         return "unknown"
+    if 0 < dollars < 0.00005:  # would read $0.0000: free, which it was not
+        return "<$0.0001"
     return f"${dollars:.4f}" if dollars < 100 else f"${dollars:,.2f}"
 
 
@@ -163,8 +166,9 @@ def call_errors(calls: Sequence[CallRecord]) -> list[Text]:
 def books_line(books: Books, *, what: str) -> Text:
     """``3 calls, 1,234 in / 567 out tokens, $0.0123`` (and why a cost is unknown)."""
     usage = books.usage
+    counted = f"{books.calls} call(s)" if books.calls or not usage.total_tokens else "calls unknown"
     line = Text(
-        f"{what}: {books.calls} call(s), {usage.input_tokens:,} in / {usage.output_tokens:,} out"
+        f"{what}: {counted}, {usage.input_tokens:,} in / {usage.output_tokens:,} out"
         f" tokens, {money(books.cost_usd)}"
     )
     if usage.cache_read_tokens or usage.cache_write_tokens:
@@ -177,6 +181,19 @@ def books_line(books: Books, *, what: str) -> Text:
 
 
 # --- show RUN TASK -------------------------------------------------------------------------
+
+#: Why a run with tokens has no ledger rows.
+BEFORE_LEDGER = "the run was stored before the call ledger existed"
+
+
+def task_books(result: TaskResult | None, calls: Sequence[CallRecord]) -> Books:
+    """A task's books: its ledger rows; for a run stored before the ledger (no rows, yet
+    tokens on the task's record), the record's tokens at the model that answered."""
+    if calls or result is None or not result.usage.total_tokens:
+        return Books.of(calls)
+    dollars = cost(result.model, result.usage)
+    unpriced = [] if dollars is not None else [result.model or "(unknown model)"]
+    return Books(usage=result.usage, cost_usd=dollars, unpriced=unpriced)
 
 
 def task_view(
@@ -196,14 +213,16 @@ def task_view(
     ]
     if result is not None and result.error:
         parts += [_section("Error", "bold red"), Text(result.error)]
+    books = task_books(result, calls)
     if not calls:
-        parts.append(Text("\nNo calls recorded for this task.", style="dim"))
+        why = f": {BEFORE_LEDGER}" if books.usage.total_tokens else ""
+        parts.append(Text(f"\nNo calls recorded for this task{why}.", style="dim"))
     if run.settings.get("record_prompts") is False:
         parts.append(Text("\n" + NOT_RECORDED, style="yellow"))
     for number, call in enumerate(calls, 1):
         parts += _call_parts(number, call, run.created_at)
     parts.append(Text())
-    parts.append(books_line(Books.of(calls), what=f"Task {task.id}"))
+    parts.append(books_line(books, what=f"Task {task.id}"))
     return Group(*parts)
 
 
