@@ -321,3 +321,33 @@ def test_a_tiny_cost_is_not_shown_as_free():
 
     assert money(0.00002) == "<$0.0001"
     assert (money(0.0), money(0.00012), money(None)) == ("$0.0000", "$0.0001", "unknown")
+
+
+async def test_a_resumed_task_counts_its_calls_from_before_the_resume():
+    """t2's first call was cut short by Ctrl-C (on the books, estimated); resumed, t2's
+    result said only what its new call cost, so the tasks no longer added up to the run's
+    books, and ``TaskResult.usage`` disagreed with ``show RUN TASK``."""
+    model = ScriptedModel(
+        Script(PLAN), latency=latency_by_instructions({"do t2": 30.0}), name="boss"
+    )
+    team = Registry([worker("researcher"), worker("writer")])
+    orchestrator = Orchestrator(team, model=model, retry=NO_DELAY)
+    started = asyncio.Event()
+    job = asyncio.ensure_future(
+        orchestrator.run(
+            "q", on_event=lambda e: e.type == "task_started" and e.task_id == "t2" and started.set()
+        )
+    )
+    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.sleep(0.05)
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
+    (run,) = await orchestrator.store.list_runs()
+    model._latency = 0.0
+    events = []
+    resumed = await orchestrator.resume(run.run_id, on_event=events.append)
+    t2_calls = await orchestrator.store.list_calls(run_id=run.run_id, task_id="t2")
+    assert len(t2_calls) == 2
+    assert resumed.tasks["t2"].usage == Books.of(t2_calls).usage
+    (finished,) = [e for e in events if e.type == "task_finished" and e.task_id == "t2"]
+    assert finished.usage == resumed.tasks["t2"].usage

@@ -110,11 +110,13 @@ class CallLedger:
             self._unwritten.setdefault(record.call_id, self.records[record.call_id])
 
     def count_on(self, earlier: Iterable[CallRecord]) -> None:
-        """Number attempts on from ``earlier`` executions' calls (a resume, a replay), so
-        a parent's tries read 1, 2, 3 across them, never 1 twice."""
+        """Go on from ``earlier`` executions' calls (a resume, a replay): a parent's tries
+        read 1, 2, 3 across them, never 1 twice, and its tokens (``usage_of``) include
+        theirs, so a task run again reports all it cost. ``usage`` stays this execution's."""
         for record in earlier:
             if record.attempt > self._attempts.get(record.parent, 0):
                 self._attempts[record.parent] = record.attempt
+            self._by_parent.setdefault(record.parent, {})[record.call_id] = record.usage
 
     def _put(self, record: CallRecord) -> None:
         self.records[record.call_id] = record
