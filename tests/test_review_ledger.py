@@ -351,3 +351,22 @@ async def test_a_resumed_task_counts_its_calls_from_before_the_resume():
     assert resumed.tasks["t2"].usage == Books.of(t2_calls).usage
     (finished,) = [e for e in events if e.type == "task_finished" and e.task_id == "t2"]
     assert finished.usage == resumed.tasks["t2"].usage
+
+
+async def test_a_plan_the_planner_got_wrong_is_a_failed_call():
+    """Three plans that do not validate fail the run, yet their calls read ``ok``:
+    ``show RUN --calls`` listed no error and ``stats`` a 0% failure rate for planning."""
+    model = ScriptedModel(Script(["not a plan", "still not", PLAN]), name="boss")
+    team = Registry([worker("researcher"), worker("writer")])
+    orchestrator = Orchestrator(team, model=model, retry=NO_DELAY)
+    done = await orchestrator.run("q")
+    plans = [
+        c for c in await orchestrator.store.list_calls(run_id=done.run_id) if c.purpose == "plan"
+    ]
+    assert [(c.status.value, c.error_type) for c in plans] == [
+        ("error", "PlanRejected"),
+        ("error", "PlanRejected"),
+        ("ok", None),
+    ]
+    assert all(c.usage.output_tokens for c in plans)  # answered: still on the books
+    assert "JSON" in plans[0].error

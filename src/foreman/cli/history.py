@@ -118,7 +118,7 @@ def show(
         if errors := call_errors(ledger):
             out.print(Text("\nErrors", style="bold red"))
             for line in errors:
-                out.print(line, soft_wrap=True)
+                out.print(line)  # wrapped: the section fits the terminal too
         out.print(Text.assemble("\n", run_books(record)))
         return
     out.print(run_tree(record, tasks, full=full))

@@ -145,6 +145,16 @@ class CallScope:
         self.task_id = task_id
         self.worker = worker
         self.parent = _parent(purpose, task_id)
+        #: The id of the call of this scope that settled last.
+        self.last: str | None = None
+
+    def refuse_last(self, kind: str, why: str) -> None:
+        """The last call answered, but its answer was refused after the fact (a plan that
+        does not validate): on the books as an ``error`` of ``kind``, tokens kept."""
+        record = self.ledger.records.get(self.last or "")
+        if record is not None and record.status is CallStatus.ok:
+            update = {"status": CallStatus.error, "error_type": kind, "error": why[:2000]}
+            self.ledger._put(record.model_copy(update=update))
 
     def open(self, model_name: str, request: ModelRequest) -> OpenCall:
         """A call attempt starts now: recorded at once as ``started``, input estimated."""
@@ -213,6 +223,7 @@ class OpenCall:
         record = self.record.model_copy(update=update)
         record.cost_usd = _price(record)
         ledger._put(record)
+        self.scope.last = record.call_id
         if ledger.on_end is not None:
             ledger.on_end(record)
 
