@@ -370,3 +370,25 @@ async def test_a_plan_the_planner_got_wrong_is_a_failed_call():
     ]
     assert all(c.usage.output_tokens for c in plans)  # answered: still on the books
     assert "JSON" in plans[0].error
+
+
+def test_show_task_prints_no_terminal_escape_from_model_text(tmp_path):
+    """A model's output (or a prompt) holding ESC sequences reached the terminal as is:
+    ``show RUN TASK`` could clear the screen, retitle it or write the clipboard (OSC 52)."""
+    path = tmp_path / "runs.db"
+    hostile = "ok \x1b[2J\x1b]52;c;cHduZWQ=\x07 \x9b31m done"
+    model = ScriptedModel(Script(plan_of(task("t1")), tasks={"do t1": hostile}), name="boss")
+
+    async def go():
+        async with Orchestrator(
+            Registry([worker("researcher")]), model=model, store=SQLiteStore(path)
+        ) as orchestrator:
+            return await orchestrator.run("q \x1b[31m")
+
+    done = asyncio.run(go())
+    for args in (["t1"], ["--calls"]):
+        result = CliRunner().invoke(app, ["show", done.run_id, *args, "--db", str(path)])
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\x9b" not in result.output
+    shown = CliRunner().invoke(app, ["show", done.run_id, "t1", "--db", str(path)]).output
+    assert "ok \\x1b[2J\\x1b]52;c;cHduZWQ=\\x07 \\x9b31m done" in shown  # visible, not obeyed

@@ -7,6 +7,7 @@ Prompts and outputs are model and user text: they are printed as ``Text``, never
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,6 +91,16 @@ def what_for(call: CallRecord) -> str:
     return call.task_id if call.purpose.value == "task" else f"{call.task_id} {call.purpose.value}"
 
 
+#: Control characters a terminal would obey (ESC starts a sequence that can clear the
+#: screen, retitle the window or write the clipboard); tab and newline are kept.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def literal(text: str) -> str:
+    """Model or user text made safe to print: control characters shown as ``\\x1b``."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", text)
+
+
 def one_line(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -156,7 +167,7 @@ def call_errors(calls: Sequence[CallRecord]) -> list[Text]:
         Text.assemble(
             (f"#{number} ", "bold"),
             f"{what_for(call)} ({call.model}): ",
-            (one_line(error_of(call), 200), CALL_STYLE.get(call.status.value, "")),
+            (literal(one_line(error_of(call), 200)), CALL_STYLE.get(call.status.value, "")),
         )
         for number, call in enumerate(calls, 1)
         if call.failed
@@ -209,10 +220,10 @@ def task_view(
             (status, STATUS_STYLE.get(status, "")),
         ),
         _section("Instructions"),
-        Text(task.instructions),
+        Text(literal(task.instructions)),
     ]
     if result is not None and result.error:
-        parts += [_section("Error", "bold red"), Text(result.error)]
+        parts += [_section("Error", "bold red"), Text(literal(result.error))]
     books = task_books(result, calls)
     if not calls:
         why = f": {BEFORE_LEDGER}" if books.usage.total_tokens else ""
@@ -249,15 +260,15 @@ def _call_parts(number: int, call: CallRecord, start: float) -> list[RenderableT
     )
     parts: list[RenderableType] = [header, figures]
     if call.failed:
-        parts.append(Text(error_of(call), style=CALL_STYLE.get(call.status.value, "")))
+        parts.append(Text(literal(error_of(call)), style=CALL_STYLE.get(call.status.value, "")))
     if call.prompt is not None:
         if system := call.prompt.get("system"):
-            parts += [_section("System", "bold dim"), Text(system)]
+            parts += [_section("System", "bold dim"), Text(literal(system))]
         for message in call.prompt.get("messages", []):
             role = str(message.get("role", "message")).capitalize()
-            parts += [_section(role, "bold dim"), Text(_text(message.get("content")))]
+            parts += [_section(role, "bold dim"), Text(literal(_text(message.get("content"))))]
     if call.output is not None:
-        parts += [_section("Output", "bold dim"), Text(call.output)]
+        parts += [_section("Output", "bold dim"), Text(literal(call.output))]
     return parts
 
 
