@@ -365,7 +365,8 @@ async def _books_before(
         cut_short = [call for call in calls if call.status is CallStatus.interrupted]
         if cut_short:
             await store.save_calls(record.run_id, cut_short)
-        return Books.of(calls), calls
+        texts = {"prompt": None, "output": None}  # kept for the whole execution: no texts
+        return Books.of(calls), [call.model_copy(update=texts) for call in calls]
     carried = await _carry_over(store, record, tasks)
     return Books.of(carried), carried
 
