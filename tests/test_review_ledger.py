@@ -88,8 +88,11 @@ async def test_replaying_a_task_of_a_run_stored_before_the_ledger_adds_to_its_bo
     async with Orchestrator(team, model=model, store=store) as again:
         replayed = await again.replay(done.run_id, "t2")
         stored = await store.get_run(done.run_id)
+        calls = await store.list_calls(run_id=done.run_id)
     assert replayed.usage.total_tokens
     assert stored.usage == done.usage + replayed.usage
+    (carried,) = [call for call in calls if call.purpose == "legacy"]
+    assert carried.usage == done.usage and not carried.timed  # no latency to count
 
 
 async def test_doctor_reports_a_damaged_ledger_row(tmp_path):

@@ -83,8 +83,11 @@ class CallRecord(BaseModel):
     @property
     def timed(self) -> bool:
         """Its ``latency`` is a measure: settled by this process, not in flight, and not
-        cut short by the process dying (a crashed call's time is unknown, not zero)."""
-        return self.status.settled and self.error != CRASHED
+        cut short by the process dying (a crashed call's time is unknown, not zero), and
+        not the totals of a run stored before the ledger."""
+        return (
+            self.status.settled and self.error != CRASHED and self.purpose is not CallPurpose.legacy
+        )
 
 
 def provider_of(model: str) -> str:
