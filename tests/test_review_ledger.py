@@ -395,3 +395,19 @@ def test_show_task_prints_no_terminal_escape_from_model_text(tmp_path):
         assert "\x1b" not in result.output and "\x9b" not in result.output
     shown = CliRunner().invoke(app, ["show", done.run_id, "t1", "--db", str(path)]).output
     assert "ok \\x1b[2J\\x1b]52;c;cHduZWQ=\\x07 \\x9b31m done" in shown  # visible, not obeyed
+
+
+async def test_a_call_that_raised_a_bug_says_which_in_the_ledger():
+    """A client bug (not a ModelError) was recorded as 'the call was stopped before it
+    answered', with no error type: ``show --calls`` hid why the run failed."""
+    model = ScriptedModel(
+        Script(PLAN, tasks={"do t1": lambda _r: 1 / 0}), name="boss"
+    )  # the script raising ZeroDivisionError stands for a bug in a model client
+    team = Registry([worker("researcher"), worker("writer")])
+    orchestrator = Orchestrator(team, model=model, retry=NO_DELAY)
+    with pytest.raises(ZeroDivisionError):
+        await orchestrator.run("q")
+    (run,) = await orchestrator.store.list_runs()
+    (call,) = await orchestrator.store.list_calls(run_id=run.run_id, task_id="t1")
+    assert (call.status, call.error_type) == (CallStatus.interrupted, "ZeroDivisionError")
+    assert call.estimated and call.usage.input_tokens > 0  # it may have been billed
