@@ -20,10 +20,9 @@ from typing import Any
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
 from foreman.models.base import ModelRequest, ModelResponse, Usage
 from foreman.models.pricing import cost
+from foreman.models.retry import STOPPED
 
 OnCall = Callable[[CallRecord], None]
-
-STOPPED = "the call was stopped before it answered"
 
 #: Characters per token when no provider count exists (the usual rule of thumb for
 #: English text; an estimate is flagged as one wherever it is shown).
