@@ -411,3 +411,10 @@ async def test_a_call_that_raised_a_bug_says_which_in_the_ledger():
     (call,) = await orchestrator.store.list_calls(run_id=run.run_id, task_id="t1")
     assert (call.status, call.error_type) == (CallStatus.interrupted, "ZeroDivisionError")
     assert call.estimated and call.usage.input_tokens > 0  # it may have been billed
+
+
+def test_stats_with_an_empty_run_is_a_usage_error_not_every_run(tmp_path):
+    """``foreman stats --run "$RUN"`` with RUN unset printed the stats of every run."""
+    result = CliRunner().invoke(app, ["stats", "--run", "", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2
+    assert "--run" in result.output

@@ -74,6 +74,8 @@ def stats(
     end = parse_moment(until, "--until", now=now) if until else None
     if start is not None and end is not None and start >= end:
         usage_error("it must be earlier than --until.", "--since")
+    if run is not None and not run.strip():  # `--run "$RUN"` with RUN unset: not every run
+        usage_error("it needs a run id, a unique prefix of one, or 'last'.", "--run")
     run_id = run_ref(db, run) if run else None
 
     async def load(store: Store) -> list[CallRecord]:
