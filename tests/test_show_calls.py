@@ -88,7 +88,8 @@ def test_calls_lists_every_attempt_in_order_with_errors_and_the_total() -> None:
     models = [lines[n + 1].strip() for n in at]  # under the worker, on the row's 2nd line
     assert [row[0] for row in rows] == [str(n) for n in range(1, 13)]
     # number, offset, what for, worker, try, status
-    assert rows[0][2:6] == ["plan", "-", "1", "ok"] and models[0] == "boss"
+    assert rows[0][2:6] == ["plan", "-", "1", "error"] and models[0] == "boss"  # not a plan
+    assert rows[1][2:6] == ["plan", "-", "2", "ok"]
     assert [row[2:6] for row in rows[2:6]] == [
         ["t1", "researcher", "1", "error"],
         ["t1", "researcher", "2", "error"],

@@ -224,7 +224,7 @@ async def test_stats_of_a_real_run_add_up_to_its_books_whichever_way_grouped(
             )
             assert total == record.usage == result.usage
             assert sum(s.cost_usd for s in groups) == pytest.approx(record.cost_usd)
-            assert sum(s.failed_calls for s in groups) == 3
+            assert sum(s.failed_calls for s in groups) == 4  # 3 errors, 1 plan rejected
             assert sum(s.retried_calls for s in groups) == 4
         workers = {s.worker: s for s in await call_stats(store, by="worker")}
     finally:
@@ -232,7 +232,7 @@ async def test_stats_of_a_real_run_add_up_to_its_books_whichever_way_grouped(
 
     figures = {k: (s.calls, s.failed_calls, s.retried_calls) for k, s in workers.items()}
     assert figures == {
-        "(plan)": (2, 0, 1),  # the first answer was not a plan: asked again
+        "(plan)": (2, 1, 1),  # the first answer was not a plan (failed): asked again
         "(synthesis)": (1, 0, 0),
         "judge": (3, 0, 0),  # two reviews of t2 (a rejection), one of t1
         "researcher": (4, 3, 3),  # three failures on primary, then backup answered
@@ -306,7 +306,7 @@ def test_the_table_names_the_most_expensive_and_slowest_worker(priced) -> None:
     # the judge reviewed three times at the dearest price: it spent the most
     assert any(line.startswith("most expensive: judge, $") for line in lines)
     assert any(line.startswith("slowest: ") for line in lines)
-    assert "failures: 3 of 12 calls (25%); retries: 4 (33%)" in lines
+    assert "failures: 4 of 12 calls (33%); retries: 4 (33%)" in lines
 
 
 def test_without_prices_the_table_ranks_by_tokens_and_says_why(

@@ -7,6 +7,7 @@ Prompts and outputs are model and user text: they are printed as ``Text``, never
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from foreman.cli.render import STATUS_STYLE
 from foreman.engine.results import TaskResult
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord
+from foreman.models.pricing import cost
 from foreman.plan.schema import Task
 from foreman.store.base import RunRecord
 
@@ -43,6 +45,8 @@ def money(dollars: float | None) -> str:
     """Dollars as ``runs`` shows them, or ``unknown`` when a model has no price."""
     if dollars is None:
         return "unknown"
+    if 0 < dollars < 0.00005:  # would read $0.0000: free, which it was not
+        return "<$0.0001"
     return f"${dollars:.4f}" if dollars < 100 else f"${dollars:,.2f}"
 
 
@@ -85,6 +89,16 @@ def what_for(call: CallRecord) -> str:
     if call.task_id is None:
         return call.purpose.value
     return call.task_id if call.purpose.value == "task" else f"{call.task_id} {call.purpose.value}"
+
+
+#: Control characters a terminal would obey (ESC starts a sequence that can clear the
+#: screen, retitle the window or write the clipboard); tab and newline are kept.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def literal(text: str) -> str:
+    """Model or user text made safe to print: control characters shown as ``\\x1b``."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", text)
 
 
 def one_line(text: str, width: int) -> str:
@@ -142,7 +156,7 @@ def calls_table(run: RunRecord, calls: Sequence[CallRecord]) -> Table:
             Text(call.status.value, style=CALL_STYLE.get(call.status.value, "")),
             Text(("~" if call.estimated else "") + spent),
             Text(call_cost(call)),
-            Text(seconds(call.latency) if call.status.settled else "-"),
+            Text(seconds(call.latency) if call.timed else "-"),
         )
     return table
 
@@ -153,7 +167,7 @@ def call_errors(calls: Sequence[CallRecord]) -> list[Text]:
         Text.assemble(
             (f"#{number} ", "bold"),
             f"{what_for(call)} ({call.model}): ",
-            (one_line(error_of(call), 200), CALL_STYLE.get(call.status.value, "")),
+            (literal(one_line(error_of(call), 200)), CALL_STYLE.get(call.status.value, "")),
         )
         for number, call in enumerate(calls, 1)
         if call.failed
@@ -163,8 +177,9 @@ def call_errors(calls: Sequence[CallRecord]) -> list[Text]:
 def books_line(books: Books, *, what: str) -> Text:
     """``3 calls, 1,234 in / 567 out tokens, $0.0123`` (and why a cost is unknown)."""
     usage = books.usage
+    counted = f"{books.calls} call(s)" if books.calls or not usage.total_tokens else "calls unknown"
     line = Text(
-        f"{what}: {books.calls} call(s), {usage.input_tokens:,} in / {usage.output_tokens:,} out"
+        f"{what}: {counted}, {usage.input_tokens:,} in / {usage.output_tokens:,} out"
         f" tokens, {money(books.cost_usd)}"
     )
     if usage.cache_read_tokens or usage.cache_write_tokens:
@@ -177,6 +192,19 @@ def books_line(books: Books, *, what: str) -> Text:
 
 
 # --- show RUN TASK -------------------------------------------------------------------------
+
+#: Why a run with tokens has no ledger rows.
+BEFORE_LEDGER = "the run was stored before the call ledger existed"
+
+
+def task_books(result: TaskResult | None, calls: Sequence[CallRecord]) -> Books:
+    """A task's books: its ledger rows; for a run stored before the ledger (no rows, yet
+    tokens on the task's record), the record's tokens at the model that answered."""
+    if calls or result is None or not result.usage.total_tokens:
+        return Books.of(calls)
+    dollars = cost(result.model, result.usage)
+    unpriced = [] if dollars is not None else [result.model or "(unknown model)"]
+    return Books(usage=result.usage, cost_usd=dollars, unpriced=unpriced)
 
 
 def task_view(
@@ -192,18 +220,20 @@ def task_view(
             (status, STATUS_STYLE.get(status, "")),
         ),
         _section("Instructions"),
-        Text(task.instructions),
+        Text(literal(task.instructions)),
     ]
     if result is not None and result.error:
-        parts += [_section("Error", "bold red"), Text(result.error)]
+        parts += [_section("Error", "bold red"), Text(literal(result.error))]
+    books = task_books(result, calls)
     if not calls:
-        parts.append(Text("\nNo calls recorded for this task.", style="dim"))
+        why = f": {BEFORE_LEDGER}" if books.usage.total_tokens else ""
+        parts.append(Text(f"\nNo calls recorded for this task{why}.", style="dim"))
     if run.settings.get("record_prompts") is False:
         parts.append(Text("\n" + NOT_RECORDED, style="yellow"))
     for number, call in enumerate(calls, 1):
         parts += _call_parts(number, call, run.created_at)
     parts.append(Text())
-    parts.append(books_line(Books.of(calls), what=f"Task {task.id}"))
+    parts.append(books_line(books, what=f"Task {task.id}"))
     return Group(*parts)
 
 
@@ -225,22 +255,27 @@ def _call_parts(number: int, call: CallRecord, start: float) -> list[RenderableT
         f" · {offset(call.started_at - start)}",
     )
     figures = Text(
-        f"{tokens_text} · {call_cost(call)}"
-        f" · {seconds(call.latency) if call.status.settled else 'in flight'}",
+        f"{tokens_text} · {call_cost(call)} · {_took(call)}",
         style="dim",
     )
     parts: list[RenderableType] = [header, figures]
     if call.failed:
-        parts.append(Text(error_of(call), style=CALL_STYLE.get(call.status.value, "")))
+        parts.append(Text(literal(error_of(call)), style=CALL_STYLE.get(call.status.value, "")))
     if call.prompt is not None:
         if system := call.prompt.get("system"):
-            parts += [_section("System", "bold dim"), Text(system)]
+            parts += [_section("System", "bold dim"), Text(literal(system))]
         for message in call.prompt.get("messages", []):
             role = str(message.get("role", "message")).capitalize()
-            parts += [_section(role, "bold dim"), Text(_text(message.get("content")))]
+            parts += [_section(role, "bold dim"), Text(literal(_text(message.get("content"))))]
     if call.output is not None:
-        parts += [_section("Output", "bold dim"), Text(call.output)]
+        parts += [_section("Output", "bold dim"), Text(literal(call.output))]
     return parts
+
+
+def _took(call: CallRecord) -> str:
+    if call.timed:
+        return seconds(call.latency)
+    return "in flight" if not call.status.settled else "time unknown"
 
 
 def _answered_by_another(call: CallRecord) -> bool:

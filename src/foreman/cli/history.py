@@ -14,12 +14,14 @@ from rich.text import Text
 from rich.tree import Tree
 
 from foreman.cli.calls import (
+    BEFORE_LEDGER,
     books_json,
     books_line,
     call_errors,
     call_json,
     calls_table,
     money,
+    task_books,
     task_view,
 )
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
@@ -110,11 +112,15 @@ def show(
         print(json.dumps(shown, indent=2))
         return
     if calls:
-        out.print(calls_table(record, ledger) if ledger else Text("No calls recorded yet."))
+        if ledger:
+            out.print(calls_table(record, ledger))
+        else:
+            why = f": {BEFORE_LEDGER}" if record.usage.total_tokens else " yet"
+            out.print(Text(f"No calls recorded{why}."))
         if errors := call_errors(ledger):
             out.print(Text("\nErrors", style="bold red"))
             for line in errors:
-                out.print(line, soft_wrap=True)
+                out.print(line)  # wrapped: the section fits the terminal too
         out.print(Text.assemble("\n", run_books(record)))
         return
     out.print(run_tree(record, tasks, full=full))
@@ -148,7 +154,7 @@ def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> Non
             "result": result.model_dump(mode="json") if result else None,
             "prompts_recorded": record.settings.get("record_prompts") is not False,
             "calls": [call_json(call, prompts=True) for call in ledger],
-            **books_json(Books.of(ledger)),
+            **books_json(task_books(result, ledger)),
         }
         print(json.dumps(shown, indent=2))
         return

@@ -74,17 +74,23 @@ def stats(
     end = parse_moment(until, "--until", now=now) if until else None
     if start is not None and end is not None and start >= end:
         usage_error("it must be earlier than --until.", "--since")
+    if run is not None and not run.strip():  # `--run "$RUN"` with RUN unset: not every run
+        usage_error("it needs a run id, a unique prefix of one, or 'last'.", "--run")
     run_id = run_ref(db, run) if run else None
 
     async def load(store: Store) -> list[CallRecord]:
         return await store.list_calls(run_id=run_id, since=start, until=end)
 
     records = guard(lambda: asyncio.run(with_store(db, load)))
+    guard(lambda: _print(records, by, json_out=json_out, filtered=bool(run or since or until)))
+
+
+def _print(records: list[CallRecord], by: GroupBy, *, json_out: bool, filtered: bool) -> None:
+    """The stats of ``records``; pricing them may fail (a bad ``FOREMAN_PRICES``)."""
     groups = group_calls(records, by)
     if json_out:
         print(json.dumps([group.as_json() for group in groups], indent=2))
     elif not records:
-        filtered = run or since or until
         out.print(
             "No model calls in that range."
             if filtered

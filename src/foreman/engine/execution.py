@@ -43,7 +43,7 @@ from foreman.events import (
 )
 from foreman.ledger.books import Books
 from foreman.ledger.budget import Budget, BudgetMeter
-from foreman.ledger.records import CallPurpose
+from foreman.ledger.records import CallPurpose, CallRecord
 from foreman.models.base import Model, Usage
 from foreman.models.retry import CallLog, CallOutcome
 from foreman.plan.planner import Planner
@@ -71,6 +71,8 @@ class RunState:
     #: The limits this execution runs under, and the seconds earlier executions ran.
     budget: Budget | None = None
     seconds_before: float = 0.0
+    #: Their calls, so this execution numbers a task's attempts on from theirs.
+    earlier_calls: list[CallRecord] = field(default_factory=list)
 
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
@@ -89,6 +91,7 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
         on_call=orchestrator.observers.on_call if orchestrator.observers else None,
         lease_seconds=orchestrator.lease_seconds,
     )
+    journal.ledger.count_on(state.earlier_calls)
     if orchestrator.observers:
         on_event = orchestrator.observers.watching(on_event)
     delivery = _Delivery(journal, on_event)

@@ -71,10 +71,20 @@ class RunJournal:
 
     async def checkpoint(self, result: TaskResult) -> None:
         events, self._events = self._events, []
-        await self.store.save_task(self.run_id, result, events, calls=self.ledger.take())
+        calls = self.ledger.take()
+        try:
+            await self.store.save_task(self.run_id, result, events, calls=calls)
+        except BaseException:  # cut short (an abort, Ctrl-C): the run's last write takes them
+            self.ledger.unwritten(calls)
+            raise
 
     async def save_plan(self, plan: Plan, usage: Usage) -> None:
-        await self.store.save_plan(self.run_id, plan, usage, calls=self.ledger.take())
+        calls = self.ledger.take()
+        try:
+            await self.store.save_plan(self.run_id, plan, usage, calls=calls)
+        except BaseException:
+            self.ledger.unwritten(calls)
+            raise
 
     def _write_calls_soon(self) -> None:
         """Have the calls that just started written at the next turn of the loop: one

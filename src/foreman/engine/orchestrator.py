@@ -25,9 +25,10 @@ from foreman.events import Event
 from foreman.ledger.books import Books
 from foreman.ledger.budget import Budget, check_priced, executed_seconds
 from foreman.ledger.recorder import CallLedger
-from foreman.ledger.records import CallPurpose, CallStatus
+from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, carried_over
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
+from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
 from foreman.plan.estimate import Estimator, History, PlanEstimate
 from foreman.plan.schema import Plan, check_max_tasks
@@ -117,6 +118,7 @@ class Orchestrator:
             raise ConfigError(
                 f"plan_budget_usd must be a positive amount, not {plan_budget_usd!r}."
             )
+        check_prices()
         self.models = ModelPool(model, models)
         self.planner_model = planner_model
         #: Seconds per model call for workers that set no ``timeout`` of their own, and for
@@ -256,7 +258,7 @@ class Orchestrator:
                 f"`foreman show {run_id}` shows it."
             )
         tasks = await self.store.load_tasks(run_id)
-        before = await _books_before(self.store, record, tasks)
+        before, earlier = await _books_before(self.store, record, tasks)
         check_priced(budget, [*self._model_names, *before.unpriced])
         timed = budget is not None and budget.max_seconds is not None
         state = RunState(
@@ -269,6 +271,7 @@ class Orchestrator:
             before=before,
             budget=budget,
             seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
+            earlier_calls=earlier,
         )
         return await execute(self, state, on_event or _ignore)
 
@@ -296,16 +299,22 @@ class Orchestrator:
             )
         worker = self.registry.get(record.plan.task(task_id).worker)
         ledger = CallLedger(run_id, keep_prompts=self.record_prompts, on_end=self.observers.on_call)
-        outcome = await call_worker(
-            worker,
-            [await self.models.aget(model or worker.model)],  # a new one is built off the loop
-            worker.system_prompt,
-            recorded.input,
-            output_schema=worker.output_schema,
-            call_timeout=timeout_for(worker, self.timeout),
-            scope=ledger.scope(CallPurpose.replay, task_id=task_id, worker=worker.name),
-        )
-        await self.store.save_calls(run_id, ledger.take())  # replays are spent too
+        if not record.calls:  # stored before the ledger: its totals join it first
+            await _carry_over(self.store, record, tasks)
+        ledger.count_on(await self.store.list_calls(run_id=run_id, task_id=task_id))
+        try:
+            outcome = await call_worker(
+                worker,
+                [await self.models.aget(model or worker.model)],  # built off the loop
+                worker.system_prompt,
+                recorded.input,
+                output_schema=worker.output_schema,
+                call_timeout=timeout_for(worker, self.timeout),
+                scope=ledger.scope(CallPurpose.replay, task_id=task_id, worker=worker.name),
+            )
+        finally:  # replays are spent too, also one cut short (its input, estimated)
+            ledger.interrupt_open()
+            await asyncio.shield(self.store.save_calls(run_id, ledger.take()))
         result = TaskResult(
             task_id=task_id,
             worker=worker.name,
@@ -379,22 +388,39 @@ async def _events_of(
             await asyncio.gather(job, return_exceptions=True)
 
 
-async def _books_before(store: Store, record: RunRecord, tasks: Mapping[str, TaskResult]) -> Books:
-    """What earlier executions of a run spent: its ledger, calls cut short by a crash
-    marked ``interrupted`` for good (they read so already). A run stored before the ledger
-    existed has only its totals: an execution that ended stored one; one that died
-    without a word left its plan and task checkpoints to count."""
+async def _books_before(
+    store: Store, record: RunRecord, tasks: Mapping[str, TaskResult]
+) -> tuple[Books, list[CallRecord]]:
+    """What earlier executions of a run spent, and their calls: its ledger, calls cut
+    short by a crash marked ``interrupted`` for good (they read so already)."""
     if record.calls:
         calls = await store.list_calls(run_id=record.run_id, with_prompts=True)
         cut_short = [call for call in calls if call.status is CallStatus.interrupted]
         if cut_short:
             await store.save_calls(record.run_id, cut_short)
-        return Books.of(calls)
+        texts = {"prompt": None, "output": None}  # kept for the whole execution: no texts
+        return Books.of(calls), [call.model_copy(update=texts) for call in calls]
+    carried = await _carry_over(store, record, tasks)
+    return Books.of(carried), carried
+
+
+async def _carry_over(
+    store: Store, record: RunRecord, tasks: Mapping[str, TaskResult]
+) -> list[CallRecord]:
+    """A run stored before the ledger existed has only its totals: an execution that ended
+    stored one; one that died without a word left its plan and task checkpoints to count.
+    They become its first ledger row, so books summed from the ledger keep them."""
     if record.status in (RunStatus.running, RunStatus.crashed):
         usage = sum((task.usage for task in tasks.values()), record.plan_usage)
+        dollars = None  # priced at the run's model
     else:
-        usage = record.usage
-    return Books(usage=usage, cost_usd=record.cost_usd, unpriced=record.unpriced)
+        usage, dollars = record.usage, record.cost_usd
+    if not usage.total_tokens:
+        return []
+    model = record.unpriced[0] if record.unpriced else record.settings.get("model")
+    row = carried_over(record.run_id, usage, dollars, model, record.created_at)
+    await store.save_calls(record.run_id, [row])
+    return [row]
 
 
 def _with_logging(observers: Iterable[Observer]) -> list[Observer]:

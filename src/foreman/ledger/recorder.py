@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
 from foreman.models.base import ModelRequest, ModelResponse, Usage
 from foreman.models.pricing import cost
+from foreman.models.retry import STOPPED
 
 if TYPE_CHECKING:
     from foreman.ledger.budget import BudgetMeter
 
 OnCall = Callable[[CallRecord], None]
-
-STOPPED = "the call was stopped before it answered"
 
 #: Characters per token when no provider count exists (the usual rule of thumb for
 #: English text; an estimate is flagged as one wherever it is shown).
@@ -120,6 +119,15 @@ class CallLedger:
         for record in records:
             self._unwritten.setdefault(record.call_id, self.records[record.call_id])
 
+    def count_on(self, earlier: Iterable[CallRecord]) -> None:
+        """Go on from ``earlier`` executions' calls (a resume, a replay): a parent's tries
+        read 1, 2, 3 across them, never 1 twice, and its tokens (``usage_of``) include
+        theirs, so a task run again reports all it cost. ``usage`` stays this execution's."""
+        for record in earlier:
+            if record.attempt > self._attempts.get(record.parent, 0):
+                self._attempts[record.parent] = record.attempt
+            self._by_parent.setdefault(record.parent, {})[record.call_id] = record.usage
+
     def _put(self, record: CallRecord) -> None:
         if self.budget is not None:
             self.budget.count(self.records.get(record.call_id), record)
@@ -149,6 +157,16 @@ class CallScope:
         self.task_id = task_id
         self.worker = worker
         self.parent = _parent(purpose, task_id)
+        #: The id of the call of this scope that settled last.
+        self.last: str | None = None
+
+    def refuse_last(self, kind: str, why: str) -> None:
+        """The last call answered, but its answer was refused after the fact (a plan that
+        does not validate): on the books as an ``error`` of ``kind``, tokens kept."""
+        record = self.ledger.records.get(self.last or "")
+        if record is not None and record.status is CallStatus.ok:
+            update = {"status": CallStatus.error, "error_type": kind, "error": why[:2000]}
+            self.ledger._put(record.model_copy(update=update))
 
     def open(self, model_name: str, request: ModelRequest) -> OpenCall:
         """A call attempt starts now: recorded at once as ``started``, input estimated.
@@ -214,9 +232,13 @@ class OpenCall:
         if error is not None:
             update["error_type"] = type(error).__name__ if not isinstance(error, str) else None
             update["error"] = str(error)[:2000]
+            if response is not None and not ledger.keep_prompts:
+                # An answer that did not parse: the error quotes it, and no text is kept.
+                update["error"] = str(error).split(":", 1)[0] + " (the answer is not recorded)"
         record = self.record.model_copy(update=update)
         record.cost_usd = _price(record)
         ledger._put(record)
+        self.scope.last = record.call_id
         if ledger.on_end is not None:
             ledger.on_end(record)
 

@@ -16,6 +16,9 @@ from pydantic import BaseModel, Field
 
 from foreman.models.base import Usage
 
+#: The error of a call still ``started`` when its process died, as stores read it.
+CRASHED = "the process ended during the call"
+
 
 class CallStatus(StrEnum):
     started = "started"  # in flight (stored early so a crash cannot hide it)
@@ -36,6 +39,9 @@ class CallPurpose(StrEnum):
     review = "review"
     synthesis = "synthesis"
     replay = "replay"  # a task run again on its recorded input (``foreman replay``)
+    #: What a run spent before the ledger existed (a store from an older foreman), carried
+    #: over as one row when the run is resumed or replayed, so its books keep it.
+    legacy = "legacy"
 
 
 class CallRecord(BaseModel):
@@ -74,6 +80,15 @@ class CallRecord(BaseModel):
     def failed(self) -> bool:
         return self.status not in (CallStatus.ok, CallStatus.started)
 
+    @property
+    def timed(self) -> bool:
+        """Its ``latency`` is a measure: settled by this process, not in flight, and not
+        cut short by the process dying (a crashed call's time is unknown, not zero), and
+        not the totals of a run stored before the ledger."""
+        return (
+            self.status.settled and self.error != CRASHED and self.purpose is not CallPurpose.legacy
+        )
+
 
 def provider_of(model: str) -> str:
     """``openai:gpt-5`` -> ``openai``; ``local`` -> ``local``; a bare id -> ``unknown``."""
@@ -81,3 +96,23 @@ def provider_of(model: str) -> str:
     if sep:
         return provider
     return "local" if model == "local" else "unknown"
+
+
+def carried_over(
+    run_id: str, usage: Usage, cost_usd: float | None, model: str | None, at: float
+) -> CallRecord:
+    """The one row that stands for what a run stored before the ledger spent: its totals
+    (priced the old way, at ``cost_usd``; None prices them at ``model``)."""
+    model = model or "unknown"
+    return CallRecord(
+        run_id=run_id,
+        call_id="legacy",
+        parent="legacy",
+        purpose=CallPurpose.legacy,
+        provider=provider_of(model),
+        model=model,
+        started_at=at,
+        usage=usage,
+        cost_usd=cost_usd,
+        status=CallStatus.ok,
+    )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from foreman.ledger.books import Books
-from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
+from foreman.ledger.records import CallPurpose, CallRecord
 
 if TYPE_CHECKING:
     from foreman.store.base import Store
@@ -120,7 +120,7 @@ def summarise(
     calls = len(records)
     failed = sum(record.failed for record in records)
     retried = sum(record.call_id in retries for record in records)
-    latencies = sorted(r.latency for r in records if r.status is not CallStatus.started)
+    latencies = sorted(record.latency for record in records if record.timed)
     return CallStats(
         **(key or {}),
         calls=calls,

@@ -110,6 +110,12 @@ def cost(model: str | None, usage: Usage) -> float | None:
     return _listed_price(provider, model_id, usage)
 
 
+def check_prices() -> None:
+    """Raise ``ConfigError`` now for a malformed ``FOREMAN_PRICES``, before any call is
+    made: found when the first answer is priced, it would lose a call already paid for."""
+    _overrides(os.environ.get("FOREMAN_PRICES"))
+
+
 def _listed_price(provider: str | None, model_id: str, usage: Usage) -> float | None:
     from genai_prices import Usage as PricedUsage
     from genai_prices import calc_price

@@ -38,6 +38,9 @@ class CallLog(Protocol):
     def open(self, model_name: str, request: ModelRequest) -> OpenedCall: ...
 
 
+#: Why a call that was cancelled has no answer.
+STOPPED = "the call was stopped before it answered"
+
 Uniform = Callable[[float, float], float]
 Sleep = Callable[[float], Awaitable[Any]]
 
@@ -140,8 +143,9 @@ async def complete_with_retry(
             _close(call, "error", error=exc)
             if not isinstance(exc, TransientModelError):
                 return CallOutcome(error=error, attempts=attempt, usage=sum(answered, Usage()))
-        except BaseException:  # cancelled (Ctrl-C, a budget, cancel) or a bug: on the books
-            _close(call, "interrupted", error="the call was stopped before it answered")
+        except BaseException as exc:  # cancelled (Ctrl-C, a budget, cancel) or a bug: on the books
+            stopped = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+            _close(call, "interrupted", error=STOPPED if stopped else exc)  # a bug says which
             raise
         else:
             answered.append(response.usage)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from foreman.errors import ConfigError, OutputValidationError, PlanError
+from foreman.ledger.recorder import CallScope
 from foreman.models.base import Message, Model, ModelRequest, Usage
 from foreman.models.retry import (
     CallLog,
@@ -140,6 +141,8 @@ class Planner:
                 if not errors:
                     return PlanOutcome(plan=plan, usage=usage, rejected=rejected, attempts=attempts)
             rejected.append(errors)
+            if isinstance(scope, CallScope):  # answered, but no plan to use: a failed call
+                scope.refuse_last("PlanRejected", "; ".join(errors))
             if on_rejected is not None:
                 on_rejected(len(rejected), errors)
             messages = [

@@ -30,7 +30,7 @@ from foreman.errors import (
     RunLockedError,
     UnknownRunError,
 )
-from foreman.ledger.records import CallRecord, CallStatus
+from foreman.ledger.records import CRASHED, CallRecord, CallStatus
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
 from foreman.workers.spec import RiskLevel
@@ -314,9 +314,7 @@ def observed_status(
 def settled_as_read(record: CallRecord, run_status: RunStatus) -> CallRecord:
     """A ``started`` record reads ``interrupted`` unless its run is being executed now."""
     if record.status is CallStatus.started and run_status is not RunStatus.running:
-        return record.model_copy(
-            update={"status": CallStatus.interrupted, "error": "the process ended during the call"}
-        )
+        return record.model_copy(update={"status": CallStatus.interrupted, "error": CRASHED})
     return record
 
 

@@ -909,6 +909,7 @@ def _row_problems(db: sqlite3.Connection, where: str) -> list[str]:
             "SELECT run_id, 'approval of ' || task_id, approval FROM approvals",
             lambda r: Approval.model_validate_json(r[2]),
         ),
+        (f"SELECT run_id, 'call ' || call_id, {_CALL_COLUMNS} FROM calls", lambda r: _call(r[2:])),
     ]
     problems = []
     for query, parse in checks:
