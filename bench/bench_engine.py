@@ -144,6 +144,10 @@ def make_workloads(seed: int = SEED) -> list[Workload]:
             deps[task_id] = [rng.choice(previous)] if previous else []
         previous = current
     workloads.append(Workload("levels", deps, latencies(rng, list(deps))))
+
+    rng = random.Random(seed + 3)
+    ids = [f"f{i}" for i in range(1, 1001)]
+    workloads.append(Workload("fan-out", {i: [] for i in ids}, latencies(rng, ids)))
     return workloads
 
 

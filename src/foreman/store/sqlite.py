@@ -35,6 +35,7 @@ from foreman.plan.schema import Plan
 from foreman.store.base import (
     Approval,
     ApprovalStatus,
+    Checkpoint,
     LeaseOwner,
     RunRecord,
     RunSummary,
@@ -365,24 +366,38 @@ class SQLiteStore(Store):
         events: Sequence[Any] = (),
         calls: Sequence[CallRecord] = (),
     ) -> None:
+        await self.save_checkpoints(run_id, [Checkpoint(result, events)], calls)
+
+    async def save_checkpoints(
+        self,
+        run_id: str,
+        checkpoints: Sequence[Checkpoint],
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
+        """Every checkpoint and ledger record given, in one transaction."""
         call_rows = _call_rows(calls)
-        row = (
-            run_id,
-            result.task_id,
-            result.status.value,
-            result.model,
-            result.model_dump_json(),
-            time.time(),
-            *_tokens(result.usage),
-        )
+        now = time.time()
+        task_rows = [
+            (
+                run_id,
+                c.result.task_id,
+                c.result.status.value,
+                c.result.model,
+                c.result.model_dump_json(),
+                now,
+                *_tokens(c.result.usage),
+            )
+            for c in checkpoints
+        ]
+        events = [event for c in checkpoints for event in c.events]
 
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
                 _require_run(db, run_id, self.path)
-                db.execute(
+                db.executemany(
                     "INSERT OR REPLACE INTO tasks (run_id, task_id, status, model, result,"
                     f" updated_at, {_USAGE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
+                    task_rows,
                 )
                 _append_events(db, run_id, events)
                 _put_calls(db, call_rows)
