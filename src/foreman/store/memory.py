@@ -1,9 +1,9 @@
 """A store in process memory: the default for the Python API, and for tests.
 
 It keeps the same contract as the SQLite store (the conformance suite runs against both),
-so approvals, resume and replay work within one process without a file. Task results and
-ledger records are kept as JSON, as SQLite keeps them: serialising one is several times
-cheaper than a deep copy, and checkpoints are written far more often than read.
+so approvals, resume and replay work within one process without a file. Plans, task
+results and ledger records are kept as JSON, as SQLite keeps them: serialising one is
+several times cheaper than a deep copy, and they are written far more often than read.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
-        self._plans: dict[str, list[tuple[Plan, Usage]]] = {}
+        #: Plan versions: (the plan as JSON, its task count, what planning cost).
+        self._plans: dict[str, list[tuple[str, int, Usage]]] = {}
         self._tasks: dict[str, dict[str, str]] = {}  # task id -> the result as JSON
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._approvals: dict[tuple[str, str], Approval] = {}
@@ -70,13 +71,13 @@ class MemoryStore(Store):
 
     async def get_run(self, run_id: str) -> RunRecord:
         plans = self._plans.get(run_id, [])
-        plan, usage = plans[-1] if plans else (None, Usage())
+        text, _, usage = plans[-1] if plans else (None, 0, Usage())
         run = self._run(run_id)
         return run.model_copy(
             update={
-                "plan": plan,
+                "plan": Plan.model_validate_json(text) if text is not None else None,
                 "plan_version": len(plans),
-                "plan_usage": usage,
+                "plan_usage": usage.model_copy(),
                 "status": self._status(run),
                 **self._books(run),
             },
@@ -112,7 +113,7 @@ class MemoryStore(Store):
                     run_id=run.run_id,
                     request=run.request,
                     status=self._status(run),
-                    tasks=len(plans[-1][0].tasks) if plans else 0,
+                    tasks=plans[-1][1] if plans else 0,
                     tasks_done=sum(task.succeeded for task in tasks),
                     usage=booked.get("usage", run.usage).model_copy(),
                     cost=booked["cost_usd"],
@@ -191,7 +192,9 @@ class MemoryStore(Store):
     ) -> int:
         self._run(run_id)
         self._put_calls(run_id, calls)
-        self._plans[run_id].append((plan.model_copy(deep=True), (usage or Usage()).model_copy()))
+        self._plans[run_id].append(
+            (plan.model_dump_json(), len(plan.tasks), (usage or Usage()).model_copy())
+        )
         return len(self._plans[run_id])
 
     async def save_task(
