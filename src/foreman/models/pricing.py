@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -194,9 +194,7 @@ def _token_rates(provider: str | None, model_id: str) -> _TokenRates | None:
     genai-prices' own calculation is right (prices that change on a date, other units).
     A new genai-prices snapshot (an update of its data) is looked up anew.
     """
-    from genai_prices.data_snapshot import get_snapshot
-
-    snapshot = get_snapshot()
+    snapshot = _snapshot_getter()()
     known = _rate_cache.get((provider, model_id))
     if known is not None and known[0] is snapshot:
         return known[1]
@@ -209,6 +207,14 @@ def _token_rates(provider: str | None, model_id: str) -> _TokenRates | None:
         rates = _as_token_rates(model.prices)
     _rate_cache[(provider, model_id)] = (snapshot, rates)
     return rates
+
+
+@cache
+def _snapshot_getter() -> Callable[[], object]:
+    """genai-prices' current data, imported on first use (it is large)."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    return get_snapshot
 
 
 def _as_token_rates(prices: object) -> _TokenRates | None:
