@@ -1,21 +1,21 @@
 """The default store: one SQLite file in WAL mode, written from one dedicated thread.
 
 Why a thread: sqlite3 calls block, and a commit can wait on the disk; running them on one
-thread of their own keeps the event loop free and gives every write a total order. Each
-checkpoint is one ``BEGIN IMMEDIATE ... COMMIT`` transaction, so a crash (even SIGKILL)
-leaves either the whole checkpoint or none of it. ``synchronous=NORMAL`` makes commits
-durable against process crashes; a power cut may lose the last few, never corrupt the file.
+thread of their own (``writer.WriterThread``) keeps the event loop free and gives every
+write a total order. Each group of checkpoints (``save_checkpoints``: the tasks that settled
+together, their events and ledger rows) is one ``BEGIN IMMEDIATE ... COMMIT`` transaction,
+so a crash (even SIGKILL) leaves either the whole group or none of it.
+``synchronous=NORMAL`` makes commits durable against process crashes; a power cut may lose
+the last few, never corrupt the file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,6 +52,7 @@ from foreman.store.base import (
     withdrawn,
 )
 from foreman.store.migrations import migrate
+from foreman.store.writer import WriterThread
 
 T = TypeVar("T")
 
@@ -78,14 +79,13 @@ class SQLiteStore(Store):
         self.path = Path(path).expanduser() if path else default_db_path()
         self.busy_timeout = busy_timeout
         self.create = create
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foreman-store")
+        self._writer = WriterThread("foreman-store")
         self._connection: sqlite3.Connection | None = None
 
     # --- plumbing --------------------------------------------------------------------
 
     async def _run(self, action: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._call, action)
+        return await self._writer.run(lambda: self._call(action))
 
     def _call(self, action: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -156,14 +156,14 @@ class SQLiteStore(Store):
         connection.execute("COMMIT")
 
     async def aclose(self) -> None:
-        def close(_: Any) -> None:
+        def close() -> None:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
 
         if self._connection is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, close, None)
-        self._thread.shutdown(wait=False)
+            await self._writer.run(close)
+        self._writer.stop()
 
     # --- runs ------------------------------------------------------------------------
 
