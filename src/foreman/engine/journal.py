@@ -51,9 +51,12 @@ class RunJournal:
         #: Tokens earlier executions of the run spent (their ledger rows).
         self.spent_before = spent or Usage()
         #: This execution's call attempts; written with each group of checkpoints, and as
-        #: calls start (with the next group), so a crash cannot hide a call in flight.
+        #: calls start (to a durable store), so a crash cannot hide a call in flight.
         self.ledger = CallLedger(
-            run_id, keep_prompts=keep_prompts, on_start=self._write_calls_soon, on_end=on_call
+            run_id,
+            keep_prompts=keep_prompts,
+            on_start=self._write_calls_soon if store.durable else None,
+            on_end=on_call,
         )
         self._queue: list[tuple[Checkpoint, asyncio.Future[None]]] = []
         self._calls_due = False

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -142,6 +142,11 @@ class Store(ABC):
     Writes that belong together (a task's result and the events leading to it) are one
     atomic call, so a reader never sees half a checkpoint.
     """
+
+    #: Whether what the store keeps outlives the process. A call in flight is written
+    #: as it starts only to a durable store: the row exists so that a crash cannot hide
+    #: the call's tokens, and a crash takes a store in memory with it anyway.
+    durable: ClassVar[bool] = True
 
     # runs
     @abstractmethod

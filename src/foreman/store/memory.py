@@ -42,6 +42,8 @@ from foreman.store.base import (
 class MemoryStore(Store):
     """Runs in dictionaries. Copies go in and out, so callers cannot alias stored state."""
 
+    durable = False
+
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
         #: Plan versions: (the plan as JSON, its task count, what planning cost).

@@ -394,9 +394,10 @@ class SQLiteStore(Store):
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
                 _require_run(db, run_id, self.path)
-                db.executemany(
+                _insert(
+                    db,
                     "INSERT OR REPLACE INTO tasks (run_id, task_id, status, model, result,"
-                    f" updated_at, {_USAGE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f" updated_at, {_USAGE})",
                     task_rows,
                 )
                 _append_events(db, run_id, events)
@@ -636,8 +637,9 @@ def _append_events(db: sqlite3.Connection, run_id: str, events: Sequence[Any]) -
     (start,) = db.execute(
         "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
     ).fetchone()
-    db.executemany(
-        "INSERT INTO events (run_id, seq, type, event) VALUES (?, ?, ?, ?)",
+    _insert(
+        db,
+        "INSERT INTO events (run_id, seq, type, event)",
         [
             (run_id, start + offset, event.type, event.model_dump_json())
             for offset, event in enumerate(events, 1)
@@ -690,18 +692,39 @@ def _call_rows(calls: Sequence[CallRecord]) -> list[tuple[Any, ...]]:
 
 def _put_calls(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert or replace ledger rows; a settled row is never replaced by a ``started`` one."""
-    if not rows:
-        return
-    marks = ", ".join("?" * len(rows[0]))
     updates = ", ".join(
         f"{column.strip()} = excluded.{column.strip()}" for column in _CALL_COLUMNS.split(",")[2:]
     )
-    db.executemany(
-        f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES ({marks})"
-        f" ON CONFLICT (run_id, call_id) DO UPDATE SET {updates}"
-        " WHERE calls.status = 'started'",
+    _insert(
+        db,
+        f"INSERT INTO calls ({_CALL_COLUMNS})",
         rows,
+        f"ON CONFLICT (run_id, call_id) DO UPDATE SET {updates} WHERE calls.status = 'started'",
     )
+
+
+#: Bound values per statement: SQLite's lowest limit (``SQLITE_MAX_VARIABLE_NUMBER`` was
+#: 999 before 3.32), so this works with any SQLite Python is built with.
+_MAX_VARIABLES = 999
+
+
+def _insert(db: sqlite3.Connection, head: str, rows: list[Any], tail: str = "") -> None:
+    """``head VALUES (...), (...) tail``: a few statements for many rows, not one per row.
+
+    Why not ``executemany``: it runs one SQLite step per row, and each step releases the
+    GIL and must take it back. While the event loop is busy (a wide fan-out settling), the
+    writer thread then waits up to the switch interval (5 ms) per row to get it back, and a
+    group of 100 tasks took seconds to commit. One statement per chunk waits once.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    mark = "(" + ", ".join("?" * width) + ")"
+    per = _MAX_VARIABLES // width
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        values = [value for row in chunk for value in row]
+        db.execute(f"{head} VALUES {', '.join([mark] * len(chunk))} {tail}", values)
 
 
 def _call(row: Sequence[Any]) -> CallRecord:
