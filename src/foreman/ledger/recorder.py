@@ -77,6 +77,9 @@ class CallLedger:
         self._open: dict[str, OpenCall] = {}
         self._attempts: dict[str, int] = {}
         self._by_parent: dict[str, dict[str, Usage]] = {}
+        #: The sum of every call's usage so far, kept as calls open and settle, so that
+        #: ``usage`` costs the same at the thousandth call as at the first.
+        self._spent = [0, 0, 0, 0]
 
     def scope(
         self, purpose: CallPurpose, *, task_id: str | None = None, worker: str | None = None
@@ -94,7 +97,8 @@ class CallLedger:
     @property
     def usage(self) -> Usage:
         """Tokens of every call so far, in-flight ones at their estimate."""
-        return _total(usage for calls in self._by_parent.values() for usage in calls.values())
+        i, o, r, w = self._spent
+        return Usage(input_tokens=i, output_tokens=o, cache_read_tokens=r, cache_write_tokens=w)
 
     def usage_of(self, parent: str) -> Usage:
         """Tokens of the calls of one parent (``plan``, ``task:<id>``...) so far."""
@@ -136,7 +140,17 @@ class CallLedger:
     def _put(self, record: CallRecord) -> None:
         self._records[record.call_id] = record
         self._unwritten[record.call_id] = record
-        self._by_parent[record.parent][record.call_id] = record.usage
+        calls = self._by_parent[record.parent]
+        self._count(calls[record.call_id], -1)
+        calls[record.call_id] = record.usage
+        self._count(record.usage, 1)
+
+    def _count(self, usage: Usage, sign: int) -> None:
+        spent = self._spent
+        spent[0] += sign * usage.input_tokens
+        spent[1] += sign * usage.output_tokens
+        spent[2] += sign * usage.cache_read_tokens
+        spent[3] += sign * usage.cache_write_tokens
 
     def _next_attempt(self, parent: str) -> int:
         self._attempts[parent] = attempt = self._attempts.get(parent, 0) + 1
@@ -178,6 +192,7 @@ class CallScope:
         ledger._records[call_id] = ledger._unwritten[call_id] = None
         ledger._unbuilt.append(call)
         ledger._by_parent.setdefault(self.parent, {})[call_id] = call.estimate
+        ledger._count(call.estimate, 1)
         if ledger.on_start is not None:
             ledger.on_start()
         return call
