@@ -735,7 +735,8 @@ async def test_replay_of_a_task_that_never_ran_or_does_not_exist_is_a_clear_erro
 
 
 class DiskFills:
-    """Mixed into a store: while ``full``, the ``fail_at``-th save_task raises StoreError."""
+    """Mixed into a store: while ``full``, the write of the ``fail_at``-th checkpoint raises
+    StoreError (the engine writes checkpoints in groups, through ``save_checkpoints``)."""
 
     fail_at = 3
 
@@ -744,13 +745,12 @@ class DiskFills:
         self.full = True
         self.saves: list[str] = []
 
-    async def save_task(
-        self, run_id: str, result: TaskResult, events: Sequence[Any] = (), calls=()
-    ):
-        self.saves.append(result.task_id)
-        if self.full and len(self.saves) == self.fail_at:
+    async def save_checkpoints(self, run_id: str, checkpoints: Sequence[Any], calls=()):
+        before = len(self.saves)
+        self.saves.extend(checkpoint.result.task_id for checkpoint in checkpoints)
+        if self.full and before < self.fail_at <= len(self.saves):
             raise StoreError("The run store could not be written: the disk is full.")
-        await super().save_task(run_id, result, events, calls)  # type: ignore[misc]
+        await super().save_checkpoints(run_id, checkpoints, calls)  # type: ignore[misc]
 
 
 class FullSQLite(DiskFills, SQLiteStore):
@@ -809,11 +809,9 @@ class SpySQLite(SQLiteStore):
         super().__init__(path)
         self.saves: list[tuple[TaskResult, list[Any]]] = []
 
-    async def save_task(
-        self, run_id: str, result: TaskResult, events: Sequence[Any] = (), calls=()
-    ):
-        self.saves.append((result, list(events)))
-        await super().save_task(run_id, result, events, calls)
+    async def save_checkpoints(self, run_id: str, checkpoints: Sequence[Any], calls=()):
+        self.saves.extend((c.result, list(c.events)) for c in checkpoints)
+        await super().save_checkpoints(run_id, checkpoints, calls)
 
 
 async def test_each_settled_task_is_one_write_of_that_task_only(tmp_path: Path) -> None:
@@ -866,9 +864,9 @@ async def test_a_settled_task_is_announced_only_after_its_checkpoint() -> None:
             super().__init__()
             self.saved: list[str] = []
 
-        async def save_task(self, run_id, result, events=(), calls=()):
-            await super().save_task(run_id, result, events, calls)
-            self.saved.append(result.task_id)
+        async def save_checkpoints(self, run_id, checkpoints, calls=()):
+            await super().save_checkpoints(run_id, checkpoints, calls)
+            self.saved.extend(checkpoint.result.task_id for checkpoint in checkpoints)
 
     store = Spy()
     failing = Script(DEPLOY, tasks={"do t1": ModelError("bad request")})

@@ -1,7 +1,14 @@
 """Checkpointing one run: a task's result is stored before its dependants may start.
 
 Events are buffered in memory and written in the same transaction as the next checkpoint,
-so each settled task costs one write, and the stored log never runs ahead of the state.
+so the stored log never runs ahead of the state. Checkpoints are group-committed: a task
+that settles queues its checkpoint and waits; one flusher writes everything queued (task
+results, their events, and every ledger record not yet written, ``started`` calls
+included) in one ``Store.save_checkpoints`` call, then wakes every waiter. Tasks that
+settle while a write is in flight go together in the next one, so a wide fan-out costs a
+handful of transactions instead of one per task, and each waiter still returns only once
+its own checkpoint committed (or raises the write's error).
+
 The journal also holds the run's lease, renewed in the background while the run is alive,
 so a second process cannot execute the same run at the same time, and polls the run's
 cancel flag (``foreman cancel`` from another process): when it is set, the journal sets
@@ -20,7 +27,7 @@ from foreman.ledger.recorder import CallLedger, OnCall
 from foreman.ledger.records import CallStatus
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
-from foreman.store.base import LeaseOwner, Store
+from foreman.store.base import Checkpoint, LeaseOwner, Store
 
 LEASE_SECONDS = 30.0
 CANCEL_POLL_SECONDS = 1.0
@@ -43,12 +50,17 @@ class RunJournal:
         self.store = store
         #: Tokens earlier executions of the run spent (their ledger rows).
         self.spent_before = spent or Usage()
-        #: This execution's call attempts; written with each checkpoint, and early (in
-        #: the background) as each call starts, so a crash cannot hide a call in flight.
+        #: This execution's call attempts; written with each group of checkpoints, and as
+        #: calls start (to a durable store), so a crash cannot hide a call in flight.
         self.ledger = CallLedger(
-            run_id, keep_prompts=keep_prompts, on_start=self._write_calls_soon, on_end=on_call
+            run_id,
+            keep_prompts=keep_prompts,
+            on_start=self._write_calls_soon if store.durable else None,
+            on_end=on_call,
         )
-        self._calls_write: asyncio.Task[None] | None = None
+        self._queue: list[tuple[Checkpoint, asyncio.Future[None]]] = []
+        self._calls_due = False
+        self._flusher: asyncio.Task[None] | None = None
         self.run_id = run_id
         self.owner = LeaseOwner()
         self.lease_seconds = lease_seconds
@@ -70,37 +82,58 @@ class RunJournal:
         return self.spent_before + self.ledger.usage
 
     async def checkpoint(self, result: TaskResult) -> None:
+        """Queue ``result`` (with the events so far) for the next group write, and wait
+        until it has committed. A waiter cancelled meanwhile does not withdraw it: the
+        task did settle, and the write keeps the stored log in order."""
         events, self._events = self._events, []
-        calls = self.ledger.take()
-        try:
-            await self.store.save_task(self.run_id, result, events, calls=calls)
-        except BaseException:  # cut short (an abort, Ctrl-C): the run's last write takes them
-            self.ledger.unwritten(calls)
-            raise
+        committed = asyncio.get_running_loop().create_future()
+        self._queue.append((Checkpoint(result, events), committed))
+        self._flush_soon()
+        await committed
 
     async def save_plan(self, plan: Plan, usage: Usage) -> None:
+        await self._settle()
         calls = self.ledger.take()
         try:
             await self.store.save_plan(self.run_id, plan, usage, calls=calls)
-        except BaseException:
+        except BaseException:  # cut short (Ctrl-C, a full disk): the run's last write takes them
             self.ledger.unwritten(calls)
             raise
 
     def _write_calls_soon(self) -> None:
-        """Have the calls that just started written at the next turn of the loop: one
-        write for all that started together, never a wait before a call."""
-        if self._calls_write is None or self._calls_write.done():
-            self._calls_write = asyncio.get_running_loop().create_task(self._write_calls())
+        """Have the calls that just started written with the next group: never a wait
+        before a call, and one write for all that started together."""
+        self._calls_due = True
+        self._flush_soon()
 
-    async def _write_calls(self) -> None:
-        calls = self.ledger.take()
-        if not calls:
-            return
-        try:
-            await self.store.save_calls(self.run_id, calls)
-        except (StoreError, asyncio.CancelledError):
-            # The next checkpoint takes them (and fails loudly if the store is down).
-            self.ledger.unwritten(calls)
+    def _flush_soon(self) -> None:
+        """Start the flusher at the next turn of the loop (so everything that settles in
+        this turn joins the group), unless it is running: then it picks the queue up when
+        its current write is done."""
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._queue or self._calls_due:
+            batch, self._queue, self._calls_due = self._queue, [], False
+            calls = self.ledger.take()
+            try:
+                await self.store.save_checkpoints(
+                    self.run_id, [checkpoint for checkpoint, _ in batch], calls
+                )
+            except BaseException as exc:
+                # Not stored: the run's next write books the calls, and every task of the
+                # group fails with the error. Started calls alone fail nobody: the next
+                # write takes them (and fails loudly if the store is down).
+                self.ledger.unwritten(calls)
+                if isinstance(exc, asyncio.CancelledError):  # the loop is shutting down
+                    batch += self._queue
+                    self._queue = []
+                _settle_all(batch, exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                _settle_all(batch, None)
 
     async def update(
         self,
@@ -112,7 +145,7 @@ class RunJournal:
         events, self._events = self._events, []
         if status is not RunStatus.running:  # stopping: calls cut short are on the books
             self.ledger.interrupt_open()
-            await self._settle_calls_write()
+        await self._settle()
         await self.store.update_run(
             self.run_id,
             status=status,
@@ -123,11 +156,12 @@ class RunJournal:
             calls=self.ledger.take(),
         )
 
-    async def _settle_calls_write(self) -> None:
-        """Let a background write of started calls finish first (it must not land late)."""
-        if self._calls_write is not None and not self._calls_write.done():
-            with contextlib.suppress(asyncio.CancelledError, StoreError):
-                await asyncio.shield(self._calls_write)
+    async def _settle(self) -> None:
+        """Let the group writes queued so far land first: a write of the run's own never
+        overtakes them (their failures are their waiters' to report)."""
+        while self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(self._flusher)
 
     async def acquire(self) -> None:
         await self.store.acquire_lease(self.run_id, self.owner, self.lease_seconds)
@@ -135,7 +169,7 @@ class RunJournal:
         self._renewer = asyncio.create_task(self._renew(), name=f"foreman-lease-{self.run_id}")
 
     async def release(self) -> None:
-        await self._settle_calls_write()
+        await self._settle()
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,3 +195,18 @@ class RunJournal:
                 if loop.time() - renewed >= every:
                     await self.store.renew_lease(self.run_id, self.owner, self.lease_seconds)
                     renewed = loop.time()
+
+
+def _settle_all(
+    batch: list[tuple[Checkpoint, asyncio.Future[None]]], error: BaseException | None
+) -> None:
+    """Wake every waiter of a group write (one cancelled meanwhile has gone already)."""
+    for _, committed in batch:
+        if committed.done():
+            continue
+        if error is None:
+            committed.set_result(None)
+        elif isinstance(error, asyncio.CancelledError):
+            committed.cancel()
+        else:
+            committed.set_exception(error)

@@ -7,6 +7,11 @@ error. Records wait in the ledger until the journal writes them with the next ch
 (``take``); a call that starts asks for an early write (``on_start``), so that a process
 that dies mid-call leaves a ``started`` row with its input tokens estimated.
 
+Opening a call is on every task's way to its model, so it only notes the facts (ids,
+times, the request); the ``started`` record is built when first looked at (the early
+write, ``records``), and not at all for a call that settles before that. In a wide
+fan-out, every task's start cost delays the start of all the tasks after it.
+
 Clock, timer and ids are injected: the same code runs inside a Temporal workflow.
 """
 
@@ -64,18 +69,22 @@ class CallLedger:
         self.clock = clock
         self.timer = timer
         self.new_id = new_id
-        #: Every record of this execution by call id; in-flight ones are ``started``.
-        self.records: dict[str, CallRecord] = {}
         #: What a call cut short by cancellation records: ``interrupted`` (Ctrl-C, a
         #: signal), or ``cancelled`` once the run was stopped on purpose.
         self.stopping = CallStatus.interrupted
         #: The run's budget, when it has one: asked before each call starts, told of
         #: each record (``BudgetMeter.attach`` sets it).
         self.budget: BudgetMeter | None = None
-        self._unwritten: dict[str, CallRecord] = {}
+        # By call id, in the order calls started; None: started, record not built yet.
+        self._records: dict[str, CallRecord | None] = {}
+        self._unwritten: dict[str, CallRecord | None] = {}
+        self._unbuilt: list[OpenCall] = []
         self._open: dict[str, OpenCall] = {}
         self._attempts: dict[str, int] = {}
         self._by_parent: dict[str, dict[str, Usage]] = {}
+        #: The sum of every call's usage so far, kept as calls open and settle, so that
+        #: ``usage`` costs the same at the thousandth call as at the first.
+        self._spent = [0, 0, 0, 0]
 
     def scope(
         self, purpose: CallPurpose, *, task_id: str | None = None, worker: str | None = None
@@ -85,17 +94,24 @@ class CallLedger:
     # --- books -------------------------------------------------------------------------
 
     @property
+    def records(self) -> dict[str, CallRecord]:
+        """Every record of this execution by call id; in-flight ones are ``started``."""
+        self._build_started()
+        return self._records  # type: ignore[return-value]  # every one built now
+
+    @property
     def usage(self) -> Usage:
         """Tokens of every call so far, in-flight ones at their estimate."""
-        return sum((record.usage for record in self.records.values()), Usage())
+        i, o, r, w = self._spent
+        return Usage(input_tokens=i, output_tokens=o, cache_read_tokens=r, cache_write_tokens=w)
 
     def usage_of(self, parent: str) -> Usage:
         """Tokens of the calls of one parent (``plan``, ``task:<id>``...) so far."""
-        return sum(self._by_parent.get(parent, {}).values(), Usage())
+        return _total(self._by_parent.get(parent, {}).values())
 
     @property
     def calls(self) -> int:
-        return len(self.records)
+        return len(self._records)
 
     @property
     def in_flight(self) -> int:
@@ -106,8 +122,9 @@ class CallLedger:
 
     def take(self) -> list[CallRecord]:
         """Records not written yet (settled, or started since the last write), oldest first."""
+        self._build_started()
         taken, self._unwritten = list(self._unwritten.values()), {}
-        return taken
+        return taken  # type: ignore[return-value]  # every one built now
 
     def interrupt_open(self) -> None:
         """Close every call still in flight (Ctrl-C, cancel, a budget), tokens estimated."""
@@ -128,12 +145,33 @@ class CallLedger:
                 self._attempts[record.parent] = record.attempt
             self._by_parent.setdefault(record.parent, {})[record.call_id] = record.usage
 
+    def _build_started(self) -> None:
+        """Build the ``started`` records of the calls opened since the last look that are
+        still in flight (one that settled meanwhile has its final record already)."""
+        unbuilt, self._unbuilt = self._unbuilt, []
+        for call in unbuilt:
+            call_id = call.call_id
+            if self._records[call_id] is None:
+                self._records[call_id] = record = call.started_record()
+                if call_id in self._unwritten:
+                    self._unwritten[call_id] = record
+
     def _put(self, record: CallRecord) -> None:
         if self.budget is not None:
-            self.budget.count(self.records.get(record.call_id), record)
-        self.records[record.call_id] = record
+            self.budget.count(self._records.get(record.call_id), record)
+        self._records[record.call_id] = record
         self._unwritten[record.call_id] = record
-        self._by_parent.setdefault(record.parent, {})[record.call_id] = record.usage
+        calls = self._by_parent[record.parent]
+        self._count(calls[record.call_id], -1)
+        calls[record.call_id] = record.usage
+        self._count(record.usage, 1)
+
+    def _count(self, usage: Usage, sign: int) -> None:
+        spent = self._spent
+        spent[0] += sign * usage.input_tokens
+        spent[1] += sign * usage.output_tokens
+        spent[2] += sign * usage.cache_read_tokens
+        spent[3] += sign * usage.cache_write_tokens
 
     def _next_attempt(self, parent: str) -> int:
         self._attempts[parent] = attempt = self._attempts.get(parent, 0) + 1
@@ -169,29 +207,30 @@ class CallScope:
             self.ledger._put(record.model_copy(update=update))
 
     def open(self, model_name: str, request: ModelRequest) -> OpenCall:
-        """A call attempt starts now: recorded at once as ``started``, input estimated.
+        """A call attempt starts now: on the books at once as ``started``, input estimated.
         ``BudgetExceededError`` instead, when the run's budget allows no more calls."""
         ledger = self.ledger
         if ledger.budget is not None:
             ledger.budget.admit()
-        record = CallRecord(
-            run_id=ledger.run_id,
-            call_id=ledger.new_id(),
-            parent=self.parent,
-            purpose=self.purpose,
-            task_id=self.task_id,
-            worker=self.worker,
-            provider=provider_of(model_name),
-            model=model_name,
-            attempt=ledger._next_attempt(self.parent),
-            started_at=ledger.clock(),
-            usage=Usage(input_tokens=estimate_input_tokens(request)),
-            estimated=True,
-            prompt=_prompt(request) if ledger.keep_prompts else None,
+        call = OpenCall(
+            self,
+            ledger.new_id(),
+            model_name,
+            request,
+            ledger._next_attempt(self.parent),
+            ledger.clock(),
+            ledger.timer(),
         )
-        call = OpenCall(self, record, ledger.timer())
-        ledger._open[record.call_id] = call
-        ledger._put(record)
+        call_id = call.call_id
+        ledger._open[call_id] = call
+        ledger._records[call_id] = ledger._unwritten[call_id] = None
+        ledger._unbuilt.append(call)
+        ledger._by_parent.setdefault(self.parent, {})[call_id] = call.estimate
+        ledger._count(call.estimate, 1)
+        if ledger.budget is not None:  # metered from the start: built now, not lazily
+            record = call.started_record()
+            ledger.budget.count(None, record)
+            ledger._records[call_id] = ledger._unwritten[call_id] = record
         if ledger.on_start is not None:
             ledger.on_start()
         return call
@@ -200,10 +239,51 @@ class CallScope:
 class OpenCall:
     """One attempt in flight; ``close`` settles it exactly once."""
 
-    def __init__(self, scope: CallScope, record: CallRecord, started: float) -> None:
+    def __init__(
+        self,
+        scope: CallScope,
+        call_id: str,
+        model: str,
+        request: ModelRequest,
+        attempt: int,
+        started_at: float,
+        started: float,
+    ) -> None:
         self.scope = scope
-        self.record = record
+        self.call_id = call_id
+        self.model = model
+        self.request = request
+        self.attempt = attempt
+        self.started_at = started_at
         self.started = started
+        self.estimate = Usage(input_tokens=estimate_input_tokens(request))
+        self._prompt: dict[str, Any] | None = None
+
+    def started_record(self) -> CallRecord:
+        return CallRecord(**self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        scope = self.scope
+        return {
+            "run_id": scope.ledger.run_id,
+            "call_id": self.call_id,
+            "parent": scope.parent,
+            "purpose": scope.purpose,
+            "task_id": scope.task_id,
+            "worker": scope.worker,
+            "provider": provider_of(self.model),
+            "model": self.model,
+            "attempt": self.attempt,
+            "started_at": self.started_at,
+            "usage": self.estimate,
+            "estimated": True,
+            "prompt": self._prompt_kept(),
+        }
+
+    def _prompt_kept(self) -> dict[str, Any] | None:
+        if self._prompt is None and self.scope.ledger.keep_prompts:
+            self._prompt = _prompt(self.request)
+        return self._prompt
 
     def close(
         self,
@@ -213,30 +293,34 @@ class OpenCall:
         error: BaseException | str | None = None,
     ) -> None:
         ledger = self.scope.ledger
-        if ledger._open.pop(self.record.call_id, None) is None:
+        if ledger._open.pop(self.call_id, None) is None:
             return  # already settled (interrupt_open raced the attempt's own ending)
         status = CallStatus(status)
         if status is CallStatus.interrupted:
             status = ledger.stopping
-        update: dict[str, Any] = {"status": status, "latency": ledger.timer() - self.started}
+        fields = self._fields()
+        fields["status"] = status
+        fields["latency"] = ledger.timer() - self.started
         if response is None and status is CallStatus.error:
             # Refused (rate limit, bad request): providers do not bill those. A call cut
             # short or timed out keeps its estimate: the provider may have done the work.
-            update["usage"], update["estimated"] = Usage(), False
+            fields["usage"], fields["estimated"] = Usage(), False
         if response is not None:
-            update["usage"] = response.usage
-            update["estimated"] = False
-            update["answered_by"] = response.model
+            fields["usage"] = response.usage
+            fields["estimated"] = False
+            fields["answered_by"] = response.model
             if ledger.keep_prompts:
-                update["output"] = response.text
+                fields["output"] = response.text
         if error is not None:
-            update["error_type"] = type(error).__name__ if not isinstance(error, str) else None
-            update["error"] = str(error)[:2000]
+            fields["error_type"] = type(error).__name__ if not isinstance(error, str) else None
+            fields["error"] = str(error)[:2000]
             if response is not None and not ledger.keep_prompts:
                 # An answer that did not parse: the error quotes it, and no text is kept.
-                update["error"] = str(error).split(":", 1)[0] + " (the answer is not recorded)"
-        record = self.record.model_copy(update=update)
-        record.cost_usd = _price(record)
+                fields["error"] = str(error).split(":", 1)[0] + " (the answer is not recorded)"
+        fields["cost_usd"] = _price(
+            fields["provider"], self.model, fields.get("answered_by"), fields["usage"]
+        )
+        record = CallRecord(**fields)
         ledger._put(record)
         self.scope.last = record.call_id
         if ledger.on_end is not None:
@@ -251,16 +335,25 @@ def _parent(purpose: CallPurpose, task_id: str | None) -> str:
 
 
 def _prompt(request: ModelRequest) -> dict[str, Any]:
-    return {
-        "system": request.system,
-        "messages": [message.model_dump() for message in request.messages],
-    }
+    # A message's fields are plain strings: copying them is its ``model_dump()``, faster.
+    return {"system": request.system, "messages": [dict(m.__dict__) for m in request.messages]}
 
 
-def _price(record: CallRecord) -> float | None:
+def _price(provider: str, model: str, answered_by: str | None, usage: Usage) -> float | None:
     """At the model that answered (a dated id prices exactly), else the one asked for."""
-    if record.answered_by and record.provider in ("openai", "anthropic"):
-        priced = cost(f"{record.provider}:{record.answered_by}", record.usage)
+    if answered_by and provider in ("openai", "anthropic"):
+        priced = cost(f"{provider}:{answered_by}", usage)
         if priced is not None:
             return priced
-    return cost(record.model, record.usage)
+    return cost(model, usage)
+
+
+def _total(usages: Iterable[Usage]) -> Usage:
+    """The sum of ``usages``, as one new ``Usage`` (not one per addition)."""
+    i = o = r = w = 0
+    for usage in usages:
+        i += usage.input_tokens
+        o += usage.output_tokens
+        r += usage.cache_read_tokens
+        w += usage.cache_write_tokens
+    return Usage(input_tokens=i, output_tokens=o, cache_read_tokens=r, cache_write_tokens=w)

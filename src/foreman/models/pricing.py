@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
 
 from foreman.errors import ConfigError
@@ -117,6 +118,16 @@ def check_prices() -> None:
 
 
 def _listed_price(provider: str | None, model_id: str, usage: Usage) -> float | None:
+    rates = _token_rates(provider, model_id)
+    if rates is _UNLISTED:
+        return None
+    if rates is not None:
+        return rates.price(usage)
+    return _calc_price(provider, model_id, usage)
+
+
+def _calc_price(provider: str | None, model_id: str, usage: Usage) -> float | None:
+    """genai-prices' own calculation: dated prices and every unit it knows."""
     from genai_prices import Usage as PricedUsage
     from genai_prices import calc_price
 
@@ -131,6 +142,116 @@ def _listed_price(provider: str | None, model_id: str, usage: Usage) -> float | 
         return float(calc_price(priced, model_id, provider_id=provider).total_price)
     except LookupError:
         return None
+
+
+#: A rate in dollars per million tokens: the base, and (start, rate) long-context tiers
+#: that apply once the call's input tokens (cache included) exceed ``start``.
+_Rate = tuple[float, tuple[tuple[int, float], ...]]
+
+
+@dataclass(frozen=True)
+class _TokenRates:
+    """A listed price as one rate per token kind foreman counts."""
+
+    input: _Rate
+    output: _Rate
+    cache_read: _Rate
+    cache_write: _Rate
+
+    def price(self, usage: Usage) -> float:
+        prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+        dollars = (
+            usage.input_tokens * _at(self.input, prompt)
+            + usage.output_tokens * _at(self.output, prompt)
+            + usage.cache_read_tokens * _at(self.cache_read, prompt)
+            + usage.cache_write_tokens * _at(self.cache_write, prompt)
+        )
+        return dollars / 1_000_000
+
+
+def _at(rate: _Rate, prompt_tokens: int) -> float:
+    base, tiers = rate
+    for start, tiered in reversed(tiers):
+        if prompt_tokens > start:
+            return tiered
+    return base
+
+
+#: What ``_token_rates`` returns for a model genai-prices does not list.
+_UNLISTED = _TokenRates((0.0, ()), (0.0, ()), (0.0, ()), (0.0, ()))
+
+_TOKEN_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+#: Units foreman never reports (1-hour cache writes, searches): they cost nothing here.
+_UNREPORTED_KEYS = frozenset(
+    {"cache_write_1h_mtok", "web_searches_kcount", "storage_searches_kcount"}
+)
+
+#: (provider, model id) -> the genai-prices data it was read from, and the model's rates.
+_rate_cache: dict[tuple[str | None, str], tuple[object, _TokenRates | None]] = {}
+
+
+def _token_rates(provider: str | None, model_id: str) -> _TokenRates | None:
+    """The model's listed price as per-token rates, looked up once per model.
+
+    genai-prices' ``calc_price`` takes 0.1-0.3 ms a call (it finds the model, resolves its
+    units and validates the usage every time), and a run prices every call it records.
+    For a price made of token rates (with long-context tiers or not) the same sum is done
+    here directly. ``_UNLISTED`` for a model with no listed price; None when only
+    genai-prices' own calculation is right (prices that change on a date, other units).
+    A new genai-prices snapshot (an update of its data) is looked up anew.
+    """
+    snapshot = _snapshot_getter()()
+    known = _rate_cache.get((provider, model_id))
+    if known is not None and known[0] is snapshot:
+        return known[1]
+    rates: _TokenRates | None
+    try:
+        _, model = snapshot.find_provider_model(model_id, None, provider, None)
+    except LookupError:
+        rates = _UNLISTED
+    else:
+        rates = _as_token_rates(model.prices)
+    _rate_cache[(provider, model_id)] = (snapshot, rates)
+    return rates
+
+
+@cache
+def _snapshot_getter() -> Callable[[], object]:
+    """genai-prices' current data, imported on first use (it is large)."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    return get_snapshot
+
+
+def _as_token_rates(prices: object) -> _TokenRates | None:
+    from genai_prices.types import ModelPrice, TieredPrices
+
+    if not isinstance(prices, ModelPrice):
+        return None  # a list of prices that change on a date
+    listed = {key: value for key, value in vars(prices).items() if value is not None}
+    if not set(listed) <= {*_TOKEN_KEYS, *_UNREPORTED_KEYS}:
+        return None
+
+    def rate(value: object) -> _Rate | None:
+        if value is None:
+            return (0.0, ())
+        if isinstance(value, Decimal):
+            return (float(value), ())
+        if isinstance(value, TieredPrices):
+            return (float(value.base), tuple((t.start, float(t.price)) for t in value.tiers))
+        return None
+
+    rates = [rate(listed.get(key)) for key in _TOKEN_KEYS]
+    if None in rates:
+        return None
+    given_input, output, read, write = rates
+    # Cache tokens without a rate of their own cost the input rate.
+    return _TokenRates(
+        given_input,
+        output,
+        read if "cache_read_mtok" in listed else given_input,
+        write if "cache_write_mtok" in listed else given_input,
+    )  # type: ignore[arg-type]
 
 
 def price_run(usage_by_model: Mapping[str, Usage]) -> Cost:

@@ -3,6 +3,7 @@
 from foreman.store.base import (
     Approval,
     ApprovalStatus,
+    Checkpoint,
     LeaseOwner,
     RunRecord,
     RunSummary,
@@ -14,6 +15,7 @@ from foreman.store.sqlite import SQLiteStore, default_db_path
 __all__ = [
     "Approval",
     "ApprovalStatus",
+    "Checkpoint",
     "LeaseOwner",
     "MemoryStore",
     "RunRecord",

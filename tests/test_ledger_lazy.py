@@ -1,0 +1,74 @@
+"""The ledger builds a call's ``started`` record only when it is looked at, and keeps its
+books as calls open and settle: what it reports must not depend on when anyone looked."""
+
+from __future__ import annotations
+
+from foreman.ledger.recorder import CallLedger
+from foreman.ledger.records import CallPurpose, CallStatus
+from foreman.models.base import Message, ModelRequest, ModelResponse, Usage
+
+
+def request(text: str) -> ModelRequest:
+    return ModelRequest(system="sys", messages=[Message(role="user", content=text)])
+
+
+def ledger() -> CallLedger:
+    ids = iter(f"c{i}" for i in range(1, 100))
+    ticks = iter(range(1000))
+    return CallLedger(
+        "run", new_id=lambda: next(ids), clock=lambda: 100.0, timer=lambda: next(ticks)
+    )
+
+
+def summed(records) -> Usage:
+    total = Usage()
+    for record in records:
+        total += record.usage
+    return total
+
+
+def test_a_call_settled_before_any_look_is_written_once_settled() -> None:
+    books = ledger()
+    scope = books.scope(CallPurpose.task, task_id="t1", worker="w")
+    call = scope.open("openai:gpt-4o", request("x" * 40))
+    answer = ModelResponse(text="ok", model="gpt-4o", usage=Usage(input_tokens=7, output_tokens=2))
+    call.close("ok", response=answer)
+    [record] = books.take()
+    assert record.status is CallStatus.ok and record.usage == answer.usage
+    assert record.prompt == {"system": "sys", "messages": [{"role": "user", "content": "x" * 40}]}
+    assert record.cost_usd is not None and record.cost_usd > 0
+    assert books.take() == []
+
+
+def test_started_records_are_built_when_looked_at_in_start_order() -> None:
+    books = ledger()
+    first = books.scope(CallPurpose.task, task_id="t1").open("m", request("a" * 8))
+    second = books.scope(CallPurpose.task, task_id="t2").open("m", request("b" * 16))
+    second.close("error", error=RuntimeError("refused"))
+    # Looked at now: the first is still in flight, the second settled (and is not billed).
+    assert [(r.call_id, r.status) for r in books.records.values()] == [
+        ("c1", CallStatus.started),
+        ("c2", CallStatus.error),
+    ]
+    started = books.records["c1"]
+    assert started.estimated and started.usage == Usage(input_tokens=3)  # 11 chars / 4
+    assert [r.call_id for r in books.take()] == ["c1", "c2"]
+    first.close("ok", response=ModelResponse(text="x", model="m", usage=Usage(output_tokens=1)))
+    [settled] = books.take()
+    assert settled.call_id == "c1" and settled.status is CallStatus.ok
+    assert settled.started_at == started.started_at and settled.attempt == started.attempt
+
+
+def test_usage_is_the_sum_of_the_records_at_every_step() -> None:
+    books = ledger()
+    scope = books.scope(CallPurpose.task, task_id="t1")
+    calls = [scope.open("m", request("z" * (8 * n))) for n in range(1, 6)]
+    assert books.usage == summed(books.records.values())
+    for n, call in enumerate(calls[:3], 1):
+        call.close("ok", response=ModelResponse(text="a", model="m", usage=Usage(input_tokens=n)))
+        assert books.usage == summed(books.records.values())
+    calls[3].close("error", error="refused")  # refused: billed nothing
+    books.interrupt_open()  # the last one keeps its estimate
+    assert books.usage == summed(books.records.values()) == books.usage_of("task:t1")
+    assert books.usage.input_tokens == 1 + 2 + 3 + 11  # 43 characters sent, / 4
+    assert books.calls == 5
