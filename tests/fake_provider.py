@@ -359,8 +359,9 @@ def refuse(status: int, message: str = "refused") -> Reply:
 
 HANG = "hang"
 
-#: One scripted step: an HTTP status to refuse with, ``HANG``, or an answer (str or dict).
-Step = int | str | dict[str, Any]
+#: One scripted step: an HTTP status to refuse with, ``HANG``, an answer (str or dict), or
+#: a ``Reply`` sent as it is.
+Step = int | str | dict[str, Any] | Reply
 
 
 def request_kind(received: Received) -> tuple[str, str]:
@@ -415,6 +416,8 @@ class WireScript:
             self.seen[key] = index + 1
             steps = self.steps.get(key) or [_DEFAULTS.get(kind) or f"out:{what}"]
             step = steps[min(index, len(steps) - 1)]
+            if isinstance(step, Reply):
+                return step
             if step == HANG:
                 return Reply(hang=True)
             if isinstance(step, int):

@@ -5,250 +5,67 @@ the official SDKs and foreman's real adapters) that bill every answer they give:
 token counts per answer, cache tokens included. Each ledger row must carry exactly what the
 server answered for its request; refused calls cost nothing; the run's tokens and cost must
 equal the sum of its ledger rows and the servers' bill, priced at each call's own model by
-genai-prices, on both stores, across retries, fallbacks, validation, replays, resumes and
-aborts. Every model has a different price, so a call priced at the wrong model shows.
+genai-prices, on both stores. Every model has a different price, so a call priced at the
+wrong model shows.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import os
-from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
-from decimal import Decimal
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from fake_provider import FakeProvider, Received, WireScript
-from foreman import Orchestrator
-from foreman.engine.results import RunResult, RunStatus, TaskStatus
-from foreman.errors import PlanError
-from foreman.ledger.books import Books
-from foreman.ledger.records import CallRecord, CallStatus
-from foreman.models.anthropic import AnthropicModel
-from foreman.models.base import Model, Usage
-from foreman.models.openai import OpenAIModel
-from foreman.models.retry import RetryPolicy
-from foreman.plan.schema import Plan
-from foreman.store import MemoryStore, SQLiteStore
-from foreman.store.base import Store
-from foreman.workers import Registry
-from helpers import plan_of, task, worker
-
-PLANNER = "anthropic:claude-sonnet-4-6"  # provider A, $3 / $15
-DEFAULT = "openai:gpt-5.4"  # provider B: synthesis, $2.5 / $15
-RESEARCH = "openai:gpt-5.4-mini"  # $0.75 / $4.5
-RESEARCH_BACKUP = "anthropic:claude-haiku-4-5"  # the other provider, $1 / $5
-WRITER = "openai:gpt-5.2"  # $1.75 / $14
-JUDGE = "anthropic:claude-opus-4-1"  # the validator, on the other provider, $15 / $75
-
-NO_WAIT = RetryPolicy(initial_delay=0, jitter=False)
-TEAM = Registry(
-    [
-        worker("researcher", model=RESEARCH, fallback_model=RESEARCH_BACKUP),
-        worker("writer", model=WRITER),
-        worker("critic", model=JUDGE),
-    ]
+from books_audit import (
+    DEFAULT,
+    JUDGE,
+    PLAN,
+    PLANNER,
+    RESEARCH,
+    RESEARCH_BACKUP,
+    STORES,
+    WRITER,
+    audit,
+    clean_env,
+    models_closed,
+    open_store,
+    orchestrator,
+    plan_answer,
+    same_books,
+    serve,
+    two_fakes,
 )
-PLAN = plan_of(task("t1"), task("t2"), task("t3", "writer", "t1", "t2"))
+from fake_provider import FakeProvider, Meter, Reply, WireScript, openai_completion
+from foreman.engine.results import RunStatus
+from foreman.ledger.records import CallStatus
+from foreman.store.base import Store
+from helpers import plan_of, task
 
-
-def plan_answer(plan: Plan) -> dict[str, Any]:
-    return json.loads(plan.model_dump_json(exclude_none=True))
+Fakes = tuple[FakeProvider, FakeProvider]
 
 
 @pytest.fixture(autouse=True)
-def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in os.environ if n.startswith(("OPENAI_", "ANTHROPIC_", "FOREMAN_"))]:
-        monkeypatch.delenv(name)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_env(monkeypatch)
 
 
 @pytest.fixture
-def fakes() -> Iterator[tuple[FakeProvider, FakeProvider]]:
-    """Provider A (Anthropic) and provider B (OpenAI)."""
-    with FakeProvider() as anthropic, FakeProvider() as openai:
-        yield anthropic, openai
+def fakes() -> Iterator[Fakes]:
+    with two_fakes() as both:
+        yield both
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "runs.db")
-    yield store
-    await store.aclose()
-
-
-def models_on(fakes: tuple[FakeProvider, FakeProvider], *names: str) -> dict[str, Model]:
-    """Real adapters for ``names``, each pointed at its provider's fake."""
-    anthropic, openai = fakes
-    built: dict[str, Model] = {}
-    for name in names:
-        provider, model_id = name.split(":", 1)
-        if provider == "anthropic":
-            built[name] = AnthropicModel(model_id, api_key="k", base_url=anthropic.url)
-        else:
-            built[name] = OpenAIModel(model_id, api_key="k", base_url=f"{openai.url}/v1")
-    return built
-
-
-def orchestrator(
-    fakes: tuple[FakeProvider, FakeProvider],
-    store: Store,
-    team: Registry = TEAM,
-    **options: Any,
-) -> Orchestrator:
-    names = {PLANNER, DEFAULT, RESEARCH, RESEARCH_BACKUP, WRITER, JUDGE}
-    return Orchestrator(
-        team,
-        model=DEFAULT,
-        planner_model=PLANNER,
-        models=models_on(fakes, *names),
-        store=store,
-        retry=NO_WAIT,
-        **options,
-    )
-
-
-@contextlib.asynccontextmanager
-async def models_closed(orch: Orchestrator) -> AsyncIterator[Orchestrator]:
-    """The orchestrator, its model clients closed after (the store stays open to audit)."""
-    try:
-        yield orch
-    finally:
-        await orch.models.aclose()
-
-
-def serve(fakes: tuple[FakeProvider, FakeProvider], script: WireScript) -> None:
-    for fake in fakes:
-        fake.respond_with(script)
-
-
-# --- the audit -----------------------------------------------------------------------------
-
-
-def _key_of_request(received: Received) -> tuple[Any, ...]:
-    body = received.body
-    messages = list(body["messages"])
-    if received.path == "/v1/messages":
-        provider, system = "anthropic", body.get("system")
-    else:
-        provider = "openai"
-        system = messages.pop(0)["content"] if messages[0]["role"] == "system" else None
-    return provider, body["model"], system, json.dumps(messages)
-
-
-def _key_of_row(row: CallRecord) -> tuple[Any, ...]:
-    assert row.prompt is not None, "the audit needs the prompts (record_prompts=True)"
-    return (
-        row.provider,
-        row.model.split(":", 1)[1],
-        row.prompt["system"],
-        json.dumps(row.prompt["messages"]),
-    )
-
-
-def _as_billed(usage: Usage) -> tuple[int, int, int, int]:
-    """A ledger usage in the bill's terms (input includes the cached prompt tokens)."""
-    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
-    return prompt, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens
-
-
-def _billed(charge: Any) -> tuple[int, int, int, int]:
-    u = charge.usage
-    return u.input_tokens, u.output_tokens, u.cache_read_tokens or 0, u.cache_write_tokens or 0
-
-
-async def audit(
-    store: Store,
-    run_id: str,
-    fakes: Sequence[FakeProvider],
-    *,
-    estimated: int = 0,
-) -> list[CallRecord]:
-    """Check every ledger row against the request the servers saw and what they billed,
-    and the run's books against the rows and the bill. ``estimated``: rows of calls that
-    never got an answer (cut short), whose input is counted locally."""
-    rows = await store.list_calls(run_id=run_id, with_prompts=True)
-    requests = [r for fake in fakes for r in fake.requests]
-    assert len(rows) == len(requests), (len(rows), len(requests))
-
-    by_key: dict[tuple[Any, ...], list[CallRecord]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: (r.started_at, r.attempt)):
-        by_key[_key_of_row(row)].append(row)
-    bill = [charge for fake in fakes for charge in fake.bill]
-    matched: list[CallRecord] = []
-    for received in requests:
-        queue = by_key.get(_key_of_request(received))
-        assert queue, f"a request the server saw is not on the ledger: {received.body}"
-        row = queue.pop(0)
-        matched.append(row)
-        charge = next((c for fake in fakes if (c := fake.charged(received))), None)
-        if charge is not None:  # answered: exactly what the server said, at its price
-            assert _as_billed(row.usage) == _billed(charge), row
-            assert not row.estimated and row.answered_by == charge.model
-            assert row.cost_usd == pytest.approx(float(charge.price()), rel=1e-9), row
-            assert row.status in (CallStatus.ok, CallStatus.error)
-        elif row.status is CallStatus.error:  # refused: billed nothing, typed error
-            assert row.usage == Usage() and not row.estimated and not row.cost_usd, row
-            assert row.error_type in ("RateLimitError", "ProviderServerError"), row
-        else:  # never answered (cut short): an estimate of its input, flagged
-            assert row.status in (CallStatus.interrupted, CallStatus.cancelled), row
-            assert row.estimated and row.usage.input_tokens > 0 and not row.usage.output_tokens
-    unmatched = [row for queue in by_key.values() for row in queue]
-    assert len(unmatched) == 0, f"ledger rows with no request behind them: {unmatched}"
-    assert sum(row.estimated for row in rows) == estimated
-
-    # Attempts are numbered 1, 2, 3... per parent, across models, retries and reviews.
-    attempts: dict[str, list[int]] = defaultdict(list)
-    for row in rows:
-        attempts[row.parent].append(row.attempt)
-    for parent, numbers in attempts.items():
-        assert sorted(numbers) == list(range(1, len(numbers) + 1)), (parent, numbers)
-
-    # The run's books: the sum of its rows, which is the bill plus the estimates.
-    books = Books.of(rows)
-    billed = sum((Usage(**_foreman(c)) for c in bill), Usage())
-    guessed = sum((row.usage for row in rows if row.estimated), Usage())
-    assert books.usage == billed + guessed
-    price = sum((charge.price() for charge in bill), Decimal())
-    assert books.cost_usd == pytest.approx(float(price) + _cost(rows, estimated=True), rel=1e-9)
-    stored = await store.get_run(run_id)
-    assert (stored.usage, stored.calls) == (books.usage, len(rows))
-    assert stored.cost_usd == pytest.approx(books.cost_usd, rel=1e-9)
-    return rows
-
-
-def _foreman(charge: Any) -> dict[str, int]:
-    prompt, output, read, write = _billed(charge)
-    return {
-        "input_tokens": prompt - read - write,
-        "output_tokens": output,
-        "cache_read_tokens": read,
-        "cache_write_tokens": write,
-    }
-
-
-def _cost(rows: list[CallRecord], *, estimated: bool) -> float:
-    return sum(row.cost_usd or 0.0 for row in rows if row.estimated is estimated)
-
-
-def same_books(result: RunResult, rows: list[CallRecord]) -> None:
-    books = Books.of(rows)
-    assert (result.usage, result.calls) == (books.usage, books.calls)
-    assert result.cost_usd == pytest.approx(books.cost_usd, rel=1e-9)
-    for task_id, task_result in result.tasks.items():
-        own = [row for row in rows if row.parent == f"task:{task_id}"]
-        assert task_result.usage == Books.of(own).usage, task_id
+    async with open_store(request.param, tmp_path) as opened:
+        yield opened
 
 
 # --- the scenarios -----------------------------------------------------------------------
 
 
 async def test_a_run_on_two_providers_costs_what_the_providers_billed(
-    fakes: tuple[FakeProvider, FakeProvider], store: Store
+    fakes: Fakes, store: Store
 ) -> None:
     """Planner on A, workers on B with a fallback on A, a validator on A, synthesis on B:
     a 429 then success, a 500 until the fallback model, a planner that answers badly once,
@@ -267,8 +84,10 @@ async def test_a_run_on_two_providers_costs_what_the_providers_billed(
                 "do t3": ["draft t3", "final t3"],
             },
             reviews={
-                "do t3": [{"approved": False, "reasons": ["too short"]}]
-                + [{"approved": True, "reasons": []}]
+                "do t3": [
+                    {"approved": False, "reasons": ["too short"]},
+                    {"approved": True, "reasons": []},
+                ]
             },
             synthesis=[429, "FINAL"],
         ),
@@ -287,3 +106,76 @@ async def test_a_run_on_two_providers_costs_what_the_providers_billed(
     assert by_model == {PLANNER, DEFAULT, RESEARCH, RESEARCH_BACKUP, WRITER, JUDGE}
     errors = sorted(row.error_type for row in rows if row.status is CallStatus.error)
     assert errors == ["ProviderServerError"] * 3 + ["RateLimitError"] * 3
+
+
+async def test_planning_on_another_provider_is_priced_at_the_planner_model(
+    fakes: Fakes, store: Store
+) -> None:
+    serve(fakes, WireScript(plan=[plan_answer(plan_of(task("t1")))]))
+    async with models_closed(orchestrator(fakes, store, assembly="concat")) as orch:
+        result = await orch.run("one task")
+
+    rows = await audit(store, result.run_id, fakes)
+    same_books(result, rows)
+    [planning] = [row for row in rows if row.parent == "plan"]
+    assert planning.model == PLANNER and planning.cost_usd
+    anthropic, openai = fakes
+    assert result.cost_usd == pytest.approx(
+        float(anthropic.bill[0].price() + openai.bill[0].price()), rel=1e-9
+    )
+
+
+async def test_a_validator_on_another_provider_is_priced_at_its_own_model(
+    fakes: Fakes, store: Store
+) -> None:
+    serve(
+        fakes,
+        WireScript(
+            plan=[plan_answer(plan_of(task("t1", "writer")))],
+            reviews={"do t1": [{"approved": False, "reasons": ["again"]}, {"approved": True}]},
+        ),
+    )
+    async with models_closed(orchestrator(fakes, store, validator="critic")) as orch:
+        result = await orch.run("one reviewed task")
+
+    rows = await audit(store, result.run_id, fakes)
+    same_books(result, rows)
+    reviews = [row for row in rows if row.purpose == "review"]
+    assert [row.model for row in reviews] == [JUDGE, JUDGE]
+    assert [row.attempt for row in rows if row.parent == "task:t1"] == [1, 2, 3, 4]
+
+
+async def test_an_answer_without_the_forced_tool_call_is_on_the_books(
+    fakes: Fakes, store: Store
+) -> None:
+    """Anthropic billed the answer even though it is unusable (no ``respond`` call)."""
+    serve(
+        fakes,
+        WireScript(plan=["I would rather chat about it.", plan_answer(plan_of(task("t1")))]),
+    )
+    async with models_closed(orchestrator(fakes, store, assembly="concat")) as orch:
+        result = await orch.run("one task")
+
+    rows = await audit(store, result.run_id, fakes)
+    same_books(result, rows)
+    first = rows[0]
+    assert (first.status, first.error_type) == (CallStatus.error, "OutputValidationError")
+    assert first.usage.output_tokens > 0
+
+
+async def test_an_answer_with_no_choices_is_on_the_books(fakes: Fakes, store: Store) -> None:
+    """OpenAI billed an answer the adapter cannot use (no choices): its tokens count."""
+    meter = Meter()
+    empty = openai_completion("", model="gpt-5.4", usage=meter.openai())  # 51 output tokens
+    empty["choices"] = []
+    plan = [plan_answer(plan_of(task("t1"), task("t2")))]
+    serve(fakes, WireScript(plan=plan, synthesis=[Reply(body=empty), "FINAL"], meter=meter))
+    async with models_closed(orchestrator(fakes, store)) as orch:
+        result = await orch.run("two tasks")
+
+    assert result.answer == "FINAL"
+    rows = await audit(store, result.run_id, fakes)
+    same_books(result, rows)
+    first, second = [row for row in rows if row.parent == "synthesis"]
+    assert (first.status, first.usage.output_tokens) == (CallStatus.error, 51)
+    assert second.status is CallStatus.ok
