@@ -65,6 +65,8 @@ class RunState:
     resumed: bool = False
     #: What earlier executions spent (their ledger), counted on from there.
     before: Books = field(default_factory=Books)
+    #: The last attempt number of each parent in earlier executions (numbering counts on).
+    attempts: dict[str, int] = field(default_factory=dict)
 
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
@@ -83,6 +85,7 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
         on_call=orchestrator.observers.on_call if orchestrator.observers else None,
         lease_seconds=orchestrator.lease_seconds,
     )
+    journal.ledger.count_on(state.attempts)
     if orchestrator.observers:
         on_event = orchestrator.observers.watching(on_event)
     delivery = _Delivery(journal, on_event)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
@@ -91,6 +91,12 @@ class CallLedger:
     @property
     def calls(self) -> int:
         return len(self.records)
+
+    def count_on(self, attempts: Mapping[str, int]) -> None:
+        """Number attempts after the last ones earlier executions of the run made (see
+        ``last_attempts``), so a resumed task's attempts read 1, 2, 3, 4, not 1, 2, 1."""
+        for parent, attempt in attempts.items():
+            self._attempts[parent] = max(attempt, self._attempts.get(parent, 0))
 
     # --- writing -----------------------------------------------------------------------
 
@@ -203,6 +209,14 @@ class OpenCall:
         ledger._put(record)
         if ledger.on_end is not None:
             ledger.on_end(record)
+
+
+def last_attempts(records: Iterable[CallRecord]) -> dict[str, int]:
+    """The last attempt number of each parent among ``records``."""
+    last: dict[str, int] = {}
+    for record in records:
+        last[record.parent] = max(record.attempt, last.get(record.parent, 0))
+    return last
 
 
 def _parent(purpose: CallPurpose, task_id: str | None) -> str:

@@ -1,0 +1,210 @@
+"""A run's tokens and cost equal the sum of its ledger rows and what the providers billed,
+across failed planning, aborts, resumes, replays and interruptions (Ctrl-C).
+
+The cases the issue measured as wrong: failed planning counted 0 of its tokens; resuming an
+aborted run dropped the failed task's tokens; calls in flight at Ctrl-C were missing. Each
+runs against the two billing fake providers (see ``books_audit``), on both stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from books_audit import (
+    PLANNER,
+    RESEARCH,
+    RESEARCH_BACKUP,
+    STORES,
+    TEAM,
+    audit,
+    clean_env,
+    models_closed,
+    open_store,
+    orchestrator,
+    plan_answer,
+    same_books,
+    serve,
+    two_fakes,
+)
+from fake_provider import HANG, FakeProvider, WireScript
+from foreman.engine.results import RunStatus, TaskStatus
+from foreman.errors import PlanError
+from foreman.events import Event, RunStarted
+from foreman.ledger.books import Books
+from foreman.ledger.records import CallStatus
+from foreman.store.base import Store
+from foreman.workers import Registry
+from helpers import plan_of, task, worker
+
+Fakes = tuple[FakeProvider, FakeProvider]
+
+
+class Out(BaseModel):
+    value: int
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_env(monkeypatch)
+
+
+@pytest.fixture
+def fakes() -> Iterator[Fakes]:
+    with two_fakes() as both:
+        yield both
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store(request.param, tmp_path) as opened:
+        yield opened
+
+
+class RunIds:
+    """An ``on_event`` that keeps the run id (a run that raises returns none)."""
+
+    def __init__(self) -> None:
+        self.run_id = ""
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.run_id = event.run_id
+
+
+async def arrived(fake: FakeProvider, requests: int) -> None:
+    """Wait (30 s at most) until ``fake`` has received ``requests`` requests."""
+    for _ in range(3000):
+        if len(fake.requests) >= requests:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the fake received {len(fake.requests)} of {requests} requests")
+
+
+async def test_a_failed_planning_costs_every_answer_the_planner_gave(
+    fakes: Fakes, store: Store
+) -> None:
+    """A rate limit, then four answers, none a valid plan (one not even the forced tool
+    call): the run fails, and each answer is on its books at the planner's price."""
+    bad = {"tasks": [{"id": "x", "worker": "ghost", "instructions": "?"}]}
+    serve(fakes, WireScript(plan=[429, bad, "no plan, just words", bad]))
+    ids = RunIds()
+    async with models_closed(orchestrator(fakes, store)) as orch:
+        with pytest.raises(PlanError):
+            await orch.run("impossible", on_event=ids)
+
+    rows = await audit(store, ids.run_id, fakes)
+    record = await store.get_run(ids.run_id)
+    assert record.status is RunStatus.failed
+    ok, error = CallStatus.ok, CallStatus.error
+    assert [row.status for row in rows] == [error, ok, error, ok, ok]
+    anthropic, openai = fakes
+    assert len(anthropic.bill) == 4 and not openai.requests
+    assert record.usage.total_tokens > 0 and record.cost_usd
+
+
+CHECKED = Registry(
+    [
+        *TEAM,
+        worker(
+            "checker",
+            model=RESEARCH,
+            fallback_model=RESEARCH_BACKUP,
+            output_schema=Out,
+            on_failure="abort",
+        ),
+    ]
+)
+CHAIN = plan_of(task("t0"), task("t1", "checker", "t0"), task("t2", "researcher", "t1"))
+
+
+async def test_resuming_an_aborted_run_keeps_the_failed_tasks_tokens(
+    fakes: Fakes, store: Store
+) -> None:
+    """t1 answers unusable JSON on both its models (billed) and aborts the run; resumed,
+    it succeeds. The run's books keep both executions."""
+    script = WireScript(
+        plan=[plan_answer(CHAIN)], tasks={"do t1": ["not json"] * 6 + ['{"value": 1}']}
+    )
+    serve(fakes, script)
+    async with models_closed(orchestrator(fakes, store, team=CHECKED)) as orch:
+        aborted = await orch.run("a chain")
+        assert aborted.status is RunStatus.aborted
+        assert aborted.tasks["t1"].status is TaskStatus.failed
+        rows = await audit(store, aborted.run_id, fakes)
+        same_books(aborted, rows)
+        failed = [row for row in rows if row.parent == "task:t1"]
+        assert [row.model for row in failed] == [RESEARCH] * 3 + [RESEARCH_BACKUP] * 3
+        assert all(row.error_type == "OutputValidationError" for row in failed)
+
+        resumed = await orch.resume(aborted.run_id)
+
+    assert resumed.status is RunStatus.succeeded
+    rows = await audit(store, aborted.run_id, fakes)
+    books = Books.of(rows)
+    assert (resumed.usage, resumed.calls) == (books.usage, books.calls)
+    assert resumed.cost_usd == pytest.approx(books.cost_usd, rel=1e-9)
+    assert resumed.usage.total_tokens > aborted.usage.total_tokens
+    assert [r.attempt for r in rows if r.parent == "task:t1"] == [1, 2, 3, 4, 5, 6, 7]
+
+
+async def test_replays_on_another_provider_join_the_runs_books(fakes: Fakes, store: Store) -> None:
+    serve(fakes, WireScript(plan=[plan_answer(plan_of(task("t1"), task("t2")))]))
+    async with models_closed(orchestrator(fakes, store)) as orch:
+        result = await orch.run("two tasks")
+        before = (await store.get_run(result.run_id)).cost_usd
+        first = await orch.replay(result.run_id, "t1", model=RESEARCH_BACKUP)
+        second = await orch.replay(result.run_id, "t1")
+
+    rows = await audit(store, result.run_id, fakes)
+    replays = [row for row in rows if row.parent == "replay:t1"]
+    assert [(row.model, row.purpose, row.attempt) for row in replays] == [
+        (RESEARCH_BACKUP, "replay", 1),
+        (RESEARCH, "replay", 2),
+    ]
+    assert [first.usage, second.usage] == [row.usage for row in replays]
+    assert (await store.get_run(result.run_id)).cost_usd == pytest.approx(
+        before + sum(row.cost_usd for row in replays), rel=1e-9
+    )
+
+
+async def test_a_call_in_flight_at_ctrl_c_is_on_the_books_and_counted_after_resume(
+    fakes: Fakes, store: Store
+) -> None:
+    """Ctrl-C (cancellation) while t2's call hangs: that call is ``interrupted``, its input
+    estimated and flagged, and the resumed run's books count it with everything billed."""
+    serve(
+        fakes,
+        WireScript(
+            plan=[plan_answer(plan_of(task("t1"), task("t2", "researcher", "t1")))],
+            tasks={"do t2": [HANG, "found t2"]},
+        ),
+    )
+    ids = RunIds()
+    openai = fakes[1]
+    async with models_closed(orchestrator(fakes, store)) as orch:
+        run = asyncio.create_task(orch.run("two tasks", on_event=ids))
+        await arrived(openai, 2)  # t1 answered, t2 held
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+        record = await store.get_run(ids.run_id)
+        assert record.status is RunStatus.interrupted
+        rows = await audit(store, ids.run_id, fakes, estimated=1)
+        [cut] = [row for row in rows if row.estimated]
+        assert (cut.status, cut.task_id) == (CallStatus.interrupted, "t2")
+        assert record.usage.input_tokens >= cut.usage.input_tokens > 0
+
+        resumed = await orch.resume(ids.run_id)
+
+    assert resumed.status is RunStatus.succeeded
+    rows = await audit(store, ids.run_id, fakes, estimated=1)
+    assert cut in rows or any(r.call_id == cut.call_id and r.estimated for r in rows)
+    books = Books.of(rows)
+    assert resumed.usage == books.usage and resumed.calls == books.calls == len(rows)
+    assert PLANNER in {row.model for row in rows}
