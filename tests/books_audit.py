@@ -81,31 +81,34 @@ async def open_store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
         await store.aclose()
 
 
-def models_on(fakes: tuple[FakeProvider, FakeProvider], *names: str) -> dict[str, Model]:
-    """Real adapters for ``names``, each pointed at its provider's fake."""
-    anthropic, openai = fakes
+def models_on(urls: tuple[str, str], *names: str) -> dict[str, Model]:
+    """Real adapters for ``names``, each pointed at its provider's fake (``urls``: the
+    Anthropic fake's, the OpenAI fake's)."""
+    anthropic, openai = urls
     built: dict[str, Model] = {}
     for name in names:
         provider, model_id = name.split(":", 1)
         if provider == "anthropic":
-            built[name] = AnthropicModel(model_id, api_key="k", base_url=anthropic.url)
+            built[name] = AnthropicModel(model_id, api_key="k", base_url=anthropic)
         else:
-            built[name] = OpenAIModel(model_id, api_key="k", base_url=f"{openai.url}/v1")
+            built[name] = OpenAIModel(model_id, api_key="k", base_url=f"{openai}/v1")
     return built
 
 
 def orchestrator(
-    fakes: tuple[FakeProvider, FakeProvider],
+    fakes: tuple[FakeProvider, FakeProvider] | tuple[str, str],
     store: Store,
     team: Registry = TEAM,
     **options: Any,
 ) -> Orchestrator:
+    """The team on the fakes (or their URLs): planner on A, synthesis on B."""
+    urls = tuple(fake if isinstance(fake, str) else fake.url for fake in fakes)
     names = {PLANNER, DEFAULT, RESEARCH, RESEARCH_BACKUP, WRITER, JUDGE}
     return Orchestrator(
         team,
         model=DEFAULT,
         planner_model=PLANNER,
-        models=models_on(fakes, *names),
+        models=models_on((urls[0], urls[1]), *names),
         store=store,
         retry=NO_WAIT,
         **options,

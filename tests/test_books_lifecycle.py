@@ -9,6 +9,7 @@ runs against the two billing fake providers (see ``books_audit``), on both store
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -208,3 +209,29 @@ async def test_a_call_in_flight_at_ctrl_c_is_on_the_books_and_counted_after_resu
     books = Books.of(rows)
     assert resumed.usage == books.usage and resumed.calls == books.calls == len(rows)
     assert PLANNER in {row.model for row in rows}
+
+
+async def test_a_planning_cut_short_by_ctrl_c_counts_its_prompt_and_schema(
+    fakes: Fakes, store: Store
+) -> None:
+    """The planner's call never answers; its estimate counts what the provider bills as
+    input: the system prompt, the request and the plan schema (a forced tool's input)."""
+    serve(fakes, WireScript(plan=[HANG]))
+    ids = RunIds()
+    anthropic = fakes[0]
+    async with models_closed(orchestrator(fakes, store)) as orch:
+        run = asyncio.create_task(orch.run("plan this", on_event=ids))
+        await arrived(anthropic, 1)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    record = await store.get_run(ids.run_id)
+    assert record.status is RunStatus.interrupted
+    [cut] = await audit(store, ids.run_id, fakes, estimated=1)
+    assert (cut.parent, cut.status) == ("plan", CallStatus.interrupted)
+    sent = anthropic.requests[0].body
+    schema_chars = len(json.dumps(sent["tools"][0]["input_schema"]))
+    prompt_chars = len(sent["system"]) + len(sent["messages"][0]["content"])
+    assert cut.usage.input_tokens >= (schema_chars + prompt_chars) // 4
+    assert record.usage == cut.usage and record.cost_usd == pytest.approx(cut.cost_usd)

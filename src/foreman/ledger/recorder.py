@@ -12,6 +12,7 @@ Clock, timer and ids are injected: the same code runs inside a Temporal workflow
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -31,8 +32,15 @@ CHARS_PER_TOKEN = 4
 
 
 def estimate_input_tokens(request: ModelRequest) -> int:
-    """Tokens the request most likely costs, counted locally (no tokenizer download)."""
+    """Tokens the request most likely costs, counted locally (no tokenizer download).
+
+    Providers bill the tools and the output schema as input too (the planner's schema is
+    a large part of its prompt), so they are counted with the messages."""
     chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
+    if request.output_schema is not None:
+        chars += len(json.dumps(request.output_schema))
+    for tool in request.tools:
+        chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
     return -(-chars // CHARS_PER_TOKEN)
 
 
@@ -205,7 +213,7 @@ class OpenCall:
             update["error_type"] = type(error).__name__ if not isinstance(error, str) else None
             update["error"] = str(error)[:2000]
         record = self.record.model_copy(update=update)
-        record.cost_usd = _price(record)
+        record.cost_usd = price_of(record)
         ledger._put(record)
         if ledger.on_end is not None:
             ledger.on_end(record)
@@ -233,7 +241,7 @@ def _prompt(request: ModelRequest) -> dict[str, Any]:
     }
 
 
-def _price(record: CallRecord) -> float | None:
+def price_of(record: CallRecord) -> float | None:
     """At the model that answered (a dated id prices exactly), else the one asked for."""
     if record.answered_by and record.provider in ("openai", "anthropic"):
         priced = cost(f"{record.provider}:{record.answered_by}", record.usage)
