@@ -12,14 +12,14 @@ import contextlib
 import json
 import os
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fake_provider import FakeProvider, Received, WireScript
+from fake_provider import Charge, FakeProvider, Received, WireScript
 from foreman import Orchestrator
 from foreman.engine.results import RunResult
 from foreman.ledger.books import Books
@@ -170,10 +170,12 @@ async def audit(
     fakes: Sequence[FakeProvider],
     *,
     estimated: int = 0,
+    price: Callable[[Charge], Decimal] = Charge.price,
 ) -> list[CallRecord]:
     """Check every ledger row against the request the servers saw and what they billed,
     and the run's books against the rows and the bill. ``estimated``: rows of calls that
-    never got an answer (cut short), whose input is counted locally."""
+    never got an answer (cut short), whose input is counted locally. ``price``: what the
+    provider charges for an answer (genai-prices' list price unless told)."""
     rows = await store.list_calls(run_id=run_id, with_prompts=True)
     requests = [r for fake in fakes for r in fake.requests]
     assert len(rows) == len(requests), (len(rows), len(requests))
@@ -192,7 +194,7 @@ async def audit(
         if charge is not None:  # answered: exactly what the server said, at its price
             assert _as_billed(row.usage) == _billed(charge), row
             assert not row.estimated and row.answered_by == charge.model
-            assert row.cost_usd == pytest.approx(float(charge.price()), rel=1e-9), row
+            assert row.cost_usd == pytest.approx(float(price(charge)), rel=1e-9), row
             assert row.status in (CallStatus.ok, CallStatus.error)
         elif row.status is CallStatus.error:  # refused: billed nothing, typed error
             assert row.usage == Usage() and not row.estimated and not row.cost_usd, row
@@ -216,8 +218,8 @@ async def audit(
     billed = sum((Usage(**_foreman(c)) for c in bill), Usage())
     guessed = sum((row.usage for row in rows if row.estimated), Usage())
     assert books.usage == billed + guessed
-    price = sum((charge.price() for charge in bill), Decimal())
-    assert books.cost_usd == pytest.approx(float(price) + _cost(rows, estimated=True), rel=1e-9)
+    charged = sum((price(charge) for charge in bill), Decimal())
+    assert books.cost_usd == pytest.approx(float(charged) + _cost(rows, estimated=True), rel=1e-9)
     stored = await store.get_run(run_id)
     assert (stored.usage, stored.calls) == (books.usage, len(rows))
     assert stored.cost_usd == pytest.approx(books.cost_usd, rel=1e-9)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,19 +65,18 @@ class Charge:
     def provider(self) -> str:
         return "anthropic" if self.request.path == "/v1/messages" else "openai"
 
-    def price(self, table: dict[str, tuple[float, ...]] | None = None) -> Decimal:
-        """Dollars at genai-prices' list price, or at ``table[model]`` ([input, output,
-        cache read, cache write] per million tokens) for made-up models."""
-        if table is None:
+    def price(self, rates: Sequence[float] | None = None) -> Decimal:
+        """Dollars at genai-prices' list price for the model that answered, or at ``rates``
+        (input, output, cache read, cache write per million tokens) for a price of one's own."""
+        if rates is None:
             return genai_prices.calc_price(
                 self.usage, self.model, provider_id=self.provider
             ).total_price
-        rates = [Decimal(str(rate)) for rate in table[self.model]]
         u = self.usage
-        uncached = (u.input_tokens or 0) - (u.cache_read_tokens or 0) - (u.cache_write_tokens or 0)
-        counts = [uncached, u.output_tokens or 0, u.cache_read_tokens or 0]
-        counts.append(u.cache_write_tokens or 0)
-        return sum((n * r for n, r in zip(counts, rates, strict=True)), Decimal()) / 1_000_000
+        read, write = u.cache_read_tokens or 0, u.cache_write_tokens or 0
+        counts = [(u.input_tokens or 0) - read - write, u.output_tokens or 0, read, write]
+        dollars = sum(n * Decimal(str(r)) for n, r in zip(counts, rates, strict=True))
+        return Decimal(dollars) / 1_000_000
 
 
 Responder = Callable[[Received], Reply]
@@ -332,11 +331,13 @@ class Meter:
         }
 
 
-def answer(received: Received, content: str | dict[str, Any], meter: Meter) -> Reply:
-    """A 200 answer to ``received`` in its provider's wire format, from the model it asked,
-    with the meter's next usage. A dict is a structured answer (Anthropic: the forced
-    ``respond`` tool call; OpenAI: JSON text); a str is plain text either way."""
-    model = received.body["model"]
+def answer(
+    received: Received, content: str | dict[str, Any], meter: Meter, model: str | None = None
+) -> Reply:
+    """A 200 answer to ``received`` in its provider's wire format, from ``model`` (else the
+    model it asked), with the meter's next usage. A dict is a structured answer (Anthropic:
+    the forced ``respond`` tool call; OpenAI: JSON text); a str is plain text either way."""
+    model = model or received.body["model"]
     if received.path == "/v1/messages":
         if isinstance(content, dict):
             block: str | dict[str, Any] = anthropic_tool_use("respond", content)
@@ -400,7 +401,10 @@ class WireScript:
         reviews: dict[str, list[Step]] | None = None,
         synthesis: list[Step] | None = None,
         meter: Meter | None = None,
+        answered_as: dict[str, str] | None = None,
     ) -> None:
+        #: Model ids answered under another id (a dated snapshot, as providers do).
+        self.answered_as = answered_as or {}
         self.steps: dict[str, list[Step]] = {"plan": plan or [], "synthesis": synthesis or []}
         self.steps |= {f"task:{k}": v for k, v in (tasks or {}).items()}
         self.steps |= {f"review:{k}": v for k, v in (reviews or {}).items()}
@@ -422,7 +426,7 @@ class WireScript:
                 return Reply(hang=True)
             if isinstance(step, int):
                 return refuse(step, f"scripted {step} for {key}")
-            return answer(received, step, self.meter)
+            return answer(received, step, self.meter, self.answered_as.get(received.body["model"]))
 
 
 _DEFAULTS: dict[str, Step] = {"review": {"approved": True, "reasons": []}, "synthesis": "FINAL"}

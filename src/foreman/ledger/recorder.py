@@ -20,7 +20,7 @@ from typing import Any
 
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
 from foreman.models.base import ModelRequest, ModelResponse, Usage
-from foreman.models.pricing import cost
+from foreman.models.pricing import cost, overridden
 
 OnCall = Callable[[CallRecord], None]
 
@@ -242,9 +242,16 @@ def _prompt(request: ModelRequest) -> dict[str, Any]:
 
 
 def price_of(record: CallRecord) -> float | None:
-    """At the model that answered (a dated id prices exactly), else the one asked for."""
+    """At the model that answered (a dated id prices exactly), else the one asked for; a
+    price of the user's own (``FOREMAN_PRICES``) for either comes before a listed one."""
+    names = [record.model]
     if record.answered_by and record.provider in ("openai", "anthropic"):
-        priced = cost(f"{record.provider}:{record.answered_by}", record.usage)
+        names.insert(0, f"{record.provider}:{record.answered_by}")
+    for name in names:
+        if overridden(name):
+            return cost(name, record.usage)
+    for name in names:
+        priced = cost(name, record.usage)
         if priced is not None:
             return priced
-    return cost(record.model, record.usage)
+    return None

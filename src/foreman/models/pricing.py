@@ -110,6 +110,12 @@ def cost(model: str | None, usage: Usage) -> float | None:
     return _listed_price(provider, model_id, usage)
 
 
+def overridden(model: str) -> bool:
+    """Whether ``FOREMAN_PRICES`` prices ``model`` (a foreman name or a provider id)."""
+    overrides = _overrides(os.environ.get("FOREMAN_PRICES"))
+    return bool(overrides) and (model in overrides or _split(model)[1] in overrides)
+
+
 def _listed_price(provider: str | None, model_id: str, usage: Usage) -> float | None:
     from genai_prices import Usage as PricedUsage
     from genai_prices import calc_price
