@@ -22,11 +22,18 @@ import pytest
 
 import foreman
 import processes
-from books_audit import audit, clean_env, models_closed, orchestrator, plan_answer, serve
+from books_audit import (
+    audit,
+    clean_env,
+    models_closed,
+    orchestrator,
+    plan_answer,
+    same_books,
+    serve,
+)
 from fake_provider import HANG, FakeProvider, WireScript
 from foreman.engine.results import RunStatus
 from foreman.events import Event, RunStarted
-from foreman.ledger.books import Books
 from foreman.ledger.records import CallStatus
 from foreman.store import SQLiteStore
 from helpers import plan_of, task
@@ -112,9 +119,7 @@ async def test_a_call_in_flight_when_the_process_stops_is_counted_after_resume(
         CallStatus.ok,
     ]
     assert [row.attempt for row in rows if row.task_id == "t2"] == [1, 2]
-    books = Books.of(rows)
-    assert (resumed.usage, resumed.calls) == (books.usage, len(rows))
-    assert resumed.cost_usd == pytest.approx(books.cost_usd, rel=1e-9)
+    same_books(resumed, rows)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from foreman.events import (
     TaskSkipped,
 )
 from foreman.ledger.books import Books
-from foreman.ledger.records import CallPurpose
+from foreman.ledger.records import CallPurpose, CallRecord
 from foreman.models.base import Model, Usage
 from foreman.models.retry import CallLog, CallOutcome
 from foreman.plan.planner import Planner
@@ -65,8 +65,8 @@ class RunState:
     resumed: bool = False
     #: What earlier executions spent (their ledger), counted on from there.
     before: Books = field(default_factory=Books)
-    #: The last attempt number of each parent in earlier executions (numbering counts on).
-    attempts: dict[str, int] = field(default_factory=dict)
+    #: Earlier executions' ledger records: attempts number on, tasks' tokens include them.
+    earlier: list[CallRecord] = field(default_factory=list)
 
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
@@ -85,7 +85,7 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
         on_call=orchestrator.observers.on_call if orchestrator.observers else None,
         lease_seconds=orchestrator.lease_seconds,
     )
-    journal.ledger.count_on(state.attempts)
+    journal.ledger.count_on(state.earlier)
     if orchestrator.observers:
         on_event = orchestrator.observers.watching(on_event)
     delivery = _Delivery(journal, on_event)

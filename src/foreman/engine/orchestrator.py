@@ -22,8 +22,8 @@ from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus,
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.ledger.books import Books
-from foreman.ledger.recorder import CallLedger, last_attempts
-from foreman.ledger.records import CallPurpose, CallStatus
+from foreman.ledger.recorder import CallLedger
+from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
@@ -190,7 +190,7 @@ class Orchestrator:
                 f"`foreman show {run_id}` shows it."
             )
         tasks = await self.store.load_tasks(run_id)
-        before, attempts = await _books_before(self.store, record, tasks)
+        before, earlier = await _books_before(self.store, record, tasks)
         state = RunState(
             run_id=run_id,
             request=record.request,
@@ -199,7 +199,7 @@ class Orchestrator:
             completed={k: v for k, v in tasks.items() if v.succeeded},
             resumed=True,
             before=before,
-            attempts=attempts,
+            earlier=earlier,
         )
         return await execute(self, state, on_event or _ignore)
 
@@ -227,7 +227,7 @@ class Orchestrator:
             )
         worker = self.registry.get(record.plan.task(task_id).worker)
         ledger = CallLedger(run_id, keep_prompts=self.record_prompts)
-        ledger.count_on(last_attempts(await self.store.list_calls(run_id=run_id, task_id=task_id)))
+        ledger.count_on(await self.store.list_calls(run_id=run_id, task_id=task_id))
         outcome = await call_worker(
             worker,
             [await self.models.aget(model or worker.model)],  # a new one is built off the loop
@@ -313,9 +313,9 @@ async def _events_of(
 
 async def _books_before(
     store: Store, record: RunRecord, tasks: Mapping[str, TaskResult]
-) -> tuple[Books, dict[str, int]]:
-    """What earlier executions of a run spent, and the last attempt number of each parent
-    (a resume numbers on): its ledger, calls cut short by a crash marked ``interrupted``
+) -> tuple[Books, list[CallRecord]]:
+    """What earlier executions of a run spent, and their records (a resume counts on from
+    them): its ledger, calls cut short by a crash marked ``interrupted``
     for good (they read so already). A run stored before the ledger existed has only its
     totals: an execution that ended stored one; one that died without a word left its plan
     and task checkpoints to count."""
@@ -324,12 +324,12 @@ async def _books_before(
         cut_short = [call for call in calls if call.status is CallStatus.interrupted]
         if cut_short:
             await store.save_calls(record.run_id, cut_short)
-        return Books.of(calls), last_attempts(calls)
+        return Books.of(calls), calls
     if record.status in (RunStatus.running, RunStatus.crashed):
         usage = sum((task.usage for task in tasks.values()), record.plan_usage)
     else:
         usage = record.usage
-    return Books(usage=usage, cost_usd=record.cost_usd, unpriced=record.unpriced), {}
+    return Books(usage=usage, cost_usd=record.cost_usd, unpriced=record.unpriced), []
 
 
 def _name(model: Model | str | None) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
@@ -79,6 +79,7 @@ class CallLedger:
         self._open: dict[str, OpenCall] = {}
         self._attempts: dict[str, int] = {}
         self._by_parent: dict[str, dict[str, Usage]] = {}
+        self._earlier: dict[str, Usage] = {}  # tokens of earlier executions, by parent
 
     def scope(
         self, purpose: CallPurpose, *, task_id: str | None = None, worker: str | None = None
@@ -94,17 +95,21 @@ class CallLedger:
 
     def usage_of(self, parent: str) -> Usage:
         """Tokens of the calls of one parent (``plan``, ``task:<id>``...) so far."""
-        return sum(self._by_parent.get(parent, {}).values(), Usage())
+        return sum(self._by_parent.get(parent, {}).values(), self._earlier.get(parent, Usage()))
 
     @property
     def calls(self) -> int:
         return len(self.records)
 
-    def count_on(self, attempts: Mapping[str, int]) -> None:
-        """Number attempts after the last ones earlier executions of the run made (see
-        ``last_attempts``), so a resumed task's attempts read 1, 2, 3, 4, not 1, 2, 1."""
-        for parent, attempt in attempts.items():
-            self._attempts[parent] = max(attempt, self._attempts.get(parent, 0))
+    def count_on(self, earlier: Iterable[CallRecord]) -> None:
+        """Continue from ``earlier`` executions' records of the run (a resume, a second
+        replay): a parent's attempts number on (1, 2, 3, 4, not 1, 2, 1) and its tokens
+        (``usage_of``) include theirs, so a resumed task's record keeps its failed calls.
+        ``usage``, this execution's own spending, leaves them out."""
+        for record in earlier:
+            parent = record.parent
+            self._attempts[parent] = max(record.attempt, self._attempts.get(parent, 0))
+            self._earlier[parent] = self._earlier.get(parent, Usage()) + record.usage
 
     # --- writing -----------------------------------------------------------------------
 
@@ -217,14 +222,6 @@ class OpenCall:
         ledger._put(record)
         if ledger.on_end is not None:
             ledger.on_end(record)
-
-
-def last_attempts(records: Iterable[CallRecord]) -> dict[str, int]:
-    """The last attempt number of each parent among ``records``."""
-    last: dict[str, int] = {}
-    for record in records:
-        last[record.parent] = max(record.attempt, last.get(record.parent, 0))
-    return last
 
 
 def _parent(purpose: CallPurpose, task_id: str | None) -> str:
