@@ -231,3 +231,50 @@ async def test_a_planning_cut_short_by_ctrl_c_counts_its_prompt_and_schema(
     prompt_chars = len(sent["system"]) + len(sent["messages"][0]["content"])
     assert cut.usage.input_tokens >= (schema_chars + prompt_chars) // 4
     assert record.usage == cut.usage and record.cost_usd == pytest.approx(cut.cost_usd)
+
+
+async def test_an_abort_keeps_a_call_it_cut_short_on_the_books(fakes: Fakes, store: Store) -> None:
+    """t1 aborts the run while t2's call hangs: that call is stopped, estimated, counted,
+    and so is everything billed; the resumed run counts all of it once."""
+    script = WireScript(
+        plan=[plan_answer(plan_of(task("t1", "checker"), task("t2")))],
+        tasks={"do t1": ["not json"] * 6 + ['{"value": 1}'], "do t2": [HANG]},
+    )
+    serve(fakes, script)
+    async with models_closed(orchestrator(fakes, store, team=CHECKED)) as orch:
+        aborted = await orch.run("two at once")
+        assert aborted.status is RunStatus.aborted
+        rows = await audit(store, aborted.run_id, fakes, estimated=1)
+        same_books(aborted, rows)
+        [cut] = [row for row in rows if row.estimated]
+        assert (cut.task_id, cut.status) == ("t2", CallStatus.interrupted)
+
+        script.steps["task:do t2"] = ["found t2"]
+        resumed = await orch.resume(aborted.run_id)
+
+    assert resumed.status is RunStatus.succeeded
+    rows = await audit(store, aborted.run_id, fakes, estimated=1)
+    same_books(resumed, rows)
+
+
+async def test_a_cancelled_run_keeps_the_call_it_stopped_on_the_books(
+    fakes: Fakes, store: Store
+) -> None:
+    """``foreman cancel`` (the store's flag) while t2's call hangs: ``cancelled``, estimated."""
+    serve(
+        fakes,
+        WireScript(plan=[plan_answer(plan_of(task("t1"), task("t2")))], tasks={"do t2": [HANG]}),
+    )
+    ids = RunIds()
+    async with models_closed(orchestrator(fakes, store)) as orch:
+        run = asyncio.create_task(orch.run("two at once", on_event=ids))
+        await arrived(fakes[1], 2)
+        await store.cancel_run(ids.run_id)
+        async with asyncio.timeout(30):
+            result = await run
+
+    assert result.status is RunStatus.cancelled
+    rows = await audit(store, ids.run_id, fakes, estimated=1)
+    same_books(result, rows)
+    [cut] = [row for row in rows if row.estimated]
+    assert (cut.task_id, cut.status) == ("t2", CallStatus.cancelled)
