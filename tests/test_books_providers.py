@@ -35,11 +35,12 @@ from books_audit import (
     serve,
     two_fakes,
 )
-from fake_provider import FakeProvider, Meter, Reply, WireScript, openai_completion
+from fake_provider import HANG, FakeProvider, Meter, Reply, WireScript, openai_completion
 from foreman.engine.results import RunStatus
 from foreman.ledger.records import CallStatus
 from foreman.store.base import Store
-from helpers import plan_of, task
+from foreman.workers import Registry
+from helpers import plan_of, task, worker
 
 Fakes = tuple[FakeProvider, FakeProvider]
 
@@ -179,3 +180,26 @@ async def test_an_answer_with_no_choices_is_on_the_books(fakes: Fakes, store: St
     first, second = [row for row in rows if row.parent == "synthesis"]
     assert (first.status, first.usage.output_tokens) == (CallStatus.error, 51)
     assert second.status is CallStatus.ok
+
+
+async def test_a_call_that_times_out_keeps_its_estimate(fakes: Fakes, store: Store) -> None:
+    """No answer within the worker's timeout: ``timeout``, input estimated (the provider
+    may have done the work), retried; the retry's answer is billed as usual."""
+    team = Registry([worker("researcher", model=RESEARCH, timeout=2.0)])
+    serve(
+        fakes,
+        WireScript(plan=[plan_answer(plan_of(task("t1")))], tasks={"do t1": [HANG, "found t1"]}),
+    )
+    async with models_closed(orchestrator(fakes, store, team=team)) as orch:
+        result = await orch.run("one slow task")
+
+    assert result.tasks["t1"].output == "found t1"
+    rows = await audit(store, result.run_id, fakes, estimated=1)
+    same_books(result, rows)
+    slow, answered = [row for row in rows if row.parent == "task:t1"]
+    assert (slow.status, slow.error_type, slow.estimated) == (
+        CallStatus.timeout,
+        "ModelTimeoutError",
+        True,
+    )
+    assert answered.status is CallStatus.ok and slow.cost_usd
