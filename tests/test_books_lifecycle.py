@@ -36,6 +36,7 @@ from fake_provider import HANG, FakeProvider, WireScript
 from foreman.engine.results import RunStatus, TaskStatus
 from foreman.errors import PlanError
 from foreman.events import Event, RunStarted
+from foreman.ledger.books import Books
 from foreman.ledger.records import CallStatus
 from foreman.store.base import Store
 from foreman.workers import Registry
@@ -85,26 +86,38 @@ async def arrived(fake: FakeProvider, requests: int) -> None:
     raise AssertionError(f"the fake received {len(fake.requests)} of {requests} requests")
 
 
-async def test_a_failed_planning_costs_every_answer_the_planner_gave(
+async def test_a_failed_planning_costs_every_answer_the_planner_gave_and_resume_keeps_them(
     fakes: Fakes, store: Store
 ) -> None:
     """A rate limit, then four answers, none a valid plan (one not even the forced tool
     call): the run fails, and each answer is on its books at the planner's price."""
     bad = {"tasks": [{"id": "x", "worker": "ghost", "instructions": "?"}]}
-    serve(fakes, WireScript(plan=[429, bad, "no plan, just words", bad]))
+    script = WireScript(plan=[429, bad, "no plan, just words", bad])
+    serve(fakes, script)
     ids = RunIds()
     async with models_closed(orchestrator(fakes, store)) as orch:
         with pytest.raises(PlanError):
             await orch.run("impossible", on_event=ids)
 
+        rows = await audit(store, ids.run_id, fakes)
+        record = await store.get_run(ids.run_id)
+        assert record.status is RunStatus.failed
+        ok, error = CallStatus.ok, CallStatus.error
+        assert [row.status for row in rows] == [error, ok, error, ok, ok]
+        anthropic, openai = fakes
+        assert len(anthropic.bill) == 4 and not openai.requests
+        assert record.usage.total_tokens > 0 and record.cost_usd
+
+        # Resumed, it plans again (numbered on) and runs; the failed planning stays paid.
+        script.steps["plan"] = [plan_answer(plan_of(task("t1")))]
+        resumed = await orch.resume(ids.run_id)
+
+    assert resumed.status is RunStatus.succeeded
     rows = await audit(store, ids.run_id, fakes)
-    record = await store.get_run(ids.run_id)
-    assert record.status is RunStatus.failed
-    ok, error = CallStatus.ok, CallStatus.error
-    assert [row.status for row in rows] == [error, ok, error, ok, ok]
-    anthropic, openai = fakes
-    assert len(anthropic.bill) == 4 and not openai.requests
-    assert record.usage.total_tokens > 0 and record.cost_usd
+    same_books(resumed, rows)
+    assert [row.attempt for row in rows if row.parent == "plan"] == [1, 2, 3, 4, 5, 6]
+    planning = Books.of(row for row in rows if row.parent == "plan").usage
+    assert (await store.get_run(ids.run_id)).plan_usage == planning
 
 
 CHECKED = Registry(
