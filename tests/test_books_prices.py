@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import genai_prices
 import pytest
 
 from books_audit import (
@@ -36,7 +37,10 @@ from books_audit import (
 )
 from fake_provider import Charge, FakeProvider, WireScript
 from foreman.engine.results import RunStatus
-from foreman.store.base import Store
+from foreman.ledger.books import Books
+from foreman.ledger.records import CallRecord
+from foreman.models.base import Usage
+from foreman.store.base import RunRecord, Store
 
 Fakes = tuple[FakeProvider, FakeProvider]
 
@@ -107,3 +111,37 @@ async def test_every_call_is_charged_at_the_override_of_its_own_model(
     }
     billed = sum((own_price(c) for fake in fakes for c in fake.bill), Decimal())
     assert result.cost_usd == pytest.approx(float(billed), rel=1e-9)
+
+
+async def test_calls_without_a_price_yet_are_priced_one_by_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two calls cut short by a crash (stored ``started``, no price yet) of a model with a
+    long-context tier: each is priced alone, as the provider bills each request, so the
+    run's cost is the sum of its rows' (pricing their sum would cross the tier)."""
+    monkeypatch.delenv("FOREMAN_PRICES")  # genai-prices' tiers, not a flat price
+    run_id = "r-tiers"
+    await store.create_run(RunRecord(run_id=run_id, request="long"))
+    await store.update_run(run_id, status=RunStatus.interrupted)
+    big = Usage(input_tokens=150_000)
+    cut = [
+        CallRecord(
+            run_id=run_id,
+            call_id=f"c{i}",
+            parent=f"task:t{i}",
+            purpose="task",
+            task_id=f"t{i}",
+            provider="openai",
+            model="openai:gpt-5.4",
+            usage=big,
+            estimated=True,
+        )
+        for i in (1, 2)
+    ]
+    await store.save_calls(run_id, cut)
+
+    rows = await store.list_calls(run_id=run_id)
+    one = genai_prices.calc_price(genai_prices.Usage(input_tokens=150_000), "gpt-5.4").total_price
+    assert [row.cost_usd for row in rows] == [pytest.approx(float(one))] * 2
+    assert (await store.get_run(run_id)).cost_usd == pytest.approx(2 * float(one), rel=1e-9)
+    assert Books.of(rows).cost_usd == pytest.approx(2 * float(one), rel=1e-9)
