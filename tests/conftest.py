@@ -20,3 +20,42 @@ def no_leftover_children() -> Iterator[None]:
     """Kill any child started through tests/processes.py that is still running at teardown."""
     yield
     kill_leftovers()
+
+
+@pytest.fixture(autouse=True)
+def books_balance(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The ledger invariant, checked after every execution of every run in every test: a
+    run's tokens, cost and call count, as returned and as stored, equal the sum of its
+    ledger rows. Runs through any store (memory, SQLite, a test's spy) and any outcome."""
+    import foreman.engine.execution as execution
+    import foreman.engine.orchestrator as orchestrator
+    from foreman.ledger.books import Books
+
+    checked: list[str] = []
+    real = execution.execute
+
+    async def execute_and_check(owner, state, on_event):
+        try:
+            result = await real(owner, state, on_event)
+        except Exception:
+            await _check(owner.store, state.run_id, None)
+            raise
+        await _check(owner.store, state.run_id, result)
+        return result
+
+    async def _check(store, run_id, result) -> None:
+        try:
+            record = await store.get_run(run_id)
+            calls = await store.list_calls(run_id=run_id)
+        except Exception:
+            return  # a store a test broke on purpose: nothing to read the books from
+        books = Books.of(calls)
+        assert (record.usage, record.calls) == (books.usage, books.calls), run_id
+        assert record.cost_usd == pytest.approx(books.cost_usd), run_id
+        if result is not None:
+            assert (result.usage, result.calls) == (books.usage, books.calls), run_id
+            assert result.cost_usd == pytest.approx(books.cost_usd), run_id
+        checked.append(run_id)
+
+    monkeypatch.setattr(orchestrator, "execute", execute_and_check)
+    yield checked

@@ -1,7 +1,5 @@
-"""One conformance suite for every ``Store``: what foreman relies on, run against each.
-
-The parametrized ``store`` fixture gives a ``MemoryStore`` and a ``SQLiteStore``; a new
-implementation joins by adding itself there. The tests at the end are SQLite's own: files,
+"""The public store conformance suite (``foreman.testing.store_conformance``) run against
+``MemoryStore`` and ``SQLiteStore``, and the tests that are SQLite's (or memory's) own: files,
 processes, a corrupted or newer database, a full disk, a lock held by someone else, and
 storage that grows linearly with the number of tasks.
 """
@@ -9,711 +7,79 @@ storage that grows linearly with the number of tasks.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from foreman.engine.results import RunStatus, TaskResult, TaskStatus
+import processes
+from foreman.engine.results import RunStatus
 from foreman.errors import (
-    AmbiguousRunError,
-    ApprovalError,
     CorruptedRunError,
-    RunFinishedError,
     RunLockedError,
     StoreError,
     StoreNotFoundError,
     UnknownRunError,
 )
-from foreman.events import Assembled, TaskFailed, TaskFinished, TaskStarted
+from foreman.events import TaskFinished, TaskStarted
 from foreman.models.base import Usage
-from foreman.plan.schema import Plan, Task
-from foreman.store import (
-    Approval,
-    ApprovalStatus,
-    LeaseOwner,
-    MemoryStore,
-    RunRecord,
-    SQLiteStore,
-    Store,
-)
+from foreman.store import ApprovalStatus, LeaseOwner, MemoryStore, SQLiteStore, Store
 from foreman.store.migrations import MIGRATIONS
-from foreman.workers.spec import RiskLevel
+from foreman.testing.store_conformance import StoreConformance
+from foreman.testing.store_conformance.records import (
+    approval,
+    as_stored,
+    call,
+    plan,
+    result,
+    run_record,
+)
 
-# --- builders ---------------------------------------------------------------------------
 
+class TestMemoryStore(StoreConformance):
+    def make_store(self, tmp_path: Path) -> Store:
+        return MemoryStore()
 
-def run_record(run_id: str = "run-1", **fields: Any) -> RunRecord:
-    fields.setdefault("request", f"request of {run_id}")
-    return RunRecord(run_id=run_id, **fields)
 
+class TestSQLiteStore(StoreConformance):
+    def make_store(self, tmp_path: Path) -> Store:
+        return SQLiteStore(tmp_path / "r.db")
 
-def plan(*task_ids: str) -> Plan:
-    return Plan(
-        tasks=[
-            Task(id=task_id, worker="researcher", instructions=f"do {task_id}")
-            for task_id in task_ids
-        ]
-    )
+    def reopen_store(self, tmp_path: Path) -> Store:
+        return SQLiteStore(tmp_path / "r.db")
 
 
-def result(task_id: str, status: TaskStatus = TaskStatus.succeeded, **fields: Any) -> TaskResult:
-    fields.setdefault("output", f"output of {task_id}")
-    return TaskResult(task_id=task_id, worker="researcher", status=status, **fields)
+# --- the suite itself ----------------------------------------------------------------------
 
 
-def approval(task_id: str, run_id: str = "run-1", **fields: Any) -> Approval:
-    fields.setdefault("worker", "mailer")
-    fields.setdefault("risk", RiskLevel.high)
-    fields.setdefault("instructions", f"do {task_id}")
-    fields.setdefault("inputs", f"the message for {task_id}")
-    return Approval(run_id=run_id, task_id=task_id, **fields)
+def test_the_suite_says_what_a_subclass_must_define(tmp_path: Path) -> None:
+    class TestIncomplete(StoreConformance):
+        pass
 
+    with pytest.raises(NotImplementedError, match=r"must define make_store\(self, tmp_path\)"):
+        TestIncomplete().test_run_round_trips(tmp_path)
 
-def as_stored(events: list[Any]) -> list[dict[str, Any]]:
-    return [json.loads(event.model_dump_json()) for event in events]
 
+def test_foreman_testing_needs_no_pytest() -> None:
+    code = "import sys, foreman.testing; assert 'pytest' not in sys.modules, 'imported pytest'"
+    done = processes.run([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 0, done.stderr
 
-# --- the store under test ----------------------------------------------------------------
 
+# --- memory only -------------------------------------------------------------------------
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    implementation = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "r.db")
-    yield implementation
-    await implementation.aclose()
 
-
-# --- runs --------------------------------------------------------------------------------
-
-
-async def test_run_round_trips(store: Store) -> None:
-    settings = {"model": "local", "max_tasks": 4, "team": ["researcher", "writer"]}
-    created = run_record("run-1", settings=settings, created_at=100.0, updated_at=100.0)
-    await store.create_run(created)
-
-    run = await store.get_run("run-1")
-
-    assert run.run_id == "run-1"
-    assert run.request == "request of run-1"
-    assert run.status is RunStatus.running
-    assert run.settings == settings
-    assert (run.plan, run.plan_version, run.answer, run.error) == (None, 0, None, None)
-    assert run.usage == Usage()
-    assert (run.created_at, run.updated_at) == (100.0, 100.0)
-
-
-async def test_unknown_run_is_a_helpful_error(store: Store) -> None:
-    with pytest.raises(UnknownRunError, match=r"No run 'nope'") as raised:
-        await store.get_run("nope")
-    assert isinstance(raised.value, StoreError)
-
-
-async def test_writes_to_an_unknown_run_raise_unknown_run(store: Store) -> None:
-    with pytest.raises(UnknownRunError, match="nope"):
-        await store.update_run("nope", status=RunStatus.succeeded)
-    with pytest.raises(UnknownRunError, match="nope"):
-        await store.save_plan("nope", plan("t1"))
-    with pytest.raises(UnknownRunError, match="nope"):
-        await store.save_task("nope", result("t1"))
-    with pytest.raises(UnknownRunError, match="nope"):
-        await store.acquire_lease("nope", LeaseOwner(), ttl=60)
-    with pytest.raises(UnknownRunError, match="nope"):
-        await store.request_approval(approval("t1", run_id="nope"))
-    assert await store.list_runs() == []
-
-
-async def test_reads_of_an_unknown_run_are_empty(store: Store) -> None:
-    assert await store.load_tasks("nope") == {}
-    assert await store.load_events("nope") == []
-    assert await store.get_approval("nope", "t1") is None
-
-
-async def test_update_run_sets_status_answer_error_and_usage(store: Store) -> None:
-    await store.create_run(run_record("run-1", created_at=1.0, updated_at=1.0))
-
-    await store.update_run(
-        "run-1", status=RunStatus.aborted, error="t2 failed", usage=Usage(input_tokens=7)
-    )
-    run = await store.get_run("run-1")
-    assert (run.status, run.answer, run.error) == (RunStatus.aborted, None, "t2 failed")
-    assert run.usage == Usage(input_tokens=7)
-    assert run.updated_at > 1.0
-
-    # Without usage the stored usage stays; answer and error are set as given.
-    await store.update_run("run-1", status=RunStatus.succeeded, answer="42")
-    run = await store.get_run("run-1")
-    assert (run.status, run.answer, run.error) == (RunStatus.succeeded, "42", None)
-    assert run.usage == Usage(input_tokens=7)
-
-
-async def test_list_runs_newest_first_with_counts_and_cost(store: Store) -> None:
-    # A priced run: each task at the model that answered it, the rest at the run's model.
-    await store.create_run(
-        run_record("priced", settings={"model": "openai:gpt-4o-mini"}, created_at=3.0)
-    )
-    await store.save_plan("priced", plan("t1"))
-    await store.save_plan("priced", plan("t1", "t2", "t3", "t4"))
-    await store.save_task(
-        "priced",
-        result("t1", model="openai:gpt-4o-mini", usage=Usage(input_tokens=1000, output_tokens=500)),
-    )
-    await store.save_task(
-        "priced",
-        result(
-            "t2",
-            model="anthropic:claude-haiku-4-5",
-            usage=Usage(input_tokens=2000, output_tokens=1000),
-        ),
-    )
-    await store.save_task(
-        "priced",
-        result(
-            "t3",
-            TaskStatus.failed,
-            model="openai:gpt-4o-mini",
-            usage=Usage(input_tokens=100),
-            output=None,
-        ),
-    )
-    await store.update_run(
-        "priced", status=RunStatus.partial, usage=Usage(input_tokens=10000, output_tokens=4000)
-    )
-    # A local run costs nothing; an unknown model has no price at all.
-    await store.create_run(run_record("local", settings={"model": "local"}, created_at=2.0))
-    await store.save_task(
-        "local", result("t1", model="local:smollm2", usage=Usage(input_tokens=50))
-    )
-    await store.update_run("local", status=RunStatus.running, usage=Usage(input_tokens=500))
-    await store.create_run(run_record("unknown", settings={"model": "mystery-7b"}, created_at=1.0))
-    await store.update_run("unknown", status=RunStatus.running, usage=Usage(output_tokens=10))
-
-    runs = await store.list_runs()
-
-    assert [run.run_id for run in runs] == ["priced", "local", "unknown"]
-    priced, local, unknown = runs
-    assert (priced.tasks, priced.tasks_done, priced.status) == (4, 2, RunStatus.partial)
-    assert priced.usage == Usage(input_tokens=10000, output_tokens=4000)
-    # t1 $0.00045 + t2 $0.007 + t3 $0.000015 + the rest (6900 in, 2500 out) $0.002535
-    assert priced.cost == pytest.approx(0.01)
-    assert priced.request == "request of priced"
-    assert (local.tasks, local.tasks_done, local.cost) == (0, 1, 0.0)
-    assert (unknown.tasks, unknown.tasks_done, unknown.cost) == (0, 0, None)
-    assert [run.run_id for run in await store.list_runs(limit=2)] == ["priced", "local"]
-
-
-# --- plans and tasks --------------------------------------------------------------------
-
-
-async def test_plan_versions_count_up_and_the_latest_wins(store: Store) -> None:
-    await store.create_run(run_record())
-    first, second = plan("t1"), plan("t1", "t2")
-
-    assert (await store.get_run("run-1")).plan_usage == Usage()
-    assert await store.save_plan("run-1", first, Usage(input_tokens=9)) == 1
-    assert await store.save_plan("run-1", second, Usage(input_tokens=30, output_tokens=12)) == 2
-
-    run = await store.get_run("run-1")
-    assert (run.plan, run.plan_version) == (second, 2)
-    assert run.plan_usage == Usage(input_tokens=30, output_tokens=12)
-    assert await store.save_plan("run-1", first) == 3  # usage is optional
-    assert (await store.get_run("run-1")).plan_usage == Usage()
-
-
-async def test_save_task_is_a_delta_and_round_trips_every_field(store: Store) -> None:
-    await store.create_run(run_record())
-    text = result(
-        "t1",
-        output="plain text, with ünïcode and\nnewlines",
-        attempts=3,
-        usage=Usage(input_tokens=120, output_tokens=45),
-        latency=1.25,
-        model="openai:gpt-4o-mini",
-        revisions=1,
-        approved=False,
-        missing_inputs=["t0"],
-        input="## Task\ndo t1",
-    )
-    structured = result(
-        "t2",
-        output={"title": "x", "items": [1, 2.5, None, {"nested": True}]},
-        model="local",
-        approved=True,
-    )
-    await store.save_task("run-1", text)
-    await store.save_task("run-1", structured)
-    assert await store.load_tasks("run-1") == {"t1": text, "t2": structured}
-
-    failed = result("t1", TaskStatus.failed, output=None, error="timed out", attempts=4)
-    await store.save_task("run-1", failed)  # replaces t1, leaves t2 alone
-    assert await store.load_tasks("run-1") == {"t1": failed, "t2": structured}
-
-    waiting = result("t3", TaskStatus.waiting, output=None)
-    skipped = result("t4", TaskStatus.skipped, output=None, missing_inputs=["t3"])
-    await store.save_task("run-1", waiting)
-    await store.save_task("run-1", skipped)
-    loaded = await store.load_tasks("run-1")
-    assert loaded == {"t1": failed, "t2": structured, "t3": waiting, "t4": skipped}
-    assert loaded["t2"].output == {"title": "x", "items": [1, 2.5, None, {"nested": True}]}
-
-
-async def test_tasks_of_runs_are_kept_apart(store: Store) -> None:
-    await store.create_run(run_record("a"))
-    await store.create_run(run_record("b"))
-    await store.save_task("a", result("t1", output="a's"))
-    await store.save_task("b", result("t1", output="b's"))
-    assert (await store.load_tasks("a"))["t1"].output == "a's"
-    assert (await store.load_tasks("b"))["t1"].output == "b's"
-
-
-async def test_events_are_appended_in_order(store: Store) -> None:
-    await store.create_run(run_record())
-    first = [
-        TaskStarted(run_id="run-1", task_id="t1", worker="researcher"),
-        TaskFinished(
-            run_id="run-1",
-            task_id="t1",
-            worker="researcher",
-            output={"k": [1, 2]},
-            usage=Usage(input_tokens=3),
-            latency=0.5,
-            attempts=1,
-        ),
-    ]
-    second = [
-        TaskStarted(run_id="run-1", task_id="t2", worker="researcher"),
-        TaskFailed(run_id="run-1", task_id="t2", worker="researcher", error="x", policy="skip"),
-    ]
-    last = [Assembled(run_id="run-1", method="single", answer="done")]
-
-    await store.save_task("run-1", result("t1"), first)
-    await store.save_task("run-1", result("t3"))  # no events
-    await store.save_task("run-1", result("t2", TaskStatus.failed), second)
-    await store.update_run("run-1", status=RunStatus.partial, answer="done", events=last)
-
-    events = await store.load_events("run-1")
-    assert [event["type"] for event in events] == [
-        "task_started",
-        "task_finished",
-        "task_started",
-        "task_failed",
-        "assembled",
-    ]
-    assert events == as_stored(first + second + last)
-
-
-async def test_callers_cannot_alias_stored_state(store: Store) -> None:
-    await store.create_run(run_record())
-    saved = result("t1", output={"k": "v"})
-    await store.save_task("run-1", saved)
-    saved.output["k"] = "changed after saving"
-    loaded = await store.load_tasks("run-1")
-    loaded["t1"].output["k"] = "changed after loading"
-    assert (await store.load_tasks("run-1"))["t1"].output == {"k": "v"}
-
-    usage = Usage(input_tokens=1)
-    await store.update_run("run-1", status=RunStatus.running, usage=usage)
-    usage.input_tokens = 99
-    (await store.list_runs())[0].usage.input_tokens = 98
-    (await store.get_run("run-1")).usage.input_tokens = 97
-    assert (await store.get_run("run-1")).usage == Usage(input_tokens=1)
-
-    await store.update_run(
-        "run-1",
-        status=RunStatus.running,
-        events=[TaskStarted(run_id="run-1", task_id="t1", worker="w")],
-    )
-    (await store.load_events("run-1"))[0]["task_id"] = "changed"
-    assert (await store.load_events("run-1"))[0]["task_id"] == "t1"
-
-    requested = approval("t1")
-    await store.request_approval(requested)
-    requested.instructions = "changed after requesting"
-    stored = await store.get_approval("run-1", "t1")
-    assert stored is not None and stored.instructions == "do t1"
-
-
-# --- leases ------------------------------------------------------------------------------
-
-
-async def test_a_live_lease_keeps_other_owners_out(store: Store) -> None:
-    await store.create_run(run_record())
-    a, b = LeaseOwner(), LeaseOwner()
-
-    await store.acquire_lease("run-1", a, ttl=60)
-    await store.acquire_lease("run-1", a, ttl=60)  # the same owner may take it again
-    with pytest.raises(RunLockedError) as raised:
-        await store.acquire_lease("run-1", b, ttl=60)
-    if isinstance(store, SQLiteStore):
-        assert str(a.pid) in str(raised.value)
-        assert a.host in str(raised.value)
-
-    await store.release_lease("run-1", b)  # not b's to release: nothing happens
-    with pytest.raises(RunLockedError):
-        await store.acquire_lease("run-1", b, ttl=60)
-
-    await store.release_lease("run-1", a)
-    await store.acquire_lease("run-1", b, ttl=60)
-    with pytest.raises(RunLockedError):
-        await store.acquire_lease("run-1", a, ttl=60)
-
-
-async def test_an_expired_lease_can_be_taken(store: Store) -> None:
-    await store.create_run(run_record())
-    a, b = LeaseOwner(), LeaseOwner()
-    await store.acquire_lease("run-1", a, ttl=0.01)
-    await asyncio.sleep(0.05)
-    await store.acquire_lease("run-1", b, ttl=60)
-    with pytest.raises(RunLockedError):
-        await store.acquire_lease("run-1", a, ttl=60)
-
-
-async def test_renewing_extends_the_lease(store: Store) -> None:
-    await store.create_run(run_record())
-    a, b = LeaseOwner(), LeaseOwner()
-    await store.acquire_lease("run-1", a, ttl=0.01)
-    await store.renew_lease("run-1", a, ttl=60)
-    await store.renew_lease("run-1", b, ttl=60)  # b holds nothing: no effect
-    await asyncio.sleep(0.05)
-    with pytest.raises(RunLockedError):
-        await store.acquire_lease("run-1", b, ttl=60)
-
-
-async def test_leases_are_per_run(store: Store) -> None:
-    await store.create_run(run_record("a"))
-    await store.create_run(run_record("b"))
-    one, other = LeaseOwner(), LeaseOwner()
-    await store.acquire_lease("a", one, ttl=60)
-    await store.acquire_lease("b", other, ttl=60)  # a's holder does not lock b
-
-    third = LeaseOwner()
-    for run_id in ("a", "b"):
-        with pytest.raises(RunLockedError):
-            await store.acquire_lease(run_id, third, ttl=60)
-    await store.release_lease("a", one)
-    await store.acquire_lease("a", third, ttl=60)  # a is free now...
-    with pytest.raises(RunLockedError):
-        await store.acquire_lease("b", third, ttl=60)  # ...and b still is not
-
-
-# --- derived status: crashed ------------------------------------------------------------
-
-
-async def status_everywhere(store: Store, run_id: str) -> set[RunStatus]:
-    """The run's status as ``get_run`` and as ``list_runs`` report it."""
-    listed = {run.run_id: run.status for run in await store.list_runs()}
-    return {(await store.get_run(run_id)).status, listed[run_id]}
-
-
-async def test_a_running_run_whose_lease_expired_reads_crashed(store: Store) -> None:
-    await store.create_run(run_record())
-    assert await status_everywhere(store, "run-1") == {RunStatus.running}  # never leased yet
-    owner = LeaseOwner()
-    await store.acquire_lease("run-1", owner, ttl=60)
-    assert await status_everywhere(store, "run-1") == {RunStatus.running}
-
-    await store.acquire_lease("run-1", owner, ttl=0.01)
-    await asyncio.sleep(0.05)
-    assert await status_everywhere(store, "run-1") == {RunStatus.crashed}
-
-    await store.renew_lease("run-1", owner, ttl=60)  # it was only slow: running again
-    assert await status_everywhere(store, "run-1") == {RunStatus.running}
-
-
-async def test_a_lease_released_with_the_run_still_running_reads_crashed(store: Store) -> None:
-    await store.create_run(run_record())
-    owner = LeaseOwner()
-    await store.acquire_lease("run-1", owner, ttl=60)
-    await store.release_lease("run-1", owner)
-    assert await status_everywhere(store, "run-1") == {RunStatus.crashed}
-
-
-async def test_a_settled_run_keeps_its_status_after_its_lease(store: Store) -> None:
-    await store.create_run(run_record())
-    owner = LeaseOwner()
-    await store.acquire_lease("run-1", owner, ttl=60)
-    await store.update_run("run-1", status=RunStatus.interrupted)
-    await store.release_lease("run-1", owner)
-    assert await status_everywhere(store, "run-1") == {RunStatus.interrupted}
-
-
-async def test_a_running_run_whose_process_is_gone_reads_crashed(store: Store) -> None:
-    process = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
-    await process.wait()
-    await store.create_run(run_record())
-    await store.acquire_lease("run-1", LeaseOwner(pid=process.pid), ttl=3600)
-    assert await status_everywhere(store, "run-1") == {RunStatus.crashed}
-
-
-# --- naming, cancelling and deleting runs --------------------------------------------------
-
-
-async def test_resolve_run_by_id_prefix_or_last(store: Store) -> None:
-    for n, run_id in enumerate(["20260101-aaa111", "20260101-aab222", "20260102-ccc333"]):
-        await store.create_run(run_record(run_id, created_at=100.0 + n))
-
-    assert await store.resolve_run("20260101-aaa111") == "20260101-aaa111"
-    assert await store.resolve_run("20260101-aaa") == "20260101-aaa111"
-    assert await store.resolve_run("20260102") == "20260102-ccc333"
-    assert await store.resolve_run("last") == "20260102-ccc333"
-    with pytest.raises(AmbiguousRunError) as ambiguous:
-        await store.resolve_run("20260101-aa")
-    assert "20260101-aaa111" in str(ambiguous.value)
-    assert "20260101-aab222" in str(ambiguous.value)
-    for ref in ("nope", "", "%", "2026_"):
-        with pytest.raises(UnknownRunError) as unknown:
-            await store.resolve_run(ref)
-        assert not isinstance(unknown.value, AmbiguousRunError)
-
-
-async def test_resolve_last_in_an_empty_store_is_unknown(store: Store) -> None:
-    with pytest.raises(UnknownRunError):
-        await store.resolve_run("last")
-
-
-async def test_a_run_named_like_a_prefix_of_another_is_taken_whole(store: Store) -> None:
-    await store.create_run(run_record("abc", created_at=1.0))
-    await store.create_run(run_record("abcdef", created_at=2.0))
-    assert await store.resolve_run("abc") == "abc"
-
-
-async def test_cancelling_a_paused_run_ends_it_at_once(store: Store) -> None:
-    await store.create_run(run_record())
-    await store.update_run("run-1", status=RunStatus.waiting_approval)
-    assert await store.cancel_run("run-1") is RunStatus.cancelled
-    assert (await store.get_run("run-1")).status is RunStatus.cancelled
-    with pytest.raises(RunFinishedError, match="already cancelled"):
-        await store.cancel_run("run-1")
-
-
-async def test_cancelling_a_finished_run_is_refused(store: Store) -> None:
-    await store.create_run(run_record())
-    await store.update_run("run-1", status=RunStatus.succeeded, answer="done")
-    with pytest.raises(RunFinishedError, match="already succeeded"):
-        await store.cancel_run("run-1")
-    assert (await store.get_run("run-1")).status is RunStatus.succeeded
-    with pytest.raises(UnknownRunError):
-        await store.cancel_run("nope")
-
-
-async def test_cancelling_a_running_run_asks_its_process_to_stop(store: Store) -> None:
-    await store.create_run(run_record())
-    await store.create_run(run_record("other"))
-    await store.acquire_lease("run-1", LeaseOwner(), ttl=60)
-    assert not await store.cancel_requested("run-1")
-
-    assert await store.cancel_run("run-1") is RunStatus.running
-    assert await store.cancel_requested("run-1")
-    assert not await store.cancel_requested("other")
-    # The executing process settles the status itself when it stops.
-    assert (await store.get_run("run-1")).status is RunStatus.running
-
-
-async def test_cancelling_a_crashed_run_ends_it(store: Store) -> None:
-    await store.create_run(run_record())
-    owner = LeaseOwner()
-    await store.acquire_lease("run-1", owner, ttl=60)
-    await store.release_lease("run-1", owner)  # left running: crashed
-    assert await store.cancel_run("run-1") is RunStatus.cancelled
-    assert (await store.get_run("run-1")).status is RunStatus.cancelled
-
-
-@pytest.mark.parametrize("directly", [True, False])
-async def test_a_cancelled_run_withdraws_its_pending_approvals(
-    store: Store, directly: bool
-) -> None:
-    for run_id in ("run-1", "other"):
-        await store.create_run(run_record(run_id))
-        await store.request_approval(approval("t1", run_id=run_id))
-    await store.request_approval(approval("t2"))
-    await store.decide("run-1", "t2", approved=True, note=None)
-
-    if directly:  # paused: cancel_run ends it at once
-        await store.update_run("run-1", status=RunStatus.waiting_approval)
-        await store.cancel_run("run-1")
-    else:  # running: its process records the cancellation
-        await store.update_run("run-1", status=RunStatus.cancelled)
-
-    assert [(a.run_id, a.task_id) for a in await store.list_approvals()] == [("other", "t1")]
-    withdrawn = await store.get_approval("run-1", "t1")
-    assert withdrawn is not None and withdrawn.status is ApprovalStatus.rejected
-    assert withdrawn.note == "the run was cancelled"
-    kept = await store.get_approval("run-1", "t2")
-    assert kept is not None and kept.status is ApprovalStatus.approved
-    with pytest.raises(ApprovalError, match="already rejected"):
-        await store.decide("run-1", "t1", approved=True, note=None)
-
-
-async def test_deleting_a_run_removes_everything_about_it(store: Store) -> None:
-    for run_id in ("run-1", "keep"):
-        await store.create_run(run_record(run_id))
-        await store.save_plan(run_id, plan("t1", "t2"))
-        await store.save_task(
-            run_id, result("t1"), [TaskStarted(run_id=run_id, task_id="t1", worker="w")]
-        )
-        await store.request_approval(approval("t2", run_id=run_id))
-        await store.update_run(run_id, status=RunStatus.waiting_approval)
-
-    await store.delete_run("run-1")
-
-    with pytest.raises(UnknownRunError):
-        await store.get_run("run-1")
-    assert await store.load_tasks("run-1") == {}
-    assert await store.load_events("run-1") == []
-    assert await store.get_approval("run-1", "t2") is None
-    assert [a.run_id for a in await store.list_approvals()] == ["keep"]
-    assert [run.run_id for run in await store.list_runs()] == ["keep"]
-    assert set(await store.load_tasks("keep")) == {"t1"}
-    assert len(await store.load_events("keep")) == 1
-    with pytest.raises(UnknownRunError):
-        await store.delete_run("run-1")
-    await store.create_run(run_record("run-1"))  # the id is free again, with nothing old
-    assert await store.load_tasks("run-1") == {}
-
-
-async def test_deleting_a_running_run_needs_force(store: Store) -> None:
-    await store.create_run(run_record())
-    await store.acquire_lease("run-1", LeaseOwner(), ttl=60)
-    with pytest.raises(RunLockedError, match="foreman cancel"):
-        await store.delete_run("run-1")
-    assert (await store.get_run("run-1")).status is RunStatus.running
-    await store.delete_run("run-1", force=True)
-    with pytest.raises(UnknownRunError):
-        await store.get_run("run-1")
-
-
-# --- prompt-cache tokens --------------------------------------------------------------------
-
-
-async def test_cache_tokens_are_kept_wherever_tokens_are(store: Store) -> None:
-    spent = Usage(input_tokens=10, output_tokens=20, cache_read_tokens=30, cache_write_tokens=40)
-    await store.create_run(run_record())
-    await store.save_plan("run-1", plan("t1"), spent)
-    await store.save_task("run-1", result("t1", usage=spent, model="local"))
-    await store.update_run("run-1", status=RunStatus.succeeded, usage=spent + spent)
-
-    run = await store.get_run("run-1")
-    assert run.plan_usage == spent
-    assert run.usage == spent + spent
-    assert (await store.load_tasks("run-1"))["t1"].usage == spent
-    assert (await store.list_runs())[0].usage == spent + spent
-
-
-# --- closing --------------------------------------------------------------------------------
-
-
-async def test_closing_twice_is_harmless_and_keeps_what_was_written(
-    store: Store, tmp_path: Path
-) -> None:
+async def test_memory_a_closed_store_keeps_its_runs_readable() -> None:
+    store = MemoryStore()
     await store.create_run(run_record())
     await store.save_task("run-1", result("t1"))
     await store.aclose()
     await store.aclose()
-    if isinstance(store, SQLiteStore):
-        assert store._connection is None  # the file is let go of
-        reopened = SQLiteStore(store.path)
-        try:
-            assert set(await reopened.load_tasks("run-1")) == {"t1"}
-        finally:
-            await reopened.aclose()
-    else:  # nothing to let go of: the runs stay readable
-        assert set(await store.load_tasks("run-1")) == {"t1"}
-
-
-# --- approvals ---------------------------------------------------------------------------
-
-
-async def test_requesting_approval_is_idempotent(store: Store) -> None:
-    await store.create_run(run_record())
-    first = approval("t1", requested_at=10.0)
-
-    assert await store.request_approval(first) == first
-    again = await store.request_approval(approval("t1", instructions="other", requested_at=20.0))
-    assert again == first
-    assert await store.get_approval("run-1", "t1") == first
-    assert await store.list_approvals() == [first]
-    assert await store.list_approvals(ApprovalStatus.pending) == [first]
-    assert await store.list_approvals(ApprovalStatus.approved) == []
-
-
-async def test_a_decision_covers_only_the_inputs_that_were_shown(store: Store) -> None:
-    await store.create_run(run_record())
-    await store.request_approval(approval("t1", inputs='{"inputs": "old"}'))
-    await store.decide("run-1", "t1", approved=True, note="ok")
-
-    same = await store.request_approval(approval("t1", inputs='{"inputs": "old"}'))
-    assert same.status is ApprovalStatus.approved
-    changed = await store.request_approval(approval("t1", inputs='{"inputs": "new"}'))
-    assert (changed.status, changed.inputs) == (ApprovalStatus.pending, '{"inputs": "new"}')
-    assert await store.list_approvals() == [changed]
-
-
-async def test_approving_records_the_decision(store: Store) -> None:
-    await store.create_run(run_record())
-    await store.request_approval(approval("t1"))
-    before = time.time()
-
-    decided = await store.decide("run-1", "t1", approved=True, note="looks fine")
-
-    assert (decided.status, decided.note) == (ApprovalStatus.approved, "looks fine")
-    assert decided.decided_at is not None and decided.decided_at >= before
-    assert await store.get_approval("run-1", "t1") == decided
-    assert await store.list_approvals() == []
-    assert await store.list_approvals(ApprovalStatus.approved) == [decided]
-    assert await store.list_approvals(None) == [decided]
-    # Asking again does not reopen a decided request.
-    assert await store.request_approval(approval("t1")) == decided
-
-    with pytest.raises(ApprovalError, match=r"already approved \(looks fine\)"):
-        await store.decide("run-1", "t1", approved=False, note=None)
-    assert await store.get_approval("run-1", "t1") == decided
-
-
-async def test_rejecting_records_the_reason(store: Store) -> None:
-    await store.create_run(run_record())
-    await store.request_approval(approval("t1"))
-
-    decided = await store.decide("run-1", "t1", approved=False, note="wrong recipient")
-
-    assert (decided.status, decided.note) == (ApprovalStatus.rejected, "wrong recipient")
-    assert await store.list_approvals(ApprovalStatus.rejected) == [decided]
-    with pytest.raises(ApprovalError, match="already rejected"):
-        await store.decide("run-1", "t1", approved=True, note=None)
-
-
-async def test_deciding_a_task_without_a_request_says_it_needs_none(store: Store) -> None:
-    await store.create_run(run_record())
-    with pytest.raises(ApprovalError, match="not waiting for approval") as raised:
-        await store.decide("run-1", "t9", approved=True, note=None)
-    assert "'t9'" in str(raised.value) and "foreman approvals" in str(raised.value)
-    with pytest.raises(ApprovalError, match="not waiting for approval"):
-        await store.decide("nope", "t1", approved=True, note=None)
-
-
-async def test_approvals_are_decided_independently(store: Store) -> None:
-    await store.create_run(run_record("run-1"))
-    await store.create_run(run_record("run-2"))
-    one = await store.request_approval(approval("t1", requested_at=1.0))
-    two = await store.request_approval(approval("t2", requested_at=2.0))
-    three = await store.request_approval(approval("t3", requested_at=3.0))
-    other = await store.request_approval(approval("t1", run_id="run-2", requested_at=4.0))
-    assert await store.list_approvals() == [one, two, three, other]
-
-    rejected = await store.decide("run-1", "t2", approved=False, note="no")
-    approved = await store.decide("run-1", "t1", approved=True, note=None)
-
-    assert await store.list_approvals() == [three, other]
-    assert await store.list_approvals(None) == [approved, rejected, three, other]
-    assert (await store.get_approval("run-1", "t3")) == three
-    assert (await store.get_approval("run-2", "t1")) == other
-    assert approved.note is None and approved.status is ApprovalStatus.approved
+    assert set(await store.load_tasks("run-1")) == {"t1"}
 
 
 # --- SQLite only -------------------------------------------------------------------------
@@ -852,9 +218,13 @@ async def test_sqlite_a_full_disk_fails_the_write_and_keeps_earlier_checkpoints(
         big = result("big", output="x" * 200_000)
         with pytest.raises(StoreError, match="full") as raised:
             await store.save_task(
-                "run-1", big, [TaskStarted(run_id="run-1", task_id="big", worker="w")]
+                "run-1",
+                big,
+                [TaskStarted(run_id="run-1", task_id="big", worker="w")],
+                [call("big-1", task_id="big")],
             )
         assert "resume" in str(raised.value)
+        assert await store.list_calls(run_id="run-1") == []  # all of the checkpoint, or none
 
         expected = {r.task_id: r for r in kept}
         assert await store.load_tasks("run-1") == expected
@@ -1149,38 +519,22 @@ async def test_sqlite_check_reports_a_damaged_page(tmp_path: Path) -> None:
         await store.aclose()
 
 
-# --- approved executions (lifecycle) ------------------------------------------------------
+async def test_sqlite_a_locked_run_names_the_process_holding_it(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
+    try:
+        await store.create_run(run_record())
+        holder = LeaseOwner()
+        await store.acquire_lease("run-1", holder, ttl=60)
+        with pytest.raises(RunLockedError) as raised:
+            await store.acquire_lease("run-1", LeaseOwner(), ttl=60)
+        assert str(holder.pid) in str(raised.value) and holder.host in str(raised.value)
+    finally:
+        await store.aclose()
 
 
-async def test_an_approval_covers_one_started_execution(store: Store) -> None:
+async def test_sqlite_closing_lets_go_of_the_file(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
     await store.create_run(run_record())
-    await store.request_approval(approval("t1"))
-    with pytest.raises(ApprovalError):  # pending: nothing approved to start
-        await store.start_approved("run-1", "t1")
-    await store.decide("run-1", "t1", approved=True, note="go")
-
-    started = await store.start_approved("run-1", "t1")
-    assert started.status is ApprovalStatus.approved and started.started_at is not None
-    assert not started.may_have_run
-    assert await store.get_approval("run-1", "t1") == started  # written at once
-
-    # Started again (the first execution never settled): used up, pending, may have run.
-    again = await store.start_approved("run-1", "t1")
-    assert (again.status, again.may_have_run) == (ApprovalStatus.pending, True)
-    assert (again.started_at, again.decided_at, again.note) == (None, None, None)
-    assert await store.list_approvals() == [again]
-    with pytest.raises(ApprovalError):
-        await store.start_approved("run-1", "t1")
-
-    decided = await store.decide("run-1", "t1", approved=True, note=None)
-    assert decided.may_have_run
-    restarted = await store.start_approved("run-1", "t1")
-    assert restarted.status is ApprovalStatus.approved and restarted.started_at is not None
-
-
-async def test_starting_an_approval_of_an_unknown_run_or_task_is_an_error(store: Store) -> None:
-    await store.create_run(run_record())
-    with pytest.raises(UnknownRunError):
-        await store.start_approved("nope", "t1")
-    with pytest.raises(ApprovalError):
-        await store.start_approved("run-1", "t9")
+    await store.aclose()
+    await store.aclose()
+    assert store._connection is None

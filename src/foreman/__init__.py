@@ -4,12 +4,15 @@ The public API is what this module exports; everything else is internal.
 """
 
 from foreman.engine import Orchestrator, RunResult, RunStatus, TaskResult, TaskStatus
-from foreman.errors import ForemanError
+from foreman.errors import BudgetExceededError, ForemanError
+from foreman.ledger.budget import Budget
 from foreman.models import Model, ModelRequest, ModelResponse, load_model
 from foreman.plan import Plan, Task
 from foreman.workers import Registry, RetryPolicy, RiskLevel, Worker, load_team
 
 __all__ = [
+    "Budget",
+    "BudgetExceededError",
     "ForemanError",
     "Model",
     "ModelRequest",

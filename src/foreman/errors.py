@@ -135,3 +135,17 @@ class RunFinishedError(StoreError):
 
 class ApprovalError(ForemanError):
     """An approval or rejection that cannot apply (no such request, already decided...)."""
+
+
+class BudgetExceededError(ForemanError):
+    """A limit of the run's budget is reached: no new model call may start.
+
+    ``limit`` names the field (``max_tokens``, ``max_cost_usd``, ``max_seconds`` or
+    ``max_calls``); ``used`` is what the run had spent of it, ``allowed`` the limit.
+    """
+
+    def __init__(self, message: str, *, limit: str, used: float, allowed: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.used = used
+        self.allowed = allowed

@@ -141,6 +141,17 @@ class TaskSkipped(_Event):
     reason: str
 
 
+class BudgetExceeded(_Event):
+    """A limit of the run's budget is reached: no new model call starts; the calls in
+    flight finish or are cancelled (``on_limit``), and the run ends ``over_budget``."""
+
+    type: Literal["budget_exceeded"] = "budget_exceeded"
+    limit: str = Field(description="max_tokens, max_cost_usd, max_seconds or max_calls.")
+    used: float
+    allowed: float
+    on_limit: Literal["finish", "cancel"]
+
+
 class Assembled(_Event):
     type: Literal["assembled"] = "assembled"
     method: Literal["synthesis", "concat", "single"]
@@ -166,6 +177,7 @@ Event = Annotated[
     | TaskFinished
     | TaskFailed
     | TaskSkipped
+    | BudgetExceeded
     | Assembled
     | RunFinished,
     Field(discriminator="type"),

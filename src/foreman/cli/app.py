@@ -3,42 +3,53 @@ own modules, runs, show, approvals, approve, reject, cancel, rm, doctor).
 
 Exit codes: 0 the run succeeded; 1 a foreman error (no valid plan, bad team file, unknown
 run...); 2 bad usage; 3 a partial answer; 4 the run was aborted; 5 the run waits for
-approval; 130 interrupted (Ctrl-C): resumable.
+approval; 6 the run stopped at its budget (resumable with a raised one); 130 interrupted
+(Ctrl-C): resumable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
 from foreman import __version__
+from foreman.cli import observing
 from foreman.cli.common import (
     Assembly,
     AutoApprove,
+    BudgetCallsOpt,
+    BudgetSecondsOpt,
+    BudgetTokensOpt,
+    BudgetUsdOpt,
     DbOpt,
     JsonOpt,
     MaxTasksOpt,
     ModelOpt,
+    OnBudgetOpt,
+    PlanBudgetOpt,
     PlannerOpt,
     RequestArg,
     RunRefArg,
     TeamOpt,
     app,
+    budget_flags,
     build_orchestrator,
     drive,
     err,
     guard,
+    open_store,
     out,
     read_request,
     registry,
     usage_error,
     with_store,
 )
-from foreman.cli.render import plan_tree, worker_json, workers_table
+from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.engine.orchestrator import Orchestrator
 from foreman.models.deprecation import show_warnings_as_lines
@@ -53,14 +64,33 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Log each event and model call to stderr; -vv adds prompts and outputs.",
+        ),
+    ] = 0,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(help="Write the log to this file instead of stderr (INFO unless -vv)."),
+    ] = None,
 ) -> None:
-    """Options of ``foreman`` itself, before any command (the app's help says the rest)."""
+    """Options of ``foreman`` itself, before any command (the app's help says the rest).
+
+    Traces go to OpenTelemetry when the standard OTEL_* variables ask for export."""
+    observing.configure(verbose, log_file)
+    ctx.call_on_close(observing.close)
 
 
 @app.command()
@@ -95,14 +125,29 @@ def run(
             "synthesis; a call that takes longer is retried.",
         ),
     ] = None,
+    plan_budget_usd: PlanBudgetOpt = None,
+    record_prompts: Annotated[
+        bool,
+        typer.Option(
+            help="Keep every call's prompt and output in the run store, for `foreman show "
+            "RUN TASK`; --no-record-prompts for sensitive data (tokens and costs are kept).",
+        ),
+    ] = True,
+    budget_tokens: BudgetTokensOpt = None,
+    budget_usd: BudgetUsdOpt = None,
+    budget_seconds: BudgetSecondsOpt = None,
+    budget_calls: BudgetCallsOpt = None,
+    on_budget: OnBudgetOpt = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
     """Plan REQUEST, run it on the workers with live progress, and print the answer.
 
     Every task is checkpointed to the run store; `foreman resume RUN` continues a run that
-    was interrupted, crashed, or paused for approval."""
+    was interrupted, crashed, paused for approval, or stopped at its budget (--budget-*
+    flags, or a team file's budget: section)."""
     request = read_request(request)
+    budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     if validator is not None and validator not in (known := guard(lambda: registry(team))):
         usage_error(
             f"no worker named {validator!r} to validate with; known workers: "
@@ -120,6 +165,9 @@ def run(
         "assembly": assembly.value,
         "auto_approve": auto_approve.value if auto_approve else None,
         "timeout": timeout,
+        "plan_budget_usd": plan_budget_usd,
+        "record_prompts": record_prompts,
+        "budget": budget,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(
@@ -133,16 +181,25 @@ def resume(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Override the run's default model.")
     ] = None,
+    budget_tokens: BudgetTokensOpt = None,
+    budget_usd: BudgetUsdOpt = None,
+    budget_seconds: BudgetSecondsOpt = None,
+    budget_calls: BudgetCallsOpt = None,
+    on_budget: OnBudgetOpt = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
-    """Continue a run that crashed, was interrupted, aborted or waits for approval.
+    """Continue a run that crashed, was interrupted, aborted, waits for approval or
+    stopped at its budget.
 
     Tasks that finished are never executed again; the run's own settings (team, models,
-    limits) are reused."""
+    limits, budget) are reused. A --budget-* flag replaces that limit for this execution
+    (raise the one the run reached); the budget counts every execution of the run."""
+    budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     record = guard(lambda: asyncio.run(with_store(db, lambda store: _record(store, run))))
     run_id = record.run_id
     settings = {**record.settings, **({"model": model} if model else {})}
+    settings["budget"] = {**(record.settings.get("budget") or {}), **budget}
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(
         orchestrator, lambda o, on_event: o.resume(run_id, on_event=on_event), json_lines=json_lines
@@ -189,21 +246,49 @@ def plan(
     planner_model: PlannerOpt = None,
     team: TeamOpt = None,
     max_tasks: MaxTasksOpt = 8,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Tasks running at once (time).")
+    ] = 8,
+    validator: Annotated[
+        str | None, typer.Option(help="Worker that would review every result (its cost).")
+    ] = None,
+    plan_budget_usd: PlanBudgetOpt = None,
+    db: DbOpt = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the plan and its estimate as JSON.")
+    ] = False,
 ) -> None:
-    """Show the plan foreman would run for REQUEST, as a tree, without running it."""
+    """Show the plan foreman would run for REQUEST, as a tree, with each task's estimated
+    cost and time and the totals, without running it.
+
+    Estimates come from the run store's history of each worker on its model (--db), typical
+    token counts and prices where there is none."""
     request = read_request(request)
     orchestrator = guard(
         lambda: Orchestrator(
-            registry(team), model=model, planner_model=planner_model, max_tasks=max_tasks
+            registry(team),
+            model=model,
+            planner_model=planner_model,
+            max_tasks=max_tasks,
+            concurrency=concurrency,
+            validator=validator,
+            plan_budget_usd=plan_budget_usd,
+            store=open_store(db, create=False),  # history only: no store is created
         )
     )
-    the_plan, usage = guard(lambda: drive(orchestrator, lambda o: o.plan(request)))
+
+    async def plan_and_estimate(o: Orchestrator):
+        the_plan, usage = await o.plan(request)
+        return the_plan, usage, await o.estimate(the_plan, request)
+
+    the_plan, usage, estimate = guard(lambda: drive(orchestrator, plan_and_estimate))
     if json_out:
-        print(the_plan.model_dump_json(indent=2))
+        print(plan_json(the_plan, estimate))
     else:
-        out.print(plan_tree(the_plan))
-        out.print(Text(f"{usage.input_tokens} in / {usage.output_tokens} out tokens", style="dim"))
+        out.print(plan_tree(the_plan, estimate))
+        out.print(estimate_table(estimate))
+        tokens = f"planning took {usage.input_tokens} in / {usage.output_tokens} out tokens"
+        out.print(Text(tokens, style="dim"))
 
 
 @app.command()
@@ -232,4 +317,4 @@ def main() -> None:
 
 
 # Registered after run, plan and workers, so that --help lists those first.
-from foreman.cli import approvals, history, manage  # noqa: E402, F401
+from foreman.cli import approvals, history, manage, stats  # noqa: E402, F401

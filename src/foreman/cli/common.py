@@ -13,9 +13,11 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from foreman.cli import observing
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.results import RunStatus
 from foreman.errors import ForemanError
+from foreman.ledger.budget import budget_from
 from foreman.plan.schema import MAX_TASKS_LIMIT
 from foreman.store.sqlite import SQLiteStore
 from foreman.workers.registry import Registry, load_team
@@ -54,6 +56,23 @@ MaxTasksOpt = Annotated[
     int,
     typer.Option("--max-tasks", min=1, max=MAX_TASKS_LIMIT, help="Most tasks in a plan."),
 ]
+
+
+def _positive_dollars(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be a positive amount of dollars (e.g. 0.05), not {value}.")
+    return value
+
+
+PlanBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--plan-budget-usd",
+        callback=_positive_dollars,
+        help="Dollars the plan may be estimated to cost; the planner plans within it, and a "
+        "plan over it is sent back to the planner.",
+    ),
+]
 RequestArg = Annotated[
     str,
     typer.Argument(
@@ -83,7 +102,68 @@ EXIT_CODES = {
     RunStatus.crashed: 1,
     RunStatus.failed: 1,
     RunStatus.cancelled: 1,
+    RunStatus.over_budget: 6,
 }
+
+
+BudgetTokensOpt = Annotated[
+    int | None,
+    typer.Option("--budget-tokens", min=1, help="Most tokens the run may spend (all calls)."),
+]
+BudgetUsdOpt = Annotated[
+    float | None,
+    typer.Option("--budget-usd", min=0, help="Most US dollars the run may spend."),
+]
+BudgetSecondsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget-seconds", min=0, help="Most seconds the run may execute (not while paused)."
+    ),
+]
+BudgetCallsOpt = Annotated[
+    int | None,
+    typer.Option("--budget-calls", min=1, help="Most model calls, retries included."),
+]
+
+
+class OnBudget(StrEnum):
+    """What calls in flight do when a budget limit is reached (``--on-budget``)."""
+
+    finish = "finish"
+    cancel = "cancel"
+
+
+OnBudgetOpt = Annotated[
+    OnBudget | None,
+    typer.Option(
+        "--on-budget",
+        help="At a budget limit no call starts; running calls 'finish' (default) or are "
+        "'cancel'led.",
+    ),
+]
+
+
+def budget_flags(
+    tokens: int | None,
+    usd: float | None,
+    seconds: float | None,
+    calls: int | None,
+    on_limit: OnBudget | None,
+) -> dict[str, Any]:
+    """The budget fields the ``--budget-*`` flags set (only those given), checked."""
+    given = {
+        "max_tokens": tokens,
+        "max_cost_usd": usd,
+        "max_seconds": seconds,
+        "max_calls": calls,
+        "on_limit": on_limit.value if on_limit else None,
+    }
+    flags = {key: value for key, value in given.items() if value is not None}
+    try:
+        budget_from(flags, "budget")
+    except ForemanError as exc:
+        usage_error(str(exc).removeprefix("budget: "), "--budget-*")
+    return flags
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print every event as a JSON line instead.")]
@@ -107,10 +187,19 @@ T = TypeVar("T")
 
 
 def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrator:
-    """An orchestrator from run settings (what `run` records and `resume` reuses)."""
+    """An orchestrator from run settings (what `run` records and `resume` reuses).
+
+    The budget: the team file's, under what the run recorded, under the fields the
+    ``--budget-*`` flags set (``settings["budget"]`` holds them over the recorded one).
+    """
     team = settings.get("team")
+    workers = registry(Path(team) if team else None)
+    fields = {
+        **(workers.budget.model_dump() if workers.budget else {}),
+        **(settings.get("budget") or {}),
+    }
     orchestrator = Orchestrator(
-        registry(Path(team) if team else None),
+        workers,
         model=settings.get("model"),
         planner_model=settings.get("planner_model"),
         concurrency=settings.get("concurrency", 8),
@@ -120,7 +209,11 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         assembly=settings.get("assembly", "synthesis"),
         auto_approve=settings.get("auto_approve"),
         timeout=settings.get("timeout"),
+        plan_budget_usd=settings.get("plan_budget_usd"),
+        record_prompts=settings.get("record_prompts", True),
         store=open_store(db),
+        observers=observing.observers(),
+        budget=budget_from(fields, "budget") if fields else None,
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file
     return orchestrator

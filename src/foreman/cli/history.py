@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,9 +13,22 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from foreman.cli.calls import (
+    books_json,
+    books_line,
+    call_errors,
+    call_json,
+    calls_table,
+    money,
+    task_view,
+)
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
-from foreman.engine.results import TaskResult
+from foreman.engine.results import RunStatus, TaskResult
+from foreman.errors import ForemanError
+from foreman.ledger.books import Books
+from foreman.ledger.budget import limit_in
+from foreman.ledger.records import CallRecord
 from foreman.plan.schema import Task
 from foreman.store.base import RunRecord, RunSummary, Store
 
@@ -27,14 +41,15 @@ def runs(
         bool, typer.Option("--json", help="Print a JSON array, one object per run.")
     ] = False,
 ) -> None:
-    """List runs: id, request, status, tasks done, tokens, estimated cost, age."""
-    summaries = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_runs(limit))))
+    """List runs: id, request, status, tasks done, tokens, estimated cost, age. A run that
+    stopped at its budget shows the limit it reached: over_budget (max_cost_usd)."""
+    summaries, limits = guard(lambda: asyncio.run(with_store(db, lambda s: _runs(s, limit))))
     if json_out:
-        print(json.dumps([run_json(summary) for summary in summaries], indent=2))
+        print(json.dumps([run_json(summary, limits) for summary in summaries], indent=2))
     elif not summaries:
         out.print('No runs yet: `foreman run "<request>"` starts one.')
     else:
-        out.print(runs_table(summaries))
+        out.print(runs_table(summaries, limits))
         if unpriced := sorted({model for run in summaries for model in run.unpriced}):
             out.print(
                 Text(
@@ -48,36 +63,127 @@ def runs(
 @app.command()
 def show(
     run: RunRefArg,
+    task_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="TASK",
+            help="A task id (e.g. t2): its instructions, and every call's prompt, output, "
+            "tokens and cost.",
+            show_default=False,
+        ),
+    ] = None,
+    calls: Annotated[
+        bool,
+        typer.Option(
+            "--calls",
+            help="List the run's model calls (every attempt: tokens, cost, latency, errors).",
+        ),
+    ] = False,
     db: DbOpt = None,
     full: Annotated[bool, typer.Option(help="Print whole outputs, not their first lines.")] = False,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print the run and all its tasks as one JSON object.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the run and all its tasks as one JSON object (with --calls, and its "
+            "calls under 'ledger'); with TASK, the task, its result and its calls.",
+        ),
     ] = False,
 ) -> None:
-    """Show a run: its plan as a tree with each task's status, output and error."""
+    """Show a run: its plan as a tree with each task's status, output and error, and what
+    it cost. --calls lists its model calls; TASK shows one task's prompts and outputs."""
+    if task_id is not None:
+        show_task(run, task_id, db, json_out=json_out)
+        return
 
-    async def load(store: Store) -> tuple[RunRecord, dict[str, TaskResult]]:
+    async def load(store: Store) -> tuple[RunRecord, dict[str, TaskResult], list[CallRecord]]:
         run_id = await store.resolve_run(run)
-        return await store.get_run(run_id), await store.load_tasks(run_id)
+        ledger = await store.list_calls(run_id=run_id) if calls else []
+        return await store.get_run(run_id), await store.load_tasks(run_id), ledger
 
-    record, tasks = guard(lambda: asyncio.run(with_store(db, load)))
+    record, tasks, ledger = guard(lambda: asyncio.run(with_store(db, load)))
     if json_out:
         shown = record.model_dump(mode="json")
         shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
+        if calls:
+            shown["ledger"] = [call_json(call, prompts=False) for call in ledger]
         print(json.dumps(shown, indent=2))
+        return
+    if calls:
+        out.print(calls_table(record, ledger) if ledger else Text("No calls recorded yet."))
+        if errors := call_errors(ledger):
+            out.print(Text("\nErrors", style="bold red"))
+            for line in errors:
+                out.print(line, soft_wrap=True)
+        out.print(Text.assemble("\n", run_books(record)))
         return
     out.print(run_tree(record, tasks, full=full))
     if record.answer:
         out.print(Text.assemble("\n", ("Answer", "bold"), "\n", record.answer))
     if record.error:
         out.print(Text.assemble("\n", ("Error", "bold red"), " ", record.error))
+    out.print(Text.assemble("\n", run_books(record)))
 
 
-def run_json(run: RunSummary) -> dict[str, object]:
+def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> None:
+    """``show RUN TASK``: what the task's worker (and reviewer) were sent and answered."""
+
+    async def load(store: Store) -> tuple[RunRecord, TaskResult | None, list[CallRecord]]:
+        run_id = await store.resolve_run(run)
+        record = await store.get_run(run_id)
+        ids = [task.id for task in record.plan.tasks] if record.plan else []
+        if task_id not in ids:
+            known = f"its tasks: {', '.join(ids)}" if ids else "it has no plan yet"
+            raise ForemanError(f"Run {run_id} has no task {task_id!r}; {known}.")
+        ledger = await store.list_calls(run_id=run_id, task_id=task_id, with_prompts=True)
+        return record, (await store.load_tasks(run_id)).get(task_id), ledger
+
+    record, result, ledger = guard(lambda: asyncio.run(with_store(db, load)))
+    assert record.plan is not None  # load checked the task is in the plan
+    task = next(task for task in record.plan.tasks if task.id == task_id)
+    if json_out:
+        shown = {
+            "run_id": record.run_id,
+            "task": task.model_dump(mode="json"),
+            "result": result.model_dump(mode="json") if result else None,
+            "prompts_recorded": record.settings.get("record_prompts") is not False,
+            "calls": [call_json(call, prompts=True) for call in ledger],
+            **books_json(Books.of(ledger)),
+        }
+        print(json.dumps(shown, indent=2))
+        return
+    out.print(task_view(record, task, result, ledger))
+
+
+def run_books(record: RunRecord) -> Text:
+    """The run's total: tokens and dollars of every call, as summed from its ledger."""
+    books = Books(
+        usage=record.usage,
+        cost_usd=record.cost_usd,
+        unpriced=record.unpriced,
+        calls=record.calls,
+    )
+    return books_line(books, what="Total")
+
+
+async def _runs(store: Store, limit: int) -> tuple[list[RunSummary], dict[str, str | None]]:
+    """The newest runs, and for each one over budget the limit it reached (read from its
+    error: only those few runs are read in full)."""
+    summaries = await store.list_runs(limit)
+    limits = {
+        run.run_id: limit_in((await store.get_run(run.run_id)).error)
+        for run in summaries
+        if run.status is RunStatus.over_budget
+    }
+    return summaries, limits
+
+
+def run_json(run: RunSummary, limits: dict[str, str | None] | None = None) -> dict[str, object]:
     """One run of ``runs --json``. These field names are a contract: add, never rename."""
     return {
         "run_id": run.run_id,
         "status": run.status.value,
+        "budget_limit": (limits or {}).get(run.run_id),
         "request": run.request,
         "tasks_done": run.tasks_done,
         "tasks_total": run.tasks,
@@ -92,20 +198,29 @@ def run_json(run: RunSummary) -> dict[str, object]:
     }
 
 
-def _cost(run: RunSummary) -> str:
-    """Dollars, or ``unknown`` when a model has no price (named below the table)."""
-    return "unknown" if run.cost is None else f"${run.cost:.4f}"
+#: How ``runs`` names the budget limit an over-budget run reached (the table is narrow).
+LIMIT_WORDS = {
+    "max_tokens": "tokens",
+    "max_cost_usd": "cost",
+    "max_seconds": "time",
+    "max_calls": "calls",
+}
 
 
-def runs_table(summaries: list[RunSummary]) -> Table:
+def _status(run: RunSummary, limits: dict[str, str | None]) -> str:
+    limit = limits.get(run.run_id)
+    return f"{run.status.value} ({LIMIT_WORDS.get(limit, limit)})" if limit else run.status.value
+
+
+def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None = None) -> Table:
     rows = [
         (
             Text(run.run_id),
             Text(_clip(run.request, 40)),
-            Text(run.status.value, style=STATUS_STYLE.get(run.status.value, "")),
+            Text(_status(run, limits or {}), style=STATUS_STYLE.get(run.status.value, "")),
             Text(f"{run.tasks_done}/{run.tasks}"),
             Text(f"{run.usage.total_tokens:,}"),
-            Text(_cost(run)),
+            Text(money(run.cost)),
             Text(_age(run.updated_at)),
         )
         for run in summaries
@@ -133,7 +248,8 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
         (run.run_id, "bold"),
         " ",
         (run.status.value, STATUS_STYLE.get(run.status.value, "")),
-        f" · {_clip(run.request, 80)} · {run.usage.total_tokens:,} tokens",
+        f" · {_clip(run.request, 80)} · {run.usage.total_tokens:,} tokens · ",
+        "cost unknown" if run.cost_usd is None else money(run.cost_usd),
     )
 
     def add_task(parent: Tree, task: Task) -> Tree:

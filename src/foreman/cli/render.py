@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from rich.tree import Tree
 
 from foreman import events as ev
 from foreman.engine.results import RunResult
+from foreman.plan.estimate import PlanEstimate, StepEstimate
+from foreman.plan.prompts import format_usd
 from foreman.plan.schema import Plan, Task
 from foreman.workers.registry import Registry
 from foreman.workers.spec import Worker
@@ -40,6 +43,7 @@ STATUS_STYLE = {
     "aborted": "red",
     "crashed": "red",
     "cancelled": "red dim",
+    "over_budget": "yellow",
     "skipped": "red dim",
 }
 
@@ -102,17 +106,92 @@ def dag_tree(
     return root
 
 
-def task_label(task: Task, status: str | None = None) -> Text:
-    """``t1 researcher status: instructions``, every part taken literally (never markup)."""
+def task_label(task: Task, status: str | None = None, *, cost: str | None = None) -> Text:
+    """``t1 researcher status: instructions``, every part taken literally (never markup);
+    ``cost`` (an estimate) goes after the worker."""
     label = Text.assemble((task.id, "bold"), " ", (task.worker, "cyan"))
+    if cost:
+        label.append(" ").append(cost, style="green")
     if status:
         label.append(" ").append(status, style=STATUS_STYLE.get(status, "dim"))
     return label.append(": ").append(task.instructions)
 
 
-def plan_tree(plan: Plan) -> FittedTree:
+def plan_tree(plan: Plan, estimate: PlanEstimate | None = None) -> FittedTree:
+    """The plan as a tree; with an ``estimate``, each task's cost and time in its label."""
     title = Text.assemble(("Plan", "bold"), f" ({len(plan.tasks)} tasks)")
-    return FittedTree(lambda depth: dag_tree(plan, Tree(title), max_depth=depth))
+
+    def add_task(parent: Tree, task: Task) -> Tree:
+        if estimate is None:
+            return parent.add(task_label(task))
+        step = estimate.task(task.id)
+        return parent.add(task_label(task, cost=f"~{usd(step.cost_usd)} {duration(step.seconds)}"))
+
+    return FittedTree(lambda depth: dag_tree(plan, Tree(title), add_task, max_depth=depth))
+
+
+def plan_json(plan: Plan, estimate: PlanEstimate) -> str:
+    """``plan --json``: the plan's own fields (it still reads as a ``Plan``), and its
+    ``estimate``."""
+    data = {**plan.model_dump(mode="json"), "estimate": estimate.model_dump(mode="json")}
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def estimate_table(estimate: PlanEstimate) -> Table:
+    """Each step's estimated cost, time and what it rests on, then the plan's totals."""
+    steps: list[tuple[str, str, StepEstimate]] = []
+    if estimate.planning is not None:
+        steps.append(("planning", "", estimate.planning))
+    steps += [(task.task_id, task.worker, task) for task in estimate.tasks]
+    if estimate.synthesis is not None:
+        steps.append(("synthesis", "", estimate.synthesis))
+    models = list(dict.fromkeys(step.model for _, _, step in steps))
+    one_model = len(models) == 1  # then named once, in the title: the table stays narrow
+    title = Text.assemble(
+        ("Estimate", "bold"), f" (every step on {models[0]})" if one_model else ""
+    )
+    table = Table(title=title, title_justify="left", box=None, padding=(0, 1))
+    columns = ["step", "worker", *([] if one_model else ["model"]), "cost", "time", "basis"]
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("cost", "time") else "left")
+    for name, worker, step in steps:
+        model = [] if one_model else [Text(step.model)]
+        table.add_row(
+            Text(name),
+            Text(worker),
+            *model,
+            usd(step.cost_usd),
+            duration(step.seconds),
+            Text(step.basis, style="dim"),
+        )
+    histories = sum(step.basis.startswith("history") for _, _, step in steps)
+    table.add_row(
+        Text("total", style="bold"),
+        "",
+        *([] if one_model else [""]),
+        Text(usd(estimate.cost_usd), style="bold"),
+        Text(duration(estimate.seconds), style="bold"),
+        Text(f"{histories} of {len(steps)} steps from history", style="dim"),
+    )
+    return table
+
+
+def usd(dollars: float | None) -> str:
+    """Dollars, or ``?`` for a cost that cannot be known (a model with no price)."""
+    return "?" if dollars is None else format_usd(dollars)
+
+
+def duration(seconds: float) -> str:
+    """``0.4s``, ``12s``, ``3m05s``, ``1h02m``: short enough for a table column."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def workers_table(registry: Registry) -> Table:
@@ -240,7 +319,9 @@ class LiveProgress:
 
 def print_result(console: Console, result: RunResult) -> None:
     """The answer in a panel; the run id on its own line below, never cut by the width."""
-    style = {"succeeded": "green", "partial": "yellow"}.get(result.status.value, "red")
+    style = {"succeeded": "green", "partial": "yellow", "over_budget": "yellow"}.get(
+        result.status.value, "red"
+    )
     usage = result.usage
     subtitle = Text(
         f"{result.status.value} · {len(result.tasks)} tasks · {usage.input_tokens} in / "

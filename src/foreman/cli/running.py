@@ -33,6 +33,14 @@ from foreman.events import Event
 Start = Callable[[Orchestrator, Callable[[Event], None]], Awaitable[RunResult]]
 T = TypeVar("T")
 
+#: The flag that sets each budget limit, for the hint an over-budget run ends with.
+BUDGET_FLAGS = {
+    "max_tokens": "--budget-tokens",
+    "max_cost_usd": "--budget-usd",
+    "max_seconds": "--budget-seconds",
+    "max_calls": "--budget-calls",
+}
+
 
 def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -> None:
     """Run ``start(orchestrator, on_event)``, show it, and exit with the run's code."""
@@ -87,6 +95,15 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
             Text.assemble(("error:", "bold red"), f" {type(exc).__name__}: {exc}"), soft_wrap=True
         )
         raise typer.Exit(1) from None
+    if result.status is RunStatus.over_budget:
+        err.print(
+            Text(
+                f"Run {result.run_id} stopped at its budget ({result.error}). Raise the limit "
+                f"to finish it: `foreman resume {result.run_id} "
+                f"{BUDGET_FLAGS.get(result.budget_limit or '', '--budget-...')} ...`."
+            ),
+            soft_wrap=True,
+        )
     if result.status is RunStatus.waiting_approval:
         waiting = [t.task_id for t in result.tasks.values() if t.status.value == "waiting"]
         err.print(

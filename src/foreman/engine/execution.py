@@ -3,18 +3,20 @@
 The flow: take the run's lease; plan (unless a plan exists); run the DAG, checkpointing each
 settled task before its dependants start; then assemble, or pause for approvals, or stop on
 an abort. Ctrl-C (cancellation) marks the run interrupted, so ``resume`` can continue it.
+A run with a budget stops when a limit is reached (``foreman.ledger.budget``) and ends
+``over_budget`` with what finished; ``resume`` with a raised limit goes on from there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.assembly import SYNTHESISER, assemble
+from foreman.engine.budgeting import finished_parts, meter_for
 from foreman.engine.calls import retried
 from foreman.engine.journal import RunJournal
 from foreman.engine.results import (
@@ -25,9 +27,9 @@ from foreman.engine.results import (
     confidences,
     typed_outputs,
 )
-from foreman.engine.scheduler import run_dag
+from foreman.engine.scheduler import Halt, run_dag
 from foreman.engine.tasks import TaskRunner
-from foreman.errors import ForemanError, PlanError, RunAbortedError
+from foreman.errors import BudgetExceededError, ForemanError, PlanError, RunAbortedError
 from foreman.events import (
     Assembled,
     Event,
@@ -40,6 +42,7 @@ from foreman.events import (
     TaskSkipped,
 )
 from foreman.ledger.books import Books
+from foreman.ledger.budget import Budget, BudgetMeter
 from foreman.ledger.records import CallPurpose, CallRecord
 from foreman.models.base import Model, Usage
 from foreman.models.retry import CallLog, CallOutcome
@@ -67,6 +70,9 @@ class RunState:
     before: Books = field(default_factory=Books)
     #: Earlier executions' ledger records: attempts number on, tasks' tokens include them.
     earlier: list[CallRecord] = field(default_factory=list)
+    #: The limits this execution runs under, and the seconds earlier executions ran.
+    budget: Budget | None = None
+    seconds_before: float = 0.0
 
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
@@ -89,16 +95,30 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     if orchestrator.observers:
         on_event = orchestrator.observers.watching(on_event)
     delivery = _Delivery(journal, on_event)
-    progress = _Progress(results=dict(state.completed))
+    progress = _Progress(results=dict(state.completed), started=orchestrator.timer())
+    meter = meter_for(
+        state.run_id,
+        state.budget,
+        journal.ledger,
+        delivery.emit,
+        before=state.before,
+        seconds_before=state.seconds_before,
+        timer=orchestrator.timer,
+    )
     await journal.acquire()
     try:
         if state.resumed:  # running again: not the status it paused or died with
             await journal.update(RunStatus.running)
-        return await _drive(orchestrator, state, journal, delivery, progress)
+        return await _drive(orchestrator, state, journal, delivery, progress, meter)
     except asyncio.CancelledError:
         if journal.cancelled and not progress.settled:  # `foreman cancel`: end here, as asked
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
             return await _cancelled(orchestrator, state, journal, delivery, progress)
+        if meter is not None and meter.cancelled and not progress.settled:
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            assert meter.exceeded is not None  # the budget cancelled the calls in flight
+            tasks = await orchestrator.store.load_tasks(state.run_id)
+            return await _over_budget(orchestrator, state, delivery, progress, tasks, meter)
         if not progress.settled:
             await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
         raise
@@ -110,6 +130,8 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
                 exc.add_note(f"Recording the run as failed failed as well: {also}")
         raise
     finally:
+        if meter is not None:
+            meter.detach()
         await asyncio.shield(journal.release())
 
 
@@ -118,7 +140,7 @@ class _Progress:
     """What an execution has got so far, so a failure can still report it."""
 
     results: dict[str, TaskResult]
-    started: float = field(default_factory=time.perf_counter)
+    started: float
     plan_attempts: int = 0
     #: True once the run's final status is stored: nothing may overwrite it after that.
     settled: bool = False
@@ -144,7 +166,7 @@ async def _fail(
         confidence=confidences(plan, progress.results) if plan is not None else {},
         error=error,
         **_books(state, journal),
-        elapsed=time.perf_counter() - progress.started,
+        elapsed=orchestrator.timer() - progress.started,
         plan_attempts=progress.plan_attempts,
     )
     await delivery.finish(RunFinished(run_id=state.run_id, result=result), quiet=True)
@@ -199,6 +221,7 @@ async def _drive(
     journal: RunJournal,
     delivery: _Delivery,
     progress: _Progress,
+    meter: BudgetMeter | None,
 ) -> RunResult:
     emit = delivery.emit
     run_id, request = state.run_id, state.request
@@ -209,9 +232,14 @@ async def _drive(
         def planned(call: CallOutcome) -> None:
             progress.plan_attempts += call.attempts
 
-        plan, _ = await make_plan(
-            orchestrator, run_id, request, emit, planned, journal.ledger.scope(CallPurpose.plan)
-        )
+        try:
+            plan, _ = await make_plan(
+                orchestrator, run_id, request, emit, planned, journal.ledger.scope(CallPurpose.plan)
+            )
+        except BudgetExceededError:
+            assert meter is not None
+            results = progress.results
+            return await _over_budget(orchestrator, state, delivery, progress, results, meter)
         plan_usage = journal.ledger.usage_of("plan")  # attempts cut short at their estimate
         await journal.save_plan(plan, plan_usage)
         state.plan = plan
@@ -235,7 +263,7 @@ async def _drive(
     try:
         await run_dag(
             plan,
-            _checkpointed(runner, delivery),
+            _checkpointed(runner, delivery, meter),
             concurrency=orchestrator.concurrency,
             worker_limits={
                 w.name: w.max_concurrency for w in orchestrator.registry if w.max_concurrency
@@ -246,22 +274,28 @@ async def _drive(
         error = str(exc)
         if exc.result is not None:  # keep the failed task's record (its tokens are spent)
             results[exc.task_id] = exc.result
+    if error is None and meter is not None and meter.exceeded is not None:
+        return await _over_budget(orchestrator, state, delivery, progress, results, meter)
     confidence = confidences(plan, results)
 
     status, answer, synthesis_attempts = _status(error, results), None, 0
     if status in (RunStatus.succeeded, RunStatus.partial):
-        assembly = await assemble(
-            orchestrator.assembly,
-            request,
-            plan,
-            results,
-            confidence,
-            orchestrator.models.default,
-            retry=orchestrator.retry,
-            call_timeout=orchestrator.own_timeout(SYNTHESISER.timeout),
-            on_retry=retried(emit, run_id, "synthesis"),
-            scope=journal.ledger.scope(CallPurpose.synthesis),
-        )
+        try:
+            assembly = await assemble(
+                orchestrator.assembly,
+                request,
+                plan,
+                results,
+                confidence,
+                orchestrator.models.default,
+                retry=orchestrator.retry,
+                call_timeout=orchestrator.own_timeout(SYNTHESISER.timeout),
+                on_retry=retried(emit, run_id, "synthesis"),
+                scope=journal.ledger.scope(CallPurpose.synthesis),
+            )
+        except BudgetExceededError:
+            assert meter is not None
+            return await _over_budget(orchestrator, state, delivery, progress, results, meter)
         answer, synthesis_attempts = assembly.answer, assembly.attempts
         emit(Assembled(run_id=run_id, method=assembly.method, answer=answer))
     result = RunResult(
@@ -273,7 +307,7 @@ async def _drive(
         answer=answer,
         confidence=confidence,
         error=error,
-        elapsed=time.perf_counter() - progress.started,
+        elapsed=orchestrator.timer() - progress.started,
         plan_attempts=progress.plan_attempts,
         synthesis_attempts=synthesis_attempts,
         **_books(state, journal),
@@ -301,11 +335,49 @@ async def _cancelled(
         tasks=await orchestrator.store.load_tasks(state.run_id),
         error="cancelled (foreman cancel)",
         **_books(state, journal),
-        elapsed=time.perf_counter() - progress.started,
+        elapsed=orchestrator.timer() - progress.started,
     )
     progress.settled = True
     await delivery.finish(RunFinished(run_id=state.run_id, result=result))
     return result
+
+
+async def _over_budget(
+    orchestrator: Orchestrator,
+    state: RunState,
+    delivery: _Delivery,
+    progress: _Progress,
+    results: dict[str, TaskResult],
+    meter: BudgetMeter,
+) -> RunResult:
+    """The run as its budget left it: tasks that finished keep their results, the others
+    did not start (they run on resume). The answer, when any task finished, is the
+    finished parts put together without a model call (``concat``): synthesis would be a
+    call the budget no longer allows."""
+    exc = meter.exceeded
+    assert exc is not None
+    plan = state.plan
+    model = orchestrator.models.default  # concat calls no model
+    answer, confidence = await finished_parts(state.request, plan, results, exc, model)
+    if answer is not None:
+        delivery.emit(Assembled(run_id=state.run_id, method="concat", answer=answer))
+    result = RunResult(
+        run_id=state.run_id,
+        request=state.request,
+        status=RunStatus.over_budget,
+        plan=plan,
+        tasks=results,
+        answer=answer,
+        confidence=confidence,
+        error=str(exc),
+        budget_limit=exc.limit,
+        elapsed=orchestrator.timer() - progress.started,
+        plan_attempts=progress.plan_attempts,
+        **_books(state, delivery.journal),
+    )
+    progress.settled = True
+    await delivery.finish(RunFinished(run_id=state.run_id, result=result))
+    return result.model_copy(update={"tasks": typed_outputs(results, orchestrator.registry)})
 
 
 async def make_plan(
@@ -327,6 +399,8 @@ async def make_plan(
         max_retries=orchestrator.max_plan_retries,
         retry=orchestrator.retry,
         timeout=orchestrator.own_timeout(),
+        budget_usd=orchestrator.plan_budget_usd,
+        estimator=await orchestrator.estimator() if orchestrator.plan_budget_usd else None,
     )
     outcome = await planner.plan(
         request,
@@ -359,13 +433,19 @@ def check_given_plan(orchestrator: Orchestrator, plan: Plan) -> None:
 
 
 def _checkpointed(
-    runner: TaskRunner, delivery: _Delivery
+    runner: TaskRunner, delivery: _Delivery, meter: BudgetMeter | None
 ) -> Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]:
-    """The runner, with each settled task stored before the scheduler sees it."""
+    """The runner, with each settled task stored before the scheduler sees it. Once the
+    budget is spent, no task starts, and one whose next call was refused stops
+    unfinished (``Halt``): the scheduler lets the running ones end, then stops."""
 
     async def execute(task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         try:
+            if meter is not None:
+                meter.admit()
             result = await runner(task, deps)
+        except BudgetExceededError as exc:
+            raise Halt(str(exc)) from None
         except RunAbortedError as exc:
             if exc.result is not None:
                 await delivery.checkpoint(exc.result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,14 +23,17 @@ from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus,
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.ledger.books import Books
+from foreman.ledger.budget import Budget, check_priced, executed_seconds
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
+from foreman.plan.estimate import Estimator, History, PlanEstimate
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
+from foreman.tracing.logs import LoggingObserver
 from foreman.tracing.observer import Observer, Observers
 from foreman.workers.registry import Registry
 from foreman.workers.spec import RiskLevel, Worker
@@ -61,7 +65,17 @@ class Orchestrator:
     Every model call attempt is recorded in the run's ledger (``store.list_calls``), with
     its tokens, cost, latency and outcome, and, unless ``record_prompts=False``, what the
     model was sent and answered. ``observers`` (``foreman.tracing``) watch every event and
-    call: logs, OpenTelemetry.
+    call: a ``LoggingObserver`` is always among them (silent until logging is configured
+    for the ``foreman`` logger); ``OTelObserver()`` sends traces to OpenTelemetry.
+
+    ``estimate(plan)`` says what a plan will most likely cost and take before any of it is
+    spent, from the ledger's history. With ``plan_budget_usd`` the planner is told the budget
+    and each worker's typical cost, and a plan estimated over it goes back to the planner.
+
+    ``budget`` (``foreman.Budget``) limits what each run may spend: tokens, dollars, wall
+    time, calls; a team file's ``budget:`` applies when none is given. At a limit no call
+    starts and the run ends ``over_budget`` with what finished; ``resume(run_id,
+    budget=...)`` goes on under a raised one. ``timer`` measures its wall time.
     """
 
     def __init__(
@@ -85,6 +99,9 @@ class Orchestrator:
         retry: RetryPolicy | None = None,
         record_prompts: bool = True,
         observers: Iterable[Observer] = (),
+        plan_budget_usd: float | None = None,
+        budget: Budget | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -96,6 +113,10 @@ class Orchestrator:
             raise ConfigError(f"assembly must be 'synthesis' or 'concat', not {assembly!r}.")
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}.")
+        if plan_budget_usd is not None and not plan_budget_usd > 0:
+            raise ConfigError(
+                f"plan_budget_usd must be a positive amount, not {plan_budget_usd!r}."
+            )
         self.models = ModelPool(model, models)
         self.planner_model = planner_model
         #: Seconds per model call for workers that set no ``timeout`` of their own, and for
@@ -116,8 +137,19 @@ class Orchestrator:
         self.lease_seconds = lease_seconds
         #: Keep each call's prompt and output in the ledger (off for sensitive data).
         self.record_prompts = record_prompts
-        self.observers = Observers(observers)
+        self.observers = Observers(_with_logging(observers))
+        #: Limits of each run (``resume`` may raise them); ``timer`` measures its seconds.
+        self.budget = budget if budget is not None else self.registry.budget
+        self.timer = timer
+        #: Dollars a plan's estimate (``estimate``) may reach; the planner plans within it.
+        #: A run's cost budget is the default: a plan estimated over it would be cut short.
+        self.plan_budget_usd = (
+            plan_budget_usd
+            if plan_budget_usd is not None or self.budget is None
+            else self.budget.max_cost_usd
+        )
         self._build_models()
+        check_priced(self.budget, self._model_names)
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.settings: dict[str, Any] = {
             "model": self.models.default_name,
@@ -130,6 +162,8 @@ class Orchestrator:
             "auto_approve": self.auto_approve.value if self.auto_approve else None,
             "timeout": timeout,
             "record_prompts": record_prompts,
+            "plan_budget_usd": plan_budget_usd,
+            "budget": self.budget.model_dump() if self.budget is not None else None,
         }
 
     def _build_models(self) -> None:
@@ -140,8 +174,10 @@ class Orchestrator:
         names = [None, planner]
         for worker in self.registry:
             names += [worker.model, worker.fallback_model]
-        for name in dict.fromkeys(names):  # in order, once each: errors name the first culprit
-            self.models.get(name)
+        #: The names of every model a run may call (a cost budget needs their prices).
+        self._model_names = [self.models.get(name).name for name in dict.fromkeys(names)]
+        if isinstance(self.planner_model, Model):
+            self._model_names.append(self.planner_model.name)
 
     def own_timeout(self, default: float | None = None) -> float | None:
         """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``
@@ -153,6 +189,30 @@ class Orchestrator:
     async def plan(self, request: str, on_event: OnEvent | None = None) -> tuple[Plan, Usage]:
         """A validated plan for ``request`` and the tokens it cost, without running it."""
         return await make_plan(self, "", request, on_event or _ignore)
+
+    async def estimate(self, plan: Plan, request: str = "") -> PlanEstimate:
+        """What ``plan`` will most likely cost and take, per task and in total, before any
+        of it is spent: from the ledger's history of each worker on its model, typical
+        values where there is none (``foreman.plan.estimate`` says which, and how)."""
+        return (await self.estimator()).plan(plan, request)
+
+    async def estimator(self) -> Estimator:
+        """An ``Estimator`` for this team and these settings, with the store's history."""
+        history = History(await self.store.list_calls())
+        planner = self.planner_model
+        return Estimator(
+            self.registry,
+            history,
+            model_of=lambda name: self.models.get(name).name,
+            planner_model=(
+                planner if isinstance(planner, Model) else self.models.get(planner)
+            ).name,
+            default_model=self.models.default.name,
+            validator=self.validator,
+            synthesis=self.assembly == "synthesis",
+            concurrency=self.concurrency,
+            max_tasks=self.max_tasks,
+        )
 
     async def run(
         self, request: str, *, plan: Plan | None = None, on_event: OnEvent | None = None
@@ -176,13 +236,19 @@ class Orchestrator:
         """
         return _events_of(lambda emit: self._start(request, plan, emit))
 
-    async def resume(self, run_id: str, *, on_event: OnEvent | None = None) -> RunResult:
-        """Continue a run that crashed, was interrupted, aborted or paused for approval.
+    async def resume(
+        self, run_id: str, *, budget: Budget | None = None, on_event: OnEvent | None = None
+    ) -> RunResult:
+        """Continue a run that crashed, was interrupted, aborted, paused for approval or
+        stopped at its budget.
 
-        Tasks that succeeded are never executed again; the others are. Raises
+        Tasks that succeeded are never executed again; the others are. ``budget`` replaces
+        the orchestrator's for this execution (raise a limit the run reached); it counts
+        what every execution of the run spent, and the seconds they ran. Raises
         ``UnknownRunError``, ``RunFinishedError``, or ``RunLockedError`` when another live
         process is executing the run.
         """
+        budget = budget if budget is not None else self.budget
         record = await self.store.get_run(run_id)
         if record.status.final:
             raise RunFinishedError(
@@ -191,6 +257,8 @@ class Orchestrator:
             )
         tasks = await self.store.load_tasks(run_id)
         before, earlier = await _books_before(self.store, record, tasks)
+        check_priced(budget, [*self._model_names, *before.unpriced])
+        timed = budget is not None and budget.max_seconds is not None
         state = RunState(
             run_id=run_id,
             request=record.request,
@@ -200,6 +268,8 @@ class Orchestrator:
             resumed=True,
             before=before,
             earlier=earlier,
+            budget=budget,
+            seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
         )
         return await execute(self, state, on_event or _ignore)
 
@@ -226,7 +296,7 @@ class Orchestrator:
                 f"replay. `foreman resume {run_id}` runs it."
             )
         worker = self.registry.get(record.plan.task(task_id).worker)
-        ledger = CallLedger(run_id, keep_prompts=self.record_prompts)
+        ledger = CallLedger(run_id, keep_prompts=self.record_prompts, on_end=self.observers.on_call)
         ledger.count_on(await self.store.list_calls(run_id=run_id, task_id=task_id))
         outcome = await call_worker(
             worker,
@@ -276,7 +346,7 @@ class Orchestrator:
     def _start(self, request: str, plan: Plan | None, on_event: OnEvent) -> Awaitable[RunResult]:
         if plan is not None:
             check_given_plan(self, plan)
-        state = RunState(run_id=new_run_id(), request=request, plan=plan)
+        state = RunState(run_id=new_run_id(), request=request, plan=plan, budget=self.budget)
 
         async def go() -> RunResult:
             await self.store.create_run(
@@ -330,6 +400,14 @@ async def _books_before(
     else:
         usage = record.usage
     return Books(usage=usage, cost_usd=record.cost_usd, unpriced=record.unpriced), []
+
+
+def _with_logging(observers: Iterable[Observer]) -> list[Observer]:
+    """``observers``, after a default ``LoggingObserver`` unless one was given."""
+    given = list(observers)
+    if any(isinstance(observer, LoggingObserver) for observer in given):
+        return given
+    return [LoggingObserver(), *given]
 
 
 def _name(model: Model | str | None) -> str | None:

@@ -31,6 +31,7 @@ class RunStatus(StrEnum):
     aborted = "aborted"  # a task with an 'abort' policy failed; no answer; resumable
     failed = "failed"  # the run could not go on (planning failed, provider down...); resumable
     cancelled = "cancelled"  # a person cancelled it; final
+    over_budget = "over_budget"  # a limit of its budget stopped it; resumable (raise it)
 
     @property
     def finished(self) -> bool:
@@ -92,6 +93,11 @@ class RunResult(BaseModel):
     )
     calls: int = Field(0, description="Model call attempts in the run's ledger.")
     error: str | None = None
+    budget_limit: str | None = Field(
+        None,
+        description="The budget limit that stopped an ``over_budget`` run: max_tokens, "
+        "max_cost_usd, max_seconds or max_calls.",
+    )
     elapsed: float = 0.0
     plan_attempts: int = Field(0, description="Planner calls in this execution, retries included.")
     synthesis_attempts: int = Field(0, description="Synthesis calls, retries included.")

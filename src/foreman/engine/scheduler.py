@@ -14,6 +14,13 @@ from contextlib import AsyncExitStack
 from foreman.engine.results import TaskResult, TaskStatus
 from foreman.plan.schema import Plan, Task
 
+
+class Halt(Exception):
+    """Raised by ``execute`` to end the DAG early without failing it (a budget ran out):
+    the task that raised it stays unfinished, no task starts after it, the tasks still
+    running end on their own, and ``run_dag`` returns what finished."""
+
+
 ExecuteTask = Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]
 
 
@@ -30,8 +37,9 @@ async def run_dag(
     ``execute`` gets the task and the results of its dependencies. ``results`` is filled
     in place as tasks finish, so a caller keeps what was done even if the run fails; tasks
     already in it (from an earlier, interrupted execution) are not run again. An exception
-    from ``execute`` cancels every running task and propagates. A task whose result is
-    ``waiting`` (for approval) holds back everything downstream of it; the rest goes on.
+    from ``execute`` cancels every running task and propagates, except ``Halt``, which
+    lets them finish. A task whose result is ``waiting`` (for approval) holds back
+    everything downstream of it; the rest goes on.
     """
     results = {} if results is None else results
     tasks = {task.id: task for task in plan.tasks}
@@ -57,9 +65,11 @@ async def run_dag(
     running: set[asyncio.Task[None]] = set()
     unfinished = len(waiting_on)
     held: set[str] = set()
+    active = 0  # tasks started and not ended
+    halted = False
 
     async def run_one(task: Task) -> None:
-        nonlocal unfinished
+        nonlocal unfinished, active, halted
         try:
             inputs = {dep: results[dep] for dep in task.depends_on}
             if limits[task.worker]:
@@ -71,10 +81,17 @@ async def run_dag(
                 results[task.id] = await execute(task, inputs)
         except asyncio.CancelledError:
             raise
+        except Halt:
+            halted = True
+            active -= 1
+            if not active and not all_done.done():
+                all_done.set_result(None)
+            return
         except BaseException as exc:
             if not all_done.done():
                 all_done.set_exception(exc)
             return
+        active -= 1
         unfinished -= 1
         if results[task.id].status is TaskStatus.waiting:
             hold(task.id)
@@ -83,7 +100,7 @@ async def run_dag(
                 waiting_on[child] -= 1
                 if waiting_on[child] == 0:
                     start(tasks[child])
-        if unfinished == 0 and not all_done.done():
+        if (unfinished == 0 or (halted and not active)) and not all_done.done():
             all_done.set_result(None)
 
     def hold(task_id: str) -> None:
@@ -98,6 +115,10 @@ async def run_dag(
                 stack.extend(dependants[child])
 
     def start(task: Task) -> None:
+        nonlocal active
+        if halted:
+            return
+        active += 1
         handle = loop.create_task(run_one(task), name=f"foreman-task-{task.id}")
         running.add(handle)
         handle.add_done_callback(running.discard)

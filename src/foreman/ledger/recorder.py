@@ -16,11 +16,14 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
 from foreman.models.base import ModelRequest, ModelResponse, Usage
 from foreman.models.pricing import cost, overridden
+
+if TYPE_CHECKING:
+    from foreman.ledger.budget import BudgetMeter
 
 OnCall = Callable[[CallRecord], None]
 
@@ -75,6 +78,9 @@ class CallLedger:
         #: What a call cut short by cancellation records: ``interrupted`` (Ctrl-C, a
         #: signal), or ``cancelled`` once the run was stopped on purpose.
         self.stopping = CallStatus.interrupted
+        #: The run's budget, when it has one: asked before each call starts, told of
+        #: each record (``BudgetMeter.attach`` sets it).
+        self.budget: BudgetMeter | None = None
         self._unwritten: dict[str, CallRecord] = {}
         self._open: dict[str, OpenCall] = {}
         self._attempts: dict[str, int] = {}
@@ -111,6 +117,11 @@ class CallLedger:
             self._attempts[parent] = max(record.attempt, self._attempts.get(parent, 0))
             self._earlier[parent] = self._earlier.get(parent, Usage()) + record.usage
 
+    @property
+    def in_flight(self) -> int:
+        """Calls started and not settled yet."""
+        return len(self._open)
+
     # --- writing -----------------------------------------------------------------------
 
     def take(self) -> list[CallRecord]:
@@ -129,6 +140,8 @@ class CallLedger:
             self._unwritten.setdefault(record.call_id, self.records[record.call_id])
 
     def _put(self, record: CallRecord) -> None:
+        if self.budget is not None:
+            self.budget.count(self.records.get(record.call_id), record)
         self.records[record.call_id] = record
         self._unwritten[record.call_id] = record
         self._by_parent.setdefault(record.parent, {})[record.call_id] = record.usage
@@ -157,8 +170,11 @@ class CallScope:
         self.parent = _parent(purpose, task_id)
 
     def open(self, model_name: str, request: ModelRequest) -> OpenCall:
-        """A call attempt starts now: recorded at once as ``started``, input estimated."""
+        """A call attempt starts now: recorded at once as ``started``, input estimated.
+        ``BudgetExceededError`` instead, when the run's budget allows no more calls."""
         ledger = self.ledger
+        if ledger.budget is not None:
+            ledger.budget.admit()
         record = CallRecord(
             run_id=ledger.run_id,
             call_id=ledger.new_id(),

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from foreman.errors import OutputValidationError, PlanError
+from foreman.errors import ConfigError, OutputValidationError, PlanError
 from foreman.models.base import Message, Model, ModelRequest, Usage
 from foreman.models.retry import (
     CallLog,
@@ -21,10 +22,19 @@ from foreman.models.retry import (
     complete_with_retry,
     numbered_after,
 )
-from foreman.plan.prompts import plan_retry_prompt, planner_system_prompt
+from foreman.plan.prompts import (
+    format_usd,
+    plan_over_budget,
+    plan_retry_prompt,
+    plan_unpriced,
+    planner_system_prompt,
+)
 from foreman.plan.schema import Plan, constrained_plan_schema
 from foreman.plan.validate import parse_plan, validate_plan
 from foreman.workers.registry import Registry
+
+if TYPE_CHECKING:  # the estimator is engine-aware; the planner only asks it questions
+    from foreman.plan.estimate import Estimator
 
 
 @dataclass
@@ -38,7 +48,12 @@ class PlanOutcome:
 
 
 class Planner:
-    """Turns a request into a validated ``Plan`` with a bounded number of corrections."""
+    """Turns a request into a validated ``Plan`` with a bounded number of corrections.
+
+    With ``budget_usd`` (and the ``estimator`` to check it), the model is told the budget
+    and each worker's typical cost, and a valid plan whose estimate exceeds the budget is
+    handed back to it like any other validation error.
+    """
 
     def __init__(
         self,
@@ -50,7 +65,11 @@ class Planner:
         max_tokens: int = 1500,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        budget_usd: float | None = None,
+        estimator: Estimator | None = None,
     ) -> None:
+        if budget_usd is not None and estimator is None:
+            raise ConfigError("A plan budget needs an estimator to check plans against it.")
         self.model = model
         self.registry = registry
         self.max_tasks = max_tasks
@@ -58,6 +77,8 @@ class Planner:
         self.max_tokens = max_tokens
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        self.budget_usd = budget_usd
+        self.estimator = estimator
 
     async def plan(
         self,
@@ -81,12 +102,13 @@ class Planner:
             self.max_tasks,
             with_args=any(worker.input_schema is not None for worker in self.registry),
         )
-        system = planner_system_prompt(self.registry, self.max_tasks, request)
+        system = self._system_prompt(request)
         usage = Usage()
         rejected: list[list[str]] = []
         raw = ""
         attempts = 0
         for _ in range(self.max_retries + 1):
+            over_budget = False  # this attempt's plan is valid but does not fit the budget
             call = await complete_with_retry(
                 self.model,
                 ModelRequest(
@@ -113,6 +135,9 @@ class Planner:
             if plan is not None:
                 errors = validate_plan(plan, self.registry, max_tasks=self.max_tasks)
                 if not errors:
+                    errors = self._budget_problems(plan, request)
+                    over_budget = bool(errors)
+                if not errors:
                     return PlanOutcome(plan=plan, usage=usage, rejected=rejected, attempts=attempts)
             rejected.append(errors)
             if on_rejected is not None:
@@ -122,6 +147,15 @@ class Planner:
                 Message(role="assistant", content=raw or "(no answer)"),
                 Message(role="user", content=plan_retry_prompt(errors)),
             ]
+        if over_budget and self.budget_usd is not None:
+            raise PlanError(
+                f"The planner ({self.model.name}) wrote no plan within the budget of "
+                f"{format_usd(self.budget_usd)} in {self.max_retries + 1} attempts. Raise "
+                "the budget (--plan-budget-usd), use cheaper workers or ask for less. "
+                "Last problems:",
+                errors=rejected[-1],
+                raw=raw,
+            )
         raise PlanError(
             f"The planner ({self.model.name}) wrote no valid plan in "
             f"{self.max_retries + 1} attempts. Try a stronger model (--model) or a clearer "
@@ -129,3 +163,33 @@ class Planner:
             errors=rejected[-1],
             raw=raw,
         )
+
+    def _system_prompt(self, request: str) -> str:
+        """The planner's instructions; with a budget, the budget and the workers' costs,
+        after checking that the calls every plan makes (planning, synthesis) have prices."""
+        if self.budget_usd is None or self.estimator is None:
+            return planner_system_prompt(self.registry, self.max_tasks, request)
+        unpriced = self.estimator.unpriced_steps()
+        if unpriced:
+            raise ConfigError(
+                f"A plan budget needs prices, and no price is known for {', '.join(unpriced)}. "
+                "Set FOREMAN_PRICES (see docs/estimates.md) or drop the budget."
+            )
+        return planner_system_prompt(
+            self.registry,
+            self.max_tasks,
+            request,
+            budget_usd=self.budget_usd,
+            worker_costs=self.estimator.worker_costs(),
+        )
+
+    def _budget_problems(self, plan: Plan, request: str) -> list[str]:
+        """Why a valid plan does not fit the budget (for the model); none if it does."""
+        if self.budget_usd is None or self.estimator is None:
+            return []
+        estimate = self.estimator.plan(plan, request)
+        if estimate.cost_usd is None:
+            return [plan_unpriced(estimate.unpriced)]
+        if estimate.cost_usd > self.budget_usd:
+            return [plan_over_budget(estimate.cost_usd, self.budget_usd)]
+        return []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 
 from foreman.workers.registry import Registry
 
@@ -21,7 +23,7 @@ Rules:
 - "instructions" says precisely what that worker must do, in one or two sentences. The \
 worker sees only these instructions and the outputs of its dependencies, never the request.
 - Use only the workers listed above.
-{args_rule}
+{args_rule}{budget_rule}
 Answer with JSON only. A plan for this request could be:
 {example}
 Adapt it: split the work differently, use other workers or more tasks where the request \
@@ -31,16 +33,35 @@ ARGS_RULE = (
     '- Workers marked "args" need an "args" object in their task, matching the schema shown.\n'
 )
 
+BUDGET_RULE = (
+    "- The whole run (planning, every task, the final answer) must cost at most {budget}; "
+    "each worker's typical cost per task is shown after its name. Use fewer or cheaper "
+    "tasks to stay within it.\n"
+)
+
 PLAN_RETRY = """\
 That plan cannot run. Problems:
 {errors}
 Write the whole plan again, corrected, as JSON only."""
 
 
-def planner_system_prompt(registry: Registry, max_tasks: int, request: str) -> str:
+def planner_system_prompt(
+    registry: Registry,
+    max_tasks: int,
+    request: str,
+    *,
+    budget_usd: float | None = None,
+    worker_costs: Mapping[str, float | None] | None = None,
+) -> str:
+    """The planner's instructions; with ``budget_usd``, the budget and each worker's typical
+    cost per task (``worker_costs``, None: unknown), so the model can plan within it."""
     lines = []
     for worker in registry:
         line = f"- {worker.name}: {worker.description}"
+        if budget_usd is not None:
+            price = (worker_costs or {}).get(worker.name)
+            typical = "cost unknown" if price is None else f"about {format_usd(price)} a task"
+            line = f"- {worker.name} ({typical}): {worker.description}"
         if worker.input_schema is not None:
             line += f" (args: {json.dumps(worker.input_schema.model_json_schema())})"
         lines.append(line)
@@ -49,6 +70,7 @@ def planner_system_prompt(registry: Registry, max_tasks: int, request: str) -> s
         workers="\n".join(lines),
         max_tasks=max_tasks,
         args_rule=ARGS_RULE if has_args else "",
+        budget_rule=BUDGET_RULE.format(budget=format_usd(budget_usd)) if budget_usd else "",
         example=_example_plan(registry, request, max_tasks),
     )
 
@@ -95,3 +117,32 @@ def _task(number: int, worker: str, instructions: str, depends_on: list[str]) ->
 
 def plan_retry_prompt(errors: list[str]) -> str:
     return PLAN_RETRY.format(errors="\n".join(f"- {e}" for e in errors))
+
+
+def format_usd(dollars: float) -> str:
+    """Two significant digits, at least cents: ``$0.12``, ``$0.0034``, ``$0.02``, ``$12.50``,
+    so a cheap call reads as what it is, never as ``$0.00``."""
+    if dollars == 0:
+        return "$0"
+    if dollars < 0.0001:
+        return "<$0.0001"
+    decimals = max(2, 1 - math.floor(math.log10(dollars)))
+    text = f"{dollars:,.{decimals}f}"
+    while text.endswith("0") and len(text.partition(".")[2]) > 2:
+        text = text[:-1]
+    return "$" + text
+
+
+def plan_over_budget(estimated: float, budget: float) -> str:
+    """The rejection a plan estimated over the budget gets, like any validation error."""
+    return (
+        f"The plan's estimated cost {format_usd(estimated)} exceeds the budget "
+        f"{format_usd(budget)}: use fewer or cheaper tasks."
+    )
+
+
+def plan_unpriced(models: list[str]) -> str:
+    return (
+        f"The plan's cost cannot be estimated: no price is known for {', '.join(models)}. "
+        "Within a budget, use only workers whose cost is known."
+    )

@@ -3,7 +3,8 @@
 Persistence is a delta log, never a snapshot: a run row, its plan versions, one row per
 task written when that task settles, events, and approvals. Storage therefore grows
 linearly with the number of tasks, and a crash loses at most the tasks still running.
-Every implementation must pass ``tests/test_store_conformance.py``.
+Every implementation must pass the conformance suite,
+``foreman.testing.store_conformance.StoreConformance`` (docs/stores.md: write your own store).
 """
 
 from __future__ import annotations

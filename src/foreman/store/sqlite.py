@@ -684,7 +684,7 @@ def _put_calls(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     db.executemany(
         f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES ({marks})"
         f" ON CONFLICT (run_id, call_id) DO UPDATE SET {updates}"
-        " WHERE calls.status = 'started'",
+        " WHERE calls.status = 'started' OR excluded.status != 'started'",
         rows,
     )
 

@@ -11,6 +11,10 @@ override a worker:
         system_prompt: You are a professional translator...
         model: openai:gpt-5.4-mini
         retry: {max_attempts: 5}
+
+A ``budget:`` section limits each run of the team (see ``foreman.Budget``):
+
+    budget: {max_cost_usd: 0.50, max_seconds: 600, on_limit: cancel}
 """
 
 from __future__ import annotations
@@ -24,14 +28,20 @@ import yaml
 from pydantic import ValidationError
 
 from foreman.errors import ConfigError, UnknownWorkerError
+from foreman.ledger.budget import Budget, budget_from
 from foreman.workers.default_team import DEFAULT_WORKERS
 from foreman.workers.spec import Worker, unknown_keys
 
 
 class Registry:
-    """Workers by name. Later additions with the same name replace earlier ones."""
+    """Workers by name. Later additions with the same name replace earlier ones.
 
-    def __init__(self, workers: Iterable[Worker] = ()) -> None:
+    ``budget`` is the team's budget (a team file's ``budget:``): an ``Orchestrator``
+    given this registry and no budget of its own applies it to every run.
+    """
+
+    def __init__(self, workers: Iterable[Worker] = (), *, budget: Budget | None = None) -> None:
+        self.budget = budget
         self._workers: dict[str, Worker] = {}
         for worker in workers:
             self.add(worker)
@@ -75,7 +85,7 @@ class Registry:
 
 
 #: The keys a team file may have at its top level.
-TEAM_KEYS = ("include_defaults", "workers")
+TEAM_KEYS = ("include_defaults", "workers", "budget")
 
 
 def load_team(path: str | Path) -> Registry:
@@ -109,6 +119,10 @@ def load_team(path: str | Path) -> Registry:
     if not isinstance(include_defaults, bool):
         raise ConfigError(f"Team file {path}: 'include_defaults' must be true or false.")
     registry = Registry.default() if include_defaults else Registry()
+    if (budget := data.get("budget")) is not None:
+        if not isinstance(budget, dict):
+            raise ConfigError(f"Team file {path}: 'budget' must be a mapping of limits.")
+        registry.budget = budget_from(budget, f"Team file {path}, budget")
     defined: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
         try:

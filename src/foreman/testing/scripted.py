@@ -1,4 +1,4 @@
-"""Public test doubles: a scripted model that implements the real model interface.
+"""A scripted model that implements the real model interface (public test double).
 
 Use it to test orchestrations without a provider, and in docs:
 

@@ -1,0 +1,381 @@
+"""Budgets: at a limit no call starts, the run ends over_budget with what finished, and a
+resume with a raised limit completes it. Every run's books equal its ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from foreman import Budget, Orchestrator, RunStatus
+from foreman.cli import app
+from foreman.engine.results import RunResult
+from foreman.errors import BudgetExceededError, ConfigError
+from foreman.events import EVENT_ADAPTER, BudgetExceeded, TaskStarted
+from foreman.ledger.books import Books
+from foreman.ledger.budget import BudgetMeter, executed_seconds, limit_in
+from foreman.ledger.recorder import CallLedger
+from foreman.ledger.records import CallPurpose, CallStatus
+from foreman.models.base import Message, ModelRequest
+from foreman.store.memory import MemoryStore
+from foreman.store.sqlite import SQLiteStore
+from foreman.testing import ScriptedModel
+from foreman.workers.registry import Registry
+from helpers import (
+    Script,
+    instructions_of,
+    is_synthesis,
+    latency_by_instructions,
+    plan_of,
+    task,
+    worker,
+    worker_requests,
+)
+
+TEAM = Registry([worker("researcher"), worker("writer")])
+FAN = plan_of(task("t1"), task("t2"), task("t3"), task("t4", "writer", "t1"))
+CHAIN = plan_of(task("t1"), task("t2", "writer", "t1"))
+
+
+def orchestrator(model: ScriptedModel, budget: Budget | None, **options) -> Orchestrator:
+    options.setdefault("concurrency", 1)
+    return Orchestrator(TEAM, model=model, budget=budget, store=MemoryStore(), **options)
+
+
+async def run(o: Orchestrator, plan=None, **kwargs) -> tuple[RunResult, list]:
+    events: list = []
+    async with asyncio.timeout(10):
+        result = await o.run("q", plan=plan, on_event=events.append, **kwargs)
+    await assert_books(o, result)
+    return result, events
+
+
+async def assert_books(o: Orchestrator, result: RunResult) -> None:
+    """The run's books (result and stored record) are the sum of its ledger rows."""
+    books = Books.of(await o.store.list_calls(run_id=result.run_id))
+    record = await o.store.get_run(result.run_id)
+    for booked in (result, record):
+        assert (booked.usage, booked.calls, booked.cost_usd) == (
+            books.usage,
+            books.calls,
+            books.cost_usd,
+        )
+
+
+def budget_events(events: list) -> list[BudgetExceeded]:
+    return [event for event in events if isinstance(event, BudgetExceeded)]
+
+
+# --- each limit ---------------------------------------------------------------------------
+
+
+async def test_max_calls_stops_new_calls_and_keeps_what_finished() -> None:
+    model = ScriptedModel(Script(FAN))
+    result, events = await run(orchestrator(model, Budget(max_calls=3)))
+
+    assert result.status is RunStatus.over_budget
+    assert result.budget_limit == "max_calls"
+    assert result.error == "budget exceeded: calls 3 >= max_calls 3"
+    assert result.calls == 3 and len(model.requests) == 3  # the plan, t1, t2; no synthesis
+    assert set(result.tasks) == {"t1", "t2"} and all(t.succeeded for t in result.tasks.values())
+    assert {e.task_id for e in events if isinstance(e, TaskStarted)} == {"t1", "t2"}
+    [event] = budget_events(events)
+    assert (event.limit, event.used, event.allowed, event.on_limit) == ("max_calls", 3, 3, "finish")
+    # assembled from what finished, without a model call: the rest says it did not run
+    assert "out:do t1" in result.answer and "out:do t2" in result.answer
+    assert "t3" in result.answer and "not run: budget exceeded" in result.answer
+    assert not any(is_synthesis(request) for request in model.requests)
+    assert events[-1].result.status is RunStatus.over_budget
+
+
+async def test_max_tokens_counts_every_call_of_the_run() -> None:
+    model = ScriptedModel(Script())
+    result, events = await run(orchestrator(model, Budget(max_tokens=1)), plan=CHAIN)
+
+    assert result.status is RunStatus.over_budget and result.budget_limit == "max_tokens"
+    assert list(result.tasks) == ["t1"]
+    [event] = budget_events(events)
+    assert event.used == result.usage.total_tokens > 1 and event.allowed == 1
+    assert result.error == f"budget exceeded: tokens {result.usage.total_tokens} >= max_tokens 1"
+
+
+async def test_max_cost_usd_prices_each_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOREMAN_PRICES", json.dumps({"scripted": [10_000, 10_000]}))  # 1c/token
+    model = ScriptedModel(Script())
+    result, _ = await run(orchestrator(model, Budget(max_cost_usd=0.05)), plan=CHAIN)
+
+    assert result.status is RunStatus.over_budget and result.budget_limit == "max_cost_usd"
+    assert list(result.tasks) == ["t1"]
+    assert result.cost_usd == pytest.approx(result.usage.total_tokens * 0.01)
+    assert result.error == f"budget exceeded: cost ${result.cost_usd:.4f} >= max_cost_usd $0.05"
+    assert limit_in(result.error) == "max_cost_usd"
+
+
+def test_a_cost_limit_needs_a_price_for_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FOREMAN_PRICES", raising=False)
+    with pytest.raises(ConfigError, match=r"max_cost_usd needs a price.*scripted"):
+        orchestrator(ScriptedModel([]), Budget(max_cost_usd=1.0))
+    orchestrator(ScriptedModel([]), Budget(max_tokens=10))  # tokens need no price
+
+
+class FakeTimer:
+    """Seconds that pass only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def slow_by(timer: FakeTimer, seconds: float) -> Script:
+    """Each worker call takes ``seconds`` on ``timer``."""
+
+    def answer(request: ModelRequest) -> str:
+        timer.now += seconds
+        return f"out:{instructions_of(request)}"
+
+    return Script(tasks={f"do t{n}": answer for n in range(1, 5)})
+
+
+async def test_max_seconds_counts_wall_time_on_the_injected_timer() -> None:
+    timer = FakeTimer()
+    model = ScriptedModel(slow_by(timer, 10))
+    o = orchestrator(model, Budget(max_seconds=15), timer=timer)
+    result, _ = await run(o, plan=FAN)
+
+    assert result.status is RunStatus.over_budget and result.budget_limit == "max_seconds"
+    assert set(result.tasks) == {"t1", "t2"} and result.elapsed == 20
+    assert result.error == "budget exceeded: time 20.0s >= max_seconds 15s"
+
+
+async def test_time_of_earlier_executions_counts_and_time_paused_does_not() -> None:
+    timer = FakeTimer()
+    o = orchestrator(ScriptedModel(slow_by(timer, 10)), Budget(max_seconds=15), timer=timer)
+    first, _ = await run(o, plan=FAN)
+    timer.now += 3600  # an hour between the runs: paused, not executing
+
+    resumed = await o.resume(first.run_id, budget=Budget(max_seconds=25))
+
+    # 20 s before, one more task (30 s), then the limit: the paused hour counted for nothing
+    assert resumed.status is RunStatus.over_budget and resumed.budget_limit == "max_seconds"
+    assert set(resumed.tasks) == {"t1", "t2", "t3"}
+    assert resumed.error == "budget exceeded: time 30.0s >= max_seconds 25s"
+
+
+def test_executed_seconds_sums_executions_from_the_stored_events() -> None:
+    events = [
+        {"type": "run_started", "at": 100.0},
+        {"type": "task_finished", "at": 104.0},
+        {"type": "run_finished", "at": 105.0, "result": {"elapsed": 5.5}},
+        {"type": "run_started", "at": 500.0},  # resumed much later, then interrupted
+        {"type": "task_finished", "at": 502.0},
+        {"type": "run_started", "at": 900.0},  # and a third time, died without a word
+    ]
+    assert executed_seconds(events) == 5.5 + 2.0 + 0.0
+
+
+# --- finish or cancel ---------------------------------------------------------------------
+
+
+def gated(slow: set[str], latency: float) -> ScriptedModel:
+    """Tasks in ``slow`` answer after ``latency`` seconds, the rest at once."""
+    return ScriptedModel(Script(), latency=latency_by_instructions(dict.fromkeys(slow, latency)))
+
+
+async def test_finish_lets_running_calls_finish_and_starts_nothing_new() -> None:
+    model = gated({"do t2", "do t3"}, 0.01)
+    o = orchestrator(model, Budget(max_calls=3), concurrency=3)
+    result, events = await run(o, plan=FAN)
+
+    assert result.status is RunStatus.over_budget
+    assert set(result.tasks) == {"t1", "t2", "t3"}  # t2 and t3 finished after the limit
+    assert not worker_requests(model, "do t4")
+    calls = await o.store.list_calls(run_id=result.run_id)
+    assert [call.status for call in calls] == [CallStatus.ok] * 3
+    assert budget_events(events)[0].on_limit == "finish"
+
+
+async def test_cancel_cancels_running_calls_and_books_them_estimated() -> None:
+    model = gated({"do t2", "do t3"}, 3600)
+    o = orchestrator(model, Budget(max_calls=3, on_limit="cancel"), concurrency=3)
+    result, events = await run(o, plan=FAN)
+
+    assert result.status is RunStatus.over_budget and result.budget_limit == "max_calls"
+    assert set(result.tasks) == {"t1"}
+    calls = {c.task_id: c for c in await o.store.list_calls(run_id=result.run_id)}
+    assert calls["t1"].status is CallStatus.ok
+    for cut in ("t2", "t3"):
+        assert calls[cut].status is CallStatus.cancelled and calls[cut].estimated
+        assert calls[cut].usage.input_tokens > 0
+    assert budget_events(events)[0].on_limit == "cancel"
+    assert "out:do t1" in result.answer
+
+
+async def test_cancel_at_the_time_limit_cancels_a_call_that_never_ends() -> None:
+    model = gated({"do t1"}, 3600)
+    o = orchestrator(model, Budget(max_seconds=0.05, on_limit="cancel"))
+    result, _ = await run(o, plan=CHAIN)
+
+    assert result.status is RunStatus.over_budget and result.budget_limit == "max_seconds"
+    [call] = await o.store.list_calls(run_id=result.run_id)
+    assert call.status is CallStatus.cancelled and result.answer is None
+
+
+# --- planning and synthesis ---------------------------------------------------------------
+
+
+async def test_a_limit_reached_while_planning_ends_over_budget_without_a_plan() -> None:
+    model = ScriptedModel(Script(["not a plan", CHAIN]))
+    result, events = await run(orchestrator(model, Budget(max_calls=1)))
+
+    assert result.status is RunStatus.over_budget and result.plan is None
+    assert result.answer is None and result.calls == 1
+    assert len(budget_events(events)) == 1
+
+
+async def test_a_limit_reached_before_synthesis_concatenates_and_resume_synthesises() -> None:
+    model = ScriptedModel(Script(synthesis="THE ANSWER"))
+    o = orchestrator(model, Budget(max_calls=2))
+    result, _ = await run(o, plan=CHAIN)
+
+    assert result.status is RunStatus.over_budget
+    assert "out:do t1" in result.answer and "out:do t2" in result.answer
+    assert (await o.store.get_run(result.run_id)).answer == result.answer
+
+    resumed = await o.resume(result.run_id, budget=Budget(max_calls=3))
+    assert resumed.status is RunStatus.succeeded and resumed.answer == "THE ANSWER"
+    assert len(worker_requests(model)) == 2  # no task ran again
+    await assert_books(o, resumed)
+
+
+# --- resume -------------------------------------------------------------------------------
+
+
+async def test_resume_with_a_raised_limit_completes_without_rerunning_finished_tasks() -> None:
+    model = ScriptedModel(Script(FAN, synthesis="THE ANSWER"))
+    o = orchestrator(model, Budget(max_calls=3))
+    first, _ = await run(o)
+
+    again = await o.resume(first.run_id)  # the same budget: still spent, no call starts
+    assert again.status is RunStatus.over_budget and len(model.requests) == 3
+
+    done = await o.resume(first.run_id, budget=Budget(max_calls=20))
+    assert done.status is RunStatus.succeeded and done.answer == "THE ANSWER"
+    for n in range(1, 5):
+        assert len(worker_requests(model, f"do t{n}")) == 1
+    assert done.calls == 3 + 2 + 1  # plan, t1, t2; then t3, t4 and the synthesis
+    await assert_books(o, done)
+
+
+# --- the pieces ---------------------------------------------------------------------------
+
+
+def test_budget_rejects_limits_that_make_no_sense() -> None:
+    for bad in ({"max_calls": 0}, {"max_cost_usd": -1}, {"max_dollars": 1}, {"on_limit": "stop"}):
+        with pytest.raises(ValidationError):
+            Budget(**bad)
+    assert not Budget().limited and Budget(max_seconds=1).limited
+
+
+def test_the_ledger_asks_the_meter_before_a_call_opens() -> None:
+    ledger = CallLedger("r")
+    meter = BudgetMeter(Budget(max_calls=2), before=Books(calls=1))
+    meter.attach(ledger)
+    request = ModelRequest(messages=[Message(role="user", content="hello there")])
+    scope = ledger.scope(CallPurpose.task, task_id="t1", worker="w")
+
+    scope.open("scripted", request).close("ok")
+    with pytest.raises(BudgetExceededError) as refused:
+        scope.open("scripted", request)
+
+    assert (refused.value.limit, refused.value.used, refused.value.allowed) == ("max_calls", 2, 2)
+    assert ledger.calls == 1 and meter.calls == 2  # the refused call left no record
+
+
+def test_the_event_round_trips_through_json() -> None:
+    event = BudgetExceeded(run_id="r", limit="max_tokens", used=12, allowed=10, on_limit="finish")
+    assert EVENT_ADAPTER.validate_json(event.model_dump_json()) == event
+
+
+# --- the command line ---------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch):
+    """Every model name resolves to the ScriptedModel the test sets."""
+    holder: dict[str, ScriptedModel] = {}
+
+    def use(script) -> ScriptedModel:
+        holder["model"] = ScriptedModel(script)
+        return holder["model"]
+
+    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: holder["model"])
+    monkeypatch.delenv("FOREMAN_MODEL", raising=False)
+    return use
+
+
+def stored(run_id: str | None = None):
+    async def read():
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            return await store.get_run(run_id or (await store.list_runs(1))[0].run_id)
+        finally:
+            await store.aclose()
+
+    return asyncio.run(read())
+
+
+def test_cli_flags_stop_the_run_show_the_limit_and_resume_raises_it(scripted) -> None:
+    model = scripted(Script(CHAIN, synthesis="THE ANSWER"))
+    result = runner.invoke(app, ["run", "x", "--budget-calls", "2", "--on-budget", "cancel"])
+    assert result.exit_code == 6, result.output
+    assert "budget exceeded: calls 2 >= max_calls 2" in result.output
+    assert "--budget-calls" in result.output  # the hint names the flag to raise
+    record = stored()
+    assert record.status is RunStatus.over_budget
+    assert record.settings["budget"] == Budget(max_calls=2, on_limit="cancel").model_dump()
+
+    assert "over_budget (calls)" in runner.invoke(app, ["runs"]).output
+    [shown] = json.loads(runner.invoke(app, ["runs", "--json"]).output)
+    assert (shown["status"], shown["budget_limit"]) == ("over_budget", "max_calls")
+    assert "budget exceeded: calls 2" in runner.invoke(app, ["show", record.run_id]).output
+
+    assert runner.invoke(app, ["resume", record.run_id]).exit_code == 6  # the stored budget
+    assert len(model.requests) == 2
+
+    result = runner.invoke(app, ["resume", record.run_id, "--budget-calls", "5"])
+    assert result.exit_code == 0, result.output
+    assert "THE ANSWER" in result.output
+    assert len(worker_requests(model, "do t1")) == len(worker_requests(model, "do t2")) == 1
+    assert stored(record.run_id).calls == 4  # plan, t1; then t2 and the synthesis
+
+
+def test_a_team_file_budget_applies_and_flags_override_it(scripted, tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text("include_defaults: true\nbudget:\n  max_calls: 2\n  on_limit: cancel\n")
+    scripted(Script(CHAIN))
+    assert runner.invoke(app, ["run", "x", "--team", str(team)]).exit_code == 6
+    assert stored().settings["budget"]["on_limit"] == "cancel"
+
+    scripted(Script(CHAIN))
+    result = runner.invoke(app, ["run", "x", "--team", str(team), "--budget-calls", "9"])
+    assert result.exit_code == 0, result.output
+    assert stored().settings["budget"] == Budget(max_calls=9, on_limit="cancel").model_dump()
+
+
+def test_a_bad_budget_is_one_clear_line(scripted, tmp_path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text("include_defaults: true\nbudget:\n  max_dollars: 2\n")
+    result = runner.invoke(app, ["run", "x", "--team", str(team)])
+    assert result.exit_code == 1
+    assert f"Team file {team}, budget: max_dollars" in " ".join(result.output.split())
+
+    result = runner.invoke(app, ["run", "x", "--budget-usd", "0"])
+    assert result.exit_code == 2 and "greater than 0" in result.output
