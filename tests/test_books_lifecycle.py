@@ -33,6 +33,7 @@ from books_audit import (
     two_fakes,
 )
 from fake_provider import HANG, FakeProvider, WireScript
+from foreman import Budget
 from foreman.engine.results import RunStatus, TaskStatus
 from foreman.errors import PlanError
 from foreman.events import Event, RunStarted
@@ -291,3 +292,27 @@ async def test_a_cancelled_run_keeps_the_call_it_stopped_on_the_books(
     same_books(result, rows)
     [cut] = [row for row in rows if row.estimated]
     assert (cut.task_id, cut.status) == ("t2", CallStatus.cancelled)
+
+
+async def test_a_run_stopped_at_its_budget_and_resumed_keeps_its_books(
+    fakes: Fakes, store: Store
+) -> None:
+    """Four calls allowed (planning, t1, t2's 429 and its retry): the run stops
+    ``over_budget`` before t3; resumed under a raised budget, it finishes. Both times
+    the books are the ledger's sum and the providers' bill."""
+    plan = plan_of(task("t1"), task("t2"), task("t3", "writer", "t1", "t2"))
+    serve(fakes, WireScript(plan=[plan_answer(plan)], tasks={"do t2": [429, "found t2"]}))
+    async with models_closed(orchestrator(fakes, store, budget=Budget(max_calls=4))) as orch:
+        stopped = await orch.run("three tasks")
+        assert stopped.status is RunStatus.over_budget
+        assert "t3" not in stopped.tasks or not stopped.tasks["t3"].succeeded
+        rows = await audit(store, stopped.run_id, fakes)
+        same_books(stopped, rows)
+        assert len(rows) == 4
+
+        resumed = await orch.resume(stopped.run_id, budget=Budget(max_calls=10))
+
+    assert resumed.status is RunStatus.succeeded
+    rows = await audit(store, stopped.run_id, fakes)
+    same_books(resumed, rows)
+    assert len(rows) == 6  # t3 and the synthesis
