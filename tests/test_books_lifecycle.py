@@ -316,3 +316,24 @@ async def test_a_run_stopped_at_its_budget_and_resumed_keeps_its_books(
     rows = await audit(store, stopped.run_id, fakes)
     same_books(resumed, rows)
     assert len(rows) == 6  # t3 and the synthesis
+
+
+async def test_a_budget_that_cancels_running_calls_keeps_them_on_the_books(
+    fakes: Fakes, store: Store
+) -> None:
+    """A token budget reached when t1 answers, ``on_limit="cancel"``: t2's call, still
+    held by the provider, is stopped, on the books at its estimate."""
+    serve(
+        fakes,
+        WireScript(plan=[plan_answer(plan_of(task("t1"), task("t2")))], tasks={"do t2": [HANG]}),
+    )
+    budget = Budget(max_tokens=2000, on_limit="cancel")
+    async with models_closed(orchestrator(fakes, store, budget=budget)) as orch:
+        async with asyncio.timeout(30):
+            stopped = await orch.run("two at once")
+
+    assert stopped.status is RunStatus.over_budget
+    rows = await audit(store, stopped.run_id, fakes, estimated=1)
+    same_books(stopped, rows)
+    [cut] = [row for row in rows if row.estimated]
+    assert cut.task_id == "t2" and cut.status in (CallStatus.cancelled, CallStatus.interrupted)
