@@ -21,7 +21,14 @@ class ConfigError(ForemanError):
 
 
 class ModelError(ForemanError):
-    """A model call failed and retrying the same call will not help (bad request, auth...)."""
+    """A model call failed and retrying the same call will not help (bad request, auth...).
+
+    ``answered`` is the provider's answer (a ``ModelResponse``) when there was one that
+    could not be used (no forced tool call, no choices): the provider billed it, so the
+    call ledger counts its tokens.
+    """
+
+    answered: Any = None
 
 
 class TransientModelError(ModelError):

@@ -17,6 +17,7 @@ Clock, timer and ids are injected: the same code runs inside a Temporal workflow
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
 from foreman.models.base import ModelRequest, ModelResponse, Usage
-from foreman.models.pricing import cost
+from foreman.models.pricing import cost, overridden
 from foreman.models.retry import STOPPED
 
 if TYPE_CHECKING:
@@ -38,8 +39,15 @@ CHARS_PER_TOKEN = 4
 
 
 def estimate_input_tokens(request: ModelRequest) -> int:
-    """Tokens the request most likely costs, counted locally (no tokenizer download)."""
+    """Tokens the request most likely costs, counted locally (no tokenizer download).
+
+    Providers bill the tools and the output schema as input too (the planner's schema is
+    a large part of its prompt), so they are counted with the messages."""
     chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
+    if request.output_schema is not None:
+        chars += len(json.dumps(request.output_schema))
+    for tool in request.tools:
+        chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
     return -(-chars // CHARS_PER_TOKEN)
 
 
@@ -317,10 +325,8 @@ class OpenCall:
             if response is not None and not ledger.keep_prompts:
                 # An answer that did not parse: the error quotes it, and no text is kept.
                 fields["error"] = str(error).split(":", 1)[0] + " (the answer is not recorded)"
-        fields["cost_usd"] = _price(
-            fields["provider"], self.model, fields.get("answered_by"), fields["usage"]
-        )
         record = CallRecord(**fields)
+        record.cost_usd = price_of(record)
         ledger._put(record)
         self.scope.last = record.call_id
         if ledger.on_end is not None:
@@ -339,13 +345,20 @@ def _prompt(request: ModelRequest) -> dict[str, Any]:
     return {"system": request.system, "messages": [dict(m.__dict__) for m in request.messages]}
 
 
-def _price(provider: str, model: str, answered_by: str | None, usage: Usage) -> float | None:
-    """At the model that answered (a dated id prices exactly), else the one asked for."""
-    if answered_by and provider in ("openai", "anthropic"):
-        priced = cost(f"{provider}:{answered_by}", usage)
+def price_of(record: CallRecord) -> float | None:
+    """At the model that answered (a dated id prices exactly), else the one asked for; a
+    price of the user's own (``FOREMAN_PRICES``) for either comes before a listed one."""
+    names = [record.model]
+    if record.answered_by and record.provider in ("openai", "anthropic"):
+        names.insert(0, f"{record.provider}:{record.answered_by}")
+    for name in names:
+        if overridden(name):
+            return cost(name, record.usage)
+    for name in names:
+        priced = cost(name, record.usage)
         if priced is not None:
             return priced
-    return cost(model, usage)
+    return None
 
 
 def _total(usages: Iterable[Usage]) -> Usage:

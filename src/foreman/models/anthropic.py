@@ -113,7 +113,11 @@ class AnthropicModel(Model):
             message = await self._client.messages.create(**kwargs, **_timeout(seconds))
         except anthropic.APIError as exc:
             raise _translate(exc, self.name) from exc
-        return self._to_response(message, request)
+        try:
+            return self._to_response(message, request)
+        except ModelError as exc:  # unusable, but answered and billed: keep its tokens
+            exc.answered = ModelResponse(model=message.model, usage=_usage(message))
+            raise
 
     def _to_response(self, message: AnthropicMessage, request: ModelRequest) -> ModelResponse:
         stop_reason = _STOP_REASONS.get(message.stop_reason or "", "other")
@@ -129,20 +133,12 @@ class AnthropicModel(Model):
             tool_calls = []
             # The forced call is the answer itself, not a tool the engine should run.
             stop_reason = "end" if stop_reason == "tool_use" else stop_reason
-        usage = message.usage
         return ModelResponse(
             text=text,
             tool_calls=tool_calls,
             stop_reason=stop_reason,
             model=message.model,
-            # Anthropic's input_tokens already excludes the cached prompt tokens it reports
-            # apart; each kind is billed at its own rate, so they stay apart.
-            usage=Usage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_input_tokens or 0,
-                cache_write_tokens=usage.cache_creation_input_tokens or 0,
-            ),
+            usage=_usage(message),
         )
 
     def _structured_answer(
@@ -166,6 +162,18 @@ class AnthropicModel(Model):
 
 def _is_object(schema: dict[str, Any]) -> bool:
     return schema.get("type") == "object"
+
+
+def _usage(message: AnthropicMessage) -> Usage:
+    """Anthropic's input_tokens already excludes the cached prompt tokens it reports apart;
+    each kind is billed at its own rate, so they stay apart."""
+    usage = message.usage
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens or 0,
+        cache_write_tokens=usage.cache_creation_input_tokens or 0,
+    )
 
 
 def _object_schema(schema: dict[str, Any]) -> dict[str, Any]:

@@ -126,7 +126,11 @@ class OpenAIModel(Model):
             completion = await self._client.chat.completions.create(**kwargs, **_timeout(seconds))
         except openai.APIError as exc:
             raise _translate(exc, self.name) from exc
-        return self._to_response(completion)
+        try:
+            return self._to_response(completion)
+        except ModelError as exc:  # unusable, but answered and billed: keep its tokens
+            exc.answered = ModelResponse(model=completion.model, usage=_usage(completion))
+            raise
 
     def accepts_temperature(self) -> bool:
         """False for reasoning models, which answer 400 to any non-default temperature."""

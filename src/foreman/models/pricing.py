@@ -117,6 +117,12 @@ def check_prices() -> None:
     _overrides(os.environ.get("FOREMAN_PRICES"))
 
 
+def overridden(model: str) -> bool:
+    """Whether ``FOREMAN_PRICES`` prices ``model`` (a foreman name or a provider id)."""
+    overrides = _overrides(os.environ.get("FOREMAN_PRICES"))
+    return bool(overrides) and (model in overrides or _split(model)[1] in overrides)
+
+
 def _listed_price(provider: str | None, model_id: str, usage: Usage) -> float | None:
     rates = _token_rates(provider, model_id)
     if rates is _UNLISTED:

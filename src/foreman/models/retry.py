@@ -140,7 +140,9 @@ async def complete_with_retry(
             _close(call, "timeout", error=error)
         except ModelError as exc:
             error = exc
-            _close(call, "error", error=exc)
+            if exc.answered is not None:  # an unusable answer the provider billed all the same
+                answered.append(exc.answered.usage)
+            _close(call, "error", response=exc.answered, error=exc)
             if not isinstance(exc, TransientModelError):
                 return CallOutcome(error=error, attempts=attempt, usage=sum(answered, Usage()))
         except BaseException as exc:  # cancelled (Ctrl-C, a budget, cancel) or a bug: on the books

@@ -31,6 +31,7 @@ from foreman.errors import (
     RunLockedError,
     UnknownRunError,
 )
+from foreman.ledger.recorder import price_of
 from foreman.ledger.records import CRASHED, CallRecord, CallStatus
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
@@ -351,9 +352,17 @@ def observed_status(
 
 
 def settled_as_read(record: CallRecord, run_status: RunStatus) -> CallRecord:
-    """A ``started`` record reads ``interrupted`` unless its run is being executed now."""
+    """A ``started`` record reads ``interrupted`` unless its run is being executed now,
+    priced at its estimate (a started record has no price yet), so a run's cost is the
+    sum of its rows' even after a crash."""
     if record.status is CallStatus.started and run_status is not RunStatus.running:
-        return record.model_copy(update={"status": CallStatus.interrupted, "error": CRASHED})
+        return record.model_copy(
+            update={
+                "status": CallStatus.interrupted,
+                "error": CRASHED,
+                "cost_usd": price_of(record),
+            }
+        )
     return record
 
 

@@ -814,19 +814,23 @@ def _ledger_books(
     if not run_ids:
         return {}
     marks = ", ".join("?" * len(run_ids))
-    # Calls that had no price when they were made, priced now if one is known since.
+    # Calls that had no price when they were made (or cut short in flight), priced now if
+    # one is known, one by one as providers bill them: a sum could cross a price tier.
     late: dict[str, tuple[float, list[str]]] = {}
+    unknown: set[str] = set()
     for run_id, model, *columns in db.execute(
-        f"SELECT run_id, model, {_SUMS} FROM calls WHERE run_id IN ({marks})"
-        " AND cost_usd IS NULL GROUP BY run_id, model",
+        f"SELECT run_id, model, {_USAGE} FROM calls WHERE run_id IN ({marks}) AND cost_usd IS NULL",
         list(run_ids),
     ):
         usage = _usage(columns)
         if not usage.total_tokens:
             continue
         dollars, missing = late.get(run_id, (0.0, []))
-        price = cost(model, usage)
-        late[run_id] = (dollars + (price or 0.0), missing + ([model] if price is None else []))
+        price = None if model in unknown else cost(model, usage)
+        if price is None:
+            unknown.add(model)  # one lookup per unpriced model, not one per call
+            missing = missing if model in missing else [*missing, model]
+        late[run_id] = (dollars + (price or 0.0), missing)
     found = {}
     for run_id, count, *columns in db.execute(
         f"SELECT run_id, COUNT(*), {_SUMS}, TOTAL(cost_usd)"
