@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,7 @@ from foreman.cli.common import (
 )
 from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
+from foreman.cli.text import literal
 from foreman.engine.orchestrator import Orchestrator
 from foreman.models.deprecation import show_warnings_as_lines
 from foreman.store.base import RunRecord, Store
@@ -227,14 +229,17 @@ def replay(
     elif result.succeeded:
         out.print(
             Text.assemble(
-                (task_id, "bold"),
-                f" replayed on {result.model} ({result.usage.total_tokens} tokens):",
+                (literal(task_id), "bold"),
+                literal(f" replayed on {result.model} ({result.usage.total_tokens} tokens):"),
             )
         )
         output = result.model_dump(mode="json")["output"]  # a structured output is a model
-        print(output if isinstance(output, str) else json.dumps(output, indent=2))
+        text = output if isinstance(output, str) else json.dumps(output, indent=2)
+        print(literal(text) if sys.stdout.isatty() else text)  # a pipe gets it byte-exact
     else:
-        failed = Text.assemble((f"{task_id} failed again:", "red"), f" {result.error}")
+        failed = Text.assemble(
+            (literal(f"{task_id} failed again:"), "red"), literal(f" {result.error}")
+        )
         err.print(failed, soft_wrap=True)
     raise typer.Exit(0 if result.succeeded else 1)
 

@@ -17,6 +17,7 @@ from rich.prompt import Confirm, Prompt
 from rich.text import Text
 
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
+from foreman.cli.text import literal, shown
 from foreman.store.base import Approval, ApprovalStatus, Store
 
 TaskArg = Annotated[str, typer.Argument(help="The task's id, e.g. t3.")]
@@ -53,11 +54,11 @@ def print_approval(console: Console, approval: Approval) -> None:
     style = {"high": "red", "medium": "yellow"}.get(approval.risk.value, "")
     header = Text.assemble(
         ("run ", "dim"),
-        (approval.run_id, "bold"),
+        (literal(approval.run_id), "bold"),
         ("  task ", "dim"),
-        (approval.task_id, "bold"),
+        (literal(approval.task_id), "bold"),
         ("  worker ", "dim"),
-        (approval.worker, "cyan"),
+        (literal(approval.worker), "cyan"),
         "  ",
         (f"{approval.risk.value} risk", style),
         f"  {approval.status.value}",
@@ -65,15 +66,15 @@ def print_approval(console: Console, approval: Approval) -> None:
     console.print(header, soft_wrap=True)
     if approval.may_have_run:
         console.print(Text(MAY_HAVE_RUN, style="bold red"))
-    console.print(Text.assemble(("instructions: ", "dim"), approval.instructions))
+    console.print(Text.assemble(("instructions: ", "dim"), literal(approval.instructions)))
     console.print(Text("input, exactly as the worker receives it:", style="dim"))
-    console.print(Text(approval.inputs), soft_wrap=True)
+    console.print(shown(approval.inputs), soft_wrap=True)
     if approval.note:
-        console.print(Text.assemble(("note: ", "dim"), approval.note))
+        console.print(Text.assemble(("note: ", "dim"), literal(approval.note)))
     if approval.status is ApprovalStatus.pending:
         run, task = approval.run_id, approval.task_id
         console.print(
-            Text(
+            shown(
                 f"decide: foreman approve {run} {task} [--note ...] | "
                 f"foreman reject {run} {task} --reason ...",
                 style="dim",
@@ -111,7 +112,7 @@ def _decide(db, run: str, task_id: str, *, approved: bool, note: str | None) -> 
 
     decided = guard(lambda: asyncio.run(with_store(db, decide)))
     out.print(
-        Text(
+        shown(
             f"Task {decided.task_id} of run {decided.run_id} {decided.status.value}. "
             f"Continue it with: foreman resume {decided.run_id}"
         ),
@@ -157,7 +158,7 @@ class TerminalApprover:
             return self._prompt(approval)
         except EOFError:
             self.console.print(
-                Text(f"No answer: {approval.task_id} waits for `foreman approve`.", style="dim")
+                shown(f"No answer: {approval.task_id} waits for `foreman approve`.", style="dim")
             )
             return None
 
@@ -167,14 +168,14 @@ class TerminalApprover:
             self.console.print(
                 Panel(
                     Text.assemble(
-                        (approval.task_id, "bold"),
+                        (literal(approval.task_id), "bold"),
                         " → ",
-                        (approval.worker, "cyan"),
+                        (literal(approval.worker), "cyan"),
                         f" ({approval.risk.value} risk)\n",
                         (f"{MAY_HAVE_RUN}\n" if approval.may_have_run else "", "bold red"),
-                        f"{approval.instructions}\n\n",
+                        f"{literal(approval.instructions)}\n\n",
                         ("Worker input:", "dim"),
-                        f"\n{approval.inputs[:SHOWN_INPUT]}",
+                        f"\n{literal(approval.inputs[:SHOWN_INPUT])}",
                         (_cut_note(approval), "dim"),
                     ),
                     title="Approval needed",
@@ -185,7 +186,7 @@ class TerminalApprover:
                 typed = Prompt.ask(
                     Text.assemble(
                         "High risk: type ",
-                        (approval.task_id, "bold"),
+                        (literal(approval.task_id), "bold"),
                         " to approve, anything else rejects",
                     ),
                     console=self.console,

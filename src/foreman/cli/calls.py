@@ -7,7 +7,6 @@ Prompts and outputs are model and user text: they are printed as ``Text``, never
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from foreman.cli.render import STATUS_STYLE
+from foreman.cli.text import literal
 from foreman.engine.results import TaskResult
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord
@@ -91,16 +91,6 @@ def what_for(call: CallRecord) -> str:
     return call.task_id if call.purpose.value == "task" else f"{call.task_id} {call.purpose.value}"
 
 
-#: Control characters a terminal would obey (ESC starts a sequence that can clear the
-#: screen, retitle the window or write the clipboard); tab and newline are kept.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def literal(text: str) -> str:
-    """Model or user text made safe to print: control characters shown as ``\\x1b``."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", text)
-
-
 def one_line(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -150,8 +140,10 @@ def calls_table(run: RunRecord, calls: Sequence[CallRecord]) -> Table:
         table.add_row(
             Text(str(number)),
             Text(offset(call.started_at - run.created_at)),
-            Text(what_for(call)),
-            Text.assemble(call.worker or "-", "\n", (short_model(call.model), "dim")),
+            Text(literal(what_for(call))),
+            Text.assemble(
+                literal(call.worker or "-"), "\n", (literal(short_model(call.model)), "dim")
+            ),
             Text(str(call.attempt)),
             Text(call.status.value, style=CALL_STYLE.get(call.status.value, "")),
             Text(("~" if call.estimated else "") + spent),
@@ -166,7 +158,7 @@ def call_errors(calls: Sequence[CallRecord]) -> list[Text]:
     return [
         Text.assemble(
             (f"#{number} ", "bold"),
-            f"{what_for(call)} ({call.model}): ",
+            literal(f"{what_for(call)} ({call.model}): "),
             (literal(one_line(error_of(call), 200)), CALL_STYLE.get(call.status.value, "")),
         )
         for number, call in enumerate(calls, 1)
@@ -187,7 +179,7 @@ def books_line(books: Books, *, what: str) -> Text:
             f" (cache: {usage.cache_read_tokens:,} read, {usage.cache_write_tokens:,} written)"
         )
     if books.unpriced:
-        line.append(f"; no price for {', '.join(books.unpriced)}", style="dim")
+        line.append(literal(f"; no price for {', '.join(books.unpriced)}"), style="dim")
     return line
 
 
@@ -215,8 +207,8 @@ def task_view(
     status = result.status.value if result else "not run"
     parts: list[RenderableType] = [
         Text.assemble(
-            (f"{run.run_id} / {task.id}", "bold"),
-            f" · {task.worker} · ",
+            (literal(f"{run.run_id} / {task.id}"), "bold"),
+            literal(f" · {task.worker} · "),
             (status, STATUS_STYLE.get(status, "")),
         ),
         _section("Instructions"),
@@ -233,7 +225,7 @@ def task_view(
     for number, call in enumerate(calls, 1):
         parts += _call_parts(number, call, run.created_at)
     parts.append(Text())
-    parts.append(books_line(books, what=f"Task {task.id}"))
+    parts.append(books_line(books, what=literal(f"Task {task.id}")))
     return Group(*parts)
 
 
@@ -247,9 +239,9 @@ def _call_parts(number: int, call: CallRecord, start: float) -> list[RenderableT
         tokens_text += " (input estimated: no answer came)"
     header = Text.assemble(
         "\n",
-        (f"Call {number}: {what_for(call)}", "bold cyan"),
-        f" · try {call.attempt} · {call.worker or '-'} · {call.model}",
-        *((f" (answered by {call.answered_by})",) if _answered_by_another(call) else ()),
+        (literal(f"Call {number}: {what_for(call)}"), "bold cyan"),
+        literal(f" · try {call.attempt} · {call.worker or '-'} · {call.model}"),
+        *((literal(f" (answered by {call.answered_by})"),) if _answered_by_another(call) else ()),
         " · ",
         (call.status.value, CALL_STYLE.get(call.status.value, "")),
         f" · {offset(call.started_at - start)}",

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from foreman.cli import observing
+from foreman.cli.text import literal
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.results import RunStatus
 from foreman.errors import ForemanError
@@ -303,7 +304,7 @@ def guard(action):
     try:
         return action()
     except ForemanError as exc:
-        err.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
+        err.print(Text.assemble(("error:", "bold red"), " ", literal(str(exc))), soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print(Text("interrupted", style="yellow"))

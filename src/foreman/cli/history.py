@@ -26,6 +26,7 @@ from foreman.cli.calls import (
 )
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
+from foreman.cli.text import literal, shown
 from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import ForemanError
 from foreman.ledger.books import Books
@@ -54,7 +55,7 @@ def runs(
         out.print(runs_table(summaries, limits))
         if unpriced := sorted({model for run in summaries for model in run.unpriced}):
             out.print(
-                Text(
+                shown(
                     f"cost unknown: no price for {', '.join(unpriced)}. Set FOREMAN_PRICES "
                     "(e.g. '{\"model-id\": [input, output]}', dollars per million tokens).",
                     style="dim",
@@ -125,9 +126,9 @@ def show(
         return
     out.print(run_tree(record, tasks, full=full))
     if record.answer:
-        out.print(Text.assemble("\n", ("Answer", "bold"), "\n", record.answer))
+        out.print(Text.assemble("\n", ("Answer", "bold"), "\n", literal(record.answer)))
     if record.error:
-        out.print(Text.assemble("\n", ("Error", "bold red"), " ", record.error))
+        out.print(Text.assemble("\n", ("Error", "bold red"), " ", literal(record.error)))
     out.print(Text.assemble("\n", run_books(record)))
 
 
@@ -221,8 +222,8 @@ def _status(run: RunSummary, limits: dict[str, str | None]) -> str:
 def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None = None) -> Table:
     rows = [
         (
-            Text(run.run_id),
-            Text(_clip(run.request, 40)),
+            shown(run.run_id),
+            shown(_clip(run.request, 40)),
             Text(_status(run, limits or {}), style=STATUS_STYLE.get(run.status.value, "")),
             Text(f"{run.tasks_done}/{run.tasks}"),
             Text(f"{run.usage.total_tokens:,}"),
@@ -251,10 +252,10 @@ def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None
 
 def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False) -> FittedTree:
     title = Text.assemble(
-        (run.run_id, "bold"),
+        (literal(run.run_id), "bold"),
         " ",
         (run.status.value, STATUS_STYLE.get(run.status.value, "")),
-        f" · {_clip(run.request, 80)} · {run.usage.total_tokens:,} tokens · ",
+        f" · {literal(_clip(run.request, 80))} · {run.usage.total_tokens:,} tokens · ",
         "cost unknown" if run.cost_usd is None else money(run.cost_usd),
     )
 
@@ -263,13 +264,13 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
         branch = parent.add(task_label(task, result.status.value if result else "not run"))
         if result is not None:
             if result.output is not None:
-                branch.add(Text(_show_output(result.output, full)))
+                branch.add(shown(_show_output(result.output, full)))
             if result.error:
-                branch.add(Text(result.error, style="red"))
+                branch.add(shown(result.error, style="red"))
             if result.unreviewed:
-                branch.add(Text(f"not reviewed: {result.unreviewed}", style="yellow"))
+                branch.add(shown(f"not reviewed: {result.unreviewed}", style="yellow"))
             branch.add(
-                Text(
+                shown(
                     f"{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
                     f"{result.latency:.1f}s, {result.model or '-'}",
                     style="dim",

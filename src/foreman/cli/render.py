@@ -17,6 +17,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from foreman import events as ev
+from foreman.cli.text import literal, shown
 from foreman.engine.results import RunResult
 from foreman.plan.estimate import PlanEstimate, StepEstimate
 from foreman.plan.prompts import format_usd
@@ -95,10 +96,10 @@ def dag_tree(
     while stack:
         parent, task_id, depth, parent_id = stack.pop()
         if task_id in shown:
-            parent.add(Text(f"{task_id} (see above)", style="dim"))
+            parent.add(shown(f"{task_id} (see above)", style="dim"))
             continue
         if depth >= max_depth:
-            parent = root.add(Text(f"… continued from {parent_id}", style="dim"))
+            parent = root.add(shown(f"… continued from {parent_id}", style="dim"))
             depth = 1
         shown.add(task_id)
         branch = add_task(parent, tasks[task_id])
@@ -109,12 +110,12 @@ def dag_tree(
 def task_label(task: Task, status: str | None = None, *, cost: str | None = None) -> Text:
     """``t1 researcher status: instructions``, every part taken literally (never markup);
     ``cost`` (an estimate) goes after the worker."""
-    label = Text.assemble((task.id, "bold"), " ", (task.worker, "cyan"))
+    label = Text.assemble((literal(task.id), "bold"), " ", (literal(task.worker), "cyan"))
     if cost:
         label.append(" ").append(cost, style="green")
     if status:
         label.append(" ").append(status, style=STATUS_STYLE.get(status, "dim"))
-    return label.append(": ").append(task.instructions)
+    return label.append(": ").append(literal(task.instructions))
 
 
 def plan_tree(plan: Plan, estimate: PlanEstimate | None = None) -> FittedTree:
@@ -148,21 +149,21 @@ def estimate_table(estimate: PlanEstimate) -> Table:
     models = list(dict.fromkeys(step.model for _, _, step in steps))
     one_model = len(models) == 1  # then named once, in the title: the table stays narrow
     title = Text.assemble(
-        ("Estimate", "bold"), f" (every step on {models[0]})" if one_model else ""
+        ("Estimate", "bold"), literal(f" (every step on {models[0]})") if one_model else ""
     )
     table = Table(title=title, title_justify="left", box=None, padding=(0, 1))
     columns = ["step", "worker", *([] if one_model else ["model"]), "cost", "time", "basis"]
     for column in columns:
         table.add_column(column, justify="right" if column in ("cost", "time") else "left")
     for name, worker, step in steps:
-        model = [] if one_model else [Text(step.model)]
+        model = [] if one_model else [shown(step.model)]
         table.add_row(
-            Text(name),
-            Text(worker),
+            shown(name),
+            shown(worker),
             *model,
             usd(step.cost_usd),
             duration(step.seconds),
-            Text(step.basis, style="dim"),
+            shown(step.basis, style="dim"),
         )
     histories = sum(step.basis.startswith("history") for _, _, step in steps)
     table.add_row(
@@ -200,12 +201,12 @@ def workers_table(registry: Registry) -> Table:
         table.add_column(column)
     for worker in registry:
         table.add_row(
-            Text(worker.name),
-            Text(worker.description),
-            Text(worker.model or "(default)"),
+            shown(worker.name),
+            shown(worker.description),
+            shown(worker.model or "(default)"),
             worker.risk.value,
             str(worker.retry.max_attempts - 1),
-            Text(worker.on_failure + (f" → {worker.fallback}" if worker.fallback else "")),
+            shown(worker.on_failure + (f" → {worker.fallback}" if worker.fallback else "")),
         )
     return table
 
@@ -308,13 +309,13 @@ class LiveProgress:
             if status in ("running", "retrying") and task.id in self.started:
                 detail = f"{self.clock() - self.started[task.id]:.1f}s {detail}".strip()
             table.add_row(
-                Text(task.id),
-                Text(task.worker),
+                shown(task.id),
+                shown(task.worker),
                 Text(status, style=STATUS_STYLE[status]),
-                Text(", ".join(task.depends_on) or "-"),
-                Text(detail),
+                shown(", ".join(task.depends_on) or "-"),
+                shown(detail),
             )
-        return Group(Text(self.headline, style="bold"), table)
+        return Group(shown(self.headline, style="bold"), table)
 
 
 def print_result(console: Console, result: RunResult) -> None:
@@ -328,8 +329,8 @@ def print_result(console: Console, result: RunResult) -> None:
         f"{usage.output_tokens} out tokens · {result.elapsed:.1f}s"
     )
     if result.answer:
-        body = Markdown(result.answer)
+        body = Markdown(literal(result.answer))
     else:
-        body = Text(result.error or f"No answer yet: the run is {result.status.value}.")
+        body = shown(result.error or f"No answer yet: the run is {result.status.value}.")
     console.print(Panel(body, title="Answer", subtitle=subtitle, border_style=style))
     console.print(Text.assemble(("run ", "dim"), result.run_id), soft_wrap=True)
