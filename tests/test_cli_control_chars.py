@@ -16,7 +16,7 @@ from foreman.cli.calls import call_errors, calls_table, task_view
 from foreman.cli.history import run_tree, runs_table
 from foreman.cli.render import LiveProgress, plan_tree, print_result, workers_table
 from foreman.cli.stats import stats_footer, stats_table
-from foreman.cli.text import literal, shown
+from foreman.cli.text import literal, safe_text
 from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus
 from foreman.events import PlanReady, PlanRejected, TaskFailed, TaskStarted
 from foreman.ledger.records import CallRecord, CallStatus
@@ -55,7 +55,7 @@ def test_literal_spells_out_control_characters_and_keeps_newlines_and_tabs() -> 
     assert literal("a\x1b[2Jb\x07c\x9bd\x7fe") == "a\\x1b[2Jb\\x07c\\x9bd\\x7fe"
     assert literal("line\nnext\tcol") == "line\nnext\tcol"
     assert literal("déjà vu — ok") == "déjà vu — ok"
-    assert shown(CLEAR, style="red").plain == "\\x1b[2J"
+    assert safe_text(CLEAR, style="red").plain == "\\x1b[2J"
 
 
 def test_show_tree_answer_and_runs_escape_control_characters() -> None:

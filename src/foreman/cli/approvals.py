@@ -17,7 +17,7 @@ from rich.prompt import Confirm, Prompt
 from rich.text import Text
 
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
-from foreman.cli.text import literal, shown
+from foreman.cli.text import literal, safe_text
 from foreman.store.base import Approval, ApprovalStatus, Store
 
 TaskArg = Annotated[str, typer.Argument(help="The task's id, e.g. t3.")]
@@ -68,13 +68,13 @@ def print_approval(console: Console, approval: Approval) -> None:
         console.print(Text(MAY_HAVE_RUN, style="bold red"))
     console.print(Text.assemble(("instructions: ", "dim"), literal(approval.instructions)))
     console.print(Text("input, exactly as the worker receives it:", style="dim"))
-    console.print(shown(approval.inputs), soft_wrap=True)
+    console.print(safe_text(approval.inputs), soft_wrap=True)
     if approval.note:
         console.print(Text.assemble(("note: ", "dim"), literal(approval.note)))
     if approval.status is ApprovalStatus.pending:
         run, task = approval.run_id, approval.task_id
         console.print(
-            shown(
+            safe_text(
                 f"decide: foreman approve {run} {task} [--note ...] | "
                 f"foreman reject {run} {task} --reason ...",
                 style="dim",
@@ -112,7 +112,7 @@ def _decide(db, run: str, task_id: str, *, approved: bool, note: str | None) -> 
 
     decided = guard(lambda: asyncio.run(with_store(db, decide)))
     out.print(
-        shown(
+        safe_text(
             f"Task {decided.task_id} of run {decided.run_id} {decided.status.value}. "
             f"Continue it with: foreman resume {decided.run_id}"
         ),
@@ -158,7 +158,9 @@ class TerminalApprover:
             return self._prompt(approval)
         except EOFError:
             self.console.print(
-                shown(f"No answer: {approval.task_id} waits for `foreman approve`.", style="dim")
+                safe_text(
+                    f"No answer: {approval.task_id} waits for `foreman approve`.", style="dim"
+                )
             )
             return None
 

@@ -26,7 +26,7 @@ from foreman.cli.calls import (
 )
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
-from foreman.cli.text import literal, shown
+from foreman.cli.text import literal, safe_text
 from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import ForemanError
 from foreman.ledger.books import Books
@@ -55,7 +55,7 @@ def runs(
         out.print(runs_table(summaries, limits))
         if unpriced := sorted({model for run in summaries for model in run.unpriced}):
             out.print(
-                shown(
+                safe_text(
                     f"cost unknown: no price for {', '.join(unpriced)}. Set FOREMAN_PRICES "
                     "(e.g. '{\"model-id\": [input, output]}', dollars per million tokens).",
                     style="dim",
@@ -222,8 +222,8 @@ def _status(run: RunSummary, limits: dict[str, str | None]) -> str:
 def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None = None) -> Table:
     rows = [
         (
-            shown(run.run_id),
-            shown(_clip(run.request, 40)),
+            safe_text(run.run_id),
+            safe_text(_clip(run.request, 40)),
             Text(_status(run, limits or {}), style=STATUS_STYLE.get(run.status.value, "")),
             Text(f"{run.tasks_done}/{run.tasks}"),
             Text(f"{run.usage.total_tokens:,}"),
@@ -264,13 +264,13 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
         branch = parent.add(task_label(task, result.status.value if result else "not run"))
         if result is not None:
             if result.output is not None:
-                branch.add(shown(_show_output(result.output, full)))
+                branch.add(safe_text(_show_output(result.output, full)))
             if result.error:
-                branch.add(shown(result.error, style="red"))
+                branch.add(safe_text(result.error, style="red"))
             if result.unreviewed:
-                branch.add(shown(f"not reviewed: {result.unreviewed}", style="yellow"))
+                branch.add(safe_text(f"not reviewed: {result.unreviewed}", style="yellow"))
             branch.add(
-                shown(
+                safe_text(
                     f"{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
                     f"{result.latency:.1f}s, {result.model or '-'}",
                     style="dim",

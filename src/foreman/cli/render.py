@@ -17,7 +17,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from foreman import events as ev
-from foreman.cli.text import literal, shown
+from foreman.cli.text import literal, safe_text
 from foreman.engine.results import RunResult
 from foreman.plan.estimate import PlanEstimate, StepEstimate
 from foreman.plan.prompts import format_usd
@@ -96,10 +96,10 @@ def dag_tree(
     while stack:
         parent, task_id, depth, parent_id = stack.pop()
         if task_id in shown:
-            parent.add(shown(f"{task_id} (see above)", style="dim"))
+            parent.add(Text(literal(f"{task_id} (see above)"), style="dim"))
             continue
         if depth >= max_depth:
-            parent = root.add(shown(f"… continued from {parent_id}", style="dim"))
+            parent = root.add(Text(literal(f"… continued from {parent_id}"), style="dim"))
             depth = 1
         shown.add(task_id)
         branch = add_task(parent, tasks[task_id])
@@ -156,14 +156,14 @@ def estimate_table(estimate: PlanEstimate) -> Table:
     for column in columns:
         table.add_column(column, justify="right" if column in ("cost", "time") else "left")
     for name, worker, step in steps:
-        model = [] if one_model else [shown(step.model)]
+        model = [] if one_model else [safe_text(step.model)]
         table.add_row(
-            shown(name),
-            shown(worker),
+            safe_text(name),
+            safe_text(worker),
             *model,
             usd(step.cost_usd),
             duration(step.seconds),
-            shown(step.basis, style="dim"),
+            safe_text(step.basis, style="dim"),
         )
     histories = sum(step.basis.startswith("history") for _, _, step in steps)
     table.add_row(
@@ -201,12 +201,12 @@ def workers_table(registry: Registry) -> Table:
         table.add_column(column)
     for worker in registry:
         table.add_row(
-            shown(worker.name),
-            shown(worker.description),
-            shown(worker.model or "(default)"),
+            safe_text(worker.name),
+            safe_text(worker.description),
+            safe_text(worker.model or "(default)"),
             worker.risk.value,
             str(worker.retry.max_attempts - 1),
-            shown(worker.on_failure + (f" → {worker.fallback}" if worker.fallback else "")),
+            safe_text(worker.on_failure + (f" → {worker.fallback}" if worker.fallback else "")),
         )
     return table
 
@@ -309,13 +309,13 @@ class LiveProgress:
             if status in ("running", "retrying") and task.id in self.started:
                 detail = f"{self.clock() - self.started[task.id]:.1f}s {detail}".strip()
             table.add_row(
-                shown(task.id),
-                shown(task.worker),
+                safe_text(task.id),
+                safe_text(task.worker),
                 Text(status, style=STATUS_STYLE[status]),
-                shown(", ".join(task.depends_on) or "-"),
-                shown(detail),
+                safe_text(", ".join(task.depends_on) or "-"),
+                safe_text(detail),
             )
-        return Group(shown(self.headline, style="bold"), table)
+        return Group(safe_text(self.headline, style="bold"), table)
 
 
 def print_result(console: Console, result: RunResult) -> None:
@@ -331,6 +331,6 @@ def print_result(console: Console, result: RunResult) -> None:
     if result.answer:
         body = Markdown(literal(result.answer))
     else:
-        body = shown(result.error or f"No answer yet: the run is {result.status.value}.")
+        body = safe_text(result.error or f"No answer yet: the run is {result.status.value}.")
     console.print(Panel(body, title="Answer", subtitle=subtitle, border_style=style))
     console.print(Text.assemble(("run ", "dim"), result.run_id), soft_wrap=True)

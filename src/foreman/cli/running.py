@@ -26,7 +26,7 @@ from rich.text import Text
 from foreman.cli.approvals import TerminalApprover
 from foreman.cli.common import EXIT_CODES, drive, err, guard, out
 from foreman.cli.render import LiveProgress, print_result
-from foreman.cli.text import literal, shown
+from foreman.cli.text import literal, safe_text
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.results import RunResult, RunStatus
 from foreman.events import Event
@@ -76,7 +76,7 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
             if result.answer is not None:
                 print(result.answer)
             elif result.error:
-                err.print(shown(result.error), soft_wrap=True)
+                err.print(safe_text(result.error), soft_wrap=True)
             if result.status is not RunStatus.waiting_approval:  # that one is told below
                 err.print(Text(f"Run {result.run_id}: {result.status.value}"), soft_wrap=True)
     except asyncio.CancelledError:
@@ -99,7 +99,7 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
         raise typer.Exit(1) from None
     if result.status is RunStatus.over_budget:
         err.print(
-            shown(
+            safe_text(
                 f"Run {result.run_id} stopped at its budget ({result.error}). Raise the limit "
                 f"to finish it: `foreman resume {result.run_id} "
                 f"{BUDGET_FLAGS.get(result.budget_limit or '', '--budget-...')} ...`."
@@ -109,7 +109,7 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
     if result.status is RunStatus.waiting_approval:
         waiting = [t.task_id for t in result.tasks.values() if t.status.value == "waiting"]
         err.print(
-            shown(
+            safe_text(
                 f"Run {result.run_id} is waiting for approval of {', '.join(waiting)}. "
                 f"Decide with `foreman approve {result.run_id} TASK` or `foreman reject "
                 f"{result.run_id} TASK --reason ...`, then `foreman resume {result.run_id}`."

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from foreman.cli.calls import money, seconds, short_model, tokens
 from foreman.cli.common import DbOpt, app, guard, out, run_ref, usage_error, with_store
-from foreman.cli.text import shown
+from foreman.cli.text import safe_text
 from foreman.ledger.records import CallRecord
 from foreman.ledger.stats import CallStats, GroupBy, group_calls, summarise
 from foreman.store.base import Store
@@ -112,7 +112,7 @@ def stats_table(groups: list[CallStats], by: GroupBy) -> Table:
         table.add_column(column, justify="right", no_wrap=True)
     for group in groups:
         table.add_row(
-            shown(short_model(group.key) if by is GroupBy.model else group.key),
+            safe_text(short_model(group.key) if by is GroupBy.model else group.key),
             Text(str(group.calls)),
             Text(_rate(group.failed_calls, group.failure_rate), style=_red(group.failed_calls)),
             Text(_rate(group.retried_calls, group.retry_rate)),
@@ -134,17 +134,17 @@ def stats_footer(records: list[CallRecord]) -> list[Text]:
     if total.cost_usd:  # every price known, and something was spent
         top = max(workers, key=lambda group: group.cost_usd or 0.0)
         share = f"{(top.cost_usd or 0.0) / total.cost_usd:.0%} of {money(total.cost_usd)}"
-        lines.append(shown(f"most expensive: {top.key}, {money(top.cost_usd)} ({share})"))
+        lines.append(safe_text(f"most expensive: {top.key}, {money(top.cost_usd)} ({share})"))
     else:  # no price to rank by (unknown, or local models that cost nothing): tokens
         top = max(workers, key=lambda group: group.input_tokens + group.output_tokens)
         spent = top.input_tokens + top.output_tokens
         why = "cost unknown" if total.cost_usd is None else "no cost"
-        lines.append(shown(f"most tokens: {top.key}, {spent:,} ({why})"))
+        lines.append(safe_text(f"most tokens: {top.key}, {spent:,} ({why})"))
     timed = [group for group in workers if group.latency_p50_s is not None]
     if timed:
         slow = max(timed, key=lambda group: (group.latency_p50_s, group.latency_p95_s))
         lines.append(
-            shown(
+            safe_text(
                 f"slowest: {slow.key}, p50 {seconds(slow.latency_p50_s)}, "
                 f"p95 {seconds(slow.latency_p95_s)}"
             )
@@ -164,7 +164,7 @@ def stats_footer(records: list[CallRecord]) -> list[Text]:
         )
     if total.unpriced:
         lines.append(
-            shown(
+            safe_text(
                 f"cost unknown: no price for {', '.join(total.unpriced)}. Set FOREMAN_PRICES "
                 "(e.g. '{\"model-id\": [input, output]}', dollars per million tokens).",
                 style="dim",

@@ -3,7 +3,7 @@
 Rich's markup is never applied to data (it is wrapped in ``Text``), but ``Text`` passes
 most control characters through: an ESC (``\\x1b``) in a model's output or a request could
 clear the screen, retitle the window or write the clipboard when ``show`` prints it. Every
-renderer that puts such text on a terminal passes it through ``literal`` (or ``shown``),
+renderer that puts such text on a terminal passes it through ``literal`` (or ``safe_text``),
 which spells each control character out as ``\\x1b`` and keeps newlines and tabs.
 
 Not escaped: ``--json`` output (JSON escapes control characters itself) and an answer
@@ -26,6 +26,6 @@ def literal(text: str) -> str:
     return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", text)
 
 
-def shown(text: str, style: str = "") -> Text:
+def safe_text(text: str, style: str = "") -> Text:
     """Model or user text as a ``Text``: never markup, never a terminal control sequence."""
     return Text(literal(text), style=style)

@@ -30,7 +30,7 @@ from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
-from foreman.plan.estimate import Estimator, History, PlanEstimate
+from foreman.plan.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
@@ -200,7 +200,7 @@ class Orchestrator:
 
     async def estimator(self) -> Estimator:
         """An ``Estimator`` for this team and these settings, with the store's history."""
-        history = History(await self.store.list_calls())
+        history = History(await self.store.recent_calls(HISTORY_CALLS))
         planner = self.planner_model
         return Estimator(
             self.registry,

@@ -277,6 +277,21 @@ class Store(ABC):
         A ``started`` record of a run no live process is executing reads ``interrupted``:
         its process died during the call."""
 
+    async def recent_calls(self, per_group: int) -> list[CallRecord]:
+        """The newest ``per_group`` ledger records of each (purpose, worker, model), of
+        every run, oldest first, without prompts: what ``foreman plan`` estimates from.
+
+        Bounded so that a store with a long history answers as fast as a young one. This
+        default reads the whole ledger (correct, and what a store written before this
+        method existed gets); a store overrides it with an indexed query."""
+        groups: dict[tuple[str, str | None, str], list[CallRecord]] = {}
+        for record in await self.list_calls():
+            groups.setdefault((record.purpose.value, record.worker, record.model), []).append(
+                record
+            )
+        newest = [record for calls in groups.values() for record in calls[-per_group:]]
+        return sorted(newest, key=lambda record: record.started_at)
+
     @abstractmethod
     async def load_tasks(self, run_id: str) -> dict[str, TaskResult]: ...
 

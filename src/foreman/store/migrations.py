@@ -105,6 +105,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX calls_by_time ON calls(started_at);
     """,
+    # 4: the newest calls of each (purpose, worker, model) without reading the whole
+    # ledger: what `foreman plan` estimates from (Store.recent_calls)
+    """
+    CREATE INDEX calls_by_group ON calls(purpose, worker, model, started_at);
+    """,
 ]
 
 

@@ -445,16 +445,42 @@ class SQLiteStore(Store):
                 f" WHERE {' AND '.join(where)} ORDER BY c.started_at, c.rowid",
                 args,
             ).fetchall()
-            statuses: dict[str, RunStatus] = {}
-            found = []
-            for row in rows:
-                with reading_run(row[0], str(self.path)):
-                    if row[0] not in statuses:
-                        statuses[row[0]] = _status(*row[-3:])
-                    found.append(settled_as_read(_call(row[:-3]), statuses[row[0]]))
-            return found
+            return self._read_calls(rows)
 
         return await self._run(read)
+
+    async def recent_calls(self, per_group: int) -> list[CallRecord]:
+        """One indexed ``LIMIT`` query per (purpose, worker, model) (``calls_by_group``):
+        the cost grows with the groups and ``per_group``, not with the ledger's length."""
+        if self._absent():
+            return []
+
+        def read(db: sqlite3.Connection) -> list[CallRecord]:
+            rows = []
+            for group in db.execute("SELECT DISTINCT purpose, worker, model FROM calls"):
+                rows += db.execute(
+                    f"SELECT {_CALL_COLUMNS_READ}, NULL, NULL, r.status, r.lease_owner,"
+                    " r.lease_until FROM calls c JOIN runs r ON r.run_id = c.run_id"
+                    " WHERE c.purpose = ? AND c.worker IS ? AND c.model = ?"
+                    " ORDER BY c.started_at DESC, c.rowid DESC LIMIT ?",
+                    (*group, per_group),
+                ).fetchall()
+            found = self._read_calls(rows)
+            return sorted(found, key=lambda record: record.started_at)
+
+        return await self._run(read)
+
+    def _read_calls(self, rows: list[Any]) -> list[CallRecord]:
+        """Ledger rows (each followed by its run's status and lease) as records, a
+        ``started`` one of a run nobody executes read as ``interrupted``."""
+        statuses: dict[str, RunStatus] = {}
+        found = []
+        for row in rows:
+            with reading_run(row[0], str(self.path)):
+                if row[0] not in statuses:
+                    statuses[row[0]] = _status(*row[-3:])
+                found.append(settled_as_read(_call(row[:-3]), statuses[row[0]]))
+        return found
 
     async def load_tasks(self, run_id: str) -> dict[str, TaskResult]:
         def read(db: sqlite3.Connection) -> dict[str, TaskResult]:

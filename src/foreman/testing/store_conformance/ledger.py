@@ -172,6 +172,37 @@ class LedgerTests(Harness):
             assert (await store.get_run(run_id)).usage == Usage(input_tokens=40)
 
     @store_test
+    async def test_recent_calls_keeps_the_newest_of_each_purpose_worker_and_model(
+        self, store: Store
+    ) -> None:
+        """``recent_calls(n)``: the newest ``n`` records of each (purpose, worker, model)
+        across runs, oldest first and without texts; a rare group is not crowded out."""
+        for run_id in ("a", "b"):
+            await store.create_run(run_record(run_id))
+        groups = {  # call id prefix -> (run, fields); started_at interleaves the groups
+            "w": ("a", {"worker": "writer"}),
+            "r": ("b", {}),
+            "m": ("a", {"model": "anthropic:claude-haiku-4-5"}),
+            "v": ("b", {"purpose": CallPurpose.review}),
+            "p": ("a", {"task_id": None}),  # planning: no worker
+        }
+        for n in range(5):
+            for index, (prefix, (run_id, fields)) in enumerate(groups.items()):
+                at = 10.0 * n + index
+                record = call(f"{prefix}{n}", run_id, started_at=at, output="o", **fields)
+                await store.save_calls(run_id, [record])
+        await store.save_calls("b", [call("rare", "b", worker="rare", started_at=0.5)])
+
+        recent = await store.recent_calls(2)
+        assert ids(recent) == ["rare", "w3", "r3", "m3", "v3", "p3", "w4", "r4", "m4", "v4", "p4"]
+        assert all(record.output is None for record in recent)
+        assert recent == [
+            record for record in await store.list_calls() if record.call_id in set(ids(recent))
+        ]
+        assert len(await store.recent_calls(100)) == 26
+        assert ids(await store.recent_calls(1)) == ["rare", "w4", "r4", "m4", "v4", "p4"]
+
+    @store_test
     async def test_checkpoints_write_their_ledger_records(self, store: Store) -> None:
         await store.create_run(run_record())
         planning = call("p1", task_id=None, started_at=1.0)
