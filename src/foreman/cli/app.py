@@ -195,16 +195,19 @@ def resume(
     stopped at its budget.
 
     Tasks that finished are never executed again; the run's own settings (team, models,
-    limits, budget) are reused. A --budget-* flag replaces that limit for this execution
-    (raise the one the run reached); the budget counts every execution of the run."""
+    limits, budget) are reused. A --budget-* flag replaces that limit, and the run keeps
+    the raised one for later resumes; the budget counts every execution of the run."""
     budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     record = guard(lambda: asyncio.run(with_store(db, lambda store: _record(store, run))))
     run_id = record.run_id
     settings = {**record.settings, **({"model": model} if model else {})}
     settings["budget"] = {**(record.settings.get("budget") or {}), **budget}
     orchestrator = guard(lambda: build_orchestrator(settings, db))
+    raised = orchestrator.budget if budget else None  # recorded: the run's budget from now on
     execute_run(
-        orchestrator, lambda o, on_event: o.resume(run_id, on_event=on_event), json_lines=json_lines
+        orchestrator,
+        lambda o, on_event: o.resume(run_id, budget=raised, on_event=on_event),
+        json_lines=json_lines,
     )
 
 

@@ -9,6 +9,7 @@ operations on runs: plan, run, stream, resume, replay. The stages themselves liv
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -38,6 +39,8 @@ from foreman.tracing.logs import LoggingObserver
 from foreman.tracing.observer import Observer, Observers
 from foreman.workers.registry import Registry
 from foreman.workers.spec import RiskLevel, Worker
+
+log = logging.getLogger(__name__)
 
 OnEvent = Callable[[Event], None]
 
@@ -245,11 +248,13 @@ class Orchestrator:
         stopped at its budget.
 
         Tasks that succeeded are never executed again; the others are. ``budget`` replaces
-        the orchestrator's for this execution (raise a limit the run reached); it counts
-        what every execution of the run spent, and the seconds they ran. Raises
+        the orchestrator's (raise a limit the run reached) and becomes the run's own: it is
+        recorded in the run's settings, which ``foreman resume`` rebuilds the run from. It
+        counts what every execution of the run spent, and the seconds they ran. Raises
         ``UnknownRunError``, ``RunFinishedError``, or ``RunLockedError`` when another live
         process is executing the run.
         """
+        given = budget
         budget = budget if budget is not None else self.budget
         record = await self.store.get_run(run_id)
         if record.status.final:
@@ -260,6 +265,8 @@ class Orchestrator:
         tasks = await self.store.load_tasks(run_id)
         before, earlier = await _books_before(self.store, record, tasks)
         check_priced(budget, [*self._model_names, *before.unpriced])
+        if given is not None and record.settings.get("budget") != given.model_dump():
+            await _record_budget(self.store, record, given)
         timed = budget is not None and budget.max_seconds is not None
         state = RunState(
             run_id=run_id,
@@ -386,6 +393,22 @@ async def _events_of(
         if not job.done():
             job.cancel()
             await asyncio.gather(job, return_exceptions=True)
+
+
+async def _record_budget(store: Store, record: RunRecord, budget: Budget) -> None:
+    """Make ``budget`` the run's own, so a later resume without one keeps it; a store
+    written before ``update_settings`` existed cannot, and the budget holds for this
+    execution only (as it did then)."""
+    try:
+        settings = {**record.settings, "budget": budget.model_dump()}
+        await store.update_settings(record.run_id, settings)
+    except NotImplementedError:
+        log.warning(
+            "run %s: %s cannot record the raised budget; a later resume uses the run's "
+            "original one unless it is given again",
+            record.run_id,
+            type(store).__name__,
+        )
 
 
 async def _books_before(

@@ -178,6 +178,14 @@ class Store(ABC):
         that lead to it, in one write. A run's tokens and cost are the sum of its ledger;
         ``usage`` only counts for a run that has no ledger (stored before there was one)."""
 
+    async def update_settings(self, run_id: str, settings: dict[str, Any]) -> None:
+        """Replace the run's recorded settings (what ``resume`` rebuilds it from): a budget
+        raised on ``resume`` stays the run's budget. Raises ``UnknownRunError``.
+
+        A store written before this method existed keeps this default, which says it
+        cannot: ``resume`` then applies a raised budget to its own execution only."""
+        raise NotImplementedError(f"{type(self).__name__} cannot update a run's settings.")
+
     @abstractmethod
     async def resolve_run(self, ref: str) -> str:
         """The id of the run ``ref`` names: a full id, a unique prefix, or ``last`` (newest).

@@ -173,6 +173,9 @@ class MemoryStore(Store):
         self._withdraw_pending(run_id)
         return run.status
 
+    async def update_settings(self, run_id: str, settings: dict[str, Any]) -> None:
+        self._run(run_id).settings = copy.deepcopy(settings)
+
     async def cancel_requested(self, run_id: str) -> bool:
         return run_id in self._cancel_requested
 

@@ -293,6 +293,19 @@ class SQLiteStore(Store):
 
         return await self._run(write)
 
+    async def update_settings(self, run_id: str, settings: dict[str, Any]) -> None:
+        text = json.dumps(settings)
+
+        def write(db: sqlite3.Connection) -> None:
+            with self._transaction(db):
+                found = db.execute(
+                    "UPDATE runs SET settings = ? WHERE run_id = ?", (text, run_id)
+                ).rowcount
+            if not found:
+                raise UnknownRunError(f"No run {run_id!r} in {self.path}.")
+
+        await self._run(write)
+
     async def cancel_requested(self, run_id: str) -> bool:
         def read(db: sqlite3.Connection) -> bool:
             row = db.execute(

@@ -291,6 +291,40 @@ class RunTests(Harness):
     # --- closing, and what survives it ---------------------------------------------------
 
     @store_test
+    async def test_update_settings_replaces_the_runs_settings_durably(self, store: Store) -> None:
+        """``update_settings``: what a later ``resume`` rebuilds the run from (a budget
+        raised on resume). A store without it is skipped: resume then keeps the old
+        behaviour, the raised budget for that execution only."""
+        settings = {"model": "local", "budget": {"max_calls": 3}}
+        await store.create_run(run_record(settings=settings, created_at=5.0))
+        await store.update_run("run-1", status=RunStatus.over_budget, error="calls")
+        before = await store.get_run("run-1")
+        raised = {"model": "local", "budget": {"max_calls": 10, "max_cost_usd": 0.5}}
+        try:
+            await store.update_settings("run-1", raised)
+        except NotImplementedError:
+            pytest.skip(f"{type(store).__name__} has no update_settings")
+        raised["budget"]["max_calls"] = 99  # the caller's dict is not the stored one
+        expected = before.model_copy(
+            update={
+                "settings": {"model": "local", "budget": {"max_calls": 10, "max_cost_usd": 0.5}}
+            }
+        )
+        after = await store.get_run("run-1")
+        assert after.model_dump(exclude={"updated_at"}) == expected.model_dump(
+            exclude={"updated_at"}
+        )
+        with pytest.raises(UnknownRunError):
+            await store.update_settings("nope", raised)
+        if self.durable:
+            await store.aclose()
+            reopened = await self.reopen()
+            try:
+                assert (await reopened.get_run("run-1")).settings == expected.settings
+            finally:
+                await reopened.aclose()
+
+    @store_test
     async def test_closing_twice_is_harmless(self, store: Store) -> None:
         await store.create_run(run_record())
         await store.save_task("run-1", result("t1"))
