@@ -142,7 +142,7 @@ class Orchestrator:
         self.lease_seconds = lease_seconds
         #: Keep each call's prompt and output in the ledger (off for sensitive data).
         self.record_prompts = record_prompts
-        self.observers = Observers(_with_logging(observers))
+        self.observers = Observers(_with_logging(observers), record_prompts=record_prompts)
         #: Limits of each run (``resume`` may raise them); ``timer`` measures its seconds.
         self.budget = budget if budget is not None else self.registry.budget
         self.timer = timer

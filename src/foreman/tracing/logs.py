@@ -53,25 +53,37 @@ class LoggingObserver:
     """Logs every event and settled call of a run (see the module docstring).
 
     ``events`` and ``calls`` are the loggers written to; the defaults are
-    ``foreman.events`` and ``foreman.calls``.
+    ``foreman.events`` and ``foreman.calls``. With ``record_prompts=False`` no text of the
+    run is logged: ``run_started`` gives the request's length (``request_chars``), not the
+    request, and the DEBUG lines of plans, outputs, answers and approval inputs are left
+    out. ``None`` (the default) follows the orchestrator it is given to.
     """
 
     def __init__(
-        self, events: logging.Logger | None = None, calls: logging.Logger | None = None
+        self,
+        events: logging.Logger | None = None,
+        calls: logging.Logger | None = None,
+        *,
+        record_prompts: bool | None = None,
     ) -> None:
         self.events = events or EVENTS
         self.calls = calls or CALLS
+        self.record_prompts = record_prompts
 
     def on_event(self, event: Any) -> None:
         if not self.events.isEnabledFor(logging.INFO):
             return
         kind = event.type
         ids = _ids(event.run_id, getattr(event, "task_id", None), getattr(event, "worker", None))
+        private = self.record_prompts is False
         fields = [*ids, *((name, getattr(event, name, None)) for name in _FIELDS.get(kind, ()))]
+        if private and kind == "run_started":  # the request is the user's text
+            fields = [(name, value) for name, value in fields if name != "request"]
+            fields.append(("request_chars", len(event.request)))
         fields += _extra_fields(kind, event)
         extra = _extra(event.run_id, fields, event=kind)
         self.events.info("%s", _line(kind, fields), extra=extra)
-        if self.events.isEnabledFor(logging.DEBUG):
+        if not private and self.events.isEnabledFor(logging.DEBUG):
             for name, content in _contents(kind, event):
                 self.events.debug(
                     "%s", _line(f"{kind}.{name}", [*ids, (name, content)]), extra=extra

@@ -24,10 +24,18 @@ class Observer(Protocol):
 
 
 class Observers:
-    """Several observers behind one; each failing one is warned about once and dropped."""
+    """Several observers behind one; each failing one is warned about once and dropped.
 
-    def __init__(self, observers: Iterable[Observer] = ()) -> None:
+    ``record_prompts`` is the orchestrator's: an observer with a ``record_prompts``
+    attribute left at ``None`` is given it, so ``Orchestrator(record_prompts=False)`` keeps
+    the run's text out of its logs and traces without configuring each observer again.
+    """
+
+    def __init__(self, observers: Iterable[Observer] = (), *, record_prompts: bool = True) -> None:
         self.observers = list(observers)
+        for observer in self.observers:
+            if getattr(observer, "record_prompts", False) is None:
+                observer.record_prompts = record_prompts  # type: ignore[attr-defined]
 
     def __bool__(self) -> bool:
         return bool(self.observers)

@@ -3,6 +3,7 @@
 The tree, nested as it happened::
 
     foreman.run                      foreman.run_id, foreman.request, foreman.status...
+                                     (foreman.request_chars with record_prompts=False)
     ├── foreman.plan                 planning (rejected plans are span events)
     │   └── chat <model>             each planner call attempt
     ├── foreman.task                 one per task: foreman.task_id, foreman.worker
@@ -73,8 +74,12 @@ class OTelObserver:
     turns it on; the CLI does it when ``OTEL_*`` variables ask for export.
     """
 
-    def __init__(self, tracer_provider: Any = None) -> None:
+    def __init__(self, tracer_provider: Any = None, *, record_prompts: bool | None = None) -> None:
         from foreman import __version__  # here: this module loads while foreman does
+
+        #: ``False``: the root span gets ``foreman.request_chars`` (the request's length)
+        #: instead of ``foreman.request``; ``None`` follows the orchestrator.
+        self.record_prompts = record_prompts
 
         self._trace = require("opentelemetry.trace")
         provider = tracer_provider or self._trace.get_tracer_provider()
@@ -134,9 +139,12 @@ class OTelObserver:
     def _start_run(self, event: Any) -> None:
         attributes = {
             "foreman.run_id": event.run_id,
-            "foreman.request": event.request,
             "foreman.resumed": event.resumed,
         }
+        if self.record_prompts is False:  # a sensitive deployment: the request stays home
+            attributes["foreman.request_chars"] = len(event.request)
+        else:
+            attributes["foreman.request"] = event.request
         root = self._tracer.start_span(
             "foreman.run", context=None, attributes=attributes, start_time=_ns(event.at)
         )
