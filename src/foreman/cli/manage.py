@@ -13,6 +13,7 @@ import typer
 from rich.text import Text
 
 from foreman.cli.common import DbOpt, RunRefArg, app, err, guard, out, run_ref, with_store
+from foreman.cli.text import literal
 from foreman.engine.results import RunStatus
 from foreman.store.sqlite import SQLiteStore, default_db_path
 
@@ -63,8 +64,8 @@ def doctor(db: DbOpt = None) -> None:
     Exits 0 when healthy, 1 with one line per problem otherwise."""
     problems = guard(lambda: asyncio.run(with_store(db, lambda store: store.check())))
     for problem in problems:
-        err.print(Text.assemble(("problem:", "red"), f" {problem}"), soft_wrap=True)
+        err.print(Text.assemble(("problem:", "red"), literal(f" {problem}")), soft_wrap=True)
     if problems:
         raise typer.Exit(1)
     path = db.expanduser() if db else default_db_path()
-    out.print(Text(f"{path}: healthy"), soft_wrap=True)
+    out.print(Text(literal(f"{path}: healthy")), soft_wrap=True)
