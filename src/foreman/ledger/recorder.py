@@ -128,6 +128,11 @@ class CallLedger:
 
     # --- writing -----------------------------------------------------------------------
 
+    @property
+    def has_unwritten(self) -> bool:
+        """Whether a record waits for a write (settled, or started since the last one)."""
+        return bool(self._unwritten)
+
     def take(self) -> list[CallRecord]:
         """Records not written yet (settled, or started since the last write), oldest first."""
         self._build_started()
