@@ -18,7 +18,8 @@ Clock, timer and ids are injected: the same code runs inside a Temporal workflow
 from __future__ import annotations
 
 import json
-import secrets
+import os
+import random
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,15 @@ OnCall = Callable[[CallRecord], None]
 #: Characters per token when no provider count exists (the usual rule of thumb for
 #: English text; an estimate is flagged as one wherever it is shown).
 CHARS_PER_TOKEN = 4
+
+
+#: Call ids: 48 random bits, like ``secrets.token_hex(6)`` but without a system call per
+#: id (``os.urandom`` also releases the GIL, handing it to the store's writer thread in the
+#: middle of a burst of starts). Private, so a program's own ``random.seed`` cannot make
+#: two processes that resume the same run draw the same ids; reseeded in a forked child
+#: for the same reason. Ids name calls, they guard nothing: no secret is needed.
+_IDS = random.Random()
+os.register_at_fork(after_in_child=_IDS.seed)
 
 
 def estimate_input_tokens(request: ModelRequest) -> int:
@@ -68,7 +78,7 @@ class CallLedger:
         on_end: OnCall | None = None,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
-        new_id: Callable[[], str] = lambda: secrets.token_hex(6),
+        new_id: Callable[[], str] = lambda: f"{_IDS.getrandbits(48):012x}",
     ) -> None:
         self.run_id = run_id
         self.keep_prompts = keep_prompts
