@@ -14,8 +14,9 @@ import pytest
 from foreman import Orchestrator
 from foreman.errors import ConfigError
 from foreman.events import Event
-from foreman.ledger.records import CallStatus
-from foreman.models.base import ModelRequest, ModelResponse
+from foreman.ledger.recorder import CallLedger
+from foreman.ledger.records import CallPurpose, CallStatus
+from foreman.models.base import Message, ModelRequest, ModelResponse, Usage
 from foreman.store import Checkpoint, SQLiteStore
 from foreman.testing import ScriptedModel
 from helpers import plan_of, task, worker
@@ -29,13 +30,15 @@ class CountingSQLite(SQLiteStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.calls_only = 0
+        self.wrote_calls = asyncio.Event()
 
     async def save_checkpoints(
         self, run_id: str, checkpoints: Sequence[Checkpoint], calls: Sequence[Any] = ()
     ) -> None:
+        await super().save_checkpoints(run_id, checkpoints, calls)
         if not checkpoints and calls:
             self.calls_only += 1
-        await super().save_checkpoints(run_id, checkpoints, calls)
+            self.wrote_calls.set()
 
 
 class Holding(ScriptedModel):
@@ -93,9 +96,8 @@ async def test_a_call_in_flight_alone_is_written_once_the_window_passes(
     async def hold() -> None:
         # Nothing else runs: no checkpoint comes, so the window's own write must.
         async with asyncio.timeout(30):
-            while not (found := await statuses(store, "slow")):
-                await asyncio.sleep(0.005)
-        seen.append(found)
+            await store.wrote_calls.wait()
+        seen.append(await statuses(store, "slow"))
 
     model.hold = hold
     orchestrator = Orchestrator(
@@ -135,3 +137,18 @@ async def test_calls_that_settle_within_the_window_cost_no_write_of_their_own(
 def test_a_negative_window_is_refused() -> None:
     with pytest.raises(ConfigError, match="started_write_window"):
         Orchestrator(TEAM, model=ScriptedModel(lambda r: "done"), started_write_window=-1)
+
+
+def test_a_ledger_for_a_store_that_does_not_survive_the_process_takes_settled_calls_only() -> None:
+    ids = iter(["c1", "c2"])
+    books = CallLedger("run", write_started=False, new_id=lambda: next(ids))
+    request = ModelRequest(messages=[Message(role="user", content="x" * 12)])
+    answer = ModelResponse(text="ok", model="m", usage=Usage(input_tokens=3))
+    first = books.scope(CallPurpose.task, task_id="t1").open("m", request)
+    books.scope(CallPurpose.task, task_id="t2").open("m", request)
+    first.close("ok", response=answer)
+    assert [(r.call_id, r.status) for r in books.take()] == [("c1", CallStatus.ok)]
+    assert books.records["c2"].status is CallStatus.started  # still on the books
+    assert books.usage.input_tokens == 3 + 3  # the one in flight at its estimate
+    books.interrupt_open()
+    assert [(r.call_id, r.status) for r in books.take()] == [("c2", CallStatus.interrupted)]

@@ -62,6 +62,7 @@ class RunJournal:
         self.ledger = CallLedger(
             run_id,
             keep_prompts=keep_prompts,
+            write_started=store.durable,
             on_start=self._write_calls_soon if store.durable else None,
             on_end=on_call,
         )

@@ -65,7 +65,11 @@ class CallLedger:
     """Every call attempt of one run's execution, in the order they started.
 
     ``keep_prompts=False`` stores no prompt or output text (sensitive deployments).
-    ``on_start`` hears that a call started (the journal schedules an early write);
+    ``write_started=False`` leaves in-flight calls out of ``take`` (a store that does not
+    survive the process gains nothing from their ``started`` rows: a wide fan-out would
+    build and store a thousand records only to replace them; they settle before the
+    run's last write). ``on_start`` hears that a call started (the journal schedules an
+    early write);
     ``on_end`` hears each settled record (logs, traces).
     """
 
@@ -74,6 +78,7 @@ class CallLedger:
         run_id: str,
         *,
         keep_prompts: bool = True,
+        write_started: bool = True,
         on_start: Callable[[], None] | None = None,
         on_end: OnCall | None = None,
         clock: Callable[[], float] = time.time,
@@ -82,6 +87,7 @@ class CallLedger:
     ) -> None:
         self.run_id = run_id
         self.keep_prompts = keep_prompts
+        self.write_started = write_started
         self.on_start = on_start
         self.on_end = on_end
         self.clock = clock
@@ -144,8 +150,10 @@ class CallLedger:
         return bool(self._unwritten)
 
     def take(self) -> list[CallRecord]:
-        """Records not written yet (settled, or started since the last write), oldest first."""
-        self._build_started()
+        """Records not written yet (settled, or started since the last write unless
+        ``write_started`` is off), oldest first."""
+        if self.write_started:
+            self._build_started()
         taken, self._unwritten = list(self._unwritten.values()), {}
         return taken  # type: ignore[return-value]  # every one built now
 
@@ -246,14 +254,18 @@ class CallScope:
         )
         call_id = call.call_id
         ledger._open[call_id] = call
-        ledger._records[call_id] = ledger._unwritten[call_id] = None
+        ledger._records[call_id] = None
+        if ledger.write_started:
+            ledger._unwritten[call_id] = None
         ledger._unbuilt.append(call)
         ledger._by_parent.setdefault(self.parent, {})[call_id] = call.estimate
         ledger._count(call.estimate, 1)
         if ledger.budget is not None:  # metered from the start: built now, not lazily
             record = call.started_record()
             ledger.budget.count(None, record)
-            ledger._records[call_id] = ledger._unwritten[call_id] = record
+            ledger._records[call_id] = record
+            if ledger.write_started:
+                ledger._unwritten[call_id] = record
         if ledger.on_start is not None:
             ledger.on_start()
         return call
