@@ -90,6 +90,7 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
         keep_prompts=orchestrator.record_prompts,
         on_call=orchestrator.observers.on_call if orchestrator.observers else None,
         lease_seconds=orchestrator.lease_seconds,
+        started_window=orchestrator.started_write_window,
     )
     journal.ledger.count_on(state.earlier_calls)
     if orchestrator.observers:

@@ -31,6 +31,12 @@ from foreman.store.base import Checkpoint, LeaseOwner, Store
 
 LEASE_SECONDS = 30.0
 CANCEL_POLL_SECONDS = 1.0
+#: Longest a started call's row waits for a group write to ride with (seconds). A call
+#: that starts while nothing is being written would otherwise cost a transaction of its
+#: own; most of the time a checkpoint comes first, and takes the row along. The price: a
+#: process killed within this window of a call's start leaves no row for that call
+#: (docs/benchmarks.md). Provider calls take seconds, so the window is a small fraction.
+STARTED_WRITE_WINDOW = 0.02
 
 
 class RunJournal:
@@ -46,6 +52,7 @@ class RunJournal:
         on_call: OnCall | None = None,
         lease_seconds: float = LEASE_SECONDS,
         cancel_poll: float = CANCEL_POLL_SECONDS,
+        started_window: float = STARTED_WRITE_WINDOW,
     ) -> None:
         self.store = store
         #: Tokens earlier executions of the run spent (their ledger rows).
@@ -55,11 +62,14 @@ class RunJournal:
         self.ledger = CallLedger(
             run_id,
             keep_prompts=keep_prompts,
+            write_started=store.durable,
             on_start=self._write_calls_soon if store.durable else None,
             on_end=on_call,
         )
         self._queue: list[tuple[Checkpoint, asyncio.Future[None]]] = []
         self._calls_due = False
+        self.started_window = started_window
+        self._calls_timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.run_id = run_id
         self.owner = LeaseOwner()
@@ -101,10 +111,26 @@ class RunJournal:
             raise
 
     def _write_calls_soon(self) -> None:
-        """Have the calls that just started written with the next group: never a wait
-        before a call, and one write for all that started together."""
-        self._calls_due = True
-        self._flush_soon()
+        """Have the calls that just started written with the next group write, or on their
+        own once ``started_window`` has passed: never a wait before a call, and one write
+        for all that started together. One timer serves every call that starts meanwhile,
+        so no row waits longer than the window."""
+        if self.started_window <= 0:
+            self._write_started()
+        elif self._calls_timer is None:
+            loop = asyncio.get_running_loop()
+            self._calls_timer = loop.call_later(self.started_window, self._write_started)
+
+    def _write_started(self) -> None:
+        self._calls_timer = None
+        if self.ledger.has_unwritten:  # else a group write took them meanwhile
+            self._calls_due = True
+            self._flush_soon()
+
+    def _stop_timer(self) -> None:
+        if self._calls_timer is not None:
+            self._calls_timer.cancel()
+            self._calls_timer = None
 
     def _flush_soon(self) -> None:
         """Start the flusher at the next turn of the loop (so everything that settles in
@@ -145,6 +171,7 @@ class RunJournal:
         events, self._events = self._events, []
         if status is not RunStatus.running:  # stopping: calls cut short are on the books
             self.ledger.interrupt_open()
+            self._stop_timer()  # this write takes every row
         await self._settle()
         await self.store.update_run(
             self.run_id,
@@ -169,6 +196,7 @@ class RunJournal:
         self._renewer = asyncio.create_task(self._renew(), name=f"foreman-lease-{self.run_id}")
 
     async def release(self) -> None:
+        self._stop_timer()
         await self._settle()
         if self._renewer is not None:
             self._renewer.cancel()

@@ -20,6 +20,7 @@ from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
 from foreman.engine.execution import RunState, check_given_plan, execute, make_plan
+from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus, typed_outputs
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
@@ -68,9 +69,11 @@ class Orchestrator:
 
     Every model call attempt is recorded in the run's ledger (``store.list_calls``), with
     its tokens, cost, latency and outcome, and, unless ``record_prompts=False``, what the
-    model was sent and answered. ``observers`` (``foreman.tracing``) watch every event and
-    call: a ``LoggingObserver`` is always among them (silent until logging is configured
-    for the ``foreman`` logger); ``OTelObserver()`` sends traces to OpenTelemetry.
+    model was sent and answered; a durable store gets a call's ``started`` row within
+    ``started_write_window`` seconds of its start, so a crash cannot hide a call.
+    ``observers`` (``foreman.tracing``) watch every event and call: a ``LoggingObserver``
+    is always among them (silent until logging is configured for the ``foreman`` logger);
+    ``OTelObserver()`` sends traces to OpenTelemetry.
 
     ``estimate(plan)`` says what a plan will most likely cost and take before any of it is
     spent, from the ledger's history. With ``plan_budget_usd`` the planner is told the budget
@@ -99,6 +102,7 @@ class Orchestrator:
         approve: ApprovalCallback | None = None,
         auto_approve: RiskLevel | str | None = None,
         lease_seconds: float = 30.0,
+        started_write_window: float = STARTED_WRITE_WINDOW,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         record_prompts: bool = True,
@@ -140,6 +144,11 @@ class Orchestrator:
         self.approve = approve
         self.auto_approve = auto_approve_level(auto_approve)  # ConfigError for 'high'
         self.lease_seconds = lease_seconds
+        if started_write_window < 0:
+            raise ConfigError("started_write_window must be 0 or more seconds.")
+        #: Longest a started call's row may wait to ride with a checkpoint's write to a
+        #: durable store (0: a write of its own at once); see ``engine.journal``.
+        self.started_write_window = started_write_window
         #: Keep each call's prompt and output in the ledger (off for sensitive data).
         self.record_prompts = record_prompts
         self.observers = Observers(_with_logging(observers), record_prompts=record_prompts)

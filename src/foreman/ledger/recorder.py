@@ -18,7 +18,8 @@ Clock, timer and ids are injected: the same code runs inside a Temporal workflow
 from __future__ import annotations
 
 import json
-import secrets
+import os
+import random
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,15 @@ OnCall = Callable[[CallRecord], None]
 CHARS_PER_TOKEN = 4
 
 
+#: Call ids: 48 random bits, like ``secrets.token_hex(6)`` but without a system call per
+#: id (``os.urandom`` also releases the GIL, handing it to the store's writer thread in the
+#: middle of a burst of starts). Private, so a program's own ``random.seed`` cannot make
+#: two processes that resume the same run draw the same ids; reseeded in a forked child
+#: for the same reason. Ids name calls, they guard nothing: no secret is needed.
+_IDS = random.Random()
+os.register_at_fork(after_in_child=_IDS.seed)
+
+
 def estimate_input_tokens(request: ModelRequest) -> int:
     """Tokens the request most likely costs, counted locally (no tokenizer download).
 
@@ -55,7 +65,11 @@ class CallLedger:
     """Every call attempt of one run's execution, in the order they started.
 
     ``keep_prompts=False`` stores no prompt or output text (sensitive deployments).
-    ``on_start`` hears that a call started (the journal schedules an early write);
+    ``write_started=False`` leaves in-flight calls out of ``take`` (a store that does not
+    survive the process gains nothing from their ``started`` rows: a wide fan-out would
+    build and store a thousand records only to replace them; they settle before the
+    run's last write). ``on_start`` hears that a call started (the journal schedules an
+    early write);
     ``on_end`` hears each settled record (logs, traces).
     """
 
@@ -64,14 +78,16 @@ class CallLedger:
         run_id: str,
         *,
         keep_prompts: bool = True,
+        write_started: bool = True,
         on_start: Callable[[], None] | None = None,
         on_end: OnCall | None = None,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
-        new_id: Callable[[], str] = lambda: secrets.token_hex(6),
+        new_id: Callable[[], str] = lambda: f"{_IDS.getrandbits(48):012x}",
     ) -> None:
         self.run_id = run_id
         self.keep_prompts = keep_prompts
+        self.write_started = write_started
         self.on_start = on_start
         self.on_end = on_end
         self.clock = clock
@@ -128,9 +144,16 @@ class CallLedger:
 
     # --- writing -----------------------------------------------------------------------
 
+    @property
+    def has_unwritten(self) -> bool:
+        """Whether a record waits for a write (settled, or started since the last one)."""
+        return bool(self._unwritten)
+
     def take(self) -> list[CallRecord]:
-        """Records not written yet (settled, or started since the last write), oldest first."""
-        self._build_started()
+        """Records not written yet (settled, or started since the last write unless
+        ``write_started`` is off), oldest first."""
+        if self.write_started:
+            self._build_started()
         taken, self._unwritten = list(self._unwritten.values()), {}
         return taken  # type: ignore[return-value]  # every one built now
 
@@ -231,14 +254,18 @@ class CallScope:
         )
         call_id = call.call_id
         ledger._open[call_id] = call
-        ledger._records[call_id] = ledger._unwritten[call_id] = None
+        ledger._records[call_id] = None
+        if ledger.write_started:
+            ledger._unwritten[call_id] = None
         ledger._unbuilt.append(call)
         ledger._by_parent.setdefault(self.parent, {})[call_id] = call.estimate
         ledger._count(call.estimate, 1)
         if ledger.budget is not None:  # metered from the start: built now, not lazily
             record = call.started_record()
             ledger.budget.count(None, record)
-            ledger._records[call_id] = ledger._unwritten[call_id] = record
+            ledger._records[call_id] = record
+            if ledger.write_started:
+                ledger._unwritten[call_id] = record
         if ledger.on_start is not None:
             ledger.on_start()
         return call

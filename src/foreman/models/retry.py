@@ -144,7 +144,7 @@ async def complete_with_retry(
                 answered.append(exc.answered.usage)
             _close(call, "error", response=exc.answered, error=exc)
             if not isinstance(exc, TransientModelError):
-                return CallOutcome(error=error, attempts=attempt, usage=sum(answered, Usage()))
+                return CallOutcome(error=error, attempts=attempt, usage=_spent(answered))
         except BaseException as exc:  # cancelled (Ctrl-C, a budget, cancel) or a bug: on the books
             stopped = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
             _close(call, "interrupted", error=STOPPED if stopped else exc)  # a bug says which
@@ -157,11 +157,11 @@ async def complete_with_retry(
                 error = exc
                 _close(call, "error", response=response, error=exc)
                 if not isinstance(exc, TransientModelError):
-                    usage = sum(answered, Usage())
+                    usage = _spent(answered)
                     return CallOutcome(error=error, attempts=attempt, usage=usage)
             else:
                 _close(call, "ok", response=response)
-                usage = sum(answered, Usage())
+                usage = _spent(answered)
                 return CallOutcome(
                     output=value, attempts=attempt, usage=usage, model=response.model
                 )
@@ -170,7 +170,15 @@ async def complete_with_retry(
             if on_retry is not None:
                 on_retry(attempt, error, delay)
             await sleep(delay)
-    return CallOutcome(error=error, attempts=policy.max_attempts, usage=sum(answered, Usage()))
+    return CallOutcome(error=error, attempts=policy.max_attempts, usage=_spent(answered))
+
+
+def _spent(answered: list[Usage]) -> Usage:
+    """Tokens of every answer; the usual single answer's record is passed on as it is
+    (a ``Usage`` is never changed in place), not copied into two new ones."""
+    if len(answered) == 1:
+        return answered[0]
+    return sum(answered, Usage())
 
 
 def _close(call: OpenedCall | None, status: str, **details: Any) -> None:
