@@ -30,7 +30,6 @@ from foreman.errors import (
 )
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
-from foreman.models.pricing import Cost, cost, run_price
 from foreman.plan.schema import Plan
 from foreman.store.base import (
     Approval,
@@ -44,14 +43,34 @@ from foreman.store.base import (
     check_deletable,
     choose_run,
     decide_approval,
-    described,
-    observed_status,
     reading_run,
     settled_as_read,
     start_approval,
-    withdrawn,
 )
 from foreman.store.migrations import migrate
+from foreman.store.sqlite_ledger import (
+    CALL_COLUMNS_READ,
+    USAGE_COLUMNS,
+    call_from_row,
+    insert_rows,
+    ledger_books,
+    put_calls,
+    rows_of_calls,
+    token_columns,
+)
+from foreman.store.sqlite_rows import (
+    append_events,
+    json_object,
+    observed_status_of,
+    read_run,
+    require_run,
+    row_problems,
+    store_error,
+    stored_approval,
+    stored_status,
+    summary_from_row,
+    withdraw_pending,
+)
 from foreman.store.writer import WriterThread
 
 T = TypeVar("T")
@@ -91,7 +110,7 @@ class SQLiteStore(Store):
         try:
             return action(self._connect())
         except sqlite3.DatabaseError as exc:
-            raise _store_error(exc, self.path) from exc
+            raise store_error(exc, self.path) from exc
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -186,7 +205,7 @@ class SQLiteStore(Store):
         await self._run(write)
 
     async def get_run(self, run_id: str) -> RunRecord:
-        return await self._run(lambda db: _read_run(db, run_id, self.path))
+        return await self._run(lambda db: read_run(db, run_id, self.path))
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
         if self._absent():
@@ -212,8 +231,11 @@ class SQLiteStore(Store):
                 (limit,),
             ):
                 per_model[run_id].append(tuple(group))
-            booked = _ledger_books(db, [row[0] for row in runs])
-            return [_summary(row, per_model[row[0]], booked.get(row[0]), self.path) for row in runs]
+            booked = ledger_books(db, [row[0] for row in runs])
+            return [
+                summary_from_row(row, per_model[row[0]], booked.get(row[0]), self.path)
+                for row in runs
+            ]
 
         return await self._run(read)
 
@@ -228,7 +250,7 @@ class SQLiteStore(Store):
         events: Sequence[Any] = (),
         calls: Sequence[CallRecord] = (),
     ) -> None:
-        call_rows = _call_rows(calls)
+        call_rows = rows_of_calls(calls)
 
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
@@ -243,17 +265,17 @@ class SQLiteStore(Store):
                         status.value,
                         answer,
                         error,
-                        *(_tokens(usage) if usage else (None,) * 4),
+                        *(token_columns(usage) if usage else (None,) * 4),
                         time.time(),
                         run_id,
                     ),
                 ).rowcount
                 if not updated:
                     raise UnknownRunError(f"No run {run_id!r} in {self.path}.")
-                _append_events(db, run_id, events)
-                _put_calls(db, call_rows)
+                append_events(db, run_id, events)
+                put_calls(db, call_rows)
                 if status is RunStatus.cancelled:
-                    _withdraw_pending(db, run_id, str(self.path))
+                    withdraw_pending(db, run_id, str(self.path))
 
         await self._run(write)
 
@@ -278,7 +300,7 @@ class SQLiteStore(Store):
     async def cancel_run(self, run_id: str) -> RunStatus:
         def write(db: sqlite3.Connection) -> RunStatus:
             with self._transaction(db):
-                status = _observed(db, run_id, self.path)
+                status = observed_status_of(db, run_id, self.path)
                 check_cancellable(run_id, status)
                 if status is RunStatus.running:
                     db.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?", (run_id,))
@@ -288,7 +310,7 @@ class SQLiteStore(Store):
                     " WHERE run_id = ?",
                     (RunStatus.cancelled.value, time.time(), run_id),
                 )
-                _withdraw_pending(db, run_id, str(self.path))
+                withdraw_pending(db, run_id, str(self.path))
                 return RunStatus.cancelled
 
         return await self._run(write)
@@ -319,7 +341,7 @@ class SQLiteStore(Store):
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
                 try:
-                    status = _observed(db, run_id, self.path)
+                    status = observed_status_of(db, run_id, self.path)
                 except CorruptedRunError:  # unreadable: deleting it is the way out
                     status = RunStatus.crashed
                 check_deletable(run_id, status, force)
@@ -340,7 +362,7 @@ class SQLiteStore(Store):
                 for row in db.execute("PRAGMA quick_check")
                 if row[0] != "ok"
             ]
-            return problems + _row_problems(db, str(self.path))
+            return problems + row_problems(db, str(self.path))
 
         return await self._run(read)
 
@@ -354,19 +376,19 @@ class SQLiteStore(Store):
         calls: Sequence[CallRecord] = (),
     ) -> int:
         usage = usage or Usage()
-        call_rows = _call_rows(calls)
+        call_rows = rows_of_calls(calls)
 
         def write(db: sqlite3.Connection) -> int:
             with self._transaction(db):
-                _require_run(db, run_id, self.path)
-                _put_calls(db, call_rows)
+                require_run(db, run_id, self.path)
+                put_calls(db, call_rows)
                 (version,) = db.execute(
                     "SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE run_id = ?", (run_id,)
                 ).fetchone()
                 db.execute(
-                    f"INSERT INTO plans (run_id, version, plan, created_at, {_USAGE})"
+                    f"INSERT INTO plans (run_id, version, plan, created_at, {USAGE_COLUMNS})"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, version, plan.model_dump_json(), time.time(), *_tokens(usage)),
+                    (run_id, version, plan.model_dump_json(), time.time(), *token_columns(usage)),
                 )
                 return version
 
@@ -388,7 +410,7 @@ class SQLiteStore(Store):
         calls: Sequence[CallRecord] = (),
     ) -> None:
         """Every checkpoint and ledger record given, in one transaction."""
-        call_rows = _call_rows(calls)
+        call_rows = rows_of_calls(calls)
         now = time.time()
         task_rows = [
             (
@@ -398,7 +420,7 @@ class SQLiteStore(Store):
                 c.result.model,
                 c.result.model_dump_json(),
                 now,
-                *_tokens(c.result.usage),
+                *token_columns(c.result.usage),
             )
             for c in checkpoints
         ]
@@ -406,25 +428,25 @@ class SQLiteStore(Store):
 
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
-                _require_run(db, run_id, self.path)
-                _insert(
+                require_run(db, run_id, self.path)
+                insert_rows(
                     db,
                     "INSERT OR REPLACE INTO tasks (run_id, task_id, status, model, result,"
-                    f" updated_at, {_USAGE})",
+                    f" updated_at, {USAGE_COLUMNS})",
                     task_rows,
                 )
-                _append_events(db, run_id, events)
-                _put_calls(db, call_rows)
+                append_events(db, run_id, events)
+                put_calls(db, call_rows)
 
         await self._run(write)
 
     async def save_calls(self, run_id: str, calls: Sequence[CallRecord]) -> None:
-        call_rows = _call_rows(calls)
+        call_rows = rows_of_calls(calls)
 
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
-                _require_run(db, run_id, self.path)
-                _put_calls(db, call_rows)
+                require_run(db, run_id, self.path)
+                put_calls(db, call_rows)
 
         await self._run(write)
 
@@ -453,7 +475,7 @@ class SQLiteStore(Store):
 
         def read(db: sqlite3.Connection) -> list[CallRecord]:
             rows = db.execute(
-                f"SELECT {_CALL_COLUMNS_READ}, {texts}, r.status, r.lease_owner, r.lease_until"
+                f"SELECT {CALL_COLUMNS_READ}, {texts}, r.status, r.lease_owner, r.lease_until"
                 " FROM calls c JOIN runs r ON r.run_id = c.run_id"
                 f" WHERE {' AND '.join(where)} ORDER BY c.started_at, c.rowid",
                 args,
@@ -472,7 +494,7 @@ class SQLiteStore(Store):
             rows = []
             for group in db.execute("SELECT DISTINCT purpose, worker, model FROM calls"):
                 rows += db.execute(
-                    f"SELECT {_CALL_COLUMNS_READ}, NULL, NULL, r.status, r.lease_owner,"
+                    f"SELECT {CALL_COLUMNS_READ}, NULL, NULL, r.status, r.lease_owner,"
                     " r.lease_until FROM calls c JOIN runs r ON r.run_id = c.run_id"
                     " WHERE c.purpose = ? AND c.worker IS ? AND c.model = ?"
                     " ORDER BY c.started_at DESC, c.rowid DESC LIMIT ?",
@@ -491,8 +513,8 @@ class SQLiteStore(Store):
         for row in rows:
             with reading_run(row[0], str(self.path)):
                 if row[0] not in statuses:
-                    statuses[row[0]] = _status(*row[-3:])
-                found.append(settled_as_read(_call(row[:-3]), statuses[row[0]]))
+                    statuses[row[0]] = stored_status(*row[-3:])
+                found.append(settled_as_read(call_from_row(row[:-3]), statuses[row[0]]))
         return found
 
     async def load_tasks(self, run_id: str) -> dict[str, TaskResult]:
@@ -508,7 +530,7 @@ class SQLiteStore(Store):
         def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = db.execute("SELECT event FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
             with reading_run(run_id, str(self.path)):
-                return [_object(row[0]) for row in rows]
+                return [json_object(row[0]) for row in rows]
 
         return await self._run(read)
 
@@ -566,10 +588,10 @@ class SQLiteStore(Store):
     async def request_approval(self, approval: Approval) -> Approval:
         def write(db: sqlite3.Connection) -> Approval:
             with self._transaction(db):
-                existing = _stored_approval(db, approval.run_id, approval.task_id, self.path)
+                existing = stored_approval(db, approval.run_id, approval.task_id, self.path)
                 if existing is not None and existing.inputs == approval.inputs:
                     return existing
-                _require_run(db, approval.run_id, self.path)
+                require_run(db, approval.run_id, self.path)
                 db.execute(
                     "INSERT OR REPLACE INTO approvals (run_id, task_id, status, approval,"
                     " requested_at) VALUES (?, ?, ?, ?, ?)",
@@ -586,7 +608,7 @@ class SQLiteStore(Store):
         return await self._run(write)
 
     async def get_approval(self, run_id: str, task_id: str) -> Approval | None:
-        return await self._run(lambda db: _stored_approval(db, run_id, task_id, self.path))
+        return await self._run(lambda db: stored_approval(db, run_id, task_id, self.path))
 
     async def list_approvals(
         self, status: ApprovalStatus | None = ApprovalStatus.pending
@@ -615,7 +637,7 @@ class SQLiteStore(Store):
     ) -> Approval:
         def write(db: sqlite3.Connection) -> Approval:
             with self._transaction(db):
-                current = _stored_approval(db, run_id, task_id, self.path)
+                current = stored_approval(db, run_id, task_id, self.path)
                 decided = decide_approval(current, run_id, task_id, approved, note)
                 if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                     raise UnknownRunError(f"No run {run_id!r} in {self.path}.")
@@ -631,8 +653,8 @@ class SQLiteStore(Store):
     async def start_approved(self, run_id: str, task_id: str) -> Approval:
         def write(db: sqlite3.Connection) -> Approval:
             with self._transaction(db):
-                _require_run(db, run_id, self.path)
-                current = _stored_approval(db, run_id, task_id, self.path)
+                require_run(db, run_id, self.path)
+                current = stored_approval(db, run_id, task_id, self.path)
                 started = start_approval(current, run_id, task_id)
                 db.execute(
                     "UPDATE approvals SET status = ?, approval = ?, requested_at = ?"
@@ -648,385 +670,3 @@ class SQLiteStore(Store):
                 return started
 
         return await self._run(write)
-
-
-def _require_run(db: sqlite3.Connection, run_id: str, path: Path) -> None:
-    if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
-        raise UnknownRunError(f"No run {run_id!r} in {path}. `foreman runs` lists the runs.")
-
-
-def _withdraw_pending(db: sqlite3.Connection, run_id: str, where: str) -> None:
-    """Reject the pending approval requests of a run that was just cancelled."""
-    rows = db.execute(
-        "SELECT approval FROM approvals WHERE run_id = ? AND status = ?",
-        (run_id, ApprovalStatus.pending.value),
-    ).fetchall()
-    for (text,) in rows:
-        with reading_run(run_id, where):
-            decided = withdrawn(Approval.model_validate_json(text))
-        db.execute(
-            "UPDATE approvals SET status = ?, approval = ? WHERE run_id = ? AND task_id = ?",
-            (decided.status.value, decided.model_dump_json(), run_id, decided.task_id),
-        )
-
-
-def _append_events(db: sqlite3.Connection, run_id: str, events: Sequence[Any]) -> None:
-    if not events:
-        return
-    (start,) = db.execute(
-        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
-    ).fetchone()
-    _insert(
-        db,
-        "INSERT INTO events (run_id, seq, type, event)",
-        [
-            (run_id, start + offset, event.type, event.model_dump_json())
-            for offset, event in enumerate(events, 1)
-        ],
-    )
-
-
-_USAGE = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
-
-_SUMS = "SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens)"
-
-_CALL_COLUMNS = (
-    "run_id, call_id, parent, purpose, task_id, worker, provider, model, answered_by, attempt,"
-    f" started_at, latency, {_USAGE}, estimated, cost_usd, status, error_type, error,"
-    " prompt, output"
-)
-_CALL_COLUMNS_READ = ", ".join(
-    f"c.{column.strip()}" for column in _CALL_COLUMNS.split(",")[:-2]
-)  # everything but the texts, which only some reads want
-
-
-def _call_rows(calls: Sequence[CallRecord]) -> list[tuple[Any, ...]]:
-    """Ledger records as rows, built on the caller's side (the writer thread stays short)."""
-    return [
-        (
-            c.run_id,
-            c.call_id,
-            c.parent,
-            c.purpose.value,
-            c.task_id,
-            c.worker,
-            c.provider,
-            c.model,
-            c.answered_by,
-            c.attempt,
-            c.started_at,
-            c.latency,
-            *_tokens(c.usage),
-            int(c.estimated),
-            c.cost_usd,
-            c.status.value,
-            c.error_type,
-            c.error,
-            json.dumps(c.prompt) if c.prompt is not None else None,
-            c.output,
-        )
-        for c in calls
-    ]
-
-
-def _put_calls(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert or replace ledger rows; a settled row is never replaced by a ``started`` one.
-
-    A call's start time never changes, so the update leaves ``started_at`` alone: SQLite
-    then does not touch ``calls_by_time`` when a call settles (one B-tree less per row)."""
-    updates = ", ".join(
-        f"{column} = excluded.{column}"
-        for column in (column.strip() for column in _CALL_COLUMNS.split(",")[2:])
-        if column != "started_at"
-    )
-    _insert(
-        db,
-        f"INSERT INTO calls ({_CALL_COLUMNS})",
-        rows,
-        f"ON CONFLICT (run_id, call_id) DO UPDATE SET {updates} WHERE calls.status = 'started'"
-        " OR excluded.status != 'started'",
-    )
-
-
-#: Bound values per statement: SQLite's lowest limit (``SQLITE_MAX_VARIABLE_NUMBER`` was
-#: 999 before 3.32), so this works with any SQLite Python is built with.
-_MAX_VARIABLES = 999
-
-
-def _insert(db: sqlite3.Connection, head: str, rows: list[Any], tail: str = "") -> None:
-    """``head VALUES (...), (...) tail``: a few statements for many rows, not one per row.
-
-    A group of checkpoints inserts hundreds of rows in a wide fan-out; one statement per
-    chunk saves ``executemany``'s per-row round trip into SQLite (a 500-task group: about
-    15-21 ms instead of 21-28 ms, measured on the writer thread).
-    """
-    if not rows:
-        return
-    width = len(rows[0])
-    mark = "(" + ", ".join("?" * width) + ")"
-    per = _MAX_VARIABLES // width
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        values = [value for row in chunk for value in row]
-        db.execute(f"{head} VALUES {', '.join([mark] * len(chunk))} {tail}", values)
-
-
-def _call(row: Sequence[Any]) -> CallRecord:
-    return CallRecord(
-        run_id=row[0],
-        call_id=row[1],
-        parent=row[2],
-        purpose=row[3],
-        task_id=row[4],
-        worker=row[5],
-        provider=row[6],
-        model=row[7],
-        answered_by=row[8],
-        attempt=row[9],
-        started_at=row[10],
-        latency=row[11],
-        usage=_usage(row[12:16]),
-        estimated=bool(row[16]),
-        cost_usd=row[17],
-        status=row[18],
-        error_type=row[19],
-        error=row[20],
-        prompt=json.loads(row[21]) if row[21] is not None else None,
-        output=row[22],
-    )
-
-
-def _tokens(usage: Usage) -> tuple[int, int, int, int]:
-    """A usage as the four columns named in ``_USAGE``, in that order."""
-    return (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-    )
-
-
-def _read_run(
-    db: sqlite3.Connection, run_id: str, path: Path, *, with_plan: bool = True
-) -> RunRecord:
-    """One run and its latest plan, as ``get_run`` returns it and ``check`` tries it
-    (without the plan, which ``check`` reads as a row of its own)."""
-    row = db.execute(
-        f"SELECT run_id, request, status, settings, answer, error, created_at,"
-        f" updated_at, lease_owner, lease_until, {_USAGE} FROM runs WHERE run_id = ?",
-        (run_id,),
-    ).fetchone()
-    if row is None:
-        raise UnknownRunError(f"No run {run_id!r} in {path}. `foreman runs` lists the runs.")
-    plan = (
-        with_plan
-        and db.execute(
-            f"SELECT version, plan, {_USAGE} FROM plans WHERE run_id = ?"
-            " ORDER BY version DESC LIMIT 1",
-            (run_id,),
-        ).fetchone()
-    )
-    booked = _ledger_books(db, [run_id]).get(run_id)
-    with reading_run(run_id, str(path)):
-        settings = _settings(row[3])
-        if booked is None:  # stored before the ledger: its own total, priced the old way
-            usage, price = _usage(row[10:]), _legacy_price(db, run_id, settings, row[10:])
-            booked = (0, usage, price.cost_usd, price.unpriced)
-        return RunRecord(
-            run_id=row[0],
-            request=row[1],
-            status=_status(row[2], row[8], row[9]),
-            settings=settings,
-            answer=row[4],
-            error=row[5],
-            calls=booked[0],
-            usage=booked[1],
-            cost_usd=booked[2],
-            unpriced=booked[3],
-            created_at=row[6],
-            updated_at=row[7],
-            plan=Plan.model_validate_json(plan[1]) if plan else None,
-            plan_version=plan[0] if plan else 0,
-            plan_usage=_usage(plan[2:]) if plan else Usage(),
-        )
-
-
-def _ledger_books(
-    db: sqlite3.Connection, run_ids: Sequence[str]
-) -> dict[str, tuple[int, Usage, float | None, list[str]]]:
-    """Calls, tokens, cost and unpriced models of each run that has a ledger."""
-    if not run_ids:
-        return {}
-    marks = ", ".join("?" * len(run_ids))
-    # Calls that had no price when they were made (or cut short in flight), priced now if
-    # one is known, one by one as providers bill them: a sum could cross a price tier.
-    late: dict[str, tuple[float, list[str]]] = {}
-    unknown: set[str] = set()
-    for run_id, model, *columns in db.execute(
-        f"SELECT run_id, model, {_USAGE} FROM calls WHERE run_id IN ({marks}) AND cost_usd IS NULL",
-        list(run_ids),
-    ):
-        usage = _usage(columns)
-        if not usage.total_tokens:
-            continue
-        dollars, missing = late.get(run_id, (0.0, []))
-        price = None if model in unknown else cost(model, usage)
-        if price is None:
-            unknown.add(model)  # one lookup per unpriced model, not one per call
-            missing = missing if model in missing else [*missing, model]
-        late[run_id] = (dollars + (price or 0.0), missing)
-    found = {}
-    for run_id, count, *columns in db.execute(
-        f"SELECT run_id, COUNT(*), {_SUMS}, TOTAL(cost_usd)"
-        f" FROM calls WHERE run_id IN ({marks}) GROUP BY run_id",
-        list(run_ids),
-    ):
-        dollars, missing = late.get(run_id, (0.0, []))
-        total = None if missing else columns[4] + dollars
-        found[run_id] = (count, _usage(columns), total, missing)
-    return found
-
-
-def _legacy_price(
-    db: sqlite3.Connection, run_id: str, settings: dict[str, Any], total: Sequence[Any]
-) -> Cost:
-    tasks = [
-        (model, _usage(columns))
-        for model, *columns in db.execute(
-            f"SELECT model, {_USAGE} FROM tasks WHERE run_id = ?", (run_id,)
-        )
-    ]
-    return run_price(settings.get("model"), _usage(total), tasks)
-
-
-def _stored_approval(
-    db: sqlite3.Connection, run_id: str, task_id: str, path: Path
-) -> Approval | None:
-    """The approval request of one task, if any; a damaged row is a corrupted run."""
-    row = db.execute(
-        "SELECT approval FROM approvals WHERE run_id = ? AND task_id = ?", (run_id, task_id)
-    ).fetchone()
-    with reading_run(run_id, str(path)):
-        return Approval.model_validate_json(row[0]) if row else None
-
-
-def _usage(columns: Sequence[Any]) -> Usage:
-    """The four ``_USAGE`` columns (or their sums, NULL for none) as a usage."""
-    i, o, r, w = (value or 0 for value in columns[:4])
-    return Usage(input_tokens=i, output_tokens=o, cache_read_tokens=r, cache_write_tokens=w)
-
-
-def _object(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, found {type(value).__name__}")
-    return value
-
-
-def _settings(text: str) -> dict[str, Any]:
-    return _object(text)
-
-
-def _status(status: str, lease_owner: str | None, lease_until: float | None) -> RunStatus:
-    holder = LeaseOwner.model_validate_json(lease_owner) if lease_owner else None
-    return observed_status(RunStatus(status), holder, lease_until)
-
-
-def _observed(db: sqlite3.Connection, run_id: str, path: Path) -> RunStatus:
-    """The run's status as it stands now (``crashed`` derived); ``UnknownRunError``."""
-    row = db.execute(
-        "SELECT status, lease_owner, lease_until FROM runs WHERE run_id = ?", (run_id,)
-    ).fetchone()
-    if row is None:
-        raise UnknownRunError(f"No run {run_id!r} in {path}. `foreman runs` lists the runs.")
-    with reading_run(run_id, str(path)):
-        return _status(*row)
-
-
-def _summary(
-    row: tuple[Any, ...],
-    per_model: list[tuple[Any, ...]],
-    booked: tuple[int, Usage, float | None, list[str]] | None,
-    path: Path,
-) -> RunSummary:
-    """One ``runs`` row, its tasks grouped by (model, status) and its books as a summary;
-    a run stored before the ledger is priced from its tasks, the old way."""
-    with reading_run(row[0], str(path)):
-        if booked is not None:
-            usage, price = booked[1], Cost(booked[2], booked[3])
-        else:
-            usage = _usage(row[9:])
-            tasks = [(group[0], _usage(group[3:])) for group in per_model]
-            price = run_price(_settings(row[3]).get("model"), usage, tasks)
-        return RunSummary(
-            run_id=row[0],
-            request=row[1],
-            status=_status(row[2], row[6], row[7]),
-            tasks=row[8] or 0,
-            tasks_done=sum(group[2] for group in per_model if group[1] == "succeeded"),
-            usage=usage,
-            cost=price.cost_usd,
-            unpriced=price.unpriced,
-            created_at=row[4],
-            updated_at=row[5],
-        )
-
-
-def _row_problems(db: sqlite3.Connection, where: str) -> list[str]:
-    """One line per stored row that cannot be read back."""
-    checks: list[tuple[str, Callable[[tuple[Any, ...]], object]]] = [
-        (
-            "SELECT run_id, 'run', lease_owner FROM runs",
-            lambda r: (
-                _read_run(db, r[0], Path(where), with_plan=False),  # as `show` reads it
-                r[2] and LeaseOwner.model_validate_json(r[2]),
-            ),
-        ),
-        (
-            "SELECT run_id, 'plan ' || version, plan FROM plans",
-            lambda r: Plan.model_validate_json(r[2]),
-        ),
-        (
-            "SELECT run_id, 'task ' || task_id, result FROM tasks",
-            lambda r: TaskResult.model_validate_json(r[2]),
-        ),
-        ("SELECT run_id, 'event ' || seq, event FROM events", lambda r: _object(r[2])),
-        (
-            "SELECT run_id, 'approval of ' || task_id, approval FROM approvals",
-            lambda r: Approval.model_validate_json(r[2]),
-        ),
-        (f"SELECT run_id, 'call ' || call_id, {_CALL_COLUMNS} FROM calls", lambda r: _call(r[2:])),
-    ]
-    problems = []
-    for query, parse in checks:
-        for row in db.execute(query):
-            try:
-                with reading_run(row[0], where):
-                    parse(row)
-            except StoreError as exc:
-                problems.append(f"run {row[0]}: {row[1]} cannot be read ({_cause(exc)})")
-    return problems
-
-
-def _cause(exc: BaseException) -> str:
-    return described(exc.__cause__ or exc)
-
-
-def _store_error(exc: sqlite3.DatabaseError, path: Path) -> StoreError:
-    message = str(exc)
-    if "not a database" in message or "malformed" in message:
-        return StoreError(
-            f"The run store {path} is corrupted or not a foreman database ({message}). "
-            "Move it aside (or set FOREMAN_DB / --db to another file) and run again."
-        )
-    if "locked" in message or "busy" in message:
-        return StoreError(
-            f"The run store {path} is locked by another process ({message}). Try again "
-            "when it is done, or use another file with FOREMAN_DB / --db."
-        )
-    if "full" in message:
-        return StoreError(
-            f"The run store {path} could not be written: the disk is full ({message}). "
-            "Earlier checkpoints are intact: free some space, then `foreman resume` the run."
-        )
-    return StoreError(f"The run store {path} failed: {message}")
