@@ -33,7 +33,7 @@ from foreman.engine.prompts import REVIEW_SUFFIX, SYNTHESIS_SYSTEM, worker_input
 from foreman.ledger.recorder import CHARS_PER_TOKEN
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
 from foreman.models.base import Usage
-from foreman.models.pricing import cost
+from foreman.models.pricing import cost, priced
 from foreman.plan.prompts import planner_system_prompt
 from foreman.plan.schema import Plan, Task
 from foreman.workers.registry import Registry
@@ -290,7 +290,7 @@ class Estimator:
     def unpriced_steps(self) -> list[str]:
         """Models of the calls every plan makes (planning, synthesis) with no known price."""
         models = [self.planner_model] + ([self.default_model] if self.synthesis else [])
-        return [m for m in dict.fromkeys(models) if cost(m, Usage(input_tokens=1)) is None]
+        return [model for model in dict.fromkeys(models) if not priced(model)]
 
 
 def schedule_seconds(
