@@ -99,7 +99,8 @@ def _print(records: list[CallRecord], by: GroupBy, *, json_out: bool, filtered: 
         )
     else:
         out.print(stats_table(groups, by))
-        for line in stats_footer(records):
+        workers = groups if by is GroupBy.worker else None  # already grouped: not again
+        for line in stats_footer(records, workers):
             out.print(line, soft_wrap=True)
 
 
@@ -125,10 +126,12 @@ def stats_table(groups: list[CallStats], by: GroupBy) -> Table:
     return table
 
 
-def stats_footer(records: list[CallRecord]) -> list[Text]:
+def stats_footer(records: list[CallRecord], workers: list[CallStats] | None = None) -> list[Text]:
     """The most expensive and the slowest worker, the overall failure and retry rates, and
-    what makes a figure uncertain (unpriced models, estimated tokens)."""
-    workers = group_calls(records, GroupBy.worker)
+    what makes a figure uncertain (unpriced models, estimated tokens). ``workers``: the
+    records grouped by worker, when the caller has them already."""
+    if workers is None:
+        workers = group_calls(records, GroupBy.worker)
     total = summarise(records)
     lines = [Text()]
     if total.cost_usd:  # every price known, and something was spent
