@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from foreman.cli.calls import money, seconds, short_model, tokens
-from foreman.cli.common import DbOpt, app, guard, out, run_ref, usage_error, with_store
+from foreman.cli.common import DbOpt, app, guard, out, usage_error, with_store
 from foreman.cli.text import safe_text
 from foreman.ledger.records import CallRecord
 from foreman.ledger.stats import CallStats, GroupBy, group_calls, summarise
@@ -77,9 +77,9 @@ def stats(
         usage_error("it must be earlier than --until.", "--since")
     if run is not None and not run.strip():  # `--run "$RUN"` with RUN unset: not every run
         usage_error("it needs a run id, a unique prefix of one, or 'last'.", "--run")
-    run_id = run_ref(db, run) if run else None
 
     async def load(store: Store) -> list[CallRecord]:
+        run_id = await store.resolve_run(run) if run else None  # one store opened, not two
         return await store.list_calls(run_id=run_id, since=start, until=end)
 
     records = guard(lambda: asyncio.run(with_store(db, load)))
