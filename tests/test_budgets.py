@@ -379,3 +379,15 @@ def test_a_bad_budget_is_one_clear_line(scripted, tmp_path) -> None:
 
     result = runner.invoke(app, ["run", "x", "--budget-usd", "0"])
     assert result.exit_code == 2 and "greater than 0" in result.output
+
+
+@pytest.mark.parametrize("flag", ["--budget-usd", "--budget-seconds"])
+def test_a_zero_budget_names_its_flag_and_help_does_not_offer_zero(scripted, flag) -> None:
+    """``--help`` said ``[x>=0]`` for these, yet 0 was refused, under ``--budget-*``."""
+    model = scripted(Script(CHAIN))
+    result = runner.invoke(app, ["run", "x", flag, "0"])
+    assert result.exit_code == 2 and model.requests == []
+    said = " ".join(result.output.split())
+    assert flag in said and "greater than 0" in said
+    shown = " ".join(runner.invoke(app, ["run", "--help"], terminal_width=200).output.split())
+    assert "x>=0]" not in shown.split(flag, 1)[1].split("--", 1)[0]

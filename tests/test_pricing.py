@@ -7,7 +7,7 @@ import pytest
 
 from foreman.errors import ConfigError
 from foreman.models.base import Usage
-from foreman.models.pricing import Cost, cost, price_run, run_price
+from foreman.models.pricing import Cost, cost, price_run, priced, run_price
 
 M = 1_000_000
 
@@ -116,3 +116,12 @@ def test_an_unpriced_model_is_named_once_by_its_fuller_name() -> None:
     assert price.cost_usd is None and price.unpriced == ["openai:llama3.2"]
     both = run_price("openai:llama3.2", Usage(input_tokens=30), [("other-model", spent)])
     assert both.unpriced == ["other-model", "openai:llama3.2"]
+
+
+def test_priced_says_whether_a_model_has_a_price(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a cost budget and a plan budget ask of each model they count."""
+    assert priced("openai:gpt-5.4-mini")
+    assert priced("local")  # free, and known to be
+    assert not priced("openai:made-up-model")
+    monkeypatch.setenv("FOREMAN_PRICES", '{"openai:made-up-model": [1, 2]}')
+    assert priced("openai:made-up-model")

@@ -76,3 +76,17 @@ async def test_an_observer_told_explicitly_keeps_its_own_setting(caplog) -> None
     assert "secret-7781" not in "\n".join(r.getMessage() for r in caplog.records)
     assert "foreman.request" not in root_attributes(exporter)
     assert (await o.store.list_calls(with_prompts=True))[0].prompt is not None
+
+
+async def test_an_observer_told_explicitly_logs_no_prompt_or_output_at_debug(caplog) -> None:
+    """The orchestrator keeps prompts (its ledger has them), but this observer was told not
+    to: its DEBUG lines carry neither the calls' prompts nor their outputs."""
+    caplog.set_level(logging.DEBUG, logger="foreman")
+    model = ScriptedModel(Script(PLAN, tasks={"do t2": f"about {SECRET}"}))
+    quiet = LoggingObserver(record_prompts=False)
+    o = Orchestrator(TEAM, model=model, observers=[quiet])  # prompts kept
+    await o.run(SECRET)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "secret-7781" not in logged
+    assert "call.prompt" not in logged and "call.output" not in logged
+    assert (await o.store.list_calls(with_prompts=True))[0].prompt is not None

@@ -21,6 +21,7 @@ from foreman.errors import ConfigError, ModelError
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord, CallStatus
 from foreman.models.base import Usage
+from foreman.store.base import RunSummary
 from foreman.store.memory import MemoryStore
 from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
@@ -118,23 +119,7 @@ async def test_doctor_reports_a_damaged_ledger_row(tmp_path):
 async def test_attempts_count_on_across_a_resume():
     """A task's call cut short by Ctrl-C, then made again by resume: tries 1 and 2, not 1
     and 1 (``show RUN --calls`` would show two first tries)."""
-    model = ScriptedModel(
-        Script(PLAN), latency=latency_by_instructions({"do t2": 30.0}), name="boss"
-    )
-    team = Registry([worker("researcher"), worker("writer")])
-    orchestrator = Orchestrator(team, model=model, retry=NO_DELAY)
-    started = asyncio.Event()
-    job = asyncio.ensure_future(
-        orchestrator.run(
-            "q", on_event=lambda e: e.type == "task_started" and e.task_id == "t2" and started.set()
-        )
-    )
-    await asyncio.wait_for(started.wait(), 10)
-    await asyncio.sleep(0.05)
-    job.cancel()
-    await asyncio.gather(job, return_exceptions=True)
-    (run,) = await orchestrator.store.list_runs()
-    model._latency = 0.0
+    orchestrator, run = await _cut_short_in_t2()
     await orchestrator.resume(run.run_id)
     calls = await orchestrator.store.list_calls(run_id=run.run_id, task_id="t2")
     assert [(c.status, c.attempt) for c in calls] == [
@@ -330,23 +315,7 @@ async def test_a_resumed_task_counts_its_calls_from_before_the_resume():
     """t2's first call was cut short by Ctrl-C (on the books, estimated); resumed, t2's
     result said only what its new call cost, so the tasks no longer added up to the run's
     books, and ``TaskResult.usage`` disagreed with ``show RUN TASK``."""
-    model = ScriptedModel(
-        Script(PLAN), latency=latency_by_instructions({"do t2": 30.0}), name="boss"
-    )
-    team = Registry([worker("researcher"), worker("writer")])
-    orchestrator = Orchestrator(team, model=model, retry=NO_DELAY)
-    started = asyncio.Event()
-    job = asyncio.ensure_future(
-        orchestrator.run(
-            "q", on_event=lambda e: e.type == "task_started" and e.task_id == "t2" and started.set()
-        )
-    )
-    await asyncio.wait_for(started.wait(), 10)
-    await asyncio.sleep(0.05)
-    job.cancel()
-    await asyncio.gather(job, return_exceptions=True)
-    (run,) = await orchestrator.store.list_runs()
-    model._latency = 0.0
+    orchestrator, run = await _cut_short_in_t2()
     events = []
     resumed = await orchestrator.resume(run.run_id, on_event=events.append)
     t2_calls = await orchestrator.store.list_calls(run_id=run.run_id, task_id="t2")
@@ -418,3 +387,26 @@ def test_stats_with_an_empty_run_is_a_usage_error_not_every_run(tmp_path):
     result = CliRunner().invoke(app, ["stats", "--run", "", "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 2
     assert "--run" in result.output
+
+
+async def _cut_short_in_t2() -> tuple[Orchestrator, RunSummary]:
+    """A run cancelled (as Ctrl-C does) while t2's call is in flight; its model answers at
+    once from then on, so a resume finishes it."""
+    model = ScriptedModel(
+        Script(PLAN), latency=latency_by_instructions({"do t2": 30.0}), name="boss"
+    )
+    team = Registry([worker("researcher"), worker("writer")])
+    orchestrator = Orchestrator(team, model=model, retry=NO_DELAY)
+    started = asyncio.Event()
+    job = asyncio.ensure_future(
+        orchestrator.run(
+            "q", on_event=lambda e: e.type == "task_started" and e.task_id == "t2" and started.set()
+        )
+    )
+    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.sleep(0.05)
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
+    (run,) = await orchestrator.store.list_runs()
+    model._latency = 0.0
+    return orchestrator, run

@@ -59,17 +59,25 @@ MaxTasksOpt = Annotated[
 ]
 
 
-def _positive_dollars(value: float | None) -> float | None:
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"must be a positive amount of dollars (e.g. 0.05), not {value}.")
-    return value
+def _positive(what: str, example: str) -> Callable[[float | None], float | None]:
+    """An option callback refusing zero, negatives and nan (``min=0`` would let 0 through
+    and show ``x>=0`` in ``--help``)."""
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise typer.BadParameter(
+                f"must be a positive {what}, greater than 0 (e.g. {example}), not {value}."
+            )
+        return value
+
+    return check
 
 
 PlanBudgetOpt = Annotated[
     float | None,
     typer.Option(
         "--plan-budget-usd",
-        callback=_positive_dollars,
+        callback=_positive("amount of dollars", "0.05"),
         help="Dollars the plan may be estimated to cost; the planner plans within it, and a "
         "plan over it is sent back to the planner.",
     ),
@@ -113,12 +121,18 @@ BudgetTokensOpt = Annotated[
 ]
 BudgetUsdOpt = Annotated[
     float | None,
-    typer.Option("--budget-usd", min=0, help="Most US dollars the run may spend."),
+    typer.Option(
+        "--budget-usd",
+        callback=_positive("amount of dollars", "0.05"),
+        help="Most US dollars the run may spend.",
+    ),
 ]
 BudgetSecondsOpt = Annotated[
     float | None,
     typer.Option(
-        "--budget-seconds", min=0, help="Most seconds the run may execute (not while paused)."
+        "--budget-seconds",
+        callback=_positive("number of seconds", "600"),
+        help="Most seconds the run may execute (not while paused).",
     ),
 ]
 BudgetCallsOpt = Annotated[

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from foreman.cli.calls import money, seconds, short_model, tokens
-from foreman.cli.common import DbOpt, app, guard, out, run_ref, usage_error, with_store
+from foreman.cli.common import DbOpt, app, guard, out, usage_error, with_store
 from foreman.cli.text import safe_text
 from foreman.ledger.records import CallRecord
 from foreman.ledger.stats import CallStats, GroupBy, group_calls, summarise
@@ -77,9 +77,9 @@ def stats(
         usage_error("it must be earlier than --until.", "--since")
     if run is not None and not run.strip():  # `--run "$RUN"` with RUN unset: not every run
         usage_error("it needs a run id, a unique prefix of one, or 'last'.", "--run")
-    run_id = run_ref(db, run) if run else None
 
     async def load(store: Store) -> list[CallRecord]:
+        run_id = await store.resolve_run(run) if run else None  # one store opened, not two
         return await store.list_calls(run_id=run_id, since=start, until=end)
 
     records = guard(lambda: asyncio.run(with_store(db, load)))
@@ -99,7 +99,8 @@ def _print(records: list[CallRecord], by: GroupBy, *, json_out: bool, filtered: 
         )
     else:
         out.print(stats_table(groups, by))
-        for line in stats_footer(records):
+        workers = groups if by is GroupBy.worker else None  # already grouped: not again
+        for line in stats_footer(records, workers):
             out.print(line, soft_wrap=True)
 
 
@@ -125,10 +126,12 @@ def stats_table(groups: list[CallStats], by: GroupBy) -> Table:
     return table
 
 
-def stats_footer(records: list[CallRecord]) -> list[Text]:
+def stats_footer(records: list[CallRecord], workers: list[CallStats] | None = None) -> list[Text]:
     """The most expensive and the slowest worker, the overall failure and retry rates, and
-    what makes a figure uncertain (unpriced models, estimated tokens)."""
-    workers = group_calls(records, GroupBy.worker)
+    what makes a figure uncertain (unpriced models, estimated tokens). ``workers``: the
+    records grouped by worker, when the caller has them already."""
+    if workers is None:
+        workers = group_calls(records, GroupBy.worker)
     total = summarise(records)
     lines = [Text()]
     if total.cost_usd:  # every price known, and something was spent

@@ -28,8 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from foreman.errors import BudgetExceededError, ConfigError
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord, CallStatus
-from foreman.models.base import Usage
-from foreman.models.pricing import cost
+from foreman.models.pricing import cost, priced
 
 if TYPE_CHECKING:
     from foreman.ledger.recorder import CallLedger
@@ -38,8 +37,6 @@ OnLimit = Literal["finish", "cancel"]
 
 #: The limits, in the order they are checked (the first one reached is reported).
 LIMITS = ("max_calls", "max_tokens", "max_cost_usd", "max_seconds")
-
-_PROBE = Usage(input_tokens=1_000, output_tokens=1_000)  # what "has a price" is asked with
 
 
 class Budget(BaseModel):
@@ -83,7 +80,7 @@ def check_priced(budget: Budget | None, models: Iterable[str]) -> None:
     spend unseen. ``ConfigError`` naming those without, before anything is spent."""
     if budget is None or budget.max_cost_usd is None:
         return
-    unpriced = [name for name in dict.fromkeys(models) if cost(name, _PROBE) is None]
+    unpriced = [name for name in dict.fromkeys(models) if not priced(name)]
     if unpriced:
         raise ConfigError(
             f"max_cost_usd needs a price for every model, and {', '.join(unpriced)} has none. "

@@ -1,9 +1,11 @@
 """One record per model call attempt: the ledger the run's books are summed from.
 
-A record is written with the checkpoint that covers it (the task's, the plan's, the run's
-final update), so the ledger and the run's state never disagree. A call still in flight is
-written early as ``started`` with its input tokens estimated; if the process dies, that row
-reads as ``interrupted`` and the books still count what the provider most likely charged.
+A settled record is written with the checkpoint that covers it (the task's, the plan's,
+the run's final update), so the ledger and the run's state never disagree. A call still in
+flight is written early as ``started`` with its input tokens estimated (``Store.save_calls``
+when no checkpoint goes with it); if the process dies, that row reads as ``interrupted`` and
+the books still count what the provider most likely charged. Replays, and the rows a resume
+settles for good (calls cut short, a pre-ledger run's ``legacy`` row), are written alone.
 """
 
 from __future__ import annotations

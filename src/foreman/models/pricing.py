@@ -111,6 +111,16 @@ def cost(model: str | None, usage: Usage) -> float | None:
     return _listed_price(provider, model_id, usage)
 
 
+#: The usage "has a price" is asked with: a little of each kind a call always spends.
+_PROBE = Usage(input_tokens=1_000, output_tokens=1_000)
+
+
+def priced(model: str) -> bool:
+    """Whether ``model`` has a known price (``FOREMAN_PRICES`` included): what a cost budget
+    and a plan budget need of every model they count."""
+    return cost(model, _PROBE) is not None
+
+
 def check_prices() -> None:
     """Raise ``ConfigError`` now for a malformed ``FOREMAN_PRICES``, before any call is
     made: found when the first answer is priced, it would lose a call already paid for."""

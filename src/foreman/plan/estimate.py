@@ -33,7 +33,7 @@ from foreman.engine.prompts import REVIEW_SUFFIX, SYNTHESIS_SYSTEM, worker_input
 from foreman.ledger.recorder import CHARS_PER_TOKEN
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
 from foreman.models.base import Usage
-from foreman.models.pricing import cost
+from foreman.models.pricing import cost, priced
 from foreman.plan.prompts import planner_system_prompt
 from foreman.plan.schema import Plan, Task
 from foreman.workers.registry import Registry
@@ -96,7 +96,7 @@ class PlanEstimate(BaseModel):
 
 
 @dataclass(frozen=True)
-class CallStats:
+class HistoryStats:
     """What history says about one kind of call (purpose, worker, model)."""
 
     answered: int  # answered calls the medians come from
@@ -122,11 +122,11 @@ class History:
                 groups[(record.purpose.value, record.worker, record.model)].append(record)
         self._stats = {key: _stats(calls[-HISTORY_CALLS:]) for key, calls in groups.items()}
 
-    def stats(self, purpose: CallPurpose, worker: str | None, model: str) -> CallStats | None:
+    def stats(self, purpose: CallPurpose, worker: str | None, model: str) -> HistoryStats | None:
         return self._stats.get((purpose.value, worker, model))
 
 
-def _stats(calls: list[CallRecord]) -> CallStats | None:
+def _stats(calls: list[CallRecord]) -> HistoryStats | None:
     answered = [call for call in calls if call.status is CallStatus.ok]
     if not answered:
         return None
@@ -141,7 +141,7 @@ def _stats(calls: list[CallRecord]) -> CallStats | None:
         cache_read_tokens=median(lambda u: u.cache_read_tokens),
         cache_write_tokens=median(lambda u: u.cache_write_tokens),
     )
-    return CallStats(
+    return HistoryStats(
         answered=len(answered),
         usage=usage,
         latency=statistics.median(call.latency for call in answered),
@@ -290,7 +290,7 @@ class Estimator:
     def unpriced_steps(self) -> list[str]:
         """Models of the calls every plan makes (planning, synthesis) with no known price."""
         models = [self.planner_model] + ([self.default_model] if self.synthesis else [])
-        return [m for m in dict.fromkeys(models) if cost(m, Usage(input_tokens=1)) is None]
+        return [model for model in dict.fromkeys(models) if not priced(model)]
 
 
 def schedule_seconds(
@@ -332,7 +332,7 @@ def schedule_seconds(
     return now
 
 
-def _from_history(model: str, stats: CallStats) -> _Part:
+def _from_history(model: str, stats: HistoryStats) -> _Part:
     seconds = stats.latency * stats.per_parent
     return _Part(model, stats.usage, stats.per_parent, seconds, stats.basis)
 

@@ -91,13 +91,7 @@ class MemoryStore(Store):
         keeps its own usage, priced the old way)."""
         calls = self._records(run.run_id)
         if calls:
-            booked = Books.of(calls)
-            return {
-                "usage": booked.usage,
-                "cost_usd": booked.cost_usd,
-                "unpriced": booked.unpriced,
-                "calls": booked.calls,
-            }
+            return dict(Books.of(calls))  # usage, cost_usd, unpriced, calls: RunRecord's names
         tasks = self._results(run.run_id)
         price = run_price(
             run.settings.get("model"), run.usage, [(task.model, task.usage) for task in tasks]

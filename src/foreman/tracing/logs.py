@@ -116,7 +116,7 @@ class LoggingObserver:
         ]
         extra = _extra(record.run_id, fields, event="call")
         self.calls.info("%s", _line("call", fields), extra=extra)
-        if self.calls.isEnabledFor(logging.DEBUG):
+        if self.record_prompts is not False and self.calls.isEnabledFor(logging.DEBUG):
             for name in ("prompt", "output"):
                 content = getattr(record, name)
                 if content is not None:
