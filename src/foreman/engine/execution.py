@@ -418,13 +418,7 @@ async def make_plan(
 def _books(state: RunState, journal: RunJournal) -> dict[str, Any]:
     """The run's books for its result: earlier executions plus every call of this one
     (the journal has stopped or settled them all by the time a result is built)."""
-    booked = state.before + Books.of(journal.ledger.records.values())
-    return {
-        "usage": booked.usage,
-        "cost_usd": booked.cost_usd,
-        "unpriced": booked.unpriced,
-        "calls": booked.calls,
-    }
+    return dict(state.before + Books.of(journal.ledger.records.values()))
 
 
 def check_given_plan(orchestrator: Orchestrator, plan: Plan) -> None:

@@ -426,12 +426,13 @@ async def _books_before(
     """What earlier executions of a run spent, and their calls: its ledger, calls cut
     short by a crash marked ``interrupted`` for good (they read so already)."""
     if record.calls:
-        calls = await store.list_calls(run_id=record.run_id, with_prompts=True)
-        cut_short = [call for call in calls if call.status is CallStatus.interrupted]
-        if cut_short:
+        calls = await store.list_calls(run_id=record.run_id)  # no texts: only the books
+        if any(call.status is CallStatus.interrupted for call in calls):
+            # Written back as they read, prompts included (a write replaces the whole row).
+            full = await store.list_calls(run_id=record.run_id, with_prompts=True)
+            cut_short = [call for call in full if call.status is CallStatus.interrupted]
             await store.save_calls(record.run_id, cut_short)
-        texts = {"prompt": None, "output": None}  # kept for the whole execution: no texts
-        return Books.of(calls), [call.model_copy(update=texts) for call in calls]
+        return Books.of(calls), calls
     carried = await _carry_over(store, record, tasks)
     return Books.of(carried), carried
 

@@ -147,7 +147,6 @@ class TaskRunner:
             tried.add(worker.name)
             later = await self._call(task, worker, user)
             later.attempts += outcome.attempts
-            later.usage = outcome.usage + later.usage
             outcome = later
         return outcome
 
@@ -209,7 +208,6 @@ class TaskRunner:
                 ),
             )
             reviews += review.attempts
-            outcome.usage += review.usage
             if review.error is not None:
                 # A reviewer that cannot answer is not a rejection: keep the output, unjudged.
                 self.emit(
@@ -240,7 +238,6 @@ class TaskRunner:
             )
             revised = await self._produce(task, worker, user)
             outcome.attempts += revised.attempts
-            outcome.usage += revised.usage
             if revised.error is not None:
                 return False, revisions, reviews, None  # the last good output, marked rejected
             outcome.output, outcome.model = revised.output, revised.model

@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
+from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, price_of, provider_of
 from foreman.models.base import ModelRequest, ModelResponse, Usage
-from foreman.models.pricing import cost, overridden
 from foreman.models.retry import STOPPED
 
 if TYPE_CHECKING:
@@ -370,22 +369,6 @@ def _parent(purpose: CallPurpose, task_id: str | None) -> str:
 def _prompt(request: ModelRequest) -> dict[str, Any]:
     # A message's fields are plain strings: copying them is its ``model_dump()``, faster.
     return {"system": request.system, "messages": [dict(m.__dict__) for m in request.messages]}
-
-
-def price_of(record: CallRecord) -> float | None:
-    """At the model that answered (a dated id prices exactly), else the one asked for; a
-    price of the user's own (``FOREMAN_PRICES``) for either comes before a listed one."""
-    names = [record.model]
-    if record.answered_by and record.provider in ("openai", "anthropic"):
-        names.insert(0, f"{record.provider}:{record.answered_by}")
-    for name in names:
-        if overridden(name):
-            return cost(name, record.usage)
-    for name in names:
-        priced = cost(name, record.usage)
-        if priced is not None:
-            return priced
-    return None
 
 
 def _total(usages: Iterable[Usage]) -> Usage:

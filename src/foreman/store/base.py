@@ -31,8 +31,7 @@ from foreman.errors import (
     RunLockedError,
     UnknownRunError,
 )
-from foreman.ledger.recorder import price_of
-from foreman.ledger.records import CRASHED, CallRecord, CallStatus
+from foreman.ledger.records import CRASHED, CallRecord, CallStatus, price_of
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
 from foreman.workers.spec import RiskLevel
