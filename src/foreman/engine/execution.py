@@ -18,7 +18,9 @@ from foreman.engine.approvals import ApprovalGate
 from foreman.engine.assembly import SYNTHESISER, assemble
 from foreman.engine.budgeting import finished_parts, meter_for
 from foreman.engine.calls import retried
+from foreman.engine.delivery import Delivery
 from foreman.engine.journal import RunJournal
+from foreman.engine.planning import make_plan
 from foreman.engine.results import (
     RunResult,
     RunStatus,
@@ -29,26 +31,20 @@ from foreman.engine.results import (
 )
 from foreman.engine.scheduler import Halt, run_dag
 from foreman.engine.tasks import TaskRunner
-from foreman.errors import BudgetExceededError, ForemanError, PlanError, RunAbortedError
+from foreman.errors import BudgetExceededError, ForemanError, RunAbortedError
 from foreman.events import (
     Assembled,
     Event,
     PlanReady,
-    PlanRejected,
     RunFinished,
     RunStarted,
-    TaskFailed,
-    TaskFinished,
-    TaskSkipped,
 )
 from foreman.ledger.books import Books
 from foreman.ledger.budget import Budget, BudgetMeter
 from foreman.ledger.records import CallPurpose, CallRecord
-from foreman.models.base import Model, Usage
-from foreman.models.retry import CallLog, CallOutcome
-from foreman.plan.planner import Planner
+from foreman.models.base import Usage
+from foreman.models.retry import CallOutcome
 from foreman.plan.schema import Plan, Task
-from foreman.plan.validate import validate_plan
 
 if TYPE_CHECKING:
     from foreman.engine.orchestrator import Orchestrator
@@ -95,7 +91,7 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     journal.ledger.count_on(state.earlier_calls)
     if orchestrator.observers:
         on_event = orchestrator.observers.watching(on_event)
-    delivery = _Delivery(journal, on_event)
+    delivery = Delivery(journal, on_event)
     progress = _Progress(results=dict(state.completed), started=orchestrator.timer())
     meter = meter_for(
         state.run_id,
@@ -151,7 +147,7 @@ async def _fail(
     orchestrator: Orchestrator,
     state: RunState,
     journal: RunJournal,
-    delivery: _Delivery,
+    delivery: Delivery,
     progress: _Progress,
     exc: Exception,
 ) -> None:
@@ -173,54 +169,11 @@ async def _fail(
     await delivery.finish(RunFinished(run_id=state.run_id, result=result), quiet=True)
 
 
-class _Delivery:
-    """Records every event, and hands it to the caller; a task's settling event (finished,
-    failed, skipped) is handed over only once its checkpoint has committed, so a consumer
-    that sees ``task_finished`` knows the task will never run again."""
-
-    SETTLING = (TaskFinished, TaskFailed, TaskSkipped)
-
-    def __init__(self, journal: RunJournal, on_event: OnEvent) -> None:
-        self.journal = journal
-        self.on_event = on_event
-        self.held: dict[str, list[Event]] = {}
-
-    def emit(self, event: Event) -> None:
-        self.journal.record(event)
-        if isinstance(event, self.SETTLING):
-            self.held.setdefault(event.task_id, []).append(event)
-        else:
-            self.on_event(event)
-
-    async def checkpoint(self, result: TaskResult) -> None:
-        await self.journal.checkpoint(result)
-        for event in self.held.pop(result.task_id, ()):
-            self.on_event(event)
-
-    async def finish(self, event: RunFinished, *, quiet: bool = False) -> None:
-        """Store the run's final state with ``event`` as its last event, then hand it over.
-
-        Stored first: a consumer that stops at ``run_finished`` (and so cancels the run)
-        must not catch the final write half done. ``quiet``: a consumer that raises now is
-        ignored, because the run is already failing with an error of its own.
-        """
-        result = event.result
-        self.journal.record(event)
-        await asyncio.shield(
-            self.journal.update(result.status, answer=result.answer, error=result.error)
-        )
-        try:
-            self.on_event(event)
-        except Exception:
-            if not quiet:
-                raise
-
-
 async def _drive(
     orchestrator: Orchestrator,
     state: RunState,
     journal: RunJournal,
-    delivery: _Delivery,
+    delivery: Delivery,
     progress: _Progress,
     meter: BudgetMeter | None,
 ) -> RunResult:
@@ -323,7 +276,7 @@ async def _cancelled(
     orchestrator: Orchestrator,
     state: RunState,
     journal: RunJournal,
-    delivery: _Delivery,
+    delivery: Delivery,
     progress: _Progress,
 ) -> RunResult:
     """The run as its cancellation left it: the tasks checkpointed so far, no answer."""
@@ -346,7 +299,7 @@ async def _cancelled(
 async def _over_budget(
     orchestrator: Orchestrator,
     state: RunState,
-    delivery: _Delivery,
+    delivery: Delivery,
     progress: _Progress,
     results: dict[str, TaskResult],
     meter: BudgetMeter,
@@ -381,54 +334,14 @@ async def _over_budget(
     return result.model_copy(update={"tasks": typed_outputs(results, orchestrator.registry)})
 
 
-async def make_plan(
-    orchestrator: Orchestrator,
-    run_id: str,
-    request: str,
-    emit: OnEvent,
-    on_call: Callable[[CallOutcome], None] | None = None,
-    scope: CallLog | None = None,
-) -> tuple[Plan, Usage]:
-    """Ask the planner model for a validated plan, reporting each rejected attempt and
-    each retried call. ``on_call`` hears every planner call's attempts and tokens as it is
-    made, so a planning that fails in the end still reports what it cost."""
-    model = orchestrator.planner_model
-    planner = Planner(
-        model if isinstance(model, Model) else orchestrator.models.get(model),
-        orchestrator.registry,
-        max_tasks=orchestrator.max_tasks,
-        max_retries=orchestrator.max_plan_retries,
-        retry=orchestrator.retry,
-        timeout=orchestrator.own_timeout(),
-        budget_usd=orchestrator.plan_budget_usd,
-        estimator=await orchestrator.estimator() if orchestrator.plan_budget_usd else None,
-    )
-    outcome = await planner.plan(
-        request,
-        on_rejected=lambda attempt, errors: emit(
-            PlanRejected(run_id=run_id, attempt=attempt, errors=errors)
-        ),
-        on_retry=retried(emit, run_id, "plan"),
-        on_call=on_call,
-        scope=scope,
-    )
-    return outcome.plan, outcome.usage
-
-
 def _books(state: RunState, journal: RunJournal) -> dict[str, Any]:
     """The run's books for its result: earlier executions plus every call of this one
     (the journal has stopped or settled them all by the time a result is built)."""
     return dict(state.before + Books.of(journal.ledger.records.values()))
 
 
-def check_given_plan(orchestrator: Orchestrator, plan: Plan) -> None:
-    errors = validate_plan(plan, orchestrator.registry, max_tasks=len(plan.tasks))
-    if errors:
-        raise PlanError("The given plan cannot run:", errors=errors)
-
-
 def _checkpointed(
-    runner: TaskRunner, delivery: _Delivery, meter: BudgetMeter | None
+    runner: TaskRunner, delivery: Delivery, meter: BudgetMeter | None
 ) -> Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]:
     """The runner, with each settled task stored before the scheduler sees it. Once the
     budget is spent, no task starts, and one whose next call was refused stops

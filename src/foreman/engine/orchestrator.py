@@ -19,15 +19,17 @@ from typing import Any
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
-from foreman.engine.execution import RunState, check_given_plan, execute, make_plan
+from foreman.engine.delivery import events_of
+from foreman.engine.execution import RunState, execute
 from foreman.engine.journal import STARTED_WRITE_WINDOW
-from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus, typed_outputs
+from foreman.engine.planning import check_given_plan, make_plan
+from foreman.engine.results import RunResult, TaskResult, TaskStatus, typed_outputs
+from foreman.engine.resuming import books_before, carry_over, record_budget
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
-from foreman.ledger.books import Books
 from foreman.ledger.budget import Budget, check_priced, executed_seconds
 from foreman.ledger.recorder import CallLedger
-from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, carried_over
+from foreman.ledger.records import CallPurpose
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.pricing import check_prices
@@ -248,7 +250,7 @@ class Orchestrator:
         Leaving the loop early (or cancelling) cancels the run's running tasks and marks
         the run interrupted.
         """
-        return _events_of(lambda emit: self._start(request, plan, emit))
+        return events_of(lambda emit: self._start(request, plan, emit))
 
     async def resume(
         self, run_id: str, *, budget: Budget | None = None, on_event: OnEvent | None = None
@@ -272,10 +274,10 @@ class Orchestrator:
                 f"`foreman show {run_id}` shows it."
             )
         tasks = await self.store.load_tasks(run_id)
-        before, earlier = await _books_before(self.store, record, tasks)
+        before, earlier = await books_before(self.store, record, tasks)
         check_priced(budget, [*self._model_names, *before.unpriced])
         if given is not None and record.settings.get("budget") != given.model_dump():
-            await _record_budget(self.store, record, given)
+            await record_budget(self.store, record, given)
         timed = budget is not None and budget.max_seconds is not None
         state = RunState(
             run_id=run_id,
@@ -316,7 +318,7 @@ class Orchestrator:
         worker = self.registry.get(record.plan.task(task_id).worker)
         ledger = CallLedger(run_id, keep_prompts=self.record_prompts, on_end=self.observers.on_call)
         if not record.calls:  # stored before the ledger: its totals join it first
-            await _carry_over(self.store, record, tasks)
+            await carry_over(self.store, record, tasks)
         ledger.count_on(await self.store.list_calls(run_id=run_id, task_id=task_id))
         try:
             outcome = await call_worker(
@@ -385,75 +387,6 @@ class Orchestrator:
 def new_run_id() -> str:
     """Sortable by time, unique enough to never collide in one store."""
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-async def _events_of(
-    start: Callable[[OnEvent], Awaitable[RunResult]],
-) -> AsyncIterator[Event]:
-    """Events of a run started by ``start(emit)``, as they happen; errors re-raised."""
-    queue: asyncio.Queue[Event | None] = asyncio.Queue()
-    job = asyncio.ensure_future(start(queue.put_nowait))
-    job.add_done_callback(lambda _: queue.put_nowait(None))
-    try:
-        while (event := await queue.get()) is not None:
-            yield event
-        job.result()
-    finally:
-        if not job.done():
-            job.cancel()
-            await asyncio.gather(job, return_exceptions=True)
-
-
-async def _record_budget(store: Store, record: RunRecord, budget: Budget) -> None:
-    """Make ``budget`` the run's own, so a later resume without one keeps it; a store
-    written before ``update_settings`` existed cannot, and the budget holds for this
-    execution only (as it did then)."""
-    try:
-        settings = {**record.settings, "budget": budget.model_dump()}
-        await store.update_settings(record.run_id, settings)
-    except NotImplementedError:
-        log.warning(
-            "run %s: %s cannot record the raised budget; a later resume uses the run's "
-            "original one unless it is given again",
-            record.run_id,
-            type(store).__name__,
-        )
-
-
-async def _books_before(
-    store: Store, record: RunRecord, tasks: Mapping[str, TaskResult]
-) -> tuple[Books, list[CallRecord]]:
-    """What earlier executions of a run spent, and their calls: its ledger, calls cut
-    short by a crash marked ``interrupted`` for good (they read so already)."""
-    if record.calls:
-        calls = await store.list_calls(run_id=record.run_id)  # no texts: only the books
-        if any(call.status is CallStatus.interrupted for call in calls):
-            # Written back as they read, prompts included (a write replaces the whole row).
-            full = await store.list_calls(run_id=record.run_id, with_prompts=True)
-            cut_short = [call for call in full if call.status is CallStatus.interrupted]
-            await store.save_calls(record.run_id, cut_short)
-        return Books.of(calls), calls
-    carried = await _carry_over(store, record, tasks)
-    return Books.of(carried), carried
-
-
-async def _carry_over(
-    store: Store, record: RunRecord, tasks: Mapping[str, TaskResult]
-) -> list[CallRecord]:
-    """A run stored before the ledger existed has only its totals: an execution that ended
-    stored one; one that died without a word left its plan and task checkpoints to count.
-    They become its first ledger row, so books summed from the ledger keep them."""
-    if record.status in (RunStatus.running, RunStatus.crashed):
-        usage = sum((task.usage for task in tasks.values()), record.plan_usage)
-        dollars = None  # priced at the run's model
-    else:
-        usage, dollars = record.usage, record.cost_usd
-    if not usage.total_tokens:
-        return []
-    model = record.unpriced[0] if record.unpriced else record.settings.get("model")
-    row = carried_over(record.run_id, usage, dollars, model, record.created_at)
-    await store.save_calls(record.run_id, [row])
-    return [row]
 
 
 def _with_logging(observers: Iterable[Observer]) -> list[Observer]:

@@ -1,0 +1,64 @@
+"""Getting a run its plan: the planner model asked, and corrected, until a plan validates;
+or a plan given by the caller checked before it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from foreman.engine.calls import retried
+from foreman.errors import PlanError
+from foreman.events import (
+    Event,
+    PlanRejected,
+)
+from foreman.models.base import Model, Usage
+from foreman.models.retry import CallLog, CallOutcome
+from foreman.plan.planner import Planner
+from foreman.plan.schema import Plan
+from foreman.plan.validate import validate_plan
+
+if TYPE_CHECKING:
+    from foreman.engine.orchestrator import Orchestrator
+
+OnEvent = Callable[[Event], None]
+
+
+async def make_plan(
+    orchestrator: Orchestrator,
+    run_id: str,
+    request: str,
+    emit: OnEvent,
+    on_call: Callable[[CallOutcome], None] | None = None,
+    scope: CallLog | None = None,
+) -> tuple[Plan, Usage]:
+    """Ask the planner model for a validated plan, reporting each rejected attempt and
+    each retried call. ``on_call`` hears every planner call's attempts and tokens as it is
+    made, so a planning that fails in the end still reports what it cost."""
+    model = orchestrator.planner_model
+    planner = Planner(
+        model if isinstance(model, Model) else orchestrator.models.get(model),
+        orchestrator.registry,
+        max_tasks=orchestrator.max_tasks,
+        max_retries=orchestrator.max_plan_retries,
+        retry=orchestrator.retry,
+        timeout=orchestrator.own_timeout(),
+        budget_usd=orchestrator.plan_budget_usd,
+        estimator=await orchestrator.estimator() if orchestrator.plan_budget_usd else None,
+    )
+    outcome = await planner.plan(
+        request,
+        on_rejected=lambda attempt, errors: emit(
+            PlanRejected(run_id=run_id, attempt=attempt, errors=errors)
+        ),
+        on_retry=retried(emit, run_id, "plan"),
+        on_call=on_call,
+        scope=scope,
+    )
+    return outcome.plan, outcome.usage
+
+
+def check_given_plan(orchestrator: Orchestrator, plan: Plan) -> None:
+    errors = validate_plan(plan, orchestrator.registry, max_tasks=len(plan.tasks))
+    if errors:
+        raise PlanError("The given plan cannot run:", errors=errors)

@@ -1,0 +1,120 @@
+"""The records a store keeps about runs: the run, its summary, approvals, the lease
+holder and a checkpoint. Shared by every store and by the engine that writes them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from foreman.engine.results import RunStatus, TaskResult
+from foreman.models.base import Usage
+from foreman.plan.schema import Plan
+from foreman.workers.spec import RiskLevel
+
+
+class RunRecord(BaseModel):
+    """A run as stored: what was asked, how, and where it stands."""
+
+    run_id: str
+    request: str
+    status: RunStatus = RunStatus.running
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Options the run started with, reused on resume."
+    )
+    plan: Plan | None = None
+    plan_version: int = 0
+    plan_usage: Usage = Field(default_factory=Usage, description="What planning cost.")
+    answer: str | None = None
+    error: str | None = None
+    usage: Usage = Field(default_factory=Usage, description="The sum of the run's ledger.")
+    cost_usd: float | None = Field(
+        None, description="US dollars, each call at its own model's price; None if unknown."
+    )
+    unpriced: list[str] = Field(
+        default_factory=list, description="Models that spent tokens and have no known price."
+    )
+    calls: int = Field(0, description="Model call attempts in the ledger.")
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+
+class RunSummary(BaseModel):
+    """One line of ``foreman runs``."""
+
+    run_id: str
+    request: str
+    status: RunStatus
+    tasks: int
+    tasks_done: int
+    usage: Usage
+    cost: float | None = Field(None, description="US dollars, None where a price is unknown.")
+    unpriced: list[str] = Field(
+        default_factory=list, description="Models that spent tokens and have no known price."
+    )
+    created_at: float
+    updated_at: float
+
+
+class ApprovalStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class Approval(BaseModel):
+    """A request for a person's decision on one task, and the decision once made."""
+
+    run_id: str
+    task_id: str
+    worker: str
+    risk: RiskLevel
+    instructions: str
+    inputs: str = Field(description="The exact message the worker would receive.")
+    status: ApprovalStatus = ApprovalStatus.pending
+    note: str | None = Field(None, description="The approver's note or rejection reason.")
+    requested_at: float = Field(default_factory=time.time)
+    decided_at: float | None = None
+    started_at: float | None = Field(
+        None, description="When the approved execution started (set before the worker runs)."
+    )
+    may_have_run: bool = Field(
+        False,
+        description="Asked again: an approved execution already started (it failed or was cut "
+        "short).",
+    )
+
+
+class LeaseOwner(BaseModel):
+    """Who holds a run's lease: a process on a host, plus a random id for this execution."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    pid: int = Field(default_factory=os.getpid)
+    host: str = Field(default_factory=socket.gethostname)
+
+    def is_alive(self) -> bool:
+        """True unless we can tell the process is gone (only on the same host)."""
+        if self.host != socket.gethostname():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One settled task and the events recorded before it: a unit of ``save_checkpoints``."""
+
+    result: TaskResult
+    events: Sequence[Any] = ()
