@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from foreman.models.base import Usage
-from foreman.models.pricing import cost, overridden
+from foreman.models.pricing import first_price
 
 #: The error of a call still ``started`` when its process died, as stores read it.
 CRASHED = "the process ended during the call"
@@ -124,14 +124,11 @@ def carried_over(
 def price_of(record: CallRecord) -> float | None:
     """At the model that answered (a dated id prices exactly), else the one asked for; a
     price of the user's own (``FOREMAN_PRICES``) for either comes before a listed one."""
-    names = [record.model]
-    if record.answered_by and record.provider in ("openai", "anthropic"):
-        names.insert(0, f"{record.provider}:{record.answered_by}")
-    for name in names:
-        if overridden(name):
-            return cost(name, record.usage)
-    for name in names:
-        priced = cost(name, record.usage)
-        if priced is not None:
-            return priced
-    return None
+    return price_at(record.provider, record.model, record.answered_by, record.usage)
+
+
+def price_at(provider: str, model: str, answered_by: str | None, usage: Usage) -> float | None:
+    """``price_of`` a record not built yet (the ledger prices a call as it settles)."""
+    if answered_by and provider in ("openai", "anthropic"):
+        return first_price((f"{provider}:{answered_by}", model), usage)
+    return first_price((model,), usage)

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
+from functools import cache, partial
 
 from foreman.errors import ConfigError
 from foreman.models.base import Usage
@@ -127,10 +127,68 @@ def check_prices() -> None:
     _overrides(os.environ.get("FOREMAN_PRICES"))
 
 
-def overridden(model: str) -> bool:
-    """Whether ``FOREMAN_PRICES`` prices ``model`` (a foreman name or a provider id)."""
-    overrides = _overrides(os.environ.get("FOREMAN_PRICES"))
-    return bool(overrides) and (model in overrides or _split(model)[1] in overrides)
+Pricer = Callable[[Usage], float | None]
+
+#: (``FOREMAN_PRICES``, names) -> the genai-prices data the pricer was worked out from
+#: (None: it uses none), and the pricer.
+_pricers: dict[tuple[str | None, tuple[str, ...]], tuple[object, Pricer]] = {}
+
+
+def first_price(names: tuple[str, ...], usage: Usage) -> float | None:
+    """``usage`` at the first of ``names`` with a price of the user's own
+    (``FOREMAN_PRICES``), else at the first with a known price; None when none has one.
+
+    Worked out once per names, ``FOREMAN_PRICES`` value and genai-prices data (one
+    environment read a call): the ledger prices every call it records, and finding the
+    price (overrides, aliases, tiers) costs more than applying it."""
+    raw = os.environ.get("FOREMAN_PRICES")
+    known = _pricers.get((raw, names))
+    if known is None or (known[0] is not None and known[0] is not _snapshot_getter()()):
+        if len(_pricers) >= 1024:  # names the environment keeps changing: start again
+            _pricers.clear()
+        known = _pricers[(raw, names)] = _pricer(names, _overrides(raw))
+    return known[1](usage)
+
+
+def _pricer(names: tuple[str, ...], overrides: dict[str, _Override]) -> tuple[object, Pricer]:
+    """What ``first_price`` applies to ``names``, as ``cost`` would find it."""
+    for name in names:
+        if name in overrides or _split(name)[1] in overrides:
+            return None, _priced_at(name, overrides)
+    snapshot = None
+    for name in names:
+        if name == "local" or name.startswith("local:"):
+            return snapshot, _free
+        provider, model_id = _split(name)
+        snapshot = _snapshot_getter()()
+        rates = _token_rates(provider, model_id)
+        if rates is None:  # genai-prices' own calculation, every time
+            return snapshot, partial(_first_cost, names)
+        if rates is not _UNLISTED:
+            return snapshot, rates.price
+    return snapshot, _unpriced
+
+
+def _priced_at(name: str, overrides: dict[str, _Override]) -> Pricer:
+    if name == "local" or name.startswith("local:"):
+        return _free
+    return overrides[name if name in overrides else _split(name)[1]].price
+
+
+def _free(usage: Usage) -> float:
+    return 0.0
+
+
+def _unpriced(usage: Usage) -> None:
+    return None
+
+
+def _first_cost(names: tuple[str, ...], usage: Usage) -> float | None:
+    for name in names:
+        priced = cost(name, usage)
+        if priced is not None:
+            return priced
+    return None
 
 
 def _listed_price(provider: str | None, model_id: str, usage: Usage) -> float | None:
