@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, price_of, provider_of
+from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, price_at, provider_of
 from foreman.models.base import ModelRequest, ModelResponse, Usage
 from foreman.models.retry import STOPPED
 
@@ -54,10 +54,34 @@ def estimate_input_tokens(request: ModelRequest) -> int:
     a large part of its prompt), so they are counted with the messages."""
     chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
     if request.output_schema is not None:
-        chars += len(json.dumps(request.output_schema))
+        chars += _json_length(request.output_schema)
     for tool in request.tools:
         chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
     return -(-chars // CHARS_PER_TOKEN)
+
+
+#: (key, id of its value) -> the value (kept, so its id is not reused) and the length of
+#: the item in JSON: ``len(json.dumps({key: value})) - 2``.
+_ITEM_LENGTHS: dict[tuple[Any, int], tuple[Any, int]] = {}
+
+
+def _json_length(schema: dict[str, Any]) -> int:
+    """``len(json.dumps(schema))``, its items measured once each.
+
+    Every request copies its worker's schema dict, but not the values in it (the same
+    objects, from the worker's schema built once), and encoding a structured worker's
+    schema on each call costs more than the rest of opening it."""
+    if not schema:
+        return 2
+    total = 2 * len(schema)  # the braces, and ", " between items
+    for key, value in schema.items():
+        known = _ITEM_LENGTHS.get((key, id(value)))
+        if known is None or known[0] is not value:
+            if len(_ITEM_LENGTHS) >= 4096:
+                _ITEM_LENGTHS.clear()
+            known = _ITEM_LENGTHS[(key, id(value))] = (value, len(json.dumps({key: value})) - 2)
+        total += known[1]
+    return total
 
 
 class CallLedger:
@@ -187,14 +211,16 @@ class CallLedger:
                     self._unwritten[call_id] = record
 
     def _put(self, record: CallRecord) -> None:
+        call_id = record.call_id
         if self.budget is not None:
-            self.budget.count(self._records.get(record.call_id), record)
-        self._records[record.call_id] = record
-        self._unwritten[record.call_id] = record
+            self.budget.count(self._records.get(call_id), record)
+        self._records[call_id] = record
+        self._unwritten[call_id] = record
         calls = self._by_parent[record.parent]
-        self._count(calls[record.call_id], -1)
-        calls[record.call_id] = record.usage
-        self._count(record.usage, 1)
+        was, calls[call_id] = calls[call_id], record.usage
+        if was is not record.usage:
+            self._count(was, -1)
+            self._count(record.usage, 1)
 
     def _count(self, usage: Usage, sign: int) -> None:
         spent = self._spent
@@ -329,30 +355,36 @@ class OpenCall:
         ledger = self.scope.ledger
         if ledger._open.pop(self.call_id, None) is None:
             return  # already settled (interrupt_open raced the attempt's own ending)
-        status = CallStatus(status)
+        if status.__class__ is not CallStatus:
+            status = CallStatus(status)
         if status is CallStatus.interrupted:
             status = ledger.stopping
         fields = self._fields()
         fields["status"] = status
         fields["latency"] = ledger.timer() - self.started
-        if response is None and status is CallStatus.error:
-            # Refused (rate limit, bad request): providers do not bill those. A call cut
-            # short or timed out keeps its estimate: the provider may have done the work.
-            fields["usage"], fields["estimated"] = Usage(), False
+        answered_by = None
         if response is not None:
-            fields["usage"] = response.usage
+            fields["usage"] = usage = response.usage
             fields["estimated"] = False
-            fields["answered_by"] = response.model
+            fields["answered_by"] = answered_by = response.model
             if ledger.keep_prompts:
                 fields["output"] = response.text
+        elif status is CallStatus.error:
+            # Refused (rate limit, bad request): providers do not bill those. A call cut
+            # short or timed out keeps its estimate: the provider may have done the work.
+            usage = fields["usage"] = Usage()
+            fields["estimated"] = False
+        else:
+            usage = self.estimate
         if error is not None:
             fields["error_type"] = type(error).__name__ if not isinstance(error, str) else None
             fields["error"] = str(error)[:2000]
             if response is not None and not ledger.keep_prompts:
                 # An answer that did not parse: the error quotes it, and no text is kept.
                 fields["error"] = str(error).split(":", 1)[0] + " (the answer is not recorded)"
+        # Priced before it is built: one validation, no assignment after it.
+        fields["cost_usd"] = price_at(fields["provider"], self.model, answered_by, usage)
         record = CallRecord(**fields)
-        record.cost_usd = price_of(record)
         ledger._put(record)
         self.scope.last = record.call_id
         if ledger.on_end is not None:
