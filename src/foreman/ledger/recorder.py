@@ -217,17 +217,21 @@ class CallLedger:
         self._records[call_id] = record
         self._unwritten[call_id] = record
         calls = self._by_parent[record.parent]
-        was, calls[call_id] = calls[call_id], record.usage
-        if was is not record.usage:
-            self._count(was, -1)
-            self._count(record.usage, 1)
+        now = record.usage
+        was, calls[call_id] = calls[call_id], now
+        if was is not now:  # the totals move by the difference (a refusal: to nothing)
+            spent = self._spent
+            spent[0] += now.input_tokens - was.input_tokens
+            spent[1] += now.output_tokens - was.output_tokens
+            spent[2] += now.cache_read_tokens - was.cache_read_tokens
+            spent[3] += now.cache_write_tokens - was.cache_write_tokens
 
-    def _count(self, usage: Usage, sign: int) -> None:
+    def _count(self, usage: Usage) -> None:
         spent = self._spent
-        spent[0] += sign * usage.input_tokens
-        spent[1] += sign * usage.output_tokens
-        spent[2] += sign * usage.cache_read_tokens
-        spent[3] += sign * usage.cache_write_tokens
+        spent[0] += usage.input_tokens
+        spent[1] += usage.output_tokens
+        spent[2] += usage.cache_read_tokens
+        spent[3] += usage.cache_write_tokens
 
     def _next_attempt(self, parent: str) -> int:
         self._attempts[parent] = attempt = self._attempts.get(parent, 0) + 1
@@ -284,7 +288,7 @@ class CallScope:
             ledger._unwritten[call_id] = None
         ledger._unbuilt.append(call)
         ledger._by_parent.setdefault(self.parent, {})[call_id] = call.estimate
-        ledger._count(call.estimate, 1)
+        ledger._count(call.estimate)
         if ledger.budget is not None:  # metered from the start: built now, not lazily
             record = call.started_record()
             ledger.budget.count(None, record)
@@ -355,8 +359,7 @@ class OpenCall:
         ledger = self.scope.ledger
         if ledger._open.pop(self.call_id, None) is None:
             return  # already settled (interrupt_open raced the attempt's own ending)
-        if status.__class__ is not CallStatus:
-            status = CallStatus(status)
+        status = _STATUSES.get(status) or CallStatus(status)  # a str from the retry loop
         if status is CallStatus.interrupted:
             status = ledger.stopping
         fields = self._fields()
@@ -389,6 +392,10 @@ class OpenCall:
         self.scope.last = record.call_id
         if ledger.on_end is not None:
             ledger.on_end(record)
+
+
+#: A status by its value (or itself): quicker than ``CallStatus(value)``.
+_STATUSES: dict[str, CallStatus] = {status.value: status for status in CallStatus}
 
 
 def _parent(purpose: CallPurpose, task_id: str | None) -> str:
