@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
-from foreman.models.pricing import cost
+from foreman.models.pricing import first_price
 
 
 class Books(BaseModel):
@@ -24,19 +24,25 @@ class Books(BaseModel):
     def of(cls, records: Iterable[CallRecord]) -> Books:
         """The books of ``records``; a call that had no price when it was made is priced
         now if one is known (``FOREMAN_PRICES`` set since)."""
-        usage, dollars, unpriced, calls = Usage(), 0.0, dict[str, None](), 0
+        # Token counts summed as numbers, one ``Usage`` at the end (not one per record).
+        spent, dollars, unpriced, calls = [0, 0, 0, 0], 0.0, dict[str, None](), 0
         for record in records:
             calls += 1
-            usage += record.usage
+            usage = record.usage
+            spent[0] += usage.input_tokens
+            spent[1] += usage.output_tokens
+            spent[2] += usage.cache_read_tokens
+            spent[3] += usage.cache_write_tokens
             price = record.cost_usd
-            if price is None and record.usage.total_tokens:
-                price = cost(record.model, record.usage)
+            if price is None and usage.total_tokens:
+                price = first_price((record.model,), usage)
             if price is not None:
                 dollars += price
-            elif record.usage.total_tokens:
+            elif usage.total_tokens:
                 unpriced[record.model] = None
+        i, o, r, w = spent
         return cls(
-            usage=usage,
+            usage=Usage(input_tokens=i, output_tokens=o, cache_read_tokens=r, cache_write_tokens=w),
             cost_usd=None if unpriced else dollars,
             unpriced=list(unpriced),
             calls=calls,
