@@ -324,7 +324,7 @@ class OpenCall:
         self._prompt: dict[str, Any] | None = None
 
     def started_record(self) -> CallRecord:
-        return CallRecord(**self._fields())
+        return CallRecord.model_validate(self._fields())
 
     def _fields(self) -> dict[str, Any]:
         scope = self.scope
@@ -385,9 +385,10 @@ class OpenCall:
             if response is not None and not ledger.keep_prompts:
                 # An answer that did not parse: the error quotes it, and no text is kept.
                 fields["error"] = str(error).split(":", 1)[0] + " (the answer is not recorded)"
-        # Priced before it is built: one validation, no assignment after it.
+        # Priced before it is built: one validation, no assignment after it (and from the
+        # dict as it is: ``model_validate`` skips unpacking it into keywords and back).
         fields["cost_usd"] = price_at(fields["provider"], self.model, answered_by, usage)
-        record = CallRecord(**fields)
+        record = CallRecord.model_validate(fields)
         ledger._put(record)
         self.scope.last = record.call_id
         if ledger.on_end is not None:
