@@ -34,7 +34,8 @@ class Books(BaseModel):
             spent[2] += usage.cache_read_tokens
             spent[3] += usage.cache_write_tokens
             price = record.cost_usd
-            if price is None and usage.total_tokens:
+            # A model found without a price is so for every record (whatever the tokens).
+            if price is None and usage.total_tokens and record.model not in unpriced:
                 price = first_price((record.model,), usage)
             if price is not None:
                 dollars += price
