@@ -3,7 +3,9 @@ books as calls open and settle: what it reports must not depend on when anyone l
 
 from __future__ import annotations
 
-from foreman.ledger.recorder import CallLedger
+import json
+
+from foreman.ledger.recorder import CallLedger, estimate_input_tokens
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import Message, ModelRequest, ModelResponse, Usage
 
@@ -72,3 +74,18 @@ def test_usage_is_the_sum_of_the_records_at_every_step() -> None:
     assert books.usage == summed(books.records.values()) == books.usage_of("task:t1")
     assert books.usage.input_tokens == 1 + 2 + 3 + 11  # 43 characters sent, / 4
     assert books.calls == 5
+
+
+def test_the_input_estimate_counts_the_schema_as_its_json_every_time() -> None:
+    """A schema's length is remembered per item: requests that share a worker's schema,
+    and one whose schema differs, still count exactly what ``json.dumps`` gives."""
+    properties = {"summary": {"type": "string"}, "note": "é"}
+    for schema in (
+        {},
+        {"type": "object", "properties": properties},
+        {"type": "object", "properties": properties, "required": ["summary"]},
+        {"type": "array", "properties": properties},
+    ):
+        request = ModelRequest(messages=[Message(role="user", content="x")], output_schema=schema)
+        for _ in range(2):
+            assert estimate_input_tokens(request) == -(-(1 + len(json.dumps(schema))) // 4)

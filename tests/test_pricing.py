@@ -7,7 +7,7 @@ import pytest
 
 from foreman.errors import ConfigError
 from foreman.models.base import Usage
-from foreman.models.pricing import Cost, cost, price_run, priced, run_price
+from foreman.models.pricing import Cost, cost, first_price, price_run, priced, run_price
 
 M = 1_000_000
 
@@ -125,3 +125,24 @@ def test_priced_says_whether_a_model_has_a_price(monkeypatch: pytest.MonkeyPatch
     assert not priced("openai:made-up-model")
     monkeypatch.setenv("FOREMAN_PRICES", '{"openai:made-up-model": [1, 2]}')
     assert priced("openai:made-up-model")
+
+
+def test_first_price_prefers_an_override_of_either_name_and_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ledger's pricer is worked out once per names: it must still see FOREMAN_PRICES
+    change, put a user's price for the model asked before a listed one for the model that
+    answered, and cost what ``cost`` does when nothing is overridden."""
+    names = ("openai:gpt-5.4-mini-2026-03-17", "openai:my-gpt")
+    usage = Usage(input_tokens=M, output_tokens=M)
+    assert first_price(names, usage) == cost(names[0], usage) == 5.25
+    monkeypatch.setenv("FOREMAN_PRICES", '{"my-gpt": [1, 2]}')
+    assert first_price(names, usage) == 3.0  # the asked model's own price wins
+    monkeypatch.setenv("FOREMAN_PRICES", '{"my-gpt": [1, 3]}')
+    assert first_price(names, usage) == 4.0
+    monkeypatch.setenv("FOREMAN_PRICES", "{not json")
+    with pytest.raises(ConfigError):
+        first_price(names, usage)
+    monkeypatch.delenv("FOREMAN_PRICES")
+    assert first_price(("scripted",), usage) is None
+    assert first_price(("scripted", "local"), usage) == 0.0
