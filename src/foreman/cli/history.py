@@ -174,13 +174,10 @@ def run_books(record: RunRecord) -> Text:
 
 
 async def _runs(store: Store, limit: int) -> tuple[list[RunSummary], dict[str, str | None]]:
-    """The newest runs, and for each one over budget the limit it reached (read from its
-    error: only those few runs are read in full)."""
+    """The newest runs, and for each one over budget the limit it reached (its error says)."""
     summaries = await store.list_runs(limit)
     limits = {
-        run.run_id: limit_in((await store.get_run(run.run_id)).error)
-        for run in summaries
-        if run.status is RunStatus.over_budget
+        run.run_id: limit_in(run.error) for run in summaries if run.status is RunStatus.over_budget
     }
     return summaries, limits
 

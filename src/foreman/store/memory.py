@@ -114,6 +114,7 @@ class MemoryStore(Store):
                     usage=booked.get("usage", run.usage).model_copy(),
                     cost=booked["cost_usd"],
                     unpriced=booked["unpriced"],
+                    error=run.error,
                     created_at=run.created_at,
                     updated_at=run.updated_at,
                 )

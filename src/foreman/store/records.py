@@ -59,6 +59,7 @@ class RunSummary(BaseModel):
     unpriced: list[str] = Field(
         default_factory=list, description="Models that spent tokens and have no known price."
     )
+    error: str | None = Field(None, description="Why the run stopped, as ``RunRecord.error``.")
     created_at: float
     updated_at: float
 

@@ -218,8 +218,8 @@ class SQLiteStore(Store):
                 " (SELECT CASE WHEN json_valid(plan) THEN json_array_length(plan, '$.tasks') END"
                 "  FROM plans p"
                 "  WHERE p.run_id = r.run_id ORDER BY version DESC LIMIT 1),"
-                " r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens"
-                " FROM runs r ORDER BY r.created_at DESC LIMIT ?",
+                " r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,"
+                " r.error FROM runs r ORDER BY r.created_at DESC LIMIT ?",
                 (limit,),
             ).fetchall()
             per_model: dict[str, list[tuple[Any, ...]]] = {row[0]: [] for row in runs}

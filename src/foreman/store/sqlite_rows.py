@@ -170,7 +170,7 @@ def summary_from_row(
         if booked is not None:
             usage, price = booked[1], Cost(booked[2], booked[3])
         else:
-            usage = usage_from_columns(row[9:])
+            usage = usage_from_columns(row[9:13])
             tasks = [(group[0], usage_from_columns(group[3:])) for group in per_model]
             price = run_price(settings_from_json(row[3]).get("model"), usage, tasks)
         return RunSummary(
@@ -182,6 +182,7 @@ def summary_from_row(
             usage=usage,
             cost=price.cost_usd,
             unpriced=price.unpriced,
+            error=row[13],
             created_at=row[4],
             updated_at=row[5],
         )

@@ -78,6 +78,8 @@ class RunTests(Harness):
         assert (run.status, run.answer, run.error) == (RunStatus.aborted, None, "t2 failed")
         assert run.usage == Usage(input_tokens=7)
         assert run.updated_at > 1.0
+        [summary] = await store.list_runs()  # the list says why too (`runs` shows a limit)
+        assert summary.error == "t2 failed"
 
         # Without usage the stored usage stays; answer and error are set as given.
         await store.update_run("run-1", status=RunStatus.succeeded, answer="42")
