@@ -253,3 +253,28 @@ def same_books(result: RunResult, rows: list[CallRecord]) -> None:
     for task_id, task_result in result.tasks.items():
         own = [row for row in rows if row.parent == f"task:{task_id}"]
         assert task_result.usage == Books.of(own).usage, task_id
+
+
+# --- fixtures of the books tests (registered by tests/conftest.py) -----------------------
+
+Fakes = tuple[FakeProvider, FakeProvider]
+
+
+@pytest.fixture
+def provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real provider keys, prices or endpoints from the developer's environment."""
+    clean_env(monkeypatch)
+
+
+@pytest.fixture
+def fakes() -> Iterator[Fakes]:
+    """Billing fake providers: A (Anthropic) and B (OpenAI)."""
+    with two_fakes() as both:
+        yield both
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each books scenario on every store."""
+    async with open_store(request.param, tmp_path) as opened:
+        yield opened

@@ -9,6 +9,10 @@ import pytest
 
 from processes import kill_leftovers
 
+#: The fixtures of the books tests (fake billing providers, each store), defined beside
+#: their audit helpers.
+pytest_plugins = ["books_audit"]
+
 
 @pytest.fixture(autouse=True)
 def private_run_store(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

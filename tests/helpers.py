@@ -207,3 +207,15 @@ def index_of(events: list[Any], kind: type, task_id: str) -> int:
         if isinstance(event, kind) and getattr(event, "task_id", None) == task_id:
             return position
     raise AssertionError(f"no {kind.__name__} for {task_id} in {[e.type for e in events]}")
+
+
+#: A team whose deployer is high risk: it always asks, and tries once.
+HIGH_RISK_TEAM = """\
+include_defaults: true
+workers:
+  - name: deployer
+    description: Deploys to production.
+    system_prompt: You deploy.
+    risk: high
+    retry: {max_attempts: 1}
+"""

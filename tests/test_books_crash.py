@@ -15,7 +15,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,6 @@ import foreman
 import processes
 from books_audit import (
     audit,
-    clean_env,
     models_closed,
     orchestrator,
     plan_answer,
@@ -56,15 +54,7 @@ def child(db: str, anthropic_url: str, openai_url: str) -> None:
     asyncio.run(main())
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    clean_env(monkeypatch)
-
-
-@pytest.fixture
-def fakes() -> Iterator[tuple[FakeProvider, FakeProvider]]:
-    with FakeProvider() as anthropic, FakeProvider() as openai:
-        yield anthropic, openai
+pytestmark = pytest.mark.usefixtures("provider_env")
 
 
 async def stored_call_of(store: SQLiteStore, run_id: str, task_id: str) -> None:

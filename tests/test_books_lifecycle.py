@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -20,17 +18,14 @@ from books_audit import (
     PLANNER,
     RESEARCH,
     RESEARCH_BACKUP,
-    STORES,
     TEAM,
+    Fakes,
     audit,
-    clean_env,
     models_closed,
-    open_store,
     orchestrator,
     plan_answer,
     same_books,
     serve,
-    two_fakes,
 )
 from fake_provider import HANG, FakeProvider, WireScript
 from foreman import Budget
@@ -43,28 +38,12 @@ from foreman.store.base import Store
 from foreman.workers import Registry
 from helpers import plan_of, task, worker
 
-Fakes = tuple[FakeProvider, FakeProvider]
-
 
 class Out(BaseModel):
     value: int
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    clean_env(monkeypatch)
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with two_fakes() as both:
-        yield both
-
-
-@pytest.fixture(params=STORES)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(request.param, tmp_path) as opened:
-        yield opened
+pytestmark = pytest.mark.usefixtures("provider_env")
 
 
 class RunIds:

@@ -9,9 +9,7 @@ override the user wrote for the model they asked for still applies.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import genai_prices
 import pytest
@@ -23,26 +21,22 @@ from books_audit import (
     PLANNER,
     RESEARCH,
     RESEARCH_BACKUP,
-    STORES,
     WRITER,
+    Fakes,
     audit,
     clean_env,
     models_closed,
-    open_store,
     orchestrator,
     plan_answer,
     same_books,
     serve,
-    two_fakes,
 )
-from fake_provider import Charge, FakeProvider, WireScript
+from fake_provider import Charge, WireScript
 from foreman.engine.results import RunStatus
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
 from foreman.store.base import RunRecord, Store
-
-Fakes = tuple[FakeProvider, FakeProvider]
 
 #: Dollars per million tokens: input, output, cache read, cache write; all different.
 PRICES: dict[str, list[float]] = {
@@ -69,18 +63,6 @@ def _prices(monkeypatch: pytest.MonkeyPatch) -> None:
         for i, (name, rates) in enumerate(PRICES.items())
     }
     monkeypatch.setenv("FOREMAN_PRICES", json.dumps(table))
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with two_fakes() as both:
-        yield both
-
-
-@pytest.fixture(params=STORES)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(request.param, tmp_path) as opened:
-        yield opened
 
 
 def own_price(charge: Charge) -> Decimal:

@@ -11,9 +11,6 @@ wrong model shows.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import pytest
 
 from books_audit import (
@@ -23,43 +20,23 @@ from books_audit import (
     PLANNER,
     RESEARCH,
     RESEARCH_BACKUP,
-    STORES,
     WRITER,
+    Fakes,
     audit,
-    clean_env,
     models_closed,
-    open_store,
     orchestrator,
     plan_answer,
     same_books,
     serve,
-    two_fakes,
 )
-from fake_provider import HANG, FakeProvider, Meter, Reply, WireScript, openai_completion
+from fake_provider import HANG, Meter, Reply, WireScript, openai_completion
 from foreman.engine.results import RunStatus
 from foreman.ledger.records import CallStatus
 from foreman.store.base import Store
 from foreman.workers import Registry
 from helpers import plan_of, task, worker
 
-Fakes = tuple[FakeProvider, FakeProvider]
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    clean_env(monkeypatch)
-
-
-@pytest.fixture
-def fakes() -> Iterator[Fakes]:
-    with two_fakes() as both:
-        yield both
-
-
-@pytest.fixture(params=STORES)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(request.param, tmp_path) as opened:
-        yield opened
+pytestmark = pytest.mark.usefixtures("provider_env")
 
 
 # --- the scenarios -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 import processes
 from foreman.events import EVENT_ADAPTER
+from helpers import HIGH_RISK_TEAM
 
 LAUNCHER = Path(__file__).with_name("scripted_cli.py")
 
@@ -155,17 +156,6 @@ def test_a_run_cannot_be_executed_by_two_processes_at_once(tmp_path: Path) -> No
         process.kill()
         process.wait(timeout=30)
     assert "t4" not in foreman.calls()  # the second process ran nothing
-
-
-HIGH_RISK_TEAM = """\
-include_defaults: true
-workers:
-  - name: deployer
-    description: Deploys to production.
-    system_prompt: You deploy.
-    risk: high
-    retry: {max_attempts: 1}
-"""
 
 
 def approval_setup(tmp_path: Path) -> tuple[Foreman, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from foreman.events import EVENT_ADAPTER
+from helpers import HIGH_RISK_TEAM
 
 LAUNCHER = Path(__file__).with_name("scripted_cli.py")
 DEADLINE = 60.0  # seconds a child may take to reach a state before the test fails
@@ -238,17 +239,6 @@ def test_the_timeout_option_reaches_the_calls_and_resume_keeps_it(foreman, tmp_p
 
 
 # --- an approval covers one execution ---------------------------------------------------------
-
-
-HIGH_RISK_TEAM = """\
-include_defaults: true
-workers:
-  - name: deployer
-    description: Deploys to production.
-    system_prompt: You deploy.
-    risk: high
-    retry: {max_attempts: 1}
-"""
 
 
 def test_an_approved_task_killed_mid_call_asks_again_on_resume(foreman, tmp_path) -> None:
