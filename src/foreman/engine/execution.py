@@ -82,6 +82,7 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     journal = RunJournal(
         orchestrator.store,
         state.run_id,
+        spent=state.before.usage,
         keep_prompts=orchestrator.record_prompts,
         on_call=orchestrator.observers.on_call if orchestrator.observers else None,
         lease_seconds=orchestrator.lease_seconds,

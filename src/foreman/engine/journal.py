@@ -47,6 +47,7 @@ class RunJournal:
         store: Store,
         run_id: str,
         *,
+        spent: Usage | None = None,
         keep_prompts: bool = True,
         on_call: OnCall | None = None,
         lease_seconds: float = LEASE_SECONDS,
@@ -54,6 +55,8 @@ class RunJournal:
         started_window: float = STARTED_WRITE_WINDOW,
     ) -> None:
         self.store = store
+        #: Tokens earlier executions of the run spent (their ledger rows).
+        self.spent_before = spent or Usage()
         #: This execution's call attempts; written with each group of checkpoints, and as
         #: calls start (to a durable store), so a crash cannot hide a call in flight.
         self.ledger = CallLedger(
@@ -81,6 +84,12 @@ class RunJournal:
     def record(self, event: Any) -> None:
         """Keep an event for the next write (cheap: no I/O here)."""
         self._events.append(event)
+
+    @property
+    def spent(self) -> Usage:
+        """What the run has spent: earlier executions, then every call of this one (calls
+        in flight at their estimate), so even an interrupted run reports what it cost."""
+        return self.spent_before + self.ledger.usage
 
     async def checkpoint(self, result: TaskResult) -> None:
         """Queue ``result`` (with the events so far) for the next group write, and wait
@@ -169,6 +178,7 @@ class RunJournal:
             status=status,
             answer=answer,
             error=error,
+            usage=self.spent,
             events=events,
             calls=self.ledger.take(),
         )
