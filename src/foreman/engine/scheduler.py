@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 
-from foreman.engine.results import TaskResult, TaskStatus
 from foreman.plan.schema import Plan, Task
+from foreman.results import TaskResult, TaskStatus
 
 
 class Halt(Exception):
