@@ -57,12 +57,13 @@ class TaskRetried(_Event):
     delay: float
 
 
-CallPurpose = Literal["plan", "review", "synthesis"]
+CallPurpose = Literal["plan", "review", "synthesis", "replan"]
 
 
 class CallRetried(_Event):
     """A model call of the engine's own failed transiently and is tried again after ``delay``
-    seconds: planning, a quality review (``task_id`` is the reviewed task) or synthesis.
+    seconds: planning, a quality review (``task_id`` is the reviewed task), synthesis or
+    a revision of the plan (``replan``).
     A task's own worker calls report their retries as ``task_retried``."""
 
     type: Literal["call_retried"] = "call_retried"
@@ -163,6 +164,28 @@ class RunFinished(_Event):
     result: RunResult
 
 
+class PlanRevised(_Event):
+    """The orchestrator revised the plan after tasks settled: ``plan`` is version
+    ``version`` (the first plan is 1); settled and running tasks are never touched."""
+
+    type: Literal["plan_revised"] = "plan_revised"
+    version: int
+    reason: str
+    added: list[str]
+    changed: list[str]
+    dropped: list[str]
+    plan: Plan
+    usage: Usage = Field(description="What the revision's model calls cost.")
+
+
+class ReplanStalled(_Event):
+    """Replanning made no progress (``reason`` says how): no revision and no new task
+    starts; the tasks running finish, and the run ends ``stalled`` with what finished."""
+
+    type: Literal["replan_stalled"] = "replan_stalled"
+    reason: str
+
+
 Event = Annotated[
     RunStarted
     | PlanRejected
@@ -179,7 +202,9 @@ Event = Annotated[
     | TaskSkipped
     | BudgetExceeded
     | Assembled
-    | RunFinished,
+    | RunFinished
+    | PlanRevised
+    | ReplanStalled,
     Field(discriminator="type"),
 ]
 

@@ -32,6 +32,7 @@ class RunStatus(StrEnum):
     failed = "failed"  # the run could not go on (planning failed, provider down...); resumable
     cancelled = "cancelled"  # a person cancelled it; final
     over_budget = "over_budget"  # a limit of its budget stopped it; resumable (raise it)
+    stalled = "stalled"  # replanning made no progress; what finished is assembled; resumable
 
     @property
     def finished(self) -> bool:
@@ -65,6 +66,11 @@ class TaskResult(BaseModel):
     missing_inputs: list[str] = Field(default_factory=list)
     input: str | None = Field(
         None, description="The exact message the worker received, kept for replay."
+    )
+    replan: str | None = Field(
+        None,
+        description="The worker asks the orchestrator to revise the plan, and says why "
+        "(a 'REPLAN:' line of a text answer, or a structured answer's 'replan' field).",
     )
 
     @property

@@ -3,8 +3,8 @@ own modules, runs, show, approvals, approve, reject, cancel, rm, doctor).
 
 Exit codes: 0 the run succeeded; 1 a foreman error (no valid plan, bad team file, unknown
 run...); 2 bad usage; 3 a partial answer; 4 the run was aborted; 5 the run waits for
-approval; 6 the run stopped at its budget (resumable with a raised one); 130 interrupted
-(Ctrl-C): resumable.
+approval; 6 the run stopped at its budget (resumable with a raised one); 7 replanning
+stalled (what finished is assembled; resumable); 130 interrupted (Ctrl-C): resumable.
 """
 
 from __future__ import annotations

@@ -113,6 +113,7 @@ EXIT_CODES = {
     RunStatus.failed: 1,
     RunStatus.cancelled: 1,
     RunStatus.over_budget: 6,
+    RunStatus.stalled: 7,
 }
 
 

@@ -45,6 +45,7 @@ STATUS_STYLE = {
     "crashed": "red",
     "cancelled": "red dim",
     "over_budget": "yellow",
+    "stalled": "yellow",
     "skipped": "red dim",
 }
 
@@ -320,9 +321,12 @@ class LiveProgress:
 
 def print_result(console: Console, result: RunResult) -> None:
     """The answer in a panel; the run id on its own line below, never cut by the width."""
-    style = {"succeeded": "green", "partial": "yellow", "over_budget": "yellow"}.get(
-        result.status.value, "red"
-    )
+    style = {
+        "succeeded": "green",
+        "partial": "yellow",
+        "over_budget": "yellow",
+        "stalled": "yellow",
+    }.get(result.status.value, "red")
     usage = result.usage
     subtitle = Text(
         f"{result.status.value} · {len(result.tasks)} tasks · {usage.input_tokens} in / "

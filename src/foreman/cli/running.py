@@ -106,6 +106,15 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
             ),
             soft_wrap=True,
         )
+    if result.status is RunStatus.stalled:
+        err.print(
+            safe_text(
+                f"Run {result.run_id}: replanning stalled ({result.error}). `foreman show "
+                f"{result.run_id}` shows the plan versions; `foreman resume {result.run_id}` "
+                "runs the rest of the latest one."
+            ),
+            soft_wrap=True,
+        )
     if result.status is RunStatus.waiting_approval:
         waiting = [t.task_id for t in result.tasks.values() if t.status.value == "waiting"]
         err.print(

@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from foreman.errors import StoreError
 from foreman.ledger.recorder import CallLedger, OnCall
-from foreman.ledger.records import CallStatus
+from foreman.ledger.records import CallRecord, CallStatus
 from foreman.models.base import Usage
+from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
 from foreman.results import RunStatus, TaskResult
 from foreman.store.base import Checkpoint, LeaseOwner, Store
+
+T = TypeVar("T")
 
 LEASE_SECONDS = 30.0
 CANCEL_POLL_SECONDS = 1.0
@@ -102,10 +106,23 @@ class RunJournal:
         await committed
 
     async def save_plan(self, plan: Plan, usage: Usage) -> None:
+        await self._save(lambda calls: self.store.save_plan(self.run_id, plan, usage, calls=calls))
+
+    async def save_revision(
+        self, plan: Plan, usage: Usage, *, reason: str, changes: PlanChanges
+    ) -> int:
+        """Store a revised plan as the run's next version; returns its number."""
+        return await self._save(
+            lambda calls: self.store.save_revision(
+                self.run_id, plan, usage, calls, reason=reason, changes=changes
+            )
+        )
+
+    async def _save(self, write: Callable[[list[CallRecord]], Awaitable[T]]) -> T:
         await self._settle()
         calls = self.ledger.take()
         try:
-            await self.store.save_plan(self.run_id, plan, usage, calls=calls)
+            return await write(calls)
         except BaseException:  # cut short (Ctrl-C, a full disk): the run's last write takes them
             self.ledger.unwritten(calls)
             raise

@@ -25,8 +25,9 @@ from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstim
 from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.lifecycle import RunState, execute
 from foreman.engine.planning import check_given_plan, make_plan
+from foreman.engine.replanning import replan_settings
 from foreman.engine.resuming import books_before, carry_over, record_budget
-from foreman.engine.settings import RunDeps, RunSettings
+from foreman.engine.settings import ReplanPolicy, RunDeps, RunSettings
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.ledger.budget import Budget, check_priced, executed_seconds
@@ -87,6 +88,11 @@ class Orchestrator:
     time, calls; a team file's ``budget:`` applies when none is given. At a limit no call
     starts and the run ends ``over_budget`` with what finished; ``resume(run_id,
     budget=...)`` goes on under a raised one. ``timer`` measures its wall time.
+
+    ``replan`` says when the orchestrator revises the plan as results come in: ``never``
+    (the default), ``on-hint`` (a worker's result asks for it) or ``always`` (after every
+    settled task); ``max_replans`` bounds the revisions of a run (docs/replanning.md). A
+    team file's ``replan:`` section applies when they are not given.
     """
 
     def __init__(
@@ -113,6 +119,8 @@ class Orchestrator:
         observers: Iterable[Observer] = (),
         plan_budget_usd: float | None = None,
         budget: Budget | None = None,
+        replan: ReplanPolicy | None = None,
+        max_replans: int | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if workers is None:
@@ -168,6 +176,7 @@ class Orchestrator:
         )
         self._build_models()
         check_priced(self.budget, self._model_names)
+        replan, max_replans = replan_settings(self.registry.replan, replan, max_replans)
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.config = RunSettings(
             model=self.models.default_name,
@@ -183,6 +192,8 @@ class Orchestrator:
             record_prompts=record_prompts,
             plan_budget_usd=plan_budget_usd,
             budget=self.budget,
+            replan=replan,
+            max_replans=max_replans,
         )
 
     @classmethod
@@ -210,6 +221,8 @@ class Orchestrator:
             record_prompts=settings.record_prompts,
             plan_budget_usd=settings.plan_budget_usd,
             budget=settings.budget,
+            replan=settings.replan,
+            max_replans=settings.max_replans,
             **objects,
         )
         orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from foreman.engine.assembly import AssemblyMethod
 from foreman.ledger.budget import Budget
@@ -26,6 +26,10 @@ from foreman.store.base import Store
 from foreman.tracing.observer import Observers
 from foreman.workers.registry import Registry
 from foreman.workers.spec import RiskLevel, Worker
+
+#: ``never`` (the default: one plan), ``on-hint`` (when a worker's result asks for it),
+#: ``always`` (after every settled task).
+ReplanPolicy = Literal["never", "on-hint", "always"]
 
 if TYPE_CHECKING:
     from foreman.engine.approvals import ApprovalCallback
@@ -58,6 +62,10 @@ class RunSettings(BaseModel):
     budget: Budget | None = None
     #: The team file the CLI loaded the workers from (``None``: the default team).
     team: str | None = None
+    #: When the orchestrator reconsiders the plan as tasks settle (docs/replanning.md).
+    replan: ReplanPolicy = "never"
+    #: The most plan revisions a run makes (over all its executions).
+    max_replans: int = Field(3, ge=0)
 
     def recorded(self) -> dict[str, Any]:
         """The settings as stored with a run (plain JSON)."""

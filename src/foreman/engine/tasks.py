@@ -14,6 +14,7 @@ from typing import Any
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import CallOutcome, call_worker, retried, timeout_for
 from foreman.engine.prompts import REVIEW_SUFFIX, Verdict, review_input, worker_input
+from foreman.engine.replan_prompts import HINT_SUFFIX, replan_hint
 from foreman.errors import RunAbortedError
 from foreman.events import (
     TaskFailed,
@@ -50,6 +51,7 @@ class TaskRunner:
         gate: ApprovalGate | None = None,
         timeout: float | None = None,
         ledger: CallLedger | None = None,
+        hints: bool = False,
     ) -> None:
         self.run_id = run_id
         self.registry = registry
@@ -62,6 +64,8 @@ class TaskRunner:
         self.timeout = timeout
         #: Where every call attempt is recorded; a task's tokens are the sum of its calls.
         self.ledger = ledger if ledger is not None else CallLedger(run_id)
+        #: The run replans: text workers are told how to ask for it (``replan_prompts``).
+        self.hints = hints
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -111,6 +115,7 @@ class TaskRunner:
             unreviewed=unreviewed,
             missing_inputs=missing,
             input=user,
+            replan=replan_hint(outcome.output) if self.hints else None,
         )
         self.emit(
             TaskFinished(
@@ -153,10 +158,13 @@ class TaskRunner:
     def _call(self, task: Task, worker: Worker, user: str) -> Awaitable[CallOutcome]:
         """One worker's call, its retries and model fallback reported as the task's events."""
         scope = self.ledger.scope(CallPurpose.task, task_id=task.id, worker=worker.name)
+        system = worker.system_prompt
+        if self.hints and worker.output_schema is None:
+            system += HINT_SUFFIX
         return call_worker(
             worker,
             self._models_of(worker),
-            worker.system_prompt,
+            system,
             user,
             output_schema=worker.output_schema,
             call_timeout=timeout_for(worker, self.timeout),

@@ -18,7 +18,7 @@ from foreman.workers.registry import Registry
 
 def parse_plan(text: str) -> tuple[Plan | None, list[str]]:
     """Turn a model's answer into a ``Plan``, tolerating code fences and chatter around JSON."""
-    data = _extract_json(text)
+    data = extract_json(text)
     if data is None:
         return None, ["The answer contains no JSON object; reply with the plan as JSON only."]
     if isinstance(data, list):
@@ -117,7 +117,7 @@ _PLACEHOLDER = re.compile(r"<[a-z]+(?: [a-z]+){2,}>")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
-def _extract_json(text: str) -> Any:
+def extract_json(text: str) -> Any:
     candidates = [text.strip(), *(m.strip() for m in _FENCE.findall(text))]
     start, end = text.find("{"), text.rfind("}")
     if 0 <= start < end:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
+from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
 from foreman.results import RunStatus, TaskResult
 from foreman.store.records import (
@@ -22,6 +23,7 @@ from foreman.store.records import (
     ApprovalStatus,
     Checkpoint,
     LeaseOwner,
+    PlanVersion,
     RunRecord,
     RunSummary,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "ApprovalStatus",
     "Checkpoint",
     "LeaseOwner",
+    "PlanVersion",
     "RunRecord",
     "RunSummary",
     "Store",
@@ -148,6 +151,32 @@ class Store(ABC):
     ) -> int:
         """Store a new plan version, what planning it cost and the ledger records so far;
         returns its number (1, 2...)."""
+
+    async def save_revision(
+        self,
+        run_id: str,
+        plan: Plan,
+        usage: Usage | None = None,
+        calls: Sequence[CallRecord] = (),
+        *,
+        reason: str,
+        changes: PlanChanges,
+    ) -> int:
+        """Store a revised plan as the next version, with why it was revised and what
+        changed (``list_plans`` returns them); returns its number.
+
+        A store written before revisions existed keeps this default: the plan is stored
+        as a version (resume continues from it), without its reason and changes."""
+        return await self.save_plan(run_id, plan, usage, calls)
+
+    async def list_plans(self, run_id: str) -> list[PlanVersion]:
+        """Every version of the run's plan, oldest first (``UnknownRunError`` if there is
+        no such run). This default, for a store written before revisions existed, knows
+        only the latest version."""
+        run = await self.get_run(run_id)
+        if run.plan is None:
+            return []
+        return [PlanVersion(version=run.plan_version, plan=run.plan, usage=run.plan_usage)]
 
     @abstractmethod
     async def save_task(

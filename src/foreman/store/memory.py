@@ -18,6 +18,7 @@ from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
 from foreman.models.pricing import run_price
+from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
 from foreman.results import RunStatus, TaskResult
 from foreman.store.base import (
@@ -25,6 +26,7 @@ from foreman.store.base import (
     ApprovalStatus,
     Checkpoint,
     LeaseOwner,
+    PlanVersion,
     RunRecord,
     RunSummary,
     Store,
@@ -46,8 +48,9 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
-        #: Plan versions: (the plan as JSON, its task count, what planning cost).
-        self._plans: dict[str, list[tuple[str, int, Usage]]] = {}
+        #: Plan versions: (the plan as JSON, its task count, what planning cost) and the
+        #: version's record as JSON (reason, changes, time).
+        self._plans: dict[str, list[tuple[str, int, Usage, str]]] = {}
         self._tasks: dict[str, dict[str, str]] = {}  # task id -> the result as JSON
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._approvals: dict[tuple[str, str], Approval] = {}
@@ -73,7 +76,7 @@ class MemoryStore(Store):
 
     async def get_run(self, run_id: str) -> RunRecord:
         plans = self._plans.get(run_id, [])
-        text, _, usage = plans[-1] if plans else (None, 0, Usage())
+        text, _, usage, _ = plans[-1] if plans else (None, 0, Usage(), "")
         run = self._run(run_id)
         return run.model_copy(
             update={
@@ -190,12 +193,42 @@ class MemoryStore(Store):
         usage: Usage | None = None,
         calls: Sequence[CallRecord] = (),
     ) -> int:
+        return self._add_plan(run_id, plan, usage, calls, None, PlanChanges())
+
+    async def save_revision(
+        self,
+        run_id: str,
+        plan: Plan,
+        usage: Usage | None = None,
+        calls: Sequence[CallRecord] = (),
+        *,
+        reason: str,
+        changes: PlanChanges,
+    ) -> int:
+        return self._add_plan(run_id, plan, usage, calls, reason, changes)
+
+    def _add_plan(
+        self,
+        run_id: str,
+        plan: Plan,
+        usage: Usage | None,
+        calls: Sequence[CallRecord],
+        reason: str | None,
+        changes: PlanChanges,
+    ) -> int:
         self._run(run_id)
         self._put_calls(run_id, calls)
-        self._plans[run_id].append(
-            (plan.model_dump_json(), len(plan.tasks), (usage or Usage()).model_copy())
+        plans = self._plans[run_id]
+        usage = (usage or Usage()).model_copy()
+        version = PlanVersion(
+            version=len(plans) + 1, plan=plan, reason=reason, changes=changes, usage=usage
         )
-        return len(self._plans[run_id])
+        plans.append((plan.model_dump_json(), len(plan.tasks), usage, version.model_dump_json()))
+        return version.version
+
+    async def list_plans(self, run_id: str) -> list[PlanVersion]:
+        self._run(run_id)
+        return [PlanVersion.model_validate_json(entry[3]) for entry in self._plans[run_id]]
 
     async def save_task(
         self,

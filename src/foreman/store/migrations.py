@@ -110,6 +110,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX calls_by_group ON calls(purpose, worker, model, started_at);
     """,
+    # 5: plan revisions: why each version was written and what it changed (JSON: added,
+    # changed, dropped task ids); NULL for a first plan
+    """
+    ALTER TABLE plans ADD COLUMN reason TEXT;
+    ALTER TABLE plans ADD COLUMN changes TEXT;
+    """,
 ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from foreman.models.base import Usage
+from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
 from foreman.results import RunStatus, TaskResult
 from foreman.workers.spec import RiskLevel
@@ -44,6 +45,18 @@ class RunRecord(BaseModel):
     calls: int = Field(0, description="Model call attempts in the ledger.")
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
+
+
+class PlanVersion(BaseModel):
+    """One version of a run's plan: the first one planned (or given), then each revision
+    with its reason and the tasks it added, changed and dropped."""
+
+    version: int
+    plan: Plan
+    reason: str | None = Field(None, description="Why the plan was revised; None: the first.")
+    changes: PlanChanges = Field(default_factory=PlanChanges)
+    usage: Usage = Field(default_factory=Usage, description="What writing this version cost.")
+    created_at: float = Field(default_factory=time.time)
 
 
 class RunSummary(BaseModel):

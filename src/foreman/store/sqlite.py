@@ -29,6 +29,7 @@ from foreman.errors import (
 )
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
+from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
 from foreman.results import RunStatus, TaskResult
 from foreman.store.base import (
@@ -36,6 +37,7 @@ from foreman.store.base import (
     ApprovalStatus,
     Checkpoint,
     LeaseOwner,
+    PlanVersion,
     RunRecord,
     RunSummary,
     Store,
@@ -57,6 +59,7 @@ from foreman.store.sqlite_ledger import (
     put_calls,
     rows_of_calls,
     token_columns,
+    usage_from_columns,
 )
 from foreman.store.sqlite_rows import (
     append_events,
@@ -375,8 +378,32 @@ class SQLiteStore(Store):
         usage: Usage | None = None,
         calls: Sequence[CallRecord] = (),
     ) -> int:
+        return await self._add_plan(run_id, plan, usage, calls, None, None)
+
+    async def save_revision(
+        self,
+        run_id: str,
+        plan: Plan,
+        usage: Usage | None = None,
+        calls: Sequence[CallRecord] = (),
+        *,
+        reason: str,
+        changes: PlanChanges,
+    ) -> int:
+        return await self._add_plan(run_id, plan, usage, calls, reason, changes)
+
+    async def _add_plan(
+        self,
+        run_id: str,
+        plan: Plan,
+        usage: Usage | None,
+        calls: Sequence[CallRecord],
+        reason: str | None,
+        changes: PlanChanges | None,
+    ) -> int:
         usage = usage or Usage()
         call_rows = rows_of_calls(calls)
+        changed = changes.model_dump_json() if changes is not None else None
 
         def write(db: sqlite3.Connection) -> int:
             with self._transaction(db):
@@ -386,13 +413,44 @@ class SQLiteStore(Store):
                     "SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE run_id = ?", (run_id,)
                 ).fetchone()
                 db.execute(
-                    f"INSERT INTO plans (run_id, version, plan, created_at, {USAGE_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, version, plan.model_dump_json(), time.time(), *token_columns(usage)),
+                    "INSERT INTO plans (run_id, version, plan, created_at, reason, changes,"
+                    f" {USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        version,
+                        plan.model_dump_json(),
+                        time.time(),
+                        reason,
+                        changed,
+                        *token_columns(usage),
+                    ),
                 )
                 return version
 
         return await self._run(write)
+
+    async def list_plans(self, run_id: str) -> list[PlanVersion]:
+        def read(db: sqlite3.Connection) -> list[PlanVersion]:
+            require_run(db, run_id, self.path)
+            rows = db.execute(
+                f"SELECT version, plan, reason, changes, created_at, {USAGE_COLUMNS}"
+                " FROM plans WHERE run_id = ? ORDER BY version",
+                (run_id,),
+            ).fetchall()
+            with reading_run(run_id, str(self.path)):
+                return [
+                    PlanVersion(
+                        version=row[0],
+                        plan=Plan.model_validate_json(row[1]),
+                        reason=row[2],
+                        changes=PlanChanges.model_validate_json(row[3] or "{}"),
+                        created_at=row[4],
+                        usage=usage_from_columns(row[5:]),
+                    )
+                    for row in rows
+                ]
+
+        return await self._run(read)
 
     async def save_task(
         self,

@@ -165,6 +165,8 @@ class OTelObserver:
             span = self._planning(run)
         elif event.purpose == "synthesis":
             span = self._synthesis(run, event.at)
+        elif event.purpose == "replan":
+            span = run.root
         else:
             span = self._task(run, event.task_id, None, event.at)
         span.add_event("call_retried", _retry_attributes(event), _ns(event.at))

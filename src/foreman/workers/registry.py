@@ -15,6 +15,10 @@ override a worker:
 A ``budget:`` section limits each run of the team (see ``foreman.Budget``):
 
     budget: {max_cost_usd: 0.50, max_seconds: 600, on_limit: cancel}
+
+A ``replan:`` section says when the orchestrator revises the plan (docs/replanning.md):
+
+    replan: {policy: on-hint, max_replans: 3}
 """
 
 from __future__ import annotations
@@ -22,15 +26,24 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.ledger.budget import Budget, budget_from
 from foreman.workers.default_team import DEFAULT_WORKERS
 from foreman.workers.spec import Worker, unknown_keys
+
+
+class TeamReplan(BaseModel):
+    """A team file's ``replan:`` section: the orchestrator's defaults for its runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy: Literal["never", "on-hint", "always"] = "never"
+    max_replans: int | None = Field(None, ge=0)
 
 
 class Registry:
@@ -42,6 +55,8 @@ class Registry:
 
     def __init__(self, workers: Iterable[Worker] = (), *, budget: Budget | None = None) -> None:
         self.budget = budget
+        #: The team file's ``replan:`` section, if any (the orchestrator's defaults).
+        self.replan: TeamReplan | None = None
         self._workers: dict[str, Worker] = {}
         for worker in workers:
             self.add(worker)
@@ -85,7 +100,7 @@ class Registry:
 
 
 #: The keys a team file may have at its top level.
-TEAM_KEYS = ("include_defaults", "workers", "budget")
+TEAM_KEYS = ("include_defaults", "workers", "budget", "replan")
 
 
 def load_team(path: str | Path) -> Registry:
@@ -123,6 +138,11 @@ def load_team(path: str | Path) -> Registry:
         if not isinstance(budget, dict):
             raise ConfigError(f"Team file {path}: 'budget' must be a mapping of limits.")
         registry.budget = budget_from(budget, f"Team file {path}, budget")
+    if (replan := data.get("replan")) is not None:
+        try:
+            registry.replan = TeamReplan.model_validate(replan)
+        except ValidationError as exc:
+            raise ConfigError(f"Team file {path}, replan: {_brief(exc)}") from None
     defined: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
         try:

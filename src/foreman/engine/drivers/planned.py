@@ -1,6 +1,8 @@
 """The planned driver: plan the whole request, run the plan as a DAG, assemble.
 
-Planning happens once (unless the run already has a plan); each settled task is
+Planning happens once (unless the run already has a plan); with a replan policy, the plan
+is revised as tasks settle (``engine.replanning``) and the DAG grows while it runs. Each
+settled task is
 checkpointed before its dependants start; assembly puts the results together (synthesis or
 concatenation). A task that waits for approval pauses the run; an ``abort`` policy ends it.
 """
@@ -15,7 +17,8 @@ from foreman.engine.calls import retried
 from foreman.engine.delivery import Delivery
 from foreman.engine.lifecycle import Execution
 from foreman.engine.planning import make_plan
-from foreman.engine.scheduler import Halt, run_dag
+from foreman.engine.replanning import Replanner, stalled_parts
+from foreman.engine.scheduler import DagRun, Halt
 from foreman.engine.tasks import TaskRunner
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.events import Assembled, PlanReady, RunStarted
@@ -38,18 +41,26 @@ async def drive_planned(run: Execution) -> RunResult:
             return await run.over_budget()
         state.plan = plan
     run.emit(PlanReady(run_id=run.run_id, plan=plan, usage=plan_usage))
-    error = await _run_tasks(run, plan)
+    replanner = None if deps.settings.replan == "never" else Replanner(run, plan)
+    error = await _run_tasks(run, plan, replanner)
     if error is None and run.meter is not None and run.meter.exceeded is not None:
         return await run.over_budget()
+    plan = state.plan or plan  # the latest version, when revisions changed it
     confidence = confidences(plan, run.results)
     status, answer, synthesis_attempts = _status(error, run.results), None, 0
-    if status in (RunStatus.succeeded, RunStatus.partial):
+    parts = run.results
+    if error is None and replanner is not None and replanner.stalled is not None:
+        status, error = RunStatus.stalled, f"replanning stalled: {replanner.stalled}"
+        parts = stalled_parts(plan, run.results, replanner.stalled)
+    if status in (RunStatus.succeeded, RunStatus.partial) or (
+        status is RunStatus.stalled and any(result.succeeded for result in parts.values())
+    ):
         try:
             assembly = await assemble(
                 deps.settings.assembly,
                 state.request,
                 plan,
-                run.results,
+                parts,
                 confidence,
                 deps.models.default,
                 retry=deps.retry,
@@ -93,8 +104,9 @@ async def _plan(run: Execution) -> tuple[Plan, Usage]:
     return plan, usage
 
 
-async def _run_tasks(run: Execution, plan: Plan) -> str | None:
-    """Run the plan's DAG; the abort's error, if a task's failure policy aborted the run."""
+async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) -> str | None:
+    """Run the plan's DAG (revised as it runs, with a ``replanner``); the abort's error, if
+    a task's failure policy aborted the run."""
     deps = run.deps
     runner = TaskRunner(
         run.run_id,
@@ -106,19 +118,29 @@ async def _run_tasks(run: Execution, plan: Plan) -> str | None:
         gate=ApprovalGate(deps.store, run.emit, deps.approve, deps.auto_approve),
         timeout=deps.settings.timeout,
         ledger=run.journal.ledger,
+        hints=replanner is not None,
+    )
+    execute = _checkpointed(runner, run.delivery, run.meter)
+    dag = DagRun(
+        plan.tasks,
+        replanner.around(execute) if replanner is not None else execute,
+        concurrency=deps.settings.concurrency,
+        worker_limits={w.name: w.max_concurrency for w in deps.registry if w.max_concurrency},
+        results=run.results,
     )
     try:
-        await run_dag(
-            plan,
-            _checkpointed(runner, run.delivery, run.meter),
-            concurrency=deps.settings.concurrency,
-            worker_limits={w.name: w.max_concurrency for w in deps.registry if w.max_concurrency},
-            results=run.results,
-        )
+        if replanner is not None:
+            await replanner.attach(dag)
+        await dag.wait()
     except RunAbortedError as exc:
         if exc.result is not None:  # keep the failed task's record (its tokens are spent)
             run.results[exc.task_id] = exc.result
         return str(exc)
+    finally:
+        if replanner is not None:
+            await replanner.close()
+    if replanner is not None and replanner.error is not None:
+        raise replanner.error
     return None
 
 

@@ -1,0 +1,300 @@
+"""Replanning: the orchestrator revises the rest of the plan as tasks settle.
+
+The planned driver runs its plan as a ``DagRun`` that may grow. With a policy other than
+``never``, a ``Replanner`` hears of each settled task (after its checkpoint) and, when the
+policy says so, asks the planner model for a revision while the other tasks go on running:
+
+- ``always``: after every settled task; tasks that settle while a revision is in flight
+  are considered together by the next one;
+- ``on-hint``: only after a task whose result asks for it (``TaskResult.replan``, see
+  ``engine.replan_prompts``);
+- ``never``: one plan, as before (no ``Replanner`` at all).
+
+A revision is one model call (retried with its errors when it does not validate, like a
+plan), recorded in the ledger with purpose ``replan``. Applied, it adds, changes or drops
+pending tasks at once (new tasks whose inputs exist start immediately, after the new plan
+version is stored: a resume always knows every task it may find a result for). The run is
+held open while a revision is in flight, so it cannot end under it.
+
+Bounds: ``max_replans`` revisions per run (stored versions count, so a resume continues
+the count), and the budget (no revision once a limit is reached). ``engine.progress``
+detects a stall; then no revision and no task starts any more, the running tasks finish,
+and the run ends ``stalled`` with what finished assembled (docs/replanning.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from foreman.engine.calls import retried
+from foreman.engine.lifecycle import Execution
+from foreman.engine.progress import Progress
+from foreman.engine.replan_prompts import (
+    replan_retry_prompt,
+    replan_system_prompt,
+    revision_request,
+)
+from foreman.engine.scheduler import DagRun, ExecuteTask, Halt
+from foreman.engine.settings import DEFAULTS, ReplanPolicy
+from foreman.errors import BudgetExceededError, ConfigError, ModelError, OutputValidationError
+from foreman.events import PlanRejected, PlanRevised, ReplanStalled
+from foreman.ledger.recorder import CallScope
+from foreman.ledger.records import CallPurpose
+from foreman.models.base import Message, ModelRequest, Usage
+from foreman.models.retry import RetryPolicy, complete_with_retry, numbered_after
+from foreman.plan.revise import Revision, changes_of, check_revision, parse_revision
+from foreman.plan.revise import revision_schema as schema_for
+from foreman.plan.schema import Plan, Task
+from foreman.results import TaskResult, TaskStatus
+from foreman.workers.registry import TeamReplan
+
+POLICIES: tuple[ReplanPolicy, ...] = ("never", "on-hint", "always")
+#: Tokens a revision answer may take.
+REVISION_MAX_TOKENS = 1500
+
+
+def replan_settings(
+    team: TeamReplan | None, replan: str | None, max_replans: int | None
+) -> tuple[ReplanPolicy, int]:
+    """The policy and bound a run uses: those given, else the team file's, else the
+    defaults; ``ConfigError`` for a policy that does not exist or a negative bound."""
+    policy = replan if replan is not None else (team.policy if team else DEFAULTS.replan)
+    if policy not in POLICIES:
+        raise ConfigError(f"replan must be one of {', '.join(POLICIES)}, not {policy!r}.")
+    if max_replans is None:
+        team_max = team.max_replans if team else None
+        max_replans = team_max if team_max is not None else DEFAULTS.max_replans
+    if isinstance(max_replans, bool) or not isinstance(max_replans, int) or max_replans < 0:
+        raise ConfigError(f"max_replans must be a whole number, 0 or more, not {max_replans!r}.")
+    return policy, max_replans  # type: ignore[return-value]
+
+
+class _NoRevision(Exception):
+    """The model wrote no revision that can apply, in every attempt allowed."""
+
+
+class Replanner:
+    """Revises one execution's plan as its tasks settle; see the module docstring."""
+
+    def __init__(self, run: Execution, plan: Plan) -> None:
+        settings = run.deps.settings
+        self.run = run
+        self.policy = settings.replan
+        self.max_replans = settings.max_replans
+        self.plan = plan
+        self.version = 1
+        self.dag: DagRun | None = None
+        self.progress = Progress()
+        #: Why replanning stalled; once set, no revision and no new task starts.
+        self.stalled: str | None = None
+        #: A failure that must fail the run (the store could not keep a revision).
+        self.error: BaseException | None = None
+        self._done = False  # no more revisions: the bound or the budget was reached
+        self._fresh: list[str] = []
+        self._worker: asyncio.Task[None] | None = None
+        self._saved: asyncio.Event | None = None  # set once the version in flight is stored
+        self._unsaved: set[str] = set()
+        self._scope = run.journal.ledger.scope(CallPurpose.replan)
+
+    async def attach(self, dag: DagRun) -> None:
+        """Revise ``dag``; the stored plan versions say how many revisions came before."""
+        self.dag = dag
+        record = await self.run.deps.store.get_run(self.run.run_id)
+        self.version = max(record.plan_version, 1)
+        self._done = self.revisions >= self.max_replans
+
+    @property
+    def revisions(self) -> int:
+        return self.version - 1
+
+    def around(self, execute: ExecuteTask) -> ExecuteTask:
+        """``execute``, told to nothing once replanning stalled, and reporting each settled
+        task to the replanner; a task a revision added waits until that version is stored."""
+
+        async def run_task(task: Task, inputs: dict[str, TaskResult]) -> TaskResult:
+            if task.id in self._unsaved and self._saved is not None:
+                await self._saved.wait()
+            if self.stalled is not None or self.error is not None:
+                raise Halt(self.stalled or str(self.error))
+            result = await execute(task, inputs)
+            self.settled(result)
+            return result
+
+        return run_task
+
+    def settled(self, result: TaskResult) -> None:
+        """A task's result is checkpointed: note a stall, or start (or queue) a revision."""
+        if self.stalled is not None or result.status is TaskStatus.waiting or self.dag is None:
+            return
+        if (stall := self.progress.failed(result, self.plan, self.dag.results)) is not None:
+            self._stall(stall)
+            return
+        if self._done:
+            return
+        if self.policy == "always" or (self.policy == "on-hint" and result.replan):
+            self._fresh.append(result.task_id)
+            if self._worker is None:
+                hold = self.dag.hold()
+                hold.__enter__()  # entered now: the run must not end before the worker starts
+                self._worker = asyncio.get_running_loop().create_task(
+                    self._work(hold), name=f"foreman-replan-{self.run.run_id}"
+                )
+
+    async def close(self) -> None:
+        """Stop a revision still in flight (the run is ending: cancelled, failed)."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
+    # --- one revision -------------------------------------------------------------------
+
+    async def _work(self, hold: contextlib.AbstractContextManager[None]) -> None:
+        try:
+            while self._fresh and not self._done and self.stalled is None:
+                fresh, self._fresh = self._fresh, []
+                await self._consider(fresh)
+        except BudgetExceededError:
+            self._done = True  # the driver ends the run over_budget
+        except _NoRevision as exc:
+            self._stall(str(exc))
+        except ModelError as exc:
+            self._stall(f"the revision call failed: {exc}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store failed: the run fails with it
+            self.error = exc
+        finally:
+            self._worker = None
+            hold.__exit__(None, None, None)
+
+    async def _consider(self, fresh: list[str]) -> None:
+        """Ask for a revision after ``fresh`` settled; apply it, or stall, or keep going."""
+        if self.revisions >= self.max_replans:
+            self._done = True
+            return
+        meter = self.run.meter
+        if meter is not None and meter.exceeded is not None:
+            self._done = True
+            return
+        deps, run, dag = self.run.deps, self.run, self.dag
+        assert dag is not None
+        message = revision_request(run.state.request, self.plan, self._states(), dag.results, fresh)
+        messages = [Message(role="user", content=message)]
+        request = ModelRequest(
+            system=replan_system_prompt(deps.registry, deps.settings.max_tasks),
+            messages=messages,
+            output_schema=schema_for(deps.registry.names()),
+            max_tokens=REVISION_MAX_TOKENS,
+            temperature=0.0,
+        )
+        usage, attempts, errors = Usage(), 0, []
+        for number in range(1, deps.settings.max_plan_retries + 2):
+            call = await complete_with_retry(
+                deps.planner(),
+                request,
+                deps.retry or RetryPolicy(),
+                call_timeout=deps.own_timeout(),
+                caller="the replanner",
+                on_retry=numbered_after(retried(run.emit, run.run_id, "replan"), attempts),
+                scope=self._scope,
+            )
+            attempts += call.attempts
+            usage += call.usage
+            if call.error is not None and not isinstance(call.error, OutputValidationError):
+                raise call.error
+            raw = call.output or ""
+            revision, errors = (None, [str(call.error)]) if call.error else parse_revision(raw)
+            if revision is not None:
+                if revision.empty:
+                    return  # the plan stands
+                revised, errors = check_revision(
+                    self.plan,
+                    revision,
+                    self._states(),
+                    deps.registry,
+                    max_tasks=deps.settings.max_tasks,
+                )
+                if revised is not None:
+                    await self._apply(revision, revised, usage)
+                    return
+            if isinstance(self._scope, CallScope):
+                self._scope.refuse_last("RevisionRejected", "; ".join(errors))
+            run.emit(PlanRejected(run_id=run.run_id, attempt=number, errors=errors))
+            messages = [
+                *messages,
+                Message(role="assistant", content=raw or "(no answer)"),
+                Message(role="user", content=replan_retry_prompt(errors)),
+            ]
+            request = request.model_copy(update={"messages": messages})
+        raise _NoRevision(
+            f"no valid revision in {deps.settings.max_plan_retries + 1} attempts: "
+            + "; ".join(errors)[:300]
+        )
+
+    async def _apply(self, revision: Revision, revised: Plan, usage: Usage) -> None:
+        """Store the revised plan as the next version and grow the DAG with it."""
+        dag = self.dag
+        assert dag is not None
+        idle, stall = self.progress.revision(revision, self.plan, dag.results)
+        if stall is not None:
+            self._stall(stall)
+            return
+        if idle:
+            return
+        changes = changes_of(revision)
+        # No await between the state check and these: a pending task cannot start meanwhile.
+        self._unsaved = {*changes.added, *changes.changed}
+        self._saved = saved = asyncio.Event()
+        try:
+            dag.add(revision.add)
+            for task in revision.change:
+                dag.change(task)
+            if revision.drop:
+                dag.drop(revision.drop)
+            self.plan = self.run.state.plan = revised
+            reason = revision.reason.strip() or "(no reason given)"
+            self.version = await self.run.journal.save_revision(
+                revised, usage, reason=reason, changes=changes
+            )
+        finally:
+            self._unsaved = set()
+            saved.set()
+        self.run.emit(
+            PlanRevised(
+                run_id=self.run.run_id,
+                version=self.version,
+                reason=reason,
+                added=changes.added,
+                changed=changes.changed,
+                dropped=changes.dropped,
+                plan=revised,
+                usage=usage,
+            )
+        )
+        if self.revisions >= self.max_replans:
+            self._done = True
+
+    def _states(self) -> dict[str, str]:
+        dag = self.dag
+        assert dag is not None
+        return {task.id: dag.state(task.id) for task in self.plan.tasks}
+
+    def _stall(self, reason: str) -> None:
+        self.stalled = reason
+        self.run.emit(ReplanStalled(run_id=self.run.run_id, reason=reason))
+
+
+def stalled_parts(plan: Plan, results: dict[str, TaskResult], reason: str) -> dict[str, TaskResult]:
+    """Every task of ``plan`` for assembly: its result, or one saying it never ran."""
+    return {
+        task.id: results.get(task.id)
+        or TaskResult(
+            task_id=task.id,
+            worker=task.worker,
+            status=TaskStatus.skipped,
+            error=f"not run: replanning stalled ({reason})",
+        )
+        for task in plan.tasks
+    }
