@@ -2,7 +2,10 @@
 
 The planned driver runs its plan as a ``DagRun`` that may grow. With a policy other than
 ``never``, a ``Replanner`` hears of each settled task (after its checkpoint) and, when the
-policy says so, asks the planner model for a revision while the other tasks go on running:
+policy says so, asks the planner model for a revision while the other tasks go on running.
+The task that asked is handed to the scheduler only once its revision is done, so the
+tasks that depend on it wait for the revision (it may change or drop them), while every
+other branch runs on:
 
 - ``always``: after every settled task; tasks that settle while a revision is in flight
   are considered together by the next one;
@@ -13,8 +16,9 @@ policy says so, asks the planner model for a revision while the other tasks go o
 A revision is one model call (retried with its errors when it does not validate, like a
 plan), recorded in the ledger with purpose ``replan``. Applied, it adds, changes or drops
 pending tasks at once (new tasks whose inputs exist start immediately, after the new plan
-version is stored: a resume always knows every task it may find a result for). The run is
-held open while a revision is in flight, so it cannot end under it.
+version is stored: a resume always knows every task it may find a result for). A revision
+cut short by the end of the process is not asked again on resume: the run goes on from the
+latest stored version.
 
 Bounds: ``max_replans`` revisions per run (stored versions count, so a resume continues
 the count), and the budget (no revision once a limit is reached). ``engine.progress``
@@ -92,6 +96,9 @@ class Replanner:
         self.error: BaseException | None = None
         self._done = False  # no more revisions: the bound or the budget was reached
         self._fresh: list[str] = []
+        #: Tasks whose results a revision is considering: settled, not yet handed back.
+        self._settling: dict[str, TaskResult] = {}
+        self._next: asyncio.Future[None] | None = None  # done when the queued batch is
         self._worker: asyncio.Task[None] | None = None
         self._saved: asyncio.Event | None = None  # set once the version in flight is stored
         self._unsaved: set[str] = set()
@@ -109,8 +116,9 @@ class Replanner:
         return self.version - 1
 
     def around(self, execute: ExecuteTask) -> ExecuteTask:
-        """``execute``, told to nothing once replanning stalled, and reporting each settled
-        task to the replanner; a task a revision added waits until that version is stored."""
+        """``execute``, refused (``Halt``) once replanning stalled, reporting each settled
+        task to the replanner and, when it asks for a revision, returning once that is
+        done; a task a revision added waits until that version is stored."""
 
         async def run_task(task: Task, inputs: dict[str, TaskResult]) -> TaskResult:
             if task.id in self._unsaved and self._saved is not None:
@@ -118,28 +126,37 @@ class Replanner:
             if self.stalled is not None or self.error is not None:
                 raise Halt(self.stalled or str(self.error))
             result = await execute(task, inputs)
-            self.settled(result)
+            revised = self.settled(result)
+            if revised is not None:
+                try:
+                    await revised
+                finally:
+                    self._settling.pop(task.id, None)
             return result
 
         return run_task
 
-    def settled(self, result: TaskResult) -> None:
-        """A task's result is checkpointed: note a stall, or start (or queue) a revision."""
+    def settled(self, result: TaskResult) -> asyncio.Future[None] | None:
+        """A task's result is checkpointed: note a stall, or queue it for a revision and
+        return what is done once that revision is."""
         if self.stalled is not None or result.status is TaskStatus.waiting or self.dag is None:
-            return
-        if (stall := self.progress.failed(result, self.plan, self.dag.results)) is not None:
+            return None
+        results = {**self.dag.results, **self._settling, result.task_id: result}
+        if (stall := self.progress.failed(result, self.plan, results)) is not None:
             self._stall(stall)
-            return
-        if self._done:
-            return
-        if self.policy == "always" or (self.policy == "on-hint" and result.replan):
-            self._fresh.append(result.task_id)
-            if self._worker is None:
-                hold = self.dag.hold()
-                hold.__enter__()  # entered now: the run must not end before the worker starts
-                self._worker = asyncio.get_running_loop().create_task(
-                    self._work(hold), name=f"foreman-replan-{self.run.run_id}"
-                )
+            return None
+        if self._done or not (
+            self.policy == "always" or (self.policy == "on-hint" and result.replan)
+        ):
+            return None
+        self._settling[result.task_id] = result
+        self._fresh.append(result.task_id)
+        loop = asyncio.get_running_loop()
+        if self._next is None:
+            self._next = loop.create_future()
+        if self._worker is None:
+            self._worker = loop.create_task(self._work(), name=f"foreman-replan-{self.run.run_id}")
+        return self._next
 
     async def close(self) -> None:
         """Stop a revision still in flight (the run is ending: cancelled, failed)."""
@@ -150,11 +167,16 @@ class Replanner:
 
     # --- one revision -------------------------------------------------------------------
 
-    async def _work(self, hold: contextlib.AbstractContextManager[None]) -> None:
+    async def _work(self) -> None:
+        """Revise for each batch of settled tasks in turn, until none is queued."""
+        batch: asyncio.Future[None] | None = None
         try:
-            while self._fresh and not self._done and self.stalled is None:
+            while self._fresh:
                 fresh, self._fresh = self._fresh, []
-                await self._consider(fresh)
+                batch, self._next = self._next, None
+                if not self._done and self.stalled is None:
+                    await self._consider(fresh)
+                _resolve(batch)
         except BudgetExceededError:
             self._done = True  # the driver ends the run over_budget
         except _NoRevision as exc:
@@ -167,7 +189,9 @@ class Replanner:
             self.error = exc
         finally:
             self._worker = None
-            hold.__exit__(None, None, None)
+            _resolve(batch)  # nobody waits forever: the tasks are handed back as they are
+            _resolve(self._next)
+            self._next, self._fresh = None, []
 
     async def _consider(self, fresh: list[str]) -> None:
         """Ask for a revision after ``fresh`` settled; apply it, or stall, or keep going."""
@@ -180,7 +204,9 @@ class Replanner:
             return
         deps, run, dag = self.run.deps, self.run, self.dag
         assert dag is not None
-        message = revision_request(run.state.request, self.plan, self._states(), dag.results, fresh)
+        message = revision_request(
+            run.state.request, self.plan, self._states(), self._results(), fresh
+        )
         messages = [Message(role="user", content=message)]
         request = ModelRequest(
             system=replan_system_prompt(deps.registry, deps.settings.max_tasks),
@@ -237,7 +263,7 @@ class Replanner:
         """Store the revised plan as the next version and grow the DAG with it."""
         dag = self.dag
         assert dag is not None
-        idle, stall = self.progress.revision(revision, self.plan, dag.results)
+        idle, stall = self.progress.revision(revision, self.plan, self._results())
         if stall is not None:
             self._stall(stall)
             return
@@ -277,13 +303,25 @@ class Replanner:
             self._done = True
 
     def _states(self) -> dict[str, str]:
-        dag = self.dag
+        dag, settling = self.dag, self._settling
         assert dag is not None
-        return {task.id: dag.state(task.id) for task in self.plan.tasks}
+        return {
+            task.id: "settled" if task.id in settling else dag.state(task.id)
+            for task in self.plan.tasks
+        }
+
+    def _results(self) -> dict[str, TaskResult]:
+        assert self.dag is not None
+        return {**self.dag.results, **self._settling}
 
     def _stall(self, reason: str) -> None:
         self.stalled = reason
         self.run.emit(ReplanStalled(run_id=self.run.run_id, reason=reason))
+
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def stalled_parts(plan: Plan, results: dict[str, TaskResult], reason: str) -> dict[str, TaskResult]:
