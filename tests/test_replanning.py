@@ -1,0 +1,288 @@
+"""Replanning: policies, revisions applied while tasks run, bounds, budget, the ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from foreman import Budget, Orchestrator
+from foreman.engine.replan_prompts import replan_hint
+from foreman.errors import ConfigError
+from foreman.events import PlanRejected, PlanRevised, TaskFinished, TaskStarted
+from foreman.ledger.records import CallPurpose, CallStatus
+from foreman.results import RunStatus
+from foreman.store.memory import MemoryStore
+from helpers import collect, index_of, of_type, plan_of, task
+from replan_helpers import (
+    KEEP,
+    add,
+    latency,
+    model,
+    orchestrator,
+    replan_requests,
+    states,
+    worker_calls,
+)
+
+TWO = plan_of(task("t1"), task("t2", "writer", "t1"))
+
+
+def hinted(text: str) -> str:
+    return f"found things\nREPLAN: {text}"
+
+
+# --- hints --------------------------------------------------------------------------------
+
+
+def test_a_hint_is_a_replan_line_of_text_or_a_replan_field_of_a_structured_answer() -> None:
+    assert replan_hint("all good") is None
+    assert replan_hint("done.\nREPLAN: split the work in three") == "split the work in three"
+    assert replan_hint("  replan :  later  \nmore") == "later"
+    assert replan_hint({"files": [], "replan": "four modules"}) == "four modules"
+    assert replan_hint({"files": [], "replan": None}) is None
+    assert replan_hint({"replan": "  "}) is None
+    assert replan_hint({"replan": True}) == "the worker asked for a replan"
+    assert replan_hint(None) is None
+
+
+# --- policies ---------------------------------------------------------------------------
+
+
+async def test_never_asks_no_revision_even_when_a_worker_hints() -> None:
+    scripted = model(TWO, lambda _: add(("t3", "writer", [])), tasks={"do t1": hinted("more")})
+    result = await orchestrator(scripted, replan="never").run("req")
+    assert result.status is RunStatus.succeeded
+    assert replan_requests(scripted) == []
+    assert set(result.tasks) == {"t1", "t2"}
+    assert result.tasks["t1"].replan is None  # not replanning: hints are not read
+
+
+async def test_on_hint_revises_only_after_the_tasks_that_ask() -> None:
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        assert message["just_finished"] == ["t1"]
+        return add(("t3", "coder", ["t1"]), reason="t1 found more")
+
+    scripted = model(TWO, revise, tasks={"do t1": hinted("there is more to do")})
+    store = MemoryStore()
+    result = await orchestrator(scripted, replan="on-hint", store=store).run("req")
+
+    assert result.status is RunStatus.succeeded
+    assert len(replan_requests(scripted)) == 1  # t2 and t3 gave no hint
+    assert set(result.tasks) == {"t1", "t2", "t3"}
+    assert result.tasks["t1"].replan == "there is more to do"
+    assert [task.id for task in result.plan.tasks] == ["t1", "t2", "t3"]
+    versions = await store.list_plans(result.run_id)
+    assert [(v.version, v.reason, v.changes.added) for v in versions] == [
+        (1, None, []),
+        (2, "t1 found more", ["t3"]),
+    ]
+    assert (await store.get_run(result.run_id)).plan == result.plan
+
+
+async def test_always_revises_after_every_settled_task_and_may_keep_the_plan() -> None:
+    seen: list[list[str]] = []
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        seen.append(message["just_finished"])
+        return KEEP
+
+    store = MemoryStore()
+    scripted = model(TWO, revise)
+    result = await orchestrator(scripted, store=store).run("req")
+    assert result.status is RunStatus.succeeded
+    assert seen == [["t1"], ["t2"]]
+    assert len(await store.list_plans(result.run_id)) == 1  # keeping is not a version
+
+
+async def test_tasks_that_settle_during_a_revision_go_together_into_the_next_one() -> None:
+    plan = plan_of(task("t1"), task("t2"), task("t3"))
+    seen: list[list[str]] = []
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        seen.append(sorted(message["just_finished"]))
+        return KEEP
+
+    # The first revision is slow; t2 and t3 end meanwhile.
+    slow_first = latency({"do t2": 0.05, "do t3": 0.05}, lambda: 0.3 if not seen else 0.0)
+    scripted = model(plan, revise, latency=slow_first)
+    await orchestrator(scripted).run("req")
+    assert seen == [["t1"], ["t2", "t3"]]
+
+
+async def test_a_revision_changes_a_pending_dependant_before_it_starts() -> None:
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        if states(message)["t2"] != "pending":
+            return KEEP
+        change = {"id": "t2", "worker": "coder", "instructions": "do t2 better"}
+        return {
+            "reason": "t1 said so",
+            "add": [],
+            "change": [change | {"depends_on": ["t1"]}],
+            "drop": [],
+        }
+
+    scripted = model(TWO, revise, tasks={"do t1": hinted("t2 should be better")})
+    result = await orchestrator(scripted, replan="on-hint").run("req")
+    assert worker_calls(scripted) == ["do t1", "do t2 better"]
+    assert result.tasks["t2"].worker == "coder"
+
+
+async def test_dropped_tasks_never_run() -> None:
+    plan = plan_of(task("t1"), task("t2", "writer", "t1"), task("t3", "writer", "t2"))
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        return {"reason": "not needed", "add": [], "change": [], "drop": ["t3", "t2"]}
+
+    scripted = model(plan, revise, tasks={"do t1": hinted("nothing more is needed")})
+    store = MemoryStore()
+    result = await orchestrator(scripted, replan="on-hint", store=store).run("req")
+    assert worker_calls(scripted) == ["do t1"]
+    assert result.status is RunStatus.succeeded
+    assert [t.id for t in result.plan.tasks] == ["t1"]
+    assert (await store.list_plans(result.run_id))[-1].changes.dropped == ["t3", "t2"]
+
+
+async def test_new_tasks_start_while_an_unrelated_branch_still_runs() -> None:
+    plan = plan_of(task("t1"), task("slow"))
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        if "t1" in message["just_finished"] and "t9" not in states(message):
+            return add(("t9", "writer", ["t1"]))
+        return KEEP
+
+    scripted = model(plan, revise, latency=latency({"do slow": 0.3}))
+    events = await collect(orchestrator(scripted).stream("req"))
+    # t9 was added and started before the slow branch finished: no wait for a level
+    assert index_of(events, TaskStarted, "t9") < index_of(events, TaskFinished, "slow")
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+async def test_a_revision_that_cannot_apply_is_asked_again_with_its_errors() -> None:
+    answers = [
+        {
+            "reason": "redo",
+            "add": [],
+            "change": [{"id": "t1", "worker": "coder", "instructions": "x", "depends_on": []}],
+            "drop": [],
+        },
+        "not json at all",
+        add(("t3", "writer", ["t1"])),
+    ]
+    asked: list[int] = []
+
+    def revise(message: dict[str, Any]) -> Any:
+        asked.append(1)
+        return answers[len(asked) - 1]
+
+    store = MemoryStore()
+    scripted = model(TWO, revise, tasks={"do t1": hinted("more")})
+    events: list[Any] = []
+    result = await orchestrator(scripted, replan="on-hint", store=store).run(
+        "req", on_event=events.append
+    )
+    rejected = of_type(events, PlanRejected)
+    assert [e.attempt for e in rejected] == [1, 2]
+    assert "cannot be changed: it is settled" in rejected[0].errors[0]
+    assert "no JSON object" in rejected[1].errors[0]
+    retry = replan_requests(scripted)[1]
+    assert "cannot be changed" in retry.messages[-1].content  # the model saw its errors
+    assert set(result.tasks) == {"t1", "t2", "t3"}
+    calls = [c for c in await store.list_calls(run_id=result.run_id) if c.purpose == "replan"]
+    assert [c.status for c in calls] == [CallStatus.error, CallStatus.error, CallStatus.ok]
+    assert calls[0].error_type == "RevisionRejected"
+    assert [c.attempt for c in calls] == [1, 2, 3]
+
+
+async def test_revisions_are_validated_like_plans() -> None:
+    bad = [
+        add(("t3", "nobody", [])),  # unknown worker
+        add(("t3", "writer", ["t7"])),  # unknown dependency
+        add(("t2", "writer", [])),  # id already used
+        {
+            "reason": "cycle",
+            "add": [
+                {"id": "a", "worker": "writer", "instructions": "do a", "depends_on": ["b"]},
+                {"id": "b", "worker": "writer", "instructions": "do b", "depends_on": ["a"]},
+            ],
+            "change": [],
+            "drop": [],
+        },
+    ]
+    for revision in bad:
+        scripted = model(TWO, lambda _, r=revision: r, tasks={"do t1": hinted("more")})
+        events: list[Any] = []
+        result = await orchestrator(scripted, replan="on-hint", max_plan_retries=0).run(
+            "req", on_event=events.append
+        )
+        assert of_type(events, PlanRejected), revision
+        assert result.status is RunStatus.stalled  # no valid revision: replanning stops
+        assert "no valid revision in 1 attempts" in result.error
+        assert set(result.tasks) == {"t1"}  # t2 never started after the stall
+
+
+async def test_the_plan_size_limit_holds_for_revisions() -> None:
+    many = add(*[(f"n{i}", "writer", []) for i in range(8)])
+    scripted = model(TWO, lambda _: many, tasks={"do t1": hinted("more")})
+    events: list[Any] = []
+    await orchestrator(scripted, replan="on-hint", max_tasks=8, max_plan_retries=0).run(
+        "req", on_event=events.append
+    )
+    assert "the limit is 8" in of_type(events, PlanRejected)[0].errors[0]
+
+
+# --- bounds -------------------------------------------------------------------------------
+
+
+async def test_max_replans_bounds_the_revisions_of_a_run() -> None:
+    counter = iter(range(3, 100))
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        n = next(counter)
+        return add((f"t{n}", "writer", []))
+
+    store = MemoryStore()
+    scripted = model(TWO, revise)
+    result = await orchestrator(scripted, max_replans=2, store=store).run("req")
+    assert len(await store.list_plans(result.run_id)) == 3
+    assert len(replan_requests(scripted)) == 2  # no call once the bound is reached
+    assert result.status is RunStatus.succeeded
+
+
+async def test_no_revision_once_the_budget_is_spent() -> None:
+    # plan + t1 are 2 calls; the limit of 2 leaves none for the revision
+    scripted = model(TWO, lambda _: add(("t3", "writer", [])))
+    result = await orchestrator(scripted, budget=Budget(max_calls=2)).run("req")
+    assert replan_requests(scripted) == []
+    assert result.status is RunStatus.over_budget
+
+
+async def test_revision_calls_are_in_the_ledger_with_purpose_replan() -> None:
+    store = MemoryStore()
+    scripted = model(TWO, lambda m: add(("t3", "writer", [])) if "t3" not in states(m) else KEEP)
+    events: list[Any] = []
+    result = await orchestrator(scripted, store=store).run("req", on_event=events.append)
+    calls = [
+        c
+        for c in await store.list_calls(run_id=result.run_id, with_prompts=True)
+        if c.purpose is CallPurpose.replan
+    ]
+    assert len(calls) == len(replan_requests(scripted)) == 3
+    assert all(c.parent == "replan" and c.task_id is None for c in calls)
+    assert all(c.usage.total_tokens > 0 for c in calls)
+    revised = of_type(events, PlanRevised)
+    assert [(e.version, e.added) for e in revised] == [(2, ["t3"])]
+    assert revised[0].usage == calls[0].usage
+    assert "just_finished" in calls[0].prompt["messages"][0]["content"]
+
+
+def test_policies_and_bounds_are_checked_when_configured() -> None:
+    with pytest.raises(ConfigError, match="replan must be one of"):
+        Orchestrator(replan="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="max_replans"):
+        Orchestrator(max_replans=-1)
+    settings = Orchestrator(replan="on-hint", max_replans=4).config
+    assert (settings.replan, settings.max_replans) == ("on-hint", 4)
+    assert (Orchestrator().config.replan, Orchestrator().config.max_replans) == ("never", 3)
