@@ -3,8 +3,9 @@
     python tests/scripted_cli.py SPEC.json foreman-args...
 
 SPEC.json: {"plan": {...}, "latency": {"do t3": 30}, "fail": {"do t2": "400 bad"},
-"log": "calls.log"}. Every model name resolves to one ScriptedModel that answers the
-planner with the plan, synthesis with FINAL, and each task with ``out:<instructions>``
+"log": "calls.log", "revisions": [{...}]}. Every model name resolves to one ScriptedModel
+that answers the planner with the plan, each plan revision with the next of "revisions"
+(then no change), synthesis with FINAL, and each task with ``out:<instructions>``
 after its latency; each worker call appends its instructions to the log *before* waiting,
 so a test can count executions even of calls a SIGKILL cut short.
 """
@@ -27,13 +28,15 @@ def build(spec: dict) -> ScriptedModel:
     def kind(request: ModelRequest) -> str:
         if "tasks" in (request.output_schema or {}).get("properties", {}):
             return "plan"
+        if "add" in (request.output_schema or {}).get("properties", {}):
+            return "revision"
         if request.system == SYNTHESIS_SYSTEM:
             return "synthesis"
         return json.loads(request.messages[0].content)["instructions"]
 
     def latency(request: ModelRequest) -> float:
         what = kind(request)
-        if what not in ("plan", "synthesis"):
+        if what not in ("plan", "synthesis", "revision"):
             with log.open("a") as file:
                 file.write(what + "\n")
         return float(spec.get("latency", {}).get(what, 0.0))
@@ -44,6 +47,9 @@ def build(spec: dict) -> ScriptedModel:
             return json.dumps(spec["plan"])
         if what == "synthesis":
             return "FINAL"
+        if what == "revision":
+            revisions = spec.get("revisions") or [{"add": [], "change": [], "drop": []}]
+            return json.dumps({"reason": "", **revisions.pop(0)})
         if what in spec.get("fail", {}):
             return ModelError(spec["fail"][what])
         return f"out:{what}"

@@ -29,11 +29,13 @@ from foreman.cli.common import (
     BudgetUsdOpt,
     DbOpt,
     JsonOpt,
+    MaxReplansOpt,
     MaxTasksOpt,
     ModelOpt,
     OnBudgetOpt,
     PlanBudgetOpt,
     PlannerOpt,
+    ReplanOpt,
     RequestArg,
     RunRefArg,
     TeamOpt,
@@ -143,6 +145,8 @@ def run(
     budget_seconds: BudgetSecondsOpt = None,
     budget_calls: BudgetCallsOpt = None,
     on_budget: OnBudgetOpt = None,
+    replan: ReplanOpt = None,
+    max_replans: MaxReplansOpt = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -173,6 +177,8 @@ def run(
         "plan_budget_usd": plan_budget_usd,
         "record_prompts": record_prompts,
         "budget": budget,
+        "replan": replan.value if replan else None,
+        "max_replans": max_replans,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(

@@ -193,6 +193,33 @@ class Assembly(StrEnum):
     concat = "concat"
 
 
+class Replan(StrEnum):
+    """When the orchestrator revises the plan (``--replan``; docs/replanning.md)."""
+
+    never = "never"
+    on_hint = "on-hint"
+    always = "always"
+
+
+ReplanOpt = Annotated[
+    Replan | None,
+    typer.Option(
+        help="Revise the plan as results come in: 'on-hint' when a worker's result asks "
+        "for it, 'always' after every task, 'never' (default, or the team file's replan:).",
+        show_default=False,
+    ),
+]
+MaxReplansOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-replans",
+        min=0,
+        help="Most plan revisions per run (default 3, or the team file's).",
+        show_default=False,
+    ),
+]
+
+
 class AutoApprove(StrEnum):
     """Risk levels ``--auto-approve`` accepts: high risk always asks a person."""
 
@@ -208,6 +235,7 @@ def build_orchestrator(settings: Mapping[str, Any], db: Path | None) -> Orchestr
 
     The budget: the team file's, under what the run recorded, under the fields the
     ``--budget-*`` flags set (``settings["budget"]`` holds them over the recorded one).
+    Replanning likewise: the team file's ``replan:`` under the run's or the flags'.
     Settings the record lacks take ``RunSettings``'s defaults, the CLI's own.
     """
     team = settings.get("team")
@@ -217,7 +245,15 @@ def build_orchestrator(settings: Mapping[str, Any], db: Path | None) -> Orchestr
         **(settings.get("budget") or {}),
     }
     budget = budget_from(fields, "budget") if fields else None
-    config = RunSettings.model_validate({**settings, "budget": budget})
+    team_replan = workers.replan
+    replan = {  # the team file's replan: section, under what the run recorded or was given
+        "replan": team_replan.policy if team_replan else None,
+        "max_replans": team_replan.max_replans if team_replan else None,
+    }
+    replan.update((key, settings[key]) for key in replan if settings.get(key) is not None)
+    given = {key: value for key, value in settings.items() if key not in replan}
+    replan = {key: value for key, value in replan.items() if value is not None}
+    config = RunSettings.model_validate({**given, **replan, "budget": budget})
     return Orchestrator.from_settings(
         config, workers, store=open_store(db), observers=observing.observers()
     )

@@ -26,6 +26,7 @@ from foreman.cli.calls import (
 )
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
+from foreman.cli.replans import versions_json, versions_table
 from foreman.cli.text import literal, safe_text
 from foreman.errors import ForemanError
 from foreman.ledger.books import Books
@@ -33,7 +34,7 @@ from foreman.ledger.budget import limit_in
 from foreman.ledger.records import CallRecord
 from foreman.plan.schema import Task
 from foreman.results import RunStatus, TaskResult
-from foreman.store.base import RunRecord, RunSummary, Store
+from foreman.store.base import PlanVersion, RunRecord, RunSummary, Store
 
 
 @app.command()
@@ -99,15 +100,19 @@ def show(
         show_task(run, task_id, db, json_out=json_out)
         return
 
-    async def load(store: Store) -> tuple[RunRecord, dict[str, TaskResult], list[CallRecord]]:
+    async def load(
+        store: Store,
+    ) -> tuple[RunRecord, dict[str, TaskResult], list[CallRecord], list[PlanVersion]]:
         run_id = await store.resolve_run(run)
         ledger = await store.list_calls(run_id=run_id) if calls else []
-        return await store.get_run(run_id), await store.load_tasks(run_id), ledger
+        record, tasks = await store.get_run(run_id), await store.load_tasks(run_id)
+        return record, tasks, ledger, await store.list_plans(run_id)
 
-    record, tasks, ledger = guard(lambda: asyncio.run(with_store(db, load)))
+    record, tasks, ledger, versions = guard(lambda: asyncio.run(with_store(db, load)))
     if json_out:
         shown = record.model_dump(mode="json")
         shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
+        shown["plan_versions"] = versions_json(versions)
         if calls:
             shown["ledger"] = [call_json(call, prompts=False) for call in ledger]
         print(json.dumps(shown, indent=2))
@@ -125,6 +130,8 @@ def show(
         out.print(Text.assemble("\n", run_books(record)))
         return
     out.print(run_tree(record, tasks, full=full))
+    if len(versions) > 1:  # the plan was revised as the run went
+        out.print(Text(""), versions_table(versions))
     if record.answer:
         out.print(Text.assemble("\n", ("Answer", "bold"), "\n", literal(record.answer)))
     if record.error:
