@@ -7,7 +7,7 @@ from typing import Any
 
 from foreman import Orchestrator
 from foreman.errors import ModelError
-from foreman.events import ReplanStalled, TaskStarted
+from foreman.events import EVENT_ADAPTER, ReplanStalled, TaskStarted
 from foreman.results import RunStatus, TaskStatus
 from foreman.store.base import ApprovalStatus
 from foreman.store.memory import MemoryStore
@@ -47,6 +47,8 @@ async def test_re_adding_a_task_already_done_stalls_and_no_task_starts_after() -
     assert "repeats task 't1' (succeeded) as 't9'" in result.error
     assert [e.reason for e in of_type(events, ReplanStalled)] == [result.error.split(": ", 1)[1]]
     assert worker_calls(scripted) == ["do t1"]  # t2, t3 never started
+    for event in events:  # every event round-trips through JSON, the new ones included
+        assert EVENT_ADAPTER.validate_json(event.model_dump_json()) == event
     assert "found things" in result.answer  # what finished is assembled
     assert "not run: replanning stalled" in result.answer
 

@@ -9,7 +9,7 @@ import pytest
 from foreman import Budget, Orchestrator
 from foreman.engine.replan_prompts import replan_hint
 from foreman.errors import ConfigError
-from foreman.events import PlanRejected, PlanRevised, TaskFinished, TaskStarted
+from foreman.events import EVENT_ADAPTER, PlanRejected, PlanRevised, TaskFinished, TaskStarted
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.results import RunStatus
 from foreman.store.memory import MemoryStore
@@ -275,6 +275,7 @@ async def test_revision_calls_are_in_the_ledger_with_purpose_replan() -> None:
     revised = of_type(events, PlanRevised)
     assert [(e.version, e.added) for e in revised] == [(2, ["t3"])]
     assert revised[0].usage == calls[0].usage
+    assert EVENT_ADAPTER.validate_json(revised[0].model_dump_json()) == revised[0]
     assert "just_finished" in calls[0].prompt["messages"][0]["content"]
 
 

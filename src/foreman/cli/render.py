@@ -296,6 +296,14 @@ class LiveProgress:
                 self.headline = f"Assembled ({method})"
             case ev.RunFinished(result=result):
                 self.headline = f"Finished: {result.status.value}"
+            case ev.PlanRevised(plan=plan, version=version, added=added, changed=changed):
+                self.plan = plan
+                self.status = {task.id: self.status.get(task.id, "pending") for task in plan.tasks}
+                for task_id in added + changed:
+                    how = "added" if task_id in added else "changed"
+                    self.note[task_id] = f"{how} in plan v{version}"
+            case ev.ReplanStalled(reason=reason):
+                self.headline = f"Replanning stalled: {reason[:80]}"
         done = ("succeeded", "failed", "skipped", "approval")
         if self.headline == "Running" and all(s in done for s in self.status.values()):
             self.headline = "Assembling the answer…"

@@ -43,6 +43,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "task_failed": ("policy", "error"),
     "task_skipped": ("reason",),
     "assembled": ("method",),
+    "plan_revised": ("version", "added", "changed", "dropped", "reason"),
+    "replan_stalled": ("reason",),
 }
 
 _PLAIN = re.compile(r"[\w.:/@+-]+")
