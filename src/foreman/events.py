@@ -175,7 +175,7 @@ class PlanRevised(_Event):
     changed: list[str]
     dropped: list[str]
     plan: Plan
-    usage: Usage = Field(description="What the revision's model calls cost.")
+    usage: Usage = Field(default_factory=Usage, description="What the revision's calls cost.")
 
 
 class ReplanStalled(_Event):
