@@ -50,6 +50,8 @@ def make_legacy(path: Path) -> None:
     """The file as a foreman from before the ledger (schema 2) would have left it."""
     db = sqlite3.connect(path)
     db.execute("DROP TABLE calls")
+    db.execute("ALTER TABLE plans DROP COLUMN reason")  # migration 5's columns
+    db.execute("ALTER TABLE plans DROP COLUMN changes")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
