@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from foreman import Budget, Orchestrator
-from foreman.engine.replan_prompts import replan_hint
+from foreman.engine.replan_prompts import HINT_SUFFIX, replan_hint
 from foreman.errors import ConfigError
 from foreman.events import EVENT_ADAPTER, PlanRejected, PlanRevised, TaskFinished, TaskStarted
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.results import RunStatus
 from foreman.store.memory import MemoryStore
-from helpers import collect, index_of, of_type, plan_of, task
+from helpers import collect, index_of, of_type, plan_of, task, worker
 from replan_helpers import (
     KEEP,
     add,
@@ -269,7 +270,8 @@ async def test_revision_calls_are_in_the_ledger_with_purpose_replan() -> None:
         for c in await store.list_calls(run_id=result.run_id, with_prompts=True)
         if c.purpose is CallPurpose.replan
     ]
-    assert len(calls) == len(replan_requests(scripted)) == 3
+    assert len(calls) == len(replan_requests(scripted)) == result.replan_attempts == 3
+    assert result.attempts == result.calls  # every call of the run, revisions included
     assert all(c.parent == "replan" and c.task_id is None for c in calls)
     assert all(c.usage.total_tokens > 0 for c in calls)
     revised = of_type(events, PlanRevised)
@@ -287,3 +289,27 @@ def test_policies_and_bounds_are_checked_when_configured() -> None:
     settings = Orchestrator(replan="on-hint", max_replans=4).config
     assert (settings.replan, settings.max_replans) == ("on-hint", 4)
     assert (Orchestrator().config.replan, Orchestrator().config.max_replans) == ("never", 3)
+
+
+class Findings(BaseModel):
+    files: list[str]
+    replan: str | None = None
+
+
+async def test_a_structured_worker_asks_with_its_replan_field() -> None:
+    team = [worker("scanner", output_schema=Findings), worker("writer")]
+    plan = plan_of(task("t1", "scanner"), task("t2", "writer", "t1"))
+    answers = {"do t1": '{"files": ["a.py", "b.py"], "replan": "two modules, split the work"}'}
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        assert message["results"][0]["replan"] == "two modules, split the work"
+        return add(("t3", "writer", ["t1"]))
+
+    scripted = model(plan, revise, tasks=answers)
+    result = await Orchestrator(team, model=scripted, replan="on-hint", assembly="concat").run("q")
+    assert result.tasks["t1"].replan == "two modules, split the work"
+    assert set(result.tasks) == {"t1", "t2", "t3"}
+    systems = {r.system for r in scripted.requests if "You are the" in (r.system or "")}
+    # text workers are told how to ask; a structured one asks through its schema
+    assert any(s.startswith("You are the writer") and HINT_SUFFIX in s for s in systems)
+    assert all(HINT_SUFFIX not in s for s in systems if s.startswith("You are the scanner"))

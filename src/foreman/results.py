@@ -107,6 +107,9 @@ class RunResult(BaseModel):
     elapsed: float = 0.0
     plan_attempts: int = Field(0, description="Planner calls in this execution, retries included.")
     synthesis_attempts: int = Field(0, description="Synthesis calls, retries included.")
+    replan_attempts: int = Field(
+        0, description="Plan revision calls in this execution, retries included."
+    )
 
     @property
     def partial(self) -> bool:
@@ -114,9 +117,10 @@ class RunResult(BaseModel):
 
     @property
     def attempts(self) -> int:
-        """Every model call the run made: planning, tasks, reviews and synthesis."""
+        """Every model call the run made: planning, tasks, reviews, synthesis and
+        revisions of the plan."""
         tasks = sum(task.attempts + task.review_attempts for task in self.tasks.values())
-        return self.plan_attempts + tasks + self.synthesis_attempts
+        return self.plan_attempts + tasks + self.synthesis_attempts + self.replan_attempts
 
 
 def confidences(plan: Plan, results: dict[str, TaskResult]) -> dict[str, float]:

@@ -88,6 +88,8 @@ class Replanner:
         self.max_replans = settings.max_replans
         self.plan = plan
         self.version = 1
+        #: Revision calls made, retries included.
+        self.attempts = 0
         self.dag: DagRun | None = None
         self.progress = Progress()
         #: Why replanning stalled; once set, no revision and no new task starts.
@@ -227,6 +229,7 @@ class Replanner:
                 scope=self._scope,
             )
             attempts += call.attempts
+            self.attempts += call.attempts
             usage += call.usage
             if call.error is not None and not isinstance(call.error, OutputValidationError):
                 raise call.error

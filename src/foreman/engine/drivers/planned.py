@@ -80,6 +80,7 @@ async def drive_planned(run: Execution) -> RunResult:
             confidence=confidence,
             error=error,
             synthesis_attempts=synthesis_attempts,
+            replan_attempts=replanner.attempts if replanner is not None else 0,
         )
     )
 
