@@ -15,6 +15,7 @@ from foreman.store.base import Store
 from foreman.store.memory import MemoryStore
 from foreman.store.migrations import MIGRATIONS
 from foreman.store.sqlite import SQLiteStore
+from foreman.testing.store_conformance import StoreConformance
 from foreman.testing.store_conformance.records import plan, run_record
 from helpers import plan_of, task
 from replan_helpers import KEEP, add, model, orchestrator, states
@@ -92,3 +93,10 @@ def test_the_live_view_follows_the_revised_plan() -> None:
     assert progress.note["t3"] == "added in plan v2"
     progress.handle(ev.ReplanStalled(run_id="r", reason="2 revisions in a row added nothing"))
     assert progress.headline.startswith("Replanning stalled: 2 revisions")
+
+
+class TestOlderStoreConformance(StoreConformance):
+    """The suite passes a store with the defaults: the revision checks are skipped."""
+
+    def make_store(self, tmp_path: Path) -> Store:
+        return OlderStore()
