@@ -2,9 +2,9 @@
 
 Planning happens once (unless the run already has a plan); with a replan policy, the plan
 is revised as tasks settle (``engine.replanning``) and the DAG grows while it runs. Each
-settled task is
-checkpointed before its dependants start; assembly puts the results together (synthesis or
-concatenation). A task that waits for approval pauses the run; an ``abort`` policy ends it.
+settled task is checkpointed before its dependants start; assembly puts the results
+together (synthesis or concatenation). A task that waits for approval pauses the run; an
+``abort`` policy ends it; a stalled replanning ends it ``stalled`` with what finished.
 """
 
 from __future__ import annotations
