@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from foreman import events as ev
 from foreman.cli.render import LiveProgress
+from foreman.errors import StoreError
 from foreman.models.base import Usage
 from foreman.results import RunStatus
 from foreman.store.base import Store
@@ -18,7 +20,7 @@ from foreman.store.sqlite import SQLiteStore
 from foreman.testing.store_conformance import StoreConformance
 from foreman.testing.store_conformance.records import plan, run_record
 from helpers import plan_of, task
-from replan_helpers import KEEP, add, model, orchestrator, states
+from replan_helpers import KEEP, add, model, orchestrator, states, worker_calls
 
 
 async def test_a_database_of_schema_4_keeps_its_plans_as_first_versions(tmp_path: Path) -> None:
@@ -100,3 +102,18 @@ class TestOlderStoreConformance(StoreConformance):
 
     def make_store(self, tmp_path: Path) -> Store:
         return OlderStore()
+
+
+class FailingRevisions(MemoryStore):
+    async def save_revision(self, *args: object, **kwargs: object) -> int:
+        raise StoreError("the disk is full")
+
+
+async def test_a_revision_the_store_cannot_keep_fails_the_run_and_its_tasks_never_start() -> None:
+    store = FailingRevisions()
+    scripted = model(plan_of(task("t1")), lambda m: add(("t2", "writer", ["t1"])))
+    with pytest.raises(StoreError, match="the disk is full"):
+        await orchestrator(scripted, store=store).run("req")
+    [summary] = await store.list_runs()
+    assert summary.status is RunStatus.failed and "the disk is full" in summary.error
+    assert worker_calls(scripted) == ["do t1"]  # t2 was never stored, so never ran

@@ -147,8 +147,10 @@ class Replanner:
         if (stall := self.progress.failed(result, self.plan, results)) is not None:
             self._stall(stall)
             return None
-        if self._done or not (
-            self.policy == "always" or (self.policy == "on-hint" and result.replan)
+        if (
+            self._done
+            or self.error is not None
+            or not (self.policy == "always" or (self.policy == "on-hint" and result.replan))
         ):
             return None
         self._settling[result.task_id] = result
