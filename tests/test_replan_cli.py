@@ -75,6 +75,12 @@ def test_a_stalled_run_exits_7_and_says_why(tmp_path: Path) -> None:
     assert "replanning stalled" in done.stderr and "repeats task 't1'" in done.stderr
     assert "foreman resume" in done.stderr
 
+    spec["revisions"] = []  # resumed, the run goes on with the rest of its latest plan
+    resumed = foreman(tmp_path, spec, "resume", "last", "--db", str(tmp_path / "runs.db"))
+    assert resumed.returncode == 0, resumed.stderr
+    log = (tmp_path / "calls.log").read_text().splitlines()
+    assert log == ["do t1", "do t2"]  # t1 once, t2 after the resume
+
 
 def test_the_team_file_sets_the_policy_unless_a_flag_does(tmp_path: Path) -> None:
     team = tmp_path / "team.yaml"
