@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from foreman import Budget, Orchestrator
-from foreman.engine.replan_prompts import HINT_SUFFIX, replan_hint
+from foreman.engine.replan_prompts import (
+    HINT_SUFFIX,
+    RESULT_CHARS,
+    RESULTS_CHARS,
+    replan_hint,
+    revision_request,
+)
 from foreman.errors import ConfigError
 from foreman.events import EVENT_ADAPTER, PlanRejected, PlanRevised, TaskFinished, TaskStarted
 from foreman.ledger.records import CallPurpose, CallStatus
-from foreman.results import RunStatus
+from foreman.results import RunStatus, TaskResult, TaskStatus
 from foreman.store.memory import MemoryStore
 from helpers import collect, index_of, of_type, plan_of, task, worker
 from replan_helpers import (
@@ -313,3 +320,20 @@ async def test_a_structured_worker_asks_with_its_replan_field() -> None:
     # text workers are told how to ask; a structured one asks through its schema
     assert any(s.startswith("You are the writer") and HINT_SUFFIX in s for s in systems)
     assert all(HINT_SUFFIX not in s for s in systems if s.startswith("You are the scanner"))
+
+
+def test_the_revision_prompt_is_bounded_and_shows_fresh_results_first() -> None:
+    plan = plan_of(*(task(f"t{i}") for i in range(1, 13)))
+    results = {
+        f"t{i}": TaskResult(
+            task_id=f"t{i}", worker="researcher", status=TaskStatus.succeeded, output="x" * 5000
+        )
+        for i in range(1, 13)
+    }
+    message = json.loads(revision_request("q", plan, {}, results, ["t12"]))
+    shown = message["results"]
+    assert shown[0]["id"] == "t12"  # what just settled comes first
+    assert shown[0]["output"].startswith("x" * RESULT_CHARS)
+    assert shown[0]["output"].endswith(f"[... {5000 - RESULT_CHARS} more characters]")
+    assert sum(len(r["output"]) for r in shown) < RESULTS_CHARS + 12 * 40
+    assert len(shown) == 12  # every result is listed, the late ones cut short
