@@ -115,6 +115,8 @@ def task_label(task: Task, status: str | None = None, *, cost: str | None = None
         label.append(" ").append(cost, style="green")
     if status:
         label.append(" ").append(status, style=STATUS_STYLE.get(status, "dim"))
+    if task.for_each:
+        label.append(" for each ", style="dim").append(literal(task.for_each), style="magenta")
     return label.append(": ").append(literal(task.instructions))
 
 
@@ -291,6 +293,8 @@ class LiveProgress:
             case ev.TaskSkipped(task_id=task_id, reason=reason):
                 self.status[task_id] = "skipped"
                 self.note[task_id] = reason[:80]
+            case ev.TaskExpanded(task_id=task_id, count=count):
+                self.note[task_id] = f"{count} item(s) in parallel"
             case ev.Assembled(method=method):
                 self.headline = f"Assembled ({method})"
             case ev.RunFinished(result=result):
