@@ -21,6 +21,7 @@ from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
 from foreman.engine.delivery import events_of
+from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.lifecycle import RunState, execute
 from foreman.engine.planning import check_given_plan, make_plan
@@ -35,7 +36,6 @@ from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
-from foreman.plan.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.plan.foreach import find_task
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.results import RunResult, TaskResult, TaskStatus, typed_outputs
@@ -264,7 +264,7 @@ class Orchestrator:
     async def estimate(self, plan: Plan, request: str = "") -> PlanEstimate:
         """What ``plan`` will most likely cost and take, per task and in total, before any
         of it is spent: from the ledger's history of each worker on its model, typical
-        values where there is none (``foreman.plan.estimate`` says which, and how)."""
+        values where there is none (``foreman.engine.estimate`` says which, and how)."""
         return (await self.estimator()).plan(plan, request)
 
     async def estimator(self) -> Estimator:

@@ -29,7 +29,7 @@ from foreman.workers.spec import RiskLevel, Worker
 
 if TYPE_CHECKING:
     from foreman.engine.approvals import ApprovalCallback
-    from foreman.plan.estimate import Estimator
+    from foreman.engine.estimate import Estimator
 
 
 class RunSettings(BaseModel):
