@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
+import processes
 from foreman import Orchestrator
 from foreman.cli import app
 from foreman.errors import ForemanError, PlanError
@@ -253,3 +257,20 @@ def test_show_and_replay_of_an_item_task() -> None:
         asyncio.run(replay("t2"))
     with pytest.raises(ForemanError, match=r"has no task 't2\.3'"):
         asyncio.run(replay("t2.3"))
+
+
+# --- the docs -----------------------------------------------------------------------------
+
+
+def test_the_docs_python_example_prints_what_the_docs_say(tmp_path) -> None:
+    text = (Path(__file__).parents[1] / "docs" / "for-each.md").read_text()
+    (snippet,) = re.findall(r"^```python\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+    printed = re.search(r"^prints\n\n```text\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+    assert printed is not None
+    path = tmp_path / "snippet.py"
+    path.write_text(snippet)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env |= {"FOREMAN_DB": str(tmp_path / "runs.db"), "HOME": str(tmp_path)}
+    done = processes.run([sys.executable, str(path)], timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == printed.group(1)
