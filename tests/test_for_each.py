@@ -440,3 +440,32 @@ def test_item_tasks_are_found_by_id_under_their_for_each_task() -> None:
     )
     assert find_task(FAN, "t3.1") is None and find_task(FAN, "t2.0") is None
     assert item_ids_of("t2", ["t2.10", "t2", "t2.2", "t20.1", "t2.1"]) == ["t2.1", "t2.2", "t2.10"]
+
+
+async def test_traces_and_logs_show_the_expansion(caplog: pytest.LogCaptureFixture) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from foreman.tracing.logs import LoggingObserver
+    from foreman.tracing.otel import OTelObserver
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    model = ScriptedModel(Script(tasks={"do t1": files("a", "b")}))
+    with caplog.at_level("INFO", logger="foreman.events"):
+        await run(FAN, model, observers=[OTelObserver(provider), LoggingObserver()])
+
+    tasks = {
+        span.attributes["foreman.task_id"]: span
+        for span in exporter.get_finished_spans()
+        if span.name == "foreman.task"
+    }
+    assert set(tasks) == {"t1", "t2", "t2.1", "t2.2", "t3"}
+    t2 = tasks["t2"]
+    assert t2.attributes["foreman.items"] == 2 and t2.attributes["foreman.status"] == "succeeded"
+    for item in ("t2.1", "t2.2"):  # the for-each task's span covers its items'
+        assert t2.start_time <= tasks[item].start_time <= tasks[item].end_time <= t2.end_time
+    (line,) = [r.getMessage() for r in caplog.records if "task_expanded" in r.getMessage()]
+    assert "task=t2" in line and "count=2" in line
