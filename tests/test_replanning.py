@@ -337,3 +337,34 @@ def test_the_revision_prompt_is_bounded_and_shows_fresh_results_first() -> None:
     assert shown[0]["output"].endswith(f"[... {5000 - RESULT_CHARS} more characters]")
     assert sum(len(r["output"]) for r in shown) < RESULTS_CHARS + 12 * 40
     assert len(shown) == 12  # every result is listed, the late ones cut short
+
+
+class Files(BaseModel):
+    files: list[str]
+
+
+async def test_a_revision_may_add_a_task_that_runs_once_per_item() -> None:
+    team = [worker("lister", output_schema=Files), worker("writer")]
+    plan = plan_of(task("t1", "lister"))
+    found = '{"files": ["a.py", "b.py", "c.py"]}'
+    per_file = {
+        "id": "t2",
+        "worker": "writer",
+        "instructions": "patch the file",
+        "depends_on": ["t1"],
+        "for_each": "t1.files",
+    }
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        if "t2" in states(message):
+            assert next(t for t in message["plan"] if t["id"] == "t2")["for_each"] == "t1.files"
+            return KEEP
+        return {"reason": "one patch per file", "add": [per_file], "change": [], "drop": []}
+
+    scripted = model(plan, revise, tasks={"do t1": found, "patch the file": "patched"})
+    result = await Orchestrator(team, model=scripted, replan="always", assembly="concat").run("q")
+    assert result.status is RunStatus.succeeded
+    assert worker_calls(scripted).count("patch the file") == 3  # one per item, in parallel
+    assert result.tasks["t2"].output == ["patched"] * 3
+    schema = replan_requests(scripted)[0].output_schema
+    assert "for_each" in schema["properties"]["add"]["items"]["properties"]

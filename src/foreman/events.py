@@ -164,6 +164,17 @@ class RunFinished(_Event):
     result: RunResult
 
 
+class TaskExpanded(_Event):
+    """A for-each task's dependency settled: it runs as one item task per element of the
+    list it names (``item_ids``, in item order, none for an empty list); the task itself
+    settles once they all have, as the list of their outputs."""
+
+    type: Literal["task_expanded"] = "task_expanded"
+    task_id: str
+    count: int
+    item_ids: list[str]
+
+
 class PlanRevised(_Event):
     """The orchestrator revised the plan after tasks settled: ``plan`` is version
     ``version`` (the first plan is 1); settled and running tasks are never touched."""
@@ -203,6 +214,7 @@ Event = Annotated[
     | BudgetExceeded
     | Assembled
     | RunFinished
+    | TaskExpanded
     | PlanRevised
     | ReplanStalled,
     Field(discriminator="type"),

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from foreman.plan.prompts import ARGS_RULE, FOR_EACH_RULE, output_lists
 from foreman.plan.schema import Plan
 from foreman.results import TaskResult
 from foreman.workers.registry import Registry
@@ -41,7 +42,7 @@ should change.
 
 Workers:
 {workers}
-
+{rules}
 You may:
 - "add" new tasks (new ids, e.g. continue the numbering; a task may depend on any task \
 in the plan, finished ones included, and on other added tasks);
@@ -77,8 +78,19 @@ def replan_hint(output: Any) -> str | None:
 
 
 def replan_system_prompt(registry: Registry, max_tasks: int) -> str:
-    workers = "\n".join(f"- {worker.name}: {worker.description}" for worker in registry)
-    return REPLAN_SYSTEM.format(workers=workers, max_tasks=max_tasks)
+    """The reviser's instructions: the workers (with the args and lists they take and
+    give, and the planner's rules for those), what a revision may do, its format."""
+    lines = []
+    for worker in registry:
+        line = f"- {worker.name}: {worker.description}"
+        if worker.input_schema is not None:
+            line += f" (args: {json.dumps(worker.input_schema.model_json_schema())})"
+        if lists := output_lists(worker):
+            line += f" (lists: {', '.join(lists)})"
+        lines.append(line)
+    rules = ARGS_RULE if any(worker.input_schema is not None for worker in registry) else ""
+    rules += FOR_EACH_RULE if any(map(output_lists, registry)) else ""
+    return REPLAN_SYSTEM.format(workers="\n".join(lines), rules=rules, max_tasks=max_tasks)
 
 
 def revision_request(
@@ -93,10 +105,7 @@ def revision_request(
     fresh = list(dict.fromkeys(fresh))
     tasks = [
         {
-            "id": task.id,
-            "worker": task.worker,
-            "instructions": task.instructions,
-            "depends_on": task.depends_on,
+            **task.model_dump(exclude_none=True),
             "state": _state(task.id, states, results),
         }
         for task in plan.tasks

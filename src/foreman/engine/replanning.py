@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Mapping
 
 from foreman.engine.calls import retried
 from foreman.engine.lifecycle import Execution
@@ -47,6 +48,7 @@ from foreman.ledger.recorder import CallScope
 from foreman.ledger.records import CallPurpose
 from foreman.models.base import Message, ModelRequest, Usage
 from foreman.models.retry import RetryPolicy, complete_with_retry, numbered_after
+from foreman.plan.prompts import output_lists
 from foreman.plan.revise import Revision, changes_of, check_revision, parse_revision
 from foreman.plan.revise import revision_schema as schema_for
 from foreman.plan.schema import Plan, Task
@@ -105,10 +107,16 @@ class Replanner:
         self._saved: asyncio.Event | None = None  # set once the version in flight is stored
         self._unsaved: set[str] = set()
         self._scope = run.journal.ledger.scope(CallPurpose.replan)
+        self._grown: Callable[[Mapping[str, TaskResult]], None] | None = None
 
-    async def attach(self, dag: DagRun) -> None:
-        """Revise ``dag``; the stored plan versions say how many revisions came before."""
+    async def attach(
+        self, dag: DagRun, grown: Callable[[Mapping[str, TaskResult]], None] | None = None
+    ) -> None:
+        """Revise ``dag``; the stored plan versions say how many revisions came before.
+        ``grown`` hears the results so far each time a revision is applied (for-each tasks
+        it added expand over them: ``engine.expansion``)."""
         self.dag = dag
+        self._grown = grown
         record = await self.run.deps.store.get_run(self.run.run_id)
         self.version = max(record.plan_version, 1)
         self._done = self.revisions >= self.max_replans
@@ -215,7 +223,11 @@ class Replanner:
         request = ModelRequest(
             system=replan_system_prompt(deps.registry, deps.settings.max_tasks),
             messages=messages,
-            output_schema=schema_for(deps.registry.names()),
+            output_schema=schema_for(
+                deps.registry.names(),
+                with_args=any(worker.input_schema is not None for worker in deps.registry),
+                with_for_each=any(map(output_lists, deps.registry)),
+            ),
             max_tokens=REVISION_MAX_TOKENS,
             temperature=0.0,
         )
@@ -304,16 +316,24 @@ class Replanner:
                 usage=usage,
             )
         )
+        if self._grown is not None:
+            self._grown(self._results())
         if self.revisions >= self.max_replans:
             self._done = True
 
     def _states(self) -> dict[str, str]:
+        """Each plan task's state; a for-each task already expanded into its items runs
+        (``engine.expansion``: the DAG holds it as their join), so no revision changes it."""
         dag, settling = self.dag, self._settling
         assert dag is not None
-        return {
-            task.id: "settled" if task.id in settling else dag.state(task.id)
-            for task in self.plan.tasks
-        }
+        in_dag = {task.id: task for task in dag.tasks}
+        states = {}
+        for task in self.plan.tasks:
+            state = "settled" if task.id in settling else dag.state(task.id)
+            if state == "pending" and in_dag.get(task.id, task) != task:
+                state = "running"
+            states[task.id] = state
+        return states
 
     def _results(self) -> dict[str, TaskResult]:
         assert self.dag is not None

@@ -119,9 +119,13 @@ def changes_of(revision: Revision) -> PlanChanges:
     )
 
 
-def revision_schema(worker_names: list[str]) -> dict[str, Any]:
-    """The JSON schema a revision answer follows (structured output where supported)."""
-    task = {
+def revision_schema(
+    worker_names: list[str], *, with_args: bool = False, with_for_each: bool = False
+) -> dict[str, Any]:
+    """The JSON schema a revision answer follows (structured output where supported);
+    ``with_args`` and ``with_for_each`` admit a task's optional ``args`` and ``for_each``,
+    as the planner's schema does for teams that use them."""
+    task: dict[str, Any] = {
         "type": "object",
         "properties": {
             "id": {"type": "string", "minLength": 1, "maxLength": 40},
@@ -136,6 +140,10 @@ def revision_schema(worker_names: list[str]) -> dict[str, Any]:
         "required": ["id", "worker", "instructions", "depends_on"],
         "additionalProperties": False,
     }
+    if with_args:
+        task["properties"]["args"] = {"type": "object"}
+    if with_for_each:
+        task["properties"]["for_each"] = {"type": "string", "minLength": 2, "maxLength": 100}
     return {
         "type": "object",
         "properties": {

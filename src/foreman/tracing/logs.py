@@ -43,6 +43,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "task_failed": ("policy", "error"),
     "task_skipped": ("reason",),
     "assembled": ("method",),
+    "task_expanded": ("count",),
     "plan_revised": ("version", "added", "changed", "dropped", "reason"),
     "replan_stalled": ("reason",),
 }

@@ -15,6 +15,7 @@ from foreman.engine.approvals import ApprovalGate
 from foreman.engine.assembly import SYNTHESISER, assemble
 from foreman.engine.calls import retried
 from foreman.engine.delivery import Delivery
+from foreman.engine.expansion import ForEach
 from foreman.engine.lifecycle import Execution
 from foreman.engine.planning import make_plan
 from foreman.engine.replanning import Replanner, stalled_parts
@@ -121,17 +122,19 @@ async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) ->
         ledger=run.journal.ledger,
         hints=replanner is not None,
     )
-    execute = _checkpointed(runner, run.delivery, run.meter)
-    dag = DagRun(
-        plan.tasks,
-        replanner.around(execute) if replanner is not None else execute,
-        concurrency=deps.settings.concurrency,
-        worker_limits={w.name: w.max_concurrency for w in deps.registry if w.max_concurrency},
-        results=run.results,
-    )
+    for_each = ForEach(run.run_id, run.delivery, deps.registry)
+    execute = for_each.wrap(_checkpointed(runner, run.delivery, run.meter))
     try:
+        dag = DagRun(
+            plan.tasks,
+            replanner.around(execute) if replanner is not None else execute,
+            concurrency=deps.settings.concurrency,
+            worker_limits={w.name: w.max_concurrency for w in deps.registry if w.max_concurrency},
+            results=run.results,
+        )
+        for_each.attach(dag)
         if replanner is not None:
-            await replanner.attach(dag)
+            await replanner.attach(dag, for_each.grown)
         await dag.wait()
     except RunAbortedError as exc:
         if exc.result is not None:  # keep the failed task's record (its tokens are spent)
