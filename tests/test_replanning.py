@@ -368,3 +368,25 @@ async def test_a_revision_may_add_a_task_that_runs_once_per_item() -> None:
     assert result.tasks["t2"].output == ["patched"] * 3
     schema = replan_requests(scripted)[0].output_schema
     assert "for_each" in schema["properties"]["add"]["items"]["properties"]
+
+
+async def test_an_expanded_for_each_task_is_running_to_a_revision() -> None:
+    team = [worker("lister", output_schema=Files), worker("writer"), worker("researcher")]
+    per_file = task("t2", "writer", "t1", for_each="t1.files", instructions="patch the file")
+    plan = plan_of(task("t1", "lister"), per_file, task("t3", "researcher"))
+    seen: list[dict[str, str]] = []
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        seen.append(states(message))
+        return KEEP
+
+    scripted = model(
+        plan,
+        revise,
+        tasks={"do t1": '{"files": ["a.py", "b.py"]}', "patch the file": "patched"},
+        latency=latency({"patch the file": 0.2}),
+    )
+    await Orchestrator(team, model=scripted, replan="always", assembly="concat").run("q")
+    # after t3 or the first item, t2 has expanded: it runs (as its items' join)
+    assert any(s["t2"] == "running" for s in seen)
+    assert all(s["t2"] != "pending" or s["t1"] != "succeeded" for s in seen)
