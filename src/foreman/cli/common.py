@@ -226,6 +226,7 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         timeout=settings.get("timeout"),
         plan_budget_usd=settings.get("plan_budget_usd"),
         record_prompts=settings.get("record_prompts", True),
+        context_budget=settings.get("context_budget"),
         store=open_store(db),
         observers=observing.observers(),
         budget=budget_from(fields, "budget") if fields else None,

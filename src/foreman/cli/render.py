@@ -295,6 +295,8 @@ class LiveProgress:
                 self.headline = f"Assembled ({method})"
             case ev.RunFinished(result=result):
                 self.headline = f"Finished: {result.status.value}"
+            case ev.ContextCompacted(purpose=purpose, compacted=compacted):
+                self.headline = f"Compacted {len(compacted)} results for {purpose}…"
         done = ("succeeded", "failed", "skipped", "approval")
         if self.headline == "Running" and all(s in done for s in self.status.values()):
             self.headline = "Assembling the answer…"

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from foreman.engine.approvals import ApprovalGate
-from foreman.engine.assembly import SYNTHESISER, assemble
+from foreman.engine.assembly import SYNTHESISER, Fit, assemble
 from foreman.engine.budgeting import finished_parts, meter_for
 from foreman.engine.calls import retried
+from foreman.engine.context import COMPACTOR, Compactor
 from foreman.engine.delivery import Delivery
 from foreman.engine.journal import RunJournal
 from foreman.engine.planning import make_plan
@@ -246,6 +247,7 @@ async def _drive(
                 call_timeout=orchestrator.own_timeout(SYNTHESISER.timeout),
                 on_retry=retried(emit, run_id, "synthesis"),
                 scope=journal.ledger.scope(CallPurpose.synthesis),
+                fit=_compactor(orchestrator, run_id, journal, emit),
             )
         except BudgetExceededError:
             assert meter is not None
@@ -362,6 +364,23 @@ def _checkpointed(
         return result
 
     return execute
+
+
+def _compactor(
+    orchestrator: Orchestrator, run_id: str, journal: RunJournal, emit: OnEvent
+) -> Fit | None:
+    """Compaction of what the orchestrator reads, when it has a context budget."""
+    if orchestrator.context_budget is None:
+        return None
+    return Compactor(
+        run_id,
+        orchestrator.models.default,
+        orchestrator.context_budget,
+        journal.ledger,
+        emit,
+        retry=orchestrator.retry,
+        call_timeout=orchestrator.own_timeout(COMPACTOR.timeout),
+    ).fit
 
 
 def _status(error: str | None, results: dict[str, TaskResult]) -> RunStatus:

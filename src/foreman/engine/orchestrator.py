@@ -19,6 +19,7 @@ from typing import Any
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
+from foreman.engine.context import MIN_SUMMARY_TOKENS
 from foreman.engine.delivery import events_of
 from foreman.engine.execution import RunState, execute
 from foreman.engine.journal import STARTED_WRITE_WINDOW
@@ -85,6 +86,10 @@ class Orchestrator:
     time, calls; a team file's ``budget:`` applies when none is given. At a limit no call
     starts and the run ends ``over_budget`` with what finished; ``resume(run_id,
     budget=...)`` goes on under a raised one. ``timer`` measures its wall time.
+
+    ``context_budget`` (tokens) bounds the results the orchestrator itself reads: past
+    it, older results reach synthesis as summaries (``compaction`` calls in the ledger),
+    while workers still get their dependencies' full outputs.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class Orchestrator:
         plan_budget_usd: float | None = None,
         budget: Budget | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        context_budget: int | None = None,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -157,6 +163,14 @@ class Orchestrator:
         #: Limits of each run (``resume`` may raise them); ``timer`` measures its seconds.
         self.budget = budget if budget is not None else self.registry.budget
         self.timer = timer
+        if context_budget is not None and context_budget < 4 * MIN_SUMMARY_TOKENS:
+            raise ConfigError(
+                f"context_budget must be at least {4 * MIN_SUMMARY_TOKENS} tokens, "
+                f"not {context_budget!r}."
+            )
+        #: Tokens of results the orchestrator reads (synthesis) before older ones reach it
+        #: as summaries (``engine.context``); ``None``: read them whole.
+        self.context_budget = context_budget
         #: Dollars a plan's estimate (``estimate``) may reach; the planner plans within it.
         #: A run's cost budget is the default: a plan estimated over it would be cut short.
         self.plan_budget_usd = (
@@ -180,6 +194,7 @@ class Orchestrator:
             "record_prompts": record_prompts,
             "plan_budget_usd": plan_budget_usd,
             "budget": self.budget.model_dump() if self.budget is not None else None,
+            "context_budget": context_budget,
         }
 
     def _build_models(self) -> None:

@@ -1,0 +1,12 @@
+"""Patterns that compose: pipeline, fan-out, generator-evaluator.
+
+Each compiles a request to a ``Plan`` and runs it through the engine, so its runs are
+durable, costed, approved and streamed like any other (``foreman.patterns.base``).
+"""
+
+from foreman.patterns.base import Pattern
+from foreman.patterns.fanout import FanOut, split_text
+from foreman.patterns.judged import GeneratorEvaluator
+from foreman.patterns.pipeline import Pipeline, Stage
+
+__all__ = ["FanOut", "GeneratorEvaluator", "Pattern", "Pipeline", "Stage", "split_text"]
