@@ -47,9 +47,9 @@ class Pattern(ABC):
     def orchestrator(
         self, workers: Registry | Iterable[Worker] | None = None, **settings: Any
     ) -> Orchestrator:
-        """An ``Orchestrator`` with ``settings``, whose team is ``workers`` (the built-in
-        team by default) and this pattern's workers."""
-        base = workers if workers is not None else Registry.default()
+        """An ``Orchestrator`` with ``settings``, whose team is this pattern's workers and
+        ``workers`` when given (a team the run's budget may come from)."""
+        base = workers if workers is not None else Registry()
         registry = Registry(base, budget=base.budget if isinstance(base, Registry) else None)
         for worker in self.workers():
             if worker.name in registry and registry.get(worker.name) != worker:
