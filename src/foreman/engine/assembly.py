@@ -81,7 +81,8 @@ async def assemble(
         for task in ordered
     ]
     if fit is not None:  # over the context budget, older results reach it as summaries
-        parts = await fit(parts, "synthesis", f"write the final answer to the request: {request}")
+        goal = f"write the final answer to the request: {_brief(request)}"
+        parts = await fit(parts, "synthesis", goal)
     synthesiser = SYNTHESISER if retry is None else SYNTHESISER.model_copy(update={"retry": retry})
     outcome = await call_worker(
         synthesiser,
@@ -132,3 +133,8 @@ def _concat(plan: Plan, results: dict[str, TaskResult], confidence: dict[str, fl
 
 def _text(output: Any) -> str:
     return output if isinstance(output, str) else json.dumps(output, indent=2, ensure_ascii=False)
+
+
+def _brief(text: str, limit: int = 1000) -> str:
+    """``text``, cut at ``limit`` characters: enough to say what a summary is for."""
+    return text if len(text) <= limit else text[:limit] + "…"

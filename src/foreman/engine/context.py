@@ -45,7 +45,11 @@ COMPACTOR = Worker(
 #: The fewest tokens a summary is allowed, however tight the budget: shorter says nothing.
 MIN_SUMMARY_TOKENS = 64
 #: Rounds of summarising the summaries, for results many times the budget.
-MAX_PASSES = 3
+MAX_PASSES = 6
+#: Summary calls in flight at once (a wide compaction is many calls).
+MAX_CONCURRENT_SUMMARIES = 8
+#: Tokens of a summary call's JSON around the purpose and the results.
+_FRAME = 16
 
 
 def tokens_of(value: Any) -> int:
@@ -81,42 +85,47 @@ async def compact(
     """``entries`` (oldest first, JSON-able, each with an ``id``) within ``budget`` tokens.
 
     Unchanged when they fit. Otherwise the newest entries that fit in half the budget stay
-    whole, and the older ones, in groups no larger than the budget (so no summary call
-    overflows either), become ``{"summary_of": [ids], "summary": text}`` entries sharing
-    the other half. A summary call that fails, or a summary longer than its share, is cut
-    to its share with a note: the result fits, and says where the rest is. So many groups
-    that even their shortest summaries do not fit are summarised again (a few passes).
-    """
+    whole, and the older ones, in groups that fit one call within the budget (so no
+    summary call overflows either), become ``{"summary_of": [ids], "summary": text}``
+    entries sharing the other half. A summary call that fails, or a summary longer than
+    its share, is cut to its share with a note: the result fits, and says where the rest
+    is. So many groups that even their shortest summaries do not fit are summarised again
+    (a few passes, while each one gains room)."""
     if budget < 4 * MIN_SUMMARY_TOKENS:
         raise ValueError(f"a context budget needs at least {4 * MIN_SUMMARY_TOKENS} tokens")
     worker = COMPACTOR if retry is None else COMPACTOR.model_copy(update={"retry": retry})
     current = list(entries)
     done = Compaction(current, tokens_before=sum(tokens_of(entry) for entry in current))
     done.tokens_after = done.tokens_before
+    # A group and the prompt around it fit the budget, so no summary call overflows either.
+    limit = max(budget // 2, budget - tokens_of(COMPACTION_SYSTEM + purpose) - _FRAME)
+    calls = asyncio.Semaphore(MAX_CONCURRENT_SUMMARIES)
     for _ in range(MAX_PASSES):
         if done.tokens_after <= budget:
             break
+        was = done.tokens_after
         sizes = [tokens_of(entry) for entry in current]
         kept_tokens, first_kept = 0, len(current)
         while first_kept > 0 and kept_tokens + sizes[first_kept - 1] <= budget // 2:
             first_kept -= 1
             kept_tokens += sizes[first_kept]
         older, kept = current[:first_kept], current[first_kept:]
-        groups = _groups(older, budget // 2)
+        groups = _groups(older, limit)
         overhead = sum(tokens_of({"summary_of": ids, "summary": ""}) for ids, _ in groups)
         share = max(MIN_SUMMARY_TOKENS, (budget - kept_tokens - overhead) // len(groups))
         sized = worker.model_copy(update={"max_tokens": share})
 
         async def summarise(text: str, sized: Worker = sized, share: int = share) -> str:
-            outcome = await call_worker(
-                sized,
-                [model],
-                COMPACTION_SYSTEM,
-                _json({"purpose": purpose, "results": text}),
-                call_timeout=call_timeout if call_timeout is not None else sized.timeout,
-                on_retry=on_retry,
-                scope=scope,
-            )
+            async with calls:
+                outcome = await call_worker(
+                    sized,
+                    [model],
+                    COMPACTION_SYSTEM,
+                    _json({"purpose": purpose, "results": text}),
+                    call_timeout=call_timeout if call_timeout is not None else sized.timeout,
+                    on_retry=on_retry,
+                    scope=scope,
+                )
             done.attempts += outcome.attempts
             if outcome.error is not None:
                 done.failed += 1
@@ -128,9 +137,11 @@ async def compact(
             {"summary_of": ids, "summary": text}
             for (ids, _), text in zip(groups, texts, strict=True)
         ]
-        done.compacted += [str(entry["id"]) for entry in older if "summary_of" not in entry]
+        done.compacted += [str(entry.get("id")) for entry in older if "summary_of" not in entry]
         current = done.entries = [*summaries, *kept]
         done.tokens_after = sum(tokens_of(entry) for entry in current)
+        if done.tokens_after >= was:  # no progress (ids alone overflow it): stop spending
+            break
     return done
 
 
@@ -191,8 +202,9 @@ class Compactor:
 def _groups(entries: Sequence[dict[str, Any]], limit: int) -> list[tuple[list[str], str]]:
     """Consecutive entries as (ids, JSON text) groups of at most ``limit`` tokens; an
     entry larger than that is sliced, each slice a group of its own. A summary entry
-    brings the ids it summarised."""
-    chars = limit * CHARS_PER_TOKEN
+    brings the ids it summarised. A fifth of the room is left for the escapes the text
+    gains inside the call's JSON."""
+    chars = limit * CHARS_PER_TOKEN * 4 // 5
     groups: list[tuple[list[str], str]] = []
     ids: list[str] = []
     text = ""
