@@ -8,5 +8,15 @@ from foreman.patterns.base import Pattern
 from foreman.patterns.fanout import FanOut, split_text
 from foreman.patterns.judged import GeneratorEvaluator
 from foreman.patterns.pipeline import Pipeline, Stage
+from foreman.patterns.team import from_spec, team_pattern
 
-__all__ = ["FanOut", "GeneratorEvaluator", "Pattern", "Pipeline", "Stage", "split_text"]
+__all__ = [
+    "FanOut",
+    "GeneratorEvaluator",
+    "Pattern",
+    "Pipeline",
+    "Stage",
+    "from_spec",
+    "split_text",
+    "team_pattern",
+]
