@@ -356,3 +356,20 @@ async def test_a_given_orchestrator_must_know_the_patterns_workers() -> None:
     clash = Registry([worker("write", description="another writer")])
     with pytest.raises(ConfigError, match="different worker named 'write'"):
         PIPELINE.orchestrator(clash)
+
+
+async def test_a_pattern_streams_its_run_and_closes_the_models_it_built() -> None:
+    class Closing(ScriptedModel):
+        closed = False
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    model = Closing(lambda request: '{"approved": true, "reasons": []}')
+    pattern = GeneratorEvaluator(GENERATOR, JUDGE)
+
+    events = [event async for event in pattern.stream("x", model=model)]
+
+    assert [events[0].type, events[-1].type] == ["run_started", "run_finished"]
+    assert events[-1].result.answer == '{"approved": true, "reasons": []}'
+    assert model.closed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import aclosing
 from typing import Any
 
 from foreman.engine.orchestrator import Orchestrator
@@ -30,7 +31,9 @@ class Pattern(ABC):
 
     ``run`` builds an ``Orchestrator`` with ``orchestrator(**settings)`` (any of its
     keyword arguments: ``model``, ``store``, ``budget``...) unless one is given, which
-    must know the pattern's workers.
+    must know the pattern's workers. One built here closes its model clients when the
+    run ends; a store you pass stays open (``resume`` goes through
+    ``orchestrator(...).resume(run_id)`` on it).
     """
 
     #: The pattern's name (a team file's ``patterns:`` entry, a parent's worker name).
@@ -94,16 +97,27 @@ class Pattern(ABC):
         settings: dict[str, Any],
     ) -> RunResult:
         runner = self._runner(orchestrator, settings)
-        return await runner.run(request, plan=plan, on_event=on_event)
+        try:
+            return await runner.run(request, plan=plan, on_event=on_event)
+        finally:
+            if orchestrator is None:  # built here: its model clients end with the run
+                await runner.models.aclose()
 
-    def _stream(
+    async def _stream(
         self,
         request: str,
         plan: Plan,
         orchestrator: Orchestrator | None,
         settings: dict[str, Any],
     ) -> AsyncIterator[Event]:
-        return self._runner(orchestrator, settings).stream(request, plan=plan)
+        runner = self._runner(orchestrator, settings)
+        try:
+            async with aclosing(runner.stream(request, plan=plan)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            if orchestrator is None:
+                await runner.models.aclose()
 
     def _runner(self, given: Orchestrator | None, settings: dict[str, Any]) -> Orchestrator:
         if given is None:
