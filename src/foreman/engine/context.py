@@ -17,7 +17,7 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from foreman.engine.calls import call_worker, retried
 from foreman.events import ContextCompacted
@@ -26,6 +26,10 @@ from foreman.ledger.records import CallPurpose
 from foreman.models.base import Model
 from foreman.models.retry import CallLog, OnRetry, RetryPolicy
 from foreman.workers.spec import Worker
+
+if TYPE_CHECKING:
+    from foreman.engine.assembly import Fit
+    from foreman.engine.lifecycle import Execution
 
 COMPACTION_SYSTEM = """\
 You condense results for a colleague who has too little room to read them in full. You \
@@ -143,6 +147,24 @@ async def compact(
         if done.tokens_after >= was:  # no progress (ids alone overflow it): stop spending
             break
     return done
+
+
+def compactor_of(run: Execution) -> Fit | None:
+    """``Compactor.fit`` for an execution whose settings have a ``context_budget``; ``None``
+    (read everything whole) when they have none. What a driver hands ``assemble``."""
+    deps = run.deps
+    budget = deps.settings.context_budget
+    if budget is None:
+        return None
+    return Compactor(
+        run.run_id,
+        deps.models.default,
+        budget,
+        run.journal.ledger,
+        run.emit,
+        retry=deps.retry,
+        call_timeout=deps.own_timeout(COMPACTOR.timeout),
+    ).fit
 
 
 class Compactor:

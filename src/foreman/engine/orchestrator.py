@@ -2,8 +2,9 @@
 
 It holds the configuration (team, models, limits, store, approval policy) and offers the
 operations on runs: plan, run, stream, resume, replay. The stages themselves live in
-``engine.execution`` (one execution of a run), ``engine.scheduler``, ``engine.tasks`` and
-``engine.assembly``, each readable alone.
+``engine.lifecycle`` (one execution of a run), ``engine.drivers`` (what moves it),
+``engine.scheduler``, ``engine.tasks`` and ``engine.assembly``, each readable alone; they
+get ``RunDeps`` (``engine.settings``), never the orchestrator.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
 from foreman.engine.context import MIN_SUMMARY_TOKENS
 from foreman.engine.delivery import events_of
-from foreman.engine.execution import RunState, execute
+from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
+from foreman.engine.lifecycle import RunState, execute
 from foreman.engine.planning import check_given_plan, make_plan
-from foreman.engine.results import RunResult, TaskResult, TaskStatus, typed_outputs
 from foreman.engine.resuming import books_before, carry_over, record_budget
+from foreman.engine.settings import RunDeps, RunSettings
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.ledger.budget import Budget, check_priced, executed_seconds
@@ -35,8 +37,8 @@ from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
-from foreman.plan.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.plan.schema import Plan, check_max_tasks
+from foreman.results import RunResult, TaskResult, TaskStatus, typed_outputs
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
@@ -168,9 +170,6 @@ class Orchestrator:
                 f"context_budget must be at least {4 * MIN_SUMMARY_TOKENS} tokens, "
                 f"not {context_budget!r}."
             )
-        #: Tokens of results the orchestrator reads (synthesis) before older ones reach it
-        #: as summaries (``engine.context``); ``None``: read them whole.
-        self.context_budget = context_budget
         #: Dollars a plan's estimate (``estimate``) may reach; the planner plans within it.
         #: A run's cost budget is the default: a plan estimated over it would be cut short.
         self.plan_budget_usd = (
@@ -181,21 +180,79 @@ class Orchestrator:
         self._build_models()
         check_priced(self.budget, self._model_names)
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
-        self.settings: dict[str, Any] = {
-            "model": self.models.default_name,
-            "planner_model": _name(planner_model),
-            "concurrency": concurrency,
-            "max_tasks": max_tasks,
-            "validator": validator,
-            "max_revisions": max_revisions,
-            "assembly": assembly,
-            "auto_approve": self.auto_approve.value if self.auto_approve else None,
-            "timeout": timeout,
-            "record_prompts": record_prompts,
-            "plan_budget_usd": plan_budget_usd,
-            "budget": self.budget.model_dump() if self.budget is not None else None,
-            "context_budget": context_budget,
-        }
+        self.config = RunSettings(
+            model=self.models.default_name,
+            planner_model=_name(planner_model),
+            concurrency=concurrency,
+            max_tasks=max_tasks,
+            max_plan_retries=max_plan_retries,
+            validator=validator,
+            max_revisions=max_revisions,
+            assembly=assembly,
+            auto_approve=self.auto_approve.value if self.auto_approve else None,
+            timeout=timeout,
+            record_prompts=record_prompts,
+            plan_budget_usd=plan_budget_usd,
+            budget=self.budget,
+            context_budget=context_budget,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: RunSettings,
+        workers: Registry,
+        **objects: Any,
+    ) -> Orchestrator:
+        """The orchestrator ``settings`` describe (a run's recorded ones, or the CLI's), for
+        ``workers`` (the team ``settings.team`` names), with ``objects`` (``store``,
+        ``observers``, ``approve``...) that are not settings."""
+        orchestrator = cls(
+            workers,
+            model=settings.model,
+            planner_model=settings.planner_model,
+            concurrency=settings.concurrency,
+            max_tasks=settings.max_tasks,
+            max_plan_retries=settings.max_plan_retries,
+            validator=settings.validator,
+            max_revisions=settings.max_revisions,
+            assembly=settings.assembly,
+            auto_approve=settings.auto_approve,
+            timeout=settings.timeout,
+            record_prompts=settings.record_prompts,
+            plan_budget_usd=settings.plan_budget_usd,
+            budget=settings.budget,
+            context_budget=settings.context_budget,
+            **objects,
+        )
+        orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
+        return orchestrator
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings recorded with each run, as plain JSON (``config`` is the typed one)."""
+        return self.config.recorded()
+
+    def deps(self) -> RunDeps:
+        """What an execution of this orchestrator runs with."""
+        return RunDeps(
+            settings=self.config,
+            registry=self.registry,
+            models=self.models,
+            planner_model=self.planner_model,
+            validator=self.validator,
+            store=self.store,
+            approve=self.approve,
+            auto_approve=self.auto_approve,
+            retry=self.retry,
+            observers=self.observers,
+            budget=self.budget,
+            plan_budget_usd=self.plan_budget_usd,
+            lease_seconds=self.lease_seconds,
+            started_write_window=self.started_write_window,
+            timer=self.timer,
+            estimator=self.estimator,
+        )
 
     def _build_models(self) -> None:
         """Build every model a run may call, now: an unknown model name or a missing API key
@@ -210,21 +267,16 @@ class Orchestrator:
         if isinstance(self.planner_model, Model):
             self._model_names.append(self.planner_model.name)
 
-    def own_timeout(self, default: float | None = None) -> float | None:
-        """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``
-        leaves it to the model's own default (longer for the local model)."""
-        return self.timeout if self.timeout is not None else default
-
     # --- runs --------------------------------------------------------------------------
 
     async def plan(self, request: str, on_event: OnEvent | None = None) -> tuple[Plan, Usage]:
         """A validated plan for ``request`` and the tokens it cost, without running it."""
-        return await make_plan(self, "", request, on_event or _ignore)
+        return await make_plan(self.deps(), "", request, on_event or _ignore)
 
     async def estimate(self, plan: Plan, request: str = "") -> PlanEstimate:
         """What ``plan`` will most likely cost and take, per task and in total, before any
         of it is spent: from the ledger's history of each worker on its model, typical
-        values where there is none (``foreman.plan.estimate`` says which, and how)."""
+        values where there is none (``foreman.engine.estimate`` says which, and how)."""
         return (await self.estimator()).plan(plan, request)
 
     async def estimator(self) -> Estimator:
@@ -306,7 +358,7 @@ class Orchestrator:
             seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
             earlier_calls=earlier,
         )
-        return await execute(self, state, on_event or _ignore)
+        return await execute(self.deps(), state, on_event or _ignore)
 
     async def replay(self, run_id: str, task_id: str, *, model: str | None = None) -> TaskResult:
         """Run one task's worker again on its recorded input, for debugging.
@@ -385,7 +437,7 @@ class Orchestrator:
 
     def _start(self, request: str, plan: Plan | None, on_event: OnEvent) -> Awaitable[RunResult]:
         if plan is not None:
-            check_given_plan(self, plan)
+            check_given_plan(self.registry, plan)
         state = RunState(run_id=new_run_id(), request=request, plan=plan, budget=self.budget)
 
         async def go() -> RunResult:
@@ -394,7 +446,7 @@ class Orchestrator:
             )
             if plan is not None:
                 await self.store.save_plan(state.run_id, plan)
-            return await execute(self, state, on_event)
+            return await execute(self.deps(), state, on_event)
 
         return go()
 

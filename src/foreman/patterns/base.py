@@ -16,10 +16,10 @@ from contextlib import aclosing
 from typing import Any
 
 from foreman.engine.orchestrator import Orchestrator
-from foreman.engine.results import RunResult
 from foreman.errors import ConfigError
 from foreman.events import Event
 from foreman.plan.schema import Plan
+from foreman.results import RunResult
 from foreman.workers.registry import Registry
 from foreman.workers.spec import Worker
 

@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from foreman.engine.orchestrator import Orchestrator
-from foreman.engine.results import RunResult
 from foreman.errors import ConfigError
 from foreman.events import Event
 from foreman.patterns.base import OnEvent, Pattern, check_name
 from foreman.plan.schema import Plan, Task
+from foreman.results import RunResult
 from foreman.workers.spec import Worker
 
 Splitter = Callable[[str], list[str]]

@@ -11,10 +11,10 @@ the ledger and a ``task_validated`` event; a last output still rejected is kept,
 
 from __future__ import annotations
 
-from foreman.engine.results import RunResult
 from foreman.errors import ConfigError
 from foreman.patterns.base import Pattern, check_name
 from foreman.plan.schema import Plan, Task
+from foreman.results import RunResult
 from foreman.workers.spec import Worker
 
 #: The task id of the generator's work in the plan.
