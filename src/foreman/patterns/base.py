@@ -10,6 +10,7 @@ what a parent needs to run a pattern as a child of another run.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import aclosing
@@ -24,6 +25,9 @@ from foreman.workers.registry import Registry
 from foreman.workers.spec import Worker
 
 OnEvent = Callable[[Event], None]
+
+#: What a task id and a worker name may look like (``Worker.name``'s pattern).
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*")
 
 
 class Pattern(ABC):
@@ -138,7 +142,7 @@ class Pattern(ABC):
 
 def check_name(name: str, what: str) -> str:
     """``name`` if it can be a task id and a worker name; ``ConfigError`` if not."""
-    if not name or not (name[0].isalpha() and name.replace("_", "").replace("-", "").isalnum()):
+    if not _NAME.fullmatch(name):
         raise ConfigError(
             f"{what} {name!r} must start with a letter and hold only letters, digits, '_' and '-'."
         )
