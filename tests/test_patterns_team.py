@@ -132,3 +132,12 @@ def test_foreman_run_with_an_unknown_pattern_is_one_line_and_exit_1(scripted, tm
     assert result.exit_code == 1
     assert "No pattern named 'nope'. Known patterns: writeup, docs, polish." in result.output
     assert "Traceback" not in result.output
+
+
+def test_foreman_workers_lists_the_teams_patterns(tmp_path) -> None:
+    result = runner.invoke(app, ["workers", "--team", str(team_file(tmp_path))])
+
+    assert result.exit_code == 0, result.output
+    assert "Patterns: writeup (pipeline), docs (fanout), polish (generator_evaluator)" in (
+        " ".join(result.output.split())
+    )

@@ -333,12 +333,16 @@ def workers(
         bool, typer.Option("--json", help="Print the workers as a JSON array.")
     ] = False,
 ) -> None:
-    """List the workers in the registry (the built-in team, or --team)."""
+    """List the workers in the registry (the built-in team, or --team), and the team
+    file's patterns."""
     found = guard(lambda: registry(team))
     if json_out:
         print(json.dumps([worker_json(worker) for worker in found], indent=2))
     else:
         out.print(workers_table(found))
+        if found.patterns:  # a team file's patterns: what `run --pattern` accepts
+            kinds = ", ".join(f"{name} ({spec.kind})" for name, spec in found.patterns.items())
+            out.print(Text(f"Patterns: {kinds}"))
 
 
 async def _record(store: Store, ref: str) -> RunRecord:
