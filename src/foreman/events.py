@@ -177,6 +177,17 @@ class RunFinished(_Event):
     result: RunResult
 
 
+class TaskExpanded(_Event):
+    """A for-each task's dependency settled: it runs as one item task per element of the
+    list it names (``item_ids``, in item order, none for an empty list); the task itself
+    settles once they all have, as the list of their outputs."""
+
+    type: Literal["task_expanded"] = "task_expanded"
+    task_id: str
+    count: int
+    item_ids: list[str]
+
+
 Event = Annotated[
     RunStarted
     | PlanRejected
@@ -194,6 +205,7 @@ Event = Annotated[
     | BudgetExceeded
     | Assembled
     | RunFinished
+    | TaskExpanded
     | ContextCompacted,
     Field(discriminator="type"),
 ]
