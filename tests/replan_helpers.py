@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from foreman import Orchestrator
+from foreman.engine.context import COMPACTION_SYSTEM
 from foreman.models.base import ModelRequest
 from foreman.plan.schema import Plan
 from foreman.testing import ScriptedModel
@@ -57,6 +58,8 @@ def model(
     script = Script(plan, tasks=tasks)
 
     def answer(request: ModelRequest) -> Any:
+        if request.system == COMPACTION_SYSTEM:
+            return "SUMMARY of the older results"
         if is_replan(request):
             revision = revise(shown(request))
             return revision if isinstance(revision, str) else json.dumps(revision)
@@ -96,5 +99,5 @@ def worker_calls(scripted: ScriptedModel) -> list[str]:
     return [
         json.loads(r.messages[0].content)["instructions"]
         for r in scripted.requests
-        if not (is_replan(r) or is_planner(r) or is_synthesis(r))
+        if not (is_replan(r) or is_planner(r) or is_synthesis(r) or r.system == COMPACTION_SYSTEM)
     ]

@@ -384,6 +384,7 @@ def test_run_options_reach_the_run(scripted) -> None:
     args += ["--max-tasks", "5", "--assembly", "concat", "--auto-approve", "medium"]
     args += ["--validator", "fact_checker", "--max-revisions", "2", "--timeout", "7.5"]
     args += ["--replan", "on-hint", "--max-replans", "4"]
+    args += ["--context-budget", "4000"]
     result = runner.invoke(app, ["run", "x", *args])
     assert result.exit_code == 0, result.output
     assert stored_settings() | {"team": None} == {
@@ -403,6 +404,7 @@ def test_run_options_reach_the_run(scripted) -> None:
         "budget": None,
         "replan": "on-hint",
         "max_replans": 4,
+        "context_budget": 4000,
     }
     assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner
     planner_schema = model.requests[0].output_schema

@@ -13,6 +13,7 @@ from foreman.engine.replan_prompts import (
     HINT_SUFFIX,
     RESULT_CHARS,
     RESULTS_CHARS,
+    bounded_entries,
     replan_hint,
     revision_request,
 )
@@ -330,7 +331,8 @@ def test_the_revision_prompt_is_bounded_and_shows_fresh_results_first() -> None:
         )
         for i in range(1, 13)
     }
-    message = json.loads(revision_request("q", plan, {}, results, ["t12"]))
+    entries = bounded_entries(results, ["t12"])
+    message = json.loads(revision_request("q", plan, {}, results, entries, ["t12"]))
     shown = message["results"]
     assert shown[0]["id"] == "t12"  # what just settled comes first
     assert shown[0]["output"].startswith("x" * RESULT_CHARS)
@@ -390,3 +392,32 @@ async def test_an_expanded_for_each_task_is_running_to_a_revision() -> None:
     # after t3 or the first item, t2 has expanded: it runs (as its items' join)
     assert any(s["t2"] == "running" for s in seen)
     assert all(s["t2"] != "pending" or s["t1"] != "succeeded" for s in seen)
+
+
+async def test_with_a_context_budget_older_results_reach_the_reviser_as_summaries() -> None:
+    plan = plan_of(task("t1"), task("t2", "writer", "t1"), task("t3", "writer", "t2"))
+    long = {f"do t{i}": f"t{i} says " + "lorem ipsum " * 400 for i in (1, 2)}
+    long["do t3"] = "t3 says: done"
+    seen: list[dict[str, Any]] = []
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        seen.append(message)
+        return KEEP
+
+    store = MemoryStore()
+    scripted = model(plan, revise, tasks=long)
+    events: list[Any] = []
+    result = await orchestrator(scripted, store=store, context_budget=1500).run(
+        "q", on_event=events.append
+    )
+    assert result.status is RunStatus.succeeded
+    last = seen[-1]["results"]  # after t3: t1 and t2 summarised, t3 (just settled) whole
+    summaries = last[:-1]
+    assert {ids for s in summaries for ids in s["summary_of"]} == {"t1", "t2"}
+    assert all(s["summary"] == "SUMMARY of the older results" for s in summaries)
+    assert last[-1]["id"] == "t3" and last[-1]["output"] == long["do t3"]
+    compacted = [e for e in events if e.type == "context_compacted" and e.purpose == "replan"]
+    assert compacted and compacted[-1].compacted == ["t1", "t2"]
+    calls = await store.list_calls(run_id=result.run_id)
+    assert any(c.purpose is CallPurpose.compaction for c in calls)
+    assert result.tasks["t2"].input.count("lorem") == 400  # workers still get full outputs

@@ -313,6 +313,8 @@ class LiveProgress:
                     self.note[task_id] = f"{how} in plan v{version}"
             case ev.ReplanStalled(reason=reason):
                 self.headline = f"Replanning stalled: {reason[:80]}"
+            case ev.ContextCompacted(purpose=purpose, compacted=compacted):
+                self.headline = f"Compacted {len(compacted)} results for {purpose}…"
         done = ("succeeded", "failed", "skipped", "approval")
         if (parent := self.item_of.get(getattr(event, "task_id", ""))) is not None:
             ids = self.items[parent]

@@ -20,6 +20,7 @@ from typing import Any
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
+from foreman.engine.context import MIN_SUMMARY_TOKENS
 from foreman.engine.delivery import events_of
 from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
@@ -94,6 +95,10 @@ class Orchestrator:
     (the default), ``on-hint`` (a worker's result asks for it) or ``always`` (after every
     settled task); ``max_replans`` bounds the revisions of a run (docs/replanning.md). A
     team file's ``replan:`` section applies when they are not given.
+
+    ``context_budget`` (tokens) bounds the results the orchestrator itself reads: past
+    it, older results reach synthesis as summaries (``compaction`` calls in the ledger),
+    while workers still get their dependencies' full outputs.
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class Orchestrator:
         replan: ReplanPolicy | None = None,
         max_replans: int | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        context_budget: int | None = None,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -168,6 +174,11 @@ class Orchestrator:
         #: Limits of each run (``resume`` may raise them); ``timer`` measures its seconds.
         self.budget = budget if budget is not None else self.registry.budget
         self.timer = timer
+        if context_budget is not None and context_budget < 4 * MIN_SUMMARY_TOKENS:
+            raise ConfigError(
+                f"context_budget must be at least {4 * MIN_SUMMARY_TOKENS} tokens, "
+                f"not {context_budget!r}."
+            )
         #: Dollars a plan's estimate (``estimate``) may reach; the planner plans within it.
         #: A run's cost budget is the default: a plan estimated over it would be cut short.
         self.plan_budget_usd = (
@@ -195,6 +206,7 @@ class Orchestrator:
             budget=self.budget,
             replan=replan,
             max_replans=max_replans,
+            context_budget=context_budget,
         )
 
     @classmethod
@@ -224,6 +236,7 @@ class Orchestrator:
             budget=settings.budget,
             replan=settings.replan,
             max_replans=settings.max_replans,
+            context_budget=settings.context_budget,
             **objects,
         )
         orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})

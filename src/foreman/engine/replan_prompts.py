@@ -6,9 +6,12 @@ means no). ``replan_hint`` extracts it into ``TaskResult.replan``; the output it
 left as it is, so the tasks that depend on it read exactly what the worker wrote.
 
 The revision prompt shows the request, the plan with each task's state, and the settled
-results. Results are bounded (``RESULT_CHARS`` each, ``RESULTS_CHARS`` in all, the ones
-that just settled first) so a long run cannot overflow the model's window; the full
-outputs stay in the store and reach the tasks that depend on them unchanged.
+results. With a context budget (``engine.context``), the results go through compaction:
+the older ones reach the reviser as summaries, the ones that just settled whole
+(``full_entries``). Without one they are cut to a fixed size (``bounded_entries``:
+``RESULT_CHARS`` each, ``RESULTS_CHARS`` in all, the ones that just settled first). Either
+way a long run cannot overflow the model's window, and the full outputs stay in the store
+and reach the tasks that depend on them unchanged.
 """
 
 from __future__ import annotations
@@ -93,23 +96,17 @@ def replan_system_prompt(registry: Registry, max_tasks: int) -> str:
     return REPLAN_SYSTEM.format(workers="\n".join(lines), rules=rules, max_tasks=max_tasks)
 
 
-def revision_request(
-    request: str,
-    plan: Plan,
-    states: Mapping[str, str],
-    results: Mapping[str, TaskResult],
-    fresh: Iterable[str],
-) -> str:
-    """The user message of a revision: the request, the plan and its states, the results
-    (``fresh``: the tasks that settled since the last revision, shown first)."""
+#: What the reviser reads results for: what compaction's summaries must keep.
+REPLAN_GOAL = (
+    "deciding whether the rest of the plan must change: what each task found, what it could "
+    "not do and why, and every request to replan"
+)
+
+
+def bounded_entries(results: Mapping[str, TaskResult], fresh: Iterable[str]) -> list[dict]:
+    """The results, those in ``fresh`` first, each cut to ``RESULT_CHARS`` and all together
+    to about ``RESULTS_CHARS`` (the rest are listed, their outputs cut to nothing)."""
     fresh = list(dict.fromkeys(fresh))
-    tasks = [
-        {
-            **task.model_dump(exclude_none=True),
-            "state": _state(task.id, states, results),
-        }
-        for task in plan.tasks
-    ]
     order = fresh + [task_id for task_id in results if task_id not in fresh]
     shown, left = [], RESULTS_CHARS
     for task_id in order:
@@ -119,12 +116,46 @@ def revision_request(
         entry = _result_entry(result, min(RESULT_CHARS, max(left, 0)))
         left -= len(entry.get("output") or "")
         shown.append(entry)
+    return shown
+
+
+def full_entries(results: Mapping[str, TaskResult], fresh: Iterable[str]) -> list[dict]:
+    """The results whole, oldest first and those in ``fresh`` last: compaction keeps the
+    newest entries whole and summarises the older ones."""
+    fresh = list(dict.fromkeys(fresh))
+    order = [task_id for task_id in results if task_id not in fresh] + fresh
+    return [
+        _result_entry(result, None)
+        for task_id in order
+        if (result := results.get(task_id)) is not None and result.status.value != "waiting"
+    ]
+
+
+def revision_request(
+    request: str,
+    plan: Plan,
+    states: Mapping[str, str],
+    results: Mapping[str, TaskResult],
+    entries: list[dict],
+    fresh: Iterable[str],
+) -> str:
+    """The user message of a revision: the request, the plan and its states, the result
+    ``entries`` (``bounded_entries``, or ``full_entries`` compacted) and which tasks
+    (``fresh``) settled since the last revision."""
+    fresh = list(dict.fromkeys(fresh))
+    tasks = [
+        {
+            **task.model_dump(exclude_none=True),
+            "state": _state(task.id, states, results),
+        }
+        for task in plan.tasks
+    ]
     return json.dumps(
         {
             "request": request,
             "just_finished": fresh,
             "plan": tasks,
-            "results": shown,
+            "results": entries,
         },
         ensure_ascii=False,
         indent=1,
@@ -141,10 +172,11 @@ def _state(task_id: str, states: Mapping[str, str], results: Mapping[str, TaskRe
     return result.status.value if result is not None else states.get(task_id, "pending")
 
 
-def _result_entry(result: TaskResult, room: int) -> dict[str, Any]:
+def _result_entry(result: TaskResult, room: int | None) -> dict[str, Any]:
+    """A result as the reviser reads it; its output cut to ``room`` characters, if given."""
     output = result.output
     text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-    if text is not None and len(text) > room:
+    if text is not None and room is not None and len(text) > room:
         text = text[:room] + f" [... {len(text) - room} more characters]"
     entry: dict[str, Any] = {"id": result.task_id, "status": result.status.value}
     if result.succeeded:

@@ -33,9 +33,13 @@ import contextlib
 from collections.abc import Callable, Mapping
 
 from foreman.engine.calls import retried
+from foreman.engine.context import compactor_of
 from foreman.engine.lifecycle import Execution
 from foreman.engine.progress import Progress
 from foreman.engine.replan_prompts import (
+    REPLAN_GOAL,
+    bounded_entries,
+    full_entries,
     replan_retry_prompt,
     replan_system_prompt,
     revision_request,
@@ -108,6 +112,8 @@ class Replanner:
         self._unsaved: set[str] = set()
         self._scope = run.journal.ledger.scope(CallPurpose.replan)
         self._grown: Callable[[Mapping[str, TaskResult]], None] | None = None
+        #: Compaction of the results it reads, with a context budget (``engine.context``).
+        self._fit = compactor_of(run)
 
     async def attach(
         self, dag: DagRun, grown: Callable[[Mapping[str, TaskResult]], None] | None = None
@@ -216,8 +222,13 @@ class Replanner:
             return
         deps, run, dag = self.run.deps, self.run, self.dag
         assert dag is not None
+        results = self._results()
+        if self._fit is None:
+            entries = bounded_entries(results, fresh)
+        else:  # over the context budget, older results reach the reviser as summaries
+            entries = await self._fit(full_entries(results, fresh), "replan", REPLAN_GOAL)
         message = revision_request(
-            run.state.request, self.plan, self._states(), self._results(), fresh
+            run.state.request, self.plan, self._states(), results, entries, fresh
         )
         messages = [Message(role="user", content=message)]
         request = ModelRequest(

@@ -66,6 +66,9 @@ class RunSettings(BaseModel):
     replan: ReplanPolicy = "never"
     #: The most plan revisions a run makes (over all its executions).
     max_replans: int = Field(3, ge=0)
+    #: Tokens of results the orchestrator reads before older ones are compacted
+    #: (``engine.context``); ``None``: read them whole.
+    context_budget: int | None = None
 
     def recorded(self) -> dict[str, Any]:
         """The settings as stored with a run (plain JSON)."""
