@@ -20,7 +20,7 @@ from foreman.store.sqlite import SQLiteStore
 from foreman.testing.store_conformance import StoreConformance
 from foreman.testing.store_conformance.records import plan, run_record
 from helpers import plan_of, task
-from replan_helpers import KEEP, add, model, orchestrator, states, worker_calls
+from replan_helpers import KEEP, add, model, orchestrator, replan_requests, states, worker_calls
 
 
 async def test_a_database_of_schema_4_keeps_its_plans_as_first_versions(tmp_path: Path) -> None:
@@ -117,3 +117,26 @@ async def test_a_revision_the_store_cannot_keep_fails_the_run_and_its_tasks_neve
     [summary] = await store.list_runs()
     assert summary.status is RunStatus.failed and "the disk is full" in summary.error
     assert worker_calls(scripted) == ["do t1"]  # t2 was never stored, so never ran
+
+
+async def test_traces_carry_revisions_and_their_calls() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from foreman.tracing.otel import OTelObserver
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    revise = lambda m: add(("t3", "writer", ["t1"])) if "t3" not in states(m) else KEEP  # noqa: E731
+    scripted = model(plan_of(task("t1"), task("t2", "writer", "t1")), revise)
+    await orchestrator(scripted, observers=[OTelObserver(provider)]).run("req")
+    spans = exporter.get_finished_spans()
+    [root] = [s for s in spans if s.name == "foreman.run"]
+    [revised] = [e for e in root.events if e.name == "plan_revised"]
+    assert revised.attributes["foreman.plan_version"] == 2
+    assert list(revised.attributes["foreman.added"]) == ["t3"]
+    replans = [s for s in spans if s.attributes.get("foreman.purpose") == "replan"]
+    assert len(replans) == len(replan_requests(scripted)) >= 2
+    assert all(s.parent.span_id == root.context.span_id for s in replans)

@@ -238,6 +238,20 @@ class OTelObserver:
         span = self._task(run, event.task_id, None, event.at)
         span.set_attribute("foreman.items", event.count)
 
+    def _on_plan_revised(self, run: _RunTrace, event: Any) -> None:
+        attributes = {
+            "foreman.plan_version": event.version,
+            "foreman.added": event.added,
+            "foreman.changed": event.changed,
+            "foreman.dropped": event.dropped,
+        }
+        if self.record_prompts is not False:  # the reason is the model's text
+            attributes["foreman.reason"] = event.reason
+        run.root.add_event("plan_revised", attributes, _ns(event.at))
+
+    def _on_replan_stalled(self, run: _RunTrace, event: Any) -> None:
+        run.root.add_event("replan_stalled", {"foreman.reason": event.reason}, _ns(event.at))
+
     def _on_assembled(self, run: _RunTrace, event: Any) -> None:
         run.root.set_attribute("foreman.assembly", event.method)
         if event.method == "synthesis":
