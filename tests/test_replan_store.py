@@ -129,14 +129,17 @@ async def test_traces_carry_revisions_and_their_calls() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    revise = lambda m: add(("t3", "writer", ["t1"])) if "t3" not in states(m) else KEEP  # noqa: E731
+    answers = iter(["no json", add(("t3", "writer", ["t1"]))])
+    revise = lambda m: next(answers) if "t3" not in states(m) else KEEP  # noqa: E731
     scripted = model(plan_of(task("t1"), task("t2", "writer", "t1")), revise)
     await orchestrator(scripted, observers=[OTelObserver(provider)]).run("req")
     spans = exporter.get_finished_spans()
     [root] = [s for s in spans if s.name == "foreman.run"]
     [revised] = [e for e in root.events if e.name == "plan_revised"]
+    assert [e.name for e in root.events].count("plan_rejected") == 1  # the refused one
     assert revised.attributes["foreman.plan_version"] == 2
     assert list(revised.attributes["foreman.added"]) == ["t3"]
+    assert [s.name for s in spans].count("foreman.plan") == 1
     replans = [s for s in spans if s.attributes.get("foreman.purpose") == "replan"]
     assert len(replans) == len(replan_requests(scripted)) >= 2
     assert all(s.parent.span_id == root.context.span_id for s in replans)

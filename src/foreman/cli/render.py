@@ -306,7 +306,7 @@ class LiveProgress:
             case ev.RunFinished(result=result):
                 self.headline = f"Finished: {result.status.value}"
             case ev.PlanRevised(plan=plan, version=version, added=added, changed=changed):
-                self.plan = plan
+                self.plan, self.headline = plan, "Running"  # after a refused attempt too
                 self.status = {task.id: self.status.get(task.id, "pending") for task in plan.tasks}
                 for task_id in added + changed:
                     how = "added" if task_id in added else "changed"

@@ -152,7 +152,9 @@ class OTelObserver:
 
     def _on_plan_rejected(self, run: _RunTrace, event: Any) -> None:
         attributes = {"foreman.attempt": event.attempt, "foreman.errors": event.errors}
-        self._planning(run).add_event("plan_rejected", attributes, _ns(event.at))
+        # After planning: a revision of the plan was refused (replanning), on the run's span.
+        span = run.root if run.planning is _ENDED else self._planning(run)
+        span.add_event("plan_rejected", attributes, _ns(event.at))
 
     def _on_plan_ready(self, run: _RunTrace, event: Any) -> None:
         span = self._planning(run)
