@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from foreman.engine.results import RunResult
 from foreman.models.base import Usage
-from foreman.plan.schema import Plan
+from foreman.plan.schema import Plan, Task
 
 
 class _Event(BaseModel):
@@ -57,12 +57,13 @@ class TaskRetried(_Event):
     delay: float
 
 
-CallPurpose = Literal["plan", "review", "synthesis"]
+CallPurpose = Literal["plan", "review", "synthesis", "delegate"]
 
 
 class CallRetried(_Event):
     """A model call of the engine's own failed transiently and is tried again after ``delay``
-    seconds: planning, a quality review (``task_id`` is the reviewed task) or synthesis.
+    seconds: planning, a quality review (``task_id`` is the reviewed task), synthesis, or a
+    turn of the delegating orchestrator.
     A task's own worker calls report their retries as ``task_retried``."""
 
     type: Literal["call_retried"] = "call_retried"
@@ -163,6 +164,20 @@ class RunFinished(_Event):
     result: RunResult
 
 
+class OrchestratorTurn(_Event):
+    """One turn of the delegating orchestrator (``mode="delegate"``): the delegations it
+    made (tasks, which now start, in parallel), the calls it made that were refused and
+    why, or, when ``final``, its answer in ``text``."""
+
+    type: Literal["orchestrator_turn"] = "orchestrator_turn"
+    turn: int
+    text: str = ""
+    delegations: list[Task] = Field(default_factory=list)
+    refused: list[str] = Field(default_factory=list)
+    final: bool = False
+    usage: Usage
+
+
 Event = Annotated[
     RunStarted
     | PlanRejected
@@ -179,7 +194,8 @@ Event = Annotated[
     | TaskSkipped
     | BudgetExceeded
     | Assembled
-    | RunFinished,
+    | RunFinished
+    | OrchestratorTurn,
     Field(discriminator="type"),
 ]
 

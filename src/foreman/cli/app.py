@@ -30,6 +30,7 @@ from foreman.cli.common import (
     DbOpt,
     JsonOpt,
     MaxTasksOpt,
+    Mode,
     ModelOpt,
     OnBudgetOpt,
     PlanBudgetOpt,
@@ -53,7 +54,7 @@ from foreman.cli.common import (
 from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.cli.text import literal
-from foreman.engine.orchestrator import Orchestrator
+from foreman.engine.orchestrator import DEFAULT_MAX_TURNS, Orchestrator
 from foreman.models.deprecation import show_warnings_as_lines
 from foreman.store.base import RunRecord, Store
 
@@ -140,14 +141,28 @@ def run(
     budget_seconds: BudgetSecondsOpt = None,
     budget_calls: BudgetCallsOpt = None,
     on_budget: OnBudgetOpt = None,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(
+            help="'plan' (default): plan the whole run first, then run it. 'delegate': the "
+            "orchestrator model delegates to the workers as tools, turn by turn, in parallel "
+            "within a turn, until it answers (a team file's mode: applies when not given).",
+        ),
+    ] = None,
+    max_turns: Annotated[
+        int,
+        typer.Option(min=1, help="Turns a delegating orchestrator may take (--mode delegate)."),
+    ] = DEFAULT_MAX_TURNS,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
     """Plan REQUEST, run it on the workers with live progress, and print the answer.
 
-    Every task is checkpointed to the run store; `foreman resume RUN` continues a run that
-    was interrupted, crashed, paused for approval, or stopped at its budget (--budget-*
-    flags, or a team file's budget: section)."""
+    With --mode delegate the orchestrator delegates to the workers turn by turn instead
+    (docs/delegation.md); --max-tasks bounds its delegations. Every task is checkpointed
+    to the run store; `foreman resume RUN` continues a run that was interrupted, crashed,
+    paused for approval, or stopped at its budget (--budget-* flags, or a team file's
+    budget: section)."""
     request = read_request(request)
     budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     if validator is not None and validator not in (known := guard(lambda: registry(team))):
@@ -170,6 +185,8 @@ def run(
         "plan_budget_usd": plan_budget_usd,
         "record_prompts": record_prompts,
         "budget": budget,
+        "mode": mode.value if mode else None,
+        "max_turns": max_turns,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     execute_run(

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from foreman.cli import observing
 from foreman.cli.text import literal
-from foreman.engine.orchestrator import Orchestrator
+from foreman.engine.orchestrator import DEFAULT_MAX_TURNS, Orchestrator
 from foreman.engine.results import RunStatus
 from foreman.errors import ForemanError
 from foreman.ledger.budget import budget_from
@@ -191,6 +191,13 @@ class Assembly(StrEnum):
     concat = "concat"
 
 
+class Mode(StrEnum):
+    """How a run is driven (``--mode``): a plan up front, or a tool-calling orchestrator."""
+
+    plan = "plan"
+    delegate = "delegate"
+
+
 class AutoApprove(StrEnum):
     """Risk levels ``--auto-approve`` accepts: high risk always asks a person."""
 
@@ -229,6 +236,8 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         store=open_store(db),
         observers=observing.observers(),
         budget=budget_from(fields, "budget") if fields else None,
+        mode=settings.get("mode"),
+        max_turns=settings.get("max_turns", DEFAULT_MAX_TURNS),
     )
     orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file
     return orchestrator

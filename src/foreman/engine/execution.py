@@ -69,6 +69,10 @@ class RunState:
     seconds_before: float = 0.0
     #: Their calls, so this execution numbers a task's attempts on from theirs.
     earlier_calls: list[CallRecord] = field(default_factory=list)
+    #: How the run is driven: a plan written up front (``plan``) or turn by turn by a
+    #: tool-calling orchestrator (``delegate``, ``engine.delegating``). A resumed run keeps
+    #: the mode it was started with.
+    mode: str = "plan"
 
 
 async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent) -> RunResult:
@@ -106,7 +110,10 @@ async def execute(orchestrator: Orchestrator, state: RunState, on_event: OnEvent
     try:
         if state.resumed:  # running again: not the status it paused or died with
             await journal.update(RunStatus.running)
-        return await _drive(orchestrator, state, journal, delivery, progress, meter)
+        drive = _drive
+        if state.mode == "delegate":
+            from foreman.engine.delegating import drive_delegating as drive
+        return await drive(orchestrator, state, journal, delivery, progress, meter)
     except asyncio.CancelledError:
         if journal.cancelled and not progress.settled:  # `foreman cancel`: end here, as asked
             asyncio.current_task().uncancel()  # type: ignore[union-attr]

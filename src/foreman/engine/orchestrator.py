@@ -40,10 +40,13 @@ from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
 from foreman.tracing.observer import Observer, Observers
-from foreman.workers.registry import Registry
+from foreman.workers.registry import RUN_MODES, Registry, RunMode
 from foreman.workers.spec import RiskLevel, Worker
 
 log = logging.getLogger(__name__)
+
+#: Turns a delegating orchestrator may take by default (the last one must answer).
+DEFAULT_MAX_TURNS = 8
 
 OnEvent = Callable[[Event], None]
 
@@ -81,6 +84,12 @@ class Orchestrator:
     spent, from the ledger's history. With ``plan_budget_usd`` the planner is told the budget
     and each worker's typical cost, and a plan estimated over it goes back to the planner.
 
+    ``mode`` is how a run is driven: ``"plan"`` writes the whole plan first and runs it;
+    ``"delegate"`` gives the orchestrator model one tool per worker and lets it delegate
+    turn by turn (in parallel within a turn) until it answers, in at most ``max_turns``
+    turns and ``max_tasks`` delegations (``engine.delegating``). A team file's ``mode:``
+    applies when none is given; a resumed run keeps the mode it was started with.
+
     ``budget`` (``foreman.Budget``) limits what each run may spend: tokens, dollars, wall
     time, calls; a team file's ``budget:`` applies when none is given. At a limit no call
     starts and the run ends ``over_budget`` with what finished; ``resume(run_id,
@@ -112,6 +121,8 @@ class Orchestrator:
         plan_budget_usd: float | None = None,
         budget: Budget | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        mode: RunMode | None = None,
+        max_turns: int = DEFAULT_MAX_TURNS,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -127,6 +138,14 @@ class Orchestrator:
             raise ConfigError(
                 f"plan_budget_usd must be a positive amount, not {plan_budget_usd!r}."
             )
+        mode = mode or self.registry.mode or "plan"
+        if mode not in RUN_MODES:
+            raise ConfigError(f"mode must be 'plan' or 'delegate', not {mode!r}.")
+        if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
+            raise ConfigError(f"max_turns must be a whole number of at least 1, not {max_turns!r}.")
+        #: How runs are driven (``plan`` or ``delegate``), and the delegating turns' limit.
+        self.mode: RunMode = mode
+        self.max_turns = max_turns
         check_prices()
         self.models = ModelPool(model, models)
         self.planner_model = planner_model
@@ -180,6 +199,8 @@ class Orchestrator:
             "record_prompts": record_prompts,
             "plan_budget_usd": plan_budget_usd,
             "budget": self.budget.model_dump() if self.budget is not None else None,
+            "mode": mode,
+            "max_turns": max_turns,
         }
 
     def _build_models(self) -> None:
@@ -290,6 +311,7 @@ class Orchestrator:
             budget=budget,
             seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
             earlier_calls=earlier,
+            mode=record.settings.get("mode", "plan"),
         )
         return await execute(self, state, on_event or _ignore)
 
@@ -370,8 +392,12 @@ class Orchestrator:
 
     def _start(self, request: str, plan: Plan | None, on_event: OnEvent) -> Awaitable[RunResult]:
         if plan is not None:
+            if self.mode == "delegate":
+                raise ConfigError("A given plan runs in mode 'plan'; mode 'delegate' plans itself.")
             check_given_plan(self, plan)
-        state = RunState(run_id=new_run_id(), request=request, plan=plan, budget=self.budget)
+        state = RunState(
+            run_id=new_run_id(), request=request, plan=plan, budget=self.budget, mode=self.mode
+        )
 
         async def go() -> RunResult:
             await self.store.create_run(

@@ -15,6 +15,9 @@ override a worker:
 A ``budget:`` section limits each run of the team (see ``foreman.Budget``):
 
     budget: {max_cost_usd: 0.50, max_seconds: 600, on_limit: cancel}
+
+``mode: delegate`` has the team's runs driven by a tool-calling orchestrator instead of
+a plan written up front (``mode: plan``, the default); see docs/delegation.md.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import ValidationError
@@ -32,16 +35,28 @@ from foreman.ledger.budget import Budget, budget_from
 from foreman.workers.default_team import DEFAULT_WORKERS
 from foreman.workers.spec import Worker, unknown_keys
 
+#: How a run is driven: a plan written up front, or a tool-calling orchestrator.
+RunMode = Literal["plan", "delegate"]
+RUN_MODES: tuple[str, ...] = get_args(RunMode)
+
 
 class Registry:
     """Workers by name. Later additions with the same name replace earlier ones.
 
     ``budget`` is the team's budget (a team file's ``budget:``): an ``Orchestrator``
-    given this registry and no budget of its own applies it to every run.
+    given this registry and no budget of its own applies it to every run; so is ``mode``
+    (a team file's ``mode:``) when the orchestrator is given none.
     """
 
-    def __init__(self, workers: Iterable[Worker] = (), *, budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        workers: Iterable[Worker] = (),
+        *,
+        budget: Budget | None = None,
+        mode: RunMode | None = None,
+    ) -> None:
         self.budget = budget
+        self.mode = mode
         self._workers: dict[str, Worker] = {}
         for worker in workers:
             self.add(worker)
@@ -85,7 +100,7 @@ class Registry:
 
 
 #: The keys a team file may have at its top level.
-TEAM_KEYS = ("include_defaults", "workers", "budget")
+TEAM_KEYS = ("include_defaults", "workers", "budget", "mode")
 
 
 def load_team(path: str | Path) -> Registry:
@@ -123,6 +138,12 @@ def load_team(path: str | Path) -> Registry:
         if not isinstance(budget, dict):
             raise ConfigError(f"Team file {path}: 'budget' must be a mapping of limits.")
         registry.budget = budget_from(budget, f"Team file {path}, budget")
+    if (mode := data.get("mode")) is not None:
+        if mode not in RUN_MODES:
+            raise ConfigError(
+                f"Team file {path}: 'mode' must be 'plan' or 'delegate', not {mode!r}."
+            )
+        registry.mode = mode
     defined: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
         try:
