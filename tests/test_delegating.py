@@ -86,6 +86,7 @@ async def test_parallel_delegations_then_a_follow_up_then_the_answer() -> None:
     order = [(e.type, e.task_id) for e in events if isinstance(e, TaskStarted | TaskFinished)]
     assert order[:2] == [("task_started", "d1-1"), ("task_started", "d1-2")]
     turns = [e for e in events if isinstance(e, OrchestratorTurn)]
+    assert all(EVENT_ADAPTER.validate_json(t.model_dump_json()) == t for t in turns)
     assert [(t.turn, len(t.delegations), t.final) for t in turns] == [
         (1, 2, False),
         (2, 1, False),
