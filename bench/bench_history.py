@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from foreman.plan.estimate import HISTORY_CALLS
+from foreman.engine.estimate import HISTORY_CALLS
 from foreman.store.sqlite import SQLiteStore
 from foreman.testing.store_conformance.records import call, run_record
 

@@ -21,7 +21,6 @@ import pytest
 
 from fake_provider import Charge, FakeProvider, Received, WireScript
 from foreman import Orchestrator
-from foreman.engine.results import RunResult
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord, CallStatus
 from foreman.models.anthropic import AnthropicModel
@@ -29,6 +28,7 @@ from foreman.models.base import Model, Usage
 from foreman.models.openai import OpenAIModel
 from foreman.models.retry import RetryPolicy
 from foreman.plan.schema import Plan
+from foreman.results import RunResult
 from foreman.store import MemoryStore, SQLiteStore
 from foreman.store.base import Store
 from foreman.workers import Registry

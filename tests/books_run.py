@@ -9,8 +9,8 @@ revision and a second review), and synthesis ends it. Each model has its own pri
 from __future__ import annotations
 
 from foreman import Orchestrator
-from foreman.engine.results import RunResult
 from foreman.errors import ProviderServerError
+from foreman.results import RunResult
 from foreman.store.base import Store
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry

@@ -31,12 +31,12 @@ def books_balance(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The ledger invariant, checked after every execution of every run in every test: a
     run's tokens, cost and call count, as returned and as stored, equal the sum of its
     ledger rows. Runs through any store (memory, SQLite, a test's spy) and any outcome."""
-    import foreman.engine.execution as execution
+    import foreman.engine.lifecycle as lifecycle
     import foreman.engine.orchestrator as orchestrator
     from foreman.ledger.books import Books
 
     checked: list[str] = []
-    real = execution.execute
+    real = lifecycle.execute
 
     async def execute_and_check(owner, state, on_event):
         try:

@@ -11,7 +11,6 @@ from pydantic import BaseModel
 
 from foreman import Orchestrator, RunResult, TaskResult, TaskStatus
 from foreman.engine.prompts import SYNTHESIS_SYSTEM
-from foreman.engine.results import confidences
 from foreman.errors import ConfigError, ModelError, RateLimitError
 from foreman.events import (
     EVENT_ADAPTER,
@@ -25,6 +24,7 @@ from foreman.events import (
     TaskStarted,
 )
 from foreman.models.base import Usage
+from foreman.results import confidences
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry
 from helpers import (

@@ -30,9 +30,9 @@ from books_audit import (
     serve,
 )
 from fake_provider import HANG, FakeProvider, WireScript
-from foreman.engine.results import RunStatus
 from foreman.events import Event, RunStarted
 from foreman.ledger.records import CallStatus
+from foreman.results import RunStatus
 from foreman.store import SQLiteStore
 from helpers import plan_of, task
 

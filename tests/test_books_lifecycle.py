@@ -29,11 +29,11 @@ from books_audit import (
 )
 from fake_provider import HANG, FakeProvider, WireScript
 from foreman import Budget
-from foreman.engine.results import RunStatus, TaskStatus
 from foreman.errors import PlanError
 from foreman.events import Event, RunStarted
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallStatus
+from foreman.results import RunStatus, TaskStatus
 from foreman.store.base import Store
 from foreman.workers import Registry
 from helpers import plan_of, task, worker

@@ -32,10 +32,10 @@ from books_audit import (
     serve,
 )
 from fake_provider import Charge, WireScript
-from foreman.engine.results import RunStatus
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
+from foreman.results import RunStatus
 from foreman.store.base import RunRecord, Store
 
 #: Dollars per million tokens: input, output, cache read, cache write; all different.

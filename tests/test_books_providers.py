@@ -30,8 +30,8 @@ from books_audit import (
     serve,
 )
 from fake_provider import HANG, Meter, Reply, WireScript, openai_completion
-from foreman.engine.results import RunStatus
 from foreman.ledger.records import CallStatus
+from foreman.results import RunStatus
 from foreman.store.base import Store
 from foreman.workers import Registry
 from helpers import plan_of, task, worker

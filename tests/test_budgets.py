@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from foreman import Budget, Orchestrator, RunStatus
 from foreman.cli import app
-from foreman.engine.results import RunResult
 from foreman.errors import BudgetExceededError, ConfigError
 from foreman.events import EVENT_ADAPTER, BudgetExceeded, TaskStarted
 from foreman.ledger.books import Books
@@ -21,6 +20,7 @@ from foreman.ledger.budget import BudgetMeter, executed_seconds, limit_in
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import Message, ModelRequest
+from foreman.results import RunResult
 from foreman.store.memory import MemoryStore
 from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel

@@ -351,7 +351,7 @@ def test_the_answer_panel_never_cuts_the_run_id() -> None:
     from rich.console import Console
 
     from foreman.cli.render import print_result
-    from foreman.engine.results import RunResult, RunStatus
+    from foreman.results import RunResult, RunStatus
 
     result = RunResult(
         run_id="20261202-130000-abcdef", request="q", status=RunStatus.succeeded, answer="42"
@@ -390,6 +390,7 @@ def test_run_options_reach_the_run(scripted) -> None:
         "planner_model": "plan:ner",
         "concurrency": 3,
         "max_tasks": 5,
+        "max_plan_retries": 2,
         "validator": "fact_checker",
         "max_revisions": 2,
         "assembly": "concat",

@@ -17,11 +17,11 @@ from foreman.cli.history import run_tree, runs_table
 from foreman.cli.render import LiveProgress, plan_tree, print_result, workers_table
 from foreman.cli.stats import stats_footer, stats_table
 from foreman.cli.text import literal, safe_text
-from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus
 from foreman.events import PlanReady, PlanRejected, TaskFailed, TaskStarted
 from foreman.ledger.records import CallRecord, CallStatus
 from foreman.ledger.stats import GroupBy, group_calls
 from foreman.models.base import Usage
+from foreman.results import RunResult, RunStatus, TaskResult, TaskStatus
 from foreman.store.base import Approval, RunRecord, RunSummary
 from foreman.testing import ScriptedModel
 from foreman.workers.registry import Registry

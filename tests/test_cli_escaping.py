@@ -14,9 +14,9 @@ from rich.console import Console
 from foreman.cli.approvals import TerminalApprover, print_approval
 from foreman.cli.history import run_tree, runs_table
 from foreman.cli.render import LiveProgress, plan_tree, print_result, workers_table
-from foreman.engine.results import RunResult, RunStatus, TaskResult, TaskStatus
 from foreman.events import PlanReady, TaskFailed, TaskStarted
 from foreman.models.base import Usage
+from foreman.results import RunResult, RunStatus, TaskResult, TaskStatus
 from foreman.store.base import Approval, RunRecord, RunSummary
 from foreman.workers.registry import Registry
 from helpers import plan_of, task, worker

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from foreman import __version__
 from foreman.cli import app
-from foreman.engine.results import RunStatus, TaskResult, TaskStatus
 from foreman.models.base import Usage
+from foreman.results import RunStatus, TaskResult, TaskStatus
 from foreman.store.base import Approval, RunRecord
 from foreman.store.sqlite import SQLiteStore
 from helpers import plan_of, task

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from foreman.cli import app
 from foreman.cli.history import run_tree
 from foreman.cli.render import MAX_TREE_DEPTH, plan_tree
-from foreman.engine.results import RunStatus, TaskResult, TaskStatus
 from foreman.errors import ConfigError
 from foreman.plan.schema import MAX_TASKS_LIMIT, Plan, check_max_tasks, constrained_plan_schema
+from foreman.results import RunStatus, TaskResult, TaskStatus
 from foreman.store.base import RunRecord
 from foreman.store.sqlite import SQLiteStore
 from helpers import plan_of, task

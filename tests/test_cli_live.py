@@ -9,8 +9,8 @@ from rich.console import Console
 
 from foreman import events as ev
 from foreman.cli.render import LIVE_STATUSES, LiveProgress
-from foreman.engine.results import RunResult, RunStatus
 from foreman.models.base import Usage
+from foreman.results import RunResult, RunStatus
 from helpers import plan_of, task
 
 PLAN = plan_of(task("t1"), task("t2", "writer", "t1"), task("t3", "writer", "t1"))

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from foreman import Budget, Orchestrator, Registry, RunStatus, load_team
 from foreman.cli import app
-from foreman.engine.delegation_prompts import LAST_TURN
+from foreman.engine.drivers.delegation_prompts import LAST_TURN
 from foreman.errors import ConfigError, ForemanError
 from foreman.events import EVENT_ADAPTER, Event, OrchestratorTurn, TaskFinished, TaskStarted
 from foreman.models.base import ModelRequest, ToolCall
@@ -199,8 +199,8 @@ async def test_the_budget_stops_the_delegations_and_keeps_what_finished() -> Non
 def test_mode_comes_from_the_team_file_and_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "team.yaml"
     path.write_text("include_defaults: true\nmode: delegate\n")
-    assert Orchestrator(load_team(path), model=ScriptedModel([])).mode == "delegate"
-    assert Orchestrator(load_team(path), model=ScriptedModel([]), mode="plan").mode == "plan"
+    assert Orchestrator(load_team(path), model=ScriptedModel([])).config.mode == "delegate"
+    assert Orchestrator(load_team(path), model=ScriptedModel([]), mode="plan").config.mode == "plan"
     path.write_text("include_defaults: true\nmode: freestyle\n")
     with pytest.raises(ConfigError, match="'mode' must be 'plan' or 'delegate'"):
         load_team(path)

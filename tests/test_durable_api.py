@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from foreman import Orchestrator
-from foreman.engine.results import RunStatus, TaskResult, TaskStatus
 from foreman.errors import (
     ConfigError,
     ForemanError,
@@ -38,6 +37,7 @@ from foreman.events import (
     TaskStarted,
 )
 from foreman.models.base import ModelRequest, ModelResponse, Usage
+from foreman.results import RunStatus, TaskResult, TaskStatus
 from foreman.store import Approval, ApprovalStatus, MemoryStore, SQLiteStore, Store
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry

@@ -11,17 +11,17 @@ from typer.testing import CliRunner
 
 from foreman import Orchestrator
 from foreman.cli import app
-from foreman.errors import ConfigError, PlanError
-from foreman.events import PlanRejected
-from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
-from foreman.models.base import Usage
-from foreman.models.pricing import cost
-from foreman.plan.estimate import (
+from foreman.engine.estimate import (
     TYPICAL_CALL_SECONDS,
     TYPICAL_OUTPUT_SHARE,
     TYPICAL_TOKENS_PER_SECOND,
     schedule_seconds,
 )
+from foreman.errors import ConfigError, PlanError
+from foreman.events import PlanRejected
+from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
+from foreman.models.base import Usage
+from foreman.models.pricing import cost
 from foreman.plan.prompts import format_usd
 from foreman.store.base import RunRecord
 from foreman.store.memory import MemoryStore

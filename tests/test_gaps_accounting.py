@@ -13,8 +13,8 @@ import asyncio
 from pydantic import BaseModel
 
 from foreman import Orchestrator
-from foreman.engine.results import RunResult, RunStatus, TaskStatus
 from foreman.models.base import ModelResponse, Usage
+from foreman.results import RunResult, RunStatus, TaskStatus
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from foreman import Orchestrator
-from foreman.engine.results import RunStatus, TaskStatus
 from foreman.events import ApprovalRequested, RunFinished
+from foreman.results import RunStatus, TaskStatus
 from foreman.store import Approval, ApprovalStatus, MemoryStore
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry

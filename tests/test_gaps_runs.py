@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from foreman import Orchestrator
 from foreman.cli import app
-from foreman.engine.results import RunStatus, TaskStatus
 from foreman.errors import ModelError, PlanError, RunFinishedError
 from foreman.events import PlanRejected
 from foreman.plan import Plan, validate_plan
+from foreman.results import RunStatus, TaskStatus
 from foreman.store import MemoryStore, SQLiteStore
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry

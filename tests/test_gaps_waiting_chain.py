@@ -8,7 +8,7 @@ import asyncio
 from collections import Counter
 
 from foreman import Orchestrator
-from foreman.engine.results import RunStatus, TaskStatus
+from foreman.results import RunStatus, TaskStatus
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry

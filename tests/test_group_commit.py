@@ -15,11 +15,11 @@ import pytest
 
 import processes
 from foreman import Orchestrator
-from foreman.engine.results import RunStatus
 from foreman.errors import StoreError
 from foreman.events import Event, RunFinished
 from foreman.ledger.records import CallStatus
 from foreman.plan.schema import Plan
+from foreman.results import RunStatus
 from foreman.store import Checkpoint, MemoryStore, SQLiteStore, Store
 from foreman.testing import ScriptedModel
 from helpers import plan_of, task, worker

@@ -15,7 +15,6 @@ import pytest
 from pydantic import BaseModel
 
 from foreman import Orchestrator
-from foreman.engine.results import RunStatus, TaskStatus
 from foreman.errors import (
     ConfigError,
     ModelError,
@@ -33,6 +32,7 @@ from foreman.events import (
 )
 from foreman.models.base import ModelRequest, ModelResponse
 from foreman.plan.schema import MAX_TASKS_LIMIT, Plan
+from foreman.results import RunStatus, TaskStatus
 from foreman.store import Approval, ApprovalStatus, MemoryStore, SQLiteStore, Store
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry

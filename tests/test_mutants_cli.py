@@ -18,9 +18,9 @@ from foreman.cli.approvals import TerminalApprover, print_approval
 from foreman.cli.common import EXIT_CODES
 from foreman.cli.history import runs_table
 from foreman.cli.render import MAX_TREE_DEPTH, LiveProgress, plan_tree, print_result
-from foreman.engine.results import RunResult, RunStatus
 from foreman.events import ApprovalRequested, PlanReady, TaskValidated
 from foreman.models.base import Usage
+from foreman.results import RunResult, RunStatus
 from foreman.store import LeaseOwner, RunRecord, SQLiteStore
 from foreman.store.base import Approval, RunSummary
 from foreman.testing import ScriptedModel

@@ -14,9 +14,9 @@ import pytest
 from pydantic import BaseModel
 
 from foreman import Orchestrator
-from foreman.engine.results import RunStatus, TaskResult, TaskStatus, confidences
 from foreman.errors import ModelError, RateLimitError
 from foreman.events import Event, RunFinished, TaskRetried
+from foreman.results import RunStatus, TaskResult, TaskStatus, confidences
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from foreman.engine.results import TaskResult, TaskStatus
 from foreman.plan.schema import Plan, Task
+from foreman.results import TaskResult, TaskStatus
 from foreman.store import MemoryStore, RunRecord, SQLiteStore, Store
 from foreman.store.sqlite import default_db_path
 

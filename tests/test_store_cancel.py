@@ -8,11 +8,11 @@ import asyncio
 import pytest
 
 from foreman import Orchestrator
-from foreman.engine.results import RunStatus
 from foreman.errors import RunFinishedError
 from foreman.events import RunFinished, TaskStarted
 from foreman.models.base import ModelRequest
 from foreman.plan.schema import Plan, Task
+from foreman.results import RunStatus
 from foreman.store import MemoryStore, SQLiteStore, Store
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry

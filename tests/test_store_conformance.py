@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 import processes
-from foreman.engine.results import RunStatus
 from foreman.errors import (
     CorruptedRunError,
     RunLockedError,
@@ -27,6 +26,7 @@ from foreman.errors import (
 )
 from foreman.events import TaskFinished, TaskStarted
 from foreman.models.base import Usage
+from foreman.results import RunStatus
 from foreman.store import ApprovalStatus, LeaseOwner, MemoryStore, SQLiteStore, Store
 from foreman.store.migrations import MIGRATIONS
 from foreman.testing.store_conformance import StoreConformance

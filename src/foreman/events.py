@@ -11,9 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from foreman.engine.results import RunResult
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan, Task
+from foreman.results import RunResult
 
 
 class _Event(BaseModel):

@@ -54,9 +54,12 @@ from foreman.cli.common import (
 from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.cli.text import literal
-from foreman.engine.orchestrator import DEFAULT_MAX_TURNS, Orchestrator
+from foreman.engine.orchestrator import Orchestrator
+from foreman.engine.settings import DEFAULTS
 from foreman.models.deprecation import show_warnings_as_lines
 from foreman.store.base import RunRecord, Store
+
+DEFAULT_ASSEMBLY = Assembly(DEFAULTS.assembly)
 
 
 def _print_version(value: bool) -> None:
@@ -104,18 +107,18 @@ def run(
     team: TeamOpt = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", min=1, help="Tasks running at once.")
-    ] = 8,
-    max_tasks: MaxTasksOpt = 8,
+    ] = DEFAULTS.concurrency,
+    max_tasks: MaxTasksOpt = DEFAULTS.max_tasks,
     validator: Annotated[
         str | None,
         typer.Option(help="Worker that reviews every result before assembly (quality gate)."),
     ] = None,
     max_revisions: Annotated[
         int, typer.Option(min=0, help="Revisions a rejected result may get.")
-    ] = 1,
+    ] = DEFAULTS.max_revisions,
     assembly: Annotated[
         Assembly, typer.Option(help="'synthesis' (a model writes the answer) or 'concat'.")
-    ] = Assembly.synthesis,
+    ] = DEFAULT_ASSEMBLY,
     auto_approve: Annotated[
         AutoApprove | None,
         typer.Option(help="'medium': run medium-risk workers without asking (high always asks)."),
@@ -135,7 +138,7 @@ def run(
             help="Keep every call's prompt and output in the run store, for `foreman show "
             "RUN TASK`; --no-record-prompts for sensitive data (tokens and costs are kept).",
         ),
-    ] = True,
+    ] = DEFAULTS.record_prompts,
     budget_tokens: BudgetTokensOpt = None,
     budget_usd: BudgetUsdOpt = None,
     budget_seconds: BudgetSecondsOpt = None,
@@ -152,7 +155,7 @@ def run(
     max_turns: Annotated[
         int,
         typer.Option(min=1, help="Turns a delegating orchestrator may take (--mode delegate)."),
-    ] = DEFAULT_MAX_TURNS,
+    ] = DEFAULTS.max_turns,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -270,10 +273,10 @@ def plan(
     model: ModelOpt = None,
     planner_model: PlannerOpt = None,
     team: TeamOpt = None,
-    max_tasks: MaxTasksOpt = 8,
+    max_tasks: MaxTasksOpt = DEFAULTS.max_tasks,
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", min=1, help="Tasks running at once (time).")
-    ] = 8,
+    ] = DEFAULTS.concurrency,
     validator: Annotated[
         str | None, typer.Option(help="Worker that would review every result (its cost).")
     ] = None,

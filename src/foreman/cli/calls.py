@@ -16,11 +16,11 @@ from rich.text import Text
 
 from foreman.cli.render import STATUS_STYLE
 from foreman.cli.text import literal
-from foreman.engine.results import TaskResult
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord
 from foreman.models.pricing import cost
 from foreman.plan.schema import Task
+from foreman.results import TaskResult
 from foreman.store.base import RunRecord
 
 #: Colours of call statuses (a call that failed is red; one cut short, yellow).

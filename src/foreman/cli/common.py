@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -15,11 +15,12 @@ from rich.text import Text
 
 from foreman.cli import observing
 from foreman.cli.text import literal
-from foreman.engine.orchestrator import DEFAULT_MAX_TURNS, Orchestrator
-from foreman.engine.results import RunStatus
+from foreman.engine.orchestrator import Orchestrator
+from foreman.engine.settings import RunSettings
 from foreman.errors import ForemanError
 from foreman.ledger.budget import budget_from
 from foreman.plan.schema import MAX_TASKS_LIMIT
+from foreman.results import RunStatus
 from foreman.store.sqlite import SQLiteStore
 from foreman.workers.registry import Registry, load_team
 
@@ -208,11 +209,12 @@ class AutoApprove(StrEnum):
 T = TypeVar("T")
 
 
-def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrator:
+def build_orchestrator(settings: Mapping[str, Any], db: Path | None) -> Orchestrator:
     """An orchestrator from run settings (what `run` records and `resume` reuses).
 
     The budget: the team file's, under what the run recorded, under the fields the
     ``--budget-*`` flags set (``settings["budget"]`` holds them over the recorded one).
+    Settings the record lacks take ``RunSettings``'s defaults, the CLI's own.
     """
     team = settings.get("team")
     workers = registry(Path(team) if team else None)
@@ -220,27 +222,11 @@ def build_orchestrator(settings: dict[str, Any], db: Path | None) -> Orchestrato
         **(workers.budget.model_dump() if workers.budget else {}),
         **(settings.get("budget") or {}),
     }
-    orchestrator = Orchestrator(
-        workers,
-        model=settings.get("model"),
-        planner_model=settings.get("planner_model"),
-        concurrency=settings.get("concurrency", 8),
-        max_tasks=settings.get("max_tasks", 8),
-        validator=settings.get("validator"),
-        max_revisions=settings.get("max_revisions", 1),
-        assembly=settings.get("assembly", "synthesis"),
-        auto_approve=settings.get("auto_approve"),
-        timeout=settings.get("timeout"),
-        plan_budget_usd=settings.get("plan_budget_usd"),
-        record_prompts=settings.get("record_prompts", True),
-        store=open_store(db),
-        observers=observing.observers(),
-        budget=budget_from(fields, "budget") if fields else None,
-        mode=settings.get("mode"),
-        max_turns=settings.get("max_turns", DEFAULT_MAX_TURNS),
+    budget = budget_from(fields, "budget") if fields else None
+    config = RunSettings.model_validate({**settings, "budget": budget})
+    return Orchestrator.from_settings(
+        config, workers, store=open_store(db), observers=observing.observers()
     )
-    orchestrator.settings["team"] = team  # the CLI's own setting: resume re-reads the file
-    return orchestrator
 
 
 def open_store(db: Path | None, *, create: bool = True) -> SQLiteStore:

@@ -27,12 +27,12 @@ from foreman.cli.calls import (
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
 from foreman.cli.text import literal, safe_text
-from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import ForemanError
 from foreman.ledger.books import Books
 from foreman.ledger.budget import limit_in
 from foreman.ledger.records import CallRecord
 from foreman.plan.schema import Task
+from foreman.results import RunStatus, TaskResult
 from foreman.store.base import RunRecord, RunSummary, Store
 
 

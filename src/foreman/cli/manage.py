@@ -14,7 +14,7 @@ from rich.text import Text
 
 from foreman.cli.common import DbOpt, RunRefArg, app, err, guard, out, run_ref, with_store
 from foreman.cli.text import literal
-from foreman.engine.results import RunStatus
+from foreman.results import RunStatus
 from foreman.store.sqlite import SQLiteStore, default_db_path
 
 

@@ -18,10 +18,10 @@ from rich.tree import Tree
 
 from foreman import events as ev
 from foreman.cli.text import literal, safe_text
-from foreman.engine.results import RunResult
-from foreman.plan.estimate import PlanEstimate, StepEstimate
+from foreman.engine.estimate import PlanEstimate, StepEstimate
 from foreman.plan.prompts import format_usd
 from foreman.plan.schema import Plan, Task
+from foreman.results import RunResult
 from foreman.workers.registry import Registry
 from foreman.workers.spec import Worker
 

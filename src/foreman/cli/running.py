@@ -28,8 +28,8 @@ from foreman.cli.common import EXIT_CODES, drive, err, guard, out
 from foreman.cli.render import LiveProgress, print_result
 from foreman.cli.text import literal, safe_text
 from foreman.engine.orchestrator import Orchestrator
-from foreman.engine.results import RunResult, RunStatus
 from foreman.events import Event
+from foreman.results import RunResult, RunStatus
 
 Start = Callable[[Orchestrator, Callable[[Event], None]], Awaitable[RunResult]]
 T = TypeVar("T")

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from foreman.engine.calls import call_worker
 from foreman.engine.prompts import SYNTHESIS_SYSTEM, synthesis_input
-from foreman.engine.results import TaskResult
 from foreman.models.base import Model, Usage
 from foreman.models.retry import CallLog, OnRetry, RetryPolicy
 from foreman.plan.schema import Plan
+from foreman.results import TaskResult
 from foreman.workers.spec import Worker
 
 AssemblyMethod = Literal["synthesis", "concat"]

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from foreman.engine.assembly import assemble
-from foreman.engine.results import TaskResult, TaskStatus, confidences
 from foreman.errors import BudgetExceededError
 from foreman.events import BudgetExceeded
 from foreman.ledger.books import Books
@@ -19,6 +18,7 @@ from foreman.ledger.budget import Budget, BudgetMeter
 from foreman.ledger.recorder import CallLedger
 from foreman.models.base import Model
 from foreman.plan.schema import Plan
+from foreman.results import TaskResult, TaskStatus, confidences
 
 
 def meter_for(

@@ -8,16 +8,16 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from foreman.engine.journal import RunJournal
-from foreman.engine.results import (
-    RunResult,
-    TaskResult,
-)
 from foreman.events import (
     Event,
     RunFinished,
     TaskFailed,
     TaskFinished,
     TaskSkipped,
+)
+from foreman.results import (
+    RunResult,
+    TaskResult,
 )
 
 OnEvent = Callable[[Event], None]

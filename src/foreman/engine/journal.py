@@ -21,12 +21,12 @@ import asyncio
 import contextlib
 from typing import Any
 
-from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import StoreError
 from foreman.ledger.recorder import CallLedger, OnCall
 from foreman.ledger.records import CallStatus
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
+from foreman.results import RunStatus, TaskResult
 from foreman.store.base import Checkpoint, LeaseOwner, Store
 
 LEASE_SECONDS = 30.0

@@ -2,8 +2,9 @@
 
 It holds the configuration (team, models, limits, store, approval policy) and offers the
 operations on runs: plan, run, stream, resume, replay. The stages themselves live in
-``engine.execution`` (one execution of a run), ``engine.scheduler``, ``engine.tasks`` and
-``engine.assembly``, each readable alone.
+``engine.lifecycle`` (one execution of a run), ``engine.drivers`` (what moves it),
+``engine.scheduler``, ``engine.tasks`` and ``engine.assembly``, each readable alone; they
+get ``RunDeps`` (``engine.settings``), never the orchestrator.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,11 +22,12 @@ from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
 from foreman.engine.delivery import events_of
-from foreman.engine.execution import RunState, execute
+from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
+from foreman.engine.lifecycle import RunState, execute
 from foreman.engine.planning import check_given_plan, make_plan
-from foreman.engine.results import RunResult, TaskResult, TaskStatus, typed_outputs
 from foreman.engine.resuming import books_before, carry_over, record_budget
+from foreman.engine.settings import DEFAULTS, RunDeps, RunSettings
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.ledger.budget import Budget, check_priced, executed_seconds
@@ -34,8 +37,8 @@ from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
-from foreman.plan.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.plan.schema import Plan, check_max_tasks
+from foreman.results import RunResult, TaskResult, TaskStatus, typed_outputs
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
@@ -44,9 +47,6 @@ from foreman.workers.registry import RUN_MODES, Registry, RunMode
 from foreman.workers.spec import RiskLevel, Worker
 
 log = logging.getLogger(__name__)
-
-#: Turns a delegating orchestrator may take by default (the last one must answer).
-DEFAULT_MAX_TURNS = 8
 
 OnEvent = Callable[[Event], None]
 
@@ -87,7 +87,7 @@ class Orchestrator:
     ``mode`` is how a run is driven: ``"plan"`` writes the whole plan first and runs it;
     ``"delegate"`` gives the orchestrator model one tool per worker and lets it delegate
     turn by turn (in parallel within a turn) until it answers, in at most ``max_turns``
-    turns and ``max_tasks`` delegations (``engine.delegating``). A team file's ``mode:``
+    turns and ``max_tasks`` delegations (``engine.drivers.delegating``). A team file's ``mode:``
     applies when none is given; a resumed run keeps the mode it was started with.
 
     ``budget`` (``foreman.Budget``) limits what each run may spend: tokens, dollars, wall
@@ -122,7 +122,7 @@ class Orchestrator:
         budget: Budget | None = None,
         timer: Callable[[], float] = time.perf_counter,
         mode: RunMode | None = None,
-        max_turns: int = DEFAULT_MAX_TURNS,
+        max_turns: int = DEFAULTS.max_turns,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -143,9 +143,6 @@ class Orchestrator:
             raise ConfigError(f"mode must be 'plan' or 'delegate', not {mode!r}.")
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
             raise ConfigError(f"max_turns must be a whole number of at least 1, not {max_turns!r}.")
-        #: How runs are driven (``plan`` or ``delegate``), and the delegating turns' limit.
-        self.mode: RunMode = mode
-        self.max_turns = max_turns
         check_prices()
         self.models = ModelPool(model, models)
         self.planner_model = planner_model
@@ -186,22 +183,81 @@ class Orchestrator:
         self._build_models()
         check_priced(self.budget, self._model_names)
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
-        self.settings: dict[str, Any] = {
-            "model": self.models.default_name,
-            "planner_model": _name(planner_model),
-            "concurrency": concurrency,
-            "max_tasks": max_tasks,
-            "validator": validator,
-            "max_revisions": max_revisions,
-            "assembly": assembly,
-            "auto_approve": self.auto_approve.value if self.auto_approve else None,
-            "timeout": timeout,
-            "record_prompts": record_prompts,
-            "plan_budget_usd": plan_budget_usd,
-            "budget": self.budget.model_dump() if self.budget is not None else None,
-            "mode": mode,
-            "max_turns": max_turns,
-        }
+        self.config = RunSettings(
+            model=self.models.default_name,
+            planner_model=_name(planner_model),
+            concurrency=concurrency,
+            max_tasks=max_tasks,
+            max_plan_retries=max_plan_retries,
+            validator=validator,
+            max_revisions=max_revisions,
+            assembly=assembly,
+            auto_approve=self.auto_approve.value if self.auto_approve else None,
+            timeout=timeout,
+            record_prompts=record_prompts,
+            plan_budget_usd=plan_budget_usd,
+            budget=self.budget,
+            mode=mode,
+            max_turns=max_turns,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: RunSettings,
+        workers: Registry,
+        **objects: Any,
+    ) -> Orchestrator:
+        """The orchestrator ``settings`` describe (a run's recorded ones, or the CLI's), for
+        ``workers`` (the team ``settings.team`` names), with ``objects`` (``store``,
+        ``observers``, ``approve``...) that are not settings."""
+        orchestrator = cls(
+            workers,
+            model=settings.model,
+            planner_model=settings.planner_model,
+            concurrency=settings.concurrency,
+            max_tasks=settings.max_tasks,
+            max_plan_retries=settings.max_plan_retries,
+            validator=settings.validator,
+            max_revisions=settings.max_revisions,
+            assembly=settings.assembly,
+            auto_approve=settings.auto_approve,
+            timeout=settings.timeout,
+            record_prompts=settings.record_prompts,
+            plan_budget_usd=settings.plan_budget_usd,
+            budget=settings.budget,
+            mode=settings.mode,
+            max_turns=settings.max_turns,
+            **objects,
+        )
+        orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
+        return orchestrator
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings recorded with each run, as plain JSON (``config`` is the typed one)."""
+        return self.config.recorded()
+
+    def deps(self) -> RunDeps:
+        """What an execution of this orchestrator runs with."""
+        return RunDeps(
+            settings=self.config,
+            registry=self.registry,
+            models=self.models,
+            planner_model=self.planner_model,
+            validator=self.validator,
+            store=self.store,
+            approve=self.approve,
+            auto_approve=self.auto_approve,
+            retry=self.retry,
+            observers=self.observers,
+            budget=self.budget,
+            plan_budget_usd=self.plan_budget_usd,
+            lease_seconds=self.lease_seconds,
+            started_write_window=self.started_write_window,
+            timer=self.timer,
+            estimator=self.estimator,
+        )
 
     def _build_models(self) -> None:
         """Build every model a run may call, now: an unknown model name or a missing API key
@@ -216,21 +272,16 @@ class Orchestrator:
         if isinstance(self.planner_model, Model):
             self._model_names.append(self.planner_model.name)
 
-    def own_timeout(self, default: float | None = None) -> float | None:
-        """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``
-        leaves it to the model's own default (longer for the local model)."""
-        return self.timeout if self.timeout is not None else default
-
     # --- runs --------------------------------------------------------------------------
 
     async def plan(self, request: str, on_event: OnEvent | None = None) -> tuple[Plan, Usage]:
         """A validated plan for ``request`` and the tokens it cost, without running it."""
-        return await make_plan(self, "", request, on_event or _ignore)
+        return await make_plan(self.deps(), "", request, on_event or _ignore)
 
     async def estimate(self, plan: Plan, request: str = "") -> PlanEstimate:
         """What ``plan`` will most likely cost and take, per task and in total, before any
         of it is spent: from the ledger's history of each worker on its model, typical
-        values where there is none (``foreman.plan.estimate`` says which, and how)."""
+        values where there is none (``foreman.engine.estimate`` says which, and how)."""
         return (await self.estimator()).plan(plan, request)
 
     async def estimator(self) -> Estimator:
@@ -311,9 +362,13 @@ class Orchestrator:
             budget=budget,
             seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
             earlier_calls=earlier,
-            mode=record.settings.get("mode", "plan"),
         )
-        return await execute(self, state, on_event or _ignore)
+        # Driven as it was started, whatever this orchestrator's own mode.
+        deps = self.deps()
+        mode = record.settings.get("mode") or "plan"
+        if mode != deps.settings.mode:
+            deps = replace(deps, settings=deps.settings.model_copy(update={"mode": mode}))
+        return await execute(deps, state, on_event or _ignore)
 
     async def replay(self, run_id: str, task_id: str, *, model: str | None = None) -> TaskResult:
         """Run one task's worker again on its recorded input, for debugging.
@@ -392,12 +447,10 @@ class Orchestrator:
 
     def _start(self, request: str, plan: Plan | None, on_event: OnEvent) -> Awaitable[RunResult]:
         if plan is not None:
-            if self.mode == "delegate":
+            if self.config.mode == "delegate":
                 raise ConfigError("A given plan runs in mode 'plan'; mode 'delegate' plans itself.")
-            check_given_plan(self, plan)
-        state = RunState(
-            run_id=new_run_id(), request=request, plan=plan, budget=self.budget, mode=self.mode
-        )
+            check_given_plan(self.registry, plan)
+        state = RunState(run_id=new_run_id(), request=request, plan=plan, budget=self.budget)
 
         async def go() -> RunResult:
             await self.store.create_run(
@@ -405,7 +458,7 @@ class Orchestrator:
             )
             if plan is not None:
                 await self.store.save_plan(state.run_id, plan)
-            return await execute(self, state, on_event)
+            return await execute(self.deps(), state, on_event)
 
         return go()
 

@@ -12,20 +12,21 @@ from foreman.events import (
     Event,
     PlanRejected,
 )
-from foreman.models.base import Model, Usage
+from foreman.models.base import Usage
 from foreman.models.retry import CallLog, CallOutcome
 from foreman.plan.planner import Planner
 from foreman.plan.schema import Plan
 from foreman.plan.validate import validate_plan
 
 if TYPE_CHECKING:
-    from foreman.engine.orchestrator import Orchestrator
+    from foreman.engine.settings import RunDeps
+    from foreman.workers.registry import Registry
 
 OnEvent = Callable[[Event], None]
 
 
 async def make_plan(
-    orchestrator: Orchestrator,
+    deps: RunDeps,
     run_id: str,
     request: str,
     emit: OnEvent,
@@ -35,16 +36,15 @@ async def make_plan(
     """Ask the planner model for a validated plan, reporting each rejected attempt and
     each retried call. ``on_call`` hears every planner call's attempts and tokens as it is
     made, so a planning that fails in the end still reports what it cost."""
-    model = orchestrator.planner_model
     planner = Planner(
-        model if isinstance(model, Model) else orchestrator.models.get(model),
-        orchestrator.registry,
-        max_tasks=orchestrator.max_tasks,
-        max_retries=orchestrator.max_plan_retries,
-        retry=orchestrator.retry,
-        timeout=orchestrator.own_timeout(),
-        budget_usd=orchestrator.plan_budget_usd,
-        estimator=await orchestrator.estimator() if orchestrator.plan_budget_usd else None,
+        deps.planner(),
+        deps.registry,
+        max_tasks=deps.settings.max_tasks,
+        max_retries=deps.settings.max_plan_retries,
+        retry=deps.retry,
+        timeout=deps.own_timeout(),
+        budget_usd=deps.plan_budget_usd,
+        estimator=await deps.estimator() if deps.plan_budget_usd else None,
     )
     outcome = await planner.plan(
         request,
@@ -58,7 +58,8 @@ async def make_plan(
     return outcome.plan, outcome.usage
 
 
-def check_given_plan(orchestrator: Orchestrator, plan: Plan) -> None:
-    errors = validate_plan(plan, orchestrator.registry, max_tasks=len(plan.tasks))
+def check_given_plan(registry: Registry, plan: Plan) -> None:
+    """``PlanError`` unless ``plan`` can run on this team (any number of tasks)."""
+    errors = validate_plan(plan, registry, max_tasks=len(plan.tasks))
     if errors:
         raise PlanError("The given plan cannot run:", errors=errors)

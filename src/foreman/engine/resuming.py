@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from foreman.engine.results import RunStatus, TaskResult
 from foreman.ledger.books import Books
 from foreman.ledger.budget import Budget
 from foreman.ledger.records import CallRecord, CallStatus, carried_over
+from foreman.results import RunStatus, TaskResult
 from foreman.store.base import RunRecord, Store
 
 log = logging.getLogger(__name__)

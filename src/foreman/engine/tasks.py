@@ -14,7 +14,6 @@ from typing import Any
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import CallOutcome, call_worker, retried, timeout_for
 from foreman.engine.prompts import REVIEW_SUFFIX, Verdict, review_input, worker_input
-from foreman.engine.results import TaskResult, TaskStatus
 from foreman.errors import RunAbortedError
 from foreman.events import (
     TaskFailed,
@@ -29,6 +28,7 @@ from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose
 from foreman.models.pool import ModelPool
 from foreman.plan.schema import Task
+from foreman.results import TaskResult, TaskStatus
 from foreman.workers.registry import Registry
 from foreman.workers.spec import Worker
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from foreman.errors import ConfigError, OutputValidationError, PlanError
 from foreman.ledger.recorder import CallScope
@@ -34,8 +34,24 @@ from foreman.plan.schema import Plan, constrained_plan_schema
 from foreman.plan.validate import parse_plan, validate_plan
 from foreman.workers.registry import Registry
 
-if TYPE_CHECKING:  # the estimator is engine-aware; the planner only asks it questions
-    from foreman.plan.estimate import Estimator
+
+class CostedPlan(Protocol):
+    """An estimate's figures the planner checks a plan's cost with."""
+
+    cost_usd: float | None
+    unpriced: list[str]
+
+
+class PlanCoster(Protocol):
+    """What the planner asks of an estimator. The estimator knows the engine's prompts and
+    the ledger's history (``foreman.engine.estimate.Estimator``); the planner, below the
+    engine, only asks it these questions."""
+
+    def plan(self, plan: Plan, request: str = "") -> CostedPlan: ...
+
+    def worker_costs(self) -> dict[str, float | None]: ...
+
+    def unpriced_steps(self) -> list[str]: ...
 
 
 @dataclass
@@ -67,7 +83,7 @@ class Planner:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         budget_usd: float | None = None,
-        estimator: Estimator | None = None,
+        estimator: PlanCoster | None = None,
     ) -> None:
         if budget_usd is not None and estimator is None:
             raise ConfigError("A plan budget needs an estimator to check plans against it.")

@@ -13,10 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from foreman.engine.results import RunStatus, TaskResult
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
+from foreman.results import RunStatus, TaskResult
 from foreman.store.records import (
     Approval,
     ApprovalStatus,

@@ -13,13 +13,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import RunLockedError, UnknownRunError
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
 from foreman.models.pricing import run_price
 from foreman.plan.schema import Plan
+from foreman.results import RunStatus, TaskResult
 from foreman.store.base import (
     Approval,
     ApprovalStatus,

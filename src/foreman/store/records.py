@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from foreman.engine.results import RunStatus, TaskResult
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
+from foreman.results import RunStatus, TaskResult
 from foreman.workers.spec import RiskLevel
 
 

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 
 from pydantic import ValidationError
 
-from foreman.engine.results import RunStatus
 from foreman.errors import (
     AmbiguousRunError,
     ApprovalError,
@@ -20,6 +19,7 @@ from foreman.errors import (
     UnknownRunError,
 )
 from foreman.ledger.records import CRASHED, CallRecord, CallStatus, price_of
+from foreman.results import RunStatus
 from foreman.store.records import Approval, ApprovalStatus, LeaseOwner
 
 

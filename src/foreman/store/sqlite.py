@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import (
     CorruptedRunError,
     RunLockedError,
@@ -31,6 +30,7 @@ from foreman.errors import (
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
+from foreman.results import RunStatus, TaskResult
 from foreman.store.base import (
     Approval,
     ApprovalStatus,

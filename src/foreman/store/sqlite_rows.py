@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from foreman.engine.results import RunStatus, TaskResult
 from foreman.errors import StoreError, UnknownRunError
 from foreman.models.base import Usage
 from foreman.models.pricing import Cost, run_price
 from foreman.plan.schema import Plan
+from foreman.results import RunStatus, TaskResult
 from foreman.store.base import (
     Approval,
     ApprovalStatus,

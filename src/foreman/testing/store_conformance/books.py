@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from foreman.engine.results import RunStatus
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import Usage
+from foreman.results import RunStatus
 from foreman.store.base import RunRecord, RunSummary, Store
 from foreman.testing.store_conformance._harness import Harness, store_test
 from foreman.testing.store_conformance.records import call, plan, result, run_record

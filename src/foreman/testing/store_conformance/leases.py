@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from foreman.engine.results import RunStatus
 from foreman.errors import (
     AmbiguousRunError,
     ApprovalError,
@@ -16,6 +15,7 @@ from foreman.errors import (
     UnknownRunError,
 )
 from foreman.events import TaskStarted
+from foreman.results import RunStatus
 from foreman.store.base import ApprovalStatus, LeaseOwner, Store
 from foreman.testing.store_conformance._harness import Harness, store_test
 from foreman.testing.store_conformance.records import approval, plan, result, run_record

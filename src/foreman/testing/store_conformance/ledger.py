@@ -7,11 +7,11 @@ import itertools
 
 import pytest
 
-from foreman.engine.results import RunStatus
 from foreman.errors import UnknownRunError
 from foreman.events import TaskStarted
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus
 from foreman.models.base import Usage
+from foreman.results import RunStatus
 from foreman.store.base import LeaseOwner, Store
 from foreman.testing.store_conformance._harness import Harness, store_test
 from foreman.testing.store_conformance.records import call, plan, result, run_record

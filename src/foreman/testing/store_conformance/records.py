@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from foreman.engine.results import TaskResult, TaskStatus
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, provider_of
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan, Task
+from foreman.results import TaskResult, TaskStatus
 from foreman.store.base import Approval, RunRecord
 from foreman.workers.spec import RiskLevel
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from foreman.engine.results import RunStatus, TaskStatus
 from foreman.errors import StoreError, UnknownRunError
 from foreman.events import Assembled, TaskFailed, TaskFinished, TaskStarted
 from foreman.models.base import Usage
+from foreman.results import RunStatus, TaskStatus
 from foreman.store.base import LeaseOwner, Store
 from foreman.testing.store_conformance._harness import Harness, store_test
 from foreman.testing.store_conformance.records import (

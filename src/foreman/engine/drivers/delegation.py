@@ -17,10 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from foreman.engine.delegation_prompts import result_text, tool_description, tool_parameters
-from foreman.engine.results import TaskResult
+from foreman.engine.drivers.delegation_prompts import result_text, tool_description, tool_parameters
 from foreman.models.base import Message, ToolCall, ToolResult, ToolSpec
 from foreman.plan.schema import Plan, Task
+from foreman.results import TaskResult
 from foreman.workers.registry import Registry
 
 _ID = re.compile(r"^d(\d+)-(\d+)$")

@@ -1,0 +1,156 @@
+"""The planned driver: plan the whole request, run the plan as a DAG, assemble.
+
+Planning happens once (unless the run already has a plan); each settled task is
+checkpointed before its dependants start; assembly puts the results together (synthesis or
+concatenation). A task that waits for approval pauses the run; an ``abort`` policy ends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from foreman.engine.approvals import ApprovalGate
+from foreman.engine.assembly import SYNTHESISER, assemble
+from foreman.engine.calls import retried
+from foreman.engine.delivery import Delivery
+from foreman.engine.lifecycle import Execution
+from foreman.engine.planning import make_plan
+from foreman.engine.scheduler import Halt, run_dag
+from foreman.engine.tasks import TaskRunner
+from foreman.errors import BudgetExceededError, RunAbortedError
+from foreman.events import Assembled, PlanReady, RunStarted
+from foreman.ledger.budget import BudgetMeter
+from foreman.ledger.records import CallPurpose
+from foreman.models.base import Usage
+from foreman.models.retry import CallOutcome
+from foreman.plan.schema import Plan, Task
+from foreman.results import RunResult, RunStatus, TaskResult, TaskStatus, confidences
+
+
+async def drive_planned(run: Execution) -> RunResult:
+    deps, state = run.deps, run.state
+    run.emit(RunStarted(run_id=run.run_id, request=state.request, resumed=state.resumed))
+    plan, plan_usage = state.plan, state.plan_usage
+    if plan is None:
+        try:
+            plan, plan_usage = await _plan(run)
+        except BudgetExceededError:
+            return await run.over_budget()
+        state.plan = plan
+    run.emit(PlanReady(run_id=run.run_id, plan=plan, usage=plan_usage))
+    error = await _run_tasks(run, plan)
+    if error is None and run.meter is not None and run.meter.exceeded is not None:
+        return await run.over_budget()
+    confidence = confidences(plan, run.results)
+    status, answer, synthesis_attempts = _status(error, run.results), None, 0
+    if status in (RunStatus.succeeded, RunStatus.partial):
+        try:
+            assembly = await assemble(
+                deps.settings.assembly,
+                state.request,
+                plan,
+                run.results,
+                confidence,
+                deps.models.default,
+                retry=deps.retry,
+                call_timeout=deps.own_timeout(SYNTHESISER.timeout),
+                on_retry=retried(run.emit, run.run_id, "synthesis"),
+                scope=run.journal.ledger.scope(CallPurpose.synthesis),
+            )
+        except BudgetExceededError:
+            return await run.over_budget()
+        answer, synthesis_attempts = assembly.answer, assembly.attempts
+        run.emit(Assembled(run_id=run.run_id, method=assembly.method, answer=answer))
+    return await run.finish(
+        run.result(
+            status,
+            plan=plan,
+            answer=answer,
+            confidence=confidence,
+            error=error,
+            synthesis_attempts=synthesis_attempts,
+        )
+    )
+
+
+async def _plan(run: Execution) -> tuple[Plan, Usage]:
+    """The planner's plan, stored with what it cost (attempts cut short at their estimate)."""
+
+    def planned(call: CallOutcome) -> None:
+        run.plan_attempts += call.attempts
+
+    ledger = run.journal.ledger
+    plan, _ = await make_plan(
+        run.deps,
+        run.run_id,
+        run.state.request,
+        run.emit,
+        planned,
+        ledger.scope(CallPurpose.plan),
+    )
+    usage = ledger.usage_of("plan")
+    await run.journal.save_plan(plan, usage)
+    return plan, usage
+
+
+async def _run_tasks(run: Execution, plan: Plan) -> str | None:
+    """Run the plan's DAG; the abort's error, if a task's failure policy aborted the run."""
+    deps = run.deps
+    runner = TaskRunner(
+        run.run_id,
+        deps.registry,
+        deps.models,
+        run.emit,
+        validator=deps.validator,
+        max_revisions=deps.settings.max_revisions,
+        gate=ApprovalGate(deps.store, run.emit, deps.approve, deps.auto_approve),
+        timeout=deps.settings.timeout,
+        ledger=run.journal.ledger,
+    )
+    try:
+        await run_dag(
+            plan,
+            _checkpointed(runner, run.delivery, run.meter),
+            concurrency=deps.settings.concurrency,
+            worker_limits={w.name: w.max_concurrency for w in deps.registry if w.max_concurrency},
+            results=run.results,
+        )
+    except RunAbortedError as exc:
+        if exc.result is not None:  # keep the failed task's record (its tokens are spent)
+            run.results[exc.task_id] = exc.result
+        return str(exc)
+    return None
+
+
+def _checkpointed(
+    runner: TaskRunner, delivery: Delivery, meter: BudgetMeter | None
+) -> Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]:
+    """The runner, with each settled task stored before the scheduler sees it. Once the
+    budget is spent, no task starts, and one whose next call was refused stops
+    unfinished (``Halt``): the scheduler lets the running ones end, then stops."""
+
+    async def execute(task: Task, deps: dict[str, TaskResult]) -> TaskResult:
+        try:
+            if meter is not None:
+                meter.admit()
+            result = await runner(task, deps)
+        except BudgetExceededError as exc:
+            raise Halt(str(exc)) from None
+        except RunAbortedError as exc:
+            if exc.result is not None:
+                await delivery.checkpoint(exc.result)
+            raise
+        await delivery.checkpoint(result)
+        return result
+
+    return execute
+
+
+def _status(error: str | None, results: dict[str, TaskResult]) -> RunStatus:
+    if error is not None:
+        return RunStatus.aborted
+    if any(result.status is TaskStatus.waiting for result in results.values()):
+        return RunStatus.waiting_approval
+    if all(result.succeeded for result in results.values()):
+        return RunStatus.succeeded
+    return RunStatus.partial
