@@ -56,6 +56,15 @@ def scripted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Script
     thread.shutdown()
 
 
+async def test_a_free_text_answer_under_the_grammar_is_kept_from_looping(
+    scripted: ScriptedLlama,
+) -> None:
+    scripted.answers.append('{"answer": "Acme."}')
+    model: LocalModel = scripted.model  # type: ignore[attr-defined]
+    await model.complete(ModelRequest(messages=[ASK], tools=[RESEARCH], tool_choice="none"))
+    assert scripted.sent[0]["repeat_penalty"] > 1
+
+
 def test_the_grammar_admits_calls_or_an_answer_as_tool_choice_says() -> None:
     both = _gbnf(json.dumps(tool_schema(ModelRequest(messages=[ASK], tools=[RESEARCH]))))
     assert '"\\"research\\""' in both and '"\\"answer\\""' in both
@@ -102,6 +111,7 @@ async def test_parallel_calls_are_read_with_ids_unique_per_turn(scripted: Script
         {"tool": "research", "error": "timed out"},
     ]
     assert scripted.sent[1]["grammar"] is not None
+    assert "repeat_penalty" not in scripted.sent[1]  # calls repeat their keys
 
 
 async def test_a_structured_answer_is_its_json(scripted: ScriptedLlama) -> None:

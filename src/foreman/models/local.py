@@ -132,7 +132,11 @@ class LocalModel(Model):
             options["grammar"] = grammar_for_schema(tool_schema(request))
         elif request.output_schema is not None:
             options["grammar"] = grammar_for_schema(request.output_schema)
-        else:  # small models loop on free text; a JSON grammar needs its repeated keys
+        # Small models loop on free text; a JSON grammar needs its repeated keys, but a
+        # free-text answer under the tool grammar (``{"answer": "..."}``) has none.
+        if "grammar" not in options or (
+            request.tool_choice == "none" and not request.output_schema
+        ):
             options["repeat_penalty"] = REPEAT_PENALTY
         try:
             answer = llama.create_chat_completion(messages=messages, **options)
