@@ -9,14 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from foreman import Budget, Orchestrator, Registry, RunStatus, load_team
 from foreman.cli import app
+from foreman.cli.render import LiveProgress
 from foreman.engine.drivers.delegation_prompts import LAST_TURN
 from foreman.errors import ConfigError, ForemanError
 from foreman.events import EVENT_ADAPTER, Event, OrchestratorTurn, TaskFinished, TaskStarted
-from foreman.models.base import ModelRequest, ToolCall
+from foreman.models.base import ModelRequest, ToolCall, Usage
+from foreman.plan.schema import Task
 from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
 from foreman.workers.spec import RiskLevel
@@ -218,3 +221,34 @@ def test_foreman_run_mode_delegate_from_the_cli(monkeypatch: pytest.MonkeyPatch)
     assert events[-1].result.answer == "the answer"
     assert events[-1].result.plan.tasks[0].worker == "researcher"
     assert not any(r.output_schema for r in model.requests)  # no planner call was made
+
+
+def test_the_live_view_lists_delegations_as_the_turns_make_them() -> None:
+    progress = LiveProgress(Console(record=True, width=120))
+    task = Task(id="d1-1", worker="researcher", instructions="look")
+    progress.handle(OrchestratorTurn(run_id="r", turn=1, delegations=[task], usage=Usage()))
+    progress.handle(TaskStarted(run_id="r", task_id="d1-1", worker="researcher"))
+    follow_up = Task(id="d2-1", worker="analyst", instructions="x", depends_on=["d1-1"])
+    progress.handle(OrchestratorTurn(run_id="r", turn=2, delegations=[follow_up], usage=Usage()))
+    progress.console.print(progress)
+    shown = progress.console.export_text()
+    assert "Turn 2: 1 delegated" in shown
+    rows = [line.split() for line in shown.splitlines()[2:]]
+    assert rows[0][:3] == ["d1-1", "researcher", "running"]
+    assert rows[1] == ["d2-1", "analyst", "pending", "d1-1"]
+    progress.handle(OrchestratorTurn(run_id="r", turn=3, final=True, usage=Usage()))
+    assert progress.headline == "Turn 3: answered"
+
+
+def test_a_team_file_with_mode_delegate_drives_a_cli_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    model = scripted(["straight answer"])
+    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: model)
+    team_file = tmp_path / "team.yaml"
+    team_file.write_text("include_defaults: true\nmode: delegate\n")
+    result = CliRunner().invoke(app, ["run", "q", "--team", str(team_file), "--json"])
+    assert result.exit_code == 0, result.output
+    finished = EVENT_ADAPTER.validate_json(result.output.splitlines()[-1])
+    assert finished.result.answer == "straight answer" and finished.result.plan.tasks == []
+    assert [r.tool_choice for r in model.requests] == ["auto"]  # one turn, no planner
