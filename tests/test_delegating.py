@@ -16,7 +16,7 @@ from foreman import Budget, Orchestrator, Registry, RunStatus, load_team
 from foreman.cli import app
 from foreman.cli.render import LiveProgress
 from foreman.engine.drivers.delegation_prompts import LAST_TURN
-from foreman.errors import ConfigError, ForemanError
+from foreman.errors import ConfigError, ForemanError, ModelError
 from foreman.events import EVENT_ADAPTER, Event, OrchestratorTurn, TaskFinished, TaskStarted
 from foreman.models.base import ModelRequest, ToolCall, Usage
 from foreman.plan.schema import Task
@@ -252,3 +252,37 @@ def test_a_team_file_with_mode_delegate_drives_a_cli_run(
     finished = EVENT_ADAPTER.validate_json(result.output.splitlines()[-1])
     assert finished.result.answer == "straight answer" and finished.result.plan.tasks == []
     assert [r.tool_choice for r in model.requests] == ["auto"]  # one turn, no planner
+
+
+async def test_resume_keeps_a_failure_the_orchestrator_already_saw(tmp_path: Path) -> None:
+    """An earlier turn's failed delegation is not run again behind the orchestrator's back:
+    it saw the failure and went on; the run resumes from there."""
+    db = tmp_path / "runs.db"
+    deployer = worker("deployer", risk=RiskLevel.high)
+
+    def model_for(turns: list[Any]) -> ScriptedModel:
+        def answer(request: ModelRequest) -> Any:
+            if request.tools:
+                entry = turns[turn_of(request) - 1]
+                return entry(request) if callable(entry) else entry
+            instructions = json.loads(request.messages[0].content)["instructions"]
+            return ModelError("down") if instructions == "flaky" else "out:" + instructions
+
+        return ScriptedModel(answer)
+
+    first = model_for([[delegate("researcher", "flaky")], [delegate("deployer", "ship")]])
+    async with Orchestrator(
+        team(deployer), model=first, mode="delegate", store=SQLiteStore(db)
+    ) as orchestrator:
+        paused = await orchestrator.run("Ship")
+    assert paused.status is RunStatus.waiting_approval
+    assert paused.tasks["d1-1"].status.value == "failed"
+
+    store = SQLiteStore(db)
+    await store.decide(paused.run_id, "d2-1", approved=True, note=None)
+    then = model_for([None, None, lambda r: r.messages[2].tool_results[0].content])
+    async with Orchestrator(team(deployer), model=then, store=store) as orchestrator:
+        done = await orchestrator.resume(paused.run_id)
+    assert worker_instructions(then) == ["ship"]  # not "flaky" again
+    assert json.loads(done.answer)["status"] == "failed"  # turn 3 saw it as it was
+    assert done.status is RunStatus.partial and done.tasks["d1-1"].error == "down"
