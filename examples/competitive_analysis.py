@@ -5,7 +5,7 @@ at once (one delegation each, in parallel, in its first turn), hands the three r
 an analyst for the comparison (its second turn), and writes the answer from what came back.
 
     python examples/competitive_analysis.py --scripted          # deterministic, no provider
-    python examples/competitive_analysis.py --model anthropic:claude-sonnet-4-5
+    python examples/competitive_analysis.py --model anthropic:claude-sonnet-5-5
     python examples/competitive_analysis.py --scripted --json   # events as JSON lines
 
 ``--scripted`` runs on ``foreman.testing.ScriptedModel``: the same engine, approvals,

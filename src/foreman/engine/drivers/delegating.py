@@ -19,6 +19,7 @@ from __future__ import annotations
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import retried
 from foreman.engine.drivers.delegation import (
+    Refused,
     TurnNotes,
     conversation,
     delegations,
@@ -168,7 +169,7 @@ def _turn_event(
     response: ModelResponse,
     *,
     tasks: list[Task] | None = None,
-    refused: list | None = None,
+    refused: list[Refused] | None = None,
     final: bool = False,
 ) -> OrchestratorTurn:
     return OrchestratorTurn(
