@@ -164,6 +164,17 @@ class RunFinished(_Event):
     result: RunResult
 
 
+class TaskExpanded(_Event):
+    """A for-each task's dependency settled: it runs as one item task per element of the
+    list it names (``item_ids``, in item order, none for an empty list); the task itself
+    settles once they all have, as the list of their outputs."""
+
+    type: Literal["task_expanded"] = "task_expanded"
+    task_id: str
+    count: int
+    item_ids: list[str]
+
+
 class OrchestratorTurn(_Event):
     """One turn of the delegating orchestrator (``mode="delegate"``): the delegations it
     made (tasks, which now start, in parallel), the calls it made that were refused and
@@ -195,6 +206,7 @@ Event = Annotated[
     | BudgetExceeded
     | Assembled
     | RunFinished
+    | TaskExpanded
     | OrchestratorTurn,
     Field(discriminator="type"),
 ]

@@ -14,6 +14,7 @@ from foreman.engine.calls import call_worker
 from foreman.engine.prompts import SYNTHESIS_SYSTEM, synthesis_input
 from foreman.models.base import Model, Usage
 from foreman.models.retry import CallLog, OnRetry, RetryPolicy
+from foreman.plan.foreach import item_ids_of
 from foreman.plan.schema import Plan
 from foreman.results import TaskResult
 from foreman.workers.spec import Worker
@@ -95,6 +96,13 @@ def partial_note(plan: Plan, results: dict[str, TaskResult], confidence: dict[st
         results[task.id]
         for task in plan.tasks
         if task.id in results and not results[task.id].succeeded
+    ]
+    problems += [  # items of for-each tasks, each under its task
+        results[item]
+        for task in plan.tasks
+        if task.for_each
+        for item in item_ids_of(task.id, results)
+        if not results[item].succeeded
     ]
     if not problems:
         return ""

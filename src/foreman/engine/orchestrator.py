@@ -37,6 +37,7 @@ from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
+from foreman.plan.foreach import find_task
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.results import RunResult, TaskResult, TaskStatus, typed_outputs
 from foreman.store.base import RunRecord, Store
@@ -381,8 +382,14 @@ class Orchestrator:
         record = await self.store.get_run(run_id)
         tasks = await self.store.load_tasks(run_id)
         ids = [task.id for task in record.plan.tasks] if record.plan else []
-        if task_id not in ids:
+        task = find_task(record.plan, task_id) if record.plan else None
+        if task is None or (task_id not in ids and task_id not in tasks):  # an item never made
             raise ForemanError(f"Run {run_id} has no task {task_id!r}; its tasks: {ids}.")
+        if task.for_each:
+            raise ForemanError(
+                f"Task {task_id!r} of run {run_id} runs once per item and calls no model "
+                f"itself; replay one of its items ({task_id}.1, {task_id}.2, ...)."
+            )
         recorded = tasks.get(task_id)
         # A task waiting for approval, or rejected, has its input recorded but never ran:
         # replaying it would execute a risky task nobody approved.
@@ -392,7 +399,7 @@ class Orchestrator:
                 f"Task {task_id!r} of run {run_id} never ran{why}, so there is nothing to "
                 f"replay. `foreman resume {run_id}` runs it."
             )
-        worker = self.registry.get(record.plan.task(task_id).worker)
+        worker = self.registry.get(task.worker)
         ledger = CallLedger(run_id, keep_prompts=self.record_prompts, on_end=self.observers.on_call)
         if not record.calls:  # stored before the ledger: its totals join it first
             await carry_over(self.store, record, tasks)

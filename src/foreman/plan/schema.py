@@ -26,6 +26,13 @@ class Task(BaseModel):
     args: dict[str, Any] | None = Field(
         None, description="Structured arguments, for workers that declare an input schema."
     )
+    for_each: str | None = Field(
+        None,
+        description="Run once per item of a list in a dependency's structured output: the "
+        "dependency's id, then the dotted path to the list ('t1.files'); it must be in "
+        "depends_on. Each item task gets one item as its input 'item'; dependants get "
+        "every item's output, as a list in item order.",
+    )
 
 
 class Plan(BaseModel):
@@ -92,14 +99,16 @@ def constrained_plan_schema(
     *,
     max_dependencies: int = 3,
     with_args: bool = False,
+    with_for_each: bool = False,
 ) -> dict[str, Any]:
     """JSON schema whose every valid instance is an acyclic, well-referenced plan.
 
     Used as the structured-output schema for the planner call. ``maxLength`` bounds the
     instructions so a small model cannot loop inside a string forever. ``with_args`` admits
     an optional ``args`` object per task, for teams with workers that declare an input
-    schema (validation then checks the args against that schema). ``max_tasks`` is checked
-    by ``check_max_tasks``.
+    schema (validation then checks the args against that schema); ``with_for_each`` an
+    optional ``for_each`` reference, for teams with a worker whose output has a list.
+    ``max_tasks`` is checked by ``check_max_tasks``.
     """
     check_max_tasks(max_tasks)
     items = []
@@ -124,6 +133,8 @@ def constrained_plan_schema(
         }
         if with_args:
             properties["args"] = {"type": "object"}
+        if with_for_each and earlier:
+            properties["for_each"] = {"type": "string", "minLength": 2, "maxLength": 100}
         items.append(
             {
                 "type": "object",
