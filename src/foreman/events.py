@@ -57,7 +57,7 @@ class TaskRetried(_Event):
     delay: float
 
 
-CallPurpose = Literal["plan", "review", "synthesis", "delegate"]
+CallPurpose = Literal["plan", "review", "synthesis", "compaction", "delegate"]
 
 
 class CallRetried(_Event):
@@ -159,6 +159,20 @@ class Assembled(_Event):
     answer: str
 
 
+class ContextCompacted(_Event):
+    """Results the orchestrator reads for ``purpose`` passed its context budget: the
+    ``compacted`` ones (ids, oldest first) reach it as summaries. Their full outputs are
+    unchanged in the store and for the workers that depend on them. ``failed`` summary
+    calls were replaced by a cut of the text."""
+
+    type: Literal["context_compacted"] = "context_compacted"
+    purpose: str
+    compacted: list[str]
+    tokens_before: int
+    tokens_after: int
+    failed: int = 0
+
+
 class RunFinished(_Event):
     type: Literal["run_finished"] = "run_finished"
     result: RunResult
@@ -207,6 +221,7 @@ Event = Annotated[
     | Assembled
     | RunFinished
     | TaskExpanded
+    | ContextCompacted
     | OrchestratorTurn,
     Field(discriminator="type"),
 ]

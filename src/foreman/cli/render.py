@@ -312,6 +312,8 @@ class LiveProgress:
                 )
             case ev.RunFinished(result=result):
                 self.headline = f"Finished: {result.status.value}"
+            case ev.ContextCompacted(purpose=purpose, compacted=compacted):
+                self.headline = f"Compacted {len(compacted)} results for {purpose}…"
         done = ("succeeded", "failed", "skipped", "approval")
         if (parent := self.item_of.get(getattr(event, "task_id", ""))) is not None:
             ids = self.items[parent]

@@ -21,6 +21,7 @@ from typing import Any
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
+from foreman.engine.context import MIN_SUMMARY_TOKENS
 from foreman.engine.delivery import events_of
 from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
@@ -95,6 +96,10 @@ class Orchestrator:
     time, calls; a team file's ``budget:`` applies when none is given. At a limit no call
     starts and the run ends ``over_budget`` with what finished; ``resume(run_id,
     budget=...)`` goes on under a raised one. ``timer`` measures its wall time.
+
+    ``context_budget`` (tokens) bounds the results the orchestrator itself reads: past
+    it, older results reach synthesis as summaries (``compaction`` calls in the ledger),
+    while workers still get their dependencies' full outputs.
     """
 
     def __init__(
@@ -124,6 +129,7 @@ class Orchestrator:
         timer: Callable[[], float] = time.perf_counter,
         mode: RunMode | None = None,
         max_turns: int = DEFAULTS.max_turns,
+        context_budget: int | None = None,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -174,6 +180,11 @@ class Orchestrator:
         #: Limits of each run (``resume`` may raise them); ``timer`` measures its seconds.
         self.budget = budget if budget is not None else self.registry.budget
         self.timer = timer
+        if context_budget is not None and context_budget < 4 * MIN_SUMMARY_TOKENS:
+            raise ConfigError(
+                f"context_budget must be at least {4 * MIN_SUMMARY_TOKENS} tokens, "
+                f"not {context_budget!r}."
+            )
         #: Dollars a plan's estimate (``estimate``) may reach; the planner plans within it.
         #: A run's cost budget is the default: a plan estimated over it would be cut short.
         self.plan_budget_usd = (
@@ -200,6 +211,7 @@ class Orchestrator:
             budget=self.budget,
             mode=mode,
             max_turns=max_turns,
+            context_budget=context_budget,
         )
 
     @classmethod
@@ -229,6 +241,7 @@ class Orchestrator:
             budget=settings.budget,
             mode=settings.mode,
             max_turns=settings.max_turns,
+            context_budget=settings.context_budget,
             **objects,
         )
         orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})

@@ -63,6 +63,9 @@ class RunSettings(BaseModel):
     mode: RunMode | None = None
     #: Turns a delegating orchestrator may take (the last one must answer).
     max_turns: int = 8
+    #: Tokens of results the orchestrator reads before older ones are compacted
+    #: (``engine.context``); ``None``: read them whole.
+    context_budget: int | None = None
 
     def recorded(self) -> dict[str, Any]:
         """The settings as stored with a run (plain JSON)."""

@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field
 
 from foreman.errors import ConfigError
 
+#: Outputs a judged task may make when its ``max_rounds`` is not given.
+DEFAULT_ROUNDS = 2
+
 
 class Task(BaseModel):
     """One subtask: what to do, who does it, and which tasks' outputs it needs."""
@@ -25,6 +28,17 @@ class Task(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     args: dict[str, Any] | None = Field(
         None, description="Structured arguments, for workers that declare an input schema."
+    )
+    judge: str | None = Field(
+        None,
+        description="A worker that reviews the output; it is revised with the judge's "
+        "feedback until approved or ``max_rounds`` outputs were made (generator-evaluator).",
+    )
+    max_rounds: int | None = Field(
+        None,
+        ge=1,
+        description="Outputs the task may make under its ``judge``, the first included "
+        f"(None: {DEFAULT_ROUNDS}).",
     )
     for_each: str | None = Field(
         None,
@@ -39,6 +53,11 @@ class Plan(BaseModel):
     """An ordered list of tasks forming a DAG through ``depends_on``."""
 
     tasks: list[Task]
+    answer_task: str | None = Field(
+        None,
+        description="The task whose output is the run's answer as it is, without a "
+        "synthesis call (a pipeline's last stage, a fan-out's final aggregate).",
+    )
 
     def task(self, task_id: str) -> Task:
         for task in self.tasks:

@@ -54,6 +54,11 @@ def validate_plan(plan: Plan, registry: Registry, *, max_tasks: int) -> list[str
             )
         else:
             errors.extend(_check_args(task.id, task.args, registry.get(task.worker)))
+        if task.judge is not None and task.judge not in registry:
+            errors.append(
+                f"Task {task.id!r} is judged by unknown worker {task.judge!r}; "
+                f"choose one of: {', '.join(registry.names())}."
+            )
         if placeholder := _PLACEHOLDER.search(task.instructions):
             errors.append(
                 f"Task {task.id!r} still has the placeholder {placeholder.group()!r} in its "
@@ -64,6 +69,8 @@ def validate_plan(plan: Plan, registry: Registry, *, max_tasks: int) -> list[str
                 errors.append(f"Task {task.id!r} depends on itself.")
             elif dep not in seen:
                 errors.append(f"Task {task.id!r} depends on {dep!r}, which is not in the plan.")
+    if plan.answer_task is not None and plan.answer_task not in seen:
+        errors.append(f"The answer task {plan.answer_task!r} is not in the plan.")
     errors.extend(_check_for_each(plan, registry))
     if not errors:
         cycle = find_cycle(plan)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.assembly import SYNTHESISER, assemble
 from foreman.engine.calls import retried
+from foreman.engine.context import compactor_of
 from foreman.engine.delivery import Delivery
 from foreman.engine.expansion import ForEach
 from foreman.engine.lifecycle import Execution
@@ -57,6 +58,7 @@ async def drive_planned(run: Execution) -> RunResult:
                 call_timeout=deps.own_timeout(SYNTHESISER.timeout),
                 on_retry=retried(run.emit, run.run_id, "synthesis"),
                 scope=run.journal.ledger.scope(CallPurpose.synthesis),
+                fit=compactor_of(run),
             )
         except BudgetExceededError:
             return await run.over_budget()
