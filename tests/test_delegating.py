@@ -15,9 +15,18 @@ from typer.testing import CliRunner
 from foreman import Budget, Orchestrator, Registry, RunStatus, load_team
 from foreman.cli import app
 from foreman.cli.render import LiveProgress
+from foreman.engine.context import COMPACTION_SYSTEM
 from foreman.engine.drivers.delegation_prompts import LAST_TURN
 from foreman.errors import ConfigError, ForemanError, ModelError
-from foreman.events import EVENT_ADAPTER, Event, OrchestratorTurn, TaskFinished, TaskStarted
+from foreman.events import (
+    EVENT_ADAPTER,
+    ContextCompacted,
+    Event,
+    OrchestratorTurn,
+    TaskFinished,
+    TaskStarted,
+)
+from foreman.ledger.records import CallPurpose
 from foreman.models.base import ModelRequest, ToolCall, Usage
 from foreman.plan.schema import Task
 from foreman.store.sqlite import SQLiteStore
@@ -286,3 +295,44 @@ async def test_resume_keeps_a_failure_the_orchestrator_already_saw(tmp_path: Pat
     assert worker_instructions(then) == ["ship"]  # not "flaky" again
     assert json.loads(done.answer)["status"] == "failed"  # turn 3 saw it as it was
     assert done.status is RunStatus.partial and done.tasks["d1-1"].error == "down"
+
+
+async def test_past_the_context_budget_older_results_reach_the_orchestrator_summarised() -> None:
+    long = "fact " * 400  # ~500 tokens each: two of them overflow a 256-token budget
+
+    def answer(request: ModelRequest) -> Any:
+        if request.system == COMPACTION_SYSTEM:
+            return "SUMMARY of both"
+        if request.tools:
+            entry = [
+                [delegate("researcher", "a"), delegate("researcher", "b")],
+                [delegate("analyst", "compare", "d1-1", "d1-2")],
+                lambda r: r.messages[2].tool_results[0].content,
+            ][turn_of(request) - 1]
+            return entry(request) if callable(entry) else entry
+        instructions = json.loads(request.messages[0].content)["instructions"]
+        return "short" if instructions == "compare" else long
+
+    model = ScriptedModel(answer)
+    events: list[Event] = []
+    orchestrator = Orchestrator(team(), model=model, mode="delegate", context_budget=256)
+    result = await orchestrator.run("r", on_event=events.append)
+
+    # Turn 2 read summaries in place of the research outputs; every call still paired.
+    turn_2 = orchestrator_requests(model)[1].messages[2].tool_results
+    assert [r.call_id for r in turn_2] == ["d1-1", "d1-2"]
+    assert "fact" not in "".join(r.content for r in turn_2) and "SUMMARY" in turn_2[0].content
+    # The analyst still got both research outputs whole.
+    assert json.loads(result.tasks["d2-1"].input)["inputs"] == {"d1-1": long, "d1-2": long}
+    [compacted] = [e for e in events if isinstance(e, ContextCompacted)]
+    assert (compacted.purpose, compacted.compacted) == ("delegate", ["d1-1", "d1-2"])
+    assert compacted.tokens_after <= 256 < compacted.tokens_before
+    # Compacted once: turn 3 reuses turn 2's summaries, and the short new result fits.
+    calls = sorted(
+        await orchestrator.store.list_calls(run_id=result.run_id), key=lambda c: c.started_at
+    )
+    purposes = [c.purpose for c in calls]
+    last_compaction = max(i for i, p in enumerate(purposes) if p is CallPurpose.compaction)
+    second_turn = [i for i, p in enumerate(purposes) if p is CallPurpose.delegate][1]
+    assert last_compaction < second_turn
+    assert "summary" in result.answer

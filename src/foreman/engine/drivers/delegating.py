@@ -9,24 +9,31 @@ delegations in all, and by the run's budget.
 Each delegation is a task like any other: it goes through the ``TaskRunner`` (approval by
 risk level, retries and fallbacks, the quality gate), is checkpointed before the next turn,
 and joins the run's plan, which grows by one version per turn (``show`` lists it). Each
-turn is a model call in the ledger with purpose ``delegate``. A resumed run finishes the
+turn is a model call in the ledger with purpose ``delegate``. With a ``context_budget``,
+older results reach the orchestrator as summaries once they pass it (``engine.context``);
+workers still get every input in full. A resumed run finishes the
 delegations its last turn left unfinished, rebuilds the conversation from its tasks
 (``delegation``) and goes on: no delegation that settled is made or run again.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import retried
+from foreman.engine.context import compactor_of
 from foreman.engine.drivers.delegation import (
     Refused,
     TurnNotes,
     conversation,
     delegations,
+    result_entries,
+    shown_results,
     turn_of,
     worker_tools,
 )
-from foreman.engine.drivers.delegation_prompts import delegate_system
+from foreman.engine.drivers.delegation_prompts import COMPACTION_GOAL, delegate_system
 from foreman.engine.drivers.planned import _checkpointed, _status
 from foreman.engine.lifecycle import Execution
 from foreman.engine.scheduler import run_dag
@@ -113,6 +120,10 @@ class _Turns:
         self.tools = worker_tools(run.deps.registry)
         #: What this execution's turns said beside their calls, and the calls refused.
         self.notes: dict[int, TurnNotes] = {}
+        #: With a context budget: the results as last fitted to it (summaries included),
+        #: so each turn compacts only what is new, not every older result again.
+        self.fit = compactor_of(run)
+        self.fitted: list[dict[str, Any]] = []
 
     def last(self, turn: int, plan: Plan) -> bool:
         """No more delegations after this turn: it must answer."""
@@ -124,7 +135,9 @@ class _Turns:
         last = self.last(turn, plan)
         request = ModelRequest(
             system=delegate_system(settings.max_turns, settings.max_tasks, last=last),
-            messages=conversation(run.state.request, plan, run.results, self.notes),
+            messages=conversation(
+                run.state.request, plan, run.results, self.notes, await self._shown(plan)
+            ),
             tools=self.tools,
             tool_choice="none" if last else "auto",
             max_tokens=TURN_MAX_TOKENS,
@@ -143,6 +156,15 @@ class _Turns:
         if outcome.error is not None:
             raise outcome.error
         return outcome.output
+
+    async def _shown(self, plan: Plan) -> dict[str, str] | None:
+        """The compacted results' replacements, when the run has a context budget."""
+        if self.fit is None:
+            return None
+        seen = {i for e in self.fitted for i in e.get("summary_of", [e.get("id")])}
+        new = [e for e in result_entries(plan, self.run.results) if e["id"] not in seen]
+        self.fitted = await self.fit([*self.fitted, *new], "delegate", COMPACTION_GOAL)
+        return shown_results(self.fitted)
 
 
 def _whole(response: ModelResponse) -> ModelResponse:

@@ -11,6 +11,7 @@ refused (an unknown input id, say) with why; a resumed run goes on without them.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,9 +125,11 @@ def conversation(
     plan: Plan,
     results: dict[str, TaskResult],
     notes: dict[int, TurnNotes],
+    shown: dict[str, str] | None = None,
 ) -> list[Message]:
     """The orchestrator's conversation so far: the request, then for each turn its calls
-    and their results (refused calls with why), from the run's tasks and ``notes``."""
+    and their results (refused calls with why), from the run's tasks and ``notes``.
+    ``shown`` replaces what some results read as (compacted ones, see ``shown_results``)."""
     by_turn: dict[int, list[Task]] = {}
     for task in plan.tasks:
         by_turn.setdefault(turn_of(task.id), []).append(task)
@@ -134,7 +137,7 @@ def conversation(
     for turn in sorted(by_turn.keys() | notes.keys()):
         note = notes.get(turn, TurnNotes())
         pairs = [
-            (ToolCall(id=t.id, name=t.worker, arguments=_arguments(t)), _result(t, results))
+            (ToolCall(id=t.id, name=t.worker, arguments=_arguments(t)), _result(t, results, shown))
             for t in by_turn.get(turn, [])
         ]
         pairs += [
@@ -160,8 +163,42 @@ def _arguments(task: Task) -> dict[str, Any]:
     return arguments
 
 
-def _result(task: Task, results: dict[str, TaskResult]) -> ToolResult:
+def result_entries(plan: Plan, results: dict[str, TaskResult]) -> list[dict[str, Any]]:
+    """Every delegation's settled result as the orchestrator reads it, oldest first: what
+    a context budget compacts (``engine.context``)."""
+    entries = []
+    for task in plan.tasks:
+        result = results.get(task.id)
+        if result is None:
+            continue
+        if result.succeeded:
+            entries.append({"id": task.id, "status": "succeeded", "output": result.output})
+        else:
+            entries.append({"id": task.id, "status": result.status.value, "error": result.error})
+    return entries
+
+
+def shown_results(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """What each compacted result reads as in the conversation (every call still gets a
+    result): a summary goes with the first id it covers, the others point to it."""
+    shown: dict[str, str] = {}
+    for entry in entries:
+        if "summary_of" not in entry:
+            continue
+        first, *rest = entry["summary_of"]
+        shown[first] = json.dumps(
+            {"summary_of": entry["summary_of"], "summary": entry["summary"]}, ensure_ascii=False
+        )
+        for other in rest:
+            shown[other] = f"Summarised with the other results in the result of {first}."
+    return shown
+
+
+def _result(task: Task, results: dict[str, TaskResult], shown: dict[str, str] | None) -> ToolResult:
     result = results.get(task.id)
+    failed = result is None or not result.succeeded
+    if shown and task.id in shown:
+        return ToolResult(call_id=task.id, content=shown[task.id], is_error=failed)
     if result is not None and result.succeeded:
         content = result_text(task.id, "succeeded", result.output, error=False)
         return ToolResult(call_id=task.id, content=content)

@@ -26,6 +26,13 @@ LAST_TURN = (
     "plainly which parts are incomplete or uncertain."
 )
 
+#: What the summaries of older results must keep, when a context budget compacts them.
+COMPACTION_GOAL = (
+    "The orchestrator reads these results of its earlier delegations to decide what to "
+    "delegate next and to write the final answer: keep every finding, figure and name, "
+    "what failed and why, and which delegation id each comes from."
+)
+
 #: What a delegation's instructions may hold; a longer brief belongs in an input.
 INSTRUCTIONS_MAX_CHARS = 2000
 
