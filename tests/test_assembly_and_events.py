@@ -307,9 +307,10 @@ async def test_every_event_round_trips_through_json() -> None:
     # budget_exceeded ends a run early: tests/test_budgets.py round-trips it;
     # task_expanded needs a for-each plan: tests/test_for_each.py round-trips it;
     # context_compacted needs a context budget: tests/test_context.py round-trips it;
-    # plan_revised and replan_stalled need replanning: tests/test_replan*.py do
+    # plan_revised and replan_stalled need replanning: tests/test_replan*.py do;
+    # orchestrator_turn a delegating run: tests/test_delegating.py
     unseen = {"budget_exceeded", "task_expanded", "context_compacted"}
-    unseen |= {"plan_revised", "replan_stalled"}
+    unseen |= {"plan_revised", "replan_stalled", "orchestrator_turn"}
     assert {e.type for e in events} == ALL_EVENT_TYPES - unseen
     for event in events:
         again = EVENT_ADAPTER.validate_json(event.model_dump_json())

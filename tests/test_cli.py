@@ -405,6 +405,8 @@ def test_run_options_reach_the_run(scripted) -> None:
         "replan": "on-hint",
         "max_replans": 4,
         "context_budget": 4000,
+        "mode": "plan",
+        "max_turns": 8,
     }
     assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner
     planner_schema = model.requests[0].output_schema

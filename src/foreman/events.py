@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from foreman.models.base import Usage
-from foreman.plan.schema import Plan
+from foreman.plan.schema import Plan, Task
 from foreman.results import RunResult
 
 
@@ -57,13 +57,13 @@ class TaskRetried(_Event):
     delay: float
 
 
-CallPurpose = Literal["plan", "review", "synthesis", "compaction", "replan"]
+CallPurpose = Literal["plan", "review", "synthesis", "compaction", "replan", "delegate"]
 
 
 class CallRetried(_Event):
     """A model call of the engine's own failed transiently and is tried again after ``delay``
-    seconds: planning, a quality review (``task_id`` is the reviewed task), synthesis or
-    a revision of the plan (``replan``).
+    seconds: planning, a quality review (``task_id`` is the reviewed task), synthesis, a
+    revision of the plan (``replan``) or a turn of the delegating orchestrator.
     A task's own worker calls report their retries as ``task_retried``."""
 
     type: Literal["call_retried"] = "call_retried"
@@ -211,6 +211,20 @@ class ReplanStalled(_Event):
     reason: str
 
 
+class OrchestratorTurn(_Event):
+    """One turn of the delegating orchestrator (``mode="delegate"``): the delegations it
+    made (tasks, which now start, in parallel), the calls it made that were refused and
+    why, or, when ``final``, its answer in ``text``."""
+
+    type: Literal["orchestrator_turn"] = "orchestrator_turn"
+    turn: int
+    text: str = ""
+    delegations: list[Task] = Field(default_factory=list)
+    refused: list[str] = Field(default_factory=list)
+    final: bool = False
+    usage: Usage
+
+
 Event = Annotated[
     RunStarted
     | PlanRejected
@@ -231,7 +245,8 @@ Event = Annotated[
     | TaskExpanded
     | ContextCompacted
     | PlanRevised
-    | ReplanStalled,
+    | ReplanStalled
+    | OrchestratorTurn,
     Field(discriminator="type"),
 ]
 

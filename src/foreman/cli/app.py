@@ -31,6 +31,7 @@ from foreman.cli.common import (
     JsonOpt,
     MaxReplansOpt,
     MaxTasksOpt,
+    Mode,
     ModelOpt,
     OnBudgetOpt,
     PlanBudgetOpt,
@@ -148,6 +149,18 @@ def run(
     on_budget: OnBudgetOpt = None,
     replan: ReplanOpt = None,
     max_replans: MaxReplansOpt = None,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(
+            help="'plan' (default): plan the whole run first, then run it. 'delegate': the "
+            "orchestrator model delegates to the workers as tools, turn by turn, in parallel "
+            "within a turn, until it answers (a team file's mode: applies when not given).",
+        ),
+    ] = None,
+    max_turns: Annotated[
+        int,
+        typer.Option(min=1, help="Turns a delegating orchestrator may take (--mode delegate)."),
+    ] = DEFAULTS.max_turns,
     pattern: Annotated[
         str | None,
         typer.Option(
@@ -168,9 +181,11 @@ def run(
 ) -> None:
     """Plan REQUEST, run it on the workers with live progress, and print the answer.
 
-    Every task is checkpointed to the run store; `foreman resume RUN` continues a run that
-    was interrupted, crashed, paused for approval, or stopped at its budget (--budget-*
-    flags, or a team file's budget: section)."""
+    With --mode delegate the orchestrator delegates to the workers turn by turn instead
+    (docs/delegation.md); --max-tasks bounds its delegations. Every task is checkpointed
+    to the run store; `foreman resume RUN` continues a run that was interrupted, crashed,
+    paused for approval, or stopped at its budget (--budget-* flags, or a team file's
+    budget: section)."""
     request = read_request(request)
     budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     if validator is not None and validator not in (known := guard(lambda: registry(team))):
@@ -195,6 +210,8 @@ def run(
         "budget": budget,
         "replan": replan.value if replan else None,
         "max_replans": max_replans,
+        "mode": mode.value if mode else None,
+        "max_turns": max_turns,
         "context_budget": context_budget,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))

@@ -220,6 +220,13 @@ MaxReplansOpt = Annotated[
 ]
 
 
+class Mode(StrEnum):
+    """How a run is driven (``--mode``): a plan up front, or a tool-calling orchestrator."""
+
+    plan = "plan"
+    delegate = "delegate"
+
+
 class AutoApprove(StrEnum):
     """Risk levels ``--auto-approve`` accepts: high risk always asks a person."""
 

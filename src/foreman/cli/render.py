@@ -303,6 +303,14 @@ class LiveProgress:
                 self.started[task_id] = self.clock()
             case ev.Assembled(method=method):
                 self.headline = f"Assembled ({method})"
+            case ev.OrchestratorTurn(turn=turn, delegations=tasks, final=final):
+                if tasks:  # a delegating run's plan grows turn by turn
+                    earlier = self.plan.tasks if self.plan else []
+                    self.plan = Plan(tasks=[*earlier, *tasks])
+                    self.status.update({task.id: "pending" for task in tasks})
+                self.headline = (
+                    f"Turn {turn}: answered" if final else f"Turn {turn}: {len(tasks)} delegated"
+                )
             case ev.RunFinished(result=result):
                 self.headline = f"Finished: {result.status.value}"
             case ev.PlanRevised(plan=plan, version=version, added=added, changed=changed):

@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from foreman.engine.lifecycle import RunState, execute
 from foreman.engine.planning import check_given_plan, make_plan
 from foreman.engine.replanning import replan_settings
 from foreman.engine.resuming import books_before, carry_over, record_budget
-from foreman.engine.settings import ReplanPolicy, RunDeps, RunSettings
+from foreman.engine.settings import DEFAULTS, ReplanPolicy, RunDeps, RunSettings
 from foreman.errors import ConfigError, ForemanError, RunFinishedError
 from foreman.events import Event
 from foreman.ledger.budget import Budget, check_priced, executed_seconds
@@ -45,7 +46,7 @@ from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
 from foreman.tracing.observer import Observer, Observers
-from foreman.workers.registry import Registry
+from foreman.workers.registry import RUN_MODES, Registry, RunMode
 from foreman.workers.spec import RiskLevel, Worker
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,12 @@ class Orchestrator:
     ``estimate(plan)`` says what a plan will most likely cost and take before any of it is
     spent, from the ledger's history. With ``plan_budget_usd`` the planner is told the budget
     and each worker's typical cost, and a plan estimated over it goes back to the planner.
+
+    ``mode`` is how a run is driven: ``"plan"`` writes the whole plan first and runs it;
+    ``"delegate"`` gives the orchestrator model one tool per worker and lets it delegate
+    turn by turn (in parallel within a turn) until it answers, in at most ``max_turns``
+    turns and ``max_tasks`` delegations (``engine.drivers.delegating``). A team file's ``mode:``
+    applies when none is given; a resumed run keeps the mode it was started with.
 
     ``budget`` (``foreman.Budget``) limits what each run may spend: tokens, dollars, wall
     time, calls; a team file's ``budget:`` applies when none is given. At a limit no call
@@ -128,6 +135,8 @@ class Orchestrator:
         replan: ReplanPolicy | None = None,
         max_replans: int | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        mode: RunMode | None = None,
+        max_turns: int = DEFAULTS.max_turns,
         context_budget: int | None = None,
     ) -> None:
         if workers is None:
@@ -144,6 +153,11 @@ class Orchestrator:
             raise ConfigError(
                 f"plan_budget_usd must be a positive amount, not {plan_budget_usd!r}."
             )
+        mode = mode or self.registry.mode or "plan"
+        if mode not in RUN_MODES:
+            raise ConfigError(f"mode must be 'plan' or 'delegate', not {mode!r}.")
+        if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
+            raise ConfigError(f"max_turns must be a whole number of at least 1, not {max_turns!r}.")
         check_prices()
         self.models = ModelPool(model, models)
         self.planner_model = planner_model
@@ -206,6 +220,8 @@ class Orchestrator:
             budget=self.budget,
             replan=replan,
             max_replans=max_replans,
+            mode=mode,
+            max_turns=max_turns,
             context_budget=context_budget,
         )
 
@@ -236,6 +252,8 @@ class Orchestrator:
             budget=settings.budget,
             replan=settings.replan,
             max_replans=settings.max_replans,
+            mode=settings.mode,
+            max_turns=settings.max_turns,
             context_budget=settings.context_budget,
             **objects,
         )
@@ -372,7 +390,12 @@ class Orchestrator:
             seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
             earlier_calls=earlier,
         )
-        return await execute(self.deps(), state, on_event or _ignore)
+        # Driven as it was started, whatever this orchestrator's own mode.
+        deps = self.deps()
+        mode = record.settings.get("mode") or "plan"
+        if mode != deps.settings.mode:
+            deps = replace(deps, settings=deps.settings.model_copy(update={"mode": mode}))
+        return await execute(deps, state, on_event or _ignore)
 
     async def replay(self, run_id: str, task_id: str, *, model: str | None = None) -> TaskResult:
         """Run one task's worker again on its recorded input, for debugging.
@@ -457,6 +480,8 @@ class Orchestrator:
 
     def _start(self, request: str, plan: Plan | None, on_event: OnEvent) -> Awaitable[RunResult]:
         if plan is not None:
+            if self.config.mode == "delegate":
+                raise ConfigError("A given plan runs in mode 'plan'; mode 'delegate' plans itself.")
             check_given_plan(self.registry, plan)
         state = RunState(run_id=new_run_id(), request=request, plan=plan, budget=self.budget)
 

@@ -24,7 +24,7 @@ from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
 from foreman.store.base import Store
 from foreman.tracing.observer import Observers
-from foreman.workers.registry import Registry
+from foreman.workers.registry import Registry, RunMode
 from foreman.workers.spec import RiskLevel, Worker
 
 #: ``never`` (the default: one plan), ``on-hint`` (when a worker's result asks for it),
@@ -66,6 +66,11 @@ class RunSettings(BaseModel):
     replan: ReplanPolicy = "never"
     #: The most plan revisions a run makes (over all its executions).
     max_replans: int = Field(3, ge=0)
+    #: How the run is driven (``engine.drivers``): ``plan`` or ``delegate``. ``None``: the
+    #: team's ``mode``, else ``plan``; a run records the mode it resolved to, and keeps it.
+    mode: RunMode | None = None
+    #: Turns a delegating orchestrator may take (the last one must answer).
+    max_turns: int = 8
     #: Tokens of results the orchestrator reads before older ones are compacted
     #: (``engine.context``); ``None``: read them whole.
     context_budget: int | None = None

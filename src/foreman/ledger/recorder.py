@@ -52,7 +52,7 @@ def estimate_input_tokens(request: ModelRequest) -> int:
 
     Providers bill the tools and the output schema as input too (the planner's schema is
     a large part of its prompt), so they are counted with the messages."""
-    chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
+    chars = len(request.system or "") + sum(m.chars for m in request.messages)
     if request.output_schema is not None:
         chars += _json_length(request.output_schema)
     for tool in request.tools:
@@ -407,8 +407,7 @@ def _parent(purpose: CallPurpose, task_id: str | None) -> str:
 
 
 def _prompt(request: ModelRequest) -> dict[str, Any]:
-    # A message's fields are plain strings: copying them is its ``model_dump()``, faster.
-    return {"system": request.system, "messages": [dict(m.__dict__) for m in request.messages]}
+    return {"system": request.system, "messages": [m.as_record() for m in request.messages]}
 
 
 def _total(usages: Iterable[Usage]) -> Usage:

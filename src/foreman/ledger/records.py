@@ -41,6 +41,7 @@ class CallPurpose(StrEnum):
     task = "task"
     review = "review"
     synthesis = "synthesis"
+    delegate = "delegate"  # a turn of the delegating orchestrator (``mode="delegate"``)
     replay = "replay"  # a task run again on its recorded input (``foreman replay``)
     replan = "replan"  # the orchestrator revising the plan after tasks settled
     #: What a run spent before the ledger existed (a store from an older foreman), carried
@@ -54,7 +55,8 @@ class CallRecord(BaseModel):
     """One attempt at one model call, failed and retried ones included.
 
     ``parent`` names what the call belongs to: ``plan``, ``task:<id>`` (the task's own
-    calls and its reviews), ``synthesis``, ``replan`` or ``replay:<id>``. ``cost_usd`` is priced at
+    calls and its reviews), ``synthesis``, ``replan``, ``delegate`` (the delegating
+    orchestrator's turns) or ``replay:<id>``. ``cost_usd`` is priced at
     this call's own model; ``None`` when that model has no known price. ``estimated``
     marks input tokens counted locally because no answer (and so no provider count) came.
     """

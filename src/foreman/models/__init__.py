@@ -18,6 +18,8 @@ from foreman.models.base import (
     ModelResponse,
     StopReason,
     ToolCall,
+    ToolChoice,
+    ToolResult,
     ToolSpec,
     Usage,
 )
@@ -39,6 +41,8 @@ __all__ = [
     "ModelResponse",
     "StopReason",
     "ToolCall",
+    "ToolChoice",
+    "ToolResult",
     "ToolSpec",
     "Usage",
     "aload_model",

@@ -22,7 +22,15 @@ from foreman.errors import (
     ModelError,
     OutputValidationError,
 )
-from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, ToolCall, Usage
+from foreman.models.base import (
+    Message,
+    Model,
+    ModelRequest,
+    ModelResponse,
+    StopReason,
+    ToolCall,
+    Usage,
+)
 from foreman.models.deprecation import warn_if_deprecated
 from foreman.models.sdk_errors import translate
 
@@ -90,7 +98,7 @@ class AnthropicModel(Model):
         kwargs: dict[str, Any] = {
             "model": self.model_name,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
         }
         if request.system:
             kwargs["system"] = request.system
@@ -106,7 +114,8 @@ class AnthropicModel(Model):
                     "input_schema": _object_schema(request.output_schema),
                 }
             )
-            kwargs["tool_choice"] = {"type": "tool", "name": RESPOND_TOOL}
+        if tool_choice := _tool_choice(request):
+            kwargs["tool_choice"] = tool_choice
         if tools:
             kwargs["tools"] = tools
         try:
@@ -128,6 +137,8 @@ class AnthropicModel(Model):
         ]
         if request.output_schema is None:
             text = "".join(b.text for b in message.content if b.type == "text")
+        elif tool_calls and all(c.name != RESPOND_TOOL for c in tool_calls):
+            text = ""  # it chose one of the caller's tools over answering: run them first
         else:
             text = self._structured_answer(message, tool_calls, request.output_schema)
             tool_calls = []
@@ -158,6 +169,42 @@ class AnthropicModel(Model):
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.close()
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """One turn in the Messages API's shape: tool results lead their user turn, as the API
+    requires, and a turn with tool calls keeps its text before them."""
+    if not (message.tool_calls or message.tool_results):
+        return {"role": message.role, "content": message.content}
+    blocks: list[dict[str, Any]] = []
+    for result in message.tool_results:
+        block = {"type": "tool_result", "tool_use_id": result.call_id, "content": result.content}
+        if result.is_error:
+            block["is_error"] = True
+        blocks.append(block)
+    if message.content:  # an empty text block is refused
+        blocks.append({"type": "text", "text": message.content})
+    blocks += [
+        {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+        for call in message.tool_calls
+    ]
+    return {"role": message.role, "content": blocks}
+
+
+def _tool_choice(request: ModelRequest) -> dict[str, str] | None:
+    """The API's ``tool_choice``; None keeps its default (``auto``).
+
+    A structured answer is the forced ``respond`` call, unless the caller's tools are there
+    too: then the model must call one of them or ``respond`` (``any``), and under ``none``
+    it must answer now.
+    """
+    if request.output_schema is not None:
+        if not request.tools or request.tool_choice == "none":
+            return {"type": "tool", "name": RESPOND_TOOL}
+        return {"type": "any"}
+    if not request.tools or request.tool_choice == "auto":
+        return None
+    return {"type": "any" if request.tool_choice == "required" else "none"}
 
 
 def _is_object(schema: dict[str, Any]) -> bool:

@@ -7,19 +7,13 @@ The engine only ever sees ``ModelRequest`` in and ``ModelResponse`` out; provide
 from __future__ import annotations
 
 import asyncio
+import json
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from foreman.models.defaults import DEFAULT_CALL_TIMEOUT
-
-
-class Message(BaseModel):
-    """One turn of the conversation sent to a model."""
-
-    role: Literal["user", "assistant"]
-    content: str
 
 
 class ToolSpec(BaseModel):
@@ -36,6 +30,57 @@ class ToolCall(BaseModel):
     id: str
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolResult(BaseModel):
+    """What running one tool call gave, sent back to the model that asked for it."""
+
+    call_id: str = Field(description="The ``ToolCall.id`` this answers.")
+    content: str
+    is_error: bool = Field(False, description="The call failed; ``content`` says why.")
+
+
+class Message(BaseModel):
+    """One turn of the conversation sent to a model.
+
+    A plain turn is text. A tool-calling conversation adds two kinds of turn: the
+    assistant's, carrying the ``tool_calls`` it made (with any text it wrote alongside),
+    and the user's next one, carrying a ``tool_results`` entry for each of those calls
+    (and optionally text after them). This is Anthropic's shape; the OpenAI adapter turns
+    each result into its own ``role="tool"`` message, the local one into text.
+    """
+
+    role: Literal["user", "assistant"]
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_results: list[ToolResult] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _parts_fit_the_role(self) -> Message:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant message carries tool_calls")
+        if self.tool_results and self.role != "user":
+            raise ValueError("only a user message carries tool_results")
+        return self
+
+    @property
+    def chars(self) -> int:
+        """Characters of everything the message carries, to estimate its tokens."""
+        size = len(self.content)
+        for call in self.tool_calls:
+            size += len(call.id) + len(call.name) + len(json.dumps(call.arguments))
+        for result in self.tool_results:
+            size += len(result.call_id) + len(result.content)
+        return size
+
+    def as_record(self) -> dict[str, Any]:
+        """The message as the ledger keeps it: a plain turn as ``{role, content}``."""
+        record: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            record["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.tool_results:
+            record["tool_results"] = [result.model_dump() for result in self.tool_results]
+        return record
 
 
 class Usage(BaseModel):
@@ -68,17 +113,25 @@ class Usage(BaseModel):
         )
 
 
+ToolChoice = Literal["auto", "required", "none"]
+
+
 class ModelRequest(BaseModel):
     """What the engine asks of a model.
 
     ``output_schema``, when set, is a JSON schema the answer must follow; each adapter uses
     its provider's strongest mechanism (grammar, response_format, forced tool call) and puts
     the JSON document in ``ModelResponse.text``.
+
+    ``tools`` the model may call instead of answering; ``tool_choice`` says whether it may
+    (``auto``), must call at least one (``required``) or must answer now (``none``, the
+    tools still described so the conversation's earlier calls make sense).
     """
 
     system: str | None = None
     messages: list[Message]
     tools: list[ToolSpec] = Field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
     output_schema: dict[str, Any] | None = None
     max_tokens: int = 1024
     temperature: float | None = None
@@ -95,6 +148,10 @@ class ModelResponse(BaseModel):
     stop_reason: StopReason = "end"
     model: str
     usage: Usage = Field(default_factory=Usage)
+
+    def as_message(self) -> Message:
+        """This answer as the assistant's turn of the conversation that goes on from it."""
+        return Message(role="assistant", content=self.text, tool_calls=self.tool_calls)
 
 
 class Model(ABC):

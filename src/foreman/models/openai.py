@@ -22,7 +22,16 @@ from foreman.errors import (
     ModelError,
     OutputValidationError,
 )
-from foreman.models.base import Model, ModelRequest, ModelResponse, StopReason, ToolCall, Usage
+from foreman.models.base import (
+    Message,
+    Model,
+    ModelRequest,
+    ModelResponse,
+    StopReason,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 from foreman.models.deprecation import warn_if_deprecated
 from foreman.models.sdk_errors import translate
 
@@ -95,7 +104,8 @@ class OpenAIModel(Model):
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages += [{"role": m.role, "content": m.content} for m in request.messages]
+        for message in request.messages:
+            messages += _messages(message)
         kwargs: dict[str, Any] = {"model": self.model_name, "messages": messages}
         # OpenAI's reasoning models reject the deprecated max_tokens, while many compatible
         # servers only know max_tokens: use the new name only where it is sure to work.
@@ -115,6 +125,8 @@ class OpenAIModel(Model):
                 }
                 for t in request.tools
             ]
+            if request.tool_choice != "auto":  # the API's default; some servers know no other
+                kwargs["tool_choice"] = request.tool_choice
         if request.output_schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema",
@@ -180,6 +192,41 @@ class OpenAIModel(Model):
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.close()
+
+
+def _messages(message: Message) -> list[dict[str, Any]]:
+    """One turn in the chat-completions shape: each tool result is a ``tool`` message of its
+    own (the text of the turn, if any, follows them), and an assistant turn's tool calls
+    go with it, their arguments as the JSON string the API sends them as."""
+    if not (message.tool_calls or message.tool_results):
+        return [{"role": message.role, "content": message.content}]
+    if message.tool_calls:
+        return [
+            {
+                "role": "assistant",
+                "content": message.content or None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                    }
+                    for call in message.tool_calls
+                ],
+            }
+        ]
+    sent: list[dict[str, Any]] = [
+        {"role": "tool", "tool_call_id": result.call_id, "content": _result_text(result)}
+        for result in message.tool_results
+    ]
+    if message.content:
+        sent.append({"role": "user", "content": message.content})
+    return sent
+
+
+def _result_text(result: ToolResult) -> str:
+    """A tool message has no error flag: a failed call says so in its text."""
+    return f"Error: {result.content}" if result.is_error else result.content
 
 
 def _usage(completion: ChatCompletion) -> Usage:

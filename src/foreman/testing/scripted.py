@@ -5,19 +5,28 @@ Use it to test orchestrations without a provider, and in docs:
     model = ScriptedModel(["first answer", "second answer"])
     model = ScriptedModel(lambda request: "echo: " + request.messages[-1].content)
 
-A script entry may be a string (the answer text), a ``ModelResponse``, or an exception
-instance (raised, to simulate provider failures). Usage numbers are real counts of the
-words sent and received, so accounting code is exercised too.
+A script entry may be a string (the answer text), a ``ModelResponse``, a ``ToolCall`` or
+a list of them (the model calls those tools, in parallel), or an exception instance
+(raised, to simulate provider failures). A tool call with an empty ``id`` gets one,
+``call_<n>`` counting the model's calls, as providers give every call its own. Usage
+numbers are real counts of the words sent and received, so accounting code is exercised
+too.
+
+    model = ScriptedModel([
+        [ToolCall(id="", name="search", arguments={"q": "llamas"})],
+        "Llamas are big.",
+    ])
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterable
 
-from foreman.models.base import Model, ModelRequest, ModelResponse, Usage
+from foreman.models.base import Model, ModelRequest, ModelResponse, ToolCall, Usage
 
-ScriptEntry = str | ModelResponse | BaseException
+ScriptEntry = str | ModelResponse | ToolCall | list[ToolCall] | BaseException
 Script = Iterable[ScriptEntry] | Callable[[ModelRequest], ScriptEntry]
 
 
@@ -39,6 +48,7 @@ class ScriptedModel(Model):
         self._function = script if callable(script) else None
         self._queue = None if callable(script) else list(script)
         self._latency = latency
+        self._calls_made = 0
         #: Every request received, in order: assert on what the engine sent.
         self.requests: list[ModelRequest] = []
 
@@ -52,7 +62,22 @@ class ScriptedModel(Model):
             raise entry
         if isinstance(entry, ModelResponse):
             return entry
-        return ModelResponse(text=entry, model=self.name, usage=_count_usage(request, entry))
+        if isinstance(entry, str):
+            return ModelResponse(text=entry, model=self.name, usage=_count_usage(request, entry))
+        calls = [
+            self._with_id(call) for call in ([entry] if isinstance(entry, ToolCall) else entry)
+        ]
+        written = " ".join(f"{call.name} {json.dumps(call.arguments)}" for call in calls)
+        return ModelResponse(
+            tool_calls=calls,
+            stop_reason="tool_use",
+            model=self.name,
+            usage=_count_usage(request, written),
+        )
+
+    def _with_id(self, call: ToolCall) -> ToolCall:
+        self._calls_made += 1
+        return call if call.id else call.model_copy(update={"id": f"call_{self._calls_made}"})
 
     def _next(self, request: ModelRequest) -> ScriptEntry:
         if self._function is not None:
@@ -67,5 +92,8 @@ class ScriptedModel(Model):
 
 def _count_usage(request: ModelRequest, answer: str) -> Usage:
     sent = len((request.system or "").split())
-    sent += sum(len(message.content.split()) for message in request.messages)
+    for message in request.messages:
+        sent += len(message.content.split())
+        sent += sum(len(json.dumps(call.arguments).split()) for call in message.tool_calls)
+        sent += sum(len(result.content.split()) for result in message.tool_results)
     return Usage(input_tokens=sent, output_tokens=len(answer.split()))

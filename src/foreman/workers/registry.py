@@ -22,6 +22,9 @@ A ``replan:`` section says when the orchestrator revises the plan (docs/replanni
 
 A ``patterns:`` section names pipelines, fan-outs and generator-evaluators built from the
 file's workers (``foreman.workers.patterns``; ``foreman run --pattern NAME`` runs one).
+
+``mode: delegate`` has the team's runs driven by a tool-calling orchestrator instead of
+a plan written up front (``mode: plan``, the default); see docs/delegation.md.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -39,6 +42,10 @@ from foreman.ledger.budget import Budget, budget_from
 from foreman.workers.default_team import DEFAULT_WORKERS
 from foreman.workers.patterns import PatternSpec
 from foreman.workers.spec import Worker, unknown_keys
+
+#: How a run is driven: a plan written up front, or a tool-calling orchestrator.
+RunMode = Literal["plan", "delegate"]
+RUN_MODES: tuple[str, ...] = get_args(RunMode)
 
 
 class TeamReplan(BaseModel):
@@ -54,13 +61,21 @@ class Registry:
     """Workers by name. Later additions with the same name replace earlier ones.
 
     ``budget`` is the team's budget (a team file's ``budget:``): an ``Orchestrator``
-    given this registry and no budget of its own applies it to every run.
+    given this registry and no budget of its own applies it to every run; so is ``mode``
+    (a team file's ``mode:``) when the orchestrator is given none.
     """
 
-    def __init__(self, workers: Iterable[Worker] = (), *, budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        workers: Iterable[Worker] = (),
+        *,
+        budget: Budget | None = None,
+        mode: RunMode | None = None,
+    ) -> None:
         self.budget = budget
         #: The team file's ``replan:`` section, if any (the orchestrator's defaults).
         self.replan: TeamReplan | None = None
+        self.mode = mode
         #: The team's patterns by name (a team file's ``patterns:``).
         self.patterns: dict[str, PatternSpec] = {}
         self._workers: dict[str, Worker] = {}
@@ -106,7 +121,7 @@ class Registry:
 
 
 #: The keys a team file may have at its top level.
-TEAM_KEYS = ("include_defaults", "workers", "budget", "patterns", "replan")
+TEAM_KEYS = ("include_defaults", "workers", "budget", "patterns", "replan", "mode")
 
 
 def load_team(path: str | Path) -> Registry:
@@ -149,6 +164,12 @@ def load_team(path: str | Path) -> Registry:
             registry.replan = TeamReplan.model_validate(replan)
         except ValidationError as exc:
             raise ConfigError(f"Team file {path}, replan: {_brief(exc)}") from None
+    if (mode := data.get("mode")) is not None:
+        if mode not in RUN_MODES:
+            raise ConfigError(
+                f"Team file {path}: 'mode' must be 'plan' or 'delegate', not {mode!r}."
+            )
+        registry.mode = mode
     defined: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
         try:
