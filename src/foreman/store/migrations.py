@@ -110,6 +110,16 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX calls_by_group ON calls(purpose, worker, model, started_at);
     """,
+    # 5: reserved for replanning (issue 8), which lands separately
+    """
+    SELECT 1;
+    """,
+    # 6: nested runs: a run carrying out a task of another run points at that run and task
+    """
+    ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+    ALTER TABLE runs ADD COLUMN parent_task_id TEXT;
+    CREATE INDEX runs_by_parent ON runs(parent_run_id);
+    """,
 ]
 
 
