@@ -48,6 +48,9 @@ class RunState:
     seconds_before: float = 0.0
     #: Their calls, so this execution numbers a task's attempts on from theirs.
     earlier_calls: list[CallRecord] = field(default_factory=list)
+    #: The books of each nested run of this run (its subtree's ledgers), by run id; a
+    #: nested run that runs again replaces its entry, so nothing is counted twice.
+    nested: dict[str, Books] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,8 +80,12 @@ class Execution:
 
     def books(self) -> dict[str, Any]:
         """The run's books for its result: earlier executions plus every call of this one
-        (the journal has stopped or settled them all by the time a result is built)."""
-        return dict(self.state.before + Books.of(self.journal.ledger.records.values()))
+        (the journal has stopped or settled them all by the time a result is built), plus
+        its nested runs'."""
+        books = self.state.before + Books.of(self.journal.ledger.records.values())
+        for nested in self.state.nested.values():
+            books = books + nested
+        return dict(books)
 
     def result(self, status: RunStatus, **fields: Any) -> RunResult:
         """The run's result as it stands: its plan, its tasks, its books, its time."""

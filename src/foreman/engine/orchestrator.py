@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,10 +25,11 @@ from foreman.engine.delivery import events_of
 from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.lifecycle import RunState, execute
+from foreman.engine.nesting import ChildRun, nested_books, stored_result
 from foreman.engine.planning import check_given_plan, make_plan
 from foreman.engine.resuming import books_before, carry_over, record_budget
 from foreman.engine.settings import RunDeps, RunSettings
-from foreman.errors import ConfigError, ForemanError, RunFinishedError
+from foreman.errors import ConfigError, ForemanError, RunFinishedError, UnknownRunError
 from foreman.events import Event
 from foreman.ledger.budget import Budget, check_priced, executed_seconds
 from foreman.ledger.recorder import CallLedger
@@ -42,6 +44,7 @@ from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
 from foreman.tracing.observer import Observer, Observers
+from foreman.workers.nested import MAX_DEPTH
 from foreman.workers.registry import Registry
 from foreman.workers.spec import RiskLevel, Worker
 
@@ -114,6 +117,7 @@ class Orchestrator:
         plan_budget_usd: float | None = None,
         budget: Budget | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        max_depth: int = MAX_DEPTH,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -183,6 +187,7 @@ class Orchestrator:
             record_prompts=record_prompts,
             plan_budget_usd=plan_budget_usd,
             budget=self.budget,
+            max_depth=max_depth,
         )
 
     @classmethod
@@ -210,6 +215,7 @@ class Orchestrator:
             record_prompts=settings.record_prompts,
             plan_budget_usd=settings.plan_budget_usd,
             budget=settings.budget,
+            max_depth=settings.max_depth,
             **objects,
         )
         orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
@@ -319,19 +325,57 @@ class Orchestrator:
         ``UnknownRunError``, ``RunFinishedError``, or ``RunLockedError`` when another live
         process is executing the run.
         """
-        given = budget
-        budget = budget if budget is not None else self.budget
         record = await self.store.get_run(run_id)
         if record.status.final:
             raise RunFinishedError(
                 f"Run {run_id} already finished ({record.status.value}); nothing to resume. "
                 f"`foreman show {run_id}` shows it."
             )
-        tasks = await self.store.load_tasks(run_id)
-        before, earlier = await books_before(self.store, record, tasks)
+        return await self._resume(self.deps(), record, budget, on_event or _ignore)
+
+    async def run_child(self, child: ChildRun, *, plan: Plan | None = None) -> RunResult:
+        """Carry out a parent run's task as the nested run ``child`` describes (the
+        ``Team`` protocol: ``foreman.workers.nested``): in the parent's store, with the
+        parent's approval callback and auto-approval unless this orchestrator has its
+        own. A nested run stored already is continued where it was (a resumed parent),
+        or, if it ended, its result is read back: it never starts over. ``plan`` is run
+        as given (a pattern's), as with ``run``."""
+        deps = replace(
+            self.deps(),
+            settings=self.config.model_copy(update={"max_depth": child.parent.settings.max_depth}),
+            store=child.store,
+            approve=self.approve or child.parent.approve,
+            auto_approve=self.auto_approve or child.parent.auto_approve,
+            depth=child.depth,
+        )
+        try:
+            record = await child.store.get_run(child.run_id)
+        except UnknownRunError:
+            record = None
+        if record is None:
+            await child.store.create_run(child.record(deps.settings.recorded()))
+            if plan is not None:
+                check_given_plan(self.registry, plan)
+                await child.store.save_plan(child.run_id, plan)
+            state = RunState(
+                run_id=child.run_id, request=child.request, plan=plan, budget=self.budget
+            )
+            return await execute(deps, state, child.on_event)
+        if record.status.final:
+            return await stored_result(child.store, record)
+        return await self._resume(deps, record, None, child.on_event)
+
+    async def _resume(
+        self, deps: RunDeps, record: RunRecord, budget: Budget | None, on_event: OnEvent
+    ) -> RunResult:
+        """Continue the stored run ``record`` with ``deps`` (see ``resume``)."""
+        store, run_id, given = deps.store, record.run_id, budget
+        budget = budget if budget is not None else self.budget
+        tasks = await store.load_tasks(run_id)
+        before, earlier = await books_before(store, record, tasks)
         check_priced(budget, [*self._model_names, *before.unpriced])
         if given is not None and record.settings.get("budget") != given.model_dump():
-            await record_budget(self.store, record, given)
+            await record_budget(store, record, given)
         timed = budget is not None and budget.max_seconds is not None
         state = RunState(
             run_id=run_id,
@@ -342,10 +386,11 @@ class Orchestrator:
             resumed=True,
             before=before,
             budget=budget,
-            seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
+            seconds_before=executed_seconds(await store.load_events(run_id)) if timed else 0,
             earlier_calls=earlier,
+            nested=await nested_books(store, run_id),
         )
-        return await execute(self.deps(), state, on_event or _ignore)
+        return await execute(deps, state, on_event)
 
     async def replay(self, run_id: str, task_id: str, *, model: str | None = None) -> TaskResult:
         """Run one task's worker again on its recorded input, for debugging.

@@ -14,6 +14,7 @@ from foreman.engine.assembly import SYNTHESISER, assemble
 from foreman.engine.calls import retried
 from foreman.engine.delivery import Delivery
 from foreman.engine.lifecycle import Execution
+from foreman.engine.nesting import nested_tasks
 from foreman.engine.planning import make_plan
 from foreman.engine.scheduler import Halt, run_dag
 from foreman.engine.tasks import TaskRunner
@@ -106,6 +107,7 @@ async def _run_tasks(run: Execution, plan: Plan) -> str | None:
         gate=ApprovalGate(deps.store, run.emit, deps.approve, deps.auto_approve),
         timeout=deps.settings.timeout,
         ledger=run.journal.ledger,
+        nested=nested_tasks(run),
     )
     try:
         await run_dag(

@@ -1,0 +1,214 @@
+"""Hierarchies: a team (an orchestrator) registered as a worker of another, its tasks run
+as nested runs: durable, linked to the parent task, events and books carried up,
+approvals deep inside surfaced, failures reaching the parent as failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from foreman import Orchestrator
+from foreman.engine.nesting import child_run_id
+from foreman.errors import ConfigError, ModelError
+from foreman.events import ApprovalRequested, NestedEvent, TaskStarted
+from foreman.ledger.books import Books
+from foreman.results import RunStatus, TaskStatus
+from foreman.store.memory import MemoryStore
+from foreman.store.sqlite import SQLiteStore
+from foreman.testing import ScriptedModel
+from foreman.workers.nested import TeamWorker
+from foreman.workers.registry import load_team
+from tests.helpers import Script, plan_of, task, worker, worker_requests
+
+TOP_PLAN = plan_of(task("t1", "researcher"), task("t2", "review", "t1"))
+CHILD_PLAN = plan_of(task("c1", "checker"), task("c2", "publisher", "c1"))
+
+
+def teams(model: ScriptedModel, store, *, risk: str = "low", **child_options):
+    """A top-level orchestrator whose ``review`` worker is a team (checker -> publisher)."""
+    child = Orchestrator(
+        [worker("checker"), worker("publisher", risk=risk, **child_options)], model=model
+    )
+    review = TeamWorker(name="review", description="Reviews and publishes.", team=child)
+    return Orchestrator([worker("researcher"), review], model=model, store=store)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request, tmp_path: Path):
+    store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "runs.db")
+    yield store
+    await store.aclose()
+
+
+async def test_a_team_task_runs_as_a_linked_nested_run_with_its_cost_rolled_up(store) -> None:
+    model = ScriptedModel(Script(CHILD_PLAN, synthesis="published"))
+    top = teams(model, store)
+    events = []
+    result = await top.run("Write and publish", plan=TOP_PLAN, on_event=events.append)
+
+    assert result.status is RunStatus.succeeded
+    assert result.tasks["t2"].output == "published"  # the nested run's answer
+    child_id = child_run_id(result.run_id, "t2")
+    child = await store.get_run(child_id)
+    assert (child.parent_run_id, child.parent_task_id) == (result.run_id, "t2")
+    assert child.status is RunStatus.succeeded
+    assert [c.run_id for c in await store.child_runs(result.run_id)] == [child_id]
+
+    # Books: the parent's are its own rows plus the nested run's, each counted once.
+    own = Books.of(await store.list_calls(run_id=result.run_id))
+    nested = Books.of(await store.list_calls(run_id=child_id))
+    every = Books.of(await store.list_calls(run_id=result.run_id, descendants=True))
+    assert nested.calls == 4  # plan, c1, c2, synthesis
+    assert every.calls == own.calls + nested.calls
+    assert (result.usage, result.calls) == (every.usage, every.calls)
+    assert result.tasks["t2"].usage == nested.usage == child.usage
+    assert (await store.get_run(result.run_id)).usage == every.usage
+
+    # The nested run's events reach the parent's stream, tagged with the parent task.
+    wrapped = [e for e in events if isinstance(e, NestedEvent)]
+    assert wrapped and {(e.run_id, e.task_id, e.child_run_id) for e in wrapped} == {
+        (result.run_id, "t2", child_id)
+    }
+    assert {e.event.task_id for e in wrapped if isinstance(e.event, TaskStarted)} == {"c1", "c2"}
+
+
+async def test_an_approval_deep_inside_pauses_both_and_resume_continues_the_nested_run(
+    store,
+) -> None:
+    model = ScriptedModel(Script(CHILD_PLAN, synthesis="published"))
+    top = teams(model, store, risk="high")
+    events = []
+    paused = await top.run("Write and publish", plan=TOP_PLAN, on_event=events.append)
+
+    child_id = child_run_id(paused.run_id, "t2")
+    assert paused.status is RunStatus.waiting_approval
+    assert paused.tasks["t2"].status is TaskStatus.waiting
+    assert (await store.get_run(child_id)).status is RunStatus.waiting_approval
+    [pending] = await store.list_approvals()
+    assert (pending.run_id, pending.task_id, pending.worker) == (child_id, "c2", "publisher")
+    asked = [e for e in events if isinstance(e, NestedEvent)]
+    assert any(isinstance(e.event, ApprovalRequested) for e in asked)
+
+    await store.decide(child_id, "c2", approved=True, note=None)
+    done = await top.resume(paused.run_id)
+
+    assert done.status is RunStatus.succeeded
+    assert done.tasks["t2"].output == "published"
+    assert len(await store.child_runs(paused.run_id)) == 1  # continued, not started anew
+    assert len(worker_requests(model, "do c1")) == 1  # its finished task not repeated
+    assert len(worker_requests(model, "do c2")) == 1
+    assert len(worker_requests(model, "do t1")) == 1
+    every = Books.of(await store.list_calls(run_id=paused.run_id, descendants=True))
+    assert (done.usage, done.calls) == (every.usage, every.calls)
+
+
+async def test_a_nested_failure_fails_the_parent_task_and_names_the_nested_run(store) -> None:
+    model = ScriptedModel(
+        Script(CHILD_PLAN, tasks={"do c2": ModelError("printer on fire")})
+    )
+    top = teams(model, store, on_failure="abort", retry={"max_attempts": 1})
+    result = await top.run("Write and publish", plan=TOP_PLAN)
+
+    child_id = child_run_id(result.run_id, "t2")
+    failed = result.tasks["t2"]
+    assert failed.status is TaskStatus.failed
+    assert child_id in failed.error and "c2" in failed.error and "printer on fire" in failed.error
+    assert result.status is RunStatus.partial  # the parent went on without it...
+    assert failed.output is None  # ...and never took the nested run's failure for an answer
+    assert (await store.get_run(child_id)).status is RunStatus.aborted
+    assert failed.usage == (await store.get_run(child_id)).usage  # what it spent, still
+
+
+async def test_runs_nest_no_deeper_than_max_depth(store) -> None:
+    model = ScriptedModel(Script(CHILD_PLAN))
+    top = teams(model, store)
+    top.config = top.config.model_copy(update={"max_depth": 0})
+    result = await top.run("Write and publish", plan=TOP_PLAN)
+
+    assert result.tasks["t2"].status is TaskStatus.failed
+    assert "max_depth" in result.tasks["t2"].error
+    assert await store.child_runs(result.run_id) == []
+
+
+async def test_three_levels_carry_events_and_books_up_through_the_middle(store) -> None:
+    inner_plan = plan_of(task("i1", "checker"))
+    middle_plan = plan_of(task("m1", "inner"))
+    model = ScriptedModel(Script([middle_plan, inner_plan], synthesis="ok"))
+    inner = Orchestrator([worker("checker")], model=model)
+    middle = Orchestrator(
+        [TeamWorker(name="inner", description="The inner team.", team=inner)], model=model
+    )
+    top = Orchestrator(
+        [TeamWorker(name="middle", description="The middle team.", team=middle)],
+        model=model,
+        store=store,
+    )
+    events = []
+    result = await top.run("Go deep", plan=plan_of(task("t1", "middle")), on_event=events.append)
+
+    assert result.status is RunStatus.succeeded
+    middle_id = child_run_id(result.run_id, "t1")
+    inner_id = child_run_id(middle_id, "m1")
+    assert (await store.get_run(inner_id)).parent_run_id == middle_id
+    deepest = [e.event for e in events if isinstance(e, NestedEvent)]
+    assert any(isinstance(e, NestedEvent) and e.child_run_id == inner_id for e in deepest)
+    every = Books.of(await store.list_calls(run_id=result.run_id, descendants=True))
+    # One task answers for its run (no synthesis): top 0 calls, middle 1 (its plan),
+    # inner 2 (plan, i1); the inner ones are in the middle's books too, counted once.
+    assert result.calls == every.calls == 3
+    assert (await store.get_run(middle_id)).calls == 3
+
+
+# --- team files ------------------------------------------------------------------------
+
+
+def test_a_team_file_worker_can_name_another_team_file(tmp_path: Path) -> None:
+    (tmp_path / "review.yaml").write_text(
+        "workers:\n"
+        "  - {name: publisher, description: Publishes., system_prompt: You publish., "
+        "risk: high}\n"
+    )
+    (tmp_path / "top.yaml").write_text(
+        "workers:\n"
+        "  - {name: writer, description: Writes., system_prompt: You write.}\n"
+        "  - {name: review, description: Reviews and publishes., team: review.yaml}\n"
+    )
+    registry = load_team(tmp_path / "top.yaml")
+    review = registry.get("review")
+    assert isinstance(review, TeamWorker)
+    assert review.team.registry.get("publisher").risk.value == "high"
+
+
+def test_team_files_naming_each_other_in_a_cycle_are_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "workers:\n  - {name: b, description: B., team: b.yaml}\n"
+    )
+    (tmp_path / "b.yaml").write_text(
+        "workers:\n  - {name: a, description: A., team: a.yaml}\n"
+    )
+    with pytest.raises(ConfigError, match="cycle: .*a.yaml -> .*b.yaml -> .*a.yaml"):
+        load_team(tmp_path / "a.yaml")
+
+
+async def test_a_team_file_team_runs_nested_with_the_parents_models(
+    tmp_path: Path, store
+) -> None:
+    (tmp_path / "review.yaml").write_text(
+        "workers:\n"
+        "  - {name: checker, description: Checks., system_prompt: You check.}\n"
+        "  - {name: publisher, description: Publishes., system_prompt: You publish.}\n"
+    )
+    (tmp_path / "top.yaml").write_text(
+        "workers:\n"
+        "  - {name: researcher, description: Researches., system_prompt: You research.}\n"
+        "  - {name: review, description: Reviews and publishes., team: review.yaml}\n"
+    )
+    model = ScriptedModel(Script(CHILD_PLAN, synthesis="published"))
+    top = Orchestrator(load_team(tmp_path / "top.yaml"), model=model, store=store)
+    result = await top.run("Write and publish", plan=TOP_PLAN)
+
+    assert result.status is RunStatus.succeeded
+    child = await store.get_run(child_run_id(result.run_id, "t2"))
+    assert child.settings["team"] == str(tmp_path / "review.yaml")
+    assert len(worker_requests(model, "do c2")) == 1
