@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.helpers import Script, plan_of, task, worker, worker_requests
 
 from foreman import Orchestrator
 from foreman.engine.nesting import child_run_id
 from foreman.errors import ConfigError, ModelError
-from foreman.events import ApprovalRequested, NestedEvent, TaskStarted
+from foreman.events import EVENT_ADAPTER, ApprovalRequested, NestedEvent, TaskStarted
 from foreman.ledger.books import Books
 from foreman.results import RunStatus, TaskStatus
 from foreman.store.memory import MemoryStore
@@ -19,7 +20,6 @@ from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
 from foreman.workers.nested import TeamWorker
 from foreman.workers.registry import load_team
-from tests.helpers import Script, plan_of, task, worker, worker_requests
 
 TOP_PLAN = plan_of(task("t1", "researcher"), task("t2", "review", "t1"))
 CHILD_PLAN = plan_of(task("c1", "checker"), task("c2", "publisher", "c1"))
@@ -104,9 +104,7 @@ async def test_an_approval_deep_inside_pauses_both_and_resume_continues_the_nest
 
 
 async def test_a_nested_failure_fails_the_parent_task_and_names_the_nested_run(store) -> None:
-    model = ScriptedModel(
-        Script(CHILD_PLAN, tasks={"do c2": ModelError("printer on fire")})
-    )
+    model = ScriptedModel(Script(CHILD_PLAN, tasks={"do c2": ModelError("printer on fire")}))
     top = teams(model, store, on_failure="abort", retry={"max_attempts": 1})
     result = await top.run("Write and publish", plan=TOP_PLAN)
 
@@ -153,6 +151,8 @@ async def test_three_levels_carry_events_and_books_up_through_the_middle(store) 
     assert (await store.get_run(inner_id)).parent_run_id == middle_id
     deepest = [e.event for e in events if isinstance(e, NestedEvent)]
     assert any(isinstance(e, NestedEvent) and e.child_run_id == inner_id for e in deepest)
+    for event in events:  # envelopes within envelopes round-trip through JSON (--json)
+        assert EVENT_ADAPTER.validate_json(event.model_dump_json()) == event
     every = Books.of(await store.list_calls(run_id=result.run_id, descendants=True))
     # One task answers for its run (no synthesis): top 0 calls, middle 1 (its plan),
     # inner 2 (plan, i1); the inner ones are in the middle's books too, counted once.
@@ -181,19 +181,13 @@ def test_a_team_file_worker_can_name_another_team_file(tmp_path: Path) -> None:
 
 
 def test_team_files_naming_each_other_in_a_cycle_are_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text(
-        "workers:\n  - {name: b, description: B., team: b.yaml}\n"
-    )
-    (tmp_path / "b.yaml").write_text(
-        "workers:\n  - {name: a, description: A., team: a.yaml}\n"
-    )
-    with pytest.raises(ConfigError, match="cycle: .*a.yaml -> .*b.yaml -> .*a.yaml"):
+    (tmp_path / "a.yaml").write_text("workers:\n  - {name: b, description: B., team: b.yaml}\n")
+    (tmp_path / "b.yaml").write_text("workers:\n  - {name: a, description: A., team: a.yaml}\n")
+    with pytest.raises(ConfigError, match=r"cycle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
         load_team(tmp_path / "a.yaml")
 
 
-async def test_a_team_file_team_runs_nested_with_the_parents_models(
-    tmp_path: Path, store
-) -> None:
+async def test_a_team_file_team_runs_nested_with_the_parents_models(tmp_path: Path, store) -> None:
     (tmp_path / "review.yaml").write_text(
         "workers:\n"
         "  - {name: checker, description: Checks., system_prompt: You check.}\n"

@@ -24,7 +24,10 @@ import pytest
 # The checks live in this package, not in the user's test module: without this, a failed
 # ``assert`` would say nothing about the values it compared.
 pytest.register_assert_rewrite(
-    *(f"{__name__}.{module}" for module in ("approvals", "books", "leases", "ledger", "runs"))
+    *(
+        f"{__name__}.{module}"
+        for module in ("approvals", "books", "leases", "ledger", "nesting", "runs")
+    )
 )
 
 from foreman.testing.store_conformance._harness import store_test  # noqa: E402
@@ -32,10 +35,11 @@ from foreman.testing.store_conformance.approvals import ApprovalTests  # noqa: E
 from foreman.testing.store_conformance.books import BooksTests  # noqa: E402
 from foreman.testing.store_conformance.leases import LeaseTests  # noqa: E402
 from foreman.testing.store_conformance.ledger import LedgerTests  # noqa: E402
+from foreman.testing.store_conformance.nesting import NestingTests  # noqa: E402
 from foreman.testing.store_conformance.runs import RunTests  # noqa: E402
 
 
-class StoreConformance(RunTests, LeaseTests, ApprovalTests, LedgerTests, BooksTests):
+class StoreConformance(RunTests, LeaseTests, ApprovalTests, LedgerTests, BooksTests, NestingTests):
     """Every conformance check; subclass it as ``Test...`` and define ``make_store``.
 
     To leave one check out (say, a store without leases on purpose), override that test
@@ -48,6 +52,7 @@ __all__ = [
     "BooksTests",
     "LeaseTests",
     "LedgerTests",
+    "NestingTests",
     "RunTests",
     "StoreConformance",
     "store_test",
