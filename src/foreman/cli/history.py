@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -99,15 +100,19 @@ def show(
         show_task(run, task_id, db, json_out=json_out)
         return
 
-    async def load(store: Store) -> tuple[RunRecord, dict[str, TaskResult], list[CallRecord]]:
+    async def load(
+        store: Store,
+    ) -> tuple[RunRecord, dict[str, TaskResult], list[CallRecord], list[RunSummary]]:
         run_id = await store.resolve_run(run)
         ledger = await store.list_calls(run_id=run_id) if calls else []
-        return await store.get_run(run_id), await store.load_tasks(run_id), ledger
+        nested = await store.child_runs(run_id)
+        return await store.get_run(run_id), await store.load_tasks(run_id), ledger, nested
 
-    record, tasks, ledger = guard(lambda: asyncio.run(with_store(db, load)))
+    record, tasks, ledger, nested = guard(lambda: asyncio.run(with_store(db, load)))
     if json_out:
         shown = record.model_dump(mode="json")
         shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
+        shown["nested_runs"] = [run_json(child) for child in nested]
         if calls:
             shown["ledger"] = [call_json(call, prompts=False) for call in ledger]
         print(json.dumps(shown, indent=2))
@@ -124,7 +129,7 @@ def show(
                 out.print(line)  # wrapped: the section fits the terminal too
         out.print(Text.assemble("\n", run_books(record)))
         return
-    out.print(run_tree(record, tasks, full=full))
+    out.print(run_tree(record, tasks, full=full, nested=nested))
     if record.answer:
         out.print(Text.assemble("\n", ("Answer", "bold"), "\n", literal(record.answer)))
     if record.error:
@@ -199,6 +204,8 @@ def run_json(run: RunSummary, limits: dict[str, str | None] | None = None) -> di
         "unpriced_models": run.unpriced,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
+        "parent_run_id": run.parent_run_id,
+        "parent_task_id": run.parent_task_id,
     }
 
 
@@ -220,7 +227,8 @@ def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None
     rows = [
         (
             safe_text(run.run_id),
-            safe_text(_clip(run.request, 40)),
+            # a nested run (its id extends its parent's) is marked, its request indented
+            safe_text(("↳ " if run.parent_run_id else "") + _clip(run.request, 40)),
             Text(_status(run, limits or {}), style=STATUS_STYLE.get(run.status.value, "")),
             Text(f"{run.tasks_done}/{run.tasks}"),
             Text(f"{run.usage.total_tokens:,}"),
@@ -247,7 +255,16 @@ def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None
     return table
 
 
-def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False) -> FittedTree:
+def run_tree(
+    run: RunRecord,
+    tasks: dict[str, TaskResult],
+    *,
+    full: bool = False,
+    nested: Sequence[RunSummary] = (),
+) -> FittedTree:
+    """The run's plan as a tree; a task carried out by a nested run shows that run's id
+    (``foreman show`` it) under the task."""
+    children = {child.parent_task_id: child for child in nested}
     title = Text.assemble(
         (literal(run.run_id), "bold"),
         " ",
@@ -259,6 +276,15 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
     def add_task(parent: Tree, task: Task) -> Tree:
         result = tasks.get(task.id)
         branch = parent.add(task_label(task, result.status.value if result else "not run"))
+        if (child := children.get(task.id)) is not None:
+            branch.add(
+                Text.assemble(
+                    ("nested run ", "dim"),
+                    (literal(child.run_id), "bold"),
+                    " ",
+                    (child.status.value, STATUS_STYLE.get(child.status.value, "")),
+                )
+            )
         if result is not None:
             if result.output is not None:
                 branch.add(safe_text(_show_output(result.output, full)))

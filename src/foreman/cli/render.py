@@ -295,6 +295,8 @@ class LiveProgress:
                 self.headline = f"Assembled ({method})"
             case ev.RunFinished(result=result):
                 self.headline = f"Finished: {result.status.value}"
+            case ev.NestedEvent(task_id=task_id, child_run_id=child):
+                self.note[task_id] = f"nested run {child}: {_innermost(event).type}"
         done = ("succeeded", "failed", "skipped", "approval")
         if self.headline == "Running" and all(s in done for s in self.status.values()):
             self.headline = "Assembling the answer…"
@@ -316,6 +318,14 @@ class LiveProgress:
                 safe_text(detail),
             )
         return Group(safe_text(self.headline, style="bold"), table)
+
+
+def _innermost(event: ev.NestedEvent) -> ev.Event:
+    """The event a chain of nested-run envelopes carries."""
+    inner = event.event
+    while isinstance(inner, ev.NestedEvent):
+        inner = inner.event
+    return inner
 
 
 def print_result(console: Console, result: RunResult) -> None:

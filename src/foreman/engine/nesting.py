@@ -166,8 +166,13 @@ class NestedTasks:
             return self._failed(task, worker, error, books, missing, user, started)
         assert result is not None
         if result.status is RunStatus.waiting_approval:
-            return TaskResult(
-                task_id=task.id, worker=worker.name, status=TaskStatus.waiting, input=user
+            return TaskResult(  # what the nested run spent so far is on the task already
+                task_id=task.id,
+                worker=worker.name,
+                status=TaskStatus.waiting,
+                attempts=books.calls,
+                usage=books.usage,
+                input=user,
             )
         done = TaskResult(
             task_id=task.id,
