@@ -400,6 +400,7 @@ def test_run_options_reach_the_run(scripted) -> None:
         "plan_budget_usd": None,
         "team": None,
         "budget": None,
+        "max_depth": 3,
     }
     assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner
     planner_schema = model.requests[0].output_schema

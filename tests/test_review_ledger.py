@@ -50,6 +50,9 @@ def make_legacy(path: Path) -> None:
     """The file as a foreman from before the ledger (schema 2) would have left it."""
     db = sqlite3.connect(path)
     db.execute("DROP TABLE calls")
+    db.execute("DROP INDEX runs_by_parent")  # nested runs (migration 6) came later still
+    db.execute("ALTER TABLE runs DROP COLUMN parent_run_id")
+    db.execute("ALTER TABLE runs DROP COLUMN parent_task_id")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
