@@ -11,7 +11,7 @@ from tests.helpers import Script, plan_of, task, worker, worker_requests
 
 from foreman import Orchestrator
 from foreman.engine.nesting import child_run_id
-from foreman.errors import ConfigError, ModelError
+from foreman.errors import ConfigError, ForemanError, ModelError
 from foreman.events import EVENT_ADAPTER, ApprovalRequested, NestedEvent, TaskStarted
 from foreman.ledger.books import Books
 from foreman.results import RunStatus, TaskStatus
@@ -206,3 +206,33 @@ async def test_a_team_file_team_runs_nested_with_the_parents_models(tmp_path: Pa
     child = await store.get_run(child_run_id(result.run_id, "t2"))
     assert child.settings["team"] == str(tmp_path / "review.yaml")
     assert len(worker_requests(model, "do c2")) == 1
+
+
+class TwoSteps:
+    """A planned team, as a pipeline is: its own workers and a plan for each request."""
+
+    def workers(self):
+        return [worker("checker"), worker("publisher")]
+
+    def plan_for(self, request: str):
+        assert request.startswith("do t2")  # the parent task's instructions, then its inputs
+        return CHILD_PLAN
+
+
+async def test_a_planned_team_runs_its_own_plan_as_the_nested_run(store) -> None:
+    model = ScriptedModel(Script(None, synthesis="both steps"))  # no planner call at all
+    review = TeamWorker(name="review", description="Two steps.", team=TwoSteps())
+    top = Orchestrator([worker("researcher"), review], model=model, store=store)
+    result = await top.run("Write and publish", plan=TOP_PLAN)
+
+    assert result.status is RunStatus.succeeded
+    assert result.tasks["t2"].output == "both steps"
+    child = await store.get_run(child_run_id(result.run_id, "t2"))
+    assert [t.id for t in child.plan.tasks] == ["c1", "c2"]
+    with pytest.raises(ForemanError, match="nested run"):  # replay one of its tasks instead
+        await top.replay(result.run_id, "t2")
+
+
+def test_a_team_worker_needs_something_that_can_run_a_team() -> None:
+    with pytest.raises(ValueError, match="run_child"):
+        TeamWorker(name="review", description="Nothing.", team="review.yaml")

@@ -17,7 +17,8 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from foreman.engine.lifecycle import Execution
 from foreman.engine.settings import RunDeps
@@ -27,7 +28,11 @@ from foreman.ledger.books import Books
 from foreman.plan.schema import Task
 from foreman.results import RunResult, RunStatus, TaskResult, TaskStatus
 from foreman.store.base import RunRecord, Store
-from foreman.workers.nested import Team, TeamFile, TeamWorker
+from foreman.workers.nested import PlannedTeam, Team, TeamFile, TeamWorker
+from foreman.workers.registry import Registry
+
+if TYPE_CHECKING:
+    from foreman.engine.orchestrator import Orchestrator
 
 OnEvent = Callable[[Event], None]
 
@@ -260,27 +265,42 @@ def nested_tasks(run: Execution) -> NestedTasks:
     return NestedTasks(run.deps, run.run_id, run.emit, run.delivery.on_event, run.state.nested)
 
 
-async def run_team(team: Team | TeamFile, child: ChildRun, worker: TeamWorker) -> RunResult:
-    """Carry out ``child`` with ``team``: a ``Team`` runs it itself; a team file's team
-    runs under the parent's settings (its default model: the worker's ``model``)."""
+async def run_team(
+    team: Team | PlannedTeam | TeamFile, child: ChildRun, worker: TeamWorker
+) -> RunResult:
+    """Carry out ``child`` with ``team``: a ``Team`` runs it itself; the team of a team
+    file, or a planned team (a pattern) with its plan, runs under the parent's settings."""
+    if isinstance(team, Team):
+        return await team.run_child(child)
     if isinstance(team, TeamFile):
-        from foreman.engine.orchestrator import Orchestrator  # it builds on this module
+        return await child_orchestrator(child, team.registry, worker, team.path).run_child(child)
+    registry = Registry(team.workers())
+    plan = team.plan_for(child.request)
+    return await child_orchestrator(child, registry, worker).run_child(child, plan=plan)
 
-        settings = child.parent.settings.model_copy(
-            update={
-                "team": str(team.path),
-                "model": worker.model or child.parent.models.default_name,
-                "budget": team.registry.budget,
-            }
-        )
-        team = Orchestrator.from_settings(
-            settings,
-            team.registry,
-            store=child.store,
-            models=child.parent.models.known(),
-            observers=child.parent.observers.observers,
-        )
-    return await team.run_child(child)
+
+def child_orchestrator(
+    child: ChildRun, registry: Registry, worker: TeamWorker, path: Path | None = None
+) -> Orchestrator:
+    """An orchestrator for ``registry`` configured as the parent is (its models shared,
+    its default model the worker's ``model`` if set), with the team's budget if it has
+    one; ``path``: the team file it was read from, recorded with the nested run."""
+    from foreman.engine.orchestrator import Orchestrator  # it builds on this module
+
+    settings = child.parent.settings.model_copy(
+        update={
+            "team": str(path) if path is not None else None,
+            "model": worker.model or child.parent.models.default_name,
+            "budget": registry.budget,
+        }
+    )
+    return Orchestrator.from_settings(
+        settings,
+        registry,
+        store=child.store,
+        models=child.parent.models.known(),
+        observers=child.parent.observers.observers,
+    )
 
 
 def failure_of(result: RunResult) -> str | None:

@@ -25,7 +25,7 @@ from foreman.engine.delivery import events_of
 from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.lifecycle import RunState, execute
-from foreman.engine.nesting import ChildRun, nested_books, stored_result
+from foreman.engine.nesting import ChildRun, child_run_id, nested_books, stored_result
 from foreman.engine.planning import check_given_plan, make_plan
 from foreman.engine.resuming import books_before, carry_over, record_budget
 from foreman.engine.settings import RunDeps, RunSettings
@@ -44,7 +44,7 @@ from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
 from foreman.tracing.observer import Observer, Observers
-from foreman.workers.nested import MAX_DEPTH
+from foreman.workers.nested import MAX_DEPTH, TeamWorker
 from foreman.workers.registry import Registry
 from foreman.workers.spec import RiskLevel, Worker
 
@@ -90,6 +90,10 @@ class Orchestrator:
     time, calls; a team file's ``budget:`` applies when none is given. At a limit no call
     starts and the run ends ``over_budget`` with what finished; ``resume(run_id,
     budget=...)`` goes on under a raised one. ``timer`` measures its wall time.
+
+    A team (another orchestrator, a pattern, a team file) can be one of the workers
+    (``foreman.workers.nested.TeamWorker``): its tasks run as nested runs in this store,
+    at most ``max_depth`` deep (docs/hierarchies.md).
     """
 
     def __init__(
@@ -415,6 +419,11 @@ class Orchestrator:
                 f"replay. `foreman resume {run_id}` runs it."
             )
         worker = self.registry.get(record.plan.task(task_id).worker)
+        if isinstance(worker, TeamWorker):
+            raise ForemanError(
+                f"Task {task_id!r} of run {run_id} was carried out by a nested run "
+                f"({child_run_id(run_id, task_id)}); replay one of its tasks instead."
+            )
         ledger = CallLedger(run_id, keep_prompts=self.record_prompts, on_end=self.observers.on_call)
         if not record.calls:  # stored before the ledger: its totals join it first
             await carry_over(self.store, record, tasks)

@@ -7,8 +7,9 @@ runs: as a nested run of ``team`` in the parent's store (``foreman.engine.nestin
 durable, resumable, its events and cost carried up to the parent.
 
 ``team`` is anything with ``run_child(child) -> RunResult`` (the ``Team`` protocol: an
-``Orchestrator`` has it, and so can a pipeline or fan-out), or a ``TeamFile``, the team a
-team file's ``team:`` entry names, which the engine runs with the parent's settings.
+``Orchestrator`` has it); a ``PlannedTeam`` (``workers()`` and ``plan_for(request)``: a
+pipeline or a fan-out), whose plan the engine runs; or a ``TeamFile``, the team a team
+file's ``team:`` entry names. The last two run with the parent's settings.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from foreman.workers.spec import Worker
 
 if TYPE_CHECKING:
     from foreman.engine.nesting import ChildRun
+    from foreman.plan.schema import Plan
     from foreman.results import RunResult
     from foreman.workers.registry import Registry
 
@@ -43,6 +45,16 @@ class Team(Protocol):
     """
 
     async def run_child(self, child: ChildRun) -> RunResult: ...
+
+
+@runtime_checkable
+class PlannedTeam(Protocol):
+    """A team that is a plan for each request over its own workers (a pipeline, a
+    fan-out): the engine runs its plan as the nested run, with the parent's settings."""
+
+    def workers(self) -> list[Worker]: ...
+
+    def plan_for(self, request: str) -> Plan: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +79,15 @@ class TeamWorker(Worker):
     """
 
     system_prompt: str = ""
-    team: Any = Field(exclude=True, description="A ``Team`` or a ``TeamFile``.")
+    team: Any = Field(exclude=True, description="A ``Team``, a ``PlannedTeam`` or a ``TeamFile``.")
 
     @field_validator("team")
     @classmethod
     def _runs_children(cls, team: Any) -> Any:
-        if not isinstance(team, TeamFile | Team):
+        if not isinstance(team, TeamFile | Team | PlannedTeam):
             raise ValueError(
-                "must be an Orchestrator, a pattern or another object with run_child(child), "
-                f"not {type(team).__name__}"
+                "must be an Orchestrator, a pattern (workers() and plan_for(request)) or "
+                f"another object with run_child(child), not {type(team).__name__}"
             )
         return team
 
