@@ -103,6 +103,10 @@ def test_an_approval_deep_inside_is_listed_decided_and_resumed_from_the_cli(
     approved = foreman.run("approve", nested, "c2")
     assert approved.returncode == 0 and f"foreman resume {run_id}" in approved.stdout
 
+    directly = foreman.run("resume", nested)  # through its top-level run, which says so
+    assert directly.returncode == 1 and f"`foreman resume {run_id}` continues it" in (
+        directly.stderr
+    )
     done = foreman.run("resume", run_id)
     assert done.returncode == 0, done.stderr
     assert foreman.calls() == Counter({"t1": 1, "c1": 1, "c2": 1})

@@ -50,6 +50,7 @@ from foreman.cli.common import (
     usage_error,
     with_store,
 )
+from foreman.cli.nesting import refuse_nested
 from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.cli.text import literal
@@ -202,6 +203,8 @@ def resume(
     the raised one for later resumes; the budget counts every execution of the run."""
     budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     record = guard(lambda: asyncio.run(with_store(db, lambda store: _record(store, run))))
+    if record.parent_run_id is not None:  # its team is its parent's to rebuild
+        guard(lambda: asyncio.run(with_store(db, lambda store: refuse_nested(store, record))))
     run_id = record.run_id
     settings = {**record.settings, **({"model": model} if model else {})}
     settings["budget"] = {**(record.settings.get("budget") or {}), **budget}

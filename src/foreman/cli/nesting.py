@@ -11,8 +11,9 @@ from rich.text import Text
 from foreman.cli.text import literal
 from foreman.engine.nesting import child_run_id
 from foreman.engine.orchestrator import Orchestrator
+from foreman.errors import ForemanError
 from foreman.results import RunResult, TaskStatus
-from foreman.store.base import Store
+from foreman.store.base import RunRecord, Store
 from foreman.workers.nested import TeamWorker
 
 
@@ -53,4 +54,14 @@ def nested_waiting_note(orchestrator: Orchestrator, result: RunResult) -> str:
     return (
         f" Nested run(s) {', '.join(nested)} wait inside: `foreman approvals` lists their "
         f"tasks to decide; `foreman resume {result.run_id}` then continues them."
+    )
+
+
+async def refuse_nested(store: Store, record: RunRecord) -> None:
+    """A nested run is resumed through its top-level run, which rebuilds its team (a
+    Python team is not in the nested run's settings) and records what it spends."""
+    top = (await lineage(store, record.run_id))[0]
+    raise ForemanError(
+        f"Run {record.run_id} is nested in run {record.parent_run_id} (its task "
+        f"{record.parent_task_id}); `foreman resume {top}` continues it where it was."
     )
