@@ -4,6 +4,7 @@ approvals deep inside surfaced, failures reaching the parent as failures."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,25 @@ async def test_a_planned_team_runs_its_own_plan_as_the_nested_run(store) -> None
 def test_a_team_worker_needs_something_that_can_run_a_team() -> None:
     with pytest.raises(ValueError, match="run_child"):
         TeamWorker(name="review", description="Nothing.", team="review.yaml")
+
+
+async def test_cancelling_the_parent_cancels_the_nested_run_it_was_running(store) -> None:
+    started = asyncio.Event()
+
+    def latency(request) -> float:  # c2's call starts, and takes its time
+        if "do c2" not in request.messages[0].content:
+            return 0.0
+        started.set()
+        return 30.0
+
+    model = ScriptedModel(Script(CHILD_PLAN), latency=latency)
+    top = teams(model, store)
+    running = asyncio.create_task(top.run("Write and publish", plan=TOP_PLAN))
+    await asyncio.wait_for(started.wait(), 10)
+    [summary] = [run for run in await store.list_runs() if run.parent_run_id is None]
+    await store.cancel_run(summary.run_id)  # as `foreman cancel` does from another process
+    result = await asyncio.wait_for(running, 10)
+
+    assert result.status is RunStatus.cancelled
+    child = await store.get_run(child_run_id(result.run_id, "t2"))
+    assert child.status is RunStatus.cancelled  # not left interrupted, to be resumed

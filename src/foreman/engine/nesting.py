@@ -13,6 +13,7 @@ fails fails the parent task, its error naming the nested run and task that faile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from foreman.engine.lifecycle import Execution
 from foreman.engine.settings import RunDeps
-from foreman.errors import RunAbortedError
+from foreman.errors import ForemanError, RunAbortedError
 from foreman.events import Event, NestedEvent, TaskFailed, TaskFinished, TaskStarted
 from foreman.ledger.books import Books
 from foreman.plan.schema import Task
@@ -160,6 +161,9 @@ class NestedTasks:
             result = await run_team(worker.team, child, worker)
         except Exception as exc:  # the nested run is recorded as failed, with its error
             error = f"nested run {child_id} failed: {exc}"
+        except asyncio.CancelledError:  # stopped with its parent: interrupted, or cancelled
+            await asyncio.shield(self._cancel_with_parent(child_id))
+            raise
         finally:
             books = await asyncio.shield(subtree_books(self.deps.store, child_id))
             self.books[child_id] = books
@@ -203,6 +207,14 @@ class NestedTasks:
             )
         )
         return done
+
+    async def _cancel_with_parent(self, child_id: str) -> None:
+        """A parent cancelled (``foreman cancel``) cancels its nested run too, which its
+        cancellation left ``interrupted``: nothing is left to resume."""
+        store = self.deps.store
+        with contextlib.suppress(ForemanError):
+            if await store.cancel_requested(self.run_id):
+                await store.cancel_run(child_id)
 
     def _forwarding(
         self, task_id: str, child_id: str, depth: int, troubles: list[BaseException]
