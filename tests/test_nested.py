@@ -15,6 +15,7 @@ from foreman.engine.nesting import child_run_id
 from foreman.errors import ConfigError, ForemanError, ModelError
 from foreman.events import EVENT_ADAPTER, ApprovalRequested, NestedEvent, TaskStarted
 from foreman.ledger.books import Books
+from foreman.ledger.budget import Budget
 from foreman.results import RunStatus, TaskStatus
 from foreman.store.memory import MemoryStore
 from foreman.store.sqlite import SQLiteStore
@@ -259,3 +260,24 @@ async def test_cancelling_the_parent_cancels_the_nested_run_it_was_running(store
     assert result.status is RunStatus.cancelled
     child = await store.get_run(child_run_id(result.run_id, "t2"))
     assert child.status is RunStatus.cancelled  # not left interrupted, to be resumed
+
+
+async def test_a_nested_run_spends_within_its_parents_budget_and_resumes_under_a_raised_one(
+    store,
+) -> None:
+    model = ScriptedModel(Script(CHILD_PLAN, synthesis="published"))
+    top = teams(model, store)
+    top.budget = Budget(max_calls=4)  # t1, then 3 for the nested run: plan, c1, c2
+    stopped = await top.run("Write and publish", plan=TOP_PLAN)
+
+    child_id = child_run_id(stopped.run_id, "t2")
+    assert stopped.status is RunStatus.over_budget
+    assert (await store.get_run(child_id)).status is RunStatus.over_budget
+    assert stopped.calls == 4  # the parent's books: its call and the nested run's three
+    assert "t2" not in stopped.tasks  # stopped unfinished: it runs on resume
+
+    done = await top.resume(stopped.run_id, budget=Budget(max_calls=20))
+    assert done.status is RunStatus.succeeded
+    assert done.tasks["t2"].output == "published"
+    assert [len(worker_requests(model, f"do {t}")) for t in ("t1", "c1", "c2")] == [1, 1, 1]
+    assert done.calls == 1 + 4 + 1  # t1; the nested run's plan, c1, c2, synthesis; synthesis

@@ -52,6 +52,14 @@ class RunState:
     #: nested run that runs again replaces its entry, so nothing is counted twice.
     nested: dict[str, Books] = field(default_factory=dict)
 
+    def spent_before(self) -> Books:
+        """What the run spent before this execution: its earlier executions' calls and
+        its nested runs' (what its budget counts on from)."""
+        books = self.before
+        for nested in self.nested.values():
+            books = books + nested
+        return books
+
 
 @dataclass
 class Execution:
@@ -82,10 +90,7 @@ class Execution:
         """The run's books for its result: earlier executions plus every call of this one
         (the journal has stopped or settled them all by the time a result is built), plus
         its nested runs'."""
-        books = self.state.before + Books.of(self.journal.ledger.records.values())
-        for nested in self.state.nested.values():
-            books = books + nested
-        return dict(books)
+        return dict(self.state.spent_before() + Books.of(self.journal.ledger.records.values()))
 
     def result(self, status: RunStatus, **fields: Any) -> RunResult:
         """The run's result as it stands: its plan, its tasks, its books, its time."""
@@ -185,7 +190,7 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
         state.budget,
         journal.ledger,
         delivery.emit,
-        before=state.before,
+        before=state.spent_before(),
         seconds_before=state.seconds_before,
         timer=deps.timer,
     )

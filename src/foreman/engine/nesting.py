@@ -26,6 +26,7 @@ from foreman.engine.settings import RunDeps
 from foreman.errors import ForemanError, RunAbortedError
 from foreman.events import Event, NestedEvent, TaskFailed, TaskFinished, TaskStarted
 from foreman.ledger.books import Books
+from foreman.ledger.budget import Budget, BudgetMeter
 from foreman.plan.schema import Task
 from foreman.results import RunResult, RunStatus, TaskResult, TaskStatus
 from foreman.store.base import RunRecord, Store
@@ -59,6 +60,9 @@ class ChildRun:
     parent: RunDeps
     #: Where the nested run's events go: the parent's stream, wrapped.
     on_event: OnEvent
+    #: What is left of the parent's budget: the nested run runs within it (and within its
+    #: own team's budget), so that it cannot spend what its parent may not.
+    budget: Budget | None = None
 
     @property
     def store(self) -> Store:
@@ -124,13 +128,20 @@ class NestedTasks:
     """
 
     def __init__(
-        self, deps: RunDeps, run_id: str, emit: OnEvent, forward: OnEvent, books: dict[str, Books]
+        self,
+        deps: RunDeps,
+        run_id: str,
+        emit: OnEvent,
+        forward: OnEvent,
+        books: dict[str, Books],
+        meter: BudgetMeter | None = None,
     ) -> None:
         self.deps = deps
         self.run_id = run_id
         self.emit = emit  # the parent's own events (recorded with its run)
         self.forward = forward  # the parent's consumer, for the nested run's events
         self.books = books
+        self.meter = meter  # the parent's budget, charged with what nested runs spend
 
     async def __call__(
         self, task: Task, worker: TeamWorker, inputs: dict[str, Any], missing: list[str], user: str
@@ -155,7 +166,9 @@ class NestedTasks:
             depth=depth,
             parent=self.deps,
             on_event=self._forwarding(task.id, child_id, depth, troubles),
+            budget=self.meter.share() if self.meter is not None else None,
         )
+        spent_before = self.books.get(child_id, Books())
         result, error = None, None
         try:
             result = await run_team(worker.team, child, worker)
@@ -167,8 +180,12 @@ class NestedTasks:
         finally:
             books = await asyncio.shield(subtree_books(self.deps.store, child_id))
             self.books[child_id] = books
+            if self.meter is not None:
+                self.meter.charge(spent_before, books)
         if troubles:  # the parent's consumer raised: the parent fails, as it would directly
             raise troubles[0]
+        if result is not None and result.status is RunStatus.over_budget and self.meter:
+            self.meter.admit()  # the parent's budget stopped it: the parent stops, unfinished
         if result is not None:
             error = failure_of(result)
         if error is not None:
@@ -274,7 +291,9 @@ class NestedTasks:
 def nested_tasks(run: Execution) -> NestedTasks:
     """The hook that runs ``run``'s team tasks as nested runs (any driver's ``TaskRunner``):
     their events go to the run's consumer, their books into ``run.state.nested``."""
-    return NestedTasks(run.deps, run.run_id, run.emit, run.delivery.on_event, run.state.nested)
+    return NestedTasks(
+        run.deps, run.run_id, run.emit, run.delivery.on_event, run.state.nested, run.meter
+    )
 
 
 async def run_team(

@@ -31,7 +31,7 @@ from foreman.engine.resuming import books_before, carry_over, record_budget
 from foreman.engine.settings import RunDeps, RunSettings
 from foreman.errors import ConfigError, ForemanError, RunFinishedError, UnknownRunError
 from foreman.events import Event
-from foreman.ledger.budget import Budget, check_priced, executed_seconds
+from foreman.ledger.budget import Budget, check_priced, executed_seconds, within
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose
 from foreman.models.base import Model, Usage
@@ -352,6 +352,7 @@ class Orchestrator:
             auto_approve=self.auto_approve or child.parent.auto_approve,
             depth=child.depth,
         )
+        budget = within(self.budget, child.budget)  # its own, within the parent's share
         try:
             record = await child.store.get_run(child.run_id)
         except UnknownRunError:
@@ -361,24 +362,29 @@ class Orchestrator:
             if plan is not None:
                 check_given_plan(self.registry, plan)
                 await child.store.save_plan(child.run_id, plan)
-            state = RunState(
-                run_id=child.run_id, request=child.request, plan=plan, budget=self.budget
-            )
+            state = RunState(run_id=child.run_id, request=child.request, plan=plan, budget=budget)
             return await execute(deps, state, child.on_event)
         if record.status.final:
             return await stored_result(child.store, record)
-        return await self._resume(deps, record, None, child.on_event)
+        return await self._resume(deps, record, budget, child.on_event, keep=False)
 
     async def _resume(
-        self, deps: RunDeps, record: RunRecord, budget: Budget | None, on_event: OnEvent
+        self,
+        deps: RunDeps,
+        record: RunRecord,
+        budget: Budget | None,
+        on_event: OnEvent,
+        *,
+        keep: bool = True,
     ) -> RunResult:
-        """Continue the stored run ``record`` with ``deps`` (see ``resume``)."""
+        """Continue the stored run ``record`` with ``deps`` (see ``resume``); ``keep``: a
+        given budget becomes the run's own (a nested run's share is for this time only)."""
         store, run_id, given = deps.store, record.run_id, budget
         budget = budget if budget is not None else self.budget
         tasks = await store.load_tasks(run_id)
         before, earlier = await books_before(store, record, tasks)
         check_priced(budget, [*self._model_names, *before.unpriced])
-        if given is not None and record.settings.get("budget") != given.model_dump():
+        if keep and given is not None and record.settings.get("budget") != given.model_dump():
             await record_budget(store, record, given)
         timed = budget is not None and budget.max_seconds is not None
         state = RunState(
