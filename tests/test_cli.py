@@ -383,6 +383,7 @@ def test_run_options_reach_the_run(scripted) -> None:
     args = ["--model", "work:er", "--planner-model", "plan:ner", "--concurrency", "3"]
     args += ["--max-tasks", "5", "--assembly", "concat", "--auto-approve", "medium"]
     args += ["--validator", "fact_checker", "--max-revisions", "2", "--timeout", "7.5"]
+    args += ["--context-budget", "4000"]
     result = runner.invoke(app, ["run", "x", *args])
     assert result.exit_code == 0, result.output
     assert stored_settings() | {"team": None} == {
@@ -400,6 +401,7 @@ def test_run_options_reach_the_run(scripted) -> None:
         "plan_budget_usd": None,
         "team": None,
         "budget": None,
+        "context_budget": 4000,
         "max_depth": 3,
     }
     assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner

@@ -83,3 +83,19 @@ def test_retries_of_planning_and_reviews_are_shown() -> None:
         ev.CallRetried(run_id="r", purpose="review", task_id="t1", attempt=2, error="[x]", delay=0)
     )
     assert re.search(r"t1 .*review attempt 2 failed: \[x\]", shown(progress))
+
+
+def test_a_for_each_task_shows_its_items_progress() -> None:
+    plan = plan_of(task("t1"), task("t2", "writer", "t1", for_each="t1"))
+    progress = LiveProgress(Console(record=True), clock=Clock())
+    progress.handle(ev.PlanReady(run_id="r", plan=plan, usage=Usage()))
+    progress.handle(
+        ev.TaskExpanded(run_id="r", task_id="t2", count=3, item_ids=["t2.1", "t2.2", "t2.3"])
+    )
+    assert re.search(r"t2 +writer +running +t1 +0\.0s 0/3 items done", shown(progress))
+    progress.handle(ev.TaskStarted(run_id="r", task_id="t2.2", worker="writer"))
+    progress.handle(
+        ev.TaskFailed(run_id="r", task_id="t2.2", worker="writer", error="e", policy="skip")
+    )
+    assert re.search(r"t2 +writer +running +t1 +0\.0s 1/3 items done", shown(progress))
+    assert "t2.2" not in shown(progress)  # items are counted under their task, not listed

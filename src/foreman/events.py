@@ -57,7 +57,7 @@ class TaskRetried(_Event):
     delay: float
 
 
-CallPurpose = Literal["plan", "review", "synthesis"]
+CallPurpose = Literal["plan", "review", "synthesis", "compaction"]
 
 
 class CallRetried(_Event):
@@ -158,9 +158,34 @@ class Assembled(_Event):
     answer: str
 
 
+class ContextCompacted(_Event):
+    """Results the orchestrator reads for ``purpose`` passed its context budget: the
+    ``compacted`` ones (ids, oldest first) reach it as summaries. Their full outputs are
+    unchanged in the store and for the workers that depend on them. ``failed`` summary
+    calls were replaced by a cut of the text."""
+
+    type: Literal["context_compacted"] = "context_compacted"
+    purpose: str
+    compacted: list[str]
+    tokens_before: int
+    tokens_after: int
+    failed: int = 0
+
+
 class RunFinished(_Event):
     type: Literal["run_finished"] = "run_finished"
     result: RunResult
+
+
+class TaskExpanded(_Event):
+    """A for-each task's dependency settled: it runs as one item task per element of the
+    list it names (``item_ids``, in item order, none for an empty list); the task itself
+    settles once they all have, as the list of their outputs."""
+
+    type: Literal["task_expanded"] = "task_expanded"
+    task_id: str
+    count: int
+    item_ids: list[str]
 
 
 class NestedEvent(_Event):
@@ -192,6 +217,8 @@ Event = Annotated[
     | BudgetExceeded
     | Assembled
     | RunFinished
+    | TaskExpanded
+    | ContextCompacted
     | NestedEvent,
     Field(discriminator="type"),
 ]

@@ -57,6 +57,7 @@ from foreman.cli.text import literal
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.settings import DEFAULTS
 from foreman.models.deprecation import show_warnings_as_lines
+from foreman.patterns.team import team_pattern
 from foreman.store.base import RunRecord, Store
 
 DEFAULT_ASSEMBLY = Assembly(DEFAULTS.assembly)
@@ -144,6 +145,21 @@ def run(
     budget_seconds: BudgetSecondsOpt = None,
     budget_calls: BudgetCallsOpt = None,
     on_budget: OnBudgetOpt = None,
+    pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the team file's pattern NAME (a pipeline, fan-out or "
+            "generator-evaluator) on REQUEST instead of planning it.",
+        ),
+    ] = None,
+    context_budget: Annotated[
+        int | None,
+        typer.Option(
+            min=256,
+            help="Tokens of results synthesis may read; past it, older results reach it as "
+            "summaries (workers still get full outputs).",
+        ),
+    ] = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -174,10 +190,18 @@ def run(
         "plan_budget_usd": plan_budget_usd,
         "record_prompts": record_prompts,
         "budget": budget,
+        "context_budget": context_budget,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
+    plan = (
+        guard(lambda: team_pattern(orchestrator.registry, pattern).plan_for(request))
+        if pattern is not None
+        else None
+    )
     execute_run(
-        orchestrator, lambda o, on_event: o.run(request, on_event=on_event), json_lines=json_lines
+        orchestrator,
+        lambda o, on_event: o.run(request, plan=plan, on_event=on_event),
+        json_lines=json_lines,
     )
 
 
@@ -312,12 +336,16 @@ def workers(
         bool, typer.Option("--json", help="Print the workers as a JSON array.")
     ] = False,
 ) -> None:
-    """List the workers in the registry (the built-in team, or --team)."""
+    """List the workers in the registry (the built-in team, or --team), and the team
+    file's patterns."""
     found = guard(lambda: registry(team))
     if json_out:
         print(json.dumps([worker_json(worker) for worker in found], indent=2))
     else:
         out.print(workers_table(found))
+        if found.patterns:  # a team file's patterns: what `run --pattern` accepts
+            kinds = ", ".join(f"{name} ({spec.kind})" for name, spec in found.patterns.items())
+            out.print(Text(f"Patterns: {kinds}"))
 
 
 async def _record(store: Store, ref: str) -> RunRecord:

@@ -32,6 +32,7 @@ from foreman.errors import ForemanError
 from foreman.ledger.books import Books
 from foreman.ledger.budget import limit_in
 from foreman.ledger.records import CallRecord
+from foreman.plan.foreach import find_task, item_ids_of
 from foreman.plan.schema import Task
 from foreman.results import RunStatus, TaskResult
 from foreman.store.base import RunRecord, RunSummary, Store
@@ -71,8 +72,8 @@ def show(
         str | None,
         typer.Argument(
             metavar="TASK",
-            help="A task id (e.g. t2): its instructions, and every call's prompt, output, "
-            "tokens and cost.",
+            help="A task id (e.g. t2, or t2.3 for item 3 of a for-each task): its "
+            "instructions, and every call's prompt, output, tokens and cost.",
             show_default=False,
         ),
     ] = None,
@@ -144,15 +145,18 @@ def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> Non
         run_id = await store.resolve_run(run)
         record = await store.get_run(run_id)
         ids = [task.id for task in record.plan.tasks] if record.plan else []
-        if task_id not in ids:
+        stored = await store.load_tasks(run_id)
+        found = find_task(record.plan, task_id) if record.plan else None
+        if found is None or (task_id not in ids and task_id not in stored):  # an item not made
             known = f"its tasks: {', '.join(ids)}" if ids else "it has no plan yet"
             raise ForemanError(f"Run {run_id} has no task {task_id!r}; {known}.")
         ledger = await store.list_calls(run_id=run_id, task_id=task_id, with_prompts=True)
-        return record, (await store.load_tasks(run_id)).get(task_id), ledger
+        return record, stored.get(task_id), ledger
 
     record, result, ledger = guard(lambda: asyncio.run(with_store(db, load)))
     assert record.plan is not None  # load checked the task is in the plan
-    task = next(task for task in record.plan.tasks if task.id == task_id)
+    task = find_task(record.plan, task_id)
+    assert task is not None  # an item task of a for-each task, or a task of the plan
     if json_out:
         shown = {
             "run_id": record.run_id,
@@ -255,6 +259,10 @@ def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None
     return table
 
 
+#: Items of a for-each task ``show`` lists without ``--full``.
+ITEMS_SHOWN = 10
+
+
 def run_tree(
     run: RunRecord,
     tasks: dict[str, TaskResult],
@@ -285,6 +293,8 @@ def run_tree(
                     (child.status.value, STATUS_STYLE.get(child.status.value, "")),
                 )
             )
+        if task.for_each:
+            add_items(branch, task)
         if result is not None:
             if result.output is not None:
                 branch.add(safe_text(_show_output(result.output, full)))
@@ -300,6 +310,27 @@ def run_tree(
                 )
             )
         return branch
+
+    def add_items(branch: Tree, task: Task) -> None:
+        """A for-each task's items, in item order: those stored so far (on resume, the
+        rest are expanded again from its dependency's stored output)."""
+        ids = item_ids_of(task.id, tasks)
+        shown = ids if full else ids[:ITEMS_SHOWN]
+        for item_id in shown:
+            item = tasks[item_id]
+            label = Text.assemble(
+                (literal(item_id), "bold"),
+                " ",
+                (item.status.value, STATUS_STYLE.get(item.status.value, "dim")),
+            )
+            if item.succeeded and item.output is not None:
+                label.append(": ").append(literal(_show_output(item.output, full)))
+            elif item.error:
+                label.append(": ").append(literal(item.error), style="red")
+            branch.add(label)
+        if len(shown) < len(ids):
+            more = f"… {len(ids) - len(shown)} more item(s) (--full shows them all)"
+            branch.add(Text(more, style="dim"))
 
     def build(depth: int) -> Tree:
         tree = Tree(title)

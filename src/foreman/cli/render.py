@@ -115,6 +115,8 @@ def task_label(task: Task, status: str | None = None, *, cost: str | None = None
         label.append(" ").append(cost, style="green")
     if status:
         label.append(" ").append(status, style=STATUS_STYLE.get(status, "dim"))
+    if task.for_each:
+        label.append(" for each ", style="dim").append(literal(task.for_each), style="magenta")
     return label.append(": ").append(literal(task.instructions))
 
 
@@ -234,6 +236,8 @@ class LiveProgress:
         self.status: dict[str, str] = {}
         self.note: dict[str, str] = {}
         self.started: dict[str, float] = {}
+        self.items: dict[str, list[str]] = {}  # a for-each task's items, as they are known
+        self.item_of: dict[str, str] = {}
         self.headline = "Planning…"
         self.live = Live(self, console=console, refresh_per_second=8, transient=False)
 
@@ -291,13 +295,26 @@ class LiveProgress:
             case ev.TaskSkipped(task_id=task_id, reason=reason):
                 self.status[task_id] = "skipped"
                 self.note[task_id] = reason[:80]
+            case ev.TaskExpanded(task_id=task_id, item_ids=item_ids):
+                self.items[task_id] = item_ids
+                self.item_of.update(dict.fromkeys(item_ids, task_id))
+                self.status[task_id] = "running"
+                self.started[task_id] = self.clock()
             case ev.Assembled(method=method):
                 self.headline = f"Assembled ({method})"
             case ev.RunFinished(result=result):
                 self.headline = f"Finished: {result.status.value}"
+            case ev.ContextCompacted(purpose=purpose, compacted=compacted):
+                self.headline = f"Compacted {len(compacted)} results for {purpose}…"
             case ev.NestedEvent(task_id=task_id, child_run_id=child):
                 self.note[task_id] = f"nested run {child}: {_innermost(event).type}"
         done = ("succeeded", "failed", "skipped", "approval")
+        if (parent := self.item_of.get(getattr(event, "task_id", ""))) is not None:
+            ids = self.items[parent]
+            settled = sum(self.status.get(item) in done for item in ids)
+            self.note[parent] = f"{settled}/{len(ids)} items done"
+        elif isinstance(event, ev.TaskExpanded):
+            self.note[event.task_id] = f"0/{event.count} items done"
         if self.headline == "Running" and all(s in done for s in self.status.values()):
             self.headline = "Assembling the answer…"
 

@@ -7,6 +7,7 @@ part's confidence: a reader of the answer alone must be able to tell what is mis
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,11 +15,14 @@ from foreman.engine.calls import call_worker
 from foreman.engine.prompts import SYNTHESIS_SYSTEM, synthesis_input
 from foreman.models.base import Model, Usage
 from foreman.models.retry import CallLog, OnRetry, RetryPolicy
+from foreman.plan.foreach import item_ids_of
 from foreman.plan.schema import Plan
 from foreman.results import TaskResult
 from foreman.workers.spec import Worker
 
 AssemblyMethod = Literal["synthesis", "concat"]
+#: Fits entries to the context budget: (entries, purpose, goal) -> entries.
+Fit = Callable[[list[dict[str, Any]], str, str], Awaitable[list[dict[str, Any]]]]
 
 SYNTHESISER = Worker(
     name="synthesiser",
@@ -49,12 +53,20 @@ async def assemble(
     call_timeout: float | None = None,
     on_retry: OnRetry | None = None,
     scope: CallLog | None = None,
+    fit: Fit | None = None,
 ) -> Assembly:
-    """The answer, by ``method``; a synthesis call uses ``retry`` and ``call_timeout`` (the
-    orchestrator's) when given, and reports each retry to ``on_retry``."""
+    """The answer, by ``method``, or the plan's ``answer_task`` output as it is; a
+    synthesis call uses ``retry`` and ``call_timeout`` (the orchestrator's) when given,
+    reports each retry to ``on_retry``, and reads the results through ``fit`` (context
+    compaction, ``Compactor.fit``) when given."""
     ordered = plan.topological_order()
     note = partial_note(plan, results, confidence)
     succeeded = [task for task in ordered if results[task.id].succeeded]
+    if plan.answer_task is not None:  # the plan names its answer: no call to make
+        chosen = results.get(plan.answer_task)
+        if chosen is not None and chosen.succeeded:
+            return Assembly(_text(chosen.output) + note, "single", Usage())
+        return Assembly(_concat(plan, results, confidence) + note, "concat", Usage())
     if method == "concat" or not succeeded:  # nothing to synthesise from: say so plainly
         return Assembly(_concat(plan, results, confidence) + note, "concat", Usage())
     if len(plan.tasks) == 1 and succeeded:
@@ -69,6 +81,9 @@ async def assemble(
         }
         for task in ordered
     ]
+    if fit is not None:  # over the context budget, older results reach it as summaries
+        goal = f"write the final answer to the request: {_brief(request)}"
+        parts = await fit(parts, "synthesis", goal)
     synthesiser = SYNTHESISER if retry is None else SYNTHESISER.model_copy(update={"retry": retry})
     outcome = await call_worker(
         synthesiser,
@@ -96,6 +111,13 @@ def partial_note(plan: Plan, results: dict[str, TaskResult], confidence: dict[st
         for task in plan.tasks
         if task.id in results and not results[task.id].succeeded
     ]
+    problems += [  # items of for-each tasks, each under its task
+        results[item]
+        for task in plan.tasks
+        if task.for_each
+        for item in item_ids_of(task.id, results)
+        if not results[item].succeeded
+    ]
     if not problems:
         return ""
     lines = ["", "", "---", "Partial result: some parts could not be produced."]
@@ -119,3 +141,8 @@ def _concat(plan: Plan, results: dict[str, TaskResult], confidence: dict[str, fl
 
 def _text(output: Any) -> str:
     return output if isinstance(output, str) else json.dumps(output, indent=2, ensure_ascii=False)
+
+
+def _brief(text: str, limit: int = 1000) -> str:
+    """``text``, cut at ``limit`` characters: enough to say what a summary is for."""
+    return text if len(text) <= limit else text[:limit] + "…"

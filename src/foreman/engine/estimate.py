@@ -236,8 +236,8 @@ class Estimator:
             inputs = _tokens(sent) + sum(deps.values())
             own = _typical(model, inputs, round(worker.max_tokens * TYPICAL_OUTPUT_SHARE))
         parts = [own]
-        validator = self.validator
-        if validator is not None and validator.name != worker.name:
+        validator = self.registry.get(task.judge) if task.judge else self.validator
+        if validator is not None and (task.judge or validator.name != worker.name):
             parts.append(self._review(task, validator, own.usage.output_tokens))
         estimate = TaskEstimate(task_id=task.id, worker=worker.name, **_combine(parts))
         return estimate, own.usage.output_tokens
@@ -266,8 +266,8 @@ class Estimator:
 
     def _synthesis(self, plan: Plan, request: str, answers: int) -> StepEstimate | None:
         """Synthesis of ``answers`` tokens of task outputs on the default model; None when
-        the answer needs no model call."""
-        if not self.synthesis or len(plan.tasks) < 2:
+        the answer needs no model call (one task, or the plan names its answer task)."""
+        if not self.synthesis or len(plan.tasks) < 2 or plan.answer_task is not None:
             return None
         model = self.default_model
         stats = self.history.stats(CallPurpose.synthesis, None, model)

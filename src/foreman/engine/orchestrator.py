@@ -21,6 +21,7 @@ from typing import Any
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.calls import call_worker, timeout_for
+from foreman.engine.context import MIN_SUMMARY_TOKENS
 from foreman.engine.delivery import events_of
 from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
@@ -38,6 +39,7 @@ from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
+from foreman.plan.foreach import find_task
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.results import RunResult, TaskResult, TaskStatus, typed_outputs
 from foreman.store.base import RunRecord, Store
@@ -91,6 +93,10 @@ class Orchestrator:
     starts and the run ends ``over_budget`` with what finished; ``resume(run_id,
     budget=...)`` goes on under a raised one. ``timer`` measures its wall time.
 
+    ``context_budget`` (tokens) bounds the results the orchestrator itself reads: past
+    it, older results reach synthesis as summaries (``compaction`` calls in the ledger),
+    while workers still get their dependencies' full outputs.
+
     A team (another orchestrator, a pattern, a team file) can be one of the workers
     (``foreman.workers.nested.TeamWorker``): its tasks run as nested runs in this store,
     at most ``max_depth`` deep (docs/hierarchies.md).
@@ -121,6 +127,7 @@ class Orchestrator:
         plan_budget_usd: float | None = None,
         budget: Budget | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        context_budget: int | None = None,
         max_depth: int = MAX_DEPTH,
     ) -> None:
         if workers is None:
@@ -167,6 +174,11 @@ class Orchestrator:
         #: Limits of each run (``resume`` may raise them); ``timer`` measures its seconds.
         self.budget = budget if budget is not None else self.registry.budget
         self.timer = timer
+        if context_budget is not None and context_budget < 4 * MIN_SUMMARY_TOKENS:
+            raise ConfigError(
+                f"context_budget must be at least {4 * MIN_SUMMARY_TOKENS} tokens, "
+                f"not {context_budget!r}."
+            )
         #: Dollars a plan's estimate (``estimate``) may reach; the planner plans within it.
         #: A run's cost budget is the default: a plan estimated over it would be cut short.
         self.plan_budget_usd = (
@@ -191,6 +203,7 @@ class Orchestrator:
             record_prompts=record_prompts,
             plan_budget_usd=plan_budget_usd,
             budget=self.budget,
+            context_budget=context_budget,
             max_depth=max_depth,
         )
 
@@ -219,6 +232,7 @@ class Orchestrator:
             record_prompts=settings.record_prompts,
             plan_budget_usd=settings.plan_budget_usd,
             budget=settings.budget,
+            context_budget=settings.context_budget,
             max_depth=settings.max_depth,
             **objects,
         )
@@ -413,8 +427,14 @@ class Orchestrator:
         record = await self.store.get_run(run_id)
         tasks = await self.store.load_tasks(run_id)
         ids = [task.id for task in record.plan.tasks] if record.plan else []
-        if task_id not in ids:
+        task = find_task(record.plan, task_id) if record.plan else None
+        if task is None or (task_id not in ids and task_id not in tasks):  # an item never made
             raise ForemanError(f"Run {run_id} has no task {task_id!r}; its tasks: {ids}.")
+        if task.for_each:
+            raise ForemanError(
+                f"Task {task_id!r} of run {run_id} runs once per item and calls no model "
+                f"itself; replay one of its items ({task_id}.1, {task_id}.2, ...)."
+            )
         recorded = tasks.get(task_id)
         # A task waiting for approval, or rejected, has its input recorded but never ran:
         # replaying it would execute a risky task nobody approved.
@@ -424,7 +444,7 @@ class Orchestrator:
                 f"Task {task_id!r} of run {run_id} never ran{why}, so there is nothing to "
                 f"replay. `foreman resume {run_id}` runs it."
             )
-        worker = self.registry.get(record.plan.task(task_id).worker)
+        worker = self.registry.get(task.worker)
         if isinstance(worker, TeamWorker):
             raise ForemanError(
                 f"Task {task_id!r} of run {run_id} was carried out by a nested run "

@@ -59,6 +59,9 @@ class RunSettings(BaseModel):
     budget: Budget | None = None
     #: The team file the CLI loaded the workers from (``None``: the default team).
     team: str | None = None
+    #: Tokens of results the orchestrator reads before older ones are compacted
+    #: (``engine.context``); ``None``: read them whole.
+    context_budget: int | None = None
     #: How deep runs may nest (teams as workers, ``foreman.workers.nested``); the
     #: top-level run's limit holds for every run below it.
     max_depth: int = Field(MAX_DEPTH, ge=0)

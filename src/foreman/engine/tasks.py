@@ -27,7 +27,7 @@ from foreman.events import (
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose
 from foreman.models.pool import ModelPool
-from foreman.plan.schema import Task
+from foreman.plan.schema import DEFAULT_ROUNDS, Task
 from foreman.results import TaskResult, TaskStatus
 from foreman.workers.nested import TeamWorker
 from foreman.workers.registry import Registry
@@ -197,26 +197,27 @@ class TaskRunner:
     async def _quality_gate(
         self, task: Task, worker: Worker, inputs: dict[str, Any], outcome: CallOutcome
     ) -> tuple[bool | None, int, int, str | None]:
-        """Review, and revise while rejected (bounded). Updates ``outcome`` in place.
+        """Review, and revise while rejected (bounded): the quality gate, or the task's
+        judge. Updates ``outcome`` in place.
 
         Returns the verdict, the revisions made, the review calls (retries included) and,
         when the validator could give no verdict, why.
         """
-        if self.validator is None or self.validator.name == worker.name:
+        gate = self._gate_of(task, worker)
+        if gate is None:
             return None, 0, 0, None
+        judge, max_revisions = gate
         revisions = reviews = 0
         while True:
             review = await call_worker(
-                self.validator,
-                self._models_of(self.validator),
-                self.validator.system_prompt + REVIEW_SUFFIX,
+                judge,
+                self._models_of(judge),
+                judge.system_prompt + REVIEW_SUFFIX,
                 review_input(task.instructions, outcome.output),
                 output_schema=Verdict,
-                call_timeout=timeout_for(self.validator, self.timeout),
+                call_timeout=timeout_for(judge, self.timeout),
                 on_retry=retried(self.emit, self.run_id, "review", task.id),
-                scope=self.ledger.scope(
-                    CallPurpose.review, task_id=task.id, worker=self.validator.name
-                ),
+                scope=self.ledger.scope(CallPurpose.review, task_id=task.id, worker=judge.name),
             )
             reviews += review.attempts
             if review.error is not None:
@@ -241,7 +242,7 @@ class TaskRunner:
                     revision=revisions,
                 )
             )
-            if verdict.approved or revisions >= self.max_revisions:
+            if verdict.approved or revisions >= max_revisions:
                 return verdict.approved, revisions, reviews, None
             revisions += 1
             user = worker_input(
@@ -252,6 +253,17 @@ class TaskRunner:
             if revised.error is not None:
                 return False, revisions, reviews, None  # the last good output, marked rejected
             outcome.output, outcome.model = revised.output, revised.model
+
+    def _gate_of(self, task: Task, worker: Worker) -> tuple[Worker, int] | None:
+        """The reviewer of ``task`` and the revisions it may ask for: the task's own
+        ``judge`` (generator-evaluator), else the run's validator, unless that is the
+        worker itself; ``None``: the output is not reviewed."""
+        if task.judge is not None:
+            rounds = task.max_rounds if task.max_rounds is not None else DEFAULT_ROUNDS
+            return self.registry.get(task.judge), rounds - 1
+        if self.validator is None or self.validator.name == worker.name:
+            return None
+        return self.validator, self.max_revisions
 
     def _failed(
         self,

@@ -45,6 +45,8 @@ class CallPurpose(StrEnum):
     #: What a run spent before the ledger existed (a store from an older foreman), carried
     #: over as one row when the run is resumed or replayed, so its books keep it.
     legacy = "legacy"
+    #: Older results condensed so what the orchestrator reads fits its context budget.
+    compaction = "compaction"
 
 
 class CallRecord(BaseModel):

@@ -25,6 +25,7 @@ from foreman.models.retry import (
 )
 from foreman.plan.prompts import (
     format_usd,
+    output_lists,
     plan_over_budget,
     plan_retry_prompt,
     plan_unpriced,
@@ -118,6 +119,7 @@ class Planner:
             self.registry.names(),
             self.max_tasks,
             with_args=any(worker.input_schema is not None for worker in self.registry),
+            with_for_each=any(map(output_lists, self.registry)),
         )
         system = self._system_prompt(request)
         usage = Usage()

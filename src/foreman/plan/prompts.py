@@ -6,7 +6,9 @@ import json
 import math
 from collections.abc import Mapping
 
+from foreman.plan.foreach import list_fields
 from foreman.workers.registry import Registry
+from foreman.workers.spec import Worker
 
 PLANNER_SYSTEM = """\
 You are the orchestrator of a team of specialist workers. Break the user's request into a \
@@ -23,7 +25,7 @@ Rules:
 - "instructions" says precisely what that worker must do, in one or two sentences. The \
 worker sees only these instructions and the outputs of its dependencies, never the request.
 - Use only the workers listed above.
-{args_rule}{budget_rule}
+{args_rule}{for_each_rule}{budget_rule}
 Answer with JSON only. A plan for this request could be:
 {example}
 Adapt it: split the work differently, use other workers or more tasks where the request \
@@ -31,6 +33,14 @@ has several parts."""
 
 ARGS_RULE = (
     '- Workers marked "args" need an "args" object in their task, matching the schema shown.\n'
+)
+
+FOR_EACH_RULE = (
+    '- Workers marked "lists" return those list fields. To do the same work once per item '
+    'of such a list, in parallel, give one task "for_each": the id of the task that returns '
+    'the list, a dot, the field ("t1.files"), with that id in its "depends_on"; it runs '
+    'once per item (each copy sees its item as input "item"), and tasks depending on it '
+    "get all the results as a list.\n"
 )
 
 BUDGET_RULE = (
@@ -64,15 +74,24 @@ def planner_system_prompt(
             line = f"- {worker.name} ({typical}): {worker.description}"
         if worker.input_schema is not None:
             line += f" (args: {json.dumps(worker.input_schema.model_json_schema())})"
+        if lists := output_lists(worker):
+            line += f" (lists: {', '.join(lists)})"
         lines.append(line)
     has_args = any(worker.input_schema is not None for worker in registry)
     return PLANNER_SYSTEM.format(
         workers="\n".join(lines),
         max_tasks=max_tasks,
         args_rule=ARGS_RULE if has_args else "",
+        for_each_rule=FOR_EACH_RULE if any(map(output_lists, registry)) else "",
         budget_rule=BUDGET_RULE.format(budget=format_usd(budget_usd)) if budget_usd else "",
         example=_example_plan(registry, request, max_tasks),
     )
+
+
+def output_lists(worker: Worker) -> list[str]:
+    """The list fields of ``worker``'s structured output, which a task may run for each of."""
+    schema = worker.output_schema
+    return list_fields(schema.model_json_schema()) if schema is not None else []
 
 
 def _example_plan(registry: Registry, request: str, max_tasks: int) -> str:

@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field
 
 from foreman.errors import ConfigError
 
+#: Outputs a judged task may make when its ``max_rounds`` is not given.
+DEFAULT_ROUNDS = 2
+
 
 class Task(BaseModel):
     """One subtask: what to do, who does it, and which tasks' outputs it needs."""
@@ -26,12 +29,35 @@ class Task(BaseModel):
     args: dict[str, Any] | None = Field(
         None, description="Structured arguments, for workers that declare an input schema."
     )
+    judge: str | None = Field(
+        None,
+        description="A worker that reviews the output; it is revised with the judge's "
+        "feedback until approved or ``max_rounds`` outputs were made (generator-evaluator).",
+    )
+    max_rounds: int | None = Field(
+        None,
+        ge=1,
+        description="Outputs the task may make under its ``judge``, the first included "
+        f"(None: {DEFAULT_ROUNDS}).",
+    )
+    for_each: str | None = Field(
+        None,
+        description="Run once per item of a list in a dependency's structured output: the "
+        "dependency's id, then the dotted path to the list ('t1.files'); it must be in "
+        "depends_on. Each item task gets one item as its input 'item'; dependants get "
+        "every item's output, as a list in item order.",
+    )
 
 
 class Plan(BaseModel):
     """An ordered list of tasks forming a DAG through ``depends_on``."""
 
     tasks: list[Task]
+    answer_task: str | None = Field(
+        None,
+        description="The task whose output is the run's answer as it is, without a "
+        "synthesis call (a pipeline's last stage, a fan-out's final aggregate).",
+    )
 
     def task(self, task_id: str) -> Task:
         for task in self.tasks:
@@ -92,14 +118,16 @@ def constrained_plan_schema(
     *,
     max_dependencies: int = 3,
     with_args: bool = False,
+    with_for_each: bool = False,
 ) -> dict[str, Any]:
     """JSON schema whose every valid instance is an acyclic, well-referenced plan.
 
     Used as the structured-output schema for the planner call. ``maxLength`` bounds the
     instructions so a small model cannot loop inside a string forever. ``with_args`` admits
     an optional ``args`` object per task, for teams with workers that declare an input
-    schema (validation then checks the args against that schema). ``max_tasks`` is checked
-    by ``check_max_tasks``.
+    schema (validation then checks the args against that schema); ``with_for_each`` an
+    optional ``for_each`` reference, for teams with a worker whose output has a list.
+    ``max_tasks`` is checked by ``check_max_tasks``.
     """
     check_max_tasks(max_tasks)
     items = []
@@ -124,6 +152,8 @@ def constrained_plan_schema(
         }
         if with_args:
             properties["args"] = {"type": "object"}
+        if with_for_each and earlier:
+            properties["for_each"] = {"type": "string", "minLength": 2, "maxLength": 100}
         items.append(
             {
                 "type": "object",

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from foreman.plan.schema import Plan
+from foreman.plan.foreach import ITEM_INPUT, check_path, split_ref
+from foreman.plan.schema import Plan, Task
 from foreman.workers.registry import Registry
 
 
@@ -53,6 +54,11 @@ def validate_plan(plan: Plan, registry: Registry, *, max_tasks: int) -> list[str
             )
         else:
             errors.extend(_check_args(task.id, task.args, registry.get(task.worker)))
+        if task.judge is not None and task.judge not in registry:
+            errors.append(
+                f"Task {task.id!r} is judged by unknown worker {task.judge!r}; "
+                f"choose one of: {', '.join(registry.names())}."
+            )
         if placeholder := _PLACEHOLDER.search(task.instructions):
             errors.append(
                 f"Task {task.id!r} still has the placeholder {placeholder.group()!r} in its "
@@ -63,6 +69,9 @@ def validate_plan(plan: Plan, registry: Registry, *, max_tasks: int) -> list[str
                 errors.append(f"Task {task.id!r} depends on itself.")
             elif dep not in seen:
                 errors.append(f"Task {task.id!r} depends on {dep!r}, which is not in the plan.")
+    if plan.answer_task is not None and plan.answer_task not in seen:
+        errors.append(f"The answer task {plan.answer_task!r} is not in the plan.")
+    errors.extend(_check_for_each(plan, registry))
     if not errors:
         cycle = find_cycle(plan)
         if cycle:
@@ -96,6 +105,55 @@ def find_cycle(plan: Plan) -> list[str] | None:
                 state[node] = 2
                 path.pop()
     return None
+
+
+def _check_for_each(plan: Plan, registry: Registry) -> list[str]:
+    """A ``for_each`` names one of the task's own dependencies, whose output can hold a list;
+    no other task takes an id reserved for its items (``<id>.1``...)."""
+    errors: list[str] = []
+    by_id = {task.id: task for task in plan.tasks}
+    for task in plan.tasks:
+        if task.for_each is None:
+            continue
+        reserved = [other.id for other in plan.tasks if other.id.startswith(task.id + ".")]
+        if reserved:
+            errors.append(
+                f"Task {task.id!r} runs for each item, so ids {task.id + '.1'!r}, "
+                f"{task.id + '.2'!r}... are its items'; rename {', '.join(map(repr, reserved))}."
+            )
+        if ITEM_INPUT in task.depends_on:
+            errors.append(
+                f"Task {task.id!r} runs for each item and gets its item as input "
+                f"{ITEM_INPUT!r}; rename its dependency {ITEM_INPUT!r}."
+            )
+        ref = split_ref(task.for_each, task.depends_on)
+        if ref is None:
+            errors.append(
+                f"Task {task.id!r} has for_each {task.for_each!r}, which names none of its "
+                f"dependencies ({', '.join(task.depends_on) or 'it has none'}); write a "
+                "dependency's id, then the path to the list: 't1.files'."
+            )
+            continue
+        source = by_id.get(ref[0])
+        if source is not None and (problem := _source_problem(source, ref[1], registry)):
+            errors.append(f"Task {task.id!r} has for_each {task.for_each!r}, but {problem}.")
+    return errors
+
+
+def _source_problem(source: Task, path: list[str], registry: Registry) -> str | None:
+    """Why ``source``'s output can have no list at ``path``, as far as its worker tells."""
+    if source.for_each is not None:  # its output is the list of its items' outputs
+        return "a for-each task's output is its list itself: name it alone" if path else None
+    if source.worker not in registry:
+        return None  # reported as an unknown worker
+    schema = registry.get(source.worker).output_schema
+    if schema is None:
+        return (
+            f"{source.id}'s worker {source.worker!r} answers in text; for_each needs a "
+            "dependency whose worker has an output schema with a list"
+        )
+    problem = check_path(schema.model_json_schema(), path)
+    return f"in {source.id}'s output, {problem}" if problem else None
 
 
 def _check_args(task_id: str, args: dict[str, Any] | None, worker: Any) -> list[str]:

@@ -43,6 +43,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "task_failed": ("policy", "error"),
     "task_skipped": ("reason",),
     "assembled": ("method",),
+    "task_expanded": ("count",),
 }
 
 _PLAIN = re.compile(r"[\w.:/@+-]+")

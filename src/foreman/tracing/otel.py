@@ -231,6 +231,11 @@ class OTelObserver:
         span.set_attributes({"foreman.status": "skipped", "foreman.reason": event.reason})
         self._end_task(run, event.task_id, event.at)
 
+    def _on_task_expanded(self, run: _RunTrace, event: Any) -> None:
+        """A for-each task's span runs from its expansion to its join."""
+        span = self._task(run, event.task_id, None, event.at)
+        span.set_attribute("foreman.items", event.count)
+
     def _on_assembled(self, run: _RunTrace, event: Any) -> None:
         run.root.set_attribute("foreman.assembly", event.method)
         if event.method == "synthesis":

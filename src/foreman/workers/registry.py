@@ -15,6 +15,9 @@ override a worker:
 A ``budget:`` section limits each run of the team (see ``foreman.Budget``):
 
     budget: {max_cost_usd: 0.50, max_seconds: 600, on_limit: cancel}
+
+A ``patterns:`` section names pipelines, fan-outs and generator-evaluators built from the
+file's workers (``foreman.workers.patterns``; ``foreman run --pattern NAME`` runs one).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.ledger.budget import Budget, budget_from
 from foreman.workers.default_team import DEFAULT_WORKERS
 from foreman.workers.nested import check_no_cycle, worker_of
+from foreman.workers.patterns import PatternSpec
 from foreman.workers.spec import Worker, unknown_keys
 
 
@@ -43,6 +47,8 @@ class Registry:
 
     def __init__(self, workers: Iterable[Worker] = (), *, budget: Budget | None = None) -> None:
         self.budget = budget
+        #: The team's patterns by name (a team file's ``patterns:``).
+        self.patterns: dict[str, PatternSpec] = {}
         self._workers: dict[str, Worker] = {}
         for worker in workers:
             self.add(worker)
@@ -86,7 +92,7 @@ class Registry:
 
 
 #: The keys a team file may have at its top level.
-TEAM_KEYS = ("include_defaults", "workers", "budget")
+TEAM_KEYS = ("include_defaults", "workers", "budget", "patterns")
 
 
 def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
@@ -146,7 +152,36 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
     if not len(registry):
         raise ConfigError(f"Team file {path} defines no workers.")
     registry.check_references()
+    _load_patterns(path, data.get("patterns", []), registry)
     return registry
+
+
+_PATTERN_ADAPTER: TypeAdapter[PatternSpec] = TypeAdapter(PatternSpec)
+
+
+def _load_patterns(path: Path, entries: Any, registry: Registry) -> None:
+    """The file's ``patterns:``, each naming only workers of the team, names unique among
+    patterns and workers (a parent run may route to a pattern like to a worker)."""
+    if not isinstance(entries, list):
+        raise ConfigError(f"Team file {path}: 'patterns' must be a list of patterns.")
+    for index, entry in enumerate(entries, start=1):
+        try:
+            spec = _PATTERN_ADAPTER.validate_python(entry)
+        except ValidationError as exc:
+            name = f" ({entry['name']!r})" if isinstance(entry, dict) and "name" in entry else ""
+            raise ConfigError(f"Team file {path}, pattern #{index}{name}: {_brief(exc)}") from exc
+        if spec.name in registry.patterns or spec.name in registry:
+            raise ConfigError(
+                f"Team file {path}: pattern #{index} is named {spec.name!r}, like another "
+                "pattern or a worker; each needs its own name."
+            )
+        for name in spec.worker_names():
+            if name not in registry:
+                raise UnknownWorkerError(
+                    f"Team file {path}: pattern {spec.name!r} uses unknown worker {name!r}. "
+                    f"Known workers: {', '.join(registry.names())}."
+                )
+        registry.patterns[spec.name] = spec
 
 
 def _parse(path: Path, text: str) -> Any:

@@ -12,11 +12,13 @@ from collections.abc import Awaitable, Callable
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.assembly import SYNTHESISER, assemble
 from foreman.engine.calls import retried
+from foreman.engine.context import compactor_of
 from foreman.engine.delivery import Delivery
+from foreman.engine.expansion import ForEach
 from foreman.engine.lifecycle import Execution
 from foreman.engine.nesting import nested_tasks
 from foreman.engine.planning import make_plan
-from foreman.engine.scheduler import Halt, run_dag
+from foreman.engine.scheduler import DagRun, Halt
 from foreman.engine.tasks import TaskRunner
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.events import Assembled, PlanReady, RunStarted
@@ -57,6 +59,7 @@ async def drive_planned(run: Execution) -> RunResult:
                 call_timeout=deps.own_timeout(SYNTHESISER.timeout),
                 on_retry=retried(run.emit, run.run_id, "synthesis"),
                 scope=run.journal.ledger.scope(CallPurpose.synthesis),
+                fit=compactor_of(run),
             )
         except BudgetExceededError:
             return await run.over_budget()
@@ -109,14 +112,17 @@ async def _run_tasks(run: Execution, plan: Plan) -> str | None:
         ledger=run.journal.ledger,
         nested=nested_tasks(run),
     )
+    for_each = ForEach(run.run_id, run.delivery, deps.registry)
     try:
-        await run_dag(
-            plan,
-            _checkpointed(runner, run.delivery, run.meter),
+        dag = DagRun(
+            plan.tasks,
+            for_each.wrap(_checkpointed(runner, run.delivery, run.meter)),
             concurrency=deps.settings.concurrency,
             worker_limits={w.name: w.max_concurrency for w in deps.registry if w.max_concurrency},
             results=run.results,
         )
+        for_each.attach(dag)
+        await dag.wait()
     except RunAbortedError as exc:
         if exc.result is not None:  # keep the failed task's record (its tokens are spent)
             run.results[exc.task_id] = exc.result
