@@ -112,6 +112,8 @@ def test_an_approval_deep_inside_is_listed_decided_and_resumed_from_the_cli(
     assert foreman.calls() == Counter({"t1": 1, "c1": 1, "c2": 1})
     shown = foreman.run("show", run_id)
     assert f"nested run {nested} succeeded" in shown.stdout
+    as_json = json.loads(foreman.run("show", run_id, "--json").stdout)
+    assert [(r["run_id"], r["parent_task_id"]) for r in as_json["nested_runs"]] == [(nested, "t2")]
     assert "↳" in foreman.run("runs").stdout  # the nested run is marked
     assert foreman.run("show", "last").stdout == shown.stdout  # last: the top-level run
 
@@ -168,3 +170,12 @@ def test_the_nested_review_example_pauses_then_completes_once_approved(tmp_path:
     resumed = _example("--db", db, "--resume", top)
     assert resumed.returncode == 0, resumed.stderr
     assert "succeeded" in resumed.stdout
+
+
+def test_run_max_depth_zero_keeps_teams_from_nesting(tmp_path: Path) -> None:
+    foreman = Foreman(tmp_path, spec())
+    done = foreman.run("run", "--team", str(teams(tmp_path)), "--max-depth", "0", "--json", "go")
+    assert done.returncode == 3, done.stderr  # partial: the team's task failed
+    result = events_of(done.stdout)[-1].result
+    assert "max_depth" in result.tasks["t2"].error
+    assert "c1" not in foreman.calls()

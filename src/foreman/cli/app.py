@@ -160,6 +160,14 @@ def run(
             "summaries (workers still get full outputs).",
         ),
     ] = None,
+    max_depth: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="How deep teams used as workers (a team file's `team:` entries) may nest "
+            "their runs.",
+        ),
+    ] = DEFAULTS.max_depth,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -191,6 +199,7 @@ def run(
         "record_prompts": record_prompts,
         "budget": budget,
         "context_budget": context_budget,
+        "max_depth": max_depth,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     plan = (
