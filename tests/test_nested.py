@@ -281,3 +281,18 @@ async def test_a_nested_run_spends_within_its_parents_budget_and_resumes_under_a
     assert done.tasks["t2"].output == "published"
     assert [len(worker_requests(model, f"do {t}")) for t in ("t1", "c1", "c2")] == [1, 1, 1]
     assert done.calls == 1 + 4 + 1  # t1; the nested run's plan, c1, c2, synthesis; synthesis
+
+
+async def test_a_partial_nested_run_answers_with_lowered_confidence_naming_what_is_missing(
+    store,
+) -> None:
+    model = ScriptedModel(Script(CHILD_PLAN, tasks={"do c1": ModelError("no checker")}))
+    top = teams(model, store)  # the checker's failure is not transient: it is skipped
+    result = await top.run("Write and publish", plan=TOP_PLAN)
+
+    t2 = result.tasks["t2"]
+    child_id = child_run_id(result.run_id, "t2")
+    assert (await store.get_run(child_id)).status is RunStatus.partial
+    assert t2.status is TaskStatus.succeeded and t2.output.startswith("FINAL")
+    assert t2.unreviewed == f"nested run {child_id} is partial: c1 did not succeed"
+    assert result.confidence["t2"] < 1.0
