@@ -13,7 +13,9 @@ with the DAG's depth show up. Phases of one run (median of ``--repeat`` runs):
   for tasks without dependencies, measured from the first ``TaskStarted``, so for the
   ``independent`` workload the max is the time it takes to start every task;
 * model-call lag: ``TaskStarted`` -> the model's ``complete`` is entered (median);
-* wrap-up: last ``TaskFinished`` -> ``run()`` returns (confidences, assembly, result).
+* wrap-up: last ``TaskFinished`` -> ``run()`` returns (confidences, assembly, result);
+* gc: the garbage collector's passes during the run (any generation) and their time
+  (CPU time, ``gc.callbacks``), which the engine's own CPU figures include.
 
 With ``--sqlite`` every run checkpoints to a fresh ``SQLiteStore`` in a temporary directory
 (as ``foreman+sqlite`` in ``bench_engine.py``), so a start lag includes the dependency's
@@ -94,9 +96,14 @@ async def _phases(workload: Workload, scale: float, store: SQLiteStore | None) -
     )
     plan = foreman_plan(workload)
     gc.collect()
+    collector = _Collections()
+    gc.callbacks.append(collector)
     begin = clock()
-    await orchestrator.run("bench", plan=plan, on_event=on_event)
-    end = clock()
+    try:
+        await orchestrator.run("bench", plan=plan, on_event=on_event)
+    finally:
+        end = clock()
+        gc.callbacks.remove(collector)
     origin = min(started.values())
     lags = [
         started[t] - max((finished[d] for d in deps), default=origin)
@@ -109,19 +116,39 @@ async def _phases(workload: Workload, scale: float, store: SQLiteStore | None) -
         "model-call lag": statistics.median(called[t] - started[t] for t in started) * 1e3,
         "wrap-up": (end - max(finished.values())) * 1e3,
         "run total": (end - begin) * 1e3,
+        "gc passes": collector.passes,
+        "gc": collector.seconds * 1e3,
     }
 
 
+class _Collections:
+    """A ``gc.callbacks`` entry: how many collections ran, and their CPU time."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.seconds = 0.0
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.thread_time()
+        else:
+            self.passes += 1
+            self.seconds += time.thread_time() - self._began
+
+
 async def report_phases(repeat: int, sqlite: bool) -> None:
-    names = ["setup", "start lag median", "start lag max", "model-call lag", "wrap-up"]
+    names = ["setup", "start lag median", "start lag max", "model-call lag", "wrap-up", "gc"]
     header = f"{'workload':<12} {'tasks':>5}" + "".join(f"{n + ' ms':>20}" for n in names)
+    header += f"{'gc passes':>11}"
     print(header)
     print("-" * len(header))
     for workload in workloads().values():
         await phases(workload, 0.0, sqlite)  # warm-up
         runs = [await phases(workload, 1.0, sqlite) for _ in range(repeat)]
         cells = "".join(f"{statistics.median(r[n] for r in runs):>20.3f}" for n in names)
-        print(f"{workload.name:<12} {workload.size:>5}{cells}")
+        passes = statistics.median(r["gc passes"] for r in runs)
+        print(f"{workload.name:<12} {workload.size:>5}{cells}{passes:>11g}")
 
 
 async def profile(workload: Workload, scale: float, top: int, sqlite: bool) -> None:

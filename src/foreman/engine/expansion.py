@@ -55,6 +55,8 @@ class ForEach:
         self._dag: DagRun | None = None
         self._joins: dict[str, list[str]] = {}  # expanded for-each task -> its item ids
         self._items: dict[str, _Item] = {}
+        self._scanned: tuple[int, int] = (-1, -1)  # (DAG revision, joins) of the last scan
+        self._found: list[tuple[Task, tuple[str, list[str]]]] = []
 
     def attach(self, dag: DagRun) -> None:
         """Expand, now, each for-each task whose dependency settled in an earlier execution."""
@@ -110,14 +112,18 @@ class ForEach:
             )
 
     def _pending(self, dag: DagRun) -> list[tuple[Task, tuple[str, list[str]]]]:
-        """The DAG's for-each tasks not expanded yet, with their references. Scanned when a
-        plan task settles (items do not look): tasks a revision adds are found too."""
+        """The DAG's for-each tasks not expanded yet, with their references. Scanned again
+        only when the DAG changed shape (a revision added tasks, an expansion happened):
+        a scan per settled task would make a wide plan quadratic."""
+        if self._scanned == (dag.revision, len(self._joins)):
+            return self._found
         found = []
         for task in dag.tasks:
             if task.for_each and task.id not in self._joins:
                 ref = split_ref(task.for_each, task.depends_on)
                 if ref is not None:
                     found.append((task, ref))
+        self._scanned, self._found = (dag.revision, len(self._joins)), found
         return found
 
     async def _join(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:

@@ -91,6 +91,9 @@ class DagRun:
         self._halted = False
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._begun = False
+        #: Counts the changes to the DAG's shape (tasks added, changed, dropped), so a
+        #: caller can cache what it derives from ``tasks``.
+        self.revision = 0
         self._add(list(tasks))
 
     # --- the caller's view ----------------------------------------------------------
@@ -140,6 +143,7 @@ class DagRun:
                 raise ValueError(f"task {task_id!r} cannot be dropped: {needed} depend on it")
         for task_id in ids:
             self._unlink(task_id)
+        self.revision += 1
         for task_id in ids:
             del self._tasks[task_id], self._dependants[task_id]
             self._unfinished -= 1
@@ -185,6 +189,7 @@ class DagRun:
             if missing:
                 raise ValueError(f"task {task.id!r} depends on unknown tasks {missing}")
         added = []
+        self.revision += 1
         for task in tasks:
             self._tasks[task.id] = task
             self._dependants.setdefault(task.id, [])

@@ -3,6 +3,7 @@ run's books in SQL. Kept apart so that ``sqlite.py`` reads as the store's operat
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -61,23 +62,22 @@ def rows_of_calls(calls: Sequence[CallRecord]) -> list[tuple[Any, ...]]:
     ]
 
 
-def put_calls(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert or replace ledger rows; a settled row is never replaced by a ``started`` one.
+#: What a settling call's row updates: everything but its key and its start time (which
+#: never changes, so SQLite does not touch ``calls_by_time`` when a call settles).
+_CALL_UPDATES = ", ".join(
+    f"{column} = excluded.{column}"
+    for column in (column.strip() for column in CALL_COLUMNS.split(",")[2:])
+    if column != "started_at"
+)
+_PUT_CALLS = (
+    f"ON CONFLICT (run_id, call_id) DO UPDATE SET {_CALL_UPDATES}"
+    " WHERE calls.status = 'started' OR excluded.status != 'started'"
+)
 
-    A call's start time never changes, so the update leaves ``started_at`` alone: SQLite
-    then does not touch ``calls_by_time`` when a call settles (one B-tree less per row)."""
-    updates = ", ".join(
-        f"{column} = excluded.{column}"
-        for column in (column.strip() for column in CALL_COLUMNS.split(",")[2:])
-        if column != "started_at"
-    )
-    insert_rows(
-        db,
-        f"INSERT INTO calls ({CALL_COLUMNS})",
-        rows,
-        f"ON CONFLICT (run_id, call_id) DO UPDATE SET {updates} WHERE calls.status = 'started'"
-        " OR excluded.status != 'started'",
-    )
+
+def put_calls(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert or replace ledger rows; a settled row is never replaced by a ``started`` one."""
+    insert_rows(db, f"INSERT INTO calls ({CALL_COLUMNS})", rows, _PUT_CALLS)
 
 
 #: Bound values per statement: SQLite's lowest limit (``SQLITE_MAX_VARIABLE_NUMBER`` was
@@ -95,12 +95,18 @@ def insert_rows(db: sqlite3.Connection, head: str, rows: list[Any], tail: str = 
     if not rows:
         return
     width = len(rows[0])
-    mark = "(" + ", ".join("?" * width) + ")"
     per = MAX_VARIABLES // width
     for start in range(0, len(rows), per):
         chunk = rows[start : start + per]
         values = [value for row in chunk for value in row]
-        db.execute(f"{head} VALUES {', '.join([mark] * len(chunk))} {tail}", values)
+        db.execute(f"{head} VALUES {_marks(width, len(chunk))} {tail}", values)
+
+
+@functools.lru_cache(maxsize=256)
+def _marks(width: int, count: int) -> str:
+    """``(?, ?), (?, ?)`` for ``count`` rows of ``width`` values, built once per shape
+    (a one-task checkpoint asks for the same few on every write)."""
+    return ", ".join(["(" + ", ".join("?" * width) + ")"] * count)
 
 
 def call_from_row(row: Sequence[Any]) -> CallRecord:
