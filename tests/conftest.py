@@ -30,7 +30,8 @@ def no_leftover_children() -> Iterator[None]:
 def books_balance(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The ledger invariant, checked after every execution of every run in every test: a
     run's tokens, cost and call count, as returned and as stored, equal the sum of its
-    ledger rows. Runs through any store (memory, SQLite, a test's spy) and any outcome."""
+    ledger rows and its nested runs' (each row counted once, in the run that made the
+    call). Runs through any store (memory, SQLite, a test's spy) and any outcome."""
     import foreman.engine.lifecycle as lifecycle
     import foreman.engine.orchestrator as orchestrator
     from foreman.ledger.books import Books
@@ -50,7 +51,7 @@ def books_balance(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     async def _check(store, run_id, result) -> None:
         try:
             record = await store.get_run(run_id)
-            calls = await store.list_calls(run_id=run_id)
+            calls = await store.list_calls(run_id=run_id, descendants=True)
         except Exception:
             return  # a store a test broke on purpose: nothing to read the books from
         books = Books.of(calls)

@@ -3,9 +3,11 @@
     python tests/scripted_cli.py SPEC.json foreman-args...
 
 SPEC.json: {"plan": {...}, "latency": {"do t3": 30}, "fail": {"do t2": "400 bad"},
-"log": "calls.log", "revisions": [{...}]}. Every model name resolves to one ScriptedModel
-that answers the planner with the plan, each plan revision with the next of "revisions"
-(then no change), synthesis with FINAL, and each task with ``out:<instructions>``
+"log": "calls.log", "revisions": [{...}]}; "plans": [[text, plan], ...] answers a planner
+whose prompt holds ``text`` (a nested team's worker name, say) with that plan instead.
+Every model name resolves to one ScriptedModel that answers the planner with the plan,
+each plan revision with the next of "revisions" (then no change), synthesis with FINAL,
+and each task with ``out:<instructions>``
 after its latency; each worker call appends its instructions to the log *before* waiting,
 so a test can count executions even of calls a SIGKILL cut short.
 """
@@ -43,8 +45,10 @@ def build(spec: dict) -> ScriptedModel:
 
     def answer(request: ModelRequest):
         what = kind(request)
-        if what == "plan":
-            return json.dumps(spec["plan"])
+        if what == "plan":  # "plans": [[text, plan]...]: the first whose text the planner sees
+            seen = (request.system or "") + request.messages[0].content
+            chosen = [plan for text, plan in spec.get("plans", []) if text in seen]
+            return json.dumps(chosen[0] if chosen else spec["plan"])
         if what == "synthesis":
             return "FINAL"
         if what == "revision":

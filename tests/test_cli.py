@@ -407,6 +407,7 @@ def test_run_options_reach_the_run(scripted) -> None:
         "context_budget": 4000,
         "mode": "plan",
         "max_turns": 8,
+        "max_depth": 3,
     }
     assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner
     planner_schema = model.requests[0].output_schema

@@ -52,6 +52,9 @@ def make_legacy(path: Path) -> None:
     db.execute("DROP TABLE calls")
     db.execute("ALTER TABLE plans DROP COLUMN reason")  # migration 5's columns
     db.execute("ALTER TABLE plans DROP COLUMN changes")
+    db.execute("DROP INDEX runs_by_parent")  # nested runs (migration 6) came later still
+    db.execute("ALTER TABLE runs DROP COLUMN parent_run_id")
+    db.execute("ALTER TABLE runs DROP COLUMN parent_task_id")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

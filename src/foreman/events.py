@@ -225,6 +225,18 @@ class OrchestratorTurn(_Event):
     usage: Usage
 
 
+class NestedEvent(_Event):
+    """An event of a nested run, carried up to its parent's stream: ``run_id`` and
+    ``task_id`` are the parent run and the task the nested run carries out, ``event`` is
+    the nested run's own event (itself a ``nested`` one for a run nested deeper)."""
+
+    type: Literal["nested"] = "nested"
+    task_id: str
+    child_run_id: str
+    depth: int = Field(description="1 for a run nested in a top-level run, 2 below that...")
+    event: Event
+
+
 Event = Annotated[
     RunStarted
     | PlanRejected
@@ -246,8 +258,10 @@ Event = Annotated[
     | ContextCompacted
     | PlanRevised
     | ReplanStalled
-    | OrchestratorTurn,
+    | OrchestratorTurn
+    | NestedEvent,
     Field(discriminator="type"),
 ]
+NestedEvent.model_rebuild()
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -53,6 +53,7 @@ from foreman.cli.common import (
     usage_error,
     with_store,
 )
+from foreman.cli.nesting import refuse_nested
 from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
 from foreman.cli.text import literal
@@ -176,6 +177,14 @@ def run(
             "summaries (workers still get full outputs).",
         ),
     ] = None,
+    max_depth: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="How deep teams used as workers (a team file's `team:` entries) may nest "
+            "their runs.",
+        ),
+    ] = DEFAULTS.max_depth,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -213,6 +222,7 @@ def run(
         "mode": mode.value if mode else None,
         "max_turns": max_turns,
         "context_budget": context_budget,
+        "max_depth": max_depth,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     plan = (
@@ -249,6 +259,8 @@ def resume(
     the raised one for later resumes; the budget counts every execution of the run."""
     budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     record = guard(lambda: asyncio.run(with_store(db, lambda store: _record(store, run))))
+    if record.parent_run_id is not None:  # its team is its parent's to rebuild
+        guard(lambda: asyncio.run(with_store(db, lambda store: refuse_nested(store, record))))
     run_id = record.run_id
     settings = {**record.settings, **({"model": model} if model else {})}
     settings["budget"] = {**(record.settings.get("budget") or {}), **budget}

@@ -17,6 +17,7 @@ from rich.prompt import Confirm, Prompt
 from rich.text import Text
 
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
+from foreman.cli.nesting import lineage, path_text
 from foreman.cli.text import literal, safe_text
 from foreman.store.base import Approval, ApprovalStatus, Store
 
@@ -34,23 +35,30 @@ def approvals(
     """List tasks waiting for a person's approval: run, task, worker, risk and instructions,
     then the exact input each worker would receive (what an approval covers)."""
     status = None if all_ else ApprovalStatus.pending
-    found = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_approvals(status))))
-    if json_out:
-        print(json.dumps([a.model_dump(mode="json") for a in found], indent=2))
+
+    async def load(store: Store) -> list[tuple[Approval, list[str]]]:
+        return [(a, await lineage(store, a.run_id)) for a in await store.list_approvals(status)]
+
+    found = guard(lambda: asyncio.run(with_store(db, load)))
+    if json_out:  # run_path: from the top-level run down to the approval's (nested) run
+        shown = [{**a.model_dump(mode="json"), "run_path": path} for a, path in found]
+        print(json.dumps(shown, indent=2))
         return
     if not found:
         out.print("No approvals pending." if not all_ else "No approvals.")
         return
-    for index, approval in enumerate(found):
+    for index, (approval, path) in enumerate(found):
         if index:
             out.print()
-        print_approval(out, approval)
+        print_approval(out, approval, path)
 
 
-def print_approval(console: Console, approval: Approval) -> None:
+def print_approval(console: Console, approval: Approval, path: list[str] | None = None) -> None:
     """One approval: who and what on one line, the instructions, and the exact input the
     decision covers. The ids and the input are printed unwrapped (the terminal folds them):
-    ids are copied into commands, and the input must read exactly as the worker gets it."""
+    ids are copied into commands, and the input must read exactly as the worker gets it.
+    ``path``: the runs from the top-level one down to the approval's, for a nested run."""
+    path = path or [approval.run_id]
     style = {"high": "red", "medium": "yellow"}.get(approval.risk.value, "")
     header = Text.assemble(
         ("run ", "dim"),
@@ -64,6 +72,8 @@ def print_approval(console: Console, approval: Approval) -> None:
         f"  {approval.status.value}",
     )
     console.print(header, soft_wrap=True)
+    if len(path) > 1:
+        console.print(Text.assemble(("nested run: ", "dim"), path_text(path)), soft_wrap=True)
     if approval.may_have_run:
         console.print(Text(MAY_HAVE_RUN, style="bold red"))
     console.print(Text.assemble(("instructions: ", "dim"), literal(approval.instructions)))
@@ -73,10 +83,11 @@ def print_approval(console: Console, approval: Approval) -> None:
         console.print(Text.assemble(("note: ", "dim"), literal(approval.note)))
     if approval.status is ApprovalStatus.pending:
         run, task = approval.run_id, approval.task_id
+        then = f"; then: foreman resume {path[0]}" if len(path) > 1 else ""
         console.print(
             safe_text(
                 f"decide: foreman approve {run} {task} [--note ...] | "
-                f"foreman reject {run} {task} --reason ...",
+                f"foreman reject {run} {task} --reason ...{then}",
                 style="dim",
             ),
             soft_wrap=True,
@@ -106,15 +117,18 @@ def reject(
 
 
 def _decide(db, run: str, task_id: str, *, approved: bool, note: str | None) -> None:
-    async def decide(store: Store) -> Approval:
+    async def decide(store: Store) -> tuple[Approval, list[str]]:
         run_id = await store.resolve_run(run)
-        return await store.decide(run_id, task_id, approved=approved, note=note)
+        decided = await store.decide(run_id, task_id, approved=approved, note=note)
+        return decided, await lineage(store, run_id)
 
-    decided = guard(lambda: asyncio.run(with_store(db, decide)))
+    decided, path = guard(lambda: asyncio.run(with_store(db, decide)))
+    # A nested run goes on with its top-level run, which continues it where it paused.
+    within = f" (nested in run {path[0]})" if len(path) > 1 else ""
     out.print(
         safe_text(
             f"Task {decided.task_id} of run {decided.run_id} {decided.status.value}. "
-            f"Continue it with: foreman resume {decided.run_id}"
+            f"Continue it with: foreman resume {path[0]}{within}"
         ),
         soft_wrap=True,
     )

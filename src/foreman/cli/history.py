@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -103,17 +104,21 @@ def show(
 
     async def load(
         store: Store,
-    ) -> tuple[RunRecord, dict[str, TaskResult], list[CallRecord], list[PlanVersion]]:
+    ) -> tuple[
+        RunRecord, dict[str, TaskResult], list[CallRecord], list[PlanVersion], list[RunSummary]
+    ]:
         run_id = await store.resolve_run(run)
         ledger = await store.list_calls(run_id=run_id) if calls else []
         record, tasks = await store.get_run(run_id), await store.load_tasks(run_id)
-        return record, tasks, ledger, await store.list_plans(run_id)
+        versions, nested = await store.list_plans(run_id), await store.child_runs(run_id)
+        return record, tasks, ledger, versions, nested
 
-    record, tasks, ledger, versions = guard(lambda: asyncio.run(with_store(db, load)))
+    record, tasks, ledger, versions, nested = guard(lambda: asyncio.run(with_store(db, load)))
     if json_out:
         shown = record.model_dump(mode="json")
         shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
         shown["plan_versions"] = versions_json(versions)
+        shown["nested_runs"] = [run_json(child) for child in nested]
         if calls:
             shown["ledger"] = [call_json(call, prompts=False) for call in ledger]
         print(json.dumps(shown, indent=2))
@@ -130,7 +135,7 @@ def show(
                 out.print(line)  # wrapped: the section fits the terminal too
         out.print(Text.assemble("\n", run_books(record)))
         return
-    out.print(run_tree(record, tasks, full=full))
+    out.print(run_tree(record, tasks, full=full, nested=nested))
     if len(versions) > 1:  # the plan was revised as the run went
         out.print(Text(""), versions_table(versions))
     if record.answer:
@@ -210,6 +215,8 @@ def run_json(run: RunSummary, limits: dict[str, str | None] | None = None) -> di
         "unpriced_models": run.unpriced,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
+        "parent_run_id": run.parent_run_id,
+        "parent_task_id": run.parent_task_id,
     }
 
 
@@ -231,7 +238,8 @@ def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None
     rows = [
         (
             safe_text(run.run_id),
-            safe_text(_clip(run.request, 40)),
+            # a nested run (its id extends its parent's) is marked, its request indented
+            safe_text(("↳ " if run.parent_run_id else "") + _clip(run.request, 40)),
             Text(_status(run, limits or {}), style=STATUS_STYLE.get(run.status.value, "")),
             Text(f"{run.tasks_done}/{run.tasks}"),
             Text(f"{run.usage.total_tokens:,}"),
@@ -262,7 +270,16 @@ def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None
 ITEMS_SHOWN = 10
 
 
-def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False) -> FittedTree:
+def run_tree(
+    run: RunRecord,
+    tasks: dict[str, TaskResult],
+    *,
+    full: bool = False,
+    nested: Sequence[RunSummary] = (),
+) -> FittedTree:
+    """The run's plan as a tree; a task carried out by a nested run shows that run's id
+    (``foreman show`` it) under the task."""
+    children = {child.parent_task_id: child for child in nested}
     title = Text.assemble(
         (literal(run.run_id), "bold"),
         " ",
@@ -274,6 +291,15 @@ def run_tree(run: RunRecord, tasks: dict[str, TaskResult], *, full: bool = False
     def add_task(parent: Tree, task: Task) -> Tree:
         result = tasks.get(task.id)
         branch = parent.add(task_label(task, result.status.value if result else "not run"))
+        if (child := children.get(task.id)) is not None:
+            branch.add(
+                Text.assemble(
+                    ("nested run ", "dim"),
+                    (literal(child.run_id), "bold"),
+                    " ",
+                    (child.status.value, STATUS_STYLE.get(child.status.value, "")),
+                )
+            )
         if task.for_each:
             add_items(branch, task)
         if result is not None:

@@ -323,6 +323,8 @@ class LiveProgress:
                 self.headline = f"Replanning stalled: {reason[:80]}"
             case ev.ContextCompacted(purpose=purpose, compacted=compacted):
                 self.headline = f"Compacted {len(compacted)} results for {purpose}…"
+            case ev.NestedEvent(task_id=task_id, child_run_id=child):
+                self.note[task_id] = f"nested run {child}: {_innermost(event).type}"
         done = ("succeeded", "failed", "skipped", "approval")
         if (parent := self.item_of.get(getattr(event, "task_id", ""))) is not None:
             ids = self.items[parent]
@@ -350,6 +352,14 @@ class LiveProgress:
                 safe_text(detail),
             )
         return Group(safe_text(self.headline, style="bold"), table)
+
+
+def _innermost(event: ev.NestedEvent) -> ev.Event:
+    """The event a chain of nested-run envelopes carries."""
+    inner = event.event
+    while isinstance(inner, ev.NestedEvent):
+        inner = inner.event
+    return inner
 
 
 def print_result(console: Console, result: RunResult) -> None:

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from foreman.cli.approvals import TerminalApprover
 from foreman.cli.common import EXIT_CODES, drive, err, guard, out
+from foreman.cli.nesting import nested_waiting_note
 from foreman.cli.render import LiveProgress, print_result
 from foreman.cli.text import literal, safe_text
 from foreman.engine.orchestrator import Orchestrator
@@ -122,6 +123,7 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
                 f"Run {result.run_id} is waiting for approval of {', '.join(waiting)}. "
                 f"Decide with `foreman approve {result.run_id} TASK` or `foreman reject "
                 f"{result.run_id} TASK --reason ...`, then `foreman resume {result.run_id}`."
+                + nested_waiting_note(orchestrator, result)
             ),
             soft_wrap=True,
         )

@@ -48,6 +48,17 @@ class RunState:
     seconds_before: float = 0.0
     #: Their calls, so this execution numbers a task's attempts on from theirs.
     earlier_calls: list[CallRecord] = field(default_factory=list)
+    #: The books of each nested run of this run (its subtree's ledgers), by run id; a
+    #: nested run that runs again replaces its entry, so nothing is counted twice.
+    nested: dict[str, Books] = field(default_factory=dict)
+
+    def spent_before(self) -> Books:
+        """What the run spent before this execution: its earlier executions' calls and
+        its nested runs' (what its budget counts on from)."""
+        books = self.before
+        for nested in self.nested.values():
+            books = books + nested
+        return books
 
 
 @dataclass
@@ -77,8 +88,9 @@ class Execution:
 
     def books(self) -> dict[str, Any]:
         """The run's books for its result: earlier executions plus every call of this one
-        (the journal has stopped or settled them all by the time a result is built)."""
-        return dict(self.state.before + Books.of(self.journal.ledger.records.values()))
+        (the journal has stopped or settled them all by the time a result is built), plus
+        its nested runs'."""
+        return dict(self.state.spent_before() + Books.of(self.journal.ledger.records.values()))
 
     def result(self, status: RunStatus, **fields: Any) -> RunResult:
         """The run's result as it stands: its plan, its tasks, its books, its time."""
@@ -178,7 +190,7 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
         state.budget,
         journal.ledger,
         delivery.emit,
-        before=state.before,
+        before=state.spent_before(),
         seconds_before=state.seconds_before,
         timer=deps.timer,
     )

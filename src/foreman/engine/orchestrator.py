@@ -26,13 +26,14 @@ from foreman.engine.delivery import events_of
 from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.lifecycle import RunState, execute
+from foreman.engine.nesting import ChildRun, child_run_id, nested_books, stored_result
 from foreman.engine.planning import check_given_plan, make_plan
 from foreman.engine.replanning import replan_settings
 from foreman.engine.resuming import books_before, carry_over, record_budget
 from foreman.engine.settings import DEFAULTS, ReplanPolicy, RunDeps, RunSettings
-from foreman.errors import ConfigError, ForemanError, RunFinishedError
+from foreman.errors import ConfigError, ForemanError, RunFinishedError, UnknownRunError
 from foreman.events import Event
-from foreman.ledger.budget import Budget, check_priced, executed_seconds
+from foreman.ledger.budget import Budget, check_priced, executed_seconds, within
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose
 from foreman.models.base import Model, Usage
@@ -46,6 +47,7 @@ from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
 from foreman.tracing.observer import Observer, Observers
+from foreman.workers.nested import MAX_DEPTH, TeamWorker
 from foreman.workers.registry import RUN_MODES, Registry, RunMode
 from foreman.workers.spec import RiskLevel, Worker
 
@@ -106,6 +108,10 @@ class Orchestrator:
     ``context_budget`` (tokens) bounds the results the orchestrator itself reads: past
     it, older results reach synthesis as summaries (``compaction`` calls in the ledger),
     while workers still get their dependencies' full outputs.
+
+    A team (another orchestrator, a pattern, a team file) can be one of the workers
+    (``foreman.workers.nested.TeamWorker``): its tasks run as nested runs in this store,
+    at most ``max_depth`` deep (docs/hierarchies.md).
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class Orchestrator:
         mode: RunMode | None = None,
         max_turns: int = DEFAULTS.max_turns,
         context_budget: int | None = None,
+        max_depth: int = MAX_DEPTH,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -223,6 +230,7 @@ class Orchestrator:
             mode=mode,
             max_turns=max_turns,
             context_budget=context_budget,
+            max_depth=max_depth,
         )
 
     @classmethod
@@ -255,6 +263,7 @@ class Orchestrator:
             mode=settings.mode,
             max_turns=settings.max_turns,
             context_budget=settings.context_budget,
+            max_depth=settings.max_depth,
             **objects,
         )
         orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
@@ -364,19 +373,63 @@ class Orchestrator:
         ``UnknownRunError``, ``RunFinishedError``, or ``RunLockedError`` when another live
         process is executing the run.
         """
-        given = budget
-        budget = budget if budget is not None else self.budget
         record = await self.store.get_run(run_id)
         if record.status.final:
             raise RunFinishedError(
                 f"Run {run_id} already finished ({record.status.value}); nothing to resume. "
                 f"`foreman show {run_id}` shows it."
             )
-        tasks = await self.store.load_tasks(run_id)
-        before, earlier = await books_before(self.store, record, tasks)
+        return await self._resume(self.deps(), record, budget, on_event or _ignore)
+
+    async def run_child(self, child: ChildRun, *, plan: Plan | None = None) -> RunResult:
+        """Carry out a parent run's task as the nested run ``child`` describes (the
+        ``Team`` protocol: ``foreman.workers.nested``): in the parent's store, with the
+        parent's approval callback and auto-approval unless this orchestrator has its
+        own. A nested run stored already is continued where it was (a resumed parent),
+        or, if it ended, its result is read back: it never starts over. ``plan`` is run
+        as given (a pattern's), as with ``run``."""
+        deps = replace(
+            self.deps(),
+            settings=self.config.model_copy(update={"max_depth": child.parent.settings.max_depth}),
+            store=child.store,
+            approve=self.approve or child.parent.approve,
+            auto_approve=self.auto_approve or child.parent.auto_approve,
+            depth=child.depth,
+        )
+        budget = within(self.budget, child.budget)  # its own, within the parent's share
+        try:
+            record = await child.store.get_run(child.run_id)
+        except UnknownRunError:
+            record = None
+        if record is None:
+            await child.store.create_run(child.record(deps.settings.recorded()))
+            if plan is not None:
+                check_given_plan(self.registry, plan)
+                await child.store.save_plan(child.run_id, plan)
+            state = RunState(run_id=child.run_id, request=child.request, plan=plan, budget=budget)
+            return await execute(deps, state, child.on_event)
+        if record.status.final:
+            return await stored_result(child.store, record)
+        return await self._resume(deps, record, budget, child.on_event, keep=False)
+
+    async def _resume(
+        self,
+        deps: RunDeps,
+        record: RunRecord,
+        budget: Budget | None,
+        on_event: OnEvent,
+        *,
+        keep: bool = True,
+    ) -> RunResult:
+        """Continue the stored run ``record`` with ``deps`` (see ``resume``); ``keep``: a
+        given budget becomes the run's own (a nested run's share is for this time only)."""
+        store, run_id, given = deps.store, record.run_id, budget
+        budget = budget if budget is not None else self.budget
+        tasks = await store.load_tasks(run_id)
+        before, earlier = await books_before(store, record, tasks)
         check_priced(budget, [*self._model_names, *before.unpriced])
-        if given is not None and record.settings.get("budget") != given.model_dump():
-            await record_budget(self.store, record, given)
+        if keep and given is not None and record.settings.get("budget") != given.model_dump():
+            await record_budget(store, record, given)
         timed = budget is not None and budget.max_seconds is not None
         state = RunState(
             run_id=run_id,
@@ -387,15 +440,15 @@ class Orchestrator:
             resumed=True,
             before=before,
             budget=budget,
-            seconds_before=executed_seconds(await self.store.load_events(run_id)) if timed else 0,
+            seconds_before=executed_seconds(await store.load_events(run_id)) if timed else 0,
             earlier_calls=earlier,
+            nested=await nested_books(store, run_id),
         )
         # Driven as it was started, whatever this orchestrator's own mode.
-        deps = self.deps()
         mode = record.settings.get("mode") or "plan"
         if mode != deps.settings.mode:
             deps = replace(deps, settings=deps.settings.model_copy(update={"mode": mode}))
-        return await execute(deps, state, on_event or _ignore)
+        return await execute(deps, state, on_event)
 
     async def replay(self, run_id: str, task_id: str, *, model: str | None = None) -> TaskResult:
         """Run one task's worker again on its recorded input, for debugging.
@@ -426,6 +479,11 @@ class Orchestrator:
                 f"replay. `foreman resume {run_id}` runs it."
             )
         worker = self.registry.get(task.worker)
+        if isinstance(worker, TeamWorker):
+            raise ForemanError(
+                f"Task {task_id!r} of run {run_id} was carried out by a nested run "
+                f"({child_run_id(run_id, task_id)}); replay one of its tasks instead."
+            )
         ledger = CallLedger(run_id, keep_prompts=self.record_prompts, on_end=self.observers.on_call)
         if not record.calls:  # stored before the ledger: its totals join it first
             await carry_over(self.store, record, tasks)

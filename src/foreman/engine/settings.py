@@ -24,6 +24,7 @@ from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
 from foreman.store.base import Store
 from foreman.tracing.observer import Observers
+from foreman.workers.nested import MAX_DEPTH
 from foreman.workers.registry import Registry, RunMode
 from foreman.workers.spec import RiskLevel, Worker
 
@@ -74,6 +75,9 @@ class RunSettings(BaseModel):
     #: Tokens of results the orchestrator reads before older ones are compacted
     #: (``engine.context``); ``None``: read them whole.
     context_budget: int | None = None
+    #: How deep runs may nest (teams as workers, ``foreman.workers.nested``); the
+    #: top-level run's limit holds for every run below it.
+    max_depth: int = Field(MAX_DEPTH, ge=0)
 
     def recorded(self) -> dict[str, Any]:
         """The settings as stored with a run (plain JSON)."""
@@ -107,6 +111,8 @@ class RunDeps:
     timer: Callable[[], float]
     #: The cost and time estimator of this team, with the store's history.
     estimator: Callable[[], Awaitable[Estimator]]
+    #: 0 for a top-level run, 1 for a run nested in one (``engine.nesting``)...
+    depth: int = 0
 
     def own_timeout(self, default: float | None = None) -> float | None:
         """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``

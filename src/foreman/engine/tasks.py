@@ -30,10 +30,13 @@ from foreman.ledger.records import CallPurpose
 from foreman.models.pool import ModelPool
 from foreman.plan.schema import DEFAULT_ROUNDS, Task
 from foreman.results import TaskResult, TaskStatus
+from foreman.workers.nested import TeamWorker
 from foreman.workers.registry import Registry
 from foreman.workers.spec import Worker
 
 Emit = Callable[[Any], None]
+#: Runs a team's task as a nested run: (task, worker, inputs, missing inputs, input).
+NestedRunner = Callable[[Task, TeamWorker, dict[str, Any], list[str], str], Awaitable[TaskResult]]
 
 
 class TaskRunner:
@@ -52,6 +55,7 @@ class TaskRunner:
         timeout: float | None = None,
         ledger: CallLedger | None = None,
         hints: bool = False,
+        nested: NestedRunner | None = None,
     ) -> None:
         self.run_id = run_id
         self.registry = registry
@@ -66,6 +70,8 @@ class TaskRunner:
         self.ledger = ledger if ledger is not None else CallLedger(run_id)
         #: The run replans: text workers are told how to ask for it (``replan_prompts``).
         self.hints = hints
+        #: Runs the tasks of teams (``TeamWorker``) as nested runs (``engine.nesting``).
+        self.nested = nested
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -91,6 +97,11 @@ class TaskRunner:
             if decision.verdict == "reject":
                 rejected = CallOutcome()
                 return self._failed(task, worker, str(decision.reason), rejected, missing, user, 0)
+        if isinstance(worker, TeamWorker):  # a whole team: its task is a nested run
+            if self.nested is None:
+                why = "this kind of run cannot run a team as a worker"
+                return self._failed(task, worker, why, CallOutcome(), missing, user, 0)
+            return await self.nested(task, worker, inputs, missing, user)
         self.emit(TaskStarted(run_id=self.run_id, task_id=task.id, worker=worker.name))
         started = time.perf_counter()
         outcome = await self._produce(task, worker, user)

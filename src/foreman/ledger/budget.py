@@ -204,6 +204,25 @@ class BudgetMeter:
             return exceeded("max_seconds", spent, budget.max_seconds)
         return None
 
+    def charge(self, before: Books, now: Books) -> None:
+        """Spending this meter's ledger does not see: a nested run's calls (in its own
+        ledger), which went from ``before`` to ``now``."""
+        self.calls += now.calls - before.calls
+        self.tokens += now.usage.total_tokens - before.usage.total_tokens
+        self.dollars += (now.cost_usd or 0.0) - (before.cost_usd or 0.0)
+
+    def share(self) -> Budget:
+        """What is left of the budget, as a budget of its own: a nested run's limits, so
+        that it cannot spend what its parent may not. (A meter admits no call at a limit,
+        so what is left is more than nothing whenever a nested run may start.)"""
+        left = {
+            "max_calls": _left(self.budget.max_calls, self.calls, 1),
+            "max_tokens": _left(self.budget.max_tokens, self.tokens, 1),
+            "max_cost_usd": _left(self.budget.max_cost_usd, self.dollars, 1e-9),
+            "max_seconds": _left(self.budget.max_seconds, self.seconds, 1e-3),
+        }
+        return Budget(on_limit=self.budget.on_limit, **left)
+
     def admit(self) -> None:
         """Before a call starts: ``BudgetExceededError`` once a limit is reached."""
         if self.exceeded is None:
@@ -263,3 +282,20 @@ class BudgetMeter:
             self._arm()  # the timer and the loop's clock disagree by a hair: look again
         elif self._in_flight():
             self._exceed(reached)
+
+
+def _left(allowed: float | None, used: float, least: float) -> Any:
+    return None if allowed is None else max(allowed - used, least)
+
+
+def within(own: Budget | None, share: Budget | None) -> Budget | None:
+    """The narrower of two budgets, limit by limit: a nested run's own budget (its team
+    file's) within its share of its parent's; the parent's ``on_limit`` holds."""
+    if own is None or share is None:
+        return own or share
+    limits = {
+        limit: min(values)
+        for limit in LIMITS
+        if (values := [v for v in (getattr(own, limit), getattr(share, limit)) if v is not None])
+    }
+    return Budget(on_limit=share.on_limit, **limits)

@@ -53,6 +53,10 @@ class ModelPool:
                 self._models[name] = model
         return self._models[name]
 
+    def known(self) -> dict[str, Model]:
+        """The instances built so far, by name: a nested run's team shares them."""
+        return dict(self._models)
+
     async def aclose(self) -> None:
         for model in self._models.values():
             await model.aclose()

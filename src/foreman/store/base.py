@@ -80,7 +80,8 @@ class Store(ABC):
 
     @abstractmethod
     async def get_run(self, run_id: str) -> RunRecord:
-        """The run with its latest plan; ``UnknownRunError`` if there is none."""
+        """The run with its latest plan; ``UnknownRunError`` if there is none. Its books
+        (usage, cost, calls) sum its ledger and its nested runs' (``docs/books.md``)."""
 
     @abstractmethod
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
@@ -113,6 +114,8 @@ class Store(ABC):
     @abstractmethod
     async def resolve_run(self, ref: str) -> str:
         """The id of the run ``ref`` names: a full id, a unique prefix, or ``last`` (newest).
+        ``last`` and a prefix name top-level runs first (a nested run's id starts with its
+        parent's): a prefix names a nested run only when it fits no top-level one.
 
         ``AmbiguousRunError`` (listing the candidates) when a prefix fits several runs,
         ``UnknownRunError`` when it fits none.
@@ -135,7 +138,8 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_run(self, run_id: str, *, force: bool = False) -> None:
-        """Delete a run and everything stored about it (plans, tasks, events, approvals).
+        """Delete a run and everything stored about it (plans, tasks, events, approvals,
+        and its nested runs).
 
         ``RunLockedError`` if a live process is executing it, unless ``force``.
         """
@@ -229,11 +233,21 @@ class Store(ABC):
         since: float | None = None,
         until: float | None = None,
         with_prompts: bool = False,
+        descendants: bool = False,
     ) -> list[CallRecord]:
         """Ledger records, oldest first: of one run (and task) or of every run, started in
         ``[since, until)``. ``with_prompts=False`` leaves prompt and output out (stats).
         A ``started`` record of a run no live process is executing reads ``interrupted``:
-        its process died during the call."""
+        its process died during the call. ``descendants=True`` (with ``run_id``) adds the
+        records of the run's nested runs, at every depth: the rows its books sum."""
+
+    async def child_runs(self, run_id: str) -> list[RunSummary]:
+        """The nested runs whose ``parent_run_id`` is ``run_id``, oldest first.
+
+        This default scans every run (what a store written before nesting gets); the
+        built-in stores answer from an index."""
+        children = [run for run in await self.list_runs(2**31) if run.parent_run_id == run_id]
+        return sorted(children, key=lambda run: run.created_at)
 
     async def recent_calls(self, per_group: int) -> list[CallRecord]:
         """The newest ``per_group`` ledger records of each (purpose, worker, model), of

@@ -90,9 +90,9 @@ class MemoryStore(Store):
         )
 
     def _books(self, run: RunRecord) -> dict[str, Any]:
-        """The run's tokens, cost and call count from its ledger (a run stored without one
-        keeps its own usage, priced the old way)."""
-        calls = self._records(run.run_id)
+        """The run's tokens, cost and call count from its ledger and its nested runs' (a
+        run stored without one keeps its own usage, priced the old way)."""
+        calls = [call for tree in self._tree(run.run_id) for call in self._records(tree)]
         if calls:
             return dict(Books.of(calls))  # usage, cost_usd, unpriced, calls: RunRecord's names
         tasks = self._results(run.run_id)
@@ -120,9 +120,23 @@ class MemoryStore(Store):
                     error=run.error,
                     created_at=run.created_at,
                     updated_at=run.updated_at,
+                    parent_run_id=run.parent_run_id,
+                    parent_task_id=run.parent_task_id,
                 )
             )
         return summaries
+
+    def _tree(self, run_id: str) -> list[str]:
+        """``run_id`` and its nested runs, at every depth."""
+        tree, index = [run_id], 0
+        while index < len(tree):
+            parent, index = tree[index], index + 1
+            tree += [r.run_id for r in self._runs.values() if r.parent_run_id == parent]
+        return tree
+
+    async def child_runs(self, run_id: str) -> list[RunSummary]:
+        runs = await self.list_runs(len(self._runs))  # newest first
+        return [run for run in reversed(runs) if run.parent_run_id == run_id]
 
     async def update_run(
         self,
@@ -153,12 +167,13 @@ class MemoryStore(Store):
         if ref in self._runs:
             return ref
         newest = sorted(self._runs.values(), key=lambda run: run.created_at, reverse=True)
+        top = [run for run in newest if run.parent_run_id is None]
         if ref == "last" and newest:
-            return newest[0].run_id
-        where = "this memory store"
-        return choose_run(
-            ref, [r.run_id for r in newest if ref and r.run_id.startswith(ref)], where
-        )
+            return (top or newest)[0].run_id
+        fits = [r.run_id for r in top if ref and r.run_id.startswith(ref)]
+        if not fits:  # a prefix of a nested run's own id
+            fits = [r.run_id for r in newest if ref and r.run_id.startswith(ref)]
+        return choose_run(ref, fits, "this memory store")
 
     async def cancel_run(self, run_id: str) -> RunStatus:
         run = self._run(run_id)
@@ -180,11 +195,12 @@ class MemoryStore(Store):
     async def delete_run(self, run_id: str, *, force: bool = False) -> None:
         check_deletable(run_id, self._status(self._run(run_id)), force)
         tables = (self._runs, self._plans, self._tasks, self._events, self._leases, self._calls)
-        for table in tables:
-            table.pop(run_id, None)
-        self._cancel_requested.discard(run_id)
-        for key in [key for key in self._approvals if key[0] == run_id]:
-            del self._approvals[key]
+        for tree in self._tree(run_id):
+            for table in tables:
+                table.pop(tree, None)
+            self._cancel_requested.discard(tree)
+            for key in [key for key in self._approvals if key[0] == tree]:
+                del self._approvals[key]
 
     async def save_plan(
         self,
@@ -278,8 +294,12 @@ class MemoryStore(Store):
         since: float | None = None,
         until: float | None = None,
         with_prompts: bool = False,
+        descendants: bool = False,
     ) -> list[CallRecord]:
-        runs = [run_id] if run_id is not None else list(self._calls)
+        if run_id is None:
+            runs = list(self._calls)
+        else:
+            runs = self._tree(run_id) if descendants and run_id in self._runs else [run_id]
         found = []
         for run in runs:
             if run not in self._calls:

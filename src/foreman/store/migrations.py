@@ -116,6 +116,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE plans ADD COLUMN reason TEXT;
     ALTER TABLE plans ADD COLUMN changes TEXT;
     """,
+    # 6: nested runs: a run carrying out a task of another run points at that run and task
+    """
+    ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+    ALTER TABLE runs ADD COLUMN parent_task_id TEXT;
+    CREATE INDEX runs_by_parent ON runs(parent_run_id);
+    """,
 ]
 
 

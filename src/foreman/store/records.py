@@ -35,7 +35,10 @@ class RunRecord(BaseModel):
     plan_usage: Usage = Field(default_factory=Usage, description="What planning cost.")
     answer: str | None = None
     error: str | None = None
-    usage: Usage = Field(default_factory=Usage, description="The sum of the run's ledger.")
+    usage: Usage = Field(
+        default_factory=Usage,
+        description="The sum of the run's ledger and of its nested runs' ledgers.",
+    )
     cost_usd: float | None = Field(
         None, description="US dollars, each call at its own model's price; None if unknown."
     )
@@ -45,6 +48,10 @@ class RunRecord(BaseModel):
     calls: int = Field(0, description="Model call attempts in the ledger.")
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
+    parent_run_id: str | None = Field(
+        None, description="The run one of whose tasks this nested run carries out."
+    )
+    parent_task_id: str | None = Field(None, description="That task of the parent run.")
 
 
 class PlanVersion(BaseModel):
@@ -75,6 +82,8 @@ class RunSummary(BaseModel):
     error: str | None = Field(None, description="Why the run stopped, as ``RunRecord.error``.")
     created_at: float
     updated_at: float
+    parent_run_id: str | None = Field(None, description="Set for a nested run.")
+    parent_task_id: str | None = None
 
 
 class ApprovalStatus(StrEnum):

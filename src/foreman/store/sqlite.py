@@ -55,7 +55,6 @@ from foreman.store.sqlite_ledger import (
     USAGE_COLUMNS,
     call_from_row,
     insert_rows,
-    ledger_books,
     put_calls,
     rows_of_calls,
     token_columns,
@@ -74,6 +73,7 @@ from foreman.store.sqlite_rows import (
     summary_from_row,
     withdraw_pending,
 )
+from foreman.store.sqlite_tree import SUBTREE, subtree, tree_books
 from foreman.store.writer import WriterThread
 
 T = TypeVar("T")
@@ -193,8 +193,8 @@ class SQLiteStore(Store):
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
                 db.execute(
-                    "INSERT INTO runs (run_id, request, status, settings, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO runs (run_id, request, status, settings, created_at, updated_at,"
+                    " parent_run_id, parent_task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run.run_id,
                         run.request,
@@ -202,6 +202,8 @@ class SQLiteStore(Store):
                         json.dumps(run.settings),
                         run.created_at,
                         run.updated_at,
+                        run.parent_run_id,
+                        run.parent_task_id,
                     ),
                 )
 
@@ -211,8 +213,18 @@ class SQLiteStore(Store):
         return await self._run(lambda db: read_run(db, run_id, self.path))
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
+        return await self._summaries("", (), "DESC", limit)
+
+    async def child_runs(self, run_id: str) -> list[RunSummary]:
+        return await self._summaries("WHERE r.parent_run_id = ?", (run_id,), "ASC", -1)
+
+    async def _summaries(
+        self, where: str, args: tuple[Any, ...], order: str, limit: int
+    ) -> list[RunSummary]:
+        """The runs ``where`` selects, by age in ``order``, as ``runs`` lists them."""
         if self._absent():
             return []
+        chosen = f"FROM runs r {where} ORDER BY r.created_at {order} LIMIT ?"
 
         def read(db: sqlite3.Connection) -> list[RunSummary]:
             runs = db.execute(
@@ -222,19 +234,19 @@ class SQLiteStore(Store):
                 "  FROM plans p"
                 "  WHERE p.run_id = r.run_id ORDER BY version DESC LIMIT 1),"
                 " r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,"
-                " r.error FROM runs r ORDER BY r.created_at DESC LIMIT ?",
-                (limit,),
+                f" r.error, r.parent_run_id, r.parent_task_id {chosen}",
+                (*args, limit),
             ).fetchall()
             per_model: dict[str, list[tuple[Any, ...]]] = {row[0]: [] for row in runs}
             for run_id, *group in db.execute(  # every listed run's tasks, in one query
                 "SELECT run_id, model, status, COUNT(*), SUM(input_tokens), SUM(output_tokens),"
                 " SUM(cache_read_tokens), SUM(cache_write_tokens)"
-                " FROM tasks WHERE run_id IN (SELECT run_id FROM runs"
-                "  ORDER BY created_at DESC LIMIT ?) GROUP BY run_id, model, status",
-                (limit,),
+                f" FROM tasks WHERE run_id IN (SELECT r.run_id {chosen})"
+                " GROUP BY run_id, model, status",
+                (*args, limit),
             ):
                 per_model[run_id].append(tuple(group))
-            booked = ledger_books(db, [row[0] for row in runs])
+            booked = tree_books(db, [row[0] for row in runs])
             return [
                 summary_from_row(row, per_model[row[0]], booked.get(row[0]), self.path)
                 for row in runs
@@ -287,16 +299,20 @@ class SQLiteStore(Store):
             if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (ref,)).fetchone():
                 return ref
             newest = "ORDER BY created_at DESC, run_id DESC"
-            if ref == "last":
-                row = db.execute(f"SELECT run_id FROM runs {newest} LIMIT 1").fetchone()
+            if ref == "last":  # the newest top-level run (a nested one if there is none)
+                row = db.execute(
+                    f"SELECT run_id FROM runs ORDER BY parent_run_id IS NOT NULL,"
+                    f" {newest.removeprefix('ORDER BY ')} LIMIT 1"
+                ).fetchone()
                 if row is not None:
                     return row[0]
             rows = db.execute(
-                f"SELECT run_id FROM runs WHERE ? != '' AND substr(run_id, 1, length(?)) = ?"
-                f" {newest}",
+                "SELECT run_id, parent_run_id FROM runs"
+                f" WHERE ? != '' AND substr(run_id, 1, length(?)) = ? {newest}",
                 (ref, ref, ref),
-            )
-            return choose_run(ref, [row[0] for row in rows], str(self.path))
+            ).fetchall()
+            top = [row[0] for row in rows if row[1] is None]  # nested ids extend a parent's
+            return choose_run(ref, top or [row[0] for row in rows], str(self.path))
 
         return await self._run(read)
 
@@ -348,8 +364,9 @@ class SQLiteStore(Store):
                 except CorruptedRunError:  # unreadable: deleting it is the way out
                     status = RunStatus.crashed
                 check_deletable(run_id, status, force)
-                for table in ("calls", "events", "approvals", "tasks", "plans", "runs"):
-                    db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+                for tree in subtree(db, run_id):  # the run and its nested runs
+                    for table in ("calls", "events", "approvals", "tasks", "plans", "runs"):
+                        db.execute(f"DELETE FROM {table} WHERE run_id = ?", (tree,))
 
         await self._run(write)
 
@@ -516,13 +533,14 @@ class SQLiteStore(Store):
         since: float | None = None,
         until: float | None = None,
         with_prompts: bool = False,
+        descendants: bool = False,
     ) -> list[CallRecord]:
         if self._absent():
             return []
         texts = "c.prompt, c.output" if with_prompts else "NULL, NULL"
         where, args = ["1"], []
         for clause, value in (
-            ("c.run_id = ?", run_id),
+            (f"c.run_id IN ({SUBTREE})" if descendants else "c.run_id = ?", run_id),
             ("c.task_id = ?", task_id),
             ("c.started_at >= ?", since),
             ("c.started_at < ?", until),

@@ -30,10 +30,10 @@ from foreman.store.sqlite_ledger import (
     USAGE_COLUMNS,
     call_from_row,
     insert_rows,
-    ledger_books,
     legacy_price,
     usage_from_columns,
 )
+from foreman.store.sqlite_tree import tree_books
 
 
 def require_run(db: sqlite3.Connection, run_id: str, path: Path) -> None:
@@ -79,7 +79,8 @@ def read_run(
     (without the plan, which ``check`` reads as a row of its own)."""
     row = db.execute(
         f"SELECT run_id, request, status, settings, answer, error, created_at,"
-        f" updated_at, lease_owner, lease_until, {USAGE_COLUMNS} FROM runs WHERE run_id = ?",
+        f" updated_at, lease_owner, lease_until, {USAGE_COLUMNS}, parent_run_id,"
+        " parent_task_id FROM runs WHERE run_id = ?",
         (run_id,),
     ).fetchone()
     if row is None:
@@ -92,13 +93,13 @@ def read_run(
             (run_id,),
         ).fetchone()
     )
-    booked = ledger_books(db, [run_id]).get(run_id)
+    booked = tree_books(db, [run_id]).get(run_id)
     with reading_run(run_id, str(path)):
         settings = settings_from_json(row[3])
         if booked is None:  # stored before the ledger: its own total, priced the old way
             usage, price = (
-                usage_from_columns(row[10:]),
-                legacy_price(db, run_id, settings, row[10:]),
+                usage_from_columns(row[10:14]),
+                legacy_price(db, run_id, settings, row[10:14]),
             )
             booked = (0, usage, price.cost_usd, price.unpriced)
         return RunRecord(
@@ -117,6 +118,8 @@ def read_run(
             plan=Plan.model_validate_json(plan[1]) if plan else None,
             plan_version=plan[0] if plan else 0,
             plan_usage=usage_from_columns(plan[2:]) if plan else Usage(),
+            parent_run_id=row[14],
+            parent_task_id=row[15],
         )
 
 
@@ -185,6 +188,8 @@ def summary_from_row(
             error=row[13],
             created_at=row[4],
             updated_at=row[5],
+            parent_run_id=row[14],
+            parent_task_id=row[15],
         )
 
 

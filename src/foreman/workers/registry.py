@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.ledger.budget import Budget, budget_from
 from foreman.workers.default_team import DEFAULT_WORKERS
+from foreman.workers.nested import check_no_cycle, worker_of
 from foreman.workers.patterns import PatternSpec
 from foreman.workers.spec import Worker, unknown_keys
 
@@ -124,14 +125,19 @@ class Registry:
 TEAM_KEYS = ("include_defaults", "workers", "budget", "patterns", "replan", "mode")
 
 
-def load_team(path: str | Path) -> Registry:
+def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) team file into a registry.
 
     Strict on purpose: an unknown or misspelt key, at the top or in a worker, is an error
     that names it (a typo like ``rsik: high`` must never quietly load a low-risk worker),
     and so is a worker name used twice in the file.
+
+    A worker with ``team: other.yaml`` (relative to this file) is that whole team as one
+    worker: its tasks run as nested runs (``foreman.workers.nested``). Files that name
+    each other in a cycle are an error.
     """
     path = Path(path)
+    _within = check_no_cycle(path, _within)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -173,7 +179,7 @@ def load_team(path: str | Path) -> Registry:
     defined: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
         try:
-            worker = Worker.model_validate(entry)
+            worker = worker_of(entry, path, _within, load_team)
         except ValidationError as exc:
             name = f" ({entry['name']!r})" if isinstance(entry, dict) and "name" in entry else ""
             raise ConfigError(f"Team file {path}, worker #{index}{name}: {_brief(exc)}") from exc

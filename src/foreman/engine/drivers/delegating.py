@@ -36,6 +36,7 @@ from foreman.engine.drivers.delegation import (
 from foreman.engine.drivers.delegation_prompts import COMPACTION_GOAL, delegate_system
 from foreman.engine.drivers.planned import _checkpointed, _status
 from foreman.engine.lifecycle import Execution
+from foreman.engine.nesting import nested_tasks
 from foreman.engine.scheduler import run_dag
 from foreman.engine.tasks import TaskRunner
 from foreman.errors import BudgetExceededError, ForemanError, RunAbortedError
@@ -67,6 +68,7 @@ async def drive_delegating(run: Execution) -> RunResult:
         gate=ApprovalGate(deps.store, run.emit, deps.approve, deps.auto_approve),
         timeout=deps.settings.timeout,
         ledger=run.journal.ledger,
+        nested=nested_tasks(run),
     )
     execute_task = _checkpointed(runner, run.delivery, run.meter)
     limits = {w.name: w.max_concurrency for w in deps.registry if w.max_concurrency}

@@ -18,6 +18,7 @@ from foreman.engine.context import compactor_of
 from foreman.engine.delivery import Delivery
 from foreman.engine.expansion import ForEach
 from foreman.engine.lifecycle import Execution
+from foreman.engine.nesting import nested_tasks
 from foreman.engine.planning import make_plan
 from foreman.engine.replanning import Replanner, stalled_parts
 from foreman.engine.scheduler import DagRun, Halt
@@ -123,6 +124,7 @@ async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) ->
         timeout=deps.settings.timeout,
         ledger=run.journal.ledger,
         hints=replanner is not None,
+        nested=nested_tasks(run),
     )
     for_each = ForEach(run.run_id, run.delivery, deps.registry)
     execute = for_each.wrap(_checkpointed(runner, run.delivery, run.meter))

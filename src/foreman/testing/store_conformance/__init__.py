@@ -26,7 +26,7 @@ import pytest
 pytest.register_assert_rewrite(
     *(
         f"{__name__}.{module}"
-        for module in ("approvals", "books", "leases", "ledger", "plans", "runs")
+        for module in ("approvals", "books", "leases", "ledger", "nesting", "plans", "runs")
     )
 )
 
@@ -35,11 +35,14 @@ from foreman.testing.store_conformance.approvals import ApprovalTests  # noqa: E
 from foreman.testing.store_conformance.books import BooksTests  # noqa: E402
 from foreman.testing.store_conformance.leases import LeaseTests  # noqa: E402
 from foreman.testing.store_conformance.ledger import LedgerTests  # noqa: E402
+from foreman.testing.store_conformance.nesting import NestingTests  # noqa: E402
 from foreman.testing.store_conformance.plans import PlanTests  # noqa: E402
 from foreman.testing.store_conformance.runs import RunTests  # noqa: E402
 
 
-class StoreConformance(RunTests, PlanTests, LeaseTests, ApprovalTests, LedgerTests, BooksTests):
+class StoreConformance(
+    RunTests, PlanTests, LeaseTests, ApprovalTests, LedgerTests, BooksTests, NestingTests
+):
     """Every conformance check; subclass it as ``Test...`` and define ``make_store``.
 
     To leave one check out (say, a store without leases on purpose), override that test
@@ -52,6 +55,7 @@ __all__ = [
     "BooksTests",
     "LeaseTests",
     "LedgerTests",
+    "NestingTests",
     "PlanTests",
     "RunTests",
     "StoreConformance",
