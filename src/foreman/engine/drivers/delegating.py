@@ -34,7 +34,7 @@ from foreman.engine.drivers.delegation import (
     worker_tools,
 )
 from foreman.engine.drivers.delegation_prompts import COMPACTION_GOAL, delegate_system
-from foreman.engine.drivers.planned import _checkpointed, _status
+from foreman.engine.drivers.shared import checkpointed, run_status
 from foreman.engine.lifecycle import Execution
 from foreman.engine.nesting import nested_tasks
 from foreman.engine.scheduler import run_dag
@@ -70,7 +70,7 @@ async def drive_delegating(run: Execution) -> RunResult:
         ledger=run.journal.ledger,
         nested=nested_tasks(run),
     )
-    execute_task = _checkpointed(runner, run.delivery, run.meter)
+    execute_task = checkpointed(runner, run.delivery, run.meter)
     limits = {w.name: w.max_concurrency for w in deps.registry if w.max_concurrency}
     turns = _Turns(run)
     turn = max((turn_of(task.id) for task in plan.tasks), default=0)
@@ -86,7 +86,7 @@ async def drive_delegating(run: Execution) -> RunResult:
                 )
                 if run.meter is not None and run.meter.exceeded is not None:
                     raise run.meter.exceeded  # the delegations it let finish are kept
-                if _status(None, results) is RunStatus.waiting_approval:
+                if run_status(None, results) is RunStatus.waiting_approval:
                     return await _finish(run, None, None)
             turn += 1
             response = await turns.take(turn, plan)
@@ -211,7 +211,7 @@ async def _finish(run: Execution, answer: str | None, error: str | None) -> RunR
     """The run's result: answered, paused for approvals, or aborted by a task."""
     plan = run.state.plan
     assert plan is not None
-    status = _status(error, run.results)
+    status = run_status(error, run.results)
     confidence = confidences(plan, run.results)
     return await run.finish(
         run.result(status, plan=plan, answer=answer, confidence=confidence, error=error)

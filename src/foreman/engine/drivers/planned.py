@@ -9,28 +9,25 @@ together (synthesis or concatenation). A task that waits for approval pauses the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.assembly import SYNTHESISER, assemble
 from foreman.engine.calls import retried
 from foreman.engine.context import compactor_of
-from foreman.engine.delivery import Delivery
+from foreman.engine.drivers.shared import checkpointed, run_status
 from foreman.engine.expansion import ForEach
 from foreman.engine.lifecycle import Execution
 from foreman.engine.nesting import nested_tasks
 from foreman.engine.planning import make_plan
 from foreman.engine.replanning import Replanner, stalled_parts
-from foreman.engine.scheduler import DagRun, Halt
+from foreman.engine.scheduler import DagRun
 from foreman.engine.tasks import TaskRunner
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.events import Assembled, PlanReady, RunStarted
-from foreman.ledger.budget import BudgetMeter
 from foreman.ledger.records import CallPurpose
 from foreman.models.base import Usage
 from foreman.models.retry import CallOutcome
-from foreman.plan.schema import Plan, Task
-from foreman.results import RunResult, RunStatus, TaskResult, TaskStatus, confidences
+from foreman.plan.schema import Plan
+from foreman.results import RunResult, RunStatus, confidences
 
 
 async def drive_planned(run: Execution) -> RunResult:
@@ -50,7 +47,7 @@ async def drive_planned(run: Execution) -> RunResult:
         return await run.over_budget()
     plan = state.plan or plan  # the latest version, when revisions changed it
     confidence = confidences(plan, run.results)
-    status, answer, synthesis_attempts = _status(error, run.results), None, 0
+    status, answer, synthesis_attempts = run_status(error, run.results), None, 0
     parts = run.results
     if error is None and replanner is not None and replanner.stalled is not None:
         status, error = RunStatus.stalled, f"replanning stalled: {replanner.stalled}"
@@ -127,7 +124,7 @@ async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) ->
         nested=nested_tasks(run),
     )
     for_each = ForEach(run.run_id, run.delivery, deps.registry)
-    execute = for_each.wrap(_checkpointed(runner, run.delivery, run.meter))
+    execute = for_each.wrap(checkpointed(runner, run.delivery, run.meter))
     try:
         dag = DagRun(
             plan.tasks,
@@ -150,37 +147,3 @@ async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) ->
     if replanner is not None and replanner.error is not None:
         raise replanner.error
     return None
-
-
-def _checkpointed(
-    runner: TaskRunner, delivery: Delivery, meter: BudgetMeter | None
-) -> Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]:
-    """The runner, with each settled task stored before the scheduler sees it. Once the
-    budget is spent, no task starts, and one whose next call was refused stops
-    unfinished (``Halt``): the scheduler lets the running ones end, then stops."""
-
-    async def execute(task: Task, deps: dict[str, TaskResult]) -> TaskResult:
-        try:
-            if meter is not None:
-                meter.admit()
-            result = await runner(task, deps)
-        except BudgetExceededError as exc:
-            raise Halt(str(exc)) from None
-        except RunAbortedError as exc:
-            if exc.result is not None:
-                await delivery.checkpoint(exc.result)
-            raise
-        await delivery.checkpoint(result)
-        return result
-
-    return execute
-
-
-def _status(error: str | None, results: dict[str, TaskResult]) -> RunStatus:
-    if error is not None:
-        return RunStatus.aborted
-    if any(result.status is TaskStatus.waiting for result in results.values()):
-        return RunStatus.waiting_approval
-    if all(result.succeeded for result in results.values()):
-        return RunStatus.succeeded
-    return RunStatus.partial

@@ -1,0 +1,51 @@
+"""What every driver does the same way: run a task with its checkpoint stored before the
+scheduler sees it (and the budget checked before it starts), and read the run's status
+from its tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from foreman.engine.delivery import Delivery
+from foreman.engine.scheduler import Halt
+from foreman.engine.tasks import TaskRunner
+from foreman.errors import BudgetExceededError, RunAbortedError
+from foreman.ledger.budget import BudgetMeter
+from foreman.plan.schema import Task
+from foreman.results import RunStatus, TaskResult, TaskStatus
+
+
+def checkpointed(
+    runner: TaskRunner, delivery: Delivery, meter: BudgetMeter | None
+) -> Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]:
+    """The runner, with each settled task stored before the scheduler sees it. Once the
+    budget is spent, no task starts, and one whose next call was refused stops
+    unfinished (``Halt``): the scheduler lets the running ones end, then stops."""
+
+    async def execute(task: Task, deps: dict[str, TaskResult]) -> TaskResult:
+        try:
+            if meter is not None:
+                meter.admit()
+            result = await runner(task, deps)
+        except BudgetExceededError as exc:
+            raise Halt(str(exc)) from None
+        except RunAbortedError as exc:
+            if exc.result is not None:
+                await delivery.checkpoint(exc.result)
+            raise
+        await delivery.checkpoint(result)
+        return result
+
+    return execute
+
+
+def run_status(error: str | None, results: dict[str, TaskResult]) -> RunStatus:
+    """The run's status from its tasks: ``error`` (an abort) first, then any task waiting
+    for approval, then whether every task succeeded."""
+    if error is not None:
+        return RunStatus.aborted
+    if any(result.status is TaskStatus.waiting for result in results.values()):
+        return RunStatus.waiting_approval
+    if all(result.succeeded for result in results.values()):
+        return RunStatus.succeeded
+    return RunStatus.partial
