@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from foreman.engine.lifecycle import Execution
 from foreman.engine.settings import RunDeps
-from foreman.errors import ForemanError, RunAbortedError
-from foreman.events import Event, NestedEvent, TaskFailed, TaskFinished, TaskStarted
+from foreman.engine.tasks import failed_task
+from foreman.errors import ForemanError
+from foreman.events import Event, NestedEvent, TaskFinished, TaskStarted
 from foreman.ledger.books import Books
 from foreman.ledger.budget import Budget, BudgetMeter
 from foreman.plan.schema import Task
@@ -263,29 +264,11 @@ class NestedTasks:
         user: str,
         started: float,
     ) -> TaskResult:
-        self.emit(
-            TaskFailed(
-                run_id=self.run_id,
-                task_id=task.id,
-                worker=worker.name,
-                error=error,
-                policy=worker.on_failure,
-            )
-        )
-        result = TaskResult(
-            task_id=task.id,
-            worker=worker.name,
-            status=TaskStatus.failed,
-            error=error,
-            attempts=books.calls,
-            usage=books.usage,
-            latency=time.perf_counter() - started,
-            missing_inputs=missing,
-            input=user,
-        )
-        if worker.on_failure == "abort":
-            raise RunAbortedError(task.id, error, result=result)
-        return result
+        latency = time.perf_counter() - started
+        return failed_task(
+            self.emit, self.run_id, task, worker, error, books.calls, books.usage, latency,
+            missing=missing, user=user,
+        )  # fmt: skip
 
 
 def nested_tasks(run: Execution) -> NestedTasks:

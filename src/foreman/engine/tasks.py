@@ -27,6 +27,7 @@ from foreman.events import (
 )
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose
+from foreman.models.base import Usage
 from foreman.models.pool import ModelPool
 from foreman.plan.schema import DEFAULT_ROUNDS, Task
 from foreman.results import TaskResult, TaskStatus
@@ -283,33 +284,51 @@ class TaskRunner:
         user: str,
         latency: float,
     ) -> TaskResult:
-        """Record the failure; under an 'abort' policy, stop the run with it."""
-        self.emit(
-            TaskFailed(
-                run_id=self.run_id,
-                task_id=task.id,
-                worker=worker.name,
-                error=error,
-                policy=worker.on_failure,
-            )
-        )
-        result = TaskResult(
-            task_id=task.id,
-            worker=worker.name,
-            status=TaskStatus.failed,
-            error=error,
-            attempts=outcome.attempts,
-            usage=self.ledger.usage_of(f"task:{task.id}"),
-            latency=latency,
-            missing_inputs=missing,
-            input=user,
-        )
-        if worker.on_failure == "abort":
-            raise RunAbortedError(task.id, error, result=result)
-        return result
+        usage = self.ledger.usage_of(f"task:{task.id}")
+        return failed_task(
+            self.emit, self.run_id, task, worker, error, outcome.attempts, usage, latency,
+            missing=missing, user=user,
+        )  # fmt: skip
 
 
 def _as_input(result: TaskResult) -> Any:
     if result.succeeded:
         return result.output
     return {"missing": True, "reason": f"task {result.status.value}: {result.error}"}
+
+
+def failed_task(
+    emit: Callable[[Any], None],
+    run_id: str,
+    task: Task,
+    worker: Worker,
+    error: str,
+    attempts: int,
+    usage: Usage,
+    latency: float,
+    *,
+    missing: list[str],
+    user: str,
+) -> TaskResult:
+    """Record a task's failure (``task_failed``) and its result; under the worker's
+    'abort' policy, stop the run with it. Shared by worker and team (nested) tasks."""
+    emit(
+        TaskFailed(
+            run_id=run_id, task_id=task.id, worker=worker.name, error=error,
+            policy=worker.on_failure,
+        )
+    )  # fmt: skip
+    result = TaskResult(
+        task_id=task.id,
+        worker=worker.name,
+        status=TaskStatus.failed,
+        error=error,
+        attempts=attempts,
+        usage=usage,
+        latency=latency,
+        missing_inputs=missing,
+        input=user,
+    )
+    if worker.on_failure == "abort":
+        raise RunAbortedError(task.id, error, result=result)
+    return result

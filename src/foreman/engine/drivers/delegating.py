@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import retried
 from foreman.engine.context import compactor_of
 from foreman.engine.drivers.delegation import (
@@ -34,11 +33,9 @@ from foreman.engine.drivers.delegation import (
     worker_tools,
 )
 from foreman.engine.drivers.delegation_prompts import COMPACTION_GOAL, delegate_system
-from foreman.engine.drivers.shared import checkpointed, run_status
+from foreman.engine.drivers.shared import checkpointed, run_status, task_runner
 from foreman.engine.lifecycle import Execution
-from foreman.engine.nesting import nested_tasks
 from foreman.engine.scheduler import run_dag
-from foreman.engine.tasks import TaskRunner
 from foreman.errors import BudgetExceededError, ForemanError, RunAbortedError
 from foreman.events import OrchestratorTurn, RunStarted
 from foreman.ledger.records import CallPurpose
@@ -58,18 +55,7 @@ async def drive_delegating(run: Execution) -> RunResult:
     plan = state.plan = state.plan or Plan(tasks=[])
     results = run.results
     await _settled_before(run, plan)
-    runner = TaskRunner(
-        run.run_id,
-        deps.registry,
-        deps.models,
-        run.emit,
-        validator=deps.validator,
-        max_revisions=deps.settings.max_revisions,
-        gate=ApprovalGate(deps.store, run.emit, deps.approve, deps.auto_approve),
-        timeout=deps.settings.timeout,
-        ledger=run.journal.ledger,
-        nested=nested_tasks(run),
-    )
+    runner = task_runner(run)
     execute_task = checkpointed(runner, run.delivery, run.meter)
     limits = {w.name: w.max_concurrency for w in deps.registry if w.max_concurrency}
     turns = _Turns(run)

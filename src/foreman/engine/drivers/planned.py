@@ -9,18 +9,15 @@ together (synthesis or concatenation). A task that waits for approval pauses the
 
 from __future__ import annotations
 
-from foreman.engine.approvals import ApprovalGate
 from foreman.engine.assembly import SYNTHESISER, assemble
 from foreman.engine.calls import retried
 from foreman.engine.context import compactor_of
-from foreman.engine.drivers.shared import checkpointed, run_status
+from foreman.engine.drivers.shared import checkpointed, run_status, task_runner
 from foreman.engine.expansion import ForEach
 from foreman.engine.lifecycle import Execution
-from foreman.engine.nesting import nested_tasks
 from foreman.engine.planning import make_plan
 from foreman.engine.replanning import Replanner, stalled_parts
 from foreman.engine.scheduler import DagRun
-from foreman.engine.tasks import TaskRunner
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.events import Assembled, PlanReady, RunStarted
 from foreman.ledger.records import CallPurpose
@@ -110,19 +107,7 @@ async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) ->
     """Run the plan's DAG (revised as it runs, with a ``replanner``); the abort's error, if
     a task's failure policy aborted the run."""
     deps = run.deps
-    runner = TaskRunner(
-        run.run_id,
-        deps.registry,
-        deps.models,
-        run.emit,
-        validator=deps.validator,
-        max_revisions=deps.settings.max_revisions,
-        gate=ApprovalGate(deps.store, run.emit, deps.approve, deps.auto_approve),
-        timeout=deps.settings.timeout,
-        ledger=run.journal.ledger,
-        hints=replanner is not None,
-        nested=nested_tasks(run),
-    )
+    runner = task_runner(run, hints=replanner is not None)
     for_each = ForEach(run.run_id, run.delivery, deps.registry)
     execute = for_each.wrap(checkpointed(runner, run.delivery, run.meter))
     try:

@@ -1,18 +1,40 @@
-"""What every driver does the same way: run a task with its checkpoint stored before the
-scheduler sees it (and the budget checked before it starts), and read the run's status
-from its tasks."""
+"""What every driver does the same way: build the task runner, run a task with its
+checkpoint stored before the scheduler sees it (and the budget checked before it starts),
+and read the run's status from its tasks."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from foreman.engine.approvals import ApprovalGate
 from foreman.engine.delivery import Delivery
+from foreman.engine.lifecycle import Execution
+from foreman.engine.nesting import nested_tasks
 from foreman.engine.scheduler import Halt
 from foreman.engine.tasks import TaskRunner
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.ledger.budget import BudgetMeter
 from foreman.plan.schema import Task
 from foreman.results import RunStatus, TaskResult, TaskStatus
+
+
+def task_runner(run: Execution, *, hints: bool = False) -> TaskRunner:
+    """The run's task runner: its team and models, approvals, quality gate, ledger, and
+    team tasks run as nested runs. ``hints``: workers are told how to ask for a replan."""
+    deps = run.deps
+    return TaskRunner(
+        run.run_id,
+        deps.registry,
+        deps.models,
+        run.emit,
+        validator=deps.validator,
+        max_revisions=deps.settings.max_revisions,
+        gate=ApprovalGate(deps.store, run.emit, deps.approve, deps.auto_approve),
+        timeout=deps.settings.timeout,
+        ledger=run.journal.ledger,
+        hints=hints,
+        nested=nested_tasks(run),
+    )
 
 
 def checkpointed(
