@@ -173,8 +173,9 @@ def run(
         int | None,
         typer.Option(
             min=256,
-            help="Tokens of results synthesis may read; past it, older results reach it as "
-            "summaries (workers still get full outputs).",
+            help="Tokens of results the orchestrator may read (synthesis, plan revisions, "
+            "delegation turns); past it, older results reach it as summaries (workers still "
+            "get full outputs).",
         ),
     ] = None,
     max_depth: Annotated[
