@@ -179,3 +179,25 @@ def test_run_max_depth_zero_keeps_teams_from_nesting(tmp_path: Path) -> None:
     result = events_of(done.stdout)[-1].result
     assert "max_depth" in result.tasks["t2"].error
     assert "c1" not in foreman.calls()
+
+
+def test_show_of_a_task_carried_out_by_a_nested_run_points_to_that_run(tmp_path: Path) -> None:
+    """Not 'No calls recorded: the run was stored before the call ledger existed'."""
+    foreman = Foreman(tmp_path, spec())
+    done = foreman.run("run", "--team", str(teams(tmp_path)), "--json", "go")
+    assert done.returncode == 0, done.stderr
+    run_id = events_of(done.stdout)[-1].result.run_id
+    nested = f"{run_id}.t2"
+
+    shown = foreman.run("show", run_id, "t2")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert f"Carried out by the nested run {nested}: `foreman show {nested}`" in text
+    assert "before the call ledger" not in text and "calls unknown" not in text
+    child = next(
+        r for r in json.loads(foreman.run("runs", "--json").stdout) if r["run_id"] == nested
+    )
+    as_json = json.loads(foreman.run("show", run_id, "t2", "--json").stdout)
+    assert as_json["nested_run"] == nested
+    assert as_json["usage"]["input_tokens"] == child["input_tokens"] > 0
+    assert as_json["calls"] == [] and "Task t2: 4 call(s)" in text  # plan, c1, c2, synthesis
