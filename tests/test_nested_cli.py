@@ -201,3 +201,26 @@ def test_show_of_a_task_carried_out_by_a_nested_run_points_to_that_run(tmp_path:
     assert as_json["nested_run"] == nested
     assert as_json["usage"]["input_tokens"] == child["input_tokens"] > 0
     assert as_json["calls"] == [] and "Task t2: 4 call(s)" in text  # plan, c1, c2, synthesis
+
+
+def test_rm_refuses_a_nested_run_alone_and_deletes_it_with_its_parent(tmp_path: Path) -> None:
+    """Deleting a nested run alone rewrote its parent's books (they count its calls)."""
+    foreman = Foreman(tmp_path, spec())
+    done = foreman.run("run", "--team", str(teams(tmp_path)), "--json", "go")
+    run_id = events_of(done.stdout)[-1].result.run_id
+    nested = f"{run_id}.t2"
+
+    def tokens() -> dict[str, int]:
+        listed = json.loads(foreman.run("runs", "--json").stdout)
+        return {r["run_id"]: r["input_tokens"] for r in listed}
+
+    before = tokens()
+    refused = foreman.run("rm", nested)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"`foreman rm {run_id}` deletes it" in " ".join(refused.stderr.split())
+    assert tokens() == before  # nothing deleted, the parent's books intact
+
+    both = foreman.run("rm", nested, run_id)  # the parent takes its nested run with it
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.split() == ["Deleted", "run", f"{run_id}."]
+    assert tokens() == {}
