@@ -224,3 +224,16 @@ def test_rm_refuses_a_nested_run_alone_and_deletes_it_with_its_parent(tmp_path: 
     assert both.returncode == 0, both.stderr
     assert both.stdout.split() == ["Deleted", "run", f"{run_id}."]
     assert tokens() == {}
+
+
+def test_stats_of_a_run_count_its_nested_runs_like_its_books(tmp_path: Path) -> None:
+    """`foreman stats --run PARENT` left out the nested runs' calls `runs` counts for it."""
+    foreman = Foreman(tmp_path, spec())
+    done = foreman.run("run", "--team", str(teams(tmp_path)), "--json", "go")
+    run_id = events_of(done.stdout)[-1].result.run_id
+    top = next(r for r in json.loads(foreman.run("runs", "--json").stdout) if r["run_id"] == run_id)
+
+    by_run = json.loads(foreman.run("stats", "--run", run_id, "--by", "run", "--json").stdout)
+
+    assert {group["run_id"] for group in by_run} == {run_id, f"{run_id}.t2"}
+    assert sum(group["input_tokens"] for group in by_run) == top["input_tokens"]
