@@ -184,6 +184,15 @@ async def test_three_levels_carry_events_and_books_up_through_the_middle(store) 
 # --- team files ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("named", ["''", "'  '", "5", "[a.yaml]"])
+def test_a_team_entry_that_names_no_file_is_a_clear_error(tmp_path: Path, named: str) -> None:
+    """`team: ''` read the team file's own folder: 'Cannot read team file .: Is a directory'."""
+    path = tmp_path / "top.yaml"
+    path.write_text(f"workers:\n  - {{name: t, description: d, team: {named}}}\n")
+    with pytest.raises(ConfigError, match="'team' must be the path of a team file"):
+        load_team(path)
+
+
 def test_a_team_file_worker_can_name_another_team_file(tmp_path: Path) -> None:
     (tmp_path / "review.yaml").write_text(
         "workers:\n"
