@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from foreman import Orchestrator
+from foreman import ForemanError, Orchestrator
 from foreman.events import Event, PlanRevised
 from foreman.models.base import ModelRequest
 from foreman.store.memory import MemoryStore
@@ -208,14 +208,18 @@ async def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     model = scripted_model() if args.scripted else args.model
-    orchestrator = Orchestrator(
-        TEAM,
-        model=model,
-        store=MemoryStore(),
-        replan=args.replan,
-        max_replans=5,
-        assembly="synthesis",
-    )
+    try:
+        orchestrator = Orchestrator(
+            TEAM,
+            model=model,
+            store=MemoryStore(),
+            replan=args.replan,
+            max_replans=5,
+            assembly="synthesis",
+        )
+    except ForemanError as exc:  # an unknown model, say: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     console = Console()
 
     def on_event(event: Event) -> None:

@@ -22,7 +22,7 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
-from foreman import Orchestrator
+from foreman import ForemanError, Orchestrator
 from foreman.events import Event, OrchestratorTurn, RunFinished, TaskFinished, TaskStarted
 from foreman.models.base import ModelRequest, ToolCall
 from foreman.testing import ScriptedModel
@@ -120,7 +120,12 @@ async def main(argv: list[str] | None = None) -> int:
         else:
             show(console, event)
 
-    async with Orchestrator(model=model, mode="delegate", max_turns=4) as orchestrator:
+    try:
+        orchestrator = Orchestrator(model=model, mode="delegate", max_turns=4)
+    except ForemanError as exc:  # an unknown model, say: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    async with orchestrator:
         result = await orchestrator.run(REQUEST, on_event=on_event)
     return 0 if result.answer else 1
 

@@ -81,6 +81,17 @@ def test_answer_panel_renders_errors_literally() -> None:
     assert ERROR in console.export_text()
 
 
+def test_answer_panel_keeps_html_in_the_answer_as_text() -> None:
+    """Markdown rendering must not drop tags: an answer about HTML keeps its words."""
+    answer = "Wrap it in a <div> tag.\n\n<script>alert(1)</script>\n\n**done**"
+    result = RunResult(run_id="r", request=REQUEST, status=RunStatus.succeeded, answer=answer)
+    console = Console(record=True, width=120, color_system=None)
+    print_result(console, result)
+    text = console.export_text()
+    assert "Wrap it in a <div> tag." in text and "<script>alert(1)</script>" in text
+    assert "**done**" not in text and "done" in text  # still Markdown
+
+
 async def test_approval_prompt_renders_ids_instructions_and_inputs_literally(
     monkeypatch,
 ) -> None:

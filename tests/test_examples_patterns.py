@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import processes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,3 +92,15 @@ def test_an_example_needs_one_model_choice() -> None:
 
     assert code == 2
     assert "give exactly one of --model M or --scripted" in stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("*.py")))
+def test_every_example_reports_an_unknown_model_in_one_line(name: str) -> None:
+    """billing_refactor.py and competitive_analysis.py let the ConfigError's traceback out."""
+    code, _, stderr = run_example(name, "--model", "bogus:x")
+
+    assert code == 1, stderr
+    assert stderr.strip() == (
+        "error: Unknown model 'bogus:x'. Use 'anthropic:<model>', 'openai:<model>', "
+        "'local' or 'local:<path.gguf>'."
+    )

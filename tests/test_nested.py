@@ -105,6 +105,25 @@ async def test_an_approval_deep_inside_pauses_both_and_resume_continues_the_nest
     assert (done.usage, done.calls) == (every.usage, every.calls)
 
 
+async def test_a_paused_nested_run_cancelled_alone_fails_only_its_parents_task(store) -> None:
+    """`foreman cancel PARENT.t2`, then resume PARENT: no task of the cancelled nested run
+    failed, and naming one to blame raised IndexError, failing the whole parent run."""
+    model = ScriptedModel(Script(CHILD_PLAN, synthesis="published"))
+    top = teams(model, store, risk="high")
+    paused = await top.run("Write and publish", plan=TOP_PLAN)
+    child_id = child_run_id(paused.run_id, "t2")
+    await store.cancel_run(child_id)
+
+    done = await top.resume(paused.run_id)
+
+    assert done.status is RunStatus.partial, done.error
+    failed = done.tasks["t2"]
+    assert failed.status is TaskStatus.failed
+    assert failed.error.startswith(f"nested run {child_id} cancelled")
+    assert done.tasks["t1"].status is TaskStatus.succeeded
+    assert not worker_requests(model, "do c2")  # the cancelled nested run never went on
+
+
 async def test_a_nested_failure_fails_the_parent_task_and_names_the_nested_run(store) -> None:
     model = ScriptedModel(Script(CHILD_PLAN, tasks={"do c2": ModelError("printer on fire")}))
     top = teams(model, store, on_failure="abort", retry={"max_attempts": 1})
@@ -163,6 +182,15 @@ async def test_three_levels_carry_events_and_books_up_through_the_middle(store) 
 
 
 # --- team files ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("named", ["''", "'  '", "5", "[a.yaml]"])
+def test_a_team_entry_that_names_no_file_is_a_clear_error(tmp_path: Path, named: str) -> None:
+    """`team: ''` read the team file's own folder: 'Cannot read team file .: Is a directory'."""
+    path = tmp_path / "top.yaml"
+    path.write_text(f"workers:\n  - {{name: t, description: d, team: {named}}}\n")
+    with pytest.raises(ConfigError, match="'team' must be the path of a team file"):
+        load_team(path)
 
 
 def test_a_team_file_worker_can_name_another_team_file(tmp_path: Path) -> None:

@@ -179,3 +179,61 @@ def test_run_max_depth_zero_keeps_teams_from_nesting(tmp_path: Path) -> None:
     result = events_of(done.stdout)[-1].result
     assert "max_depth" in result.tasks["t2"].error
     assert "c1" not in foreman.calls()
+
+
+def test_show_of_a_task_carried_out_by_a_nested_run_points_to_that_run(tmp_path: Path) -> None:
+    """Not 'No calls recorded: the run was stored before the call ledger existed'."""
+    foreman = Foreman(tmp_path, spec())
+    done = foreman.run("run", "--team", str(teams(tmp_path)), "--json", "go")
+    assert done.returncode == 0, done.stderr
+    run_id = events_of(done.stdout)[-1].result.run_id
+    nested = f"{run_id}.t2"
+
+    shown = foreman.run("show", run_id, "t2")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert f"Carried out by the nested run {nested}: `foreman show {nested}`" in text
+    assert "before the call ledger" not in text and "calls unknown" not in text
+    child = next(
+        r for r in json.loads(foreman.run("runs", "--json").stdout) if r["run_id"] == nested
+    )
+    as_json = json.loads(foreman.run("show", run_id, "t2", "--json").stdout)
+    assert as_json["nested_run"] == nested
+    assert as_json["usage"]["input_tokens"] == child["input_tokens"] > 0
+    assert as_json["calls"] == [] and "Task t2: 4 call(s)" in text  # plan, c1, c2, synthesis
+
+
+def test_rm_refuses_a_nested_run_alone_and_deletes_it_with_its_parent(tmp_path: Path) -> None:
+    """Deleting a nested run alone rewrote its parent's books (they count its calls)."""
+    foreman = Foreman(tmp_path, spec())
+    done = foreman.run("run", "--team", str(teams(tmp_path)), "--json", "go")
+    run_id = events_of(done.stdout)[-1].result.run_id
+    nested = f"{run_id}.t2"
+
+    def tokens() -> dict[str, int]:
+        listed = json.loads(foreman.run("runs", "--json").stdout)
+        return {r["run_id"]: r["input_tokens"] for r in listed}
+
+    before = tokens()
+    refused = foreman.run("rm", nested)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"`foreman rm {run_id}` deletes it" in " ".join(refused.stderr.split())
+    assert tokens() == before  # nothing deleted, the parent's books intact
+
+    both = foreman.run("rm", nested, run_id)  # the parent takes its nested run with it
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.split() == ["Deleted", "run", f"{run_id}."]
+    assert tokens() == {}
+
+
+def test_stats_of_a_run_count_its_nested_runs_like_its_books(tmp_path: Path) -> None:
+    """`foreman stats --run PARENT` left out the nested runs' calls `runs` counts for it."""
+    foreman = Foreman(tmp_path, spec())
+    done = foreman.run("run", "--team", str(teams(tmp_path)), "--json", "go")
+    run_id = events_of(done.stdout)[-1].result.run_id
+    top = next(r for r in json.loads(foreman.run("runs", "--json").stdout) if r["run_id"] == run_id)
+
+    by_run = json.loads(foreman.run("stats", "--run", run_id, "--by", "run", "--json").stdout)
+
+    assert {group["run_id"] for group in by_run} == {run_id, f"{run_id}.t2"}
+    assert sum(group["input_tokens"] for group in by_run) == top["input_tokens"]

@@ -134,6 +134,30 @@ def test_foreman_run_with_an_unknown_pattern_is_one_line_and_exit_1(scripted, tm
     assert "Traceback" not in result.output
 
 
+def test_a_pattern_runs_as_its_plan_in_a_team_whose_mode_is_delegate(scripted, tmp_path) -> None:
+    """The team file's `mode: delegate` is for runs it plans; a pattern brings its plan."""
+    model = scripted(lambda request: "polished")
+    team = team_file(tmp_path, "mode: delegate\n" + TEAM)
+
+    result = runner.invoke(app, ["run", "x", "--team", str(team), "--pattern", "polish", "--json"])
+
+    assert result.exit_code == 0, result.output
+    final = EVENT_ADAPTER.validate_json(result.output.splitlines()[-1]).result
+    assert final.status.value == "succeeded" and [t.id for t in final.plan.tasks] == ["generate"]
+    assert not any(request.tools for request in model.requests)  # no delegating turn
+
+
+def test_a_pattern_with_mode_delegate_is_a_usage_error(scripted, tmp_path) -> None:
+    scripted(["never asked"])
+    args = ["run", "x", "--team", str(team_file(tmp_path)), "--pattern", "polish"]
+
+    result = runner.invoke(app, [*args, "--mode", "delegate"])
+
+    assert result.exit_code == 2
+    assert "--pattern runs the pattern's own plan; drop --mode delegate." in result.output
+    assert "Traceback" not in result.output
+
+
 def test_foreman_workers_lists_the_teams_patterns(tmp_path) -> None:
     result = runner.invoke(app, ["workers", "--team", str(team_file(tmp_path))])
 

@@ -331,3 +331,13 @@ def test_unknown_worker_keyword_arguments_are_errors_with_a_suggestion() -> None
         Worker(name="w", description="d", system_prompt="s", rsik="high")
     with pytest.raises(ValueError, match=r"unknown key 'colour'"):
         Worker(name="w", description="d", system_prompt="s", colour="blue")
+
+
+@pytest.mark.parametrize("text", ["workers: [\n", "workers:\n  - name: a\n   bad: [", "a: b: c"])
+def test_invalid_yaml_is_one_line_naming_where(tmp_path: Path, text: str) -> None:
+    """PyYAML's message spans lines (a quoted snippet and a caret); the CLI prints one."""
+    with pytest.raises(
+        ConfigError, match=r"is not valid yaml: .+ \(line \d+, column \d+\)$"
+    ) as err:
+        load_team(write(tmp_path, "team.yaml", text))
+    assert "\n" not in str(err.value)

@@ -73,6 +73,7 @@ def test_a_stalled_run_exits_7_and_says_why(tmp_path: Path) -> None:
     done = foreman(tmp_path, spec, "run", "req", "--replan", "always")
     assert done.returncode == 7, done.stderr
     assert "replanning stalled" in done.stderr and "repeats task 't1'" in done.stderr
+    assert done.stderr.count("replanning stalled") == 1, done.stderr  # said once, not nested
     assert "foreman resume" in done.stderr
 
     spec["revisions"] = []  # resumed, the run goes on with the rest of its latest plan

@@ -204,6 +204,8 @@ def run(
             f"{', '.join(known.names())}.",
             "--validator",
         )
+    if pattern is not None and mode is not None and mode.value == "delegate":
+        usage_error("--pattern runs the pattern's own plan; drop --mode delegate.", "--mode")
     settings = {
         "model": model,
         "planner_model": planner_model,
@@ -220,7 +222,8 @@ def run(
         "budget": budget,
         "replan": replan.value if replan else None,
         "max_replans": max_replans,
-        "mode": mode.value if mode else None,
+        # a pattern is a plan: a team file's `mode: delegate` does not apply to it
+        "mode": "plan" if pattern is not None else mode.value if mode else None,
         "max_turns": max_turns,
         "context_budget": context_budget,
         "max_depth": max_depth,

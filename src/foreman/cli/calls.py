@@ -189,9 +189,19 @@ def books_line(books: Books, *, what: str) -> Text:
 BEFORE_LEDGER = "the run was stored before the call ledger existed"
 
 
-def task_books(result: TaskResult | None, calls: Sequence[CallRecord]) -> Books:
-    """A task's books: its ledger rows; for a run stored before the ledger (no rows, yet
-    tokens on the task's record), the record's tokens at the model that answered."""
+def task_books(
+    result: TaskResult | None, calls: Sequence[CallRecord], nested: RunRecord | None = None
+) -> Books:
+    """A task's books: its ledger rows; for a task carried out by a nested run, that run's
+    books; for a run stored before the ledger (no rows, yet tokens on the task's record),
+    the record's tokens at the model that answered."""
+    if nested is not None and not calls:
+        return Books(
+            usage=nested.usage,
+            cost_usd=nested.cost_usd,
+            unpriced=nested.unpriced,
+            calls=nested.calls,
+        )
     if calls or result is None or not result.usage.total_tokens:
         return Books.of(calls)
     dollars = cost(result.model, result.usage)
@@ -200,10 +210,17 @@ def task_books(result: TaskResult | None, calls: Sequence[CallRecord]) -> Books:
 
 
 def task_view(
-    run: RunRecord, task: Task, result: TaskResult | None, calls: Sequence[CallRecord]
+    run: RunRecord,
+    task: Task,
+    result: TaskResult | None,
+    calls: Sequence[CallRecord],
+    *,
+    nested: RunRecord | None = None,
 ) -> Group:
     """The task's instructions, then each of its calls (task, review, replay): status,
-    figures, the prompt it was sent and the output it gave; then the task's total."""
+    figures, the prompt it was sent and the output it gave; then the task's total. A task
+    carried out by a nested run (``nested``) points to that run, and its total is that
+    run's."""
     status = result.status.value if result else "not run"
     parts: list[RenderableType] = [
         Text.assemble(
@@ -216,8 +233,18 @@ def task_view(
     ]
     if result is not None and result.error:
         parts += [_section("Error", "bold red"), Text(literal(result.error))]
-    books = task_books(result, calls)
-    if not calls:
+    books = task_books(result, calls, nested)
+    if nested is not None:
+        parts.append(
+            Text(
+                literal(
+                    f"\nCarried out by the nested run {nested.run_id}: `foreman show "
+                    f"{nested.run_id}` shows its tasks and calls."
+                ),
+                style="dim",
+            )
+        )
+    elif not calls:
         why = f": {BEFORE_LEDGER}" if books.usage.total_tokens else ""
         parts.append(Text(f"\nNo calls recorded for this task{why}.", style="dim"))
     if run.settings.get("record_prompts") is False:

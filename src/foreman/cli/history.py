@@ -148,7 +148,9 @@ def show(
 def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> None:
     """``show RUN TASK``: what the task's worker (and reviewer) were sent and answered."""
 
-    async def load(store: Store) -> tuple[RunRecord, TaskResult | None, list[CallRecord]]:
+    async def load(
+        store: Store,
+    ) -> tuple[RunRecord, TaskResult | None, list[CallRecord], RunRecord | None]:
         run_id = await store.resolve_run(run)
         record = await store.get_run(run_id)
         ids = [task.id for task in record.plan.tasks] if record.plan else []
@@ -158,9 +160,11 @@ def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> Non
             known = f"its tasks: {', '.join(ids)}" if ids else "it has no plan yet"
             raise ForemanError(f"Run {run_id} has no task {task_id!r}; {known}.")
         ledger = await store.list_calls(run_id=run_id, task_id=task_id, with_prompts=True)
-        return record, stored.get(task_id), ledger
+        nested = [c.run_id for c in await store.child_runs(run_id) if c.parent_task_id == task_id]
+        child = await store.get_run(nested[0]) if nested else None
+        return record, stored.get(task_id), ledger, child
 
-    record, result, ledger = guard(lambda: asyncio.run(with_store(db, load)))
+    record, result, ledger, nested = guard(lambda: asyncio.run(with_store(db, load)))
     assert record.plan is not None  # load checked the task is in the plan
     task = find_task(record.plan, task_id)
     assert task is not None  # an item task of a for-each task, or a task of the plan
@@ -171,11 +175,12 @@ def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> Non
             "result": result.model_dump(mode="json") if result else None,
             "prompts_recorded": record.settings.get("record_prompts") is not False,
             "calls": [call_json(call, prompts=True) for call in ledger],
-            **books_json(task_books(result, ledger)),
+            "nested_run": nested.run_id if nested else None,
+            **books_json(task_books(result, ledger, nested)),
         }
         print(json.dumps(shown, indent=2))
         return
-    out.print(task_view(record, task, result, ledger))
+    out.print(task_view(record, task, result, ledger, nested=nested))
 
 
 def run_books(record: RunRecord) -> Text:

@@ -13,7 +13,9 @@ import typer
 from rich.text import Text
 
 from foreman.cli.common import DbOpt, RunRefArg, app, err, guard, out, run_ref, with_store
+from foreman.cli.nesting import lineage
 from foreman.cli.text import literal
+from foreman.errors import ForemanError
 from foreman.results import RunStatus
 from foreman.store.sqlite import SQLiteStore, default_db_path
 
@@ -46,11 +48,25 @@ def remove(
         bool, typer.Option("--force", help="Delete even a run that is running right now.")
     ] = False,
 ) -> None:
-    """Delete runs with everything stored about them (plan, tasks, events, approvals)."""
+    """Delete runs with everything stored about them (plan, tasks, events, approvals).
+
+    A run's nested runs go with it. A nested run alone cannot be deleted: what it spent is
+    part of its parent's books."""
     run_ids = list(dict.fromkeys(run_ref(db, ref) for ref in runs))  # all named before any goes
 
     async def delete(store: SQLiteStore) -> None:
+        doomed = []
         for run_id in run_ids:
+            path = await lineage(store, run_id)
+            if any(above in run_ids for above in path[:-1]):
+                continue  # deleted with the run it is nested in
+            if len(path) > 1:
+                raise ForemanError(
+                    f"Run {run_id} is nested in run {path[-2]}, whose books include what it "
+                    f"spent; `foreman rm {path[0]}` deletes it with its top-level run."
+                )
+            doomed.append(run_id)
+        for run_id in doomed:
             await store.delete_run(run_id, force=force)
             out.print(Text(f"Deleted run {run_id}."), soft_wrap=True)
 

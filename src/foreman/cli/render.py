@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from markdown_it import MarkdownIt
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
@@ -362,6 +363,16 @@ def _innermost(event: ev.NestedEvent) -> ev.Event:
     return inner
 
 
+class AnswerMarkdown(Markdown):
+    """An answer as Markdown, with HTML in it kept as text: rich drops HTML tags
+    (``<div>``, ``<script>...</script>``), so an answer about HTML would lose its words."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(markup)
+        parser = MarkdownIt().enable("strikethrough").enable("table")
+        self.parsed = parser.disable(["html_inline", "html_block"]).parse(markup)
+
+
 def print_result(console: Console, result: RunResult) -> None:
     """The answer in a panel; the run id on its own line below, never cut by the width."""
     style = {
@@ -376,7 +387,7 @@ def print_result(console: Console, result: RunResult) -> None:
         f"{usage.output_tokens} out tokens · {result.elapsed:.1f}s"
     )
     if result.answer:
-        body = Markdown(literal(result.answer))
+        body = AnswerMarkdown(literal(result.answer))
     else:
         body = safe_text(result.error or f"No answer yet: the run is {result.status.value}.")
     console.print(Panel(body, title="Answer", subtitle=subtitle, border_style=style))

@@ -110,7 +110,7 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
     if result.status is RunStatus.stalled:
         err.print(
             safe_text(
-                f"Run {result.run_id}: replanning stalled ({result.error}). `foreman show "
+                f"Run {result.run_id}: {result.error or 'replanning stalled'}. `foreman show "
                 f"{result.run_id}` shows the plan versions; `foreman resume {result.run_id}` "
                 "runs the rest of the latest one."
             ),

@@ -60,7 +60,10 @@ def stats(
     run: Annotated[
         str | None,
         typer.Option(
-            "--run", metavar="RUN", help="Only this run: its id, a unique prefix of it, or 'last'."
+            "--run",
+            metavar="RUN",
+            help="Only this run (with its nested runs, as its books): its id, a unique prefix "
+            "of it, or 'last'.",
         ),
     ] = None,
     db: DbOpt = None,
@@ -80,7 +83,9 @@ def stats(
 
     async def load(store: Store) -> list[CallRecord]:
         run_id = await store.resolve_run(run) if run else None  # one store opened, not two
-        return await store.list_calls(run_id=run_id, since=start, until=end)
+        return await store.list_calls(
+            run_id=run_id, since=start, until=end, descendants=run_id is not None
+        )
 
     records = guard(lambda: asyncio.run(with_store(db, load)))
     guard(lambda: _print(records, by, json_out=json_out, filtered=bool(run or since or until)))

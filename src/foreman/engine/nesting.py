@@ -324,9 +324,10 @@ def failure_of(result: RunResult) -> str | None:
     if result.status in (RunStatus.succeeded, RunStatus.partial, RunStatus.waiting_approval):
         return None
     failed = [t for t in result.tasks.values() if t.status is TaskStatus.failed]
-    blame = f" (task {failed[0].task_id}, worker {failed[0].worker}: {failed[0].error})"
-    why = result.error or "no answer"
-    return f"nested run {result.run_id} {result.status.value}: {why}" + (blame if failed else "")
+    why = f"nested run {result.run_id} {result.status.value}: {result.error or 'no answer'}"
+    if not failed:  # cancelled, say, with no task to blame
+        return why
+    return why + f" (task {failed[0].task_id}, worker {failed[0].worker}: {failed[0].error})"
 
 
 def partial_note(result: RunResult) -> str | None:

@@ -110,7 +110,7 @@ def worker_of(
     if not (isinstance(entry, dict) and "team" in entry):
         return Worker.model_validate(entry)
     named = entry["team"]
-    if not isinstance(named, str):
+    if not isinstance(named, str) or not named.strip():  # '' would read the folder
         raise ConfigError(f"Team file {path}: 'team' must be the path of a team file.")
     file = path.parent / named
     team = TeamFile(file, load(file, _within=within))

@@ -231,9 +231,23 @@ def _parse(path: Path, text: str) -> Any:
             return tomllib.loads(text)
         if path.suffix in {".yaml", ".yml"}:
             return yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"Team file {path} is not valid {path.suffix[1:]}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Team file {path} is not valid toml: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Team file {path} is not valid yaml: {_yaml_problem(exc)}") from exc
     raise ConfigError(f"Team file {path} must end in .yaml, .yml or .toml.")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (PyYAML's own text spans several
+    lines, quoting the source with a caret)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "syntax error"
+        if mark is not None:
+            return f"{what} (line {mark.line + 1}, column {mark.column + 1})"
+        return what
+    return " ".join(str(exc).split())
 
 
 def _brief(exc: ValidationError) -> str:
