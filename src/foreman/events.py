@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan, Task
-from foreman.results import RunResult
+from foreman.results import RunResult, TaskResult
 
 
 class _Event(BaseModel):
@@ -124,6 +124,19 @@ class TaskFinished(_Event):
     usage: Usage
     latency: float
     attempts: int
+
+    @classmethod
+    def of(cls, run_id: str, result: TaskResult) -> TaskFinished:
+        """The event of a task that settled with ``result``."""
+        return cls(
+            run_id=run_id,
+            task_id=result.task_id,
+            worker=result.worker,
+            output=result.output,
+            usage=result.usage,
+            latency=result.latency,
+            attempts=result.attempts,
+        )
 
 
 class TaskFailed(_Event):

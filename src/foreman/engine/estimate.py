@@ -210,7 +210,7 @@ class Estimator:
             plan,
             {task_id: estimate.seconds for task_id, estimate in tasks.items()},
             concurrency=self.concurrency,
-            worker_limits={w.name: w.max_concurrency for w in self.registry if w.max_concurrency},
+            worker_limits=self.registry.concurrency_limits(),
         )
         return PlanEstimate(
             tasks=ordered,

@@ -31,7 +31,6 @@ from foreman.engine.delivery import Delivery
 from foreman.engine.scheduler import DagRun, ExecuteTask
 from foreman.errors import RunAbortedError
 from foreman.events import TaskExpanded, TaskFailed, TaskFinished, TaskSkipped
-from foreman.models.base import Usage
 from foreman.plan.foreach import ITEM_INPUT, item_id, item_task, items_at, split_ref
 from foreman.plan.schema import Task
 from foreman.results import TaskResult, TaskStatus
@@ -156,17 +155,7 @@ class ForEach:
             model=None,
             missing_inputs=[item.task_id for item in missed],
         )
-        self.delivery.emit(
-            TaskFinished(
-                run_id=self.run_id,
-                task_id=task.id,
-                worker=task.worker,
-                output=outputs,
-                usage=Usage(),
-                latency=0.0,
-                attempts=0,
-            )
-        )
+        self.delivery.emit(TaskFinished.of(self.run_id, result))
         await self.delivery.checkpoint(result)
         return result
 

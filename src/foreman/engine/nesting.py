@@ -213,17 +213,7 @@ class NestedTasks:
             missing_inputs=missing,
             input=user,
         )
-        self.emit(
-            TaskFinished(
-                run_id=self.run_id,
-                task_id=task.id,
-                worker=worker.name,
-                output=done.output,
-                usage=done.usage,
-                latency=done.latency,
-                attempts=done.attempts,
-            )
-        )
+        self.emit(TaskFinished.of(self.run_id, done))
         return done
 
     async def _cancel_with_parent(self, child_id: str) -> None:

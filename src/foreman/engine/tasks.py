@@ -129,17 +129,7 @@ class TaskRunner:
             input=user,
             replan=replan_hint(outcome.output) if self.hints else None,
         )
-        self.emit(
-            TaskFinished(
-                run_id=self.run_id,
-                task_id=task.id,
-                worker=worker.name,
-                output=result.output,
-                usage=result.usage,
-                latency=result.latency,
-                attempts=result.attempts,
-            )
-        )
+        self.emit(TaskFinished.of(self.run_id, result))
         return result
 
     async def _produce(self, task: Task, worker: Worker, user: str) -> CallOutcome:

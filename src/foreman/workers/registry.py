@@ -102,6 +102,10 @@ class Registry:
     def names(self) -> list[str]:
         return list(self._workers)
 
+    def concurrency_limits(self) -> dict[str, int]:
+        """Each worker's ``max_concurrency``, for the workers that set one."""
+        return {w.name: w.max_concurrency for w in self if w.max_concurrency}
+
     def check_references(self) -> None:
         """Fail early when a worker's fallback names a worker that does not exist."""
         for worker in self:

@@ -57,7 +57,7 @@ async def drive_delegating(run: Execution) -> RunResult:
     await _settled_before(run, plan)
     runner = task_runner(run)
     execute_task = checkpointed(runner, run.delivery, run.meter)
-    limits = {w.name: w.max_concurrency for w in deps.registry if w.max_concurrency}
+    limits = deps.registry.concurrency_limits()
     turns = _Turns(run)
     turn = max((turn_of(task.id) for task in plan.tasks), default=0)
     try:

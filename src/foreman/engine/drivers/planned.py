@@ -115,7 +115,7 @@ async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) ->
             plan.tasks,
             replanner.around(execute) if replanner is not None else execute,
             concurrency=deps.settings.concurrency,
-            worker_limits={w.name: w.max_concurrency for w in deps.registry if w.max_concurrency},
+            worker_limits=deps.registry.concurrency_limits(),
             results=run.results,
         )
         for_each.attach(dag)
