@@ -20,34 +20,31 @@ from typing import Any
 
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
-from foreman.engine.calls import call_worker, timeout_for
 from foreman.engine.context import MIN_SUMMARY_TOKENS
 from foreman.engine.delivery import events_of
 from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.lifecycle import RunState, execute
-from foreman.engine.nesting import ChildRun, child_run_id, nested_books, stored_result
+from foreman.engine.nesting import ChildRun, nested_books, stored_result
 from foreman.engine.planning import check_given_plan, make_plan
 from foreman.engine.replanning import replan_settings
-from foreman.engine.resuming import books_before, carry_over, record_budget
+from foreman.engine.replaying import replay_task
+from foreman.engine.resuming import books_before, record_budget
 from foreman.engine.settings import DEFAULTS, ReplanPolicy, RunDeps, RunSettings
-from foreman.errors import ConfigError, ForemanError, RunFinishedError, UnknownRunError
+from foreman.errors import ConfigError, RunFinishedError, UnknownRunError
 from foreman.events import Event
 from foreman.ledger.budget import Budget, check_priced, executed_seconds, within
-from foreman.ledger.recorder import CallLedger
-from foreman.ledger.records import CallPurpose
 from foreman.models.base import Model, Usage
 from foreman.models.pool import ModelPool
 from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
-from foreman.plan.foreach import find_task
 from foreman.plan.schema import Plan, check_max_tasks
-from foreman.results import RunResult, TaskResult, TaskStatus, typed_outputs
+from foreman.results import RunResult, TaskResult
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
 from foreman.tracing.observer import Observer, Observers
-from foreman.workers.nested import MAX_DEPTH, TeamWorker
+from foreman.workers.nested import MAX_DEPTH
 from foreman.workers.registry import RUN_MODES, Registry, RunMode
 from foreman.workers.spec import RiskLevel, Worker
 
@@ -458,61 +455,7 @@ class Orchestrator:
         worker's current definition (prompt, schema) is used, which is the point: change
         a prompt, replay, compare.
         """
-        record = await self.store.get_run(run_id)
-        tasks = await self.store.load_tasks(run_id)
-        ids = [task.id for task in record.plan.tasks] if record.plan else []
-        task = find_task(record.plan, task_id) if record.plan else None
-        if task is None or (task_id not in ids and task_id not in tasks):  # an item never made
-            raise ForemanError(f"Run {run_id} has no task {task_id!r}; its tasks: {ids}.")
-        if task.for_each:
-            raise ForemanError(
-                f"Task {task_id!r} of run {run_id} runs once per item and calls no model "
-                f"itself; replay one of its items ({task_id}.1, {task_id}.2, ...)."
-            )
-        recorded = tasks.get(task_id)
-        # A task waiting for approval, or rejected, has its input recorded but never ran:
-        # replaying it would execute a risky task nobody approved.
-        if recorded is None or recorded.input is None or recorded.attempts == 0:
-            why = f" ({recorded.status.value})" if recorded is not None else ""
-            raise ForemanError(
-                f"Task {task_id!r} of run {run_id} never ran{why}, so there is nothing to "
-                f"replay. `foreman resume {run_id}` runs it."
-            )
-        worker = self.registry.get(task.worker)
-        if isinstance(worker, TeamWorker):
-            raise ForemanError(
-                f"Task {task_id!r} of run {run_id} was carried out by a nested run "
-                f"({child_run_id(run_id, task_id)}); replay one of its tasks instead."
-            )
-        ledger = CallLedger(run_id, keep_prompts=self.record_prompts, on_end=self.observers.on_call)
-        if not record.calls:  # stored before the ledger: its totals join it first
-            await carry_over(self.store, record, tasks)
-        ledger.count_on(await self.store.list_calls(run_id=run_id, task_id=task_id))
-        try:
-            outcome = await call_worker(
-                worker,
-                [await self.models.aget(model or worker.model)],  # built off the loop
-                worker.system_prompt,
-                recorded.input,
-                output_schema=worker.output_schema,
-                call_timeout=timeout_for(worker, self.timeout),
-                scope=ledger.scope(CallPurpose.replay, task_id=task_id, worker=worker.name),
-            )
-        finally:  # replays are spent too, also one cut short (its input, estimated)
-            ledger.interrupt_open()
-            await asyncio.shield(self.store.save_calls(run_id, ledger.take()))
-        result = TaskResult(
-            task_id=task_id,
-            worker=worker.name,
-            status=TaskStatus.failed if outcome.error else TaskStatus.succeeded,
-            output=outcome.output,
-            error=str(outcome.error) if outcome.error else None,
-            attempts=outcome.attempts,
-            usage=outcome.usage,
-            model=outcome.model,
-            input=recorded.input,
-        )
-        return typed_outputs({task_id: result}, self.registry)[task_id]
+        return await replay_task(self.deps(), run_id, task_id, model=model)
 
     def run_sync(self, request: str, **kwargs: Any) -> RunResult:
         """``run`` for scripts and notebooks without an event loop of their own."""
