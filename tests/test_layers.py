@@ -20,6 +20,7 @@ LAYERS = [
     {"errors"},
     {"models"},
     {"ledger"},
+    {"tools"},
     {"workers"},
     {"plan"},
     {"results"},

@@ -8,6 +8,7 @@ from foreman.errors import BudgetExceededError, ForemanError
 from foreman.ledger.budget import Budget
 from foreman.models import Model, ModelRequest, ModelResponse, load_model
 from foreman.plan import Plan, Task
+from foreman.tools import Tool, ToolContext, ToolError, Toolbox, tool
 from foreman.workers import Registry, RetryPolicy, RiskLevel, Worker, load_team
 
 __all__ = [
@@ -27,9 +28,14 @@ __all__ = [
     "Task",
     "TaskResult",
     "TaskStatus",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "Toolbox",
     "Worker",
     "load_model",
     "load_team",
+    "tool",
 ]
 
 __version__ = "0.1.0"

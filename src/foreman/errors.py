@@ -149,3 +149,13 @@ class BudgetExceededError(ForemanError):
         self.limit = limit
         self.used = used
         self.allowed = allowed
+
+
+# --- tools ------------------------------------------------------------------------------
+
+
+class ToolError(ForemanError):
+    """A tool call failed in a way the model should hear about (bad arguments, a file that
+    does not exist, a refused command): the message goes back to the model as the call's
+    error result, and the worker's loop goes on. Anything else a tool raises is reported
+    the same way, with its type; only cancellation stops the loop."""

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.ledger.budget import Budget, budget_from
+from foreman.tools.toolbox import Toolbox
 from foreman.workers.default_team import DEFAULT_WORKERS
 from foreman.workers.nested import check_no_cycle, worker_of
 from foreman.workers.patterns import PatternSpec
@@ -72,8 +73,11 @@ class Registry:
         *,
         budget: Budget | None = None,
         mode: RunMode | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
         self.budget = budget
+        #: The tools workers may call, each within its own allow-list (``Worker.tools``).
+        self.tools = tools if tools is not None else Toolbox()
         #: The team file's ``replan:`` section, if any (the orchestrator's defaults).
         self.replan: TeamReplan | None = None
         self.mode = mode

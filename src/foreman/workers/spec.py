@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from foreman.models.retry import RetryPolicy
+from foreman.tools.base import RiskLevel
 
-
-class RiskLevel(StrEnum):
-    """How much a person must be involved before the worker runs."""
-
-    low = "low"
-    medium = "medium"
-    high = "high"
+__all__ = ["RiskLevel", "Worker", "unknown_keys"]
 
 
 class Worker(BaseModel):
@@ -73,6 +67,15 @@ class Worker(BaseModel):
     )
     max_concurrency: int | None = Field(None, ge=1, description="Tasks of this worker at once.")
     max_tokens: int = Field(1024, ge=1)
+    tools: tuple[str, ...] = Field(
+        (),
+        description="The tools this worker may call (names or shell-style patterns from "
+        "the registry's toolbox). Empty: one model call, no tools. A tool outside this "
+        "list is never offered to the model nor run, whatever the model asks.",
+    )
+    max_tool_turns: int = Field(
+        8, ge=1, description="Model turns in the worker's tool loop before it must answer."
+    )
     temperature: float | None = None
 
     @model_validator(mode="before")
