@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from foreman.embeddings.base import Embedder
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.context import MIN_SUMMARY_TOKENS
@@ -30,6 +31,7 @@ from foreman.engine.planning import check_given_plan, make_plan
 from foreman.engine.replanning import replan_settings
 from foreman.engine.replaying import replay_task
 from foreman.engine.resuming import books_before, record_budget
+from foreman.engine.routing import resolve_router
 from foreman.engine.settings import DEFAULTS, ReplanPolicy, RunDeps, RunSettings
 from foreman.errors import ConfigError, RunFinishedError, UnknownRunError
 from foreman.events import Event
@@ -40,6 +42,7 @@ from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.results import RunResult, TaskResult
+from foreman.routing.base import Router
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
@@ -142,6 +145,10 @@ class Orchestrator:
         max_turns: int = DEFAULTS.max_turns,
         context_budget: int | None = None,
         max_depth: int = MAX_DEPTH,
+        router: Router | str | None = None,
+        router_fallback: str | None = None,
+        router_min_score: float | None = None,
+        embedder: Embedder | str | None = None,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -207,6 +214,18 @@ class Orchestrator:
         self._build_models()
         check_priced(self.budget, self._model_names)
         replan, max_replans = replan_settings(self.registry.replan, replan, max_replans)
+        #: Who picks each task's worker (``None``: the planner's choice stands).
+        self.router, router_kind = resolve_router(
+            self.registry,
+            router,
+            router_fallback,
+            router_min_score,
+            embedder,
+            models=self.models,
+            model=planner_model,
+            retry=retry,
+            timeout=timeout,
+        )
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.config = RunSettings(
             model=self.models.default_name,
@@ -228,6 +247,10 @@ class Orchestrator:
             max_turns=max_turns,
             context_budget=context_budget,
             max_depth=max_depth,
+            router=router_kind,
+            router_fallback=self.router.fallback if self.router else None,
+            router_min_score=router_min_score,
+            embedder=embedder if isinstance(embedder, str) else None,
         )
 
     @classmethod
@@ -261,6 +284,10 @@ class Orchestrator:
             max_turns=settings.max_turns,
             context_budget=settings.context_budget,
             max_depth=settings.max_depth,
+            router=settings.router,
+            router_fallback=settings.router_fallback,
+            router_min_score=settings.router_min_score,
+            embedder=settings.embedder,
             **objects,
         )
         orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
@@ -290,6 +317,7 @@ class Orchestrator:
             started_write_window=self.started_write_window,
             timer=self.timer,
             estimator=self.estimator,
+            router=self.router,
         )
 
     def _build_models(self) -> None:

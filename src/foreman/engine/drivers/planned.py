@@ -17,6 +17,7 @@ from foreman.engine.expansion import ForEach
 from foreman.engine.lifecycle import Execution
 from foreman.engine.planning import make_plan
 from foreman.engine.replanning import Replanner, stalled_parts
+from foreman.engine.routing import route_plan
 from foreman.engine.scheduler import DagRun
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.events import Assembled, PlanReady, RunStarted
@@ -98,6 +99,7 @@ async def _plan(run: Execution) -> tuple[Plan, Usage]:
         planned,
         ledger.scope(CallPurpose.plan),
     )
+    plan = await route_plan(run, plan)  # stored routed: a resumed run never routes again
     usage = ledger.usage_of("plan")
     await run.journal.save_plan(plan, usage)
     return plan, usage
