@@ -38,6 +38,8 @@ from foreman.cli.common import (
     PlannerOpt,
     ReplanOpt,
     RequestArg,
+    RouterFallbackOpt,
+    RouterOpt,
     RunRefArg,
     TeamOpt,
     app,
@@ -186,23 +188,33 @@ def run(
             "their runs.",
         ),
     ] = DEFAULTS.max_depth,
+    router: RouterOpt = None,
+    router_fallback: RouterFallbackOpt = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
     """Plan REQUEST, run it on the workers with live progress, and print the answer.
 
     With --mode delegate the orchestrator delegates to the workers turn by turn instead
-    (docs/delegation.md); --max-tasks bounds its delegations. Every task is checkpointed
-    to the run store; `foreman resume RUN` continues a run that was interrupted, crashed,
-    paused for approval, or stopped at its budget (--budget-* flags, or a team file's
-    budget: section)."""
+    (docs/delegation.md); --max-tasks bounds its delegations. --router llm|embedding
+    has a router pick each task's worker instead of the planner (docs/routing.md). Every
+    task is checkpointed to the run store; `foreman resume RUN` continues a run that was
+    interrupted, crashed, paused for approval, or stopped at its budget (--budget-* flags,
+    or a team file's budget: section)."""
     request = read_request(request)
     budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
-    if validator is not None and validator not in (known := guard(lambda: registry(team))):
+    known = guard(lambda: registry(team))
+    if validator is not None and validator not in known:
         usage_error(
             f"no worker named {validator!r} to validate with; known workers: "
             f"{', '.join(known.names())}.",
             "--validator",
+        )
+    if router_fallback is not None and router_fallback not in known:
+        usage_error(
+            f"no worker named {router_fallback!r} to fall back to; known workers: "
+            f"{', '.join(known.names())}.",
+            "--router-fallback",
         )
     if pattern is not None and mode is not None and mode.value == "delegate":
         usage_error("--pattern runs the pattern's own plan; drop --mode delegate.", "--mode")
@@ -227,6 +239,8 @@ def run(
         "max_turns": max_turns,
         "context_budget": context_budget,
         "max_depth": max_depth,
+        "router": router.value if router else None,
+        "router_fallback": router_fallback,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     plan = (

@@ -262,7 +262,7 @@ class Orchestrator:
     ) -> Orchestrator:
         """The orchestrator ``settings`` describe (a run's recorded ones, or the CLI's), for
         ``workers`` (the team ``settings.team`` names), with ``objects`` (``store``,
-        ``observers``, ``approve``...) that are not settings."""
+        ``observers``, ``approve``, an ``embedder`` instance...) that are not settings."""
         orchestrator = cls(
             workers,
             model=settings.model,
@@ -287,7 +287,7 @@ class Orchestrator:
             router=settings.router,
             router_fallback=settings.router_fallback,
             router_min_score=settings.router_min_score,
-            embedder=settings.embedder,
+            embedder=objects.pop("embedder", settings.embedder),
             **objects,
         )
         orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
