@@ -26,7 +26,16 @@ import pytest
 pytest.register_assert_rewrite(
     *(
         f"{__name__}.{module}"
-        for module in ("approvals", "books", "leases", "ledger", "nesting", "plans", "runs")
+        for module in (
+            "approvals",
+            "books",
+            "leases",
+            "ledger",
+            "memories",
+            "nesting",
+            "plans",
+            "runs",
+        )
     )
 )
 
@@ -35,13 +44,21 @@ from foreman.testing.store_conformance.approvals import ApprovalTests  # noqa: E
 from foreman.testing.store_conformance.books import BooksTests  # noqa: E402
 from foreman.testing.store_conformance.leases import LeaseTests  # noqa: E402
 from foreman.testing.store_conformance.ledger import LedgerTests  # noqa: E402
+from foreman.testing.store_conformance.memories import MemoryTests  # noqa: E402
 from foreman.testing.store_conformance.nesting import NestingTests  # noqa: E402
 from foreman.testing.store_conformance.plans import PlanTests  # noqa: E402
 from foreman.testing.store_conformance.runs import RunTests  # noqa: E402
 
 
 class StoreConformance(
-    RunTests, PlanTests, LeaseTests, ApprovalTests, LedgerTests, BooksTests, NestingTests
+    RunTests,
+    PlanTests,
+    LeaseTests,
+    ApprovalTests,
+    LedgerTests,
+    BooksTests,
+    NestingTests,
+    MemoryTests,
 ):
     """Every conformance check; subclass it as ``Test...`` and define ``make_store``.
 
@@ -55,6 +72,7 @@ __all__ = [
     "BooksTests",
     "LeaseTests",
     "LedgerTests",
+    "MemoryTests",
     "NestingTests",
     "PlanTests",
     "RunTests",
