@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from foreman.embeddings.base import Embedder
+from foreman.embeddings.base import Embedder, embedder_of
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.context import MIN_SUMMARY_TOKENS
@@ -26,6 +26,7 @@ from foreman.engine.delivery import events_of
 from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.lifecycle import RunState, execute
+from foreman.engine.memory import Memory, memory_settings
 from foreman.engine.nesting import ChildRun, nested_books, stored_result
 from foreman.engine.planning import check_given_plan, make_plan
 from foreman.engine.replanning import replan_settings
@@ -109,6 +110,15 @@ class Orchestrator:
     it, older results reach synthesis as summaries (``compaction`` calls in the ledger),
     while workers still get their dependencies' full outputs.
 
+    ``router`` picks each task's worker instead of the planner: ``"llm"`` (one model call
+    per task, from the workers' descriptions), ``"embedding"`` (no model call: similarity
+    with the workers' descriptions and ``examples``, with ``embedder``) or a ``Router`` of
+    your own; ``router_fallback`` is where a task no worker confidently matches goes
+    (docs/routing.md). ``memory=True`` remembers every worker's output in ``store`` (at
+    most ``memory_limit`` entries) and shows later workers, in this run and later ones,
+    the ``memory_top_k`` most relevant (docs/memory.md); ``orchestrator.memory`` searches,
+    lists and deletes them. A team file's ``router:`` and ``memory:`` apply when not given.
+
     A team (another orchestrator, a pattern, a team file) can be one of the workers
     (``foreman.workers.nested.TeamWorker``): its tasks run as nested runs in this store,
     at most ``max_depth`` deep (docs/hierarchies.md).
@@ -149,6 +159,9 @@ class Orchestrator:
         router_fallback: str | None = None,
         router_min_score: float | None = None,
         embedder: Embedder | str | None = None,
+        memory: bool | None = None,
+        memory_limit: int | None = None,
+        memory_top_k: int | None = None,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -214,13 +227,21 @@ class Orchestrator:
         self._build_models()
         check_priced(self.budget, self._model_names)
         replan, max_replans = replan_settings(self.registry.replan, replan, max_replans)
+        team = self.registry
+        memory, memory_limit, memory_top_k = memory_settings(
+            team.memory, memory, memory_limit, memory_top_k
+        )
+        #: What the embedding router and memory compare texts with (loaded at first use).
+        self.embedder = (
+            embedder if isinstance(embedder, Embedder) else embedder_of(embedder or team.embedder)
+        )
         #: Who picks each task's worker (``None``: the planner's choice stands).
         self.router, router_kind = resolve_router(
             self.registry,
             router,
             router_fallback,
             router_min_score,
-            embedder,
+            self.embedder,
             models=self.models,
             model=planner_model,
             retry=retry,
@@ -251,6 +272,15 @@ class Orchestrator:
             router_fallback=self.router.fallback if self.router else None,
             router_min_score=router_min_score,
             embedder=embedder if isinstance(embedder, str) else None,
+            memory=memory,
+            memory_limit=memory_limit,
+            memory_top_k=memory_top_k,
+        )
+        #: With memory on, where outputs are remembered and recalled (docs/memory.md).
+        self.memory = (
+            Memory(self.store, self.embedder, limit=memory_limit, top_k=memory_top_k)
+            if memory
+            else None
         )
 
     @classmethod
@@ -288,6 +318,9 @@ class Orchestrator:
             router_fallback=settings.router_fallback,
             router_min_score=settings.router_min_score,
             embedder=objects.pop("embedder", settings.embedder),
+            memory=settings.memory,
+            memory_limit=settings.memory_limit,
+            memory_top_k=settings.memory_top_k,
             **objects,
         )
         orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
@@ -318,6 +351,7 @@ class Orchestrator:
             timer=self.timer,
             estimator=self.estimator,
             router=self.router,
+            memory=self.memory,
         )
 
     def _build_models(self) -> None:
@@ -497,6 +531,7 @@ class Orchestrator:
     async def aclose(self) -> None:
         """Close model clients and the store; ``async with orchestrator:`` does it for you."""
         await self.models.aclose()
+        await self.embedder.aclose()
         await self.store.aclose()
 
     async def __aenter__(self) -> Orchestrator:

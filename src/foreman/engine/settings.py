@@ -36,6 +36,7 @@ ReplanPolicy = Literal["never", "on-hint", "always"]
 if TYPE_CHECKING:
     from foreman.engine.approvals import ApprovalCallback
     from foreman.engine.estimate import Estimator
+    from foreman.engine.memory import Memory
 
 
 class RunSettings(BaseModel):
@@ -89,6 +90,12 @@ class RunSettings(BaseModel):
     router_min_score: float | None = None
     #: The embedder of the embedding router and of memory: ``local`` or ``openai:MODEL``.
     embedder: str | None = None
+    #: Remember workers' outputs and show later workers the relevant ones (docs/memory.md).
+    #: ``None``: the team's ``memory:``, else off.
+    memory: bool | None = None
+    #: Most memories the store keeps (the oldest go), and how many a worker is shown.
+    memory_limit: int | None = Field(None, ge=1)
+    memory_top_k: int | None = Field(None, ge=0)
 
     def recorded(self) -> dict[str, Any]:
         """The settings as stored with a run (plain JSON)."""
@@ -126,6 +133,8 @@ class RunDeps:
     depth: int = 0
     #: The router choosing each task's worker; ``None``: the planner's choice stands.
     router: Router | None = None
+    #: With memory on: where outputs are remembered and recalled (``engine.memory``).
+    memory: Memory | None = None
 
     def own_timeout(self, default: float | None = None) -> float | None:
         """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``

@@ -37,6 +37,8 @@ from foreman.workers.spec import Worker
 
 Emit = Callable[[Any], None]
 #: Runs a team's task as a nested run: (task, worker, inputs, missing inputs, input).
+#: A task's relevant memories, as its input shows them (``None``: none worth showing).
+Recall = Callable[[Task], Awaitable[dict[str, Any] | None]]
 NestedRunner = Callable[[Task, TeamWorker, dict[str, Any], list[str], str], Awaitable[TaskResult]]
 
 
@@ -57,6 +59,7 @@ class TaskRunner:
         ledger: CallLedger | None = None,
         hints: bool = False,
         nested: NestedRunner | None = None,
+        recall: Recall | None = None,
     ) -> None:
         self.run_id = run_id
         self.registry = registry
@@ -73,6 +76,8 @@ class TaskRunner:
         self.hints = hints
         #: Runs the tasks of teams (``TeamWorker``) as nested runs (``engine.nesting``).
         self.nested = nested
+        #: With memory on: the ``memories`` entry of a task's input (``engine.memory``).
+        self.recall = recall
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -88,7 +93,8 @@ class TaskRunner:
                 missing_inputs=missing,
             )
         inputs = {dep: _as_input(result) for dep, result in deps.items()}
-        user = worker_input(task.instructions, inputs, task.args)
+        memories = await self.recall(task) if self.recall is not None else None
+        user = worker_input(task.instructions, inputs, task.args, memories=memories)
         if self.gate is not None and self.gate.needs_approval(worker):
             decision = await self.gate.check(self.run_id, task, worker, user)
             if decision.verdict == "wait":

@@ -58,7 +58,7 @@ async def drive_delegating(run: Execution) -> RunResult:
     results = run.results
     await _settled_before(run, plan)
     runner = task_runner(run)
-    execute_task = checkpointed(runner, run.delivery, run.meter)
+    execute_task = checkpointed(runner, run.delivery, run.meter, run.deps.memory)
     limits = deps.registry.concurrency_limits()
     turns = _Turns(run)
     turn = max((turn_of(task.id) for task in plan.tasks), default=0)
