@@ -190,6 +190,16 @@ def run(
     ] = DEFAULTS.max_depth,
     router: RouterOpt = None,
     router_fallback: RouterFallbackOpt = None,
+    memory: Annotated[
+        bool | None,
+        typer.Option(
+            "--memory/--no-memory",
+            help="Remember every worker's output in the run store and show later workers "
+            "(this run's and later runs') the relevant ones (docs/memory.md; `foreman memory` "
+            "lists and deletes them). Default: the team file's memory:, else off.",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -241,6 +251,7 @@ def run(
         "max_depth": max_depth,
         "router": router.value if router else None,
         "router_fallback": router_fallback,
+        "memory": memory,
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     plan = (
@@ -410,3 +421,4 @@ def main() -> None:
 
 # Registered after run, plan and workers, so that --help lists those first.
 from foreman.cli import approvals, history, manage, stats  # noqa: E402, F401
+from foreman.cli import memory as _memory  # noqa: E402, F401
