@@ -9,8 +9,10 @@ planned run embeds a whole plan at once, which is faster per task). Latency is p
 after a warm-up: the first call loads the embedder (or the local model) and embeds the
 workers' profiles, which is reported apart as ``load``. The LLM router on the scripted
 model answers ``researcher`` every time: its figure is the router's own overhead (prompt,
-structured-output parsing, ledger-free), not an accuracy. docs/benchmarks.md records the
-figures; tests/test_routing_accuracy.py holds the embedding router to a floor.
+structured-output parsing, ledger-free), not an accuracy. ``unsure``: tasks no worker
+matched confidently (the LLM answered ``none`` or never a valid name), counted as misses.
+docs/benchmarks.md records the figures; tests/test_routing_accuracy.py holds the embedding
+router to a floor.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 from foreman.embeddings import LocalEmbedder
-from foreman.routing import EmbeddingRouter, LLMRouter, Router
+from foreman.routing import EmbeddingRouter, LLMRouter, Router, RoutingError
 from foreman.testing import ScriptedModel
 from foreman.workers.registry import Registry
 
@@ -37,10 +39,13 @@ async def measure(name: str, router: Router, rows: list[dict[str, str]]) -> dict
     latencies, right, unsure = [], 0, 0
     for row in rows:
         begin = time.perf_counter()
-        route = await router.route(row["description"])
+        try:
+            route = await router.route(row["description"])
+        except RoutingError:  # unsure, and no fallback: counts as a miss
+            route = None
         latencies.append((time.perf_counter() - begin) * 1000)
-        right += route.worker == row["worker"]
-        unsure += route.fallback
+        right += route is not None and route.worker == row["worker"]
+        unsure += route is None or route.fallback
     latencies.sort()
     return {
         "router": name,
@@ -81,7 +86,10 @@ async def main() -> None:
         runs.append(
             ("llm (SmolLM2-135M, local)", LLMRouter(team, load_model("local")), rows[: args.limit])
         )
-    print(f"{'router':46} {'tasks':>5} {'accuracy':>8} {'p50 ms':>8} {'p95 ms':>8} {'load s':>7}")
+    print(
+        f"{'router':46} {'tasks':>5} {'accuracy':>8} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'load s':>7} {'unsure':>6}"
+    )
     for name, router, subset in runs:
         figures = await measure(name, router, subset)
         if args.json:
@@ -89,7 +97,8 @@ async def main() -> None:
             continue
         print(
             f"{name:46} {figures['tasks']:>5} {figures['accuracy']:>8.1%} "
-            f"{figures['p50_ms']:>8.2f} {figures['p95_ms']:>8.2f} {figures['load_s']:>7.2f}"
+            f"{figures['p50_ms']:>8.2f} {figures['p95_ms']:>8.2f} {figures['load_s']:>7.2f} "
+            f"{figures['fallbacks']:>6}"
         )
 
 
