@@ -309,9 +309,10 @@ async def test_every_event_round_trips_through_json() -> None:
     # context_compacted needs a context budget: tests/test_context.py round-trips it;
     # plan_revised and replan_stalled need replanning: tests/test_replan*.py do;
     # orchestrator_turn a delegating run: tests/test_delegating.py;
-    # nested needs a team as a worker: tests/test_nested.py round-trips it
+    # nested needs a team as a worker: tests/test_nested.py round-trips it;
     unseen = {"budget_exceeded", "task_expanded", "context_compacted", "nested"}
     unseen |= {"plan_revised", "replan_stalled", "orchestrator_turn"}
+    unseen |= {"task_routed"}  # needs a router: tests/test_routing.py round-trips it
     assert {e.type for e in events} == ALL_EVENT_TYPES - unseen
     for event in events:
         again = EVENT_ADAPTER.validate_json(event.model_dump_json())

@@ -15,7 +15,7 @@ import pytest
 from foreman import Orchestrator
 from foreman.engine.routing import DELEGATE_TOOL
 from foreman.errors import ConfigError, UnknownWorkerError
-from foreman.events import TaskRouted
+from foreman.events import EVENT_ADAPTER, TaskRouted
 from foreman.ledger.records import CallPurpose
 from foreman.models.base import ModelRequest, ToolCall
 from foreman.routing import EmbeddingRouter, LLMRouter, RoutingError
@@ -127,6 +127,7 @@ async def test_a_planned_run_goes_where_the_embedding_router_says(tmp_path: Path
         ("t2", "summariser", "coder"),
     ]
     assert all(e.router == "embedding" and e.score is not None for e in routed)
+    assert all(EVENT_ADAPTER.validate_json(e.model_dump_json()) == e for e in routed)
     record = await store.get_run(result.run_id)
     assert record.settings["router"] == "embedding"
     assert record.plan.tasks[0].worker == "coder"  # the stored plan is the routed one
