@@ -224,3 +224,20 @@ def test_foreman_memory_commands_end_to_end(tmp_path: Path) -> None:
     again = cli(tmp_path, "run", "llamas", "--memory", "--json")
     assert again.returncode == 0
     assert "Forgot 1 memories." in cli(tmp_path, "memory", "clear").stdout
+
+
+async def test_the_recall_tool_searches_memory_and_marks_its_results_as_data() -> None:
+    from foreman.engine.memory import recall_tool
+    from foreman.tools import ToolContext
+
+    model = scripted(plan_of(("t1", LLAMAS, [])), {LLAMAS: LLAMA_FACTS})
+    orchestrator = Orchestrator(model=model, memory=True, embedder=WordsEmbedder())
+    await orchestrator.run("llamas")
+    assert orchestrator.memory is not None
+    tool = recall_tool(orchestrator.memory)
+    assert (tool.name, tool.risk.value, tool.idempotent) == ("recall", "low", True)
+    assert set(tool.parameters["properties"]) == {"query", "top_k"}
+    context = ToolContext(run_id="r", task_id="t", worker="w", call_id="c", idempotency_key="k")
+    found = json.loads(await tool.call({"query": "llamas in the Andes eat"}, context))
+    assert found["note"] == MEMORY_NOTE
+    assert [e["output"] for e in found["entries"]] == [LLAMA_FACTS]
