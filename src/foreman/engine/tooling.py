@@ -30,7 +30,7 @@ from foreman.events import ToolCalled, ToolFinished
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolResult
 from foreman.models.retry import CallLog, CallOutcome, OnRetry
 from foreman.store.base import Store
-from foreman.tools.base import Tool, ToolContext
+from foreman.tools.base import RiskLevel, Tool, ToolContext
 from foreman.tools.records import (
     ToolCallRecord,
     ToolCallStatus,
@@ -224,41 +224,48 @@ class ToolLoop:
             arguments=call.arguments,
             idempotency_key=idempotency_key(self.run_id, self.task_id, seq),
         )
-        self.emit(
-            ToolCalled(
-                run_id=self.run_id,
-                task_id=self.task_id,
-                worker=self.worker.name,
-                tool=call.name,
-                arguments=call.arguments,
-                call_id=call.id,
-                key=record.key,
-            )
-        )
         tool = allowed.get(call.name)
         if tool is None:
             why = (
                 f"the tool {call.name!r} is not allowed for the worker {self.worker.name!r}; "
                 f"it can call: {', '.join(sorted(allowed)) or 'no tools'}"
             )
-            return await self._finish(record, ToolOutcome.refused, why)
-        if self.gate is None and tool.risk.value != "low":
+            return await self._finish(self._called(record), ToolOutcome.refused, why)
+        cut_short = stored is not None  # started before, never finished: may have run
+        if self.gate is None and (tool.risk is not RiskLevel.low or cut_short):
             why = f"the tool {tool.name!r} needs an approval and this run has no approver"
-            return await self._finish(record, ToolOutcome.rejected, why)
-        if self.gate is not None:
+            return await self._finish(self._called(record), ToolOutcome.rejected, why)
+        if self.gate is not None:  # approval_requested comes before tool_called
             decision = await self.gate.check_tool(
                 self.run_id,
                 record.key,
                 self.worker,
                 tool,
                 call.arguments,
-                may_have_run=stored is not None,
+                may_have_run=cut_short,
             )
             if decision.verdict == "wait":
                 raise ApprovalPending(record.key)
             if decision.verdict == "reject":
-                return await self._finish(record, ToolOutcome.rejected, str(decision.reason))
-        return await self._execute(tool, record)
+                why = str(decision.reason)
+                return await self._finish(self._called(record), ToolOutcome.rejected, why)
+        return await self._execute(tool, self._called(record))
+
+    def _called(self, record: ToolCallRecord) -> ToolCallRecord:
+        """Announce the call (``tool_called``) once its fate is settled, before it runs
+        or is refused."""
+        self.emit(
+            ToolCalled(
+                run_id=self.run_id,
+                task_id=self.task_id,
+                worker=self.worker.name,
+                tool=record.tool,
+                arguments=record.arguments,
+                call_id=record.call_id,
+                key=record.key,
+            )
+        )
+        return record
 
     async def _execute(self, tool: Tool, record: ToolCallRecord) -> ToolResult:
         if self.journal is not None:
