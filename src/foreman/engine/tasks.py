@@ -121,9 +121,13 @@ class TaskRunner:
             approved, revisions, reviews, unreviewed = await self._quality_gate(
                 task, worker, inputs, outcome
             )
-        except ApprovalPending:  # a tool call waits for a person: resume continues the loop
+        except ApprovalPending as pending:  # a tool call waits: resume continues the loop
             return TaskResult(
-                task_id=task.id, worker=worker.name, status=TaskStatus.waiting, input=user
+                task_id=task.id,
+                worker=worker.name,
+                status=TaskStatus.waiting,
+                input=user,
+                waiting_on=pending.key,
             )
         result = TaskResult(
             task_id=task.id,
