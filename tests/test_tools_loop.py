@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from foreman import Orchestrator
+from foreman import Budget, Orchestrator
 from foreman.events import EVENT_ADAPTER, ToolCalled, ToolFinished
 from foreman.models.base import ModelRequest, ToolCall
 from foreman.results import RunStatus, TaskStatus
@@ -244,3 +244,61 @@ async def test_without_an_approver_a_high_risk_call_pauses_the_run_until_approve
     assert len(worker_requests(model)) == 1  # the stored first turn was not asked again
     calls = await store.list_tool_calls(run_id=result.run_id)
     assert [(c.tool, c.outcome.value, c.task_id) for c in calls] == [("send_email", "ok", "t1")]
+
+
+async def test_the_runs_budget_holds_every_turn_of_the_loop() -> None:
+    ran: list[int] = []
+
+    @tool
+    def step(n: int) -> str:
+        """One step."""
+        ran.append(n)
+        return "next"
+
+    result, _, model = await run(
+        team(step, allow=("step",)),
+        turns([call("step", n=1)], [call("step", n=2)], [call("step", n=3)], "done"),
+        budget=Budget(max_calls=2),
+    )
+
+    assert result.status is RunStatus.over_budget
+    assert len(worker_requests(model)) == 2  # the third turn was never asked
+    assert ran == [1, 2]
+
+
+async def test_medium_risk_tools_run_unasked_when_medium_is_auto_approved() -> None:
+    asked: list[Any] = []
+
+    @tool(risk="medium")
+    def rename(name: str) -> str:
+        """Rename."""
+        return f"renamed {name}"
+
+    result, _, _ = await run(
+        team(rename, allow=("rename",)),
+        turns([call("rename", name="x")], "done"),
+        approve=lambda approval: asked.append(approval) or True,
+        auto_approve="medium",
+    )
+
+    assert result.status is RunStatus.succeeded and asked == []
+
+
+async def test_an_approval_covers_only_the_arguments_it_showed() -> None:
+    asked: list[dict] = []
+
+    @tool(risk="high")
+    def pay(amount: int) -> str:
+        """Pay."""
+        return f"paid {amount}"
+
+    result, _, _ = await run(
+        team(pay, allow=("pay",)),
+        turns([call("pay", amount=5)], [call("pay", amount=500)], "done"),
+        approve=lambda approval: (
+            asked.append(approval.arguments) or approval.arguments == {"amount": 5}
+        ),
+    )
+
+    assert result.status is RunStatus.succeeded
+    assert asked == [{"amount": 5}, {"amount": 500}]  # each call asked on its own

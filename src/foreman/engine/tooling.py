@@ -25,11 +25,11 @@ from typing import Any, Protocol
 
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import OnFallback, answer_parser, call_request, schema_of
+from foreman.engine.journal import RunJournal
 from foreman.errors import ModelError, ToolError
 from foreman.events import ToolCalled, ToolFinished
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolResult
 from foreman.models.retry import CallLog, CallOutcome, OnRetry
-from foreman.store.base import Store
 from foreman.tools.base import RiskLevel, Tool, ToolContext
 from foreman.tools.records import (
     ToolCallRecord,
@@ -59,25 +59,26 @@ class ToolJournal(Protocol):
 
 @dataclass(frozen=True)
 class StoreToolJournal:
-    """The tool journal of one run in its store (``Store.save_tool_call`` and kin)."""
+    """The tool journal of one run in its store, written through the run's journal (a
+    turn rides with the ledger records so far); a call is written on its own, at once."""
 
-    store: Store
-    run_id: str
+    journal: RunJournal
 
     async def load(self, task_id: str) -> tuple[list[ToolTurnRecord], list[ToolCallRecord]]:
-        turns = await self.store.list_tool_turns(self.run_id, task_id)
-        return turns, await self.store.list_tool_calls(self.run_id, task_id)
+        store, run_id = self.journal.store, self.journal.run_id
+        turns = await store.list_tool_turns(run_id, task_id)
+        return turns, await store.list_tool_calls(run_id, task_id)
 
     async def save_turn(self, record: ToolTurnRecord) -> None:
-        await self.store.save_tool_turn(record)
+        await self.journal.save_tool_turn(record)
 
     async def save_call(self, record: ToolCallRecord) -> None:
-        await self.store.save_tool_call(record)
+        await self.journal.store.save_tool_call(record)
 
 
-def tool_journal(store: Store, run_id: str) -> ToolJournal | None:
+def tool_journal(journal: RunJournal) -> ToolJournal | None:
     """The run's tool journal, or None for a store that keeps none."""
-    return StoreToolJournal(store, run_id) if store.supports_tool_journal else None
+    return StoreToolJournal(journal) if journal.store.supports_tool_journal else None
 
 
 class ApprovalPending(Exception):
