@@ -111,3 +111,50 @@ def test_tool_calls_are_in_the_store_and_shown_literally(tmp_path: Path) -> None
     ]
     task_view = runner.invoke(app, ["show", run_id, "t1", "--db", str(db)])
     assert task_view.exit_code == 0 and "lookup" in task_view.output
+
+
+async def park_tool_approval(db: Path) -> str:
+    from foreman.store import Approval, RunRecord
+
+    store = SQLiteStore(db)
+    try:
+        await store.create_run(RunRecord(run_id="r1", request="x"))
+        await store.request_approval(
+            Approval(
+                run_id="r1",
+                task_id="t1#2",
+                worker="clerk",
+                risk="high",
+                instructions="call the tool send_email",
+                inputs=json.dumps({"to": MARKUP}),
+                tool="send_email",
+                arguments={"to": MARKUP},
+            )
+        )
+    finally:
+        await store.aclose()
+    return "r1"
+
+
+def test_a_tool_calls_approval_shows_the_tool_and_its_arguments_literally(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runs.db"
+    run_id = asyncio.run(park_tool_approval(db))
+    runner = CliRunner(env={"COLUMNS": "250"})
+
+    listed = runner.invoke(app, ["approvals", "--db", str(db)])
+
+    assert listed.exit_code == 0, listed.output
+    assert "task t1#2" in listed.output and "tool: send_email" in listed.output
+    assert "arguments, exactly as the tool receives them:" in listed.output
+    assert "[bold red]boom[/]" in listed.output and "\x1b" not in listed.output
+    decided = runner.invoke(app, ["approve", run_id, "t1#2", "--db", str(db)])
+    assert decided.exit_code == 0, decided.output
+    again = runner.invoke(app, ["approvals", "--all", "--json", "--db", str(db)])
+    (shown,) = json.loads(again.output)
+    assert (shown["task_id"], shown["status"], shown["arguments"]) == (
+        "t1#2",
+        "approved",
+        {"to": MARKUP},
+    )

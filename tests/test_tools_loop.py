@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from foreman import Budget, Orchestrator
 from foreman.events import EVENT_ADAPTER, ToolCalled, ToolFinished
@@ -302,3 +303,21 @@ async def test_an_approval_covers_only_the_arguments_it_showed() -> None:
 
     assert result.status is RunStatus.succeeded
     assert asked == [{"amount": 5}, {"amount": 500}]  # each call asked on its own
+
+
+async def test_a_structured_worker_answers_in_its_schema_after_its_tool_calls() -> None:
+    class Total(BaseModel):
+        total: int
+
+    @tool
+    def price(item: str) -> int:
+        """The price of an item."""
+        return {"tea": 3, "cake": 4}[item]
+
+    result, _, model = await run(
+        team(price, allow=("price",), output_schema=Total),
+        turns([call("price", item="tea"), call("price", item="cake")], '{"total": 7}'),
+    )
+
+    assert result.tasks["t1"].output == Total(total=7)
+    assert all(request.output_schema for request in worker_requests(model))
