@@ -321,3 +321,35 @@ async def test_a_structured_worker_answers_in_its_schema_after_its_tool_calls() 
 
     assert result.tasks["t1"].output == Total(total=7)
     assert all(request.output_schema for request in worker_requests(model))
+
+
+async def test_a_revision_is_a_new_loop_numbering_its_calls_on() -> None:
+    @tool
+    def draft(text: str) -> str:
+        """Keep a draft."""
+        return "kept"
+
+    store = MemoryStore()
+    registry = Registry(
+        [worker("calc", tools=("draft",)), worker("reviewer")], tools=Toolbox([draft])
+    )
+    model = ScriptedModel(
+        Script(
+            PLAN,
+            tasks={"do t1": turns([call("draft", text="v")], "version")},
+            review=[
+                '{"approved": false, "reasons": ["more"]}',
+                '{"approved": true, "reasons": []}',
+            ],
+        )
+    )
+    orchestrator = Orchestrator(
+        registry, model=model, store=store, validator="reviewer", assembly="concat"
+    )
+    result = await orchestrator.run("x", plan=PLAN)
+
+    assert result.tasks["t1"].revisions == 1
+    calls = await store.list_tool_calls(run_id=result.run_id)
+    assert [(c.key, c.loop) for c in calls] == [("t1#1", 0), ("t1#2", 1)]
+    turns_stored = await store.list_tool_turns(result.run_id, "t1")
+    assert [(t.loop, t.turn) for t in turns_stored] == [(0, 1), (0, 2), (1, 1), (1, 2)]

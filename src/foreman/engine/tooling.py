@@ -103,6 +103,8 @@ class ToolLoop:
     journal: ToolJournal | None = None
     #: Which loop of the task this is (a fallback worker's or a revision's is another).
     loop: int = 0
+    #: The task's tool calls numbered by its earlier loops; ``run`` moves it on.
+    numbered: int = 0
     call_timeout: float | None = None
     on_retry: OnRetry | None = None
     on_fallback: OnFallback | None = None
@@ -117,7 +119,6 @@ class ToolLoop:
         parse = answer_parser(output_schema)
         messages = [Message(role="user", content=user)]
         outcome = CallOutcome()
-        seq = sum(1 for record in calls.values() if record.loop < self.loop)
         for turn in range(1, self.worker.max_tool_turns + 1):
             last = turn == self.worker.max_tool_turns
             request = ModelRequest(
@@ -156,9 +157,10 @@ class ToolLoop:
                 return outcome
             messages.append(response.as_message())
             numbered = [
-                (seq + index + 1, index, call) for index, call in enumerate(response.tool_calls)
+                (self.numbered + index + 1, index, call)
+                for index, call in enumerate(response.tool_calls)
             ]
-            seq += len(numbered)
+            self.numbered += len(numbered)
             results = await asyncio.gather(
                 *(
                     self._call(number, turn, index, call, allowed, calls.get(number))
