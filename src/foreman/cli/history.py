@@ -333,6 +333,9 @@ def run_tree(
                 branch.add(safe_text(result.error, style="red"))
             if result.unreviewed:
                 branch.add(safe_text(f"not reviewed: {result.unreviewed}", style="yellow"))
+            if result.waiting_on:
+                waits = f"waits for approval of the tool call {result.waiting_on}"
+                branch.add(safe_text(waits, style="magenta"))
             branch.add(
                 safe_text(
                     f"{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "
