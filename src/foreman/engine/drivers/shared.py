@@ -14,6 +14,7 @@ from foreman.engine.memory import Memory, memory_input
 from foreman.engine.nesting import nested_tasks
 from foreman.engine.scheduler import Halt
 from foreman.engine.tasks import Recall, TaskRunner
+from foreman.engine.tooling import tool_journal
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.ledger.budget import BudgetMeter
 from foreman.plan.schema import Task
@@ -37,6 +38,7 @@ def task_runner(run: Execution, *, hints: bool = False) -> TaskRunner:
         hints=hints,
         nested=nested_tasks(run),
         recall=_recall(run),
+        tool_journal=tool_journal(run.journal),
     )
 
 

@@ -35,6 +35,7 @@ pytest.register_assert_rewrite(
             "nesting",
             "plans",
             "runs",
+            "tools",
         )
     )
 )
@@ -48,6 +49,7 @@ from foreman.testing.store_conformance.memories import MemoryTests  # noqa: E402
 from foreman.testing.store_conformance.nesting import NestingTests  # noqa: E402
 from foreman.testing.store_conformance.plans import PlanTests  # noqa: E402
 from foreman.testing.store_conformance.runs import RunTests  # noqa: E402
+from foreman.testing.store_conformance.tools import ToolJournalTests  # noqa: E402
 
 
 class StoreConformance(
@@ -59,6 +61,7 @@ class StoreConformance(
     BooksTests,
     NestingTests,
     MemoryTests,
+    ToolJournalTests,
 ):
     """Every conformance check; subclass it as ``Test...`` and define ``make_store``.
 
@@ -77,5 +80,6 @@ __all__ = [
     "PlanTests",
     "RunTests",
     "StoreConformance",
+    "ToolJournalTests",
     "store_test",
 ]
