@@ -241,3 +241,37 @@ async def test_the_recall_tool_searches_memory_and_marks_its_results_as_data() -
     found = json.loads(await tool.call({"query": "llamas in the Andes eat"}, context))
     assert found["note"] == MEMORY_NOTE
     assert [e["output"] for e in found["entries"]] == [LLAMA_FACTS]
+
+
+async def test_a_worker_allowed_the_recall_tool_searches_memory_in_its_loop() -> None:
+    from foreman.engine.memory import recall_tool
+    from foreman.models.base import ToolCall
+    from foreman.store.memory import MemoryStore
+    from foreman.workers.registry import Registry
+
+    store, embedder = MemoryStore(), WordsEmbedder()
+    first = Orchestrator(
+        model=scripted(plan_of(("t1", LLAMAS, [])), {LLAMAS: LLAMA_FACTS}),
+        memory=True,
+        embedder=embedder,
+        store=store,
+    )
+    await first.run("llamas")
+    team = Registry.default()
+    team.add(team.get("researcher").model_copy(update={"tools": ("recall",)}))
+    plan = plan_of(("t1", ALPACAS, []))
+
+    def answer(request: ModelRequest) -> Any:
+        if "tasks" in (request.output_schema or {}).get("properties", {}):
+            return json.dumps(plan)
+        if not request.tools:
+            return "FINAL"
+        if not any(m.role == "assistant" for m in request.messages):
+            return [ToolCall(id="", name="recall", arguments={"query": "llamas eat in the Andes"})]
+        (result,) = request.messages[-1].tool_results
+        return "from memory: " + json.loads(result.content)["entries"][0]["output"]
+
+    second = Orchestrator(team, model=ScriptedModel(answer), embedder=embedder, store=store)
+    team.tools.add(recall_tool(first.memory))
+    done = await second.run("alpacas")
+    assert done.tasks["t1"].output == "from memory: " + LLAMA_FACTS
