@@ -292,7 +292,8 @@ class Orchestrator:
     ) -> Orchestrator:
         """The orchestrator ``settings`` describe (a run's recorded ones, or the CLI's), for
         ``workers`` (the team ``settings.team`` names), with ``objects`` (``store``,
-        ``observers``, ``approve``, an ``embedder`` instance...) that are not settings."""
+        ``observers``, ``approve``, an ``embedder`` or ``router`` instance...) that are not
+        settings."""
         orchestrator = cls(
             workers,
             model=settings.model,
@@ -314,7 +315,7 @@ class Orchestrator:
             max_turns=settings.max_turns,
             context_budget=settings.context_budget,
             max_depth=settings.max_depth,
-            router=settings.router,
+            router=objects.pop("router", settings.router),
             router_fallback=settings.router_fallback,
             router_min_score=settings.router_min_score,
             embedder=objects.pop("embedder", settings.embedder),
