@@ -101,7 +101,9 @@ class Memory:
             run_id=run_id,
         )
 
-    async def entries(self, *, run_id: str | None = None, limit: int | None = None):
+    async def entries(
+        self, *, run_id: str | None = None, limit: int | None = None
+    ) -> list[MemoryEntry]:
         """Stored memories, newest first."""
         return await self.store.list_memories(run_id=run_id, limit=limit)
 
