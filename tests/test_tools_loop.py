@@ -353,3 +353,29 @@ async def test_a_revision_is_a_new_loop_numbering_its_calls_on() -> None:
     assert [(c.key, c.loop) for c in calls] == [("t1#1", 0), ("t1#2", 1)]
     turns_stored = await store.list_tool_turns(result.run_id, "t1")
     assert [(t.loop, t.turn) for t in turns_stored] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+
+
+async def test_a_delegated_worker_runs_its_tool_loop_in_delegate_mode() -> None:
+    looked: list[str] = []
+
+    @tool
+    def lookup(term: str) -> str:
+        """Look up."""
+        looked.append(term)
+        return "found"
+
+    def answer(request: ModelRequest) -> Any:
+        names = {spec.name for spec in request.tools}
+        turn = sum(message.role == "assistant" for message in request.messages)
+        if "lookup" in names:  # the worker's own loop
+            return [call("lookup", term="dns")] if turn == 0 else "dns is found"
+        if turn == 0:  # the orchestrator delegates to the worker, then answers
+            return [ToolCall(id="", name="calc", arguments={"instructions": "look dns up"})]
+        return "DONE"
+
+    model = ScriptedModel(answer)
+    orchestrator = Orchestrator(team(lookup, allow=("lookup",)), model=model, mode="delegate")
+    result = await orchestrator.run("x")
+
+    assert result.status is RunStatus.succeeded and result.answer == "DONE"
+    assert looked == ["dns"]
