@@ -15,7 +15,7 @@ from foreman.models.base import ModelRequest, ToolCall
 from foreman.results import RunStatus, TaskStatus
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
-from foreman.tools import Toolbox, ToolContext, ToolError, tool
+from foreman.tools import Tool, Toolbox, ToolContext, ToolError, tool
 from foreman.workers import Registry
 from helpers import Script, of_type, plan_of, task, worker, worker_requests
 
@@ -379,3 +379,26 @@ async def test_a_delegated_worker_runs_its_tool_loop_in_delegate_mode() -> None:
 
     assert result.status is RunStatus.succeeded and result.answer == "DONE"
     assert looked == ["dns"]
+
+
+async def test_a_tool_written_as_a_class_works_like_a_function_tool() -> None:
+    seen: list[str] = []
+
+    class Clock(Tool):
+        name = "clock"
+        description = "The time."
+        parameters = {"type": "object", "properties": {"zone": {"type": "string"}}}
+
+        async def call(self, arguments: dict[str, Any], context: ToolContext) -> str:
+            seen.append(context.idempotency_key)
+            return {"zone": arguments["zone"], "time": "12:00"}  # type: ignore[return-value]
+
+    result, _, model = await run(
+        team(Clock(), allow=("clock",)), turns([call("clock", zone="UTC")], "noon")
+    )
+
+    assert result.tasks["t1"].output == "noon"
+    assert worker_requests(model)[1].messages[-1].tool_results[0].content == (
+        '{"zone": "UTC", "time": "12:00"}'
+    )
+    assert seen == [f"{result.run_id}:t1:1"]

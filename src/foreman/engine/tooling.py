@@ -31,6 +31,7 @@ from foreman.events import ToolCalled, ToolFinished
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolResult
 from foreman.models.retry import CallLog, CallOutcome, OnRetry
 from foreman.tools.base import RiskLevel, Tool, ToolContext
+from foreman.tools.function import as_text
 from foreman.tools.records import (
     ToolCallRecord,
     ToolCallStatus,
@@ -283,7 +284,7 @@ class ToolLoop:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(tool.timeout):
-                text = await tool.call(record.arguments, context)
+                text = as_text(await tool.call(record.arguments, context))  # str, by contract
         except TimeoutError:
             text, outcome = f"the tool {tool.name} gave no result within {tool.timeout:g}s", None
         except ToolError as exc:
