@@ -402,3 +402,20 @@ async def test_a_tool_written_as_a_class_works_like_a_function_tool() -> None:
         '{"zone": "UTC", "time": "12:00"}'
     )
     assert seen == [f"{result.run_id}:t1:1"]
+
+
+async def test_an_allow_list_that_matches_no_tool_is_logged_and_the_call_is_plain(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @tool
+    def search(q: str) -> str:
+        """Search."""
+        return "found"
+
+    with caplog.at_level("WARNING", logger="foreman.engine.tooling"):
+        result, _, model = await run(team(search, allow=("serach",)), "plain answer")
+
+    assert result.tasks["t1"].output == "plain answer"
+    assert [request.tools for request in worker_requests(model)] == [[]]
+    (warning,) = [r.getMessage() for r in caplog.records if "serach" in r.getMessage()]
+    assert "which no tool matches (known: search)" in warning

@@ -18,6 +18,7 @@ tool runs it again with the same idempotency key, any other asks a person first.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,10 @@ from foreman.tools.records import (
     excerpt,
     idempotency_key,
 )
+from foreman.tools.toolbox import Toolbox
 from foreman.workers.spec import Worker
+
+log = logging.getLogger(__name__)
 
 Emit = Callable[[Any], None]
 
@@ -80,6 +84,27 @@ class StoreToolJournal:
 def tool_journal(journal: RunJournal) -> ToolJournal | None:
     """The run's tool journal, or None for a store that keeps none."""
     return StoreToolJournal(journal) if journal.store.supports_tool_journal else None
+
+
+async def allowed_tools(
+    toolbox: Toolbox, worker: Worker, run_id: str, warned: set[tuple[str, str]]
+) -> list[Tool]:
+    """The tools ``worker``'s allow-list names, its sources opened first (their errors
+    raise). An entry that matches no tool (a misspelt name, built-in tools not switched
+    on) is logged once per run (``warned``), not an error: the worker gets the others,
+    or makes a plain call."""
+    await toolbox.open()
+    for name in worker.tools:
+        if (worker.name, name) not in warned and not toolbox.allowed([name]):
+            warned.add((worker.name, name))
+            log.warning(
+                "run %s: worker %r allows the tool %r, which no tool matches (known: %s)",
+                run_id,
+                worker.name,
+                name,
+                ", ".join(sorted(toolbox.names())) or "none",
+            )
+    return toolbox.allowed(worker.tools)
 
 
 class ApprovalPending(Exception):
