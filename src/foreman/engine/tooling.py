@@ -176,6 +176,7 @@ class ToolLoop:
                         )
                     )
             else:  # answered before a crash or a pause: not asked again
+                outcome.attempts += 1  # the attempt that answered it, in that execution
                 parsed = None if response.tool_calls and not last else parse(response)
             outcome.model = response.model
             if last or not response.tool_calls:
@@ -261,7 +262,8 @@ class ToolLoop:
             )
             return await self._finish(self._called(record), ToolOutcome.refused, why)
         cut_short = stored is not None  # started before, never finished: may have run
-        if self.gate is None and (tool.risk is not RiskLevel.low or cut_short):
+        asks = tool.risk is not RiskLevel.low or (cut_short and not tool.idempotent)
+        if self.gate is None and asks:
             why = f"the tool {tool.name!r} needs an approval and this run has no approver"
             return await self._finish(self._called(record), ToolOutcome.rejected, why)
         if self.gate is not None:  # approval_requested comes before tool_called
