@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from foreman.errors import ConfigError, ToolError
-from foreman.tools import RiskLevel, ToolContext, Toolbox
+from foreman.tools import RiskLevel, Toolbox, ToolContext
 from foreman.tools.mcp import MCPSource
 from processes import spawn
 
