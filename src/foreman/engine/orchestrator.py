@@ -263,7 +263,10 @@ class Orchestrator:
             max_depth=settings.max_depth,
             **objects,
         )
-        orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
+        kept = {"team", "builtin_tools", "tool_root"}  # what the caller built ``workers`` from
+        orchestrator.config = orchestrator.config.model_copy(
+            update={key: getattr(settings, key) for key in kept}
+        )
         return orchestrator
 
     @property

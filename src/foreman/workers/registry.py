@@ -23,6 +23,9 @@ A ``replan:`` section says when the orchestrator revises the plan (docs/replanni
 A ``patterns:`` section names pipelines, fan-outs and generator-evaluators built from the
 file's workers (``foreman.workers.patterns``; ``foreman run --pattern NAME`` runs one).
 
+A ``tools:`` section declares the tools workers may name in their ``tools:`` lists:
+built-in tools, MCP servers and Python functions (``foreman.workers.team_tools``).
+
 ``mode: delegate`` has the team's runs driven by a tool-calling orchestrator instead of
 a plan written up front (``mode: plan``, the default); see docs/delegation.md.
 """
@@ -44,6 +47,7 @@ from foreman.workers.default_team import DEFAULT_WORKERS
 from foreman.workers.nested import check_no_cycle, worker_of
 from foreman.workers.patterns import PatternSpec
 from foreman.workers.spec import Worker, unknown_keys
+from foreman.workers.team_tools import team_toolbox
 
 #: How a run is driven: a plan written up front, or a tool-calling orchestrator.
 RunMode = Literal["plan", "delegate"]
@@ -88,9 +92,13 @@ class Registry:
             self.add(worker)
 
     @classmethod
-    def default(cls) -> Registry:
-        """The built-in team: researcher, analyst, writer, coder, summariser, fact_checker."""
-        return cls(DEFAULT_WORKERS)
+    def default(cls, *, tools: Toolbox | None = None) -> Registry:
+        """The built-in team: researcher, analyst, writer, coder, summariser, fact_checker.
+
+        The researcher may call ``read_file``, ``list_files`` and ``fetch``, the coder those
+        and ``write_file`` and ``shell``, when ``tools`` has them (``builtin_tools``); with
+        no tools, each worker is one model call."""
+        return cls(DEFAULT_WORKERS, tools=tools)
 
     def add(self, worker: Worker) -> None:
         self._workers[worker.name] = worker
@@ -130,7 +138,7 @@ class Registry:
 
 
 #: The keys a team file may have at its top level.
-TEAM_KEYS = ("include_defaults", "workers", "budget", "patterns", "replan", "mode")
+TEAM_KEYS = ("include_defaults", "workers", "budget", "patterns", "replan", "mode", "tools")
 
 
 def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
@@ -184,6 +192,8 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
                 f"Team file {path}: 'mode' must be 'plan' or 'delegate', not {mode!r}."
             )
         registry.mode = mode
+    if (tools := data.get("tools")) is not None:
+        registry.tools = team_toolbox(tools, path)
     defined: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
         try:
