@@ -21,7 +21,9 @@ from foreman.cli.nesting import lineage, path_text
 from foreman.cli.text import literal, safe_text
 from foreman.store.base import Approval, ApprovalStatus, Store
 
-TaskArg = Annotated[str, typer.Argument(help="The task's id, e.g. t3.")]
+TaskArg = Annotated[
+    str, typer.Argument(help="The task's id, e.g. t3, or a tool call's key, e.g. t3#2.")
+]
 
 
 @app.command()
@@ -76,8 +78,12 @@ def print_approval(console: Console, approval: Approval, path: list[str] | None 
         console.print(Text.assemble(("nested run: ", "dim"), path_text(path)), soft_wrap=True)
     if approval.may_have_run:
         console.print(Text(MAY_HAVE_RUN, style="bold red"))
-    console.print(Text.assemble(("instructions: ", "dim"), literal(approval.instructions)))
-    console.print(Text("input, exactly as the worker receives it:", style="dim"))
+    if approval.tool is not None:  # a tool call: the exact tool and arguments
+        console.print(Text.assemble(("tool: ", "dim"), (literal(approval.tool), "bold")))
+        console.print(Text("arguments, exactly as the tool receives them:", style="dim"))
+    else:
+        console.print(Text.assemble(("instructions: ", "dim"), literal(approval.instructions)))
+        console.print(Text("input, exactly as the worker receives it:", style="dim"))
     console.print(safe_text(approval.inputs), soft_wrap=True)
     if approval.note:
         console.print(Text.assemble(("note: ", "dim"), literal(approval.note)))
