@@ -68,7 +68,9 @@ def tool_flags(allowed: list[str] | None, root: Path | None) -> dict[str, Any]:
 
 def enable_builtin_tools(workers: Registry, settings: RunSettings) -> None:
     """Add the run's built-in tools to its team's toolbox (a team file's own tool of the
-    same name, with its own settings, is kept)."""
+    same name, with its own settings, is kept), for the default researcher and coder
+    and the workers that list them."""
     missing = [name for name in settings.builtin_tools if name not in workers.tools]
     for found in builtin_tools(missing, root=settings.tool_root or "."):
         workers.tools.add(found)
+    workers.equip_default_workers()

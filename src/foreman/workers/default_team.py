@@ -3,9 +3,10 @@
 Prompts are short and specific on purpose: small models follow short prompts better, and
 every worker is told it sees only its own task and its inputs, never the whole run.
 
-The researcher and the coder name built-in tools in their allow-lists; those are offered
-only when a run enables them (``foreman run --allow-tool NAME``, or a registry whose
-toolbox has them): by default the toolbox is empty and every worker is one model call.
+The researcher and the coder use built-in tools when a run enables them (``foreman run
+--allow-tool NAME``, a team file's ``tools: builtin:``, ``Registry.default(tools=...)``):
+``DEFAULT_TOOLS`` says which each may use. With none enabled, every worker is one model
+call, as before tools existed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ DEFAULT_WORKERS: tuple[Worker, ...] = (
         description="Gathers facts, background and key points about a topic or question.",
         system_prompt="You are a careful researcher. List the key facts, definitions and "
         "considerations that answer the instructions, as concise bullet points." + _SHARED,
-        tools=("read_file", "list_files", "fetch"),
     ),
     Worker(
         name="analyst",
@@ -44,7 +44,6 @@ DEFAULT_WORKERS: tuple[Worker, ...] = (
         description="Writes, explains or reviews source code.",
         system_prompt="You are a senior software engineer. Write correct, idiomatic, commented "
         "code in fenced blocks, followed by a short explanation." + _SHARED,
-        tools=("read_file", "list_files", "write_file", "shell"),
     ),
     Worker(
         name="summariser",
@@ -59,3 +58,9 @@ DEFAULT_WORKERS: tuple[Worker, ...] = (
         "are wrong or unsupported, with a correction, or say that all claims hold." + _SHARED,
     ),
 )
+
+#: The built-in tools each default worker may call, when its registry's toolbox has them.
+DEFAULT_TOOLS: dict[str, tuple[str, ...]] = {
+    "researcher": ("read_file", "list_files", "fetch"),
+    "coder": ("read_file", "list_files", "write_file", "shell"),
+}

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.ledger.budget import Budget, budget_from
 from foreman.tools.toolbox import Toolbox
-from foreman.workers.default_team import DEFAULT_WORKERS
+from foreman.workers.default_team import DEFAULT_TOOLS, DEFAULT_WORKERS
 from foreman.workers.nested import check_no_cycle, worker_of
 from foreman.workers.patterns import PatternSpec
 from foreman.workers.spec import Worker, unknown_keys
@@ -98,7 +98,21 @@ class Registry:
         The researcher may call ``read_file``, ``list_files`` and ``fetch``, the coder those
         and ``write_file`` and ``shell``, when ``tools`` has them (``builtin_tools``); with
         no tools, each worker is one model call."""
-        return cls(DEFAULT_WORKERS, tools=tools)
+        registry = cls(DEFAULT_WORKERS, tools=tools)
+        registry.equip_default_workers()
+        return registry
+
+    def equip_default_workers(self) -> None:
+        """Give the built-in researcher and coder (as shipped, not a team file's workers
+        of the same name) the built-in tools of ``DEFAULT_TOOLS`` this toolbox has."""
+        for shipped in DEFAULT_WORKERS:
+            if self._workers.get(shipped.name) != shipped:
+                continue
+            usable = tuple(
+                name for name in DEFAULT_TOOLS.get(shipped.name, ()) if name in self.tools
+            )
+            if usable:
+                self._workers[shipped.name] = shipped.model_copy(update={"tools": usable})
 
     def add(self, worker: Worker) -> None:
         self._workers[worker.name] = worker
@@ -211,6 +225,7 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
     if not len(registry):
         raise ConfigError(f"Team file {path} defines no workers.")
     registry.check_references()
+    registry.equip_default_workers()
     _load_patterns(path, data.get("patterns", []), registry)
     return registry
 
