@@ -470,7 +470,9 @@ class Orchestrator:
         return asyncio.run(run_and_close())
 
     async def aclose(self) -> None:
-        """Close model clients and the store; ``async with orchestrator:`` does it for you."""
+        """Close model clients, tool sources (MCP servers) and the store; ``async with
+        orchestrator:`` does it for you."""
+        await self.registry.tools.aclose()
         await self.models.aclose()
         await self.store.aclose()
 

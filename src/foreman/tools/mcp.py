@@ -274,6 +274,8 @@ class MCPTool(Tool):
         self.parameters = parameters
         self.risk = risk
         self.idempotent = idempotent
+        # the source's own timeout answers first, with the server named
+        self.timeout = source.spec.timeout + 5
 
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> str:
         result = await self.source.call_tool(self.remote, arguments, context)

@@ -93,7 +93,9 @@ class FetchTool:
 
     def tool(self) -> Tool:
         # a GET changes nothing on a well-behaved server: repeating one after a crash is safe
-        return FunctionTool(self.fetch, name="fetch", risk=RiskLevel.medium, idempotent=True)
+        tool = FunctionTool(self.fetch, name="fetch", risk=RiskLevel.medium, idempotent=True)
+        tool.timeout = self.timeout + 5  # its own limit answers first, with the URL
+        return tool
 
 
 def _parses(url: str) -> bool:

@@ -81,7 +81,9 @@ class ShellTool:
         )
 
     def tool(self) -> Tool:
-        return FunctionTool(self.shell, name="shell", risk=RiskLevel.high, idempotent=False)
+        tool = FunctionTool(self.shell, name="shell", risk=RiskLevel.high, idempotent=False)
+        tool.timeout = self.timeout + 5  # the command's own timeout kills it first
+        return tool
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
