@@ -174,3 +174,36 @@ def _alive(pid: int) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+async def test_a_worker_uses_an_http_servers_tools_through_the_python_api(http_url: str) -> None:
+    """Registry(..., tools=Toolbox(sources=[...])): the orchestrator opens the source on the
+    worker's first turn and closes it with itself; opened again, the toolbox works again."""
+    from foreman import Orchestrator
+    from foreman.models.base import ModelRequest, ToolCall
+    from foreman.store import MemoryStore
+    from foreman.testing import ScriptedModel
+    from foreman.workers import Registry
+    from helpers import Script, plan_of, task, worker
+
+    def answer(request: ModelRequest):
+        results = [r.content for m in request.messages for r in m.tool_results]
+        if not results:
+            return [ToolCall(id="", name="remote_add", arguments={"a": 1, "b": 2})]
+        return f"the server says {results[0]}"
+
+    box = Toolbox(sources=[MCPSource("remote", url=http_url, risk="low", prefix="remote_")])
+    registry = Registry([worker("calc", tools=("remote_*",))], tools=box)
+    model = ScriptedModel(Script(plan_of(task("t1", "calc")), tasks={"do t1": answer}))
+    async with Orchestrator(
+        registry, model=model, store=MemoryStore(), assembly="concat"
+    ) as orchestrator:
+        result = await orchestrator.run("add")
+        assert result.tasks["t1"].output == "the server says 3"
+        assert "remote_add" in box
+    assert "remote_add" not in box  # closed with the orchestrator
+    await box.open()
+    try:
+        assert await box.get("remote_add").call({"a": 5, "b": 5}, context()) == "10"
+    finally:
+        await box.aclose()

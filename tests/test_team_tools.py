@@ -266,6 +266,32 @@ def test_a_high_risk_builtin_waits_for_a_person(scripted, tmp_path: Path) -> Non
     assert requested and "write_file" in json.dumps(requested[0])
 
 
+def test_an_approved_write_runs_on_resume_with_the_runs_own_tools(
+    scripted, tmp_path: Path, monkeypatch
+) -> None:
+    """resume rebuilds the toolbox from the run's settings (not from its own flags, it has
+    none): the approved write lands under the root the run was given, wherever resume runs."""
+    root = tmp_path / "work"
+    root.mkdir()
+    write = ToolCall(id="", name="write_file", arguments={"path": "x.txt", "content": "hi"})
+    scripted(
+        Script(plan_of(task("t1", "coder")), tasks={"do t1": turns([write], last_tool_result)})
+    )
+    flags = ["--allow-tool", "write_file", "--tool-root", str(root), "--json"]
+    paused = runner.invoke(app, ["run", "x", *flags], catch_exceptions=False)
+    assert paused.exit_code == 5, paused.output
+    key = next(e for e in events(paused.output) if e["type"] == "approval_requested")["task_id"]
+    assert key == "t1#1"
+    assert runner.invoke(app, ["approve", "last", key]).exit_code == 0
+    monkeypatch.chdir(tmp_path)  # elsewhere: the recorded root is absolute
+    resumed = runner.invoke(app, ["resume", "last", "--json"], catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
+    assert (root / "x.txt").read_text() == "hi"
+    assert not (tmp_path / "x.txt").exists()
+    output = next(e for e in events(resumed.output) if e["type"] == "task_finished")["output"]
+    assert output == "saw: wrote 2 bytes to x.txt"
+
+
 @pytest.mark.parametrize(
     ("flags", "why"),
     [
