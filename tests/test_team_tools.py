@@ -135,6 +135,10 @@ def test_a_list_of_builtins_is_rooted_at_the_team_files_folder(tmp_path: Path) -
     assert registry.get("researcher").tools == ("read_file", "list_files", "fetch")
     assert registry.get("coder").tools == ("read_file", "list_files")
     assert registry.get("writer").tools == ()
+    listed = runner.invoke(app, ["workers", "--team", str(team)])
+    assert "Tools: read_file (low risk); list_files (low risk); fetch (medium risk)" in (
+        listed.output
+    )
 
 
 @pytest.mark.parametrize(

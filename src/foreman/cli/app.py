@@ -56,8 +56,8 @@ from foreman.cli.common import (
 from foreman.cli.nesting import refuse_nested
 from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
-from foreman.cli.text import literal
-from foreman.cli.tool_flags import AllowToolOpt, ToolRootOpt, tool_flags
+from foreman.cli.text import literal, safe_text
+from foreman.cli.tool_flags import AllowToolOpt, ToolRootOpt, tool_flags, toolbox_line
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.settings import DEFAULTS
 from foreman.models.deprecation import show_warnings_as_lines
@@ -387,6 +387,8 @@ def workers(
         if found.patterns:  # a team file's patterns: what `run --pattern` accepts
             kinds = ", ".join(f"{name} ({spec.kind})" for name, spec in found.patterns.items())
             out.print(Text(f"Patterns: {kinds}"))
+        if tools := toolbox_line(found):  # what the workers' tools: lists pick from
+            out.print(safe_text(tools), soft_wrap=True)
 
 
 async def _record(store: Store, ref: str) -> RunRecord:

@@ -74,3 +74,14 @@ def enable_builtin_tools(workers: Registry, settings: RunSettings) -> None:
     for found in builtin_tools(missing, root=settings.tool_root or "."):
         workers.tools.add(found)
     workers.equip_default_workers()
+
+
+def toolbox_line(workers: Registry) -> str | None:
+    """What ``foreman workers`` says of the team's tools (an MCP server's are known only
+    once a run starts it)."""
+    box = workers.tools
+    parts = [f"{tool.name} ({tool.risk.value} risk)" for tool in box.allowed(["*"])]
+    servers = [source.name for source in box.sources]
+    if servers:
+        parts.append(f"the tools of MCP server(s) {', '.join(servers)}")
+    return f"Tools: {'; '.join(parts)}" if parts else None

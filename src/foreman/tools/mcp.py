@@ -232,8 +232,8 @@ class MCPSource(ToolSource):
 
     async def _halt(self) -> None:
         task, self._task = self._task, None
-        if task is None:
-            return
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            return  # ended, or left behind by an event loop that is gone (asyncio.run)
         if self._stop is not None:
             self._stop.set()
         try:
