@@ -127,7 +127,8 @@ async def test_a_server_that_cannot_start_is_one_clear_error() -> None:
 
 
 async def test_tool_risk_must_name_offered_tools() -> None:
-    with pytest.raises(ConfigError, match="tool_risk names tools the server does not offer: ad"):
+    why = r"^MCP server 'fixture': tool_risk names tools the server does not offer: ad\.$"
+    with pytest.raises(ConfigError, match=why):
         await stdio(tool_risk={"ad": "high"}).open()
 
 

@@ -103,6 +103,8 @@ class MCPSource(ToolSource):
         self._stop: asyncio.Event | None = None
         self._ended: str | None = None
         self._lock: asyncio.Lock | None = None
+        #: A stdio server's stderr, kept to explain a server that would not start.
+        self._stderr: IO[str] | None = None
 
     async def open(self) -> list[Tool]:
         """Start or connect to the server and list its tools (once; later calls return
@@ -176,12 +178,7 @@ class MCPSource(ToolSource):
         except Exception as exc:  # a server that fails to start, or dies: said, not raised
             self._ended = _why(exc)
             if not listed.done():
-                listed.set_exception(
-                    ConfigError(
-                        f"MCP server {self.name!r} could not be reached: {self._ended}."
-                        f"{self._stderr_note()}"
-                    )
-                )
+                listed.set_exception(self._unusable(exc))
         finally:
             self._client = None
             self._ended = self._ended or "closed"
@@ -244,8 +241,15 @@ class MCPSource(ToolSource):
             with contextlib.suppress(BaseException):
                 await task
 
+    def _unusable(self, exc: Exception) -> ConfigError:
+        if isinstance(exc, ConfigError):  # its tools do not fit the settings
+            return ConfigError(f"MCP server {self.name!r}: {exc}.")
+        return ConfigError(
+            f"MCP server {self.name!r} could not be reached: {self._ended}.{self._stderr_note()}"
+        )
+
     def _stderr_note(self) -> str:
-        stderr = getattr(self, "_stderr", None)
+        stderr = self._stderr
         if stderr is None or stderr.closed:
             return ""
         stderr.seek(0)
