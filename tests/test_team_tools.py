@@ -147,11 +147,18 @@ def test_a_list_of_builtins_is_rooted_at_the_team_files_folder(tmp_path: Path) -
         ("tools: [read_file]", "tools must be a mapping with 'builtin', 'mcp' or 'python'"),
         ("tools: {bulitin: {}}", "unknown key 'bulitin' (did you mean 'builtin'?)"),
         ("tools: {builtin: {rm: {}}}", "No built-in tool named 'rm'"),
-        ("tools: {builtin: {shell: {timout: 3}}}", "Built-in tool 'shell': timout"),
+        ("tools: {builtin: [{read_file: {}}]}", "a list of built-in tools holds only their names"),
+        (
+            "tools: {builtin: {shell: {timout: 3}}}",
+            "tools.builtin.shell: unknown key 'timout' (did you mean 'timeout'?)",
+        ),
         ("tools: {builtin: {read_file: {root: nowhere}}}", "is not an existing directory"),
         ("tools: {mcp: [{command: x}]}", "tools.mcp #1 must be a mapping with a 'name'"),
         ("tools: {mcp: [{name: s}]}", "tools.mcp #1 ('s'): give either 'command'"),
-        ("tools: {mcp: [{name: s, comand: x}]}", "tools.mcp #1 ('s'): comand: Extra inputs"),
+        (
+            "tools: {mcp: [{name: s, comand: x}]}",
+            "tools.mcp #1 ('s'): unknown key 'comand' (did you mean 'command'?)",
+        ),
         (
             "tools: {mcp: [{name: s, url: 'http://h/mcp', headers: {A: '${NOPE_X_1}'}}]}",
             "environment variable NOPE_X_1 is not set",

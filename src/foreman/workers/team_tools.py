@@ -68,6 +68,8 @@ def team_toolbox(section: Any, path: Path) -> Toolbox:
 
 def _builtins(entries: Any, folder: Path, where: str) -> list[Tool]:
     if isinstance(entries, list):
+        if not all(isinstance(name, str) for name in entries):
+            raise ConfigError(f"{where}: a list of built-in tools holds only their names.")
         entries = dict.fromkeys(entries)
     if not isinstance(entries, dict):
         raise ConfigError(f"{where} must map built-in tool names to their settings.")
@@ -76,7 +78,10 @@ def _builtins(entries: Any, folder: Path, where: str) -> list[Tool]:
         settings = dict(settings or {}) if isinstance(settings, dict | None) else settings
         if not isinstance(settings, dict):
             raise ConfigError(f"{where}.{name} must be a mapping of settings.")
-        if name in BUILTIN_TOOLS and "root" in BUILTIN_TOOLS[name].model_fields:
+        fields = BUILTIN_TOOLS[name].model_fields if name in BUILTIN_TOOLS else {}
+        if fields and (problems := unknown_keys(settings, fields)):
+            raise ConfigError(f"{where}.{name}: {'; '.join(problems)}.")
+        if "root" in fields:
             settings["root"] = str(folder / str(settings.get("root", ".")))
         try:
             tools.append(builtin_tool(str(name), settings))
@@ -86,7 +91,7 @@ def _builtins(entries: Any, folder: Path, where: str) -> list[Tool]:
 
 
 def _mcp_sources(entries: Any, folder: Path, where: str) -> list[ToolSource]:
-    from foreman.tools.mcp import MCPSource  # the mcp package loads only for teams using it
+    from foreman.tools.mcp import MCPServerSpec, MCPSource  # loads mcp only when used
 
     if not isinstance(entries, list):
         raise ConfigError(f"{where} must be a list of MCP servers.")
@@ -98,6 +103,8 @@ def _mcp_sources(entries: Any, folder: Path, where: str) -> list[ToolSource]:
         settings = dict(entry)
         name = settings.pop("name")
         label += f" ({name!r})"
+        if problems := unknown_keys(entry, MCPServerSpec.model_fields):
+            raise ConfigError(f"{label}: {'; '.join(problems)}.")
         try:
             for key in ("env", "headers"):
                 if isinstance(settings.get(key), dict):
