@@ -241,9 +241,9 @@ class MCPSource(ToolSource):
             with contextlib.suppress(BaseException):
                 await task
 
-    def _unusable(self, exc: Exception) -> ConfigError:
-        if isinstance(exc, ConfigError):  # its tools do not fit the settings
-            return ConfigError(f"MCP server {self.name!r}: {exc}.")
+    def _unusable(self, exc: BaseException) -> ConfigError:
+        if isinstance(leaf := _leaf(exc), ConfigError):  # its tools do not fit the settings
+            return ConfigError(f"MCP server {self.name!r}: {leaf}.")
         return ConfigError(
             f"MCP server {self.name!r} could not be reached: {self._ended}.{self._stderr_note()}"
         )
@@ -306,10 +306,16 @@ def result_text(result: CallToolResult) -> str:
     return "\n".join(parts)
 
 
-def _why(exc: BaseException) -> str:
-    """The first real error inside anyio's exception groups, on one line."""
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside anyio's exception groups."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _why(exc: BaseException) -> str:
+    """The first real error inside anyio's exception groups, on one line."""
+    exc = _leaf(exc)
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
