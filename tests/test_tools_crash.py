@@ -58,10 +58,15 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-async def stored(db: Path, run_id: str) -> tuple[list, list]:
+async def stored(db: Path, run_id: str) -> tuple[list, list, list]:
+    """The run's tool calls, approvals and model-call ledger, as the store keeps them."""
     store = SQLiteStore(db)
     try:
-        return await store.list_tool_calls(run_id=run_id), await store.list_approvals(None)
+        return (
+            await store.list_tool_calls(run_id=run_id),
+            await store.list_approvals(None),
+            await store.list_calls(run_id=run_id),
+        )
     finally:
         await store.aclose()
 
@@ -90,11 +95,15 @@ def test_a_kill_at_each_point_repeats_no_side_effect(
     ran = lines(tmp_path / "tool.log")
     # Cut short inside the tool: run again, with the same key, and deduplicated by it.
     assert ran == ([a, a, b] if point == "in_tool" else [a, b])
-    calls, _ = asyncio.run(stored(tmp_path / "runs.db", run_id))
+    calls, _, ledger = asyncio.run(stored(tmp_path / "runs.db", run_id))
     assert [(c.seq, c.tool, c.outcome.value) for c in calls] == [
         (1, "append_line", "ok"),
         (2, "append_line", "ok"),
     ]
+    # Each turn on the books once, with what it cost: stored with the turn, before the kill.
+    assert [(c.purpose.value, c.status.value, c.estimated) for c in ledger] == [
+        ("task", "ok", False)
+    ] * 3
 
 
 @pytest.mark.parametrize("point", ["call_started", "in_tool"])
@@ -108,7 +117,7 @@ def test_a_call_cut_short_of_a_tool_not_idempotent_asks_a_person(
 
     assert lines(tmp_path / "out.txt") == before  # not repeated silently
     assert lines(tmp_path / "model.log") == ["turn 0"]
-    _, approvals = asyncio.run(stored(tmp_path / "runs.db", run_id))
+    _, approvals, _ = asyncio.run(stored(tmp_path / "runs.db", run_id))
     assert [(a.task_id, a.tool, a.may_have_run, a.status) for a in approvals] == [
         ("t1#1", "append_line", True, ApprovalStatus.pending)
     ]
@@ -135,6 +144,18 @@ def test_a_call_cut_short_of_a_tool_not_idempotent_asks_a_person(
     assert resumed(tmp_path, run_id) == "succeeded"
 
     assert lines(tmp_path / "out.txt") == [*before, f"{run_id}:t1:2 b"]
-    calls, _ = asyncio.run(stored(tmp_path / "runs.db", run_id))
+    calls, _, _ = asyncio.run(stored(tmp_path / "runs.db", run_id))
     assert [(c.seq, c.outcome.value) for c in calls] == [(1, "rejected"), (2, "ok")]
     assert calls[0].result.startswith("rejected by the approver: ran already")
+
+
+def test_an_approved_high_risk_call_cut_short_is_asked_about_again(tmp_path: Path) -> None:
+    run_id = killed_at(tmp_path, "in_tool", "--high")  # approved by the first process
+
+    assert resumed(tmp_path, run_id, "--high") == "waiting_approval"
+
+    assert lines(tmp_path / "out.txt") == [f"{run_id}:t1:1 a"]  # not run a second time
+    _, approvals, _ = asyncio.run(stored(tmp_path / "runs.db", run_id))
+    assert [(a.task_id, a.may_have_run, a.status) for a in approvals] == [
+        ("t1#1", True, ApprovalStatus.pending)
+    ]

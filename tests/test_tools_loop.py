@@ -7,14 +7,15 @@ import asyncio
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from foreman import Orchestrator
+from foreman import Budget, Orchestrator
 from foreman.events import EVENT_ADAPTER, ToolCalled, ToolFinished
 from foreman.models.base import ModelRequest, ToolCall
 from foreman.results import RunStatus, TaskStatus
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
-from foreman.tools import Toolbox, ToolContext, ToolError, tool
+from foreman.tools import Tool, Toolbox, ToolContext, ToolError, tool
 from foreman.workers import Registry
 from helpers import Script, of_type, plan_of, task, worker, worker_requests
 
@@ -244,3 +245,160 @@ async def test_without_an_approver_a_high_risk_call_pauses_the_run_until_approve
     assert len(worker_requests(model)) == 1  # the stored first turn was not asked again
     calls = await store.list_tool_calls(run_id=result.run_id)
     assert [(c.tool, c.outcome.value, c.task_id) for c in calls] == [("send_email", "ok", "t1")]
+
+
+async def test_the_runs_budget_holds_every_turn_of_the_loop() -> None:
+    ran: list[int] = []
+
+    @tool
+    def step(n: int) -> str:
+        """One step."""
+        ran.append(n)
+        return "next"
+
+    result, _, model = await run(
+        team(step, allow=("step",)),
+        turns([call("step", n=1)], [call("step", n=2)], [call("step", n=3)], "done"),
+        budget=Budget(max_calls=2),
+    )
+
+    assert result.status is RunStatus.over_budget
+    assert len(worker_requests(model)) == 2  # the third turn was never asked
+    assert ran == [1, 2]
+
+
+async def test_medium_risk_tools_run_unasked_when_medium_is_auto_approved() -> None:
+    asked: list[Any] = []
+
+    @tool(risk="medium")
+    def rename(name: str) -> str:
+        """Rename."""
+        return f"renamed {name}"
+
+    result, _, _ = await run(
+        team(rename, allow=("rename",)),
+        turns([call("rename", name="x")], "done"),
+        approve=lambda approval: asked.append(approval) or True,
+        auto_approve="medium",
+    )
+
+    assert result.status is RunStatus.succeeded and asked == []
+
+
+async def test_an_approval_covers_only_the_arguments_it_showed() -> None:
+    asked: list[dict] = []
+
+    @tool(risk="high")
+    def pay(amount: int) -> str:
+        """Pay."""
+        return f"paid {amount}"
+
+    result, _, _ = await run(
+        team(pay, allow=("pay",)),
+        turns([call("pay", amount=5)], [call("pay", amount=500)], "done"),
+        approve=lambda approval: (
+            asked.append(approval.arguments) or approval.arguments == {"amount": 5}
+        ),
+    )
+
+    assert result.status is RunStatus.succeeded
+    assert asked == [{"amount": 5}, {"amount": 500}]  # each call asked on its own
+
+
+async def test_a_structured_worker_answers_in_its_schema_after_its_tool_calls() -> None:
+    class Total(BaseModel):
+        total: int
+
+    @tool
+    def price(item: str) -> int:
+        """The price of an item."""
+        return {"tea": 3, "cake": 4}[item]
+
+    result, _, model = await run(
+        team(price, allow=("price",), output_schema=Total),
+        turns([call("price", item="tea"), call("price", item="cake")], '{"total": 7}'),
+    )
+
+    assert result.tasks["t1"].output == Total(total=7)
+    assert all(request.output_schema for request in worker_requests(model))
+
+
+async def test_a_revision_is_a_new_loop_numbering_its_calls_on() -> None:
+    @tool
+    def draft(text: str) -> str:
+        """Keep a draft."""
+        return "kept"
+
+    store = MemoryStore()
+    registry = Registry(
+        [worker("calc", tools=("draft",)), worker("reviewer")], tools=Toolbox([draft])
+    )
+    model = ScriptedModel(
+        Script(
+            PLAN,
+            tasks={"do t1": turns([call("draft", text="v")], "version")},
+            review=[
+                '{"approved": false, "reasons": ["more"]}',
+                '{"approved": true, "reasons": []}',
+            ],
+        )
+    )
+    orchestrator = Orchestrator(
+        registry, model=model, store=store, validator="reviewer", assembly="concat"
+    )
+    result = await orchestrator.run("x", plan=PLAN)
+
+    assert result.tasks["t1"].revisions == 1
+    calls = await store.list_tool_calls(run_id=result.run_id)
+    assert [(c.key, c.loop) for c in calls] == [("t1#1", 0), ("t1#2", 1)]
+    turns_stored = await store.list_tool_turns(result.run_id, "t1")
+    assert [(t.loop, t.turn) for t in turns_stored] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+
+
+async def test_a_delegated_worker_runs_its_tool_loop_in_delegate_mode() -> None:
+    looked: list[str] = []
+
+    @tool
+    def lookup(term: str) -> str:
+        """Look up."""
+        looked.append(term)
+        return "found"
+
+    def answer(request: ModelRequest) -> Any:
+        names = {spec.name for spec in request.tools}
+        turn = sum(message.role == "assistant" for message in request.messages)
+        if "lookup" in names:  # the worker's own loop
+            return [call("lookup", term="dns")] if turn == 0 else "dns is found"
+        if turn == 0:  # the orchestrator delegates to the worker, then answers
+            return [ToolCall(id="", name="calc", arguments={"instructions": "look dns up"})]
+        return "DONE"
+
+    model = ScriptedModel(answer)
+    orchestrator = Orchestrator(team(lookup, allow=("lookup",)), model=model, mode="delegate")
+    result = await orchestrator.run("x")
+
+    assert result.status is RunStatus.succeeded and result.answer == "DONE"
+    assert looked == ["dns"]
+
+
+async def test_a_tool_written_as_a_class_works_like_a_function_tool() -> None:
+    seen: list[str] = []
+
+    class Clock(Tool):
+        name = "clock"
+        description = "The time."
+        parameters = {"type": "object", "properties": {"zone": {"type": "string"}}}
+
+        async def call(self, arguments: dict[str, Any], context: ToolContext) -> str:
+            seen.append(context.idempotency_key)
+            return {"zone": arguments["zone"], "time": "12:00"}  # type: ignore[return-value]
+
+    result, _, model = await run(
+        team(Clock(), allow=("clock",)), turns([call("clock", zone="UTC")], "noon")
+    )
+
+    assert result.tasks["t1"].output == "noon"
+    assert worker_requests(model)[1].messages[-1].tool_results[0].content == (
+        '{"zone": "UTC", "time": "12:00"}'
+    )
+    assert seen == [f"{result.run_id}:t1:1"]

@@ -1,6 +1,6 @@
 """A run whose worker appends lines to a file through a tool, stopped dead at one point.
 
-    python tests/tools_crash_driver.py DB DIR POINT [--idempotent] [--resume RUN]
+    python tests/tools_crash_driver.py DB DIR POINT [--idempotent] [--high] [--resume RUN]
 
 The worker's tool loop (scripted) calls ``append_line`` with "a", then with "b", then
 answers. POINT is where this process stops for the test to ``kill -9`` it: it prints
@@ -12,7 +12,9 @@ not asked), ``task_checkpoint`` (the last turn answered, the task's checkpoint n
 written); ``none`` never stops. With ``--resume RUN`` it resumes that run instead.
 
 The tool appends ``<idempotency key> <line>`` to DIR/out.txt; ``--idempotent`` declares it
-idempotent, and it then skips a key it finds there (deduplication by the key). Every
+idempotent, and it then skips a key it finds there (deduplication by the key);
+``--high`` makes it high risk, each call approved by a callback in the first process
+(none in a resumed one). Every
 start of the tool is logged to DIR/tool.log and every model turn asked to DIR/model.log,
 before they act, so the test counts even what a kill cut short. Prints ``RESULT
 <status>`` at the end.
@@ -45,12 +47,12 @@ def halt(point: str) -> None:
 
 def main() -> None:
     db, folder, point = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    idempotent = "--idempotent" in sys.argv
+    idempotent, high = "--idempotent" in sys.argv, "--high" in sys.argv
     resume = sys.argv[sys.argv.index("--resume") + 1] if "--resume" in sys.argv else None
     stop = point if resume is None else "none"
     out, tool_log, model_log = folder / "out.txt", folder / "tool.log", folder / "model.log"
 
-    @tool(idempotent=idempotent)
+    @tool(idempotent=idempotent, risk="high" if high else "low")
     def append_line(line: str, context: ToolContext) -> str:
         """Append a line to the output file."""
         with tool_log.open("a") as log:
@@ -69,8 +71,8 @@ def main() -> None:
         return f"appended {line}"
 
     class Stopping(SQLiteStore):
-        async def save_tool_turn(self, record) -> None:
-            await super().save_tool_turn(record)
+        async def save_tool_turn(self, record, calls=()) -> None:
+            await super().save_tool_turn(record, calls)
             if stop == "turn_stored" and record.turn == 1:
                 await asyncio.to_thread(halt, stop)
 
@@ -109,7 +111,11 @@ def main() -> None:
 
     async def go() -> None:
         orchestrator = Orchestrator(
-            registry, model=ScriptedModel(answer), store=Stopping(db), assembly="concat"
+            registry,
+            model=ScriptedModel(answer),
+            store=Stopping(db),
+            assembly="concat",
+            approve=(lambda approval: True) if high and resume is None else None,
         )
         async with orchestrator:
             if resume is not None:

@@ -124,8 +124,10 @@ class ApprovalDecided(_Event):
 
 
 class ToolCalled(_Event):
-    """A worker's tool call is about to run (or be refused): the exact tool and
-    arguments the model asked for. ``key`` (``<task>#<n>``) names it in approvals."""
+    """A worker's tool call is about to run, or to be refused: the exact tool and
+    arguments the model asked for. A risky call's ``approval_requested`` (and decision)
+    comes first; a call waiting for a person has none yet. ``key`` (``<task>#<n>``)
+    names the call in approvals."""
 
     type: Literal["tool_called"] = "tool_called"
     task_id: str

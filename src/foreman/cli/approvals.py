@@ -196,7 +196,7 @@ class TerminalApprover:
                         f" ({approval.risk.value} risk)\n",
                         (f"{MAY_HAVE_RUN}\n" if approval.may_have_run else "", "bold red"),
                         f"{literal(approval.instructions)}\n\n",
-                        ("Worker input:", "dim"),
+                        ("Tool arguments:" if approval.tool else "Worker input:", "dim"),
                         f"\n{literal(approval.inputs[:SHOWN_INPUT])}",
                         (_cut_note(approval), "dim"),
                     ),
@@ -216,7 +216,8 @@ class TerminalApprover:
                 )
                 approved = typed.strip() == approval.task_id
             else:
-                approved = Confirm.ask("Run this task?", console=self.console, default=False)
+                what = "tool call" if approval.tool else "task"
+                approved = Confirm.ask(f"Run this {what}?", console=self.console, default=False)
             if approved:
                 approval.note = Prompt.ask("Note (optional)", console=self.console, default="")
             else:

@@ -78,7 +78,8 @@ class TaskRunner:
         self.nested = nested
         #: Where tool loops are checkpointed, so resume never repeats a tool call.
         self.tool_journal = tool_journal
-        self._loops: dict[str, int] = {}  # task -> tool loops started in its execution
+        #: task -> (tool loops started, tool calls numbered) in its current execution
+        self._loops: dict[str, tuple[int, int]] = {}
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -111,7 +112,7 @@ class TaskRunner:
             return await self.nested(task, worker, inputs, missing, user)
         self.emit(TaskStarted(run_id=self.run_id, task_id=task.id, worker=worker.name))
         started = time.perf_counter()
-        self._loops[task.id] = 0
+        self._loops[task.id] = (0, 0)
         try:
             outcome = await self._produce(task, worker, user)
             if outcome.error is not None:
@@ -121,9 +122,13 @@ class TaskRunner:
             approved, revisions, reviews, unreviewed = await self._quality_gate(
                 task, worker, inputs, outcome
             )
-        except ApprovalPending:  # a tool call waits for a person: resume continues the loop
+        except ApprovalPending as pending:  # a tool call waits: resume continues the loop
             return TaskResult(
-                task_id=task.id, worker=worker.name, status=TaskStatus.waiting, input=user
+                task_id=task.id,
+                worker=worker.name,
+                status=TaskStatus.waiting,
+                input=user,
+                waiting_on=pending.key,
             )
         result = TaskResult(
             task_id=task.id,
@@ -228,9 +233,8 @@ class TaskRunner:
         except Exception as exc:
             why = f"the tools of worker {worker.name!r} are unavailable: {exc}"
             return CallOutcome(error=ModelError(why))
-        loop = self._loops.get(task.id, 0)
-        self._loops[task.id] = loop + 1
-        return await ToolLoop(
+        loop, numbered = self._loops.get(task.id, (0, 0))
+        tool_loop = ToolLoop(
             run_id=self.run_id,
             task_id=task.id,
             worker=worker,
@@ -240,11 +244,16 @@ class TaskRunner:
             gate=self.gate,
             journal=self.tool_journal,
             loop=loop,
+            numbered=numbered,
             call_timeout=timeout_for(worker, self.timeout),
             on_retry=on_retry,
             on_fallback=on_fallback,
             scope=scope,
-        ).run(system, user, worker.output_schema)
+        )
+        try:
+            return await tool_loop.run(system, user, worker.output_schema)
+        finally:  # a later loop of the task (fallback, revision) numbers on from here
+            self._loops[task.id] = (loop + 1, tool_loop.numbered)
 
     def _models_of(self, worker: Worker) -> list:
         models = [self.models.get(worker.model)]

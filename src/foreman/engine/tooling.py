@@ -25,12 +25,13 @@ from typing import Any, Protocol
 
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import OnFallback, answer_parser, call_request, schema_of
+from foreman.engine.journal import RunJournal
 from foreman.errors import ModelError, ToolError
 from foreman.events import ToolCalled, ToolFinished
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolResult
 from foreman.models.retry import CallLog, CallOutcome, OnRetry
-from foreman.store.base import Store
-from foreman.tools.base import Tool, ToolContext
+from foreman.tools.base import RiskLevel, Tool, ToolContext
+from foreman.tools.function import as_text
 from foreman.tools.records import (
     ToolCallRecord,
     ToolCallStatus,
@@ -59,25 +60,26 @@ class ToolJournal(Protocol):
 
 @dataclass(frozen=True)
 class StoreToolJournal:
-    """The tool journal of one run in its store (``Store.save_tool_call`` and kin)."""
+    """The tool journal of one run in its store, written through the run's journal (a
+    turn rides with the ledger records so far); a call is written on its own, at once."""
 
-    store: Store
-    run_id: str
+    journal: RunJournal
 
     async def load(self, task_id: str) -> tuple[list[ToolTurnRecord], list[ToolCallRecord]]:
-        turns = await self.store.list_tool_turns(self.run_id, task_id)
-        return turns, await self.store.list_tool_calls(self.run_id, task_id)
+        store, run_id = self.journal.store, self.journal.run_id
+        turns = await store.list_tool_turns(run_id, task_id)
+        return turns, await store.list_tool_calls(run_id, task_id)
 
     async def save_turn(self, record: ToolTurnRecord) -> None:
-        await self.store.save_tool_turn(record)
+        await self.journal.save_tool_turn(record)
 
     async def save_call(self, record: ToolCallRecord) -> None:
-        await self.store.save_tool_call(record)
+        await self.journal.store.save_tool_call(record)
 
 
-def tool_journal(store: Store, run_id: str) -> ToolJournal | None:
+def tool_journal(journal: RunJournal) -> ToolJournal | None:
     """The run's tool journal, or None for a store that keeps none."""
-    return StoreToolJournal(store, run_id) if store.supports_tool_journal else None
+    return StoreToolJournal(journal) if journal.store.supports_tool_journal else None
 
 
 class ApprovalPending(Exception):
@@ -102,6 +104,8 @@ class ToolLoop:
     journal: ToolJournal | None = None
     #: Which loop of the task this is (a fallback worker's or a revision's is another).
     loop: int = 0
+    #: The task's tool calls numbered by its earlier loops; ``run`` moves it on.
+    numbered: int = 0
     call_timeout: float | None = None
     on_retry: OnRetry | None = None
     on_fallback: OnFallback | None = None
@@ -116,7 +120,6 @@ class ToolLoop:
         parse = answer_parser(output_schema)
         messages = [Message(role="user", content=user)]
         outcome = CallOutcome()
-        seq = sum(1 for record in calls.values() if record.loop < self.loop)
         for turn in range(1, self.worker.max_tool_turns + 1):
             last = turn == self.worker.max_tool_turns
             request = ModelRequest(
@@ -155,9 +158,10 @@ class ToolLoop:
                 return outcome
             messages.append(response.as_message())
             numbered = [
-                (seq + index + 1, index, call) for index, call in enumerate(response.tool_calls)
+                (self.numbered + index + 1, index, call)
+                for index, call in enumerate(response.tool_calls)
             ]
-            seq += len(numbered)
+            self.numbered += len(numbered)
             results = await asyncio.gather(
                 *(
                     self._call(number, turn, index, call, allowed, calls.get(number))
@@ -224,41 +228,48 @@ class ToolLoop:
             arguments=call.arguments,
             idempotency_key=idempotency_key(self.run_id, self.task_id, seq),
         )
-        self.emit(
-            ToolCalled(
-                run_id=self.run_id,
-                task_id=self.task_id,
-                worker=self.worker.name,
-                tool=call.name,
-                arguments=call.arguments,
-                call_id=call.id,
-                key=record.key,
-            )
-        )
         tool = allowed.get(call.name)
         if tool is None:
             why = (
                 f"the tool {call.name!r} is not allowed for the worker {self.worker.name!r}; "
                 f"it can call: {', '.join(sorted(allowed)) or 'no tools'}"
             )
-            return await self._finish(record, ToolOutcome.refused, why)
-        if self.gate is None and tool.risk.value != "low":
+            return await self._finish(self._called(record), ToolOutcome.refused, why)
+        cut_short = stored is not None  # started before, never finished: may have run
+        if self.gate is None and (tool.risk is not RiskLevel.low or cut_short):
             why = f"the tool {tool.name!r} needs an approval and this run has no approver"
-            return await self._finish(record, ToolOutcome.rejected, why)
-        if self.gate is not None:
+            return await self._finish(self._called(record), ToolOutcome.rejected, why)
+        if self.gate is not None:  # approval_requested comes before tool_called
             decision = await self.gate.check_tool(
                 self.run_id,
                 record.key,
                 self.worker,
                 tool,
                 call.arguments,
-                may_have_run=stored is not None,
+                may_have_run=cut_short,
             )
             if decision.verdict == "wait":
                 raise ApprovalPending(record.key)
             if decision.verdict == "reject":
-                return await self._finish(record, ToolOutcome.rejected, str(decision.reason))
-        return await self._execute(tool, record)
+                why = str(decision.reason)
+                return await self._finish(self._called(record), ToolOutcome.rejected, why)
+        return await self._execute(tool, self._called(record))
+
+    def _called(self, record: ToolCallRecord) -> ToolCallRecord:
+        """Announce the call (``tool_called``) once its fate is settled, before it runs
+        or is refused."""
+        self.emit(
+            ToolCalled(
+                run_id=self.run_id,
+                task_id=self.task_id,
+                worker=self.worker.name,
+                tool=record.tool,
+                arguments=record.arguments,
+                call_id=record.call_id,
+                key=record.key,
+            )
+        )
+        return record
 
     async def _execute(self, tool: Tool, record: ToolCallRecord) -> ToolResult:
         if self.journal is not None:
@@ -273,7 +284,7 @@ class ToolLoop:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(tool.timeout):
-                text = await tool.call(record.arguments, context)
+                text = as_text(await tool.call(record.arguments, context))  # str, by contract
         except TimeoutError:
             text, outcome = f"the tool {tool.name} gave no result within {tool.timeout:g}s", None
         except ToolError as exc:

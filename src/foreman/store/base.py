@@ -311,8 +311,11 @@ class Store(ABC):
         """Release files and threads; safe to call more than once."""
 
     # tool loops: optional (``supports_tool_journal``); the built-in stores have them
-    async def save_tool_turn(self, record: ToolTurnRecord) -> None:
-        """Store an answered model turn of a task's tool loop (replacing the same turn)."""
+    async def save_tool_turn(
+        self, record: ToolTurnRecord, calls: Sequence[CallRecord] = ()
+    ) -> None:
+        """Store an answered model turn of a task's tool loop (replacing the same turn),
+        with the ledger records so far, in one write: a crash after it loses neither."""
         raise NotImplementedError(f"{type(self).__name__} keeps no tool journal.")
 
     async def save_tool_call(self, record: ToolCallRecord) -> None:

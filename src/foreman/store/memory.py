@@ -384,10 +384,13 @@ class MemoryStore(Store):
         return started.model_copy()
 
     # tool loops
-    async def save_tool_turn(self, record: ToolTurnRecord) -> None:
+    async def save_tool_turn(
+        self, record: ToolTurnRecord, calls: Sequence[CallRecord] = ()
+    ) -> None:
         self._run(record.run_id)
         key = (record.task_id, record.loop, record.turn)
         self._tool_turns[record.run_id][key] = record.model_copy(deep=True)
+        self._put_calls(record.run_id, calls)
 
     async def save_tool_call(self, record: ToolCallRecord) -> None:
         self._run(record.run_id)

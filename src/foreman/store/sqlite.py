@@ -756,11 +756,16 @@ class SQLiteStore(Store):
         return await self._run(write)
 
     # tool loops
-    async def save_tool_turn(self, record: ToolTurnRecord) -> None:
+    async def save_tool_turn(
+        self, record: ToolTurnRecord, calls: Sequence[CallRecord] = ()
+    ) -> None:
+        call_rows = rows_of_calls(calls)
+
         def write(db: sqlite3.Connection) -> None:
             with self._transaction(db):
                 require_run(db, record.run_id, self.path)
                 put_turn(db, record)
+                put_calls(db, call_rows)
 
         await self._run(write)
 

@@ -35,7 +35,7 @@ def task_runner(run: Execution, *, hints: bool = False) -> TaskRunner:
         ledger=run.journal.ledger,
         hints=hints,
         nested=nested_tasks(run),
-        tool_journal=tool_journal(deps.store, run.run_id),
+        tool_journal=tool_journal(run.journal),
     )
 
 

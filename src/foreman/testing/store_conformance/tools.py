@@ -11,7 +11,7 @@ import pytest
 from foreman.models.base import ModelResponse, ToolCall
 from foreman.store.base import Store
 from foreman.testing.store_conformance._harness import Harness, store_test
-from foreman.testing.store_conformance.records import run_record
+from foreman.testing.store_conformance.records import call, run_record
 from foreman.tools.records import (
     ToolCallRecord,
     ToolCallStatus,
@@ -105,6 +105,14 @@ class ToolJournalTests(Harness):
         assert [(t.loop, t.turn) for t in turns] == [(0, 1), (0, 2), (1, 1)]
         assert turns[0] == turn("r1", "t1", 1).model_copy(update={"at": turns[0].at})
         assert len(await store.list_tool_turns("r1")) == 4
+
+    @store_test
+    async def test_a_turn_is_stored_with_the_ledger_records_so_far(self, store: Store) -> None:
+        self._journal(store)
+        await store.create_run(run_record("r1"))
+        await store.save_tool_turn(turn("r1", "t1", 1), [call("c1", "r1"), call("c2", "r1")])
+        assert [c.call_id for c in await store.list_calls(run_id="r1")] == ["c1", "c2"]
+        assert (await store.get_run("r1")).calls == 2
 
     @store_test
     async def test_deleting_a_run_deletes_its_tool_journal(self, store: Store) -> None:
