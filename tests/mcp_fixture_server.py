@@ -44,6 +44,12 @@ def whoami(note: str, ctx: Context) -> str:
     )
 
 
+@server.tool(name="notes.search")
+def search_notes(query: str) -> str:
+    """A tool whose name has a dot, which model providers do not accept."""
+    return f"no notes about {query}"
+
+
 @server.tool()
 def refuse(reason: str) -> str:
     """Always fails, with the reason given (an anticipated failure: its text reaches the

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,15 @@ async def test_a_stdio_servers_tools_are_tools_like_any_other(tmp_path: Path) ->
     box = Toolbox(sources=[source])
     try:
         await box.open()
-        assert sorted(box.names()) == ["fx_add", "fx_refuse", "fx_slow", "fx_whoami"]
+        assert sorted(box.names()) == [
+            "fx_add",
+            "fx_notes_search",  # notes.search, as providers accept names
+            "fx_refuse",
+            "fx_slow",
+            "fx_whoami",
+        ]
+        search = box.get("fx_notes_search")
+        assert await search.call({"query": "llamas"}, context()) == "no notes about llamas"
         add = box.get("fx_add")
         assert add is not None
         assert add.description == "Add two whole numbers."
@@ -84,6 +93,18 @@ async def test_errors_reach_the_model_as_tool_errors() -> None:
         await source.aclose()
     with pytest.raises(ToolError, match="MCP server 'fixture' is not connected"):
         await tools["add"].call({"a": 1, "b": 1}, context())
+
+
+async def test_a_server_that_dies_is_a_tool_error_not_a_hang() -> None:
+    source = stdio()
+    tools = {t.name: t for t in await source.open()}
+    try:
+        pid = json.loads(await tools["whoami"].call({"note": "x"}, context()))["pid"]
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(ToolError, match="MCP server 'fixture'"):
+            await tools["add"].call({"a": 1, "b": 1}, context())
+    finally:
+        await source.aclose()
 
 
 async def test_open_and_close_are_idempotent_and_reopen_works() -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import tempfile
 from typing import IO, Any
 
@@ -44,6 +45,7 @@ from foreman.tools.base import RiskLevel, Tool, ToolContext, ToolSource
 
 #: The ``_meta`` key a call's idempotency key travels under.
 IDEMPOTENCY_META_KEY = "foreman/idempotency-key"
+_NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_\-]")
 #: Characters of a stdio server's stderr quoted to explain a server that would not start.
 _STDERR_TAIL = 2_000
 
@@ -209,7 +211,7 @@ class MCPSource(ToolSource):
                 MCPTool(
                     self,
                     remote=listed.name,
-                    name=self.spec.prefix + listed.name,
+                    name=tool_name(self.spec.prefix + listed.name),
                     description=listed.description or listed.title or "",
                     parameters=listed.input_schema,
                     risk=self.spec.tool_risk.get(listed.name, self.spec.risk),
@@ -287,6 +289,13 @@ class MCPTool(Tool):
         if result.is_error:
             raise ToolError(text or f"{self.name} failed (the server gave no reason).")
         return text
+
+
+def tool_name(name: str) -> str:
+    """A server's tool name as providers accept it (letters, digits, ``_`` and ``-``, at
+    most 64): ``notes.search`` is offered as ``notes_search`` (and still called by its own
+    name on the server)."""
+    return _NOT_IN_NAMES.sub("_", name)[:64]
 
 
 def result_text(result: CallToolResult) -> str:
