@@ -416,6 +416,8 @@ def test_run_options_reach_the_run(scripted) -> None:
         "memory": True,
         "memory_limit": 1000,
         "memory_top_k": 3,
+        "builtin_tools": [],
+        "tool_root": None,
     }
     assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner
     planner_schema = model.requests[0].output_schema

@@ -324,7 +324,10 @@ class Orchestrator:
             memory_top_k=settings.memory_top_k,
             **objects,
         )
-        orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
+        kept = {"team", "builtin_tools", "tool_root"}  # what the caller built ``workers`` from
+        orchestrator.config = orchestrator.config.model_copy(
+            update={key: getattr(settings, key) for key in kept}
+        )
         return orchestrator
 
     @property
@@ -530,7 +533,9 @@ class Orchestrator:
         return asyncio.run(run_and_close())
 
     async def aclose(self) -> None:
-        """Close model clients and the store; ``async with orchestrator:`` does it for you."""
+        """Close model clients, tool sources (MCP servers) and the store; ``async with
+        orchestrator:`` does it for you."""
+        await self.registry.tools.aclose()
         await self.models.aclose()
         await self.embedder.aclose()
         await self.store.aclose()

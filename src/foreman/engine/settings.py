@@ -96,6 +96,11 @@ class RunSettings(BaseModel):
     #: Most memories the store keeps (the oldest go), and how many a worker is shown.
     memory_limit: int | None = Field(None, ge=1)
     memory_top_k: int | None = Field(None, ge=0)
+    #: Built-in tools the run enables (``foreman run --allow-tool``), added to the team's
+    #: toolbox for the workers that name them; ``tool_root`` is the absolute directory
+    #: the file tools and ``shell`` are confined to. A resumed run enables the same.
+    builtin_tools: tuple[str, ...] = ()
+    tool_root: str | None = None
 
     def recorded(self) -> dict[str, Any]:
         """The settings as stored with a run (plain JSON)."""

@@ -23,6 +23,9 @@ A ``replan:`` section says when the orchestrator revises the plan (docs/replanni
 A ``patterns:`` section names pipelines, fan-outs and generator-evaluators built from the
 file's workers (``foreman.workers.patterns``; ``foreman run --pattern NAME`` runs one).
 
+A ``tools:`` section declares the tools workers may name in their ``tools:`` lists:
+built-in tools, MCP servers and Python functions (``foreman.workers.team_tools``).
+
 A ``router:`` section has a router choose each task's worker instead of the planner
 (docs/routing.md); ``memory:`` turns on memory across runs (docs/memory.md); ``embedder:``
 names the embedder both use (``local``, the default, or ``openai:MODEL``):
@@ -47,10 +50,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.ledger.budget import Budget, budget_from
 from foreman.tools.toolbox import Toolbox
-from foreman.workers.default_team import DEFAULT_WORKERS
+from foreman.workers.default_team import DEFAULT_TOOLS, DEFAULT_WORKERS
 from foreman.workers.nested import check_no_cycle, worker_of
 from foreman.workers.patterns import PatternSpec
 from foreman.workers.spec import Worker, unknown_keys
+from foreman.workers.team_tools import team_toolbox
 
 #: How a run is driven: a plan written up front, or a tool-calling orchestrator.
 RunMode = Literal["plan", "delegate"]
@@ -119,9 +123,27 @@ class Registry:
             self.add(worker)
 
     @classmethod
-    def default(cls) -> Registry:
-        """The built-in team: researcher, analyst, writer, coder, summariser, fact_checker."""
-        return cls(DEFAULT_WORKERS)
+    def default(cls, *, tools: Toolbox | None = None) -> Registry:
+        """The built-in team: researcher, analyst, writer, coder, summariser, fact_checker.
+
+        The researcher may call ``read_file``, ``list_files`` and ``fetch``, the coder those
+        and ``write_file`` and ``shell``, when ``tools`` has them (``builtin_tools``); with
+        no tools, each worker is one model call."""
+        registry = cls(DEFAULT_WORKERS, tools=tools)
+        registry.equip_default_workers()
+        return registry
+
+    def equip_default_workers(self) -> None:
+        """Give the built-in researcher and coder (as shipped, not a team file's workers
+        of the same name) the built-in tools of ``DEFAULT_TOOLS`` this toolbox has."""
+        for shipped in DEFAULT_WORKERS:
+            if self._workers.get(shipped.name) != shipped:
+                continue
+            usable = tuple(
+                name for name in DEFAULT_TOOLS.get(shipped.name, ()) if name in self.tools
+            )
+            if usable:
+                self._workers[shipped.name] = shipped.model_copy(update={"tools": usable})
 
     def add(self, worker: Worker) -> None:
         self._workers[worker.name] = worker
@@ -168,6 +190,7 @@ TEAM_KEYS = (
     "patterns",
     "replan",
     "mode",
+    "tools",
     "router",
     "memory",
     "embedder",
@@ -226,6 +249,8 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
             )
         registry.mode = mode
     _load_routing(path, data, registry)
+    if (tools := data.get("tools")) is not None:
+        registry.tools = team_toolbox(tools, path)
     defined: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
         try:
@@ -248,6 +273,7 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
             f"Team file {path}: the router's fallback {registry.router.fallback!r} is not a "
             f"worker. Known workers: {', '.join(registry.names())}."
         )
+    registry.equip_default_workers()
     _load_patterns(path, data.get("patterns", []), registry)
     return registry
 
