@@ -291,6 +291,29 @@ def test_foreman_run_router_llm_with_a_fallback_end_to_end(tmp_path: Path) -> No
     assert routed == [("coder", False), ("writer", True)]
 
 
+def test_foreman_run_mode_delegate_router_embedding_end_to_end(tmp_path: Path) -> None:
+    turns = [
+        [{"worker": DELEGATE_TOOL, "instructions": "Fix the bug in this Python code."}],
+        "done",
+    ]
+    done = run_cli(
+        tmp_path,
+        {"plan": PLAN, "turns": turns},
+        "run",
+        "a request",
+        "--mode",
+        "delegate",
+        "--router",
+        "embedding",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    routed = [(e["task_id"], e["worker"]) for e in events if e["type"] == "task_routed"]
+    assert routed == [("d1-1", "coder")]
+    assert events[-1]["result"]["answer"] == "done"
+
+
 def test_an_unknown_router_fallback_is_a_usage_error(tmp_path: Path) -> None:
     done = run_cli(
         tmp_path,
