@@ -402,3 +402,45 @@ async def test_a_tool_written_as_a_class_works_like_a_function_tool() -> None:
         '{"zone": "UTC", "time": "12:00"}'
     )
     assert seen == [f"{result.run_id}:t1:1"]
+
+
+async def test_an_allow_list_that_matches_no_tool_is_logged_and_the_call_is_plain(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @tool
+    def search(q: str) -> str:
+        """Search."""
+        return "found"
+
+    with caplog.at_level("WARNING", logger="foreman.engine.tooling"):
+        result, _, model = await run(team(search, allow=("serach",)), "plain answer")
+
+    assert result.tasks["t1"].output == "plain answer"
+    assert [request.tools for request in worker_requests(model)] == [[]]
+    (warning,) = [r.getMessage() for r in caplog.records if "serach" in r.getMessage()]
+    assert "which no tool matches (known: search)" in warning
+
+
+async def test_a_loop_without_an_approval_gate_never_runs_a_risky_call() -> None:
+    from foreman.engine.tooling import ToolLoop
+
+    ran: list[str] = []
+
+    @tool(risk="medium")
+    def move(path: str) -> str:
+        """Move a file."""
+        ran.append(path)
+        return "moved"
+
+    events: list[Any] = []
+    model = ScriptedModel(turns([call("move", path="a")], "ok"))
+    loop = ToolLoop(
+        run_id="r", task_id="t1", worker=worker("w", tools=("move",)), tools=[move],
+        models=[model], emit=events.append,
+    )  # fmt: skip
+
+    outcome = await loop.run("system", "user")
+
+    assert outcome.output == "ok" and ran == []
+    (finished,) = of_type(events, ToolFinished)
+    assert finished.outcome.value == "rejected" and "no approver" in finished.result
