@@ -327,3 +327,27 @@ def test_an_unknown_router_fallback_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "ghost" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_the_tasks_a_revision_adds_are_routed_too() -> None:
+    from helpers import plan_of, task
+    from replan_helpers import KEEP, model, states
+
+    fix = {"id": "t2", "worker": "writer", "instructions": "Fix the bug in this Python code."}
+    fix["depends_on"] = ["t1"]
+
+    def revise(shown: dict[str, Any]) -> dict[str, Any]:
+        if "t2" in states(shown):
+            return KEEP
+        return {"reason": "a bug", "add": [fix], "change": [], "drop": []}
+
+    scripted = model(plan_of(task("t1")), revise)
+    events: list[Any] = []
+    orchestrator = Orchestrator(
+        model=scripted, replan="always", router="embedding", embedder=WordsEmbedder()
+    )
+    result = await orchestrator.run("req", on_event=events.append)
+    assert result.plan.task("t2").worker == "coder"
+    routed = [(e.task_id, e.worker, e.planned_worker) for e in events if isinstance(e, TaskRouted)]
+    assert ("t2", "coder", "writer") in routed
+    assert result.tasks["t2"].worker == "coder"
