@@ -8,7 +8,7 @@ from foreman.errors import BudgetExceededError, ForemanError
 from foreman.ledger.budget import Budget
 from foreman.models import Model, ModelRequest, ModelResponse, load_model
 from foreman.plan import Plan, Task
-from foreman.tools import Tool, ToolContext, ToolError, Toolbox, tool
+from foreman.tools import Tool, Toolbox, ToolContext, ToolError, tool
 from foreman.workers import Registry, RetryPolicy, RiskLevel, Worker, load_team
 
 __all__ = [

@@ -124,7 +124,7 @@ def _arguments_model(
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, default)
     if len(fields) == 1:
-        (only, (annotation, _)), = fields.items()
+        ((only, (annotation, _)),) = fields.items()
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             return annotation, context_param, only
     model = create_model(
