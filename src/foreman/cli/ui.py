@@ -53,7 +53,7 @@ def ui(
     except ModuleNotFoundError as exc:
         if exc.name not in UI_MODULES:
             raise
-        err.print(INSTALL_HINT, markup=False, highlight=False)
+        err.print(INSTALL_HINT, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     try:
         serve(db, host=host, port=port, token=token, announce=lambda line: print(line, flush=True))
