@@ -19,6 +19,7 @@ from foreman.testing import ScriptedModel
 from foreman.web.app import create_app
 from foreman.web.live import ChangeFeed
 from foreman.workers import Registry
+from foreman.workers.nested import TeamWorker
 from foreman.workers.spec import RiskLevel
 from helpers import Script, plan_of, task, worker
 
@@ -231,3 +232,50 @@ def test_a_missing_store_is_an_empty_dashboard(tmp_path) -> None:
         assert get(opened, "/api/approvals") == {"approvals": []}
     assert not (tmp_path / "absent.db").exists()
     assert os.environ["FOREMAN_DB"] != str(tmp_path / "absent.db")
+
+
+def test_nested_runs_sit_inside_their_parent(tmp_path) -> None:
+    """A team worker's task runs as a nested run: listed inside its parent, with its place
+    in the hierarchy, and an approval deep inside names the top-level run to resume."""
+
+    async def make() -> str:
+        store = SQLiteStore(tmp_path / "nested.db")
+        model = ScriptedModel(Script(plan_of(task("c1", "checker"), task("c2", "publisher", "c1"))))
+        child = Orchestrator(
+            [worker("checker"), worker("publisher", risk=RiskLevel.medium)], model=model
+        )
+        review = TeamWorker(name="review", description="Reviews and publishes.", team=child)
+        top = Orchestrator([worker("researcher"), review], model=model, store=store)
+        try:
+            plan = plan_of(task("t1", "researcher"), task("t2", "review", "t1"))
+            return (await top.run("Write and publish", plan=plan)).run_id
+        finally:
+            await store.aclose()
+
+    top_id = asyncio.run(make())
+    nested_id = f"{top_id}.t2"
+    store = SQLiteStore(tmp_path / "nested.db", create=False)
+    with TestClient(create_app(store, close_store=True), base_url=BASE) as opened:
+        assert [r["run_id"] for r in get(opened, "/api/runs")["runs"]] == [top_id]
+        every = get(opened, "/api/runs?nested=true")["runs"]
+        assert {r["run_id"] for r in every} == {top_id, nested_id}
+        top = get(opened, f"/api/runs/{top_id}")
+        assert [c["run_id"] for c in top["children"]] == [nested_id]
+        assert top["children"][0]["parent_task_id"] == "t2"
+        inner = get(opened, f"/api/runs/{nested_id}")
+        assert inner["path"] == [top_id, nested_id]
+        assert {t["task_id"]: t["status"] for t in inner["tasks"]}["c2"] == "waiting"
+        t2 = get(opened, f"/api/runs/{top_id}/tasks/t2")
+        assert [r["run_id"] for r in t2["nested_runs"]] == [nested_id]
+
+        [pending] = get(opened, "/api/approvals")["approvals"]
+        assert pending["run_path"] == [top_id, nested_id]
+        decided = opened.post(
+            f"/api/runs/{nested_id}/tasks/c2/approve",
+            json={"inputs_sha256": pending["inputs_sha256"]},
+            headers=DECIDE,
+        )
+        assert decided.json()["message"] == (
+            f"Task c2 of run {nested_id} approved. "
+            f"Continue it with: foreman resume {top_id} (nested in run {top_id})"
+        )

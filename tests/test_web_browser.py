@@ -149,3 +149,22 @@ def test_the_token_gates_the_page(tmp_path, page) -> None:
         page.locator("#runs tbody tr").first.wait_for(timeout=WAIT_MS)
         assert "token" not in page.url  # the token left the address bar
         page.wait_for_selector("#live.on", timeout=WAIT_MS)  # the event stream got in too
+
+
+def test_find_the_most_expensive_worker(tmp_path, page, monkeypatch) -> None:
+    monkeypatch.setenv("FOREMAN_PRICES", '{"scripted": [3, 15]}')  # $ per million tokens
+    runs = Runs(
+        tmp_path,
+        {
+            "plan": plan(("t1", "researcher", []), ("t2", "writer", ["t1"])),
+            "outputs": {"do t2": "a long draft " * 400},
+        },
+    )
+    assert runs.run("run", "write it long").returncode == 0
+    with dashboard(runs.db) as base:
+        page.goto(base + "#/stats")
+        page.wait_for_selector("#stats")
+        assert page.locator("#most-expensive").inner_text() == "most expensive worker writer"
+        chart = page.locator('svg[data-chart="Cost by worker"]')
+        assert "writer" in (chart.text_content() or "")
+        assert api(base, "/api/stats")["most_expensive_worker"] == "writer"

@@ -199,22 +199,31 @@ async def stats_view(
     until: float | None = None,
     ref: str | None = None,
 ) -> dict[str, Any]:
-    """``foreman stats --json``'s groups, the totals, and who spends most and is slowest."""
+    """``foreman stats --json``'s groups, the totals, and, as ``stats`` says below its
+    table, the most expensive worker (by cost; by tokens when no cost is known, said in
+    ``most_expensive_by``) and the slowest (by p50, then p95)."""
     run_id = await store.resolve_run(ref) if ref else None
     records = await store.list_calls(
         run_id=run_id, since=since, until=until, descendants=run_id is not None
     )
     groups = group_calls(records, by)
     workers = group_calls(records, GroupBy.worker)
-    priced = [g for g in workers if g.cost_usd]
+    total = summarise(records)
+    ranked_by = "cost" if total.cost_usd else "tokens"
+    spent = (
+        (lambda g: g.cost_usd or 0.0)
+        if ranked_by == "cost"
+        else (lambda g: g.input_tokens + g.output_tokens)
+    )
+    expensive = max(workers, key=spent) if workers else None
     timed = [g for g in workers if g.latency_p50_s is not None]
-    expensive = max(priced, key=lambda g: g.cost_usd or 0.0) if priced else None
     slowest = max(timed, key=lambda g: (g.latency_p50_s, g.latency_p95_s)) if timed else None
     return {
         "by": by.value,
         "groups": [group.as_json() for group in groups],
-        "total": summarise(records).as_json(),
+        "total": total.as_json(),
         "most_expensive_worker": expensive.key if expensive else None,
+        "most_expensive_by": ranked_by,
         "slowest_worker": slowest.key if slowest else None,
     }
 
