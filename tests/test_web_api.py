@@ -11,6 +11,7 @@ import os
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from foreman import Orchestrator
 from foreman.ledger.stats import group_calls
@@ -279,3 +280,30 @@ def test_nested_runs_sit_inside_their_parent(tmp_path) -> None:
             f"Task c2 of run {nested_id} approved. "
             f"Continue it with: foreman resume {top_id} (nested in run {top_id})"
         )
+
+
+def test_for_each_items_are_tasks_of_their_own(tmp_path) -> None:
+    class Files(BaseModel):
+        files: list[str]
+
+    async def make() -> str:
+        store = SQLiteStore(tmp_path / "items.db")
+        team = Registry([worker("lister", output_schema=Files), worker("researcher")])
+        answer = json.dumps({"files": [f"f{n}" for n in range(12)]})
+        plan = plan_of(task("t1", "lister"), task("t2", "researcher", "t1", for_each="t1.files"))
+        model = ScriptedModel(Script(tasks={"do t1": answer}))
+        try:
+            return (await Orchestrator(team, model=model, store=store).run("x", plan=plan)).run_id
+        finally:
+            await store.aclose()
+
+    run_id = asyncio.run(make())
+    store = SQLiteStore(tmp_path / "items.db", create=False)
+    with TestClient(create_app(store, close_store=True), base_url=BASE) as opened:
+        tasks = get(opened, f"/api/runs/{run_id}")["tasks"]
+        ids = [t["task_id"] for t in tasks]
+        assert ids == ["t1", "t2", *[f"t2.{n}" for n in range(1, 13)]]  # t2.10 after t2.9
+        assert {t["item_of"] for t in tasks[2:]} == {"t2"}
+        assert all(t["status"] == "succeeded" and t["calls"] == 1 for t in tasks[2:])
+        assert get(opened, f"/api/runs/{run_id}/tasks/t2")["items"] == ids[2:]
+        assert get(opened, f"/api/runs/{run_id}/tasks/t2.10")["task"]["worker"] == "researcher"

@@ -5,11 +5,13 @@ cross-site checks on decisions; and ``foreman ui``'s refusals, one clear line ea
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+import foreman.web
 from foreman.cli import app as cli
 from foreman.store.memory import MemoryStore
 from foreman.web.app import create_app
@@ -138,3 +140,15 @@ def test_ui_without_the_extra_says_how_to_install_it(monkeypatch) -> None:
         "foreman ui needs the dashboard's extra dependencies (FastAPI, uvicorn): "
         "pip install 'foreman[ui]'"
     )
+
+
+def test_the_page_never_parses_data_as_html() -> None:
+    """The page's script builds elements and text nodes only: none of the calls that parse
+    a string as HTML or code, and no inline script the CSP would have to allow."""
+    static = Path(foreman.web.__file__).with_name("static")
+    script = (static / "app.js").read_text()
+    for parser in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert parser not in script, parser
+    assert "new Function" not in script
+    page = (static / "index.html").read_text()
+    assert page.count("<script") == 1 and '<script src="/app.js" defer></script>' in page

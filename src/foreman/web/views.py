@@ -105,33 +105,37 @@ def task_states(
 ) -> list[dict[str, Any]]:
     """Every task of the latest plan (and every for-each item that ran) with where it
     stands now: a settled status, ``running`` while a call of it is in flight,
-    ``waiting`` for a pending approval, else ``pending``."""
+    ``waiting`` for a pending approval, else ``pending``. Linear in tasks and calls: a
+    live page asks for this after every change of a run with maybe thousands of tasks."""
     live = run.status is RunStatus.running
     in_flight = {c.task_id for c in calls if c.status is CallStatus.started and live}
     pending = {a.task_id for a in approvals if a.status is ApprovalStatus.pending}
+    own: dict[str | None, list[CallRecord]] = {}
+    for call in calls:
+        own.setdefault(call.task_id, []).append(call)
     plan_ids = [task.id for task in run.plan.tasks] if run.plan else []
-    item_ids = [i for task_id in plan_ids for i in item_ids_of(task_id, results)]
+    items = items_by_task(plan_ids, results)
     states = []
-    for task_id in plan_ids + item_ids:
+    for task_id, item_of in [(i, None) for i in plan_ids] + [
+        (item, head) for head in plan_ids for item in items.get(head, [])
+    ]:
         task = find_task(run.plan, task_id) if run.plan else None
         result = results.get(task_id)
-        items = item_ids_of(task_id, results)
         if result is not None:
             status = result.status.value
-        elif task_id in in_flight or any(i in in_flight for i in items):
+        elif task_id in in_flight or any(i in in_flight for i in items.get(task_id, [])):
             status = "running"
         elif task_id in pending:
             status = "waiting"
         else:
             status = "pending"
-        own = [c for c in calls if c.task_id == task_id]
-        books = Books.of(own)
+        books = Books.of(own.get(task_id, []))
         states.append(
             {
                 "task_id": task_id,
                 "worker": task.worker if task else (result.worker if result else None),
                 "depends_on": list(task.depends_on) if task else [],
-                "item_of": task_id.rpartition(".")[0] if task_id in item_ids else None,
+                "item_of": item_of,
                 "status": status,
                 "error": result.error if result else None,
                 "latency_s": result.latency if result and result.attempts else None,
@@ -142,6 +146,18 @@ def task_states(
             }
         )
     return states
+
+
+def items_by_task(plan_ids: Sequence[str], results: dict[str, TaskResult]) -> dict[str, list]:
+    """The item ids (``t2.1``, ``t2.2``...) of each for-each task among ``results``, in
+    item order, in one pass over the results."""
+    tasks = set(plan_ids)
+    found: dict[str, list[tuple[int, str]]] = {}
+    for task_id in results:
+        head, dot, number = task_id.rpartition(".")
+        if dot and head in tasks and number.isdigit() and not number.startswith("0"):
+            found.setdefault(head, []).append((int(number), task_id))
+    return {head: [task_id for _, task_id in sorted(ids)] for head, ids in found.items()}
 
 
 async def calls_view(

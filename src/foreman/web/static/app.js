@@ -262,17 +262,29 @@ function planGraph(runId, plan, tasks) {
 
 function clip(text, n) { text = String(text); return text.length > n ? text.slice(0, n - 1) + "…" : text; }
 
-// One row per task (and one per planning, synthesis, replanning...), one bar per model
-// call: bars that overlap in time ran in parallel.
+// What the timeline draws: spans on rows. A model call is a span on its task's row (or
+// its purpose's: plan, synthesis, replan...); other kinds of work (tool calls, once the
+// store keeps them) become spans the same way, through a function like callSpan.
+function callSpan(c, now) {
+  const inFlight = c.status === "started";
+  const latency = inFlight ? Math.max(0, now - c.started_at) : c.latency;
+  return {
+    id: c.call_id, row: c.task_id ? "task:" + c.task_id : c.parent, start: c.started_at,
+    end: c.started_at + latency, status: c.status,
+    title: `${c.purpose} · ${c.model} · ${c.status} · ${seconds(latency)} · ${tokens(c.usage.input_tokens + c.usage.output_tokens)} tokens · ${money(c.cost_usd)}`,
+  };
+}
+
+// One row per task (and one per planning, synthesis, replanning...), one bar per span:
+// bars that overlap in time ran in parallel; a call in flight grows until it settles.
 function gantt(run, calls, tasks) {
   const now = Date.now() / 1000;
-  const end = (c) => c.started_at + (c.status === "started" ? Math.max(0, now - c.started_at) : c.latency);
-  const t0 = Math.min(...calls.map((c) => c.started_at));
-  const t1 = Math.max(...calls.map(end), t0 + 0.001);
+  const spans = calls.map((c) => callSpan(c, now));
+  const t0 = Math.min(...spans.map((s) => s.start));
+  const t1 = Math.max(...spans.map((s) => s.end), t0 + 0.001);
   const order = ["plan", ...tasks.map((t) => "task:" + t.task_id)];
-  const rowOf = (c) => (c.task_id ? "task:" + c.task_id : c.parent);
-  for (const c of calls) if (!order.includes(rowOf(c))) order.push(rowOf(c));
-  const rows = order.filter((r) => calls.some((c) => rowOf(c) === r));
+  for (const s of spans) if (!order.includes(s.row)) order.push(s.row);
+  const rows = order.filter((r) => spans.some((s) => s.row === r));
   const LABEL = 130, W = 960, RH = 22, TOP = 22;
   const scale = (t) => LABEL + ((t - t0) / (t1 - t0)) * (W - LABEL - 10);
   const ticks = [];
@@ -283,14 +295,12 @@ function gantt(run, calls, tasks) {
   }
   const bars = rows.map((row, i) => {
     const y = TOP + i * RH;
-    const own = calls.filter((c) => rowOf(c) === row);
     return svg("g", { "data-row": row },
       svg("text", { x: 4, y: y + 15 }, clip(row.replace(/^task:/, ""), 17)),
-      own.map((c) => svg("rect", {
-        class: "s-" + c.status, x: scale(c.started_at), y: y + 4, height: RH - 8,
-        width: Math.max(2, scale(end(c)) - scale(c.started_at)),
-        "data-call": c.call_id,
-      }, svg("title", {}, `${c.purpose} · ${c.model} · ${c.status} · ${seconds(c.status === "started" ? now - c.started_at : c.latency)} · ${tokens(c.usage.input_tokens + c.usage.output_tokens)} tokens · ${money(c.cost_usd)}`))));
+      spans.filter((s) => s.row === row).map((s) => svg("rect", {
+        class: "s-" + s.status, x: scale(s.start), y: y + 4, height: RH - 8,
+        width: Math.max(2, scale(s.end) - scale(s.start)), "data-span": s.id,
+      }, svg("title", {}, s.title))));
   });
   const height = TOP + rows.length * RH + 6;
   return svg("svg", { id: "timeline", width: W, height, viewBox: `0 0 ${W} ${height}` }, ticks, bars);
