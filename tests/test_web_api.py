@@ -15,6 +15,9 @@ from pydantic import BaseModel
 
 from foreman import Orchestrator
 from foreman.ledger.stats import group_calls
+from foreman.plan.revise import PlanChanges
+from foreman.store.base import Approval, RunRecord
+from foreman.store.memory import MemoryStore
 from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
 from foreman.web.app import create_app
@@ -307,3 +310,46 @@ def test_for_each_items_are_tasks_of_their_own(tmp_path) -> None:
         assert all(t["status"] == "succeeded" and t["calls"] == 1 for t in tasks[2:])
         assert get(opened, f"/api/runs/{run_id}/tasks/t2")["items"] == ids[2:]
         assert get(opened, f"/api/runs/{run_id}/tasks/t2.10")["task"]["worker"] == "researcher"
+
+
+async def test_the_default_change_marker_sees_runs_and_approvals_change() -> None:
+    """What a store without a cheaper signal (the memory store, a store of your own) gets."""
+    store = MemoryStore()
+    first = await store.change_marker()
+    assert await store.change_marker() == first
+    await store.create_run(RunRecord(run_id="r1", request="x"))
+    second = await store.change_marker()
+    assert second != first
+    await store.request_approval(
+        Approval(run_id="r1", task_id="t1", worker="w", risk="high", instructions="i", inputs="")
+    )
+    third = await store.change_marker()
+    assert third != second
+    await store.decide("r1", "t1", approved=True, note=None)
+    assert await store.change_marker() != third
+
+
+def test_every_plan_version_with_its_reason(tmp_path) -> None:
+    async def make() -> None:
+        store = SQLiteStore(tmp_path / "plans.db")
+        try:
+            await store.create_run(RunRecord(run_id="r1", request="grow"))
+            await store.save_plan("r1", plan_of(task("t1")))
+            await store.save_revision(
+                "r1",
+                plan_of(task("t1"), task("t2", "writer", "t1")),
+                reason="t1 found more to write",
+                changes=PlanChanges(added=["t2"]),
+            )
+        finally:
+            await store.aclose()
+
+    asyncio.run(make())
+    store = SQLiteStore(tmp_path / "plans.db", create=False)
+    with TestClient(create_app(store, close_store=True), base_url=BASE) as opened:
+        view = get(opened, "/api/runs/r1")
+        first, second = view["plans"]
+        assert (first["version"], first["reason"]) == (1, None)
+        assert (second["version"], second["reason"]) == (2, "t1 found more to write")
+        assert second["changes"]["added"] == ["t2"]
+        assert [t["task_id"] for t in view["tasks"]] == ["t1", "t2"]  # the latest plan's
