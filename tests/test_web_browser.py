@@ -8,13 +8,20 @@ Without chromium these tests skip on a developer's machine and FAIL in CI (``CI`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from foreman import Orchestrator
+from foreman.store.sqlite import SQLiteStore
+from foreman.testing import ScriptedModel
 from foreman.testing.dashboard import browser, chromium_problem, dashboard
+from foreman.workers.nested import TeamWorker
+from helpers import Script, plan_of, task, worker
 from web_runs import INJECTION, Runs, plan
 
 WAIT_MS = 30_000
@@ -168,3 +175,28 @@ def test_find_the_most_expensive_worker(tmp_path, page, monkeypatch) -> None:
         chart = page.locator('svg[data-chart="Cost by worker"]')
         assert "writer" in (chart.text_content() or "")
         assert api(base, "/api/stats")["most_expensive_worker"] == "writer"
+
+
+def test_nested_runs_expand_in_place(tmp_path, page) -> None:
+    async def make() -> str:
+        store = SQLiteStore(tmp_path / "nested.db")
+        model = ScriptedModel(Script(plan_of(task("c1", "checker"), task("c2", "publisher"))))
+        child = Orchestrator([worker("checker"), worker("publisher")], model=model)
+        review = TeamWorker(name="review", description="Reviews and publishes.", team=child)
+        top = Orchestrator([worker("researcher"), review], model=model, store=store)
+        try:
+            plan = plan_of(task("t1", "researcher"), task("t2", "review", "t1"))
+            return (await top.run("Write and publish", plan=plan)).run_id
+        finally:
+            await store.aclose()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's loop runs on this thread
+        run_id = thread.submit(asyncio.run, make()).result()
+    with dashboard(tmp_path / "nested.db") as base:
+        page.goto(f"{base}#/run/{run_id}")
+        nested = page.locator(f'[data-nested="{run_id}.t2"]')
+        nested.wait_for(timeout=WAIT_MS)
+        nested.locator(".toggle").click()
+        inner = nested.locator('#plan-graph [data-task="c2"][data-status="succeeded"]')
+        inner.wait_for(timeout=WAIT_MS)
+        assert nested.locator("#timeline rect").count() >= 3
