@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Hashable
 
-from foreman.errors import StoreError
+from foreman.errors import ForemanError
 from foreman.store.base import Store
 
 #: Seconds between two looks at the store: a change reaches the page within about this,
@@ -41,7 +41,7 @@ class ChangeFeed:
     async def _marker(self) -> Hashable:
         try:
             return await self.store.change_marker()
-        except StoreError:  # locked for longer than the busy timeout, or not created yet
+        except ForemanError:  # locked past the busy timeout, unreadable for a moment...
             return None
 
     async def _poll(self) -> None:
