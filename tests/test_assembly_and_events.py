@@ -309,9 +309,11 @@ async def test_every_event_round_trips_through_json() -> None:
     # context_compacted needs a context budget: tests/test_context.py round-trips it;
     # plan_revised and replan_stalled need replanning: tests/test_replan*.py do;
     # orchestrator_turn a delegating run: tests/test_delegating.py;
-    # nested needs a team as a worker: tests/test_nested.py round-trips it
+    # nested needs a team as a worker: tests/test_nested.py round-trips it;
+    # tool_called and tool_finished need a worker with tools: tests/test_tools_loop.py
     unseen = {"budget_exceeded", "task_expanded", "context_compacted", "nested"}
     unseen |= {"plan_revised", "replan_stalled", "orchestrator_turn"}
+    unseen |= {"tool_called", "tool_finished"}
     assert {e.type for e in events} == ALL_EVENT_TYPES - unseen
     for event in events:
         again = EVENT_ADAPTER.validate_json(event.model_dump_json())

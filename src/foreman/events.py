@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan, Task
 from foreman.results import RunResult, TaskResult
+from foreman.tools.records import ToolOutcome
 
 
 class _Event(BaseModel):
@@ -102,11 +103,17 @@ class ApprovalRequested(_Event):
     """
 
     type: Literal["approval_requested"] = "approval_requested"
-    task_id: str
+    task_id: str = Field(
+        description="The task, or for a tool call its key ``<task>#<n>``: what to approve."
+    )
     worker: str
     risk: str
     inputs: str
     may_have_run: bool = False
+    tool: str | None = Field(None, description="Set for a tool call: the tool's exact name.")
+    arguments: dict[str, Any] | None = Field(
+        None, description="For a tool call: the exact arguments the approval covers."
+    )
 
 
 class ApprovalDecided(_Event):
@@ -114,6 +121,36 @@ class ApprovalDecided(_Event):
     task_id: str
     approved: bool
     note: str | None = None
+
+
+class ToolCalled(_Event):
+    """A worker's tool call is about to run, or to be refused: the exact tool and
+    arguments the model asked for. A risky call's ``approval_requested`` (and decision)
+    comes first; a call waiting for a person has none yet. ``key`` (``<task>#<n>``)
+    names the call in approvals."""
+
+    type: Literal["tool_called"] = "tool_called"
+    task_id: str
+    worker: str
+    tool: str
+    arguments: dict[str, Any]
+    call_id: str
+    key: str
+
+
+class ToolFinished(_Event):
+    """A tool call ended: ``ok``, ``error`` (the model was told why), ``refused`` (not
+    in the worker's allow-list: never run) or ``rejected`` (by the approver: never run).
+    ``result`` is a bounded excerpt of what the model was given back."""
+
+    type: Literal["tool_finished"] = "tool_finished"
+    task_id: str
+    tool: str
+    call_id: str
+    key: str
+    outcome: ToolOutcome
+    latency: float = Field(0.0, description="Seconds the tool ran (0 when it never ran).")
+    result: str = ""
 
 
 class TaskFinished(_Event):
@@ -261,6 +298,8 @@ Event = Annotated[
     | TaskValidated
     | ApprovalRequested
     | ApprovalDecided
+    | ToolCalled
+    | ToolFinished
     | TaskFinished
     | TaskFailed
     | TaskSkipped

@@ -67,6 +67,11 @@ class TaskResult(BaseModel):
     input: str | None = Field(
         None, description="The exact message the worker received, kept for replay."
     )
+    waiting_on: str | None = Field(
+        None,
+        description="For a task waiting on a tool call's approval: the call's key "
+        "(``<task>#<n>``), what ``foreman approve`` takes.",
+    )
     replan: str | None = Field(
         None,
         description="The worker asks the orchestrator to revise the plan, and says why "

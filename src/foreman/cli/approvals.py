@@ -21,7 +21,9 @@ from foreman.cli.nesting import lineage, path_text
 from foreman.cli.text import literal, safe_text
 from foreman.store.base import Approval, ApprovalStatus, Store
 
-TaskArg = Annotated[str, typer.Argument(help="The task's id, e.g. t3.")]
+TaskArg = Annotated[
+    str, typer.Argument(help="The task's id, e.g. t3, or a tool call's key, e.g. t3#2.")
+]
 
 
 @app.command()
@@ -76,8 +78,12 @@ def print_approval(console: Console, approval: Approval, path: list[str] | None 
         console.print(Text.assemble(("nested run: ", "dim"), path_text(path)), soft_wrap=True)
     if approval.may_have_run:
         console.print(Text(MAY_HAVE_RUN, style="bold red"))
-    console.print(Text.assemble(("instructions: ", "dim"), literal(approval.instructions)))
-    console.print(Text("input, exactly as the worker receives it:", style="dim"))
+    if approval.tool is not None:  # a tool call: the exact tool and arguments
+        console.print(Text.assemble(("tool: ", "dim"), (literal(approval.tool), "bold")))
+        console.print(Text("arguments, exactly as the tool receives them:", style="dim"))
+    else:
+        console.print(Text.assemble(("instructions: ", "dim"), literal(approval.instructions)))
+        console.print(Text("input, exactly as the worker receives it:", style="dim"))
     console.print(safe_text(approval.inputs), soft_wrap=True)
     if approval.note:
         console.print(Text.assemble(("note: ", "dim"), literal(approval.note)))
@@ -190,7 +196,7 @@ class TerminalApprover:
                         f" ({approval.risk.value} risk)\n",
                         (f"{MAY_HAVE_RUN}\n" if approval.may_have_run else "", "bold red"),
                         f"{literal(approval.instructions)}\n\n",
-                        ("Worker input:", "dim"),
+                        ("Tool arguments:" if approval.tool else "Worker input:", "dim"),
                         f"\n{literal(approval.inputs[:SHOWN_INPUT])}",
                         (_cut_note(approval), "dim"),
                     ),
@@ -210,7 +216,8 @@ class TerminalApprover:
                 )
                 approved = typed.strip() == approval.task_id
             else:
-                approved = Confirm.ask("Run this task?", console=self.console, default=False)
+                what = "tool call" if approval.tool else "task"
+                approved = Confirm.ask(f"Run this {what}?", console=self.console, default=False)
             if approved:
                 approval.note = Prompt.ask("Note (optional)", console=self.console, default="")
             else:

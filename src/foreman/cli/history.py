@@ -29,6 +29,7 @@ from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
 from foreman.cli.replans import versions_json, versions_table
 from foreman.cli.text import literal, safe_text
+from foreman.cli.tool_calls import tool_calls_json, tool_calls_table
 from foreman.errors import ForemanError
 from foreman.ledger.books import Books
 from foreman.ledger.budget import limit_in
@@ -37,6 +38,7 @@ from foreman.plan.foreach import find_task, item_ids_of
 from foreman.plan.schema import Task
 from foreman.results import RunStatus, TaskResult
 from foreman.store.base import PlanVersion, RunRecord, RunSummary, Store
+from foreman.tools.records import ToolCallRecord
 
 
 @app.command()
@@ -105,15 +107,23 @@ def show(
     async def load(
         store: Store,
     ) -> tuple[
-        RunRecord, dict[str, TaskResult], list[CallRecord], list[PlanVersion], list[RunSummary]
+        RunRecord,
+        dict[str, TaskResult],
+        list[CallRecord],
+        list[PlanVersion],
+        list[RunSummary],
+        list[ToolCallRecord],
     ]:
         run_id = await store.resolve_run(run)
         ledger = await store.list_calls(run_id=run_id) if calls else []
+        tooled = await store.list_tool_calls(run_id=run_id) if calls else []
         record, tasks = await store.get_run(run_id), await store.load_tasks(run_id)
         versions, nested = await store.list_plans(run_id), await store.child_runs(run_id)
-        return record, tasks, ledger, versions, nested
+        return record, tasks, ledger, versions, nested, tooled
 
-    record, tasks, ledger, versions, nested = guard(lambda: asyncio.run(with_store(db, load)))
+    record, tasks, ledger, versions, nested, tooled = guard(
+        lambda: asyncio.run(with_store(db, load))
+    )
     if json_out:
         shown = record.model_dump(mode="json")
         shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
@@ -121,6 +131,7 @@ def show(
         shown["nested_runs"] = [run_json(child) for child in nested]
         if calls:
             shown["ledger"] = [call_json(call, prompts=False) for call in ledger]
+            shown["tool_calls"] = tool_calls_json(tooled)
         print(json.dumps(shown, indent=2))
         return
     if calls:
@@ -133,6 +144,8 @@ def show(
             out.print(Text("\nErrors", style="bold red"))
             for line in errors:
                 out.print(line)  # wrapped: the section fits the terminal too
+        if tooled:
+            out.print(Text(""), tool_calls_table(record, tooled))
         out.print(Text.assemble("\n", run_books(record)))
         return
     out.print(run_tree(record, tasks, full=full, nested=nested))
@@ -150,7 +163,9 @@ def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> Non
 
     async def load(
         store: Store,
-    ) -> tuple[RunRecord, TaskResult | None, list[CallRecord], RunRecord | None]:
+    ) -> tuple[
+        RunRecord, TaskResult | None, list[CallRecord], RunRecord | None, list[ToolCallRecord]
+    ]:
         run_id = await store.resolve_run(run)
         record = await store.get_run(run_id)
         ids = [task.id for task in record.plan.tasks] if record.plan else []
@@ -162,9 +177,10 @@ def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> Non
         ledger = await store.list_calls(run_id=run_id, task_id=task_id, with_prompts=True)
         nested = [c.run_id for c in await store.child_runs(run_id) if c.parent_task_id == task_id]
         child = await store.get_run(nested[0]) if nested else None
-        return record, stored.get(task_id), ledger, child
+        tooled = await store.list_tool_calls(run_id=run_id, task_id=task_id)
+        return record, stored.get(task_id), ledger, child, tooled
 
-    record, result, ledger, nested = guard(lambda: asyncio.run(with_store(db, load)))
+    record, result, ledger, nested, tooled = guard(lambda: asyncio.run(with_store(db, load)))
     assert record.plan is not None  # load checked the task is in the plan
     task = find_task(record.plan, task_id)
     assert task is not None  # an item task of a for-each task, or a task of the plan
@@ -176,11 +192,14 @@ def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> Non
             "prompts_recorded": record.settings.get("record_prompts") is not False,
             "calls": [call_json(call, prompts=True) for call in ledger],
             "nested_run": nested.run_id if nested else None,
+            "tool_calls": tool_calls_json(tooled),
             **books_json(task_books(result, ledger, nested)),
         }
         print(json.dumps(shown, indent=2))
         return
     out.print(task_view(record, task, result, ledger, nested=nested))
+    if tooled:
+        out.print(Text(""), tool_calls_table(record, tooled, width=70))
 
 
 def run_books(record: RunRecord) -> Text:
@@ -314,6 +333,9 @@ def run_tree(
                 branch.add(safe_text(result.error, style="red"))
             if result.unreviewed:
                 branch.add(safe_text(f"not reviewed: {result.unreviewed}", style="yellow"))
+            if result.waiting_on:
+                waits = f"waits for approval of the tool call {result.waiting_on}"
+                branch.add(safe_text(waits, style="magenta"))
             branch.add(
                 safe_text(
                     f"{result.attempts} attempt(s), {result.usage.total_tokens} tokens, "

@@ -289,6 +289,14 @@ class LiveProgress:
             case ev.TaskFailed(task_id=task_id, error=error):
                 self.status[task_id] = "failed"
                 self.note[task_id] = error[:80]
+            case ev.ApprovalRequested(task_id=key, risk=risk, tool=str() as tool):
+                task_id = key.rsplit("#", 1)[0]  # a tool call's key: <task>#<n>
+                self.status[task_id] = "approval"
+                self.note[task_id] = f"{risk} risk tool {tool}: waiting for approval"
+            case ev.ToolCalled(task_id=task_id, tool=tool):
+                self.note[task_id] = f"calling {tool}"
+            case ev.ToolFinished(task_id=task_id, tool=tool, outcome=outcome):
+                self.note[task_id] = f"{tool}: {outcome.value}"
             case ev.ApprovalRequested(task_id=task_id, risk=risk):
                 self.status[task_id] = "approval"
                 self.note[task_id] = f"{risk} risk: waiting for approval"

@@ -117,7 +117,9 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
             soft_wrap=True,
         )
     if result.status is RunStatus.waiting_approval:
-        waiting = [t.task_id for t in result.tasks.values() if t.status.value == "waiting"]
+        waiting = [
+            t.waiting_on or t.task_id for t in result.tasks.values() if t.status.value == "waiting"
+        ]
         err.print(
             safe_text(
                 f"Run {result.run_id} is waiting for approval of {', '.join(waiting)}. "

@@ -16,14 +16,16 @@ from any process.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from foreman.errors import ConfigError
 from foreman.events import ApprovalDecided, ApprovalRequested
 from foreman.plan.schema import Task
 from foreman.store.base import Approval, ApprovalStatus, Store
+from foreman.tools.base import Tool
 from foreman.workers.spec import RiskLevel, Worker
 
 #: Called with the pending approval; returns True (approve), False (reject), or None (decide
@@ -69,59 +71,94 @@ class ApprovalGate:
         self.auto_approve = auto_approve_level(auto_approve)
 
     def needs_approval(self, worker: Worker) -> bool:
-        if worker.risk is RiskLevel.low:
+        return self.needs(worker.risk)
+
+    def needs(self, risk: RiskLevel) -> bool:
+        """Whether something of ``risk`` (a worker, a tool) waits for a person."""
+        if risk is RiskLevel.low:
             return False
-        return not (worker.risk is RiskLevel.medium and self.auto_approve is RiskLevel.medium)
+        return not (risk is RiskLevel.medium and self.auto_approve is RiskLevel.medium)
 
     async def check(self, run_id: str, task: Task, worker: Worker, inputs: str) -> Decision:
         if not self.needs_approval(worker):
             return Decision("run")
-        approval = await self.store.request_approval(
-            Approval(
-                run_id=run_id,
-                task_id=task.id,
-                worker=worker.name,
-                risk=worker.risk,
-                instructions=task.instructions,
-                inputs=inputs,
-            )
+        approval = Approval(
+            run_id=run_id,
+            task_id=task.id,
+            worker=worker.name,
+            risk=worker.risk,
+            instructions=task.instructions,
+            inputs=inputs,
         )
+        return await self._decide(approval, idempotent=worker.idempotent)
+
+    async def check_tool(
+        self,
+        run_id: str,
+        key: str,
+        worker: Worker,
+        tool: Tool,
+        arguments: dict[str, Any],
+        *,
+        may_have_run: bool = False,
+    ) -> Decision:
+        """One tool call: its exact name and arguments shown, the approval covering only
+        them, stored under the call's ``key`` (``<task>#<n>``). ``may_have_run``: the call
+        started before and never finished; a tool not declared idempotent then asks a
+        person whatever its risk."""
+        if not self.needs(tool.risk) and not (may_have_run and not tool.idempotent):
+            return Decision("run")
+        shown = json.dumps(arguments, ensure_ascii=False, sort_keys=True)
+        approval = Approval(
+            run_id=run_id,
+            task_id=key,
+            worker=worker.name,
+            risk=tool.risk,
+            instructions=f"call the tool {tool.name}",
+            inputs=shown,
+            tool=tool.name,
+            arguments=arguments,
+            may_have_run=may_have_run,
+        )
+        return await self._decide(approval, idempotent=tool.idempotent)
+
+    async def _decide(self, request: Approval, *, idempotent: bool) -> Decision:
+        run_id, key = request.run_id, request.task_id
+        approval = await self.store.request_approval(request)
         if approval.status is ApprovalStatus.approved:
-            approval = await self._start(approval, worker)
+            approval = await self._start(approval, idempotent)
         if approval.status is ApprovalStatus.pending:
             self.emit(
                 ApprovalRequested(
                     run_id=run_id,
-                    task_id=task.id,
-                    worker=worker.name,
-                    risk=worker.risk.value,
-                    inputs=inputs,
+                    task_id=key,
+                    worker=approval.worker,
+                    risk=approval.risk.value,
+                    inputs=approval.inputs,
                     may_have_run=approval.may_have_run,
+                    tool=approval.tool,
+                    arguments=approval.arguments,
                 )
             )
             verdict = await self._ask(approval)
             if verdict is None:
                 return Decision("wait")
-            approval = await self.store.decide(
-                run_id, task.id, approved=verdict, note=approval.note
-            )
+            approval = await self.store.decide(run_id, key, approved=verdict, note=approval.note)
             self.emit(
-                ApprovalDecided(
-                    run_id=run_id, task_id=task.id, approved=verdict, note=approval.note
-                )
+                ApprovalDecided(run_id=run_id, task_id=key, approved=verdict, note=approval.note)
             )
             if approval.status is ApprovalStatus.approved:
-                approval = await self._start(approval, worker)
+                approval = await self._start(approval, idempotent)
         if approval.status is ApprovalStatus.approved:
             return Decision("run")
         reason = f"rejected by the approver: {approval.note or 'no reason given'}"
         return Decision("reject", reason)
 
-    async def _start(self, approval: Approval, worker: Worker) -> Approval:
-        """Record that the approved execution starts, before the worker is called; an
-        approval whose execution started before comes back pending (it may have run).
-        An idempotent worker may simply run again."""
-        if worker.idempotent:
+    async def _start(self, approval: Approval, idempotent: bool) -> Approval:
+        """Record that the approved execution starts, before the worker (or tool) is
+        called; an approval whose execution started before comes back pending (it may
+        have run). An idempotent worker or tool may simply run again."""
+        if idempotent:
             return approval
         return await self.store.start_approved(approval.run_id, approval.task_id)
 

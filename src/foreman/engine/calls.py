@@ -51,10 +51,35 @@ async def call_worker(
     request = ModelRequest(
         system=system,
         messages=[Message(role="user", content=user)],
-        output_schema=_schema_of(output_schema) if output_schema else None,
+        output_schema=schema_of(output_schema) if output_schema else None,
         max_tokens=worker.max_tokens,
         temperature=worker.temperature,
     )
+    return await call_request(
+        worker,
+        models,
+        request,
+        parse=answer_parser(output_schema),
+        call_timeout=call_timeout,
+        on_retry=on_retry,
+        on_fallback=on_fallback,
+        scope=scope,
+    )
+
+
+async def call_request(
+    worker: Worker,
+    models: list[Model],
+    request: ModelRequest,
+    *,
+    parse: Callable[[ModelResponse], Any],
+    call_timeout: float | None = None,
+    on_retry: OnRetry | None = None,
+    on_fallback: OnFallback | None = None,
+    scope: CallLog | None = None,
+) -> CallOutcome:
+    """``call_worker``'s policy for a request built by the caller (a turn of a tool
+    loop): ``parse`` turns the answer into the outcome's ``output``."""
     # The outcome is built on the way out, not before the first call: in a wide fan-out,
     # every task's start cost delays the start of all the tasks after it.
     attempts, spent = 0, []
@@ -68,7 +93,7 @@ async def call_worker(
             worker.retry,
             call_timeout=call_timeout if call_timeout is not None else worker.timeout,
             caller=f"worker {worker.name!r}",
-            parse=_parser(output_schema),
+            parse=parse,
             on_retry=numbered_after(on_retry, attempts),
             scope=scope,
         )
@@ -104,7 +129,7 @@ def timeout_for(worker: Worker, default: float | None) -> float | None:
 
 
 @functools.cache
-def _schema_of(schema: type[BaseModel]) -> dict[str, Any]:
+def schema_of(schema: type[BaseModel]) -> dict[str, Any]:
     """A worker's JSON schema, built once per class: pydantic rebuilds it on every call
     (hundreds of microseconds for a nested model), and the request copies it anyway."""
     return schema.model_json_schema()
@@ -115,7 +140,7 @@ def _total(spent: list[Usage]) -> Usage:
     return spent[0] if len(spent) == 1 else sum(spent, Usage())
 
 
-def _parser(schema: type[BaseModel] | None) -> Callable[[ModelResponse], Any]:
+def answer_parser(schema: type[BaseModel] | None) -> Callable[[ModelResponse], Any]:
     """The answer's text, or for a structured worker the validated dict.
 
     Free text, the common case, shares one function instead of a closure per call.

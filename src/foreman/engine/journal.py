@@ -30,6 +30,7 @@ from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
 from foreman.results import RunStatus, TaskResult
 from foreman.store.base import Checkpoint, LeaseOwner, Store
+from foreman.tools.records import ToolTurnRecord
 
 T = TypeVar("T")
 
@@ -117,6 +118,11 @@ class RunJournal:
                 self.run_id, plan, usage, calls, reason=reason, changes=changes
             )
         )
+
+    async def save_tool_turn(self, record: ToolTurnRecord) -> None:
+        """Store an answered turn of a tool loop with the ledger records so far (its own
+        call's among them), so resume neither asks it again nor loses what it cost."""
+        await self._save(lambda calls: self.store.save_tool_turn(record, calls))
 
     async def _save(self, write: Callable[[list[CallRecord]], Awaitable[T]]) -> T:
         await self._settle()

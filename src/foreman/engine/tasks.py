@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from foreman.engine.approvals import ApprovalGate
-from foreman.engine.calls import CallOutcome, call_worker, retried, timeout_for
+from foreman.engine.calls import CallOutcome, OnFallback, call_worker, retried, timeout_for
 from foreman.engine.prompts import REVIEW_SUFFIX, Verdict, review_input, worker_input
 from foreman.engine.replan_prompts import HINT_SUFFIX, replan_hint
-from foreman.errors import RunAbortedError
+from foreman.engine.tooling import ApprovalPending, ToolJournal, ToolLoop
+from foreman.errors import ModelError, RunAbortedError
 from foreman.events import (
     TaskFailed,
     TaskFallback,
@@ -29,6 +30,7 @@ from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose
 from foreman.models.base import Usage
 from foreman.models.pool import ModelPool
+from foreman.models.retry import CallLog, OnRetry
 from foreman.plan.schema import DEFAULT_ROUNDS, Task
 from foreman.results import TaskResult, TaskStatus
 from foreman.workers.nested import TeamWorker
@@ -57,6 +59,7 @@ class TaskRunner:
         ledger: CallLedger | None = None,
         hints: bool = False,
         nested: NestedRunner | None = None,
+        tool_journal: ToolJournal | None = None,
     ) -> None:
         self.run_id = run_id
         self.registry = registry
@@ -73,6 +76,10 @@ class TaskRunner:
         self.hints = hints
         #: Runs the tasks of teams (``TeamWorker``) as nested runs (``engine.nesting``).
         self.nested = nested
+        #: Where tool loops are checkpointed, so resume never repeats a tool call.
+        self.tool_journal = tool_journal
+        #: task -> (tool loops started, tool calls numbered) in its current execution
+        self._loops: dict[str, tuple[int, int]] = {}
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -105,13 +112,24 @@ class TaskRunner:
             return await self.nested(task, worker, inputs, missing, user)
         self.emit(TaskStarted(run_id=self.run_id, task_id=task.id, worker=worker.name))
         started = time.perf_counter()
-        outcome = await self._produce(task, worker, user)
-        if outcome.error is not None:
-            latency = time.perf_counter() - started
-            return self._failed(task, worker, str(outcome.error), outcome, missing, user, latency)
-        approved, revisions, reviews, unreviewed = await self._quality_gate(
-            task, worker, inputs, outcome
-        )
+        self._loops[task.id] = (0, 0)
+        try:
+            outcome = await self._produce(task, worker, user)
+            if outcome.error is not None:
+                latency = time.perf_counter() - started
+                error = str(outcome.error)
+                return self._failed(task, worker, error, outcome, missing, user, latency)
+            approved, revisions, reviews, unreviewed = await self._quality_gate(
+                task, worker, inputs, outcome
+            )
+        except ApprovalPending as pending:  # a tool call waits: resume continues the loop
+            return TaskResult(
+                task_id=task.id,
+                worker=worker.name,
+                status=TaskStatus.waiting,
+                input=user,
+                waiting_on=pending.key,
+            )
         result = TaskResult(
             task_id=task.id,
             worker=worker.name,
@@ -158,19 +176,15 @@ class TaskRunner:
         return outcome
 
     def _call(self, task: Task, worker: Worker, user: str) -> Awaitable[CallOutcome]:
-        """One worker's call, its retries and model fallback reported as the task's events."""
+        """One worker's call (or tool loop), its retries and model fallback reported as
+        the task's events."""
         scope = self.ledger.scope(CallPurpose.task, task_id=task.id, worker=worker.name)
         system = worker.system_prompt
         if self.hints and worker.output_schema is None:
             system += HINT_SUFFIX
-        return call_worker(
-            worker,
-            self._models_of(worker),
-            system,
-            user,
-            output_schema=worker.output_schema,
-            call_timeout=timeout_for(worker, self.timeout),
-            on_retry=lambda attempt, error, delay: self.emit(
+
+        def on_retry(attempt: int, error: ModelError, delay: float) -> None:
+            self.emit(
                 TaskRetried(
                     run_id=self.run_id,
                     task_id=task.id,
@@ -178,14 +192,68 @@ class TaskRunner:
                     error=str(error),
                     delay=delay,
                 )
-            ),
-            on_fallback=lambda name, error: self.emit(
+            )
+
+        def on_fallback(name: str, error: ModelError) -> None:
+            self.emit(
                 TaskFallback(
                     run_id=self.run_id, task_id=task.id, kind="model", to=name, error=str(error)
                 )
-            ),
+            )
+
+        if worker.tools:
+            return self._tool_loop(task, worker, system, user, on_retry, on_fallback, scope)
+        return call_worker(
+            worker,
+            self._models_of(worker),
+            system,
+            user,
+            output_schema=worker.output_schema,
+            call_timeout=timeout_for(worker, self.timeout),
+            on_retry=on_retry,
+            on_fallback=on_fallback,
             scope=scope,
         )
+
+    async def _tool_loop(
+        self,
+        task: Task,
+        worker: Worker,
+        system: str,
+        user: str,
+        on_retry: OnRetry,
+        on_fallback: OnFallback,
+        scope: CallLog,
+    ) -> CallOutcome:
+        """The worker's tool loop (``engine.tooling``), over the tools its allow-list
+        names; a tool source that cannot be opened fails the attempt with why."""
+        toolbox = self.registry.tools
+        try:
+            await toolbox.open()
+        except Exception as exc:
+            why = f"the tools of worker {worker.name!r} are unavailable: {exc}"
+            return CallOutcome(error=ModelError(why))
+        loop, numbered = self._loops.get(task.id, (0, 0))
+        tool_loop = ToolLoop(
+            run_id=self.run_id,
+            task_id=task.id,
+            worker=worker,
+            tools=toolbox.allowed(worker.tools),
+            models=self._models_of(worker),
+            emit=self.emit,
+            gate=self.gate,
+            journal=self.tool_journal,
+            loop=loop,
+            numbered=numbered,
+            call_timeout=timeout_for(worker, self.timeout),
+            on_retry=on_retry,
+            on_fallback=on_fallback,
+            scope=scope,
+        )
+        try:
+            return await tool_loop.run(system, user, worker.output_schema)
+        finally:  # a later loop of the task (fallback, revision) numbers on from here
+            self._loops[task.id] = (loop + 1, tool_loop.numbered)
 
     def _models_of(self, worker: Worker) -> list:
         models = [self.models.get(worker.model)]

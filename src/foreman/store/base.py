@@ -39,6 +39,7 @@ from foreman.store.rules import (
     start_approval,
     withdrawn,
 )
+from foreman.tools.records import ToolCallRecord, ToolTurnRecord
 
 __all__ = [
     "Approval",
@@ -322,6 +323,38 @@ class Store(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - stores without resources need nothing
         """Release files and threads; safe to call more than once."""
+
+    # tool loops: optional (``supports_tool_journal``); the built-in stores have them
+    async def save_tool_turn(
+        self, record: ToolTurnRecord, calls: Sequence[CallRecord] = ()
+    ) -> None:
+        """Store an answered model turn of a task's tool loop (replacing the same turn),
+        with the ledger records so far, in one write: a crash after it loses neither."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no tool journal.")
+
+    async def save_tool_call(self, record: ToolCallRecord) -> None:
+        """Store a tool call durably: ``started`` before the tool runs, then ``finished``
+        (replacing it). A finished call is final: a later write of it changes nothing."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no tool journal.")
+
+    async def list_tool_turns(
+        self, run_id: str, task_id: str | None = None
+    ) -> list[ToolTurnRecord]:
+        """The stored turns of a run's (or one task's) tool loops, by task, loop, turn."""
+        return []
+
+    async def list_tool_calls(
+        self, run_id: str, task_id: str | None = None
+    ) -> list[ToolCallRecord]:
+        """The tool calls of a run (or one task), oldest first: tool, arguments, outcome,
+        latency and result, the ledger of what workers did."""
+        return []
+
+    @property
+    def supports_tool_journal(self) -> bool:
+        """Whether this store checkpoints tool loops (a store written before they existed
+        does not: its runs' tool calls are then not protected across a crash)."""
+        return type(self).save_tool_call is not Store.save_tool_call
 
     # approved executions
     @abstractmethod

@@ -39,6 +39,7 @@ from foreman.store.base import (
     start_approval,
     withdrawn,
 )
+from foreman.tools.records import ToolCallRecord, ToolCallStatus, ToolTurnRecord
 
 
 class MemoryStore(Store):
@@ -58,6 +59,9 @@ class MemoryStore(Store):
         self._cancel_requested: set[str] = set()
         #: call id -> (settled, the record as JSON)
         self._calls: dict[str, dict[str, tuple[bool, str]]] = {}
+        #: The tool loops' journal: (task, loop, turn) -> turn, (task, seq) -> call.
+        self._tool_turns: dict[str, dict[tuple[str, int, int], ToolTurnRecord]] = {}
+        self._tool_calls: dict[str, dict[tuple[str, int], ToolCallRecord]] = {}
 
     def _run(self, run_id: str) -> RunRecord:
         try:
@@ -69,6 +73,7 @@ class MemoryStore(Store):
         self._runs[run.run_id] = run.model_copy(deep=True)
         self._plans[run.run_id], self._tasks[run.run_id], self._events[run.run_id] = [], {}, []
         self._calls[run.run_id] = {}
+        self._tool_turns[run.run_id], self._tool_calls[run.run_id] = {}, {}
 
     def _status(self, run: RunRecord) -> RunStatus:
         holder, until = self._leases.get(run.run_id, (None, None))
@@ -194,7 +199,10 @@ class MemoryStore(Store):
 
     async def delete_run(self, run_id: str, *, force: bool = False) -> None:
         check_deletable(run_id, self._status(self._run(run_id)), force)
-        tables = (self._runs, self._plans, self._tasks, self._events, self._leases, self._calls)
+        tables = (
+            self._runs, self._plans, self._tasks, self._events, self._leases, self._calls,
+            self._tool_turns, self._tool_calls,
+        )  # fmt: skip
         for tree in self._tree(run_id):
             for table in tables:
                 table.pop(tree, None)
@@ -374,3 +382,40 @@ class MemoryStore(Store):
         started = start_approval(self._approvals.get((run_id, task_id)), run_id, task_id)
         self._approvals[(run_id, task_id)] = started
         return started.model_copy()
+
+    # tool loops
+    async def save_tool_turn(
+        self, record: ToolTurnRecord, calls: Sequence[CallRecord] = ()
+    ) -> None:
+        self._run(record.run_id)
+        key = (record.task_id, record.loop, record.turn)
+        self._tool_turns[record.run_id][key] = record.model_copy(deep=True)
+        self._put_calls(record.run_id, calls)
+
+    async def save_tool_call(self, record: ToolCallRecord) -> None:
+        self._run(record.run_id)
+        calls = self._tool_calls[record.run_id]
+        key = (record.task_id, record.seq)
+        existing = calls.get(key)
+        if existing is None or existing.status is not ToolCallStatus.finished:
+            calls[key] = record.model_copy(deep=True)
+
+    async def list_tool_turns(
+        self, run_id: str, task_id: str | None = None
+    ) -> list[ToolTurnRecord]:
+        turns = self._tool_turns.get(run_id, {})
+        return [
+            turns[key].model_copy(deep=True)
+            for key in sorted(turns)
+            if task_id is None or key[0] == task_id
+        ]
+
+    async def list_tool_calls(
+        self, run_id: str, task_id: str | None = None
+    ) -> list[ToolCallRecord]:
+        calls = [
+            record.model_copy(deep=True)
+            for record in self._tool_calls.get(run_id, {}).values()
+            if task_id is None or record.task_id == task_id
+        ]
+        return sorted(calls, key=lambda record: (record.started_at, record.task_id, record.seq))

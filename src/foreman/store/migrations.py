@@ -122,6 +122,30 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN parent_task_id TEXT;
     CREATE INDEX runs_by_parent ON runs(parent_run_id);
     """,
+    # 7: tool loops: each answered model turn, and each tool call (written `started`
+    # before the tool runs, `finished` with its result): resume repeats neither
+    """
+    CREATE TABLE tool_turns (
+        run_id  TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        task_id TEXT NOT NULL,
+        loop    INTEGER NOT NULL,
+        turn    INTEGER NOT NULL,
+        record  TEXT NOT NULL,
+        PRIMARY KEY (run_id, task_id, loop, turn)
+    );
+    CREATE TABLE tool_calls (
+        run_id     TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        task_id    TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        tool       TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        outcome    TEXT,
+        latency    REAL,
+        started_at REAL NOT NULL,
+        record     TEXT NOT NULL,
+        PRIMARY KEY (run_id, task_id, seq)
+    );
+    """,
 ]
 
 

@@ -113,6 +113,12 @@ class Approval(BaseModel):
         description="Asked again: an approved execution already started (it failed or was cut "
         "short).",
     )
+    tool: str | None = Field(
+        None, description="Set when a tool call asks: ``task_id`` is then ``<task>#<n>``."
+    )
+    arguments: dict[str, Any] | None = Field(
+        None, description="The tool call's exact arguments, which the decision covers."
+    )
 
 
 class LeaseOwner(BaseModel):

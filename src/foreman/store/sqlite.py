@@ -73,8 +73,16 @@ from foreman.store.sqlite_rows import (
     summary_from_row,
     withdraw_pending,
 )
+from foreman.store.sqlite_tools import (
+    TABLES_OF_A_RUN,
+    put_call,
+    put_turn,
+    read_calls,
+    read_turns,
+)
 from foreman.store.sqlite_tree import SUBTREE, subtree, tree_books
 from foreman.store.writer import WriterThread
+from foreman.tools.records import ToolCallRecord, ToolTurnRecord
 
 T = TypeVar("T")
 
@@ -378,7 +386,7 @@ class SQLiteStore(Store):
                     status = RunStatus.crashed
                 check_deletable(run_id, status, force)
                 for tree in subtree(db, run_id):  # the run and its nested runs
-                    for table in ("calls", "events", "approvals", "tasks", "plans", "runs"):
+                    for table in TABLES_OF_A_RUN:
                         db.execute(f"DELETE FROM {table} WHERE run_id = ?", (tree,))
 
         await self._run(write)
@@ -759,3 +767,39 @@ class SQLiteStore(Store):
                 return started
 
         return await self._run(write)
+
+    # tool loops
+    async def save_tool_turn(
+        self, record: ToolTurnRecord, calls: Sequence[CallRecord] = ()
+    ) -> None:
+        call_rows = rows_of_calls(calls)
+
+        def write(db: sqlite3.Connection) -> None:
+            with self._transaction(db):
+                require_run(db, record.run_id, self.path)
+                put_turn(db, record)
+                put_calls(db, call_rows)
+
+        await self._run(write)
+
+    async def save_tool_call(self, record: ToolCallRecord) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with self._transaction(db):
+                require_run(db, record.run_id, self.path)
+                put_call(db, record)
+
+        await self._run(write)
+
+    async def list_tool_turns(
+        self, run_id: str, task_id: str | None = None
+    ) -> list[ToolTurnRecord]:
+        if self._absent():
+            return []
+        return await self._run(lambda db: read_turns(db, run_id, task_id))
+
+    async def list_tool_calls(
+        self, run_id: str, task_id: str | None = None
+    ) -> list[ToolCallRecord]:
+        if self._absent():
+            return []
+        return await self._run(lambda db: read_calls(db, run_id, task_id))

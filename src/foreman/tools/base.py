@@ -56,6 +56,8 @@ class Tool(ABC):
     parameters: dict[str, Any]
     risk: RiskLevel = RiskLevel.low
     idempotent: bool = False
+    #: Seconds one call may run before the model is told it timed out.
+    timeout: float = 120.0
 
     @abstractmethod
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> str:

@@ -64,6 +64,8 @@ class _RunTrace:
     tasks: dict[str, Any] = field(default_factory=dict)
     #: Review calls of a task waiting for their round's ``task_validated``.
     reviews: dict[str, list[CallRecord]] = field(default_factory=dict)
+    #: Tool calls running (their key ``<task>#<n>`` -> span), until ``tool_finished``.
+    tools: dict[str, Any] = field(default_factory=dict)
 
 
 class OTelObserver:
@@ -199,6 +201,8 @@ class OTelObserver:
             "foreman.risk": event.risk,
             "foreman.may_have_run": event.may_have_run,
         }
+        if event.tool is not None:
+            attributes["gen_ai.tool.name"] = event.tool
         run.root.add_event("approval_requested", attributes, _ns(event.at))
 
     def _on_approval_decided(self, run: _RunTrace, event: Any) -> None:
@@ -206,6 +210,29 @@ class OTelObserver:
         if event.note:
             attributes["foreman.note"] = event.note
         run.root.add_event("approval_decided", attributes, _ns(event.at))
+
+    def _on_tool_called(self, run: _RunTrace, event: Any) -> None:
+        """A tool call, as the GenAI conventions' ``execute_tool`` span, in its task."""
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": event.tool,
+            "gen_ai.tool.call.id": event.call_id,
+            "foreman.run_id": run.run_id,
+            "foreman.task_id": event.task_id,
+            "foreman.tool.key": event.key,
+        }
+        task = self._task(run, event.task_id, event.worker, event.at)
+        run.tools[event.key] = self._child(f"execute_tool {event.tool}", task, event.at, attributes)
+
+    def _on_tool_finished(self, run: _RunTrace, event: Any) -> None:
+        span = run.tools.pop(event.key, None)
+        if span is None:
+            return
+        span.set_attribute("foreman.tool.outcome", event.outcome.value)
+        if event.outcome.value != "ok":
+            span.set_attribute("error.type", event.outcome.value)
+            span.set_status(self._error(event.result))
+        span.end(_ns(event.at))
 
     def _on_task_finished(self, run: _RunTrace, event: Any) -> None:
         span = self._task(run, event.task_id, event.worker, event.at)
@@ -329,6 +356,10 @@ class OTelObserver:
 
     def _end_run(self, run: _RunTrace, at: float, status: str, error: str | None) -> None:
         """End whatever is still open, then the root, with the run's outcome."""
+        for span in run.tools.values():  # cut short: the process stopped during the call
+            span.set_status(self._error("the run stopped during the tool call"))
+            span.end(_ns(at))
+        run.tools.clear()
         for task_id in list(run.tasks):
             self._end_task(run, task_id, at)
         for task_id in list(run.reviews):

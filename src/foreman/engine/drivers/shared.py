@@ -12,6 +12,7 @@ from foreman.engine.lifecycle import Execution
 from foreman.engine.nesting import nested_tasks
 from foreman.engine.scheduler import Halt
 from foreman.engine.tasks import TaskRunner
+from foreman.engine.tooling import tool_journal
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.ledger.budget import BudgetMeter
 from foreman.plan.schema import Task
@@ -34,6 +35,7 @@ def task_runner(run: Execution, *, hints: bool = False) -> TaskRunner:
         ledger=run.journal.ledger,
         hints=hints,
         nested=nested_tasks(run),
+        tool_journal=tool_journal(run.journal),
     )
 
 

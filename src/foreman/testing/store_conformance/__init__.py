@@ -26,7 +26,16 @@ import pytest
 pytest.register_assert_rewrite(
     *(
         f"{__name__}.{module}"
-        for module in ("approvals", "books", "leases", "ledger", "nesting", "plans", "runs")
+        for module in (
+            "approvals",
+            "books",
+            "leases",
+            "ledger",
+            "nesting",
+            "plans",
+            "runs",
+            "tools",
+        )
     )
 )
 
@@ -38,10 +47,18 @@ from foreman.testing.store_conformance.ledger import LedgerTests  # noqa: E402
 from foreman.testing.store_conformance.nesting import NestingTests  # noqa: E402
 from foreman.testing.store_conformance.plans import PlanTests  # noqa: E402
 from foreman.testing.store_conformance.runs import RunTests  # noqa: E402
+from foreman.testing.store_conformance.tools import ToolJournalTests  # noqa: E402
 
 
 class StoreConformance(
-    RunTests, PlanTests, LeaseTests, ApprovalTests, LedgerTests, BooksTests, NestingTests
+    RunTests,
+    PlanTests,
+    LeaseTests,
+    ApprovalTests,
+    LedgerTests,
+    BooksTests,
+    NestingTests,
+    ToolJournalTests,
 ):
     """Every conformance check; subclass it as ``Test...`` and define ``make_store``.
 
@@ -59,5 +76,6 @@ __all__ = [
     "PlanTests",
     "RunTests",
     "StoreConformance",
+    "ToolJournalTests",
     "store_test",
 ]
