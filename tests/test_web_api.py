@@ -15,11 +15,13 @@ from pydantic import BaseModel
 
 from foreman import Orchestrator
 from foreman.ledger.stats import group_calls
+from foreman.models.base import ToolCall
 from foreman.plan.revise import PlanChanges
 from foreman.store.base import Approval, RunRecord
 from foreman.store.memory import MemoryStore
 from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
+from foreman.tools import Toolbox, tool
 from foreman.web.app import create_app
 from foreman.web.live import ChangeFeed
 from foreman.workers import Registry
@@ -353,3 +355,69 @@ def test_every_plan_version_with_its_reason(tmp_path) -> None:
         assert (second["version"], second["reason"]) == (2, "t1 found more to write")
         assert second["changes"]["added"] == ["t2"]
         assert [t["task_id"] for t in view["tasks"]] == ["t1", "t2"]  # the latest plan's
+
+
+def test_tool_calls_and_their_approvals(tmp_path) -> None:
+    """A worker's tool calls are on its run's timeline and in its task, and a tool call
+    that asks (``t1#2``) is approved like a task, covering its exact arguments."""
+
+    @tool
+    def fetch(url: str) -> str:
+        """Fetch a page."""
+        return HOSTILE
+
+    @tool(risk="high")
+    def send_email(to: str) -> str:
+        """Send an email."""
+        return "sent"
+
+    registry = Registry(
+        [worker("calc", tools=("fetch", "send_email"))], tools=Toolbox([fetch, send_email])
+    )
+    plan = plan_of(task("t1", "calc"))
+    turns = [[ToolCall(id="", name="fetch", arguments={"url": "u"})]]
+    turns += [[ToolCall(id="", name="send_email", arguments={"to": "a@b.c"})], "done"]
+
+    def answer(request):
+        return turns[sum(message.role == "assistant" for message in request.messages)]
+
+    async def execute(resume: str | None = None) -> str:
+        store = SQLiteStore(tmp_path / "tools.db")
+        model = ScriptedModel(Script(plan, tasks={"do t1": answer}))
+        orchestrator = Orchestrator(registry, model=model, store=store, assembly="concat")
+        try:
+            if resume:
+                return (await orchestrator.resume(resume)).status.value
+            return (await orchestrator.run("mail it", plan=plan)).run_id
+        finally:
+            await store.aclose()
+
+    run_id = asyncio.run(execute())
+    store = SQLiteStore(tmp_path / "tools.db", create=False)
+    with TestClient(create_app(store, close_store=True), base_url=BASE) as opened:
+        [state] = get(opened, f"/api/runs/{run_id}")["tasks"]
+        assert state["status"] == "waiting"
+        [fetched] = get(opened, f"/api/runs/{run_id}/calls")["tool_calls"]
+        assert (fetched["key"], fetched["tool"], fetched["outcome"]) == ("t1#1", "fetch", "ok")
+        assert fetched["result"] == HOSTILE
+
+        [pending] = get(opened, "/api/approvals")["approvals"]
+        assert (pending["task_id"], pending["tool"]) == ("t1#2", "send_email")
+        assert pending["arguments"] == {"to": "a@b.c"}
+        assert [a["task_id"] for a in get(opened, f"/api/runs/{run_id}/tasks/t1")["approvals"]] == [
+            "t1#2"
+        ]
+        decided = opened.post(
+            f"/api/runs/{run_id}/tasks/t1%232/approve",
+            json={"inputs_sha256": pending["inputs_sha256"]},
+            headers=DECIDE,
+        )
+        assert decided.status_code == 200, decided.text
+        assert decided.json()["approval"]["status"] == "approved"
+
+        assert asyncio.run(execute(resume=run_id)) == "succeeded"
+        view = get(opened, f"/api/runs/{run_id}/tasks/t1")
+        assert [(t["key"], t["outcome"]) for t in view["tool_calls"]] == [
+            ("t1#1", "ok"),
+            ("t1#2", "ok"),
+        ]

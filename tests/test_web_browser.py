@@ -17,9 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from foreman import Orchestrator
+from foreman.models.base import ToolCall
 from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel
 from foreman.testing.dashboard import browser, chromium_problem, dashboard
+from foreman.tools import Toolbox, tool
+from foreman.workers import Registry
 from foreman.workers.nested import TeamWorker
 from helpers import Script, plan_of, task, worker
 from web_runs import INJECTION, Runs, plan
@@ -200,3 +203,57 @@ def test_nested_runs_expand_in_place(tmp_path, page) -> None:
         inner = nested.locator('#plan-graph [data-task="c2"][data-status="succeeded"]')
         inner.wait_for(timeout=WAIT_MS)
         assert nested.locator("#timeline rect").count() >= 3
+
+
+def test_tool_calls_on_the_timeline_in_the_task_and_approved_from_the_page(tmp_path, page) -> None:
+    @tool
+    def fetch(url: str) -> str:
+        """Fetch a page."""
+        return INJECTION
+
+    @tool(risk="high")
+    def send_email(to: str) -> str:
+        """Send an email."""
+        return "sent"
+
+    registry = Registry(
+        [worker("calc", tools=("fetch", "send_email"))], tools=Toolbox([fetch, send_email])
+    )
+    turns = [[ToolCall(id="", name="fetch", arguments={"url": INJECTION})]]
+    turns += [[ToolCall(id="", name="send_email", arguments={"to": "a@b.c"})], "done"]
+
+    def answer(request):
+        return turns[sum(message.role == "assistant" for message in request.messages)]
+
+    async def make() -> str:
+        store = SQLiteStore(tmp_path / "tools.db")
+        model = ScriptedModel(Script(plan_of(task("t1", "calc")), tasks={"do t1": answer}))
+        orchestrator = Orchestrator(registry, model=model, store=store, assembly="concat")
+        try:
+            return (await orchestrator.run("mail it", plan=plan_of(task("t1", "calc")))).run_id
+        finally:
+            await store.aclose()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's loop runs on this thread
+        run_id = thread.submit(asyncio.run, make()).result()
+    with dashboard(tmp_path / "tools.db") as base:
+        page.goto(f"{base}#/run/{run_id}")
+        page.wait_for_selector('#timeline rect.tool[data-span="t1#1"]')
+        page.goto(f"{base}#/run/{run_id}/task/t1")
+        fetched = page.locator('[data-tool-call="t1#1"]')
+        fetched.wait_for(timeout=WAIT_MS)
+        assert INJECTION in fetched.locator('[data-field="tool-result"]').inner_text()
+        assert INJECTION in fetched.locator('[data-field="arguments"]').inner_text()
+        assert page.locator("main script, main img").count() == 0
+        assert page.evaluate("window.__pwned") is None
+
+        page.goto(f"{base}#/approvals")
+        card = page.locator('[data-approval$="/t1#2"]')
+        card.wait_for(timeout=WAIT_MS)
+        assert "send_email" in card.inner_text()
+        assert '"to": "a@b.c"' in card.locator('[data-field="inputs"]').inner_text()
+        card.get_by_label("confirm").fill("t1#2")
+        card.locator('button[data-action="approve"]').click()
+        page.wait_for_selector("#flash:has-text('approved')", timeout=WAIT_MS)
+        [decided] = api(base, "/api/approvals?all=true")["approvals"]
+        assert (decided["task_id"], decided["status"]) == ("t1#2", "approved")

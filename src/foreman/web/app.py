@@ -115,8 +115,7 @@ def create_app(
 
     @app.get("/api/runs/{run_id}/calls")
     async def calls(run_id: str, descendants: bool = False, prompts: bool = False) -> dict:
-        found = await views.calls_view(store, run_id, descendants=descendants, prompts=prompts)
-        return {"calls": found}
+        return await views.calls_view(store, run_id, descendants=descendants, prompts=prompts)
 
     @app.get("/api/runs/{run_id}/tasks/{task_id}")
     async def task(run_id: str, task_id: str) -> dict:

@@ -19,6 +19,7 @@ from foreman.ledger.stats import GroupBy, group_calls, summarise
 from foreman.plan.foreach import find_task, item_ids_of
 from foreman.results import RunStatus, TaskResult
 from foreman.store.base import Approval, ApprovalStatus, RunRecord, RunSummary, Store
+from foreman.tools.records import ToolCallRecord
 
 #: Runs read to filter and search (``list_runs`` is newest first): the newest this many.
 SEARCHED_RUNS = 2000
@@ -109,7 +110,8 @@ def task_states(
     live page asks for this after every change of a run with maybe thousands of tasks."""
     live = run.status is RunStatus.running
     in_flight = {c.task_id for c in calls if c.status is CallStatus.started and live}
-    pending = {a.task_id for a in approvals if a.status is ApprovalStatus.pending}
+    # a tool call's approval is named <task>#<n>: its task waits
+    pending = {a.task_id.split("#")[0] for a in approvals if a.status is ApprovalStatus.pending}
     own: dict[str | None, list[CallRecord]] = {}
     for call in calls:
         own.setdefault(call.task_id, []).append(call)
@@ -162,11 +164,22 @@ def items_by_task(plan_ids: Sequence[str], results: dict[str, TaskResult]) -> di
 
 async def calls_view(
     store: Store, ref: str, *, descendants: bool = False, prompts: bool = False
-) -> list[dict[str, Any]]:
-    """The run's ledger, oldest first: what the timeline draws."""
+) -> dict[str, list[dict[str, Any]]]:
+    """What the timeline draws: the run's model calls (its ledger) and its tool calls,
+    each oldest first."""
     run_id = await store.resolve_run(ref)
     calls = await store.list_calls(run_id=run_id, descendants=descendants, with_prompts=prompts)
-    return [call_json(call) for call in calls]
+    tools = await store.list_tool_calls(run_id)
+    return {
+        "calls": [call_json(call) for call in calls],
+        "tool_calls": [tool_call_json(call) for call in tools],
+    }
+
+
+def tool_call_json(call: ToolCallRecord) -> dict[str, Any]:
+    """A tool call as ``foreman show RUN --calls --json`` prints it: its ``key`` (what
+    an approval of it is named by, ``t3#2``) and the record."""
+    return {"key": call.key, **call.model_dump(mode="json")}
 
 
 def call_json(call: CallRecord) -> dict[str, Any]:
@@ -176,8 +189,9 @@ def call_json(call: CallRecord) -> dict[str, Any]:
 
 
 async def task_view(store: Store, ref: str, task_id: str) -> dict[str, Any]:
-    """One task: its plan entry, its result (input, output, error), every call with its
-    prompt and output, its books, its approval, and the nested run carrying it out."""
+    """One task: its plan entry, its result (input, output, error), every model call
+    with its prompt and output, its tool calls, its books, its approvals (the task's
+    own and its tool calls'), and the nested run carrying it out."""
     run = await store.get_run(await store.resolve_run(ref))
     task = find_task(run.plan, task_id) if run.plan else None
     results = await store.load_tasks(run.run_id)
@@ -185,7 +199,12 @@ async def task_view(store: Store, ref: str, task_id: str) -> dict[str, Any]:
     if task is None and result is None:
         raise UnknownRunError(f"Run {run.run_id} has no task {task_id!r}.")
     calls = await store.list_calls(run_id=run.run_id, task_id=task_id, with_prompts=True)
-    approval = await store.get_approval(run.run_id, task_id)
+    tools = await store.list_tool_calls(run.run_id, task_id)
+    approvals = [
+        a
+        for a in await store.list_approvals(None)
+        if a.run_id == run.run_id and a.task_id.split("#")[0] == task_id
+    ]
     nested = [c for c in await store.child_runs(run.run_id) if c.parent_task_id == task_id]
     books = Books.of(calls)
     return {
@@ -202,7 +221,8 @@ async def task_view(store: Store, ref: str, task_id: str) -> dict[str, Any]:
             "calls": books.calls,
             "latency_s": sum(c.latency for c in calls if c.timed),
         },
-        "approval": approval_json(approval) if approval else None,
+        "approvals": [approval_json(a) for a in approvals],
+        "tool_calls": [tool_call_json(call) for call in tools],
         "nested_runs": [run_json(child) for child in nested],
     }
 

@@ -133,16 +133,17 @@ function runView(runId) {
   const body = el("div");
   main.replaceChildren(body);
   async function refresh() {
-    const [detail, { calls }] = await Promise.all([
+    const [detail, ledger] = await Promise.all([
       api("/api/runs/" + enc(runId)),
       api("/api/runs/" + enc(runId) + "/calls"),
     ]);
-    put(body, runParts(detail, calls));
+    put(body, runParts(detail, ledger));
   }
   return refresh;
 }
 
-function runParts(detail, calls) {
+function runParts(detail, ledger) {
+  const { calls, tool_calls: toolCalls } = ledger;
   const run = detail.run;
   const parts = [];
   if (detail.path.length > 1) {
@@ -169,7 +170,7 @@ function runParts(detail, calls) {
       Object.assign({ run_path: detail.path }, a))));
   }
   if (detail.plans.length) parts.push(planSection(run.run_id, detail.plans, detail.tasks));
-  if (calls.length) parts.push(el("h2", {}, "Timeline"), gantt(run, calls, detail.tasks));
+  if (calls.length || toolCalls.length) parts.push(el("h2", {}, "Timeline"), gantt(calls, toolCalls, detail.tasks));
   if (detail.tasks.length) parts.push(el("h2", {}, "Tasks"), tasksTable(run.run_id, detail.tasks));
   if (detail.children.length) parts.push(el("h2", {}, "Nested runs"), nestedRuns(detail.children));
   return parts;
@@ -275,11 +276,21 @@ function callSpan(c, now) {
   };
 }
 
+// A tool call is a span on its task's row, drawn thinner than the model calls around it.
+function toolSpan(t, now) {
+  const end = t.finished_at || (t.status === "started" ? now : t.started_at);
+  const status = t.outcome === "ok" ? "ok" : t.outcome ? (t.outcome === "error" ? "error" : "skipped") : "started";
+  return {
+    id: t.key, row: "task:" + t.task_id, start: t.started_at, end, status, tool: true,
+    title: `tool ${t.tool} · ${t.key} · ${t.outcome || "running"} · ${seconds(t.latency)}`,
+  };
+}
+
 // One row per task (and one per planning, synthesis, replanning...), one bar per span:
 // bars that overlap in time ran in parallel; a call in flight grows until it settles.
-function gantt(run, calls, tasks) {
+function gantt(calls, toolCalls, tasks) {
   const now = Date.now() / 1000;
-  const spans = calls.map((c) => callSpan(c, now));
+  const spans = [...calls.map((c) => callSpan(c, now)), ...toolCalls.map((t) => toolSpan(t, now))];
   const t0 = Math.min(...spans.map((s) => s.start));
   const t1 = Math.max(...spans.map((s) => s.end), t0 + 0.001);
   const order = ["plan", ...tasks.map((t) => "task:" + t.task_id)];
@@ -298,8 +309,8 @@ function gantt(run, calls, tasks) {
     return svg("g", { "data-row": row },
       svg("text", { x: 4, y: y + 15 }, clip(row.replace(/^task:/, ""), 17)),
       spans.filter((s) => s.row === row).map((s) => svg("rect", {
-        class: "s-" + s.status, x: scale(s.start), y: y + 4, height: RH - 8,
-        width: Math.max(2, scale(s.end) - scale(s.start)), "data-span": s.id,
+        class: "s-" + s.status + (s.tool ? " tool" : ""), x: scale(s.start), y: y + (s.tool ? 8 : 4),
+        height: RH - (s.tool ? 16 : 8), width: Math.max(2, scale(s.end) - scale(s.start)), "data-span": s.id,
       }, svg("title", {}, s.title))));
   });
   const height = TOP + rows.length * RH + 6;
@@ -326,7 +337,7 @@ function nestedRuns(children) {
     const inner = el("div", { class: "nested" });
     if (open) {
       Promise.all([api("/api/runs/" + enc(child.run_id)), api("/api/runs/" + enc(child.run_id) + "/calls")])
-        .then(([detail, { calls }]) => put(inner, runParts(detail, calls)))
+        .then(([detail, ledger]) => put(inner, runParts(detail, ledger)))
         .catch((e) => inner.replaceChildren(el("p", { class: "error-text" }, e.message)));
     }
     return el("div", { class: "card", "data-nested": child.run_id },
@@ -362,11 +373,14 @@ function taskView(runId, taskId) {
     if (view.items.length) {
       parts.push(el("h2", {}, "Items"), el("p", {}, view.items.map((id) => [el("a", { href: taskHref(view.run_id, id) }, id), " "])));
     }
-    if (view.approval) parts.push(el("h2", {}, "Approval"), approvalCard(view.approval));
+    if (view.approvals.length) parts.push(el("h2", {}, "Approvals"), view.approvals.map((a) => approvalCard(a)));
     if (view.nested_runs.length) parts.push(el("h2", {}, "Carried out by"), view.nested_runs.map((r) => el("p", {}, runLink(r.run_id), " ", badge(r.status))));
     parts.push(el("h2", {}, `Calls (${view.calls.length})`));
     if (!view.calls.length) parts.push(el("p", { class: "muted" }, "No model calls recorded for this task."));
     view.calls.forEach((c, i) => parts.push(callCard(c, i + 1)));
+    if (view.tool_calls.length) {
+      parts.push(el("h2", {}, `Tool calls (${view.tool_calls.length})`), view.tool_calls.map(toolCard));
+    }
     put(body, parts);
   }
   return refresh;
@@ -385,6 +399,15 @@ function callCard(c, number) {
     c.error ? el("pre", { class: "error-text" }, c.error) : null,
     prompt,
     c.output !== null && c.output !== undefined ? [el("div", { class: "muted" }, "output"), el("pre", { "data-field": "call-output" }, c.output)] : null);
+}
+
+function toolCard(t) {
+  return el("div", { class: "card", "data-tool-call": t.key },
+    el("div", { class: "facts" }, el("b", {}, t.key), fact("tool", t.tool), badge(t.outcome || t.status),
+      fact("turn", t.turn), fact("latency", seconds(t.latency))),
+    el("div", { class: "muted" }, "arguments"), el("pre", { "data-field": "arguments" }, shown(t.arguments)),
+    t.result !== null && t.result !== undefined
+      ? [el("div", { class: "muted" }, "result, as the model was given it"), el("pre", { "data-field": "tool-result" }, t.result)] : null);
 }
 
 // An approval with what it covers: the exact input the worker will receive. Approving a
@@ -422,12 +445,15 @@ function approvalCard(a) {
   const path = a.run_path || [a.run_id];
   return el("div", { class: "card approval", "data-approval": key },
     el("div", { class: "facts" }, el("span", {}, "run ", runLink(a.run_id)),
-      el("span", {}, "task ", el("a", { href: taskHref(a.run_id, a.task_id) }, a.task_id)),
+      el("span", {}, a.tool ? "tool call " : "task ", el("a", { href: taskHref(a.run_id, a.task_id.split("#")[0]) }, a.task_id)),
       fact("worker", a.worker), el("span", { class: "risk-" + a.risk }, a.risk + " risk"), badge(a.status)),
     path.length > 1 ? el("p", { class: "muted" }, "nested run: " + path.join(" → ")) : null,
     a.may_have_run ? el("p", { class: "warning" }, "Asked again: an approved execution of this task already started (it failed or was cut short); its side effects may already have happened.") : null,
-    el("div", { class: "muted" }, "instructions"), el("pre", {}, a.instructions),
-    el("div", { class: "muted" }, "input, exactly as the worker receives it (what a decision covers)"),
+    a.tool ? el("p", {}, el("span", { class: "muted" }, "tool call "), el("b", {}, a.tool))
+      : [el("div", { class: "muted" }, "instructions"), el("pre", {}, a.instructions)],
+    el("div", { class: "muted" }, a.tool
+      ? "arguments, exactly as the tool receives them (what a decision covers)"
+      : "input, exactly as the worker receives it (what a decision covers)"),
     el("pre", { "data-field": "inputs" }, a.inputs),
     a.note ? el("p", {}, el("span", { class: "muted" }, "note: "), a.note) : null,
     a.status === "pending" ? el("div", { class: "actions" }, note, confirm, approve, reject) : null);
