@@ -15,10 +15,11 @@ import foreman.web
 from foreman.cli import app as cli
 from foreman.store.memory import MemoryStore
 from foreman.web.app import create_app
-from foreman.web.security import COOKIE, is_loopback
+from foreman.web.security import cookie_name, is_loopback
 
 BASE = "http://127.0.0.1:8765"
 TOKEN = "s3cret-token-long-enough"
+COOKIE = cookie_name(TOKEN)
 DECIDE_URL = "/api/runs/r1/tasks/t1/approve"
 BODY = {"inputs_sha256": "0" * 64}
 runner = CliRunner()
@@ -53,6 +54,7 @@ def test_a_first_visit_with_the_token_sets_a_strict_cookie_and_drops_it_from_the
     assert cookie.startswith(f"{COOKIE}={TOKEN};")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert opened.cookies[COOKIE] == TOKEN
+    assert TOKEN not in COOKIE and cookie_name("another-token-as-long") != COOKIE
     assert opened.get("/api/runs").is_success  # the cookie alone, from now on
     stranger = client(TOKEN)
     stranger.cookies.set(COOKIE, "not-it-but-just-as-long")

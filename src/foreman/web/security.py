@@ -23,6 +23,7 @@ forget a check:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -94,6 +95,7 @@ class Guard:
         self.app = app
         self.token = token
         self.loopback_only = loopback_only
+        self.cookie = cookie_name(token) if token else COOKIE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,8 +132,8 @@ class Guard:
             cookie.load(headers.get("cookie", ""))
         except Exception:  # a malformed cookie header is a missing token, not an error
             cookie = SimpleCookie()
-        if COOKIE in cookie:
-            offered.append(cookie[COOKIE].value)
+        if self.cookie in cookie:
+            offered.append(cookie[self.cookie].value)
         if scope["method"] in SAFE_METHODS:
             offered.append(_query(scope).get("token", ""))
         return any(self._matches(value) for value in offered if value)
@@ -147,9 +149,16 @@ class Guard:
             return None
         rest = urlencode([(k, v) for k, v in parse_qsl(_raw_query(scope)) if k != "token"])
         location = scope["path"] + (f"?{rest}" if rest else "")
-        cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+        cookie = f"{self.cookie}={self.token}; HttpOnly; SameSite=Strict; Path=/"
         headers = [(b"location", location.encode()), (b"set-cookie", cookie.encode())]
         return _answer(303, "", headers)
+
+
+def cookie_name(token: str) -> str:
+    """The cookie of the server with this token. Cookies are shared by every port of a
+    host, so two dashboards on one machine must not overwrite each other's: the name
+    carries a digest of the token (never the token itself)."""
+    return f"{COOKIE}_{hashlib.sha256(token.encode()).hexdigest()[:12]}"
 
 
 def _cross_site(scope: Scope, headers: dict[str, str], host: str) -> Callable | None:
