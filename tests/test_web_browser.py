@@ -96,7 +96,7 @@ def test_a_live_run_updates_the_page(tmp_path, page) -> None:
         tmp_path,
         {
             "plan": plan(("t1", "researcher", []), ("t2", "writer", ["t1"])),
-            "latency": {"do t1": 4},
+            "latency": {"do t1": 6},  # long enough to see it running on a busy machine
         },
     )
     with dashboard(runs.db) as base:
