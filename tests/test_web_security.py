@@ -4,6 +4,7 @@ cross-site checks on decisions; and ``foreman ui``'s refusals, one clear line ea
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -154,3 +155,14 @@ def test_the_page_never_parses_data_as_html() -> None:
     assert "new Function" not in script
     page = (static / "index.html").read_text()
     assert page.count("<script") == 1 and '<script src="/app.js" defer></script>' in page
+
+
+def test_ui_says_when_the_port_is_taken(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(cli, ["ui", "--port", str(port), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in " ".join(result.output.split())
+    assert not (tmp_path / "x.db").exists()
