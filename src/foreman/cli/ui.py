@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -45,7 +44,7 @@ def ui(
     """Serve a local dashboard: runs live, plans as graphs, a timeline of tasks and model
     calls, cost and latency by worker and model, and approvals to decide
     (docs/dashboard.md). Needs the ui extra: pip install 'foreman[ui]'."""
-    token = token or os.environ.get("FOREMAN_UI_TOKEN") or None
+    token = token or None  # FOREMAN_UI_TOKEN= (set, empty) is no token
     if problem := token_problem(host, token):
         usage_error(problem, "--token")
     try:
