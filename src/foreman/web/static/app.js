@@ -247,6 +247,7 @@ function planGraph(runId, plan, tasks) {
     return svg("g", {
       class: "node", "data-task": t.id, "data-status": status, tabindex: 0, role: "link",
       onclick: () => { location.hash = taskHref(runId, t.id); },
+      onkeydown: (e) => { if (e.key === "Enter") location.hash = taskHref(runId, t.id); },
     },
     svg("title", {}, `${t.id} (${t.worker}): ${t.instructions}`),
     svg("rect", { class: "frame", x, y, width: W, height: H }),
