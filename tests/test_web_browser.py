@@ -202,7 +202,7 @@ def test_nested_runs_expand_in_place(tmp_path, page) -> None:
         nested.locator(".toggle").click()
         inner = nested.locator('#plan-graph [data-task="c2"][data-status="succeeded"]')
         inner.wait_for(timeout=WAIT_MS)
-        assert nested.locator("#timeline rect").count() >= 3
+        assert nested.locator("#timeline rect").count() >= 3  # drawn with the graph
 
 
 def test_tool_calls_on_the_timeline_in_the_task_and_approved_from_the_page(tmp_path, page) -> None:

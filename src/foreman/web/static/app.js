@@ -87,6 +87,7 @@ function taskHref(runId, taskId) { return "#/run/" + enc(runId) + "/task/" + enc
 const drafts = new Map(); // note and confirmation fields, kept across redraws
 const expanded = new Set(); // nested runs opened on a run's page
 const chosenVersion = new Map(); // run id -> plan version shown
+const shownNested = new Map(); // nested run id -> what its expanded view last showed
 
 function runsView() {
   const status = el("select", { "aria-label": "status" },
@@ -337,8 +338,14 @@ function nestedRuns(children) {
     const open = expanded.has(child.run_id);
     const inner = el("div", { class: "nested" });
     if (open) {
+      // What was shown stays shown while it is read again: a redraw never blanks it.
+      put(inner, shownNested.get(child.run_id) || el("p", { class: "muted" }, "Loading…"));
       Promise.all([api("/api/runs/" + enc(child.run_id)), api("/api/runs/" + enc(child.run_id) + "/calls")])
-        .then(([detail, ledger]) => put(inner, runParts(detail, ledger)))
+        .then(([detail, ledger]) => {
+          const parts = runParts(detail, ledger);
+          shownNested.set(child.run_id, parts);
+          put(inner, parts);
+        })
         .catch((e) => inner.replaceChildren(el("p", { class: "error-text" }, e.message)));
     }
     return el("div", { class: "card", "data-nested": child.run_id },
