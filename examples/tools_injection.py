@@ -154,21 +154,20 @@ async def main(argv: list[str] | None = None) -> int:
         approval.note = "decided by --decide"
         return args.decide == "approve"
 
-    orchestrator = Orchestrator(
-        Registry([RESEARCHER], tools=toolbox(workdir)),
-        model=gullible_model() if args.scripted else args.model,
-        store=SQLiteStore(workdir / "runs.db"),
-        approve=approve if args.decide else None,
-        assembly="concat",
-    )
     try:
+        orchestrator = Orchestrator(
+            Registry([RESEARCHER], tools=toolbox(workdir)),
+            model=gullible_model() if args.scripted else args.model,
+            store=SQLiteStore(workdir / "runs.db"),
+            approve=approve if args.decide else None,
+            assembly="concat",
+        )
         async with orchestrator:
             if args.resume:
                 result = await orchestrator.resume(args.resume, on_event=on_event)
             else:
-                result = await orchestrator.run(
-                    "Summarise the Q3 report.", plan=PLAN, on_event=on_event
-                )
+                request = "Summarise the Q3 report."
+                result = await orchestrator.run(request, plan=PLAN, on_event=on_event)
     except ForemanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -408,6 +408,8 @@ def test_run_options_reach_the_run(scripted) -> None:
         "mode": "plan",
         "max_turns": 8,
         "max_depth": 3,
+        "builtin_tools": [],
+        "tool_root": None,
     }
     assert scripted.loaded[:2] == ["work:er", "plan:ner"]  # the default, then the planner
     planner_schema = model.requests[0].output_schema

@@ -55,6 +55,8 @@ def make_legacy(path: Path) -> None:
     db.execute("DROP INDEX runs_by_parent")  # nested runs (migration 6) came later still
     db.execute("ALTER TABLE runs DROP COLUMN parent_run_id")
     db.execute("ALTER TABLE runs DROP COLUMN parent_task_id")
+    db.execute("DROP TABLE tool_turns")  # the tool loops' journal (migration 7)
+    db.execute("DROP TABLE tool_calls")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

@@ -158,3 +158,30 @@ def test_a_tool_calls_approval_shows_the_tool_and_its_arguments_literally(
         "approved",
         {"to": MARKUP},
     )
+
+
+async def test_the_terminal_prompt_shows_a_tool_calls_exact_arguments(monkeypatch) -> None:
+    from rich.console import Console
+
+    from foreman.cli.approvals import TerminalApprover
+    from foreman.store import Approval
+
+    typed: list[str] = []
+
+    def ask(prompt, *args, **kwargs):
+        typed.append(str(prompt))
+        return "t1#2" if "type" in str(prompt) else ""
+
+    monkeypatch.setattr("rich.prompt.Prompt.ask", ask)
+    approval = Approval(
+        run_id="r", task_id="t1#2", worker="clerk", risk="high",
+        instructions="call the tool send_email", inputs=json.dumps({"to": MARKUP}),
+        tool="send_email", arguments={"to": MARKUP},
+    )  # fmt: skip
+    console = Console(record=True, width=200, color_system=None)
+
+    assert await TerminalApprover(console)(approval) is True  # typed the call's key
+
+    shown = console.export_text()
+    assert "Tool arguments:" in shown and "[bold red]boom[/]" in shown
+    assert "t1#2" in typed[0]

@@ -15,7 +15,7 @@ from foreman.models.base import ModelRequest, ToolCall
 from foreman.results import RunStatus, TaskStatus
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
-from foreman.tools import Toolbox, ToolContext, ToolError, tool
+from foreman.tools import Tool, Toolbox, ToolContext, ToolError, tool
 from foreman.workers import Registry
 from helpers import Script, of_type, plan_of, task, worker, worker_requests
 
@@ -353,3 +353,94 @@ async def test_a_revision_is_a_new_loop_numbering_its_calls_on() -> None:
     assert [(c.key, c.loop) for c in calls] == [("t1#1", 0), ("t1#2", 1)]
     turns_stored = await store.list_tool_turns(result.run_id, "t1")
     assert [(t.loop, t.turn) for t in turns_stored] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+
+
+async def test_a_delegated_worker_runs_its_tool_loop_in_delegate_mode() -> None:
+    looked: list[str] = []
+
+    @tool
+    def lookup(term: str) -> str:
+        """Look up."""
+        looked.append(term)
+        return "found"
+
+    def answer(request: ModelRequest) -> Any:
+        names = {spec.name for spec in request.tools}
+        turn = sum(message.role == "assistant" for message in request.messages)
+        if "lookup" in names:  # the worker's own loop
+            return [call("lookup", term="dns")] if turn == 0 else "dns is found"
+        if turn == 0:  # the orchestrator delegates to the worker, then answers
+            return [ToolCall(id="", name="calc", arguments={"instructions": "look dns up"})]
+        return "DONE"
+
+    model = ScriptedModel(answer)
+    orchestrator = Orchestrator(team(lookup, allow=("lookup",)), model=model, mode="delegate")
+    result = await orchestrator.run("x")
+
+    assert result.status is RunStatus.succeeded and result.answer == "DONE"
+    assert looked == ["dns"]
+
+
+async def test_a_tool_written_as_a_class_works_like_a_function_tool() -> None:
+    seen: list[str] = []
+
+    class Clock(Tool):
+        name = "clock"
+        description = "The time."
+        parameters = {"type": "object", "properties": {"zone": {"type": "string"}}}
+
+        async def call(self, arguments: dict[str, Any], context: ToolContext) -> str:
+            seen.append(context.idempotency_key)
+            return {"zone": arguments["zone"], "time": "12:00"}  # type: ignore[return-value]
+
+    result, _, model = await run(
+        team(Clock(), allow=("clock",)), turns([call("clock", zone="UTC")], "noon")
+    )
+
+    assert result.tasks["t1"].output == "noon"
+    assert worker_requests(model)[1].messages[-1].tool_results[0].content == (
+        '{"zone": "UTC", "time": "12:00"}'
+    )
+    assert seen == [f"{result.run_id}:t1:1"]
+
+
+async def test_an_allow_list_that_matches_no_tool_is_logged_and_the_call_is_plain(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @tool
+    def search(q: str) -> str:
+        """Search."""
+        return "found"
+
+    with caplog.at_level("WARNING", logger="foreman.engine.tooling"):
+        result, _, model = await run(team(search, allow=("serach",)), "plain answer")
+
+    assert result.tasks["t1"].output == "plain answer"
+    assert [request.tools for request in worker_requests(model)] == [[]]
+    (warning,) = [r.getMessage() for r in caplog.records if "serach" in r.getMessage()]
+    assert "which no tool matches (known: search)" in warning
+
+
+async def test_a_loop_without_an_approval_gate_never_runs_a_risky_call() -> None:
+    from foreman.engine.tooling import ToolLoop
+
+    ran: list[str] = []
+
+    @tool(risk="medium")
+    def move(path: str) -> str:
+        """Move a file."""
+        ran.append(path)
+        return "moved"
+
+    events: list[Any] = []
+    model = ScriptedModel(turns([call("move", path="a")], "ok"))
+    loop = ToolLoop(
+        run_id="r", task_id="t1", worker=worker("w", tools=("move",)), tools=[move],
+        models=[model], emit=events.append,
+    )  # fmt: skip
+
+    outcome = await loop.run("system", "user")
+
+    assert outcome.output == "ok" and ran == []
+    (finished,) = of_type(events, ToolFinished)
+    assert finished.outcome.value == "rejected" and "no approver" in finished.result

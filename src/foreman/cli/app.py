@@ -56,7 +56,8 @@ from foreman.cli.common import (
 from foreman.cli.nesting import refuse_nested
 from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json, workers_table
 from foreman.cli.running import execute_run
-from foreman.cli.text import literal
+from foreman.cli.text import literal, safe_text
+from foreman.cli.tool_flags import AllowToolOpt, ToolRootOpt, tool_flags, toolbox_line
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.settings import DEFAULTS
 from foreman.models.deprecation import show_warnings_as_lines
@@ -186,6 +187,8 @@ def run(
             "their runs.",
         ),
     ] = DEFAULTS.max_depth,
+    allow_tool: AllowToolOpt = None,
+    tool_root: ToolRootOpt = None,
     db: DbOpt = None,
     json_lines: JsonOpt = False,
 ) -> None:
@@ -195,7 +198,8 @@ def run(
     (docs/delegation.md); --max-tasks bounds its delegations. Every task is checkpointed
     to the run store; `foreman resume RUN` continues a run that was interrupted, crashed,
     paused for approval, or stopped at its budget (--budget-* flags, or a team file's
-    budget: section)."""
+    budget: section). Workers call tools only when a run enables them: --allow-tool for
+    the built-in ones (docs/builtin-tools.md), a team file's tools: section for others."""
     request = read_request(request)
     budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     if validator is not None and validator not in (known := guard(lambda: registry(team))):
@@ -227,6 +231,7 @@ def run(
         "max_turns": max_turns,
         "context_budget": context_budget,
         "max_depth": max_depth,
+        **tool_flags(allow_tool, tool_root),
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
     plan = (
@@ -382,6 +387,8 @@ def workers(
         if found.patterns:  # a team file's patterns: what `run --pattern` accepts
             kinds = ", ".join(f"{name} ({spec.kind})" for name, spec in found.patterns.items())
             out.print(Text(f"Patterns: {kinds}"))
+        if tools := toolbox_line(found):  # what the workers' tools: lists pick from
+            out.print(safe_text(tools), soft_wrap=True)
 
 
 async def _record(store: Store, ref: str) -> RunRecord:

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from foreman.cli import observing
 from foreman.cli.text import literal
+from foreman.cli.tool_flags import enable_builtin_tools
 from foreman.engine.orchestrator import Orchestrator
 from foreman.engine.settings import RunSettings
 from foreman.errors import ForemanError
@@ -261,6 +262,7 @@ def build_orchestrator(settings: Mapping[str, Any], db: Path | None) -> Orchestr
     given = {key: value for key, value in settings.items() if key not in replan}
     replan = {key: value for key, value in replan.items() if value is not None}
     config = RunSettings.model_validate({**given, **replan, "budget": budget})
+    enable_builtin_tools(workers, config)
     return Orchestrator.from_settings(
         config, workers, store=open_store(db), observers=observing.observers()
     )

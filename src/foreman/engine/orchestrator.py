@@ -263,7 +263,10 @@ class Orchestrator:
             max_depth=settings.max_depth,
             **objects,
         )
-        orchestrator.config = orchestrator.config.model_copy(update={"team": settings.team})
+        kept = {"team", "builtin_tools", "tool_root"}  # what the caller built ``workers`` from
+        orchestrator.config = orchestrator.config.model_copy(
+            update={key: getattr(settings, key) for key in kept}
+        )
         return orchestrator
 
     @property
@@ -467,7 +470,9 @@ class Orchestrator:
         return asyncio.run(run_and_close())
 
     async def aclose(self) -> None:
-        """Close model clients and the store; ``async with orchestrator:`` does it for you."""
+        """Close model clients, tool sources (MCP servers) and the store; ``async with
+        orchestrator:`` does it for you."""
+        await self.registry.tools.aclose()
         await self.models.aclose()
         await self.store.aclose()
 

@@ -78,6 +78,11 @@ class RunSettings(BaseModel):
     #: How deep runs may nest (teams as workers, ``foreman.workers.nested``); the
     #: top-level run's limit holds for every run below it.
     max_depth: int = Field(MAX_DEPTH, ge=0)
+    #: Built-in tools the run enables (``foreman run --allow-tool``), added to the team's
+    #: toolbox for the workers that name them; ``tool_root`` is the absolute directory
+    #: the file tools and ``shell`` are confined to. A resumed run enables the same.
+    builtin_tools: tuple[str, ...] = ()
+    tool_root: str | None = None
 
     def recorded(self) -> dict[str, Any]:
         """The settings as stored with a run (plain JSON)."""

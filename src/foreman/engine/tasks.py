@@ -15,7 +15,7 @@ from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import CallOutcome, OnFallback, call_worker, retried, timeout_for
 from foreman.engine.prompts import REVIEW_SUFFIX, Verdict, review_input, worker_input
 from foreman.engine.replan_prompts import HINT_SUFFIX, replan_hint
-from foreman.engine.tooling import ApprovalPending, ToolJournal, ToolLoop
+from foreman.engine.tooling import ApprovalPending, ToolJournal, ToolLoop, allowed_tools
 from foreman.errors import ModelError, RunAbortedError
 from foreman.events import (
     TaskFailed,
@@ -80,6 +80,7 @@ class TaskRunner:
         self.tool_journal = tool_journal
         #: task -> (tool loops started, tool calls numbered) in its current execution
         self._loops: dict[str, tuple[int, int]] = {}
+        self._warned: set[tuple[str, str]] = set()  # allow-list entries matching no tool
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -203,6 +204,18 @@ class TaskRunner:
 
         if worker.tools:
             return self._tool_loop(task, worker, system, user, on_retry, on_fallback, scope)
+        return self._plain(worker, system, user, on_retry, on_fallback, scope)
+
+    def _plain(
+        self,
+        worker: Worker,
+        system: str,
+        user: str,
+        on_retry: OnRetry,
+        on_fallback: OnFallback,
+        scope: CallLog,
+    ) -> Awaitable[CallOutcome]:
+        """One model call, no tools."""
         return call_worker(
             worker,
             self._models_of(worker),
@@ -226,19 +239,22 @@ class TaskRunner:
         scope: CallLog,
     ) -> CallOutcome:
         """The worker's tool loop (``engine.tooling``), over the tools its allow-list
-        names; a tool source that cannot be opened fails the attempt with why."""
-        toolbox = self.registry.tools
+        names; a tool source that cannot be opened fails the attempt with why. A worker
+        whose allow-list names no tool the toolbox has (built-in tools not switched on,
+        a misspelt name: logged) makes one plain call."""
         try:
-            await toolbox.open()
+            tools = await allowed_tools(self.registry.tools, worker, self.run_id, self._warned)
         except Exception as exc:
             why = f"the tools of worker {worker.name!r} are unavailable: {exc}"
             return CallOutcome(error=ModelError(why))
+        if not tools:
+            return await self._plain(worker, system, user, on_retry, on_fallback, scope)
         loop, numbered = self._loops.get(task.id, (0, 0))
         tool_loop = ToolLoop(
             run_id=self.run_id,
             task_id=task.id,
             worker=worker,
-            tools=toolbox.allowed(worker.tools),
+            tools=tools,
             models=self._models_of(worker),
             emit=self.emit,
             gate=self.gate,

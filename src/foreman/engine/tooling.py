@@ -18,6 +18,7 @@ tool runs it again with the same idempotency key, any other asks a person first.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from foreman.events import ToolCalled, ToolFinished
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolResult
 from foreman.models.retry import CallLog, CallOutcome, OnRetry
 from foreman.tools.base import RiskLevel, Tool, ToolContext
+from foreman.tools.function import as_text
 from foreman.tools.records import (
     ToolCallRecord,
     ToolCallStatus,
@@ -39,7 +41,10 @@ from foreman.tools.records import (
     excerpt,
     idempotency_key,
 )
+from foreman.tools.toolbox import Toolbox
 from foreman.workers.spec import Worker
+
+log = logging.getLogger(__name__)
 
 Emit = Callable[[Any], None]
 
@@ -79,6 +84,27 @@ class StoreToolJournal:
 def tool_journal(journal: RunJournal) -> ToolJournal | None:
     """The run's tool journal, or None for a store that keeps none."""
     return StoreToolJournal(journal) if journal.store.supports_tool_journal else None
+
+
+async def allowed_tools(
+    toolbox: Toolbox, worker: Worker, run_id: str, warned: set[tuple[str, str]]
+) -> list[Tool]:
+    """The tools ``worker``'s allow-list names, its sources opened first (their errors
+    raise). An entry that matches no tool (a misspelt name, built-in tools not switched
+    on) is logged once per run (``warned``), not an error: the worker gets the others,
+    or makes a plain call."""
+    await toolbox.open()
+    for name in worker.tools:
+        if (worker.name, name) not in warned and not toolbox.allowed([name]):
+            warned.add((worker.name, name))
+            log.warning(
+                "run %s: worker %r allows the tool %r, which no tool matches (known: %s)",
+                run_id,
+                worker.name,
+                name,
+                ", ".join(sorted(toolbox.names())) or "none",
+            )
+    return toolbox.allowed(worker.tools)
 
 
 class ApprovalPending(Exception):
@@ -150,6 +176,7 @@ class ToolLoop:
                         )
                     )
             else:  # answered before a crash or a pause: not asked again
+                outcome.attempts += 1  # the attempt that answered it, in that execution
                 parsed = None if response.tool_calls and not last else parse(response)
             outcome.model = response.model
             if last or not response.tool_calls:
@@ -235,7 +262,8 @@ class ToolLoop:
             )
             return await self._finish(self._called(record), ToolOutcome.refused, why)
         cut_short = stored is not None  # started before, never finished: may have run
-        if self.gate is None and (tool.risk is not RiskLevel.low or cut_short):
+        asks = tool.risk is not RiskLevel.low or (cut_short and not tool.idempotent)
+        if self.gate is None and asks:
             why = f"the tool {tool.name!r} needs an approval and this run has no approver"
             return await self._finish(self._called(record), ToolOutcome.rejected, why)
         if self.gate is not None:  # approval_requested comes before tool_called
@@ -283,7 +311,7 @@ class ToolLoop:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(tool.timeout):
-                text = await tool.call(record.arguments, context)
+                text = as_text(await tool.call(record.arguments, context))  # str, by contract
         except TimeoutError:
             text, outcome = f"the tool {tool.name} gave no result within {tool.timeout:g}s", None
         except ToolError as exc:

@@ -19,6 +19,7 @@ class Toolbox:
         self._tools: dict[str, Tool] = {}
         self._sources: list[ToolSource] = []
         self._opened: set[str] = set()
+        self._from_sources: set[str] = set()
         self._lock = asyncio.Lock()
         for item in tools:
             self.add(item)
@@ -46,11 +47,13 @@ class Toolbox:
                     continue
                 for found in await source.open():
                     if found.name in self._tools:
+                        await source.aclose()
                         raise ConfigError(
                             f"Tool source {source.name!r} offers a tool named "
                             f"{found.name!r}, which another tool already has."
                         )
                     self._tools[found.name] = found
+                    self._from_sources.add(found.name)
                 self._opened.add(source.name)
 
     def names(self) -> list[str]:
@@ -70,8 +73,12 @@ class Toolbox:
         ]
 
     async def aclose(self) -> None:
+        """Close every source; their tools leave the box until it is opened again."""
         for source in self._sources:
             await source.aclose()
+        for name in self._from_sources:
+            self._tools.pop(name, None)
+        self._from_sources.clear()
         self._opened.clear()
 
     def __contains__(self, name: object) -> bool:

@@ -2,6 +2,11 @@
 
 Prompts are short and specific on purpose: small models follow short prompts better, and
 every worker is told it sees only its own task and its inputs, never the whole run.
+
+The researcher and the coder use built-in tools when a run enables them (``foreman run
+--allow-tool NAME``, a team file's ``tools: builtin:``, ``Registry.default(tools=...)``):
+``DEFAULT_TOOLS`` says which each may use. With none enabled, every worker is one model
+call, as before tools existed.
 """
 
 from __future__ import annotations
@@ -53,3 +58,9 @@ DEFAULT_WORKERS: tuple[Worker, ...] = (
         "are wrong or unsupported, with a correction, or say that all claims hold." + _SHARED,
     ),
 )
+
+#: The built-in tools each default worker may call, when its registry's toolbox has them.
+DEFAULT_TOOLS: dict[str, tuple[str, ...]] = {
+    "researcher": ("read_file", "list_files", "fetch"),
+    "coder": ("read_file", "list_files", "write_file", "shell"),
+}

@@ -23,6 +23,9 @@ A ``replan:`` section says when the orchestrator revises the plan (docs/replanni
 A ``patterns:`` section names pipelines, fan-outs and generator-evaluators built from the
 file's workers (``foreman.workers.patterns``; ``foreman run --pattern NAME`` runs one).
 
+A ``tools:`` section declares the tools workers may name in their ``tools:`` lists:
+built-in tools, MCP servers and Python functions (``foreman.workers.team_tools``).
+
 ``mode: delegate`` has the team's runs driven by a tool-calling orchestrator instead of
 a plan written up front (``mode: plan``, the default); see docs/delegation.md.
 """
@@ -40,10 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.ledger.budget import Budget, budget_from
 from foreman.tools.toolbox import Toolbox
-from foreman.workers.default_team import DEFAULT_WORKERS
+from foreman.workers.default_team import DEFAULT_TOOLS, DEFAULT_WORKERS
 from foreman.workers.nested import check_no_cycle, worker_of
 from foreman.workers.patterns import PatternSpec
 from foreman.workers.spec import Worker, unknown_keys
+from foreman.workers.team_tools import team_toolbox
 
 #: How a run is driven: a plan written up front, or a tool-calling orchestrator.
 RunMode = Literal["plan", "delegate"]
@@ -88,9 +92,27 @@ class Registry:
             self.add(worker)
 
     @classmethod
-    def default(cls) -> Registry:
-        """The built-in team: researcher, analyst, writer, coder, summariser, fact_checker."""
-        return cls(DEFAULT_WORKERS)
+    def default(cls, *, tools: Toolbox | None = None) -> Registry:
+        """The built-in team: researcher, analyst, writer, coder, summariser, fact_checker.
+
+        The researcher may call ``read_file``, ``list_files`` and ``fetch``, the coder those
+        and ``write_file`` and ``shell``, when ``tools`` has them (``builtin_tools``); with
+        no tools, each worker is one model call."""
+        registry = cls(DEFAULT_WORKERS, tools=tools)
+        registry.equip_default_workers()
+        return registry
+
+    def equip_default_workers(self) -> None:
+        """Give the built-in researcher and coder (as shipped, not a team file's workers
+        of the same name) the built-in tools of ``DEFAULT_TOOLS`` this toolbox has."""
+        for shipped in DEFAULT_WORKERS:
+            if self._workers.get(shipped.name) != shipped:
+                continue
+            usable = tuple(
+                name for name in DEFAULT_TOOLS.get(shipped.name, ()) if name in self.tools
+            )
+            if usable:
+                self._workers[shipped.name] = shipped.model_copy(update={"tools": usable})
 
     def add(self, worker: Worker) -> None:
         self._workers[worker.name] = worker
@@ -130,7 +152,7 @@ class Registry:
 
 
 #: The keys a team file may have at its top level.
-TEAM_KEYS = ("include_defaults", "workers", "budget", "patterns", "replan", "mode")
+TEAM_KEYS = ("include_defaults", "workers", "budget", "patterns", "replan", "mode", "tools")
 
 
 def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
@@ -184,6 +206,8 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
                 f"Team file {path}: 'mode' must be 'plan' or 'delegate', not {mode!r}."
             )
         registry.mode = mode
+    if (tools := data.get("tools")) is not None:
+        registry.tools = team_toolbox(tools, path)
     defined: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
         try:
@@ -201,6 +225,7 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
     if not len(registry):
         raise ConfigError(f"Team file {path} defines no workers.")
     registry.check_references()
+    registry.equip_default_workers()
     _load_patterns(path, data.get("patterns", []), registry)
     return registry
 
