@@ -17,6 +17,9 @@ picked by how many turns the conversation it is sent already holds (so a resumed
 conversation is rebuilt from its tasks, gets the turn it is at): a list of delegations
 ``{"worker": ..., "instructions": ..., "inputs": [...]}`` or the final answer's text. A
 request that offers tools is the orchestrator's (the scripted teams' workers have none).
+A delegation's "worker" may be "delegate" (the one tool of a routed run, ``--router``).
+"routes": {text: worker} answers the LLM router (``--router llm``) for a task whose
+instructions hold ``text`` ("none" when no text matches: the fallback applies).
 "lists": {"lister": "files"} gives the team file's worker ``lister`` a structured output
 with a list of strings ``files`` (team files cannot declare schemas), for for-each plans.
 """
@@ -45,6 +48,8 @@ def build(spec: dict) -> ScriptedModel:
             return "plan"
         if "add" in (request.output_schema or {}).get("properties", {}):
             return "revision"
+        if "worker" in (request.output_schema or {}).get("properties", {}):
+            return "route"
         if request.system == SYNTHESIS_SYSTEM:
             return "synthesis"
         payload = json.loads(request.messages[0].content)
@@ -54,7 +59,7 @@ def build(spec: dict) -> ScriptedModel:
 
     def latency(request: ModelRequest) -> float:
         what = kind(request)
-        if what not in ("plan", "synthesis", "revision", "turn"):
+        if what not in ("plan", "synthesis", "revision", "turn", "route"):
             with log.open("a") as file:
                 file.write(what + "\n")
         return float(spec.get("latency", {}).get(what, 0.0))
@@ -67,6 +72,10 @@ def build(spec: dict) -> ScriptedModel:
             return json.dumps(chosen[0] if chosen else spec["plan"])
         if what == "synthesis":
             return "FINAL"
+        if what == "route":  # "routes": {text: worker}, the first whose text the task holds
+            task = json.loads(request.messages[0].content)["task"]
+            chosen = [w for text, w in spec.get("routes", {}).items() if text in task]
+            return json.dumps({"worker": chosen[0] if chosen else "none"})
         if what == "turn":
             turn = spec["turns"][sum(m.role == "assistant" for m in request.messages)]
             if isinstance(turn, str):

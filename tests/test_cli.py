@@ -385,6 +385,7 @@ def test_run_options_reach_the_run(scripted) -> None:
     args += ["--validator", "fact_checker", "--max-revisions", "2", "--timeout", "7.5"]
     args += ["--replan", "on-hint", "--max-replans", "4"]
     args += ["--context-budget", "4000"]
+    args += ["--router", "embedding", "--router-fallback", "writer", "--memory"]
     result = runner.invoke(app, ["run", "x", *args])
     assert result.exit_code == 0, result.output
     assert stored_settings() | {"team": None} == {
@@ -408,6 +409,13 @@ def test_run_options_reach_the_run(scripted) -> None:
         "mode": "plan",
         "max_turns": 8,
         "max_depth": 3,
+        "router": "embedding",
+        "router_fallback": "writer",
+        "router_min_score": None,
+        "embedder": None,
+        "memory": True,
+        "memory_limit": 1000,
+        "memory_top_k": 3,
         "builtin_tools": [],
         "tool_root": None,
     }

@@ -18,11 +18,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "foreman"
 #: Lowest first. A module may import its own part and any part on a lower line.
 LAYERS = [
     {"errors"},
-    {"models"},
+    {"models", "embeddings"},
     {"ledger"},
     {"tools"},
     {"workers"},
-    {"plan"},
+    {"plan", "routing"},
     {"results"},
     {"store", "events"},
     {"tracing"},

@@ -57,6 +57,7 @@ def make_legacy(path: Path) -> None:
     db.execute("ALTER TABLE runs DROP COLUMN parent_task_id")
     db.execute("DROP TABLE tool_turns")  # the tool loops' journal (migration 7)
     db.execute("DROP TABLE tool_calls")
+    db.execute("DROP TABLE memories")  # memory (migration 8)
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

@@ -254,6 +254,22 @@ def test_allow_tool_enables_builtins_for_the_default_team_and_resume(
     assert rebuilt.config.builtin_tools == ("read_file",)
 
 
+def test_allow_tool_serves_a_team_files_workers_that_name_it(scripted, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("alpha")
+    team = write_team(
+        tmp_path,
+        "workers:\n  - {name: lister, description: Lists., system_prompt: You list.,"
+        " tools: [list_files]}\n",
+    )
+    listing = ToolCall(id="", name="list_files", arguments={})
+    scripted(Script(plan_of(task("t1", "lister")), tasks={"do t1": turns([listing], "done")}))
+    flags = ["--team", str(team), "--allow-tool", "list_files", "--tool-root", str(tmp_path)]
+    result = runner.invoke(app, ["run", "x", *flags, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (finished,) = [e for e in events(result.output) if e["type"] == "tool_finished"]
+    assert finished["outcome"] == "ok" and "a.txt (5 bytes)" in finished["result"]
+
+
 def test_nothing_is_enabled_by_default(scripted) -> None:
     scripted(Script(plan_of(task("t1", "coder"))))
     result = runner.invoke(app, ["run", "x", "--json"], catch_exceptions=False)

@@ -185,3 +185,36 @@ async def test_the_terminal_prompt_shows_a_tool_calls_exact_arguments(monkeypatc
     shown = console.export_text()
     assert "Tool arguments:" in shown and "[bold red]boom[/]" in shown
     assert "t1#2" in typed[0]
+
+
+def test_the_live_view_notes_tool_calls_and_their_approvals_literally() -> None:
+    from rich.console import Console
+
+    from foreman.cli.render import LiveProgress
+    from foreman.events import ApprovalRequested, PlanReady, TaskStarted, ToolCalled
+    from foreman.models.base import Usage
+
+    def text_of(progress: LiveProgress) -> str:
+        console = Console(record=True, width=200, color_system=None)
+        console.print(progress)
+        return console.export_text()
+
+    progress = LiveProgress(Console(record=True))
+    progress.handle(PlanReady(run_id="r", plan=PLAN, usage=Usage()))
+    progress.handle(TaskStarted(run_id="r", task_id="t1", worker="clerk"))
+    progress.handle(
+        ToolCalled(
+            run_id="r", task_id="t1", worker="clerk", tool="[red]x[/]", arguments={},
+            call_id="c1", key="t1#1",
+        )
+    )  # fmt: skip
+    assert "calling [red]x[/]" in text_of(progress)
+    progress.handle(
+        ApprovalRequested(
+            run_id="r", task_id="t1#2", worker="clerk", risk="high", inputs="{}",
+            tool="send_email", arguments={},
+        )
+    )  # fmt: skip
+    shown = text_of(progress)
+    assert "high risk tool send_email: waiting for approval" in shown
+    assert "t1#2" not in shown  # the task's line, not a line of its own

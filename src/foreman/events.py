@@ -48,6 +48,20 @@ class TaskStarted(_Event):
     worker: str
 
 
+class TaskRouted(_Event):
+    """A router (``--router llm|embedding``) chose the task's worker, before it runs."""
+
+    type: Literal["task_routed"] = "task_routed"
+    task_id: str
+    worker: str
+    router: str
+    score: float | None = Field(None, description="The embedding router's similarity.")
+    fallback: bool = Field(False, description="No worker was a confident match.")
+    planned_worker: str | None = Field(
+        None, description="The planner's choice it replaces (planned mode)."
+    )
+
+
 class TaskRetried(_Event):
     """An attempt failed transiently; the next one starts after ``delay`` seconds."""
 
@@ -58,7 +72,7 @@ class TaskRetried(_Event):
     delay: float
 
 
-CallPurpose = Literal["plan", "review", "synthesis", "compaction", "replan", "delegate"]
+CallPurpose = Literal["plan", "review", "synthesis", "compaction", "replan", "delegate", "route"]
 
 
 class CallRetried(_Event):
@@ -292,6 +306,7 @@ Event = Annotated[
     | PlanRejected
     | PlanReady
     | TaskStarted
+    | TaskRouted
     | TaskRetried
     | CallRetried
     | TaskFallback

@@ -38,6 +38,8 @@ from foreman.cli.common import (
     PlannerOpt,
     ReplanOpt,
     RequestArg,
+    RouterFallbackOpt,
+    RouterOpt,
     RunRefArg,
     TeamOpt,
     app,
@@ -187,6 +189,18 @@ def run(
             "their runs.",
         ),
     ] = DEFAULTS.max_depth,
+    router: RouterOpt = None,
+    router_fallback: RouterFallbackOpt = None,
+    memory: Annotated[
+        bool | None,
+        typer.Option(
+            "--memory/--no-memory",
+            help="Remember every worker's output in the run store and show later workers "
+            "(this run's and later runs') the relevant ones (docs/memory.md; `foreman memory` "
+            "lists and deletes them). Default: the team file's memory:, else off.",
+            show_default=False,
+        ),
+    ] = None,
     allow_tool: AllowToolOpt = None,
     tool_root: ToolRootOpt = None,
     db: DbOpt = None,
@@ -195,18 +209,27 @@ def run(
     """Plan REQUEST, run it on the workers with live progress, and print the answer.
 
     With --mode delegate the orchestrator delegates to the workers turn by turn instead
-    (docs/delegation.md); --max-tasks bounds its delegations. Every task is checkpointed
-    to the run store; `foreman resume RUN` continues a run that was interrupted, crashed,
-    paused for approval, or stopped at its budget (--budget-* flags, or a team file's
-    budget: section). Workers call tools only when a run enables them: --allow-tool for
-    the built-in ones (docs/builtin-tools.md), a team file's tools: section for others."""
+    (docs/delegation.md); --max-tasks bounds its delegations. --router llm|embedding
+    has a router pick each task's worker instead of the planner (docs/routing.md). Every
+    task is checkpointed to the run store; `foreman resume RUN` continues a run that was
+    interrupted, crashed, paused for approval, or stopped at its budget (--budget-* flags,
+    or a team file's budget: section). Workers call tools only when a run enables them:
+    --allow-tool for the built-in ones (docs/builtin-tools.md), a team file's tools:
+    section for others."""
     request = read_request(request)
     budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
-    if validator is not None and validator not in (known := guard(lambda: registry(team))):
+    known = guard(lambda: registry(team))
+    if validator is not None and validator not in known:
         usage_error(
             f"no worker named {validator!r} to validate with; known workers: "
             f"{', '.join(known.names())}.",
             "--validator",
+        )
+    if router_fallback is not None and router_fallback not in known:
+        usage_error(
+            f"no worker named {router_fallback!r} to fall back to; known workers: "
+            f"{', '.join(known.names())}.",
+            "--router-fallback",
         )
     if pattern is not None and mode is not None and mode.value == "delegate":
         usage_error("--pattern runs the pattern's own plan; drop --mode delegate.", "--mode")
@@ -231,6 +254,9 @@ def run(
         "max_turns": max_turns,
         "context_budget": context_budget,
         "max_depth": max_depth,
+        "router": router.value if router else None,
+        "router_fallback": router_fallback,
+        "memory": memory,
         **tool_flags(allow_tool, tool_root),
     }
     orchestrator = guard(lambda: build_orchestrator(settings, db))
@@ -403,3 +429,4 @@ def main() -> None:
 
 # Registered after run, plan and workers, so that --help lists those first.
 from foreman.cli import approvals, history, manage, stats, ui  # noqa: E402, F401
+from foreman.cli import memory as _memory  # noqa: E402, F401

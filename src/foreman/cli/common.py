@@ -228,6 +228,34 @@ class Mode(StrEnum):
     delegate = "delegate"
 
 
+class RouterChoice(StrEnum):
+    """Who picks each task's worker (``--router``; docs/routing.md)."""
+
+    planner = "planner"
+    llm = "llm"
+    embedding = "embedding"
+
+
+RouterOpt = Annotated[
+    RouterChoice | None,
+    typer.Option(
+        help="Who picks each task's worker: 'planner' (its own choice, the default), 'llm' "
+        "(one model call per task) or 'embedding' (no model call: similarity to the workers' "
+        "descriptions and examples). A team file's router: applies when not given.",
+        show_default=False,
+    ),
+]
+RouterFallbackOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--router-fallback",
+        metavar="WORKER",
+        help="The worker a router sends a task that no worker confidently matches.",
+        show_default=False,
+    ),
+]
+
+
 class AutoApprove(StrEnum):
     """Risk levels ``--auto-approve`` accepts: high risk always asks a person."""
 

@@ -76,7 +76,7 @@ def show(
         typer.Argument(
             metavar="TASK",
             help="A task id (e.g. t2, or t2.3 for item 3 of a for-each task): its "
-            "instructions, and every call's prompt, output, tokens and cost.",
+            "instructions, every call's prompt, output, tokens and cost, and its tool calls.",
             show_default=False,
         ),
     ] = None,
@@ -84,7 +84,8 @@ def show(
         bool,
         typer.Option(
             "--calls",
-            help="List the run's model calls (every attempt: tokens, cost, latency, errors).",
+            help="List the run's model calls (every attempt: tokens, cost, latency, errors) "
+            "and its workers' tool calls (tool, arguments, outcome, latency).",
         ),
     ] = False,
     db: DbOpt = None,
@@ -94,12 +95,14 @@ def show(
         typer.Option(
             "--json",
             help="Print the run and all its tasks as one JSON object (with --calls, and its "
-            "calls under 'ledger'); with TASK, the task, its result and its calls.",
+            "calls under 'ledger', its tool calls under 'tool_calls'); with TASK, the task, "
+            "its result, its calls and its tool calls.",
         ),
     ] = False,
 ) -> None:
     """Show a run: its plan as a tree with each task's status, output and error, and what
-    it cost. --calls lists its model calls; TASK shows one task's prompts and outputs."""
+    it cost. --calls lists its model and tool calls; TASK shows one task's prompts,
+    outputs and tool calls."""
     if task_id is not None:
         show_task(run, task_id, db, json_out=json_out)
         return

@@ -278,6 +278,9 @@ class LiveProgress:
                     self.note[task_id] = f"{purpose} attempt {attempt} failed: {error[:60]}"
                 else:
                     self.headline = f"{purpose.capitalize()} attempt {attempt} failed; retrying…"
+            case ev.TaskRouted(task_id=task_id, worker=worker, router=router, score=score):
+                how = f"{router} router" + (f", score {score:.2f}" if score is not None else "")
+                self.note[task_id] = f"routed to {worker} ({how})"
             case ev.TaskFallback(task_id=task_id, to=to):
                 self.note[task_id] = f"fell back to {to}"
             case ev.TaskValidated(task_id=task_id, approved=approved, revision=revision):

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from foreman.embeddings.base import Embedder, embedder_of
 from foreman.engine.approvals import ApprovalCallback, auto_approve_level
 from foreman.engine.assembly import AssemblyMethod
 from foreman.engine.context import MIN_SUMMARY_TOKENS
@@ -25,11 +26,13 @@ from foreman.engine.delivery import events_of
 from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstimate
 from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.lifecycle import RunState, execute
+from foreman.engine.memory import Memory, memory_settings
 from foreman.engine.nesting import ChildRun, nested_books, stored_result
 from foreman.engine.planning import check_given_plan, make_plan
 from foreman.engine.replanning import replan_settings
 from foreman.engine.replaying import replay_task
 from foreman.engine.resuming import books_before, record_budget
+from foreman.engine.routing import resolve_router
 from foreman.engine.settings import DEFAULTS, ReplanPolicy, RunDeps, RunSettings
 from foreman.errors import ConfigError, RunFinishedError, UnknownRunError
 from foreman.events import Event
@@ -40,6 +43,7 @@ from foreman.models.pricing import check_prices
 from foreman.models.retry import RetryPolicy
 from foreman.plan.schema import Plan, check_max_tasks
 from foreman.results import RunResult, TaskResult
+from foreman.routing.base import Router
 from foreman.store.base import RunRecord, Store
 from foreman.store.memory import MemoryStore
 from foreman.tracing.logs import LoggingObserver
@@ -106,6 +110,15 @@ class Orchestrator:
     it, older results reach synthesis as summaries (``compaction`` calls in the ledger),
     while workers still get their dependencies' full outputs.
 
+    ``router`` picks each task's worker instead of the planner: ``"llm"`` (one model call
+    per task, from the workers' descriptions), ``"embedding"`` (no model call: similarity
+    with the workers' descriptions and ``examples``, with ``embedder``) or a ``Router`` of
+    your own; ``router_fallback`` is where a task no worker confidently matches goes
+    (docs/routing.md). ``memory=True`` remembers every worker's output in ``store`` (at
+    most ``memory_limit`` entries) and shows later workers, in this run and later ones,
+    the ``memory_top_k`` most relevant (docs/memory.md); ``orchestrator.memory`` searches,
+    lists and deletes them. A team file's ``router:`` and ``memory:`` apply when not given.
+
     A team (another orchestrator, a pattern, a team file) can be one of the workers
     (``foreman.workers.nested.TeamWorker``): its tasks run as nested runs in this store,
     at most ``max_depth`` deep (docs/hierarchies.md).
@@ -142,6 +155,13 @@ class Orchestrator:
         max_turns: int = DEFAULTS.max_turns,
         context_budget: int | None = None,
         max_depth: int = MAX_DEPTH,
+        router: Router | str | None = None,
+        router_fallback: str | None = None,
+        router_min_score: float | None = None,
+        embedder: Embedder | str | None = None,
+        memory: bool | None = None,
+        memory_limit: int | None = None,
+        memory_top_k: int | None = None,
     ) -> None:
         if workers is None:
             workers = Registry.default()
@@ -207,6 +227,26 @@ class Orchestrator:
         self._build_models()
         check_priced(self.budget, self._model_names)
         replan, max_replans = replan_settings(self.registry.replan, replan, max_replans)
+        team = self.registry
+        memory, memory_limit, memory_top_k = memory_settings(
+            team.memory, memory, memory_limit, memory_top_k
+        )
+        #: What the embedding router and memory compare texts with (loaded at first use).
+        self.embedder = (
+            embedder if isinstance(embedder, Embedder) else embedder_of(embedder or team.embedder)
+        )
+        #: Who picks each task's worker (``None``: the planner's choice stands).
+        self.router, router_kind = resolve_router(
+            self.registry,
+            router,
+            router_fallback,
+            router_min_score,
+            self.embedder,
+            models=self.models,
+            model=planner_model,
+            retry=retry,
+            timeout=timeout,
+        )
         #: Recorded with each run, so ``foreman resume`` can rebuild this orchestrator.
         self.config = RunSettings(
             model=self.models.default_name,
@@ -228,6 +268,19 @@ class Orchestrator:
             max_turns=max_turns,
             context_budget=context_budget,
             max_depth=max_depth,
+            router=router_kind,
+            router_fallback=self.router.fallback if self.router else None,
+            router_min_score=router_min_score,
+            embedder=embedder if isinstance(embedder, str) else None,
+            memory=memory,
+            memory_limit=memory_limit,
+            memory_top_k=memory_top_k,
+        )
+        #: With memory on, where outputs are remembered and recalled (docs/memory.md).
+        self.memory = (
+            Memory(self.store, self.embedder, limit=memory_limit, top_k=memory_top_k)
+            if memory
+            else None
         )
 
     @classmethod
@@ -239,7 +292,8 @@ class Orchestrator:
     ) -> Orchestrator:
         """The orchestrator ``settings`` describe (a run's recorded ones, or the CLI's), for
         ``workers`` (the team ``settings.team`` names), with ``objects`` (``store``,
-        ``observers``, ``approve``...) that are not settings."""
+        ``observers``, ``approve``, an ``embedder`` or ``router`` instance...) that are not
+        settings."""
         orchestrator = cls(
             workers,
             model=settings.model,
@@ -261,6 +315,13 @@ class Orchestrator:
             max_turns=settings.max_turns,
             context_budget=settings.context_budget,
             max_depth=settings.max_depth,
+            router=objects.pop("router", settings.router),
+            router_fallback=settings.router_fallback,
+            router_min_score=settings.router_min_score,
+            embedder=objects.pop("embedder", settings.embedder),
+            memory=settings.memory,
+            memory_limit=settings.memory_limit,
+            memory_top_k=settings.memory_top_k,
             **objects,
         )
         kept = {"team", "builtin_tools", "tool_root"}  # what the caller built ``workers`` from
@@ -293,6 +354,8 @@ class Orchestrator:
             started_write_window=self.started_write_window,
             timer=self.timer,
             estimator=self.estimator,
+            router=self.router,
+            memory=self.memory,
         )
 
     def _build_models(self) -> None:
@@ -474,6 +537,7 @@ class Orchestrator:
         orchestrator:`` does it for you."""
         await self.registry.tools.aclose()
         await self.models.aclose()
+        await self.embedder.aclose()
         await self.store.aclose()
 
     async def __aenter__(self) -> Orchestrator:

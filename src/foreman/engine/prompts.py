@@ -41,11 +41,15 @@ def worker_input(
     inputs: dict[str, Any],
     args: dict[str, Any] | None = None,
     feedback: tuple[Any, list[str]] | None = None,
+    memories: dict[str, Any] | None = None,
 ) -> str:
-    """The one message a worker sees: its instructions and its dependencies' outputs."""
+    """The one message a worker sees: its instructions and its dependencies' outputs
+    (and, with memory on, relevant earlier outputs: ``engine.memory``)."""
     payload: dict[str, Any] = {"instructions": instructions, "inputs": inputs}
     if args is not None:
         payload["args"] = args
+    if memories is not None:
+        payload["memories"] = memories
     if feedback is not None:
         previous, reasons = feedback
         payload["previous_output"] = previous

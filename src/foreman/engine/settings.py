@@ -22,6 +22,7 @@ from foreman.ledger.budget import Budget
 from foreman.models.base import Model
 from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
+from foreman.routing.base import Router, RouterKind
 from foreman.store.base import Store
 from foreman.tracing.observer import Observers
 from foreman.workers.nested import MAX_DEPTH
@@ -35,6 +36,7 @@ ReplanPolicy = Literal["never", "on-hint", "always"]
 if TYPE_CHECKING:
     from foreman.engine.approvals import ApprovalCallback
     from foreman.engine.estimate import Estimator
+    from foreman.engine.memory import Memory
 
 
 class RunSettings(BaseModel):
@@ -78,6 +80,22 @@ class RunSettings(BaseModel):
     #: How deep runs may nest (teams as workers, ``foreman.workers.nested``); the
     #: top-level run's limit holds for every run below it.
     max_depth: int = Field(MAX_DEPTH, ge=0)
+    #: Who picks each task's worker (docs/routing.md): ``planner`` (its own choice),
+    #: ``llm`` or ``embedding``. ``None``: the team's ``router:``, else ``planner``; a run
+    #: records the router it resolved to, so a resumed run routes alike.
+    router: RouterKind | None = None
+    #: The worker a router sends a task no worker confidently matches.
+    router_fallback: str | None = None
+    #: The embedding router's least confident similarity (``None``: its default).
+    router_min_score: float | None = None
+    #: The embedder of the embedding router and of memory: ``local`` or ``openai:MODEL``.
+    embedder: str | None = None
+    #: Remember workers' outputs and show later workers the relevant ones (docs/memory.md).
+    #: ``None``: the team's ``memory:``, else off.
+    memory: bool | None = None
+    #: Most memories the store keeps (the oldest go), and how many a worker is shown.
+    memory_limit: int | None = Field(None, ge=1)
+    memory_top_k: int | None = Field(None, ge=0)
     #: Built-in tools the run enables (``foreman run --allow-tool``), added to the team's
     #: toolbox for the workers that name them; ``tool_root`` is the absolute directory
     #: the file tools and ``shell`` are confined to. A resumed run enables the same.
@@ -118,6 +136,10 @@ class RunDeps:
     estimator: Callable[[], Awaitable[Estimator]]
     #: 0 for a top-level run, 1 for a run nested in one (``engine.nesting``)...
     depth: int = 0
+    #: The router choosing each task's worker; ``None``: the planner's choice stands.
+    router: Router | None = None
+    #: With memory on: where outputs are remembered and recalled (``engine.memory``).
+    memory: Memory | None = None
 
     def own_timeout(self, default: float | None = None) -> float | None:
         """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``

@@ -38,6 +38,8 @@ from foreman.workers.registry import Registry
 from foreman.workers.spec import Worker
 
 Emit = Callable[[Any], None]
+#: A task's relevant memories, as its input shows them (``None``: none worth showing).
+Recall = Callable[[Task], Awaitable[dict[str, Any] | None]]
 #: Runs a team's task as a nested run: (task, worker, inputs, missing inputs, input).
 NestedRunner = Callable[[Task, TeamWorker, dict[str, Any], list[str], str], Awaitable[TaskResult]]
 
@@ -59,6 +61,7 @@ class TaskRunner:
         ledger: CallLedger | None = None,
         hints: bool = False,
         nested: NestedRunner | None = None,
+        recall: Recall | None = None,
         tool_journal: ToolJournal | None = None,
     ) -> None:
         self.run_id = run_id
@@ -76,6 +79,8 @@ class TaskRunner:
         self.hints = hints
         #: Runs the tasks of teams (``TeamWorker``) as nested runs (``engine.nesting``).
         self.nested = nested
+        #: With memory on: the ``memories`` entry of a task's input (``engine.memory``).
+        self.recall = recall
         #: Where tool loops are checkpointed, so resume never repeats a tool call.
         self.tool_journal = tool_journal
         #: task -> (tool loops started, tool calls numbered) in its current execution
@@ -96,7 +101,8 @@ class TaskRunner:
                 missing_inputs=missing,
             )
         inputs = {dep: _as_input(result) for dep, result in deps.items()}
-        user = worker_input(task.instructions, inputs, task.args)
+        memories = await self.recall(task) if self.recall is not None else None
+        user = worker_input(task.instructions, inputs, task.args, memories=memories)
         if self.gate is not None and self.gate.needs_approval(worker):
             decision = await self.gate.check(self.run_id, task, worker, user)
             if decision.verdict == "wait":

@@ -49,6 +49,8 @@ class CallPurpose(StrEnum):
     legacy = "legacy"
     #: Older results condensed so what the orchestrator reads fits its context budget.
     compaction = "compaction"
+    #: A router choosing a task's worker (``--router llm``, docs/routing.md).
+    route = "route"
 
 
 class CallRecord(BaseModel):

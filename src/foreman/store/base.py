@@ -13,11 +13,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
 
+from foreman.errors import StoreError
 from foreman.ledger.records import CallRecord
 from foreman.models.base import Usage
 from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
 from foreman.results import RunStatus, TaskResult
+from foreman.store.memories import MemoryEntry, MemoryHit, best_matches
 from foreman.store.records import (
     Approval,
     ApprovalStatus,
@@ -46,6 +48,8 @@ __all__ = [
     "ApprovalStatus",
     "Checkpoint",
     "LeaseOwner",
+    "MemoryEntry",
+    "MemoryHit",
     "PlanVersion",
     "RunRecord",
     "RunSummary",
@@ -320,6 +324,43 @@ class Store(ABC):
             tuple(run.model_dump_json() for run in runs),
             tuple(approval.model_dump_json() for approval in approvals),
         )
+
+    # --- memory (docs/memory.md) ------------------------------------------------------
+
+    async def add_memory(self, entry: MemoryEntry, *, limit: int | None = None) -> int:
+        """Keep ``entry``; its new ``memory_id`` (ids only grow). With ``limit``, the
+        oldest entries go until at most ``limit`` remain."""
+        raise StoreError(f"{type(self).__name__} keeps no memory; use SQLiteStore.")
+
+    async def list_memories(
+        self, *, run_id: str | None = None, embedder: str | None = None, limit: int | None = None
+    ) -> list[MemoryEntry]:
+        """Entries, newest first: all, or one run's, or one embedder's; at most ``limit``."""
+        raise StoreError(f"{type(self).__name__} keeps no memory; use SQLiteStore.")
+
+    async def delete_memory(self, memory_id: int) -> bool:
+        """Forget one entry; False when there was none with that id."""
+        raise StoreError(f"{type(self).__name__} keeps no memory; use SQLiteStore.")
+
+    async def clear_memories(self, *, run_id: str | None = None) -> int:
+        """Forget every entry (or one run's); how many were forgotten."""
+        raise StoreError(f"{type(self).__name__} keeps no memory; use SQLiteStore.")
+
+    async def search_memories(
+        self,
+        vector: Sequence[float],
+        *,
+        embedder: str,
+        top_k: int,
+        min_score: float = -1.0,
+        run_id: str | None = None,
+    ) -> list[MemoryHit]:
+        """The ``top_k`` entries of ``embedder`` most similar to ``vector``, best first.
+
+        Reads the entries and compares them here: a store's size limit keeps that a
+        small matrix product. A store with a vector index may override it."""
+        entries = await self.list_memories(run_id=run_id, embedder=embedder)
+        return best_matches(entries, list(vector), top_k, min_score)
 
     async def aclose(self) -> None:  # noqa: B027 - stores without resources need nothing
         """Release files and threads; safe to call more than once."""

@@ -39,6 +39,7 @@ from foreman.store.base import (
     start_approval,
     withdrawn,
 )
+from foreman.store.memories import MemoryEntry
 from foreman.tools.records import ToolCallRecord, ToolCallStatus, ToolTurnRecord
 
 
@@ -59,6 +60,9 @@ class MemoryStore(Store):
         self._cancel_requested: set[str] = set()
         #: call id -> (settled, the record as JSON)
         self._calls: dict[str, dict[str, tuple[bool, str]]] = {}
+        #: memory id -> the entry as JSON (docs/memory.md), oldest first
+        self._memories: dict[int, str] = {}
+        self._memory_ids = 0
         #: The tool loops' journal: (task, loop, turn) -> turn, (task, seq) -> call.
         self._tool_turns: dict[str, dict[tuple[str, int, int], ToolTurnRecord]] = {}
         self._tool_calls: dict[str, dict[tuple[str, int], ToolCallRecord]] = {}
@@ -419,3 +423,36 @@ class MemoryStore(Store):
             if task_id is None or record.task_id == task_id
         ]
         return sorted(calls, key=lambda record: (record.started_at, record.task_id, record.seq))
+
+    # --- memory ------------------------------------------------------------------------
+
+    async def add_memory(self, entry: MemoryEntry, *, limit: int | None = None) -> int:
+        self._memory_ids += 1
+        stored = entry.model_copy(update={"memory_id": self._memory_ids})
+        self._memories[self._memory_ids] = stored.model_dump_json()
+        while limit is not None and len(self._memories) > limit:
+            del self._memories[next(iter(self._memories))]
+        return self._memory_ids
+
+    async def list_memories(
+        self, *, run_id: str | None = None, embedder: str | None = None, limit: int | None = None
+    ) -> list[MemoryEntry]:
+        entries = [MemoryEntry.model_validate_json(j) for j in reversed(self._memories.values())]
+        if run_id is not None:
+            entries = [e for e in entries if e.run_id == run_id]
+        if embedder is not None:
+            entries = [e for e in entries if e.embedder == embedder]
+        return entries[:limit] if limit is not None else entries
+
+    async def delete_memory(self, memory_id: int) -> bool:
+        return self._memories.pop(memory_id, None) is not None
+
+    async def clear_memories(self, *, run_id: str | None = None) -> int:
+        gone = [i for i, e in self._memories.items() if run_id is None or _run_of(e) == run_id]
+        for memory_id in gone:
+            del self._memories[memory_id]
+        return len(gone)
+
+
+def _run_of(entry_json: str) -> str:
+    return MemoryEntry.model_validate_json(entry_json).run_id

@@ -146,6 +146,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, task_id, seq)
     );
     """,
+    # 8: memory: workers' outputs with their embeddings (float32 blobs), kept across runs
+    # (no foreign key: deleting a run keeps what it taught); docs/memory.md
+    """
+    CREATE TABLE memories (
+        memory_id  INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id     TEXT NOT NULL,
+        task_id    TEXT NOT NULL,
+        worker     TEXT NOT NULL,
+        text       TEXT NOT NULL,
+        embedder   TEXT NOT NULL,
+        vector     BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX memories_by_run ON memories(run_id);
+    CREATE INDEX memories_by_embedder ON memories(embedder, memory_id);
+    """,
 ]
 
 

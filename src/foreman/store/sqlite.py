@@ -32,6 +32,7 @@ from foreman.models.base import Usage
 from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
 from foreman.results import RunStatus, TaskResult
+from foreman.store import sqlite_memories as memories
 from foreman.store.base import (
     Approval,
     ApprovalStatus,
@@ -49,6 +50,7 @@ from foreman.store.base import (
     settled_as_read,
     start_approval,
 )
+from foreman.store.memories import MemoryEntry
 from foreman.store.migrations import migrate
 from foreman.store.sqlite_ledger import (
     CALL_COLUMNS_READ,
@@ -207,6 +209,34 @@ class SQLiteStore(Store):
             return version, db.total_changes
 
         return await self._run(read)
+
+    # --- memory (sqlite_memories) ------------------------------------------------------
+
+    async def add_memory(self, entry: MemoryEntry, *, limit: int | None = None) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            with self._transaction(db):
+                return memories.add(db, entry, limit)
+
+        return await self._run(write)
+
+    async def list_memories(
+        self, *, run_id: str | None = None, embedder: str | None = None, limit: int | None = None
+    ) -> list[MemoryEntry]:
+        return await self._run(lambda db: memories.select(db, run_id, embedder, limit))
+
+    async def delete_memory(self, memory_id: int) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            with self._transaction(db):
+                return memories.delete(db, memory_id)
+
+        return await self._run(write)
+
+    async def clear_memories(self, *, run_id: str | None = None) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            with self._transaction(db):
+                return memories.clear(db, run_id)
+
+        return await self._run(write)
 
     # --- runs ------------------------------------------------------------------------
 

@@ -26,6 +26,13 @@ file's workers (``foreman.workers.patterns``; ``foreman run --pattern NAME`` run
 A ``tools:`` section declares the tools workers may name in their ``tools:`` lists:
 built-in tools, MCP servers and Python functions (``foreman.workers.team_tools``).
 
+A ``router:`` section has a router choose each task's worker instead of the planner
+(docs/routing.md); ``memory:`` turns on memory across runs (docs/memory.md); ``embedder:``
+names the embedder both use (``local``, the default, or ``openai:MODEL``):
+
+    router: {kind: embedding, fallback: researcher, min_score: 0.2}
+    memory: {enabled: true, limit: 500, top_k: 3}
+
 ``mode: delegate`` has the team's runs driven by a tool-calling orchestrator instead of
 a plan written up front (``mode: plan``, the default); see docs/delegation.md.
 """
@@ -63,6 +70,26 @@ class TeamReplan(BaseModel):
     max_replans: int | None = Field(None, ge=0)
 
 
+class TeamRouter(BaseModel):
+    """A team file's ``router:`` section: who picks each task's worker (docs/routing.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["planner", "llm", "embedding"] = "planner"
+    fallback: str | None = None
+    min_score: float | None = Field(None, ge=-1, le=1)
+
+
+class TeamMemory(BaseModel):
+    """A team file's ``memory:`` section: workers' outputs kept and recalled (docs/memory.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    limit: int | None = Field(None, ge=1)
+    top_k: int | None = Field(None, ge=0)
+
+
 class Registry:
     """Workers by name. Later additions with the same name replace earlier ones.
 
@@ -85,6 +112,10 @@ class Registry:
         #: The team file's ``replan:`` section, if any (the orchestrator's defaults).
         self.replan: TeamReplan | None = None
         self.mode = mode
+        #: The team file's ``router:``, ``memory:`` and ``embedder:``, if any.
+        self.router: TeamRouter | None = None
+        self.memory: TeamMemory | None = None
+        self.embedder: str | None = None
         #: The team's patterns by name (a team file's ``patterns:``).
         self.patterns: dict[str, PatternSpec] = {}
         self._workers: dict[str, Worker] = {}
@@ -152,7 +183,18 @@ class Registry:
 
 
 #: The keys a team file may have at its top level.
-TEAM_KEYS = ("include_defaults", "workers", "budget", "patterns", "replan", "mode", "tools")
+TEAM_KEYS = (
+    "include_defaults",
+    "workers",
+    "budget",
+    "patterns",
+    "replan",
+    "mode",
+    "tools",
+    "router",
+    "memory",
+    "embedder",
+)
 
 
 def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
@@ -206,6 +248,7 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
                 f"Team file {path}: 'mode' must be 'plan' or 'delegate', not {mode!r}."
             )
         registry.mode = mode
+    _load_routing(path, data, registry)
     if (tools := data.get("tools")) is not None:
         registry.tools = team_toolbox(tools, path)
     defined: dict[str, int] = {}
@@ -225,9 +268,39 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
     if not len(registry):
         raise ConfigError(f"Team file {path} defines no workers.")
     registry.check_references()
+    if registry.router and registry.router.fallback and registry.router.fallback not in registry:
+        raise UnknownWorkerError(
+            f"Team file {path}: the router's fallback {registry.router.fallback!r} is not a "
+            f"worker. Known workers: {', '.join(registry.names())}."
+        )
     registry.equip_default_workers()
     _load_patterns(path, data.get("patterns", []), registry)
     return registry
+
+
+def _load_routing(path: Path, data: dict[str, Any], registry: Registry) -> None:
+    """The file's ``router:`` (a mapping, or just the kind), ``memory:`` (a mapping, or
+    true/false) and ``embedder:`` (a name)."""
+    router = data.get("router")
+    if isinstance(router, str):
+        router = {"kind": router}
+    if router is not None:
+        try:
+            registry.router = TeamRouter.model_validate(router)
+        except ValidationError as exc:
+            raise ConfigError(f"Team file {path}, router: {_brief(exc)}") from None
+    memory = data.get("memory")
+    if isinstance(memory, bool):
+        memory = {"enabled": memory}
+    if memory is not None:
+        try:
+            registry.memory = TeamMemory.model_validate(memory)
+        except ValidationError as exc:
+            raise ConfigError(f"Team file {path}, memory: {_brief(exc)}") from None
+    embedder = data.get("embedder")
+    if embedder is not None and not (isinstance(embedder, str) and embedder.strip()):
+        raise ConfigError(f"Team file {path}: 'embedder' must be a name ('local', 'openai:M').")
+    registry.embedder = embedder
 
 
 _PATTERN_ADAPTER: TypeAdapter[PatternSpec] = TypeAdapter(PatternSpec)

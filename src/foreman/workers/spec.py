@@ -77,6 +77,11 @@ class Worker(BaseModel):
         8, ge=1, description="Model turns in the worker's tool loop before it must answer."
     )
     temperature: float | None = None
+    examples: tuple[str, ...] = Field(
+        (),
+        description="Typical tasks of this worker, one line each: what the embedding router "
+        "compares a task with beside the description (docs/routing.md).",
+    )
 
     @model_validator(mode="before")
     @classmethod

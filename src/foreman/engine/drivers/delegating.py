@@ -26,6 +26,7 @@ from foreman.engine.drivers.delegation import (
     Refused,
     TurnNotes,
     conversation,
+    delegation_id,
     delegations,
     result_entries,
     shown_results,
@@ -35,6 +36,7 @@ from foreman.engine.drivers.delegation import (
 from foreman.engine.drivers.delegation_prompts import COMPACTION_GOAL, delegate_system
 from foreman.engine.drivers.shared import checkpointed, run_status, task_runner
 from foreman.engine.lifecycle import Execution
+from foreman.engine.routing import DELEGATE_TOOL, delegate_tool, routed_calls
 from foreman.engine.scheduler import run_dag
 from foreman.errors import BudgetExceededError, ForemanError, RunAbortedError
 from foreman.events import OrchestratorTurn, RunStarted
@@ -56,7 +58,7 @@ async def drive_delegating(run: Execution) -> RunResult:
     results = run.results
     await _settled_before(run, plan)
     runner = task_runner(run)
-    execute_task = checkpointed(runner, run.delivery, run.meter)
+    execute_task = checkpointed(runner, run.delivery, run.meter, run.deps.memory)
     limits = deps.registry.concurrency_limits()
     turns = _Turns(run)
     turn = max((turn_of(task.id) for task in plan.tasks), default=0)
@@ -85,7 +87,12 @@ async def drive_delegating(run: Execution) -> RunResult:
                     f"({turn} of {deps.settings.max_turns}), so the run has no answer."
                 )
             room = deps.settings.max_tasks - len(plan.tasks)
-            tasks, refused = delegations(response.tool_calls, turn, plan, deps.registry, room)
+            calls = response.tool_calls
+            if deps.router is not None:  # the router names each `delegate` call's worker
+                ids = [delegation_id(turn, n) for n in range(1, len(calls) + 1)]
+                calls = await routed_calls(run, calls[: max(room, 0)], ids[: max(room, 0)])
+                calls += response.tool_calls[len(calls) :]
+            tasks, refused = delegations(calls, turn, plan, deps.registry, room)
             turns.notes[turn] = TurnNotes(response.text, refused)
             run.emit(_turn_event(run.run_id, turn, response, tasks=tasks, refused=refused))
             if tasks:
@@ -105,7 +112,10 @@ class _Turns:
     def __init__(self, run: Execution) -> None:
         self.run = run
         self.model = run.deps.planner()
-        self.tools = worker_tools(run.deps.registry)
+        routed = run.deps.router is not None
+        self.tools = [delegate_tool()] if routed else worker_tools(run.deps.registry)
+        #: With a router, every delegation reads as a call of the one ``delegate`` tool.
+        self.tool_name = DELEGATE_TOOL if routed else None
         #: What this execution's turns said beside their calls, and the calls refused.
         self.notes: dict[int, TurnNotes] = {}
         #: With a context budget: the results as last fitted to it (summaries included),
@@ -122,9 +132,16 @@ class _Turns:
         run, settings = self.run, self.run.deps.settings
         last = self.last(turn, plan)
         request = ModelRequest(
-            system=delegate_system(settings.max_turns, settings.max_tasks, last=last),
+            system=delegate_system(
+                settings.max_turns, settings.max_tasks, last=last, routed=self.tool_name is not None
+            ),
             messages=conversation(
-                run.state.request, plan, run.results, self.notes, await self._shown(plan)
+                run.state.request,
+                plan,
+                run.results,
+                self.notes,
+                await self._shown(plan),
+                tool_name=self.tool_name,
             ),
             tools=self.tools,
             tool_choice="none" if last else "auto",

@@ -126,10 +126,13 @@ def conversation(
     results: dict[str, TaskResult],
     notes: dict[int, TurnNotes],
     shown: dict[str, str] | None = None,
+    *,
+    tool_name: str | None = None,
 ) -> list[Message]:
     """The orchestrator's conversation so far: the request, then for each turn its calls
     and their results (refused calls with why), from the run's tasks and ``notes``.
-    ``shown`` replaces what some results read as (compacted ones, see ``shown_results``)."""
+    ``shown`` replaces what some results read as (compacted ones, see ``shown_results``);
+    ``tool_name`` is the one tool every call was made with (a routed run's ``delegate``)."""
     by_turn: dict[int, list[Task]] = {}
     for task in plan.tasks:
         by_turn.setdefault(turn_of(task.id), []).append(task)
@@ -137,11 +140,17 @@ def conversation(
     for turn in sorted(by_turn.keys() | notes.keys()):
         note = notes.get(turn, TurnNotes())
         pairs = [
-            (ToolCall(id=t.id, name=t.worker, arguments=_arguments(t)), _result(t, results, shown))
+            (
+                ToolCall(id=t.id, name=tool_name or t.worker, arguments=_arguments(t)),
+                _result(t, results, shown),
+            )
             for t in by_turn.get(turn, [])
         ]
         pairs += [
-            (r.call, ToolResult(call_id=r.call.id, content=r.reason, is_error=True))
+            (
+                r.call.model_copy(update={"name": tool_name or r.call.name}),
+                ToolResult(call_id=r.call.id, content=r.reason, is_error=True),
+            )
             for r in note.refused
         ]
         pairs.sort(key=lambda pair: _n(pair[0].id))  # in the order the model made them

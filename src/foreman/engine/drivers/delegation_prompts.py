@@ -37,8 +37,20 @@ COMPACTION_GOAL = (
 INSTRUCTIONS_MAX_CHARS = 2000
 
 
-def delegate_system(max_turns: int, max_delegations: int, *, last: bool) -> str:
+#: Told instead of "each worker is a tool" when a router picks the workers.
+ROUTED = (
+    "Here you delegate with the one `delegate` tool: each task goes to the worker best "
+    "suited to it, chosen for you from the task's wording, so say plainly what is to be "
+    "done (research, analysis, writing, code...)."
+)
+
+
+def delegate_system(
+    max_turns: int, max_delegations: int, *, last: bool, routed: bool = False
+) -> str:
     prompt = DELEGATE_SYSTEM.format(max_turns=max_turns, max_delegations=max_delegations)
+    if routed:
+        prompt = f"{prompt}\n\n{ROUTED}"
     return f"{prompt}\n\n{LAST_TURN}" if last else prompt
 
 

@@ -17,6 +17,7 @@ from foreman.engine.expansion import ForEach
 from foreman.engine.lifecycle import Execution
 from foreman.engine.planning import make_plan
 from foreman.engine.replanning import Replanner, stalled_parts
+from foreman.engine.routing import route_plan
 from foreman.engine.scheduler import DagRun
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.events import Assembled, PlanReady, RunStarted
@@ -98,6 +99,7 @@ async def _plan(run: Execution) -> tuple[Plan, Usage]:
         planned,
         ledger.scope(CallPurpose.plan),
     )
+    plan = await route_plan(run, plan)  # stored routed: a resumed run never routes again
     usage = ledger.usage_of("plan")
     await run.journal.save_plan(plan, usage)
     return plan, usage
@@ -109,7 +111,7 @@ async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) ->
     deps = run.deps
     runner = task_runner(run, hints=replanner is not None)
     for_each = ForEach(run.run_id, run.delivery, deps.registry)
-    execute = for_each.wrap(checkpointed(runner, run.delivery, run.meter))
+    execute = for_each.wrap(checkpointed(runner, run.delivery, run.meter, run.deps.memory))
     try:
         dag = DagRun(
             plan.tasks,

@@ -5,13 +5,15 @@ and read the run's status from its tasks."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.delivery import Delivery
 from foreman.engine.lifecycle import Execution
+from foreman.engine.memory import Memory, memory_input
 from foreman.engine.nesting import nested_tasks
 from foreman.engine.scheduler import Halt
-from foreman.engine.tasks import TaskRunner
+from foreman.engine.tasks import Recall, TaskRunner
 from foreman.engine.tooling import tool_journal
 from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.ledger.budget import BudgetMeter
@@ -35,16 +37,34 @@ def task_runner(run: Execution, *, hints: bool = False) -> TaskRunner:
         ledger=run.journal.ledger,
         hints=hints,
         nested=nested_tasks(run),
+        recall=_recall(run),
         tool_journal=tool_journal(run.journal),
     )
 
 
+def _recall(run: Execution) -> Recall | None:
+    """With memory on: a task's relevant memories, for its input."""
+    memory = run.deps.memory
+    if memory is None:
+        return None
+
+    async def recall(task: Task) -> dict[str, Any] | None:
+        shown = await memory.recall_for(run.run_id, task)
+        return memory_input(shown) if shown else None
+
+    return recall
+
+
 def checkpointed(
-    runner: TaskRunner, delivery: Delivery, meter: BudgetMeter | None
+    runner: TaskRunner,
+    delivery: Delivery,
+    meter: BudgetMeter | None,
+    memory: Memory | None = None,
 ) -> Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]:
     """The runner, with each settled task stored before the scheduler sees it. Once the
     budget is spent, no task starts, and one whose next call was refused stops
-    unfinished (``Halt``): the scheduler lets the running ones end, then stops."""
+    unfinished (``Halt``): the scheduler lets the running ones end, then stops. With
+    ``memory``, a task that succeeded is remembered once checkpointed."""
 
     async def execute(task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         try:
@@ -58,6 +78,8 @@ def checkpointed(
                 await delivery.checkpoint(exc.result)
             raise
         await delivery.checkpoint(result)
+        if memory is not None and result.succeeded:
+            await memory.keep(runner.run_id, result)
         return result
 
     return execute

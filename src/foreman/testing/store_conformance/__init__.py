@@ -31,6 +31,7 @@ pytest.register_assert_rewrite(
             "books",
             "leases",
             "ledger",
+            "memories",
             "nesting",
             "plans",
             "runs",
@@ -44,6 +45,7 @@ from foreman.testing.store_conformance.approvals import ApprovalTests  # noqa: E
 from foreman.testing.store_conformance.books import BooksTests  # noqa: E402
 from foreman.testing.store_conformance.leases import LeaseTests  # noqa: E402
 from foreman.testing.store_conformance.ledger import LedgerTests  # noqa: E402
+from foreman.testing.store_conformance.memories import MemoryTests  # noqa: E402
 from foreman.testing.store_conformance.nesting import NestingTests  # noqa: E402
 from foreman.testing.store_conformance.plans import PlanTests  # noqa: E402
 from foreman.testing.store_conformance.runs import RunTests  # noqa: E402
@@ -58,6 +60,7 @@ class StoreConformance(
     LedgerTests,
     BooksTests,
     NestingTests,
+    MemoryTests,
     ToolJournalTests,
 ):
     """Every conformance check; subclass it as ``Test...`` and define ``make_store``.
@@ -72,6 +75,7 @@ __all__ = [
     "BooksTests",
     "LeaseTests",
     "LedgerTests",
+    "MemoryTests",
     "NestingTests",
     "PlanTests",
     "RunTests",

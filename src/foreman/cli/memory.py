@@ -1,0 +1,127 @@
+"""``foreman memory list|search|delete|clear``: what runs with ``--memory`` remembered.
+
+Memory lives in the run store (``--db``), so it outlives the runs it came from; see
+docs/memory.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from foreman.cli.common import DbOpt, app, err, guard, out, with_store
+from foreman.cli.text import safe_text
+from foreman.embeddings.base import embedder_of
+from foreman.engine.memory import Memory
+from foreman.store.memories import MemoryEntry, MemoryHit
+from foreman.store.sqlite import SQLiteStore
+
+memory_app = typer.Typer(
+    help="Look into and prune memory: workers' outputs that runs with --memory keep.",
+    no_args_is_help=True,
+)
+app.add_typer(memory_app, name="memory")
+
+RunOpt = Annotated[
+    str | None, typer.Option("--run", help="Only the memories of this run (its full id).")
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+#: Characters of a memory's text in a table row.
+PREVIEW = 80
+
+
+@memory_app.command("list")
+def list_memories(
+    run: RunOpt = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most memories to list.")] = 50,
+    json_out: JsonOut = False,
+    db: DbOpt = None,
+) -> None:
+    """List memories, newest first."""
+    entries = guard(
+        lambda: asyncio.run(with_store(db, lambda s: s.list_memories(run_id=run, limit=limit)))
+    )
+    _show([(entry, None) for entry in entries], json_out)
+
+
+@memory_app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Most memories to show.")] = 5,
+    run: RunOpt = None,
+    embedder: Annotated[
+        str, typer.Option(help="The embedder the memories were made with: 'local' or 'openai:M'.")
+    ] = "local",
+    json_out: JsonOut = False,
+    db: DbOpt = None,
+) -> None:
+    """Find the memories most similar to QUERY, best first, with their similarity."""
+
+    async def find(store: SQLiteStore) -> list[MemoryHit]:
+        found = Memory(store, embedder_of(embedder))
+        try:
+            return await found.search(query, top_k=top_k, run_id=run, min_score=-1.0)
+        finally:
+            await found.embedder.aclose()
+
+    hits = guard(lambda: asyncio.run(with_store(db, find)))
+    _show([(hit.entry, hit.score) for hit in hits], json_out)
+
+
+@memory_app.command()
+def delete(
+    ids: Annotated[list[int], typer.Argument(help="Ids of the memories to forget.")],
+    db: DbOpt = None,
+) -> None:
+    """Forget memories by id (`foreman memory list` shows the ids)."""
+
+    async def forget(store: SQLiteStore) -> list[int]:
+        return [memory_id for memory_id in ids if not await store.delete_memory(memory_id)]
+
+    missing = guard(lambda: asyncio.run(with_store(db, forget)))
+    for memory_id in missing:
+        err.print(Text(f"No memory {memory_id}."))
+    out.print(Text(f"Forgot {len(ids) - len(missing)} memories."))
+    if missing:
+        raise typer.Exit(1)
+
+
+@memory_app.command()
+def clear(run: RunOpt = None, db: DbOpt = None) -> None:
+    """Forget every memory (or, with --run, one run's)."""
+    gone = guard(lambda: asyncio.run(with_store(db, lambda s: s.clear_memories(run_id=run))))
+    out.print(Text(f"Forgot {gone} memories."))
+
+
+def _show(rows: list[tuple[MemoryEntry, float | None]], json_out: bool) -> None:
+    if json_out:
+        print(json.dumps([_record(entry, score) for entry, score in rows], ensure_ascii=False))
+        return
+    if not rows:
+        out.print(Text("No memories."))
+        return
+    table = Table(show_edge=False)
+    scored = rows[0][1] is not None
+    for column in ("id", "run", "task", "worker", *(["score"] if scored else []), "text"):
+        table.add_column(column)
+    for entry, score in rows:
+        text = entry.text if len(entry.text) <= PREVIEW else entry.text[: PREVIEW - 1] + "…"
+        cells = [str(entry.memory_id), entry.run_id, entry.task_id, entry.worker]
+        table.add_row(
+            *(safe_text(cell) for cell in cells),
+            *([Text(f"{score:.2f}")] if score is not None else []),
+            safe_text(text.replace("\n", " ")),
+        )
+    out.print(table)
+
+
+def _record(entry: MemoryEntry, score: float | None) -> dict[str, Any]:
+    record = entry.model_dump(exclude={"vector"})
+    if score is not None:
+        record["score"] = score
+    return record
