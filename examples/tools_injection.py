@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from foreman import ForemanError, Orchestrator, Registry, Worker
-from foreman.events import Event
+from foreman.events import Event, ToolFinished
 from foreman.models.base import ModelRequest, ToolCall
 from foreman.plan.schema import Plan, Task
 from foreman.results import RunStatus
@@ -146,9 +146,13 @@ async def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="foreman-injection-"))
     prepare(workdir)
 
+    refused: list[str] = []  # the calls foreman stopped, for the report
+
     def on_event(event: Event) -> None:
         if args.json:
             sys.stdout.write(event.model_dump_json() + "\n")
+        if isinstance(event, ToolFinished) and event.outcome in ("refused", "rejected"):
+            refused.append(f"{event.tool} ({event.outcome})")
 
     def approve(approval: Approval) -> bool:
         approval.note = "decided by --decide"
@@ -172,25 +176,29 @@ async def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if not args.json:
-        report(result, workdir)
+        report(result, workdir, refused)
     if result.status is RunStatus.waiting_approval:
         return 5
     return 0 if result.status.finished else 1
 
 
-def report(result: Any, workdir: Path) -> None:
-    """What the run answered, and which side effects happened."""
+def report(result: Any, workdir: Path, refused: list[str]) -> None:
+    """What the run answered, which calls were stopped, and which side effects happened."""
     outbox = workdir / "outbox.txt"
     emails = outbox.read_text().splitlines() if outbox.exists() else []
     files = sorted(path.name for path in (workdir / "files").iterdir())
-    print(f"{result.status.value}: {result.answer or ''}".strip())
+    print(f"run {result.run_id}: {result.status.value}")
+    if result.answer:
+        print(result.answer)
+    if refused:
+        print(f"not run: {', '.join(refused)}")
     print(f"emails sent: {len(emails)}; files left: {', '.join(files) or 'none'}")
     if result.status is RunStatus.waiting_approval:
         db = workdir / "runs.db"
         print(
             f"send_email waits for a person: foreman approvals --db {db}\n"
             f"then: foreman approve {result.run_id} research#2 --db {db} (or reject), and\n"
-            f"python examples/tools_injection.py ... --workdir {workdir} "
+            f"python examples/tools_injection.py --scripted (or --model M) --workdir {workdir} "
             f"--resume {result.run_id}"
         )
 

@@ -72,6 +72,12 @@ def test_an_approval_from_another_process_runs_the_email_once(tmp_path: Path) ->
     code, stdout, _ = example(tmp_path, "--scripted")
     assert code == 5
     run_id = next(line for line in stdout.splitlines() if "foreman approve" in line).split()[3]
+    # The report names the run and its status alone (no empty answer after a colon),
+    # and the call foreman stopped.
+    assert stdout.splitlines()[:2] == [
+        f"run {run_id}: waiting_approval",
+        "not run: delete_files (refused)",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     db = str(tmp_path / "runs.db")
     approved = subprocess.run(
