@@ -292,3 +292,13 @@ async def test_a_worker_allowed_the_recall_tool_searches_memory_in_its_loop() ->
     team.tools.add(recall_tool(first.memory))
     done = await second.run("alpacas")
     assert done.tasks["t1"].output == "from memory: " + LLAMA_FACTS
+
+
+def test_foreman_memory_search_refuses_an_empty_query_in_one_line(tmp_path: Path) -> None:
+    searched = subprocess.run(
+        [sys.executable, "-m", "foreman", "memory", "search", "  ", "--db", str(tmp_path / "r.db")],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert searched.returncode == 2
+    assert "give some words to look for" in searched.stderr
+    assert "Traceback" not in searched.stderr and searched.stdout == ""

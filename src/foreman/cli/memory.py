@@ -61,6 +61,8 @@ def search(
     db: DbOpt = None,
 ) -> None:
     """Find the memories most similar to QUERY, best first, with their similarity."""
+    if not query.strip():  # an empty query would rank every memory by noise
+        raise typer.BadParameter("give some words to look for.", param_hint="'QUERY'")
 
     async def find(store: SQLiteStore) -> tuple[list[MemoryHit], set[str]]:
         found = Memory(store, embedder_of(embedder))
