@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from foreman import Orchestrator
+from foreman.errors import ModelError
 from foreman.models.base import ModelRequest, ToolCall
 from foreman.results import RunStatus
 from foreman.store import MemoryStore
@@ -83,3 +84,56 @@ async def test_an_approval_of_one_tool_never_runs_another_tool_with_the_same_arg
     assert resumed.status is RunStatus.waiting_approval
     (pending,) = await store.list_approvals()
     assert (pending.task_id, pending.tool, pending.arguments) == ("t1#1", "delete", {"id": 7})
+
+
+async def test_a_turn_asked_again_on_resume_never_takes_a_later_loops_stored_result():
+    """The worker's model failed on its second turn, so its fallback worker's loop ran a
+    call and paused; on resume that second turn is asked again (it was never stored) and
+    answers: its new call is a new call, not the fallback loop's stored one."""
+    looked_up: list[str] = []
+
+    @tool(risk="high")
+    def send(to: str) -> str:
+        """Send the answer."""
+        return "sent"
+
+    @tool
+    def lookup(q: str) -> str:
+        """Look a word up."""
+        looked_up.append(q)
+        return q.upper()
+
+    registry = Registry(
+        [
+            worker("calc", tools=("lookup",), fallback="backup"),
+            worker("backup", tools=("lookup", "send")),
+        ],
+        tools=Toolbox([lookup, send]),
+    )
+
+    def answers(second: Any):
+        def answer(request: ModelRequest) -> Any:
+            turn = sum(message.role == "assistant" for message in request.messages)
+            if "backup" in (request.system or ""):
+                return [call("lookup", q="b"), call("send", to="x")][turn]
+            return [call("lookup", q="a"), second, "done"][turn]
+
+        return answer
+
+    store = MemoryStore()
+    first = await orchestrate(registry, answers(ModelError("provider down")), store)
+    assert first.status is RunStatus.waiting_approval
+    assert looked_up == ["a", "b"]
+
+    model = ScriptedModel(Script(PLAN, tasks={"do t1": answers(call("lookup", q="c"))}))
+    orchestrator = Orchestrator(registry, model=model, store=store, assembly="concat")
+    async with asyncio.timeout(10):
+        resumed = await orchestrator.resume(first.run_id)
+
+    assert resumed.status is RunStatus.succeeded
+    assert looked_up == ["a", "b", "c"]  # the new call ran, with its own arguments
+    last = model.requests[-1].messages[-1].tool_results[0]
+    assert last.content == "C"
+    calls = await store.list_tool_calls(run_id=first.run_id)
+    assert len({c.seq for c in calls}) == len(calls)
+    assert ("lookup", {"q": "c"}, "C") in [(c.tool, c.arguments, c.result) for c in calls]

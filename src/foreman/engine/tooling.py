@@ -183,11 +183,7 @@ class ToolLoop:
                 outcome.output = parsed
                 return outcome
             messages.append(response.as_message())
-            numbered = [
-                (self.numbered + index + 1, index, call)
-                for index, call in enumerate(response.tool_calls)
-            ]
-            self.numbered += len(numbered)
+            numbered = self._number(turn, response.tool_calls, calls)
             results = await asyncio.gather(
                 *(
                     self._call(number, turn, index, call, allowed, calls.get(number))
@@ -200,6 +196,27 @@ class ToolLoop:
                     raise result
             messages.append(Message(role="user", tool_results=list(results)))
         raise AssertionError("unreachable: the last turn always returns")  # pragma: no cover
+
+    def _number(
+        self, turn: int, tool_calls: list[ToolCall], calls: dict[int, ToolCallRecord]
+    ) -> list[tuple[int, int, ToolCall]]:
+        """Each call's number (its seq) and place. A call stored at its place (this loop,
+        turn, index) keeps its number; any other takes the next, skipping the numbers
+        stored calls hold elsewhere: a turn asked again on resume (never stored) may ask
+        for other calls than before, and must not take a later loop's stored call."""
+        places = {(r.loop, r.turn, r.index, r.tool): r.seq for r in calls.values()}
+        numbered: list[tuple[int, int, ToolCall]] = []
+        taken = set(calls)
+        for index, call in enumerate(tool_calls):
+            seq = places.get((self.loop, turn, index, call.name))
+            if seq is None or calls[seq].arguments != call.arguments:
+                seq = self.numbered + index + 1
+                while seq in taken:
+                    seq += 1
+            taken.add(seq)
+            numbered.append((seq, index, call))
+        self.numbered = max([self.numbered + len(tool_calls), *(seq for seq, _, _ in numbered)])
+        return numbered
 
     async def _journal(self) -> tuple[dict[int, ModelResponse], dict[int, ToolCallRecord]]:
         if self.journal is None:
