@@ -4,18 +4,24 @@ and resumed loops whose calls must not take another call's stored result."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import pytest
+from typer.testing import CliRunner
+
 from foreman import Orchestrator
-from foreman.errors import ModelError
+from foreman.cli import app
+from foreman.errors import ConfigError, ModelError
 from foreman.models.base import ModelRequest, ToolCall
 from foreman.results import RunStatus
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
 from foreman.tools import Toolbox, tool
-from foreman.workers import Registry
+from foreman.workers import Registry, load_team
 from helpers import Script, plan_of, task, worker
 
+runner = CliRunner()
 PLAN = plan_of(task("t1", "calc"))
 
 
@@ -137,3 +143,42 @@ async def test_a_turn_asked_again_on_resume_never_takes_a_later_loops_stored_res
     calls = await store.list_tool_calls(run_id=first.run_id)
     assert len({c.seq for c in calls}) == len(calls)
     assert ("lookup", {"q": "c"}, "C") in [(c.tool, c.arguments, c.result) for c in calls]
+
+
+BROKEN_MODULES = {
+    "syntax": "def f(x: int) -> str\n    return 'x'\n",
+    "raising": "raise RuntimeError('boom at import')\n",
+    "tools_ok": (
+        "def g(x: int) -> str:\n    '''G.'''\n    return 'x'\n\n\n"
+        "def h(x: 'NoSuchType') -> str:\n    '''H.'''\n    return ''\n"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ("syntax:f", "cannot import 'syntax': SyntaxError"),
+        ("raising:f", "cannot import 'raising': RuntimeError: boom at import"),
+        ("tools_ok:h", "its signature is not a schema: name 'NoSuchType' is not defined"),
+        ("{function: 'tools_ok:g', name: 123}", "'name' must be text"),
+        ("{function: 'tools_ok:g', name: 'read file'}", "a tool's name is letters, digits"),
+        ("{function: 'tools_ok:g', idempotent: maybe}", "'idempotent' must be true or false"),
+        ("{function: 'tools_ok:g', description: [1]}", "'description' must be text"),
+    ],
+)
+def test_a_python_tool_entry_that_cannot_load_is_one_clear_line(
+    tmp_path: Path, entry: str, why: str
+) -> None:
+    for module, text in BROKEN_MODULES.items():
+        (tmp_path / f"{module}.py").write_text(text)
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        f"tools: {{python: [{entry}]}}\nworkers: [{{name: a, description: d, system_prompt: s}}]\n"
+    )
+    with pytest.raises(ConfigError, match=r"Team file .*tools\.python #1") as caught:
+        load_team(team)
+    assert why in str(caught.value) and "\n" not in str(caught.value)
+    result = runner.invoke(app, ["workers", "--team", str(team)])
+    assert result.exit_code == 1 and why in " ".join(result.output.split())
+    assert "Traceback" not in result.output
