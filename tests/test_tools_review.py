@@ -4,6 +4,7 @@ and resumed loops whose calls must not take another call's stored result."""
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from foreman.models.base import ModelRequest, ToolCall
 from foreman.results import RunStatus
 from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
-from foreman.tools import Toolbox, tool
+from foreman.tools import Toolbox, ToolContext, tool
+from foreman.tools.builtin import builtin_tool
 from foreman.workers import Registry, load_team
 from helpers import Script, plan_of, task, worker
 
@@ -182,3 +184,22 @@ def test_a_python_tool_entry_that_cannot_load_is_one_clear_line(
     result = runner.invoke(app, ["workers", "--team", str(team)])
     assert result.exit_code == 1 and why in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+async def test_shell_keeps_a_bounded_part_of_a_huge_output(tmp_path: Path) -> None:
+    """Output is read as it comes and only its head and tail are kept: a command that
+    prints 40 MB does not hold 40 MB in the orchestrator's memory."""
+    shell = builtin_tool("shell", {"root": str(tmp_path), "max_output": 100})
+    context = ToolContext(run_id="r", task_id="t", worker="w", call_id="c", idempotency_key="k")
+    command = "printf start; yes x | head -c 40000000 | tr -d '\\n'; printf end"
+    tracemalloc.start()
+    try:
+        result = await shell.call({"command": command}, context)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 10_000_000
+    stdout = result.splitlines()[2:5]
+    assert stdout[0].startswith("startxxx") and stdout[2].endswith("xxxend")
+    assert "bytes cut" in stdout[1]
