@@ -15,7 +15,7 @@ import asyncio
 import ipaddress
 import socket
 
-import httpx
+import httpx2
 
 from foreman.errors import ToolError
 from foreman.tools.base import RiskLevel, Tool
@@ -36,10 +36,10 @@ class FetchTool:
 
     async def fetch(self, url: str) -> str:
         """GET an http or https URL and return its status, content type and text."""
-        await self._check(httpx.URL(url) if _parses(url) else None, url)
+        await self._check(httpx2.URL(url) if _parses(url) else None, url)
         try:
             async with (
-                httpx.AsyncClient(
+                httpx2.AsyncClient(
                     timeout=self.timeout,
                     follow_redirects=True,
                     max_redirects=5,
@@ -55,9 +55,9 @@ class FetchTool:
                         break
         except TimeoutError:
             raise ToolError(f"fetching {url} took longer than {self.timeout:g} s.") from None
-        except httpx.TooManyRedirects:
+        except httpx2.TooManyRedirects:
             raise ToolError(f"{url} redirects more than 5 times.") from None
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise ToolError(f"cannot fetch {url}: {exc}") from None
         kind = response.headers.get("content-type", "")
         head = f"HTTP {response.status_code} {kind}".rstrip()
@@ -69,10 +69,10 @@ class FetchTool:
             text += f"\n[cut at {self.max_bytes} bytes]"
         return f"{head}\n\n{text}"
 
-    async def _check_hop(self, request: httpx.Request) -> None:
+    async def _check_hop(self, request: httpx2.Request) -> None:
         await self._check(request.url, str(request.url))
 
-    async def _check(self, url: httpx.URL | None, given: str) -> None:
+    async def _check(self, url: httpx2.URL | None, given: str) -> None:
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise ToolError(f"{given!r} is not an http or https URL.")
         if self.allow_private:
@@ -100,7 +100,7 @@ class FetchTool:
 
 def _parses(url: str) -> bool:
     try:
-        httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
+        httpx2.URL(url)
+    except (httpx2.InvalidURL, TypeError):
         return False
     return True
