@@ -4,6 +4,7 @@ and resumed loops whose calls must not take another call's stored result."""
 from __future__ import annotations
 
 import asyncio
+import os
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from foreman.store import MemoryStore
 from foreman.testing import ScriptedModel
 from foreman.tools import Toolbox, ToolContext, tool
 from foreman.tools.builtin import builtin_tool
+from foreman.tools.mcp import MCPSource
 from foreman.workers import Registry, load_team
 from helpers import Script, plan_of, task, worker
 
@@ -203,3 +205,42 @@ async def test_shell_keeps_a_bounded_part_of_a_huge_output(tmp_path: Path) -> No
     stdout = result.splitlines()[2:5]
     assert stdout[0].startswith("startxxx") and stdout[2].endswith("xxxend")
     assert "bytes cut" in stdout[1]
+
+
+async def test_an_mcp_server_that_hangs_at_start_fails_the_task_and_is_stopped(
+    tmp_path: Path,
+) -> None:
+    """A server that never answers: the task fails saying so in one line, the run ends in
+    a terminal state, and the server's process is gone (cancelled at once, no grace wait
+    for a session that never came up)."""
+    pid_file = tmp_path / "server.pid"
+    hang = MCPSource(
+        "hang",
+        command="sh",
+        args=["-c", f"echo $$ > {pid_file}; exec sleep 60"],
+        startup_timeout=0.5,
+    )
+    registry = Registry([worker("calc", tools=("hang_*",))], tools=Toolbox(sources=[hang]))
+    store = MemoryStore()
+
+    result = await orchestrate(registry, "unused", store)
+
+    assert result.status in (RunStatus.partial, RunStatus.failed, RunStatus.aborted)
+    error = result.tasks["t1"].error or ""
+    assert "MCP server 'hang' did not start and list its tools within 0.5 s" in error
+    assert "\n" not in error
+    pid = int(pid_file.read_text())
+    for _ in range(100):
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split()[2] == "Z")
