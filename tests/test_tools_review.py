@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from foreman import Orchestrator
 from foreman.cli import app
-from foreman.errors import ConfigError, ModelError
+from foreman.errors import ConfigError, ModelError, ToolError
 from foreman.models.base import ModelRequest, ToolCall
 from foreman.results import RunStatus
 from foreman.store import MemoryStore
@@ -244,3 +244,21 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/stat")
     return not (status.exists() and status.read_text().split()[2] == "Z")
+
+
+async def test_read_file_refuses_a_huge_file_and_a_fifo_instead_of_reading_them(
+    tmp_path: Path,
+) -> None:
+    """read_file (low risk: no person asked) read a file whole before cutting it, so a
+    model could have a multi-gigabyte file under the root read into memory; a FIFO
+    blocked its thread for good."""
+    with (tmp_path / "huge.log").open("wb") as huge:
+        huge.truncate(200_000_000)  # sparse: no disk used
+    os.mkfifo(tmp_path / "pipe")
+    read = builtin_tool("read_file", {"root": str(tmp_path)})
+    context = ToolContext(run_id="r", task_id="t", worker="w", call_id="c", idempotency_key="k")
+
+    with pytest.raises(ToolError, match=r"'huge.log' is 200000000 bytes; read_file reads"):
+        await read.call({"path": "huge.log"}, context)
+    with pytest.raises(ToolError, match="'pipe' is not a regular file"):
+        await read.call({"path": "pipe"}, context)
