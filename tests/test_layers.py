@@ -28,7 +28,8 @@ LAYERS = [
     {"tracing"},
     {"engine"},
     {"patterns"},
-    {"testing", "cli", "web", "temporal"},
+    {"web"},  # the dashboard; ``foreman ui`` (cli) serves it
+    {"testing", "cli", "temporal"},
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 

@@ -428,5 +428,5 @@ def main() -> None:
 
 
 # Registered after run, plan and workers, so that --help lists those first.
-from foreman.cli import approvals, history, manage, stats  # noqa: E402, F401
+from foreman.cli import approvals, history, manage, stats, ui  # noqa: E402, F401
 from foreman.cli import memory as _memory  # noqa: E402, F401

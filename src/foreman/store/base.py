@@ -10,7 +10,7 @@ Every implementation must pass the conformance suite,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
 
 from foreman.errors import StoreError
@@ -313,6 +313,20 @@ class Store(ABC):
         self, run_id: str, task_id: str, *, approved: bool, note: str | None
     ) -> Approval:
         """Approve or reject a pending request; ``ApprovalError`` if there is none pending."""
+
+    async def change_marker(self) -> Hashable:
+        """A value that differs whenever something stored changed, whichever process wrote
+        it: what a live view (``foreman ui``) polls to know when to read again.
+
+        This default fingerprints the runs (status, progress, books) and the approvals:
+        correct for any store, and enough for one in memory. A store with a cheaper
+        signal (SQLite's ``data_version``) overrides it."""
+        runs = await self.list_runs(2**31)
+        approvals = await self.list_approvals(None)
+        return (
+            tuple(run.model_dump_json() for run in runs),
+            tuple(approval.model_dump_json() for approval in approvals),
+        )
 
     # --- memory (docs/memory.md) ------------------------------------------------------
 

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -197,6 +197,19 @@ class SQLiteStore(Store):
         if self._connection is not None:
             await self._writer.run(close)
         self._writer.stop()
+
+    async def change_marker(self) -> Hashable:
+        """``PRAGMA data_version`` (moves on every commit by another connection, in any
+        process) with this connection's own ``total_changes()``: two integers, read
+        without touching a table, so polling it costs next to nothing."""
+        if self._absent():
+            return None
+
+        def read(db: sqlite3.Connection) -> tuple[int, int]:
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            return version, db.total_changes
+
+        return await self._run(read)
 
     # --- memory (sqlite_memories) ------------------------------------------------------
 
