@@ -3,6 +3,7 @@ run and later runs as data, bounded, deletable; from Python, team files and the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -204,6 +205,17 @@ def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+async def add_words_memory(store: SQLiteStore) -> None:
+    from foreman.engine.memory import Memory
+    from foreman.results import TaskResult, TaskStatus
+
+    done = TaskResult(task_id="t9", worker="writer", status=TaskStatus.succeeded, output="x")
+    try:
+        await Memory(store, WordsEmbedder()).remember("other-run", done)
+    finally:
+        await store.aclose()
+
+
 def test_foreman_memory_commands_end_to_end(tmp_path: Path) -> None:
     ran = cli(tmp_path, "run", "llamas", "--memory", "--json")
     assert ran.returncode == 0, ran.stderr
@@ -221,9 +233,14 @@ def test_foreman_memory_commands_end_to_end(tmp_path: Path) -> None:
     gone = cli(tmp_path, "memory", "delete", str(entry["memory_id"]), "12345")
     assert gone.returncode == 1 and "No memory 12345" in gone.stderr
     assert json.loads(cli(tmp_path, "memory", "list", "--json").stdout) == []
+    other = SQLiteStore(tmp_path / "r.db")  # a memory another embedder made
+    asyncio.run(add_words_memory(other))
+    elsewhere = cli(tmp_path, "memory", "search", "llamas")
+    assert elsewhere.returncode == 0 and "No memories." in elsewhere.stdout
+    assert "No memories made with 'local'; these were made with: words." in elsewhere.stderr
     again = cli(tmp_path, "run", "llamas", "--memory", "--json")
     assert again.returncode == 0
-    assert "Forgot 1 memories." in cli(tmp_path, "memory", "clear").stdout
+    assert "Forgot 2 memories." in cli(tmp_path, "memory", "clear").stdout  # both embedders
 
 
 async def test_the_recall_tool_searches_memory_and_marks_its_results_as_data() -> None:

@@ -291,6 +291,29 @@ def test_foreman_run_router_llm_with_a_fallback_end_to_end(tmp_path: Path) -> No
     assert routed == [("coder", False), ("writer", True)]
 
 
+def test_foreman_run_mode_delegate_router_embedding_end_to_end(tmp_path: Path) -> None:
+    turns = [
+        [{"worker": DELEGATE_TOOL, "instructions": "Fix the bug in this Python code."}],
+        "done",
+    ]
+    done = run_cli(
+        tmp_path,
+        {"plan": PLAN, "turns": turns},
+        "run",
+        "a request",
+        "--mode",
+        "delegate",
+        "--router",
+        "embedding",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    routed = [(e["task_id"], e["worker"]) for e in events if e["type"] == "task_routed"]
+    assert routed == [("d1-1", "coder")]
+    assert events[-1]["result"]["answer"] == "done"
+
+
 def test_an_unknown_router_fallback_is_a_usage_error(tmp_path: Path) -> None:
     done = run_cli(
         tmp_path,
@@ -304,3 +327,27 @@ def test_an_unknown_router_fallback_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "ghost" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_the_tasks_a_revision_adds_are_routed_too() -> None:
+    from helpers import plan_of, task
+    from replan_helpers import KEEP, model, states
+
+    fix = {"id": "t2", "worker": "writer", "instructions": "Fix the bug in this Python code."}
+    fix["depends_on"] = ["t1"]
+
+    def revise(shown: dict[str, Any]) -> dict[str, Any]:
+        if "t2" in states(shown):
+            return KEEP
+        return {"reason": "a bug", "add": [fix], "change": [], "drop": []}
+
+    scripted = model(plan_of(task("t1")), revise)
+    events: list[Any] = []
+    orchestrator = Orchestrator(
+        model=scripted, replan="always", router="embedding", embedder=WordsEmbedder()
+    )
+    result = await orchestrator.run("req", on_event=events.append)
+    assert result.plan.task("t2").worker == "coder"
+    routed = [(e.task_id, e.worker, e.planned_worker) for e in events if isinstance(e, TaskRouted)]
+    assert ("t2", "coder", "writer") in routed
+    assert result.tasks["t2"].worker == "coder"

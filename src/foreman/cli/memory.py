@@ -62,14 +62,19 @@ def search(
 ) -> None:
     """Find the memories most similar to QUERY, best first, with their similarity."""
 
-    async def find(store: SQLiteStore) -> list[MemoryHit]:
+    async def find(store: SQLiteStore) -> tuple[list[MemoryHit], set[str]]:
         found = Memory(store, embedder_of(embedder))
         try:
-            return await found.search(query, top_k=top_k, run_id=run, min_score=-1.0)
+            hits = await found.search(query, top_k=top_k, run_id=run, min_score=-1.0)
         finally:
             await found.embedder.aclose()
+        others = {e.embedder for e in await store.list_memories(run_id=run)} if not hits else set()
+        return hits, others
 
-    hits = guard(lambda: asyncio.run(with_store(db, find)))
+    hits, others = guard(lambda: asyncio.run(with_store(db, find)))
+    if others and not json_out:  # vectors of one embedder are never compared with another's
+        made_with = ", ".join(sorted(others))
+        err.print(Text(f"No memories made with {embedder!r}; these were made with: {made_with}."))
     _show([(hit.entry, hit.score) for hit in hits], json_out)
 
 

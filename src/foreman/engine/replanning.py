@@ -44,6 +44,7 @@ from foreman.engine.replan_prompts import (
     replan_system_prompt,
     revision_request,
 )
+from foreman.engine.routing import route_revision
 from foreman.engine.scheduler import DagRun, ExecuteTask, Halt
 from foreman.engine.settings import DEFAULTS, ReplanPolicy
 from foreman.errors import BudgetExceededError, ConfigError, ModelError, OutputValidationError
@@ -263,13 +264,7 @@ class Replanner:
             if revision is not None:
                 if revision.empty:
                     return  # the plan stands
-                revised, errors = check_revision(
-                    self.plan,
-                    revision,
-                    self._states(),
-                    deps.registry,
-                    max_tasks=deps.settings.max_tasks,
-                )
+                revision, revised, errors = await self._checked(revision)
                 if revised is not None:
                     await self._apply(revision, revised, usage)
                     return
@@ -286,6 +281,26 @@ class Replanner:
             f"no valid revision in {deps.settings.max_plan_retries + 1} attempts: "
             + "; ".join(errors)[:300]
         )
+
+    async def _checked(self, revision: Revision) -> tuple[Revision, Plan | None, list[str]]:
+        """The revision as it will apply (its tasks routed, with a router: ``engine.routing``;
+        as the replanner wrote it when the routed one would not check), the plan it makes
+        (``None``: rejected) and why not."""
+        deps = self.run.deps
+        routed, events = await route_revision(self.run, revision)
+        for candidate in (routed, revision) if routed is not revision else (revision,):
+            revised, errors = check_revision(
+                self.plan,
+                candidate,
+                self._states(),
+                deps.registry,
+                max_tasks=deps.settings.max_tasks,
+            )
+            if revised is not None:
+                for event in events if candidate is routed else []:
+                    self.run.emit(event)
+                return candidate, revised, errors
+        return revision, None, errors
 
     async def _apply(self, revision: Revision, revised: Plan, usage: Usage) -> None:
         """Store the revised plan as the next version and grow the DAG with it."""

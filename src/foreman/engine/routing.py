@@ -20,6 +20,7 @@ from foreman.ledger.records import CallPurpose
 from foreman.models.base import Model, ToolCall, ToolSpec
 from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
+from foreman.plan.revise import Revision
 from foreman.plan.schema import Plan, Task
 from foreman.plan.validate import validate_plan
 from foreman.routing import EmbeddingRouter, LLMRouter, Route, Router, RoutingError
@@ -112,6 +113,32 @@ async def route_plan(run: Execution, plan: Plan) -> Plan:
     for task in routable:
         run.emit(_event(run.run_id, task.id, chosen[task.id], planned=task.worker))
     return routed
+
+
+async def route_revision(run: Execution, revision: Revision) -> tuple[Revision, list[TaskRouted]]:
+    """``revision`` with the workers of the tasks it adds or changes chosen by the run's
+    router (same rules as ``route_plan``), and the events to announce if it is applied."""
+    router = run.deps.router
+    tasks = [*revision.add, *revision.change]
+    if router is None or not tasks:
+        return revision, []
+    plan = run.state.plan
+    structured = {
+        t.for_each.split(".", 1)[0] for t in [*(plan.tasks if plan else []), *tasks] if t.for_each
+    }
+    routable = [t for t in tasks if t.args is None and t.id not in structured]
+    routes = await _routes(run, router, routable)
+    chosen = {task.id: route for task, route in zip(routable, routes, strict=True)}
+
+    def routed(batch: list[Task]) -> list[Task]:
+        return [
+            t.model_copy(update={"worker": chosen[t.id].worker}) if t.id in chosen else t
+            for t in batch
+        ]
+
+    events = [_event(run.run_id, t.id, chosen[t.id], planned=t.worker) for t in routable]
+    update = {"add": routed(revision.add), "change": routed(revision.change)}
+    return revision.model_copy(update=update), events
 
 
 async def _routes(run: Execution, router: Router, tasks: list[Task]) -> list[Route]:
