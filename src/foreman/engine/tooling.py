@@ -330,7 +330,7 @@ class ToolLoop:
             async with asyncio.timeout(tool.timeout):
                 text = as_text(await tool.call(record.arguments, context))  # str, by contract
         except TimeoutError:
-            text, outcome = f"the tool {tool.name} gave no result within {tool.timeout:g}s", None
+            text, outcome = _timed_out(tool), None
         except ToolError as exc:
             text, outcome = str(exc), None
         except ModelError as exc:  # a tool that calls a model: its failure is the tool's
@@ -377,3 +377,13 @@ def _result_of(record: ToolCallRecord, call_id: str) -> ToolResult:
         content=record.result or "",
         is_error=record.outcome is not ToolOutcome.ok,
     )
+
+
+def _timed_out(tool: Tool) -> str:
+    """What the model hears of a call that outlasted its timeout. A sync tool's thread
+    cannot be stopped, so the call may still finish: a tool that is not idempotent says
+    so, lest the model repeat a side effect (a repeat of a risky tool asks a person anyway)."""
+    text = f"the tool {tool.name} gave no result within {tool.timeout:g}s"
+    if tool.idempotent:
+        return text
+    return text + " and may still complete: check whether it took effect before calling it again"
