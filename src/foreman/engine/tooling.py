@@ -40,6 +40,7 @@ from foreman.tools.records import (
     ToolTurnRecord,
     excerpt,
     idempotency_key,
+    input_digest,
 )
 from foreman.tools.toolbox import Toolbox
 from foreman.workers.spec import Worker
@@ -139,7 +140,8 @@ class ToolLoop:
     async def run(self, system: str, user: str, output_schema: Any = None) -> CallOutcome:
         """Turn after turn until the model answers without calling a tool, or the last
         turn (which may not call any). Raises ``ApprovalPending`` when a call waits."""
-        turns, calls = await self._journal()
+        digest = input_digest(system, user)
+        turns, calls = await self._journal(digest)
         allowed = {tool.name: tool for tool in self.tools}
         specs = [tool.spec() for tool in self.tools]
         parse = answer_parser(output_schema)
@@ -173,6 +175,7 @@ class ToolLoop:
                             loop=self.loop,
                             turn=turn,
                             response=response,
+                            input_digest=digest,
                         )
                     )
             else:  # answered before a crash or a pause: not asked again
@@ -218,12 +221,23 @@ class ToolLoop:
         self.numbered = max([self.numbered + len(tool_calls), *(seq for seq, _, _ in numbered)])
         return numbered
 
-    async def _journal(self) -> tuple[dict[int, ModelResponse], dict[int, ToolCallRecord]]:
+    async def _journal(
+        self, digest: str
+    ) -> tuple[dict[int, ModelResponse], dict[int, ToolCallRecord]]:
+        """This loop's stored turns (those asked with the same input) and the task's calls.
+
+        A turn stored for another input is not replayed: the task changed before it ran
+        again. Its calls stay: the numbering skips them, and one made again at its place
+        with the same arguments reuses its result (its effect has happened)."""
         if self.journal is None:
             return {}, {}
         turns, calls = await self.journal.load(self.task_id)
         return (
-            {record.turn: record.response for record in turns if record.loop == self.loop},
+            {
+                record.turn: record.response
+                for record in turns
+                if record.loop == self.loop and record.input_digest in (digest, None)
+            },
             {record.seq: record for record in calls},
         )
 
