@@ -100,6 +100,7 @@ def test_runs_json_has_one_object_per_run_with_stable_fields(stored_run) -> None
         "cost_usd": None,  # the seeded run names no model: its tokens cannot be priced
         "unpriced_models": ["(no model)"],
         "budget_limit": None,  # the limit an over_budget run reached
+        "error": None,  # why the run stopped, for one that failed (as the dashboard's API)
         "parent_run_id": None,  # set for a nested run (docs/hierarchies.md)
         "parent_task_id": None,
     }

@@ -145,6 +145,22 @@ async def test_a_tool_that_runs_too_long_times_out_as_an_error() -> None:
     assert result.status is RunStatus.succeeded
     timed_out = worker_requests(model)[1].messages[-1].tool_results[0]
     assert timed_out.is_error and "within 0.05s" in timed_out.content
+    # its thread may go on: the model is warned before it repeats a side effect
+    assert "may still complete" in timed_out.content
+
+
+async def test_an_idempotent_tool_that_times_out_carries_no_warning() -> None:
+    @tool(idempotent=True)
+    async def slow() -> str:
+        """Never ends."""
+        await asyncio.Event().wait()
+        return "never"
+
+    slow.timeout = 0.05
+    _, _, model = await run(team(slow, allow=("slow",)), turns([call("slow")], "ok"))
+
+    timed_out = worker_requests(model)[1].messages[-1].tool_results[0]
+    assert timed_out.content == "the tool slow gave no result within 0.05s"
 
 
 async def test_calls_of_one_turn_run_concurrently() -> None:

@@ -226,24 +226,13 @@ async def _runs(store: Store, limit: int) -> tuple[list[RunSummary], dict[str, s
 
 
 def run_json(run: RunSummary, limits: dict[str, str | None] | None = None) -> dict[str, object]:
-    """One run of ``runs --json``. These field names are a contract: add, never rename."""
+    """One run of ``runs --json`` (``RunSummary.as_json``), with the budget limit it hit."""
+    shown = run.as_json()
     return {
-        "run_id": run.run_id,
-        "status": run.status.value,
+        "run_id": shown.pop("run_id"),
+        "status": shown.pop("status"),
         "budget_limit": (limits or {}).get(run.run_id),
-        "request": run.request,
-        "tasks_done": run.tasks_done,
-        "tasks_total": run.tasks,
-        "input_tokens": run.usage.input_tokens,
-        "output_tokens": run.usage.output_tokens,
-        "cache_read_tokens": run.usage.cache_read_tokens,
-        "cache_write_tokens": run.usage.cache_write_tokens,
-        "cost_usd": run.cost,
-        "unpriced_models": run.unpriced,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-        "parent_run_id": run.parent_run_id,
-        "parent_task_id": run.parent_task_id,
+        **shown,
     }
 
 

@@ -40,6 +40,7 @@ from foreman.tools.records import (
     ToolTurnRecord,
     excerpt,
     idempotency_key,
+    input_digest,
 )
 from foreman.tools.toolbox import Toolbox
 from foreman.workers.spec import Worker
@@ -139,7 +140,8 @@ class ToolLoop:
     async def run(self, system: str, user: str, output_schema: Any = None) -> CallOutcome:
         """Turn after turn until the model answers without calling a tool, or the last
         turn (which may not call any). Raises ``ApprovalPending`` when a call waits."""
-        turns, calls = await self._journal()
+        digest = input_digest(system, user)
+        turns, calls = await self._journal(digest)
         allowed = {tool.name: tool for tool in self.tools}
         specs = [tool.spec() for tool in self.tools]
         parse = answer_parser(output_schema)
@@ -173,6 +175,7 @@ class ToolLoop:
                             loop=self.loop,
                             turn=turn,
                             response=response,
+                            input_digest=digest,
                         )
                     )
             else:  # answered before a crash or a pause: not asked again
@@ -183,11 +186,7 @@ class ToolLoop:
                 outcome.output = parsed
                 return outcome
             messages.append(response.as_message())
-            numbered = [
-                (self.numbered + index + 1, index, call)
-                for index, call in enumerate(response.tool_calls)
-            ]
-            self.numbered += len(numbered)
+            numbered = self._number(turn, response.tool_calls, calls)
             results = await asyncio.gather(
                 *(
                     self._call(number, turn, index, call, allowed, calls.get(number))
@@ -201,12 +200,44 @@ class ToolLoop:
             messages.append(Message(role="user", tool_results=list(results)))
         raise AssertionError("unreachable: the last turn always returns")  # pragma: no cover
 
-    async def _journal(self) -> tuple[dict[int, ModelResponse], dict[int, ToolCallRecord]]:
+    def _number(
+        self, turn: int, tool_calls: list[ToolCall], calls: dict[int, ToolCallRecord]
+    ) -> list[tuple[int, int, ToolCall]]:
+        """Each call's number (its seq) and place. A call stored at its place (this loop,
+        turn, index) keeps its number; any other takes the next, skipping the numbers
+        stored calls hold elsewhere: a turn asked again on resume (never stored) may ask
+        for other calls than before, and must not take a later loop's stored call."""
+        places = {(r.loop, r.turn, r.index, r.tool): r.seq for r in calls.values()}
+        numbered: list[tuple[int, int, ToolCall]] = []
+        taken = set(calls)
+        for index, call in enumerate(tool_calls):
+            seq = places.get((self.loop, turn, index, call.name))
+            if seq is None or calls[seq].arguments != call.arguments:
+                seq = self.numbered + index + 1
+                while seq in taken:
+                    seq += 1
+            taken.add(seq)
+            numbered.append((seq, index, call))
+        self.numbered = max([self.numbered + len(tool_calls), *(seq for seq, _, _ in numbered)])
+        return numbered
+
+    async def _journal(
+        self, digest: str
+    ) -> tuple[dict[int, ModelResponse], dict[int, ToolCallRecord]]:
+        """This loop's stored turns (those asked with the same input) and the task's calls.
+
+        A turn stored for another input is not replayed: the task changed before it ran
+        again. Its calls stay: the numbering skips them, and one made again at its place
+        with the same arguments reuses its result (its effect has happened)."""
         if self.journal is None:
             return {}, {}
         turns, calls = await self.journal.load(self.task_id)
         return (
-            {record.turn: record.response for record in turns if record.loop == self.loop},
+            {
+                record.turn: record.response
+                for record in turns
+                if record.loop == self.loop and record.input_digest in (digest, None)
+            },
             {record.seq: record for record in calls},
         )
 
@@ -313,7 +344,7 @@ class ToolLoop:
             async with asyncio.timeout(tool.timeout):
                 text = as_text(await tool.call(record.arguments, context))  # str, by contract
         except TimeoutError:
-            text, outcome = f"the tool {tool.name} gave no result within {tool.timeout:g}s", None
+            text, outcome = _timed_out(tool), None
         except ToolError as exc:
             text, outcome = str(exc), None
         except ModelError as exc:  # a tool that calls a model: its failure is the tool's
@@ -360,3 +391,13 @@ def _result_of(record: ToolCallRecord, call_id: str) -> ToolResult:
         content=record.result or "",
         is_error=record.outcome is not ToolOutcome.ok,
     )
+
+
+def _timed_out(tool: Tool) -> str:
+    """What the model hears of a call that outlasted its timeout. A sync tool's thread
+    cannot be stopped, so the call may still finish: a tool that is not idempotent says
+    so, lest the model repeat a side effect (a repeat of a risky tool asks a person anyway)."""
+    text = f"the tool {tool.name} gave no result within {tool.timeout:g}s"
+    if tool.idempotent:
+        return text
+    return text + " and may still complete: check whether it took effect before calling it again"

@@ -33,6 +33,7 @@ from foreman.store.rules import (
     check_cancellable,
     check_deletable,
     choose_run,
+    covers_same,
     decide_approval,
     described,
     observed_status,
@@ -57,6 +58,7 @@ __all__ = [
     "check_cancellable",
     "check_deletable",
     "choose_run",
+    "covers_same",
     "decide_approval",
     "described",
     "observed_status",
@@ -292,9 +294,10 @@ class Store(ABC):
     async def request_approval(self, approval: Approval) -> Approval:
         """Record a pending request and return the one that stands.
 
-        Idempotent for the same inputs: an existing request (pending or decided) is returned
-        as it is. A decision covers only the inputs that were shown, so a request with other
-        inputs (a dependency ran again and changed them) replaces it, pending again.
+        Idempotent for the same inputs and tool: an existing request (pending or decided) is
+        returned as it is. A decision covers only the inputs that were shown, for the tool
+        they were shown for, so a request with other inputs (a dependency ran again and
+        changed them) or another tool replaces it, pending again (``covers_same``).
         """
 
     @abstractmethod

@@ -33,6 +33,7 @@ from foreman.store.base import (
     check_cancellable,
     check_deletable,
     choose_run,
+    covers_same,
     decide_approval,
     observed_status,
     settled_as_read,
@@ -358,7 +359,7 @@ class MemoryStore(Store):
         self._run(approval.run_id)
         key = (approval.run_id, approval.task_id)
         existing = self._approvals.get(key)
-        if existing is None or existing.inputs != approval.inputs:
+        if not covers_same(existing, approval):
             self._approvals[key] = existing = approval.model_copy()
         return existing.model_copy()
 

@@ -85,6 +85,28 @@ class RunSummary(BaseModel):
     parent_run_id: str | None = Field(None, description="Set for a nested run.")
     parent_task_id: str | None = None
 
+    def as_json(self) -> dict[str, Any]:
+        """The run as ``foreman runs --json`` and the dashboard's ``/api/runs`` show it.
+        These field names are a contract: add, never rename."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status.value,
+            "request": self.request,
+            "tasks_done": self.tasks_done,
+            "tasks_total": self.tasks,
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "cache_read_tokens": self.usage.cache_read_tokens,
+            "cache_write_tokens": self.usage.cache_write_tokens,
+            "cost_usd": self.cost,
+            "unpriced_models": self.unpriced,
+            "error": self.error,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "parent_run_id": self.parent_run_id,
+            "parent_task_id": self.parent_task_id,
+        }
+
 
 class ApprovalStatus(StrEnum):
     pending = "pending"

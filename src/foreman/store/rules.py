@@ -118,6 +118,17 @@ def withdrawn(approval: Approval) -> Approval:
     )
 
 
+def covers_same(existing: Approval | None, requested: Approval) -> bool:
+    """Whether a stored request stands for ``requested``: the same inputs shown for the
+    same tool (a task's own approval has none). A tool call's inputs are its arguments
+    alone, so two tools given the same arguments under one key are two requests."""
+    return (
+        existing is not None
+        and existing.inputs == requested.inputs
+        and existing.tool == requested.tool
+    )
+
+
 def decide_approval(
     current: Approval | None, run_id: str, task_id: str, approved: bool, note: str | None
 ) -> Approval:

@@ -45,6 +45,7 @@ from foreman.store.base import (
     check_cancellable,
     check_deletable,
     choose_run,
+    covers_same,
     decide_approval,
     reading_run,
     settled_as_read,
@@ -716,7 +717,7 @@ class SQLiteStore(Store):
         def write(db: sqlite3.Connection) -> Approval:
             with self._transaction(db):
                 existing = stored_approval(db, approval.run_id, approval.task_id, self.path)
-                if existing is not None and existing.inputs == approval.inputs:
+                if existing is not None and covers_same(existing, approval):
                     return existing
                 require_run(db, approval.run_id, self.path)
                 db.execute(

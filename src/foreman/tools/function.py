@@ -18,13 +18,24 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PydanticUserError,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 from foreman.errors import ConfigError, ToolError
 from foreman.tools.base import RiskLevel, Tool, ToolContext
+
+#: What model providers accept as a tool's name.
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 
 class FunctionTool(Tool):
@@ -49,10 +60,19 @@ class FunctionTool(Tool):
                 f"Tool {self.name!r}: risk must be low, medium or high, not {risk!r}."
             ) from None
         self.idempotent = idempotent
-        self._arguments, self._context_param, self._model_param = _arguments_model(function)
-        self.parameters = self._arguments.model_json_schema()
+        try:  # annotations that name nothing, or types no JSON schema can describe
+            self._arguments, self._context_param, self._model_param = _arguments_model(function)
+            self.parameters = self._arguments.model_json_schema()
+            hints = get_type_hints(function)
+        except (NameError, TypeError, PydanticUserError) as exc:
+            why = " ".join(str(exc).split("\n", 1)[0].split())
+            raise ConfigError(f"Tool {self.name!r}: its signature is not a schema: {why}") from None
         self.parameters.pop("title", None)
-        hints = get_type_hints(function)
+        if not isinstance(self.name, str) or not _TOOL_NAME.fullmatch(self.name):
+            raise ConfigError(
+                f"Tool name {self.name!r}: a tool's name is letters, digits, '_' and '-' "
+                "(at most 64), as model providers accept it."
+            )
         returns = hints.get("return")
         self._returns = TypeAdapter(returns) if returns not in (None, type(None)) else None
 

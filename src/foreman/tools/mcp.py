@@ -124,7 +124,7 @@ class MCPSource(ToolSource):
                 async with asyncio.timeout(self.spec.startup_timeout):
                     self._tools = await asyncio.shield(listed)
             except TimeoutError:
-                await self._halt()
+                await self._halt(grace=0)  # never came up: nothing to close gracefully
                 raise ConfigError(
                     f"MCP server {self.name!r} did not start and list its tools within "
                     f"{self.spec.startup_timeout:g} s.{self._stderr_note()}"
@@ -229,14 +229,15 @@ class MCPSource(ToolSource):
             )
         return tools
 
-    async def _halt(self) -> None:
+    async def _halt(self, grace: float = 10) -> None:
+        """Stop the session's task: asked to close (``grace`` seconds), then cancelled."""
         task, self._task = self._task, None
         if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
             return  # ended, or left behind by an event loop that is gone (asyncio.run)
         if self._stop is not None:
             self._stop.set()
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(grace):
                 await asyncio.shield(task)
         except TimeoutError:
             task.cancel()

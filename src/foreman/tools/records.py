@@ -9,6 +9,7 @@ soon as it answered, so resume does not ask the model again.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from enum import StrEnum
 from typing import Any
@@ -75,7 +76,17 @@ class ToolTurnRecord(BaseModel):
     loop: int = 0
     turn: int = Field(ge=1)
     response: ModelResponse
+    input_digest: str | None = Field(
+        None,
+        description="Digest of the system prompt and input that asked this turn: a task "
+        "run again with another input (replanned, a dependency redone) asks anew.",
+    )
     at: float = Field(default_factory=time.time)
+
+
+def input_digest(system: str, user: str) -> str:
+    """Names what a tool loop was asked, for ``ToolTurnRecord.input_digest``."""
+    return hashlib.sha256(f"{system}\0{user}".encode()).hexdigest()
 
 
 def call_key(task_id: str, seq: int) -> str:

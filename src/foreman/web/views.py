@@ -18,33 +18,11 @@ from foreman.ledger.records import CallRecord, CallStatus
 from foreman.ledger.stats import GroupBy, group_calls, summarise
 from foreman.plan.foreach import find_task, item_ids_of
 from foreman.results import RunStatus, TaskResult
-from foreman.store.base import Approval, ApprovalStatus, RunRecord, RunSummary, Store
+from foreman.store.base import Approval, ApprovalStatus, RunRecord, Store
 from foreman.tools.records import ToolCallRecord
 
 #: Runs read to filter and search (``list_runs`` is newest first): the newest this many.
 SEARCHED_RUNS = 2000
-
-
-def run_json(run: RunSummary) -> dict[str, Any]:
-    """One run of ``/api/runs``: the fields of ``foreman runs --json``."""
-    return {
-        "run_id": run.run_id,
-        "status": run.status.value,
-        "request": run.request,
-        "tasks_done": run.tasks_done,
-        "tasks_total": run.tasks,
-        "input_tokens": run.usage.input_tokens,
-        "output_tokens": run.usage.output_tokens,
-        "cache_read_tokens": run.usage.cache_read_tokens,
-        "cache_write_tokens": run.usage.cache_write_tokens,
-        "cost_usd": run.cost,
-        "unpriced_models": run.unpriced,
-        "error": run.error,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-        "parent_run_id": run.parent_run_id,
-        "parent_task_id": run.parent_task_id,
-    }
 
 
 async def runs_view(
@@ -67,7 +45,7 @@ async def runs_view(
             continue
         if needle and needle not in run.request.casefold() and needle not in run.run_id:
             continue
-        found.append(run_json(run))
+        found.append(run.as_json())
         if len(found) >= limit:
             break
     return found
@@ -87,7 +65,7 @@ async def run_view(store: Store, ref: str) -> dict[str, Any]:
         "path": await lineage(store, run.run_id),
         "plans": [version.model_dump(mode="json") for version in plans],
         "tasks": task_states(run, results, calls, approvals),
-        "children": [run_json(child) for child in children],
+        "children": [child.as_json() for child in children],
         "approvals": [approval_json(a) for a in approvals],
     }
 
@@ -223,7 +201,7 @@ async def task_view(store: Store, ref: str, task_id: str) -> dict[str, Any]:
         },
         "approvals": [approval_json(a) for a in approvals],
         "tool_calls": [tool_call_json(call) for call in tools],
-        "nested_runs": [run_json(child) for child in nested],
+        "nested_runs": [child.as_json() for child in nested],
     }
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -55,6 +55,8 @@ from foreman.workers.nested import check_no_cycle, worker_of
 from foreman.workers.patterns import PatternSpec
 from foreman.workers.spec import Worker, unknown_keys
 from foreman.workers.team_tools import team_toolbox
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 #: How a run is driven: a plan written up front, or a tool-calling orchestrator.
 RunMode = Literal["plan", "delegate"]
@@ -238,10 +240,7 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
             raise ConfigError(f"Team file {path}: 'budget' must be a mapping of limits.")
         registry.budget = budget_from(budget, f"Team file {path}, budget")
     if (replan := data.get("replan")) is not None:
-        try:
-            registry.replan = TeamReplan.model_validate(replan)
-        except ValidationError as exc:
-            raise ConfigError(f"Team file {path}, replan: {_brief(exc)}") from None
+        registry.replan = _section(path, "replan", TeamReplan, replan)
     if (mode := data.get("mode")) is not None:
         if mode not in RUN_MODES:
             raise ConfigError(
@@ -278,6 +277,14 @@ def load_team(path: str | Path, *, _within: tuple[Path, ...] = ()) -> Registry:
     return registry
 
 
+def _section(path: Path, key: str, model: type[SectionT], value: Any) -> SectionT:
+    """A top-level section of the file as ``model``; one line naming the problem if not."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ConfigError(f"Team file {path}, {key}: {_brief(exc)}") from None
+
+
 def _load_routing(path: Path, data: dict[str, Any], registry: Registry) -> None:
     """The file's ``router:`` (a mapping, or just the kind), ``memory:`` (a mapping, or
     true/false) and ``embedder:`` (a name)."""
@@ -285,18 +292,12 @@ def _load_routing(path: Path, data: dict[str, Any], registry: Registry) -> None:
     if isinstance(router, str):
         router = {"kind": router}
     if router is not None:
-        try:
-            registry.router = TeamRouter.model_validate(router)
-        except ValidationError as exc:
-            raise ConfigError(f"Team file {path}, router: {_brief(exc)}") from None
+        registry.router = _section(path, "router", TeamRouter, router)
     memory = data.get("memory")
     if isinstance(memory, bool):
         memory = {"enabled": memory}
     if memory is not None:
-        try:
-            registry.memory = TeamMemory.model_validate(memory)
-        except ValidationError as exc:
-            raise ConfigError(f"Team file {path}, memory: {_brief(exc)}") from None
+        registry.memory = _section(path, "memory", TeamMemory, memory)
     embedder = data.get("embedder")
     if embedder is not None and not (isinstance(embedder, str) and embedder.strip()):
         raise ConfigError(f"Team file {path}: 'embedder' must be a name ('local', 'openai:M').")

@@ -129,6 +129,7 @@ def _python_tools(entries: Any, folder: Path, where: str) -> list[Tool]:
             raise ConfigError(f"{label} must be 'module:function' or a mapping with 'function'.")
         if problems := unknown_keys(options, PYTHON_TOOL_KEYS):
             raise ConfigError(f"{label}: {'; '.join(problems)}.")
+        _check_types(options, label)
         reference = options.pop("function")
         found = _import(reference, folder, label)
         if isinstance(found, Tool):
@@ -150,6 +151,16 @@ def _python_tools(entries: Any, folder: Path, where: str) -> list[Tool]:
     return tools
 
 
+def _check_types(options: dict[str, Any], label: str) -> None:
+    """A YAML value of the wrong kind is an error, never a quietly truthy setting (an
+    ``idempotent: maybe`` would let resume repeat a call unasked)."""
+    if not isinstance(options.get("idempotent", False), bool):
+        raise ConfigError(f"{label}: 'idempotent' must be true or false.")
+    for key in ("name", "description"):
+        if key in options and not isinstance(options[key], str):
+            raise ConfigError(f"{label}: '{key}' must be text.")
+
+
 def _import(reference: str, folder: Path, label: str) -> Any:
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
@@ -159,6 +170,9 @@ def _import(reference: str, folder: Path, label: str) -> Any:
             module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{label}: cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # the module itself fails: a syntax error, an error it raises
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ConfigError(f"{label}: cannot import {module_name!r}: {why}") from None
     found: Any = module
     for part in attribute.split("."):
         if not hasattr(found, part):

@@ -43,6 +43,17 @@ class ApprovalTests(Harness):
         assert await store.list_approvals() == [changed]
 
     @store_test
+    async def test_a_decision_covers_only_the_tool_it_was_for(self, store: Store) -> None:
+        await store.create_run(run_record())
+        shown = '{"id": 7}'
+        await store.request_approval(approval("t1#1", inputs=shown, tool="archive"))
+        await store.decide("run-1", "t1#1", approved=True, note="ok")
+
+        other = await store.request_approval(approval("t1#1", inputs=shown, tool="delete"))
+        assert (other.status, other.tool) == (ApprovalStatus.pending, "delete")
+        assert await store.list_approvals() == [other]
+
+    @store_test
     async def test_approving_records_the_decision(self, store: Store) -> None:
         await store.create_run(run_record())
         await store.request_approval(approval("t1"))

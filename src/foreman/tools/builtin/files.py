@@ -15,6 +15,9 @@ from foreman.errors import ConfigError, ToolError
 from foreman.tools.base import RiskLevel, Tool
 from foreman.tools.function import FunctionTool
 
+#: The largest file ``read_file`` reads (it decodes a file whole to cut it in characters).
+READ_MAX_BYTES = 32_000_000
+
 
 def tool_root(root: str | os.PathLike[str]) -> Path:
     """The root resolved once (symlinks included), checked to be an existing directory."""
@@ -70,7 +73,15 @@ class FileTools:
         target = confined(self.root, path)
         if target.is_dir():
             raise ToolError(f"{path!r} is a directory; list it with list_files.")
+        if target.exists() and not target.is_file():  # a FIFO or a device never ends
+            raise ToolError(f"{path!r} is not a regular file.")
         try:
+            size = target.stat().st_size
+            if size > READ_MAX_BYTES:  # read whole before it is cut: bound the memory
+                raise ToolError(
+                    f"{path!r} is {size} bytes; read_file reads files of at most "
+                    f"{READ_MAX_BYTES} bytes."
+                )
             data = target.read_bytes()
         except FileNotFoundError:
             raise ToolError(f"no file {path!r} under the tool root.") from None

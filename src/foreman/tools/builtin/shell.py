@@ -20,6 +20,9 @@ from foreman.tools.base import RiskLevel, Tool
 from foreman.tools.builtin.files import tool_root
 from foreman.tools.function import FunctionTool
 
+#: Bytes of a stream's head, and of its tail, kept while a command runs.
+KEPT = 1_000_000
+
 
 def clipped(text: str, limit: int) -> str:
     """``text`` within ``limit`` characters: its head and tail, with what was cut said."""
@@ -62,7 +65,7 @@ class ShellTool:
             why = getattr(exc, "strerror", None) or exc
             raise ToolError(f"cannot run {argv[0]!r}: {why}.") from None
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
+            stdout, stderr = await asyncio.wait_for(self._output(process), self.timeout)
         except TimeoutError:
             _kill(process)
             await process.wait()
@@ -74,16 +77,45 @@ class ShellTool:
             [
                 f"exit code: {process.returncode}",
                 "stdout:",
-                clipped(stdout.decode("utf-8", "replace").rstrip("\n"), self.max_output),
+                stdout,
                 "stderr:",
-                clipped(stderr.decode("utf-8", "replace").rstrip("\n"), self.max_output),
+                stderr,
             ]
         )
+
+    async def _output(self, process: asyncio.subprocess.Process) -> tuple[str, str]:
+        """Both streams read to their end, then the exit awaited; only what can be shown
+        is kept, so a command that prints without end cannot fill the memory."""
+        assert process.stdout is not None and process.stderr is not None
+        shown = await asyncio.gather(
+            _shown(process.stdout, self.max_output), _shown(process.stderr, self.max_output)
+        )
+        await process.wait()
+        return shown[0], shown[1]
 
     def tool(self) -> Tool:
         tool = FunctionTool(self.shell, name="shell", risk=RiskLevel.high, idempotent=False)
         tool.timeout = self.timeout + 5  # the command's own timeout kills it first
         return tool
+
+
+async def _shown(stream: asyncio.StreamReader, limit: int) -> str:
+    """A stream's text within ``limit`` characters, head and tail, read to its end while
+    keeping at most ``KEPT`` bytes of its head and of its tail."""
+    head, tail, total = bytearray(), bytearray(), 0
+    while chunk := await stream.read(65_536):
+        total += len(chunk)
+        room = KEPT - len(head)
+        head += chunk[:room]
+        tail += chunk[room:] if room > 0 else chunk
+        del tail[:-KEPT]
+    if total == len(head) + len(tail):  # all of it was kept
+        return clipped((head + tail).decode("utf-8", "replace").rstrip("\n"), limit)
+    half = limit // 2
+    first = head.decode("utf-8", "replace")[:half]
+    last = tail.decode("utf-8", "replace").rstrip("\n")[-half:]
+    cut = total - len(first.encode()) - len(last.encode())
+    return f"{first}\n[... about {cut} bytes cut ...]\n{last}"
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
