@@ -329,6 +329,12 @@ def test_an_unknown_router_fallback_is_a_usage_error(tmp_path: Path) -> None:
     assert "ghost" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_router_fallback_without_a_router_is_a_usage_error(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, {"plan": PLAN}, "run", "a request", "--router-fallback", "writer")
+    assert done.returncode == 2
+    assert "add --router embedding" in done.stderr and "Traceback" not in done.stderr
+
+
 async def test_the_tasks_a_revision_adds_are_routed_too() -> None:
     from helpers import plan_of, task
     from replan_helpers import KEEP, model, states

@@ -231,6 +231,12 @@ def run(
             f"{', '.join(known.names())}.",
             "--router-fallback",
         )
+    team_router = known.router.kind if known.router else "planner"
+    if router_fallback is not None and (router.value if router else team_router) == "planner":
+        usage_error(
+            "--router-fallback applies to a router: add --router embedding (or llm).",
+            "--router-fallback",
+        )
     if pattern is not None and mode is not None and mode.value == "delegate":
         usage_error("--pattern runs the pattern's own plan; drop --mode delegate.", "--mode")
     settings = {

@@ -250,7 +250,8 @@ RouterFallbackOpt = Annotated[
     typer.Option(
         "--router-fallback",
         metavar="WORKER",
-        help="The worker a router sends a task that no worker confidently matches.",
+        help="The worker a router (--router llm|embedding, or a team file's router:) sends "
+        "a task that no worker confidently matches.",
         show_default=False,
     ),
 ]
