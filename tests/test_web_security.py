@@ -164,5 +164,8 @@ def test_ui_says_when_the_port_is_taken(tmp_path) -> None:
         port = taken.getsockname()[1]
         result = runner.invoke(cli, ["ui", "--port", str(port), "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert f"cannot listen on 127.0.0.1:{port}" in said
     assert not (tmp_path / "x.db").exists()
+    # a store that does not exist (a mistyped --db?) is served, with a note saying so
+    assert f"no run store at {tmp_path / 'x.db'} yet" in said

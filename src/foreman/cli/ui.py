@@ -8,6 +8,7 @@ import typer
 
 from foreman.cli.common import DbOpt, app, err, usage_error
 from foreman.cli.text import safe_text
+from foreman.store.sqlite import default_db_path
 from foreman.web.security import token_problem
 
 #: What ``foreman ui`` needs beyond the CLI's own dependencies (the ``ui`` extra).
@@ -54,6 +55,15 @@ def ui(
             raise
         err.print(INSTALL_HINT, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    path = db or default_db_path()
+    if not path.exists():  # served anyway: the page fills once a run is stored there
+        err.print(
+            safe_text(
+                f"note: no run store at {path} yet (a mistyped --db?); the page "
+                "shows runs once one is stored there."
+            ),
+            soft_wrap=True,
+        )
     try:
         serve(db, host=host, port=port, token=token, announce=lambda line: print(line, flush=True))
     except OSError as exc:
