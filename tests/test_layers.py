@@ -9,6 +9,9 @@ no runtime dependency.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,21 @@ def test_nothing_imports_upward(path: Path) -> None:
         if part != own and RANK.get(part, len(LAYERS)) >= RANK[own]
     ]
     assert not upward, upward
+
+
+def test_the_cli_starts_without_the_heavy_optional_stacks() -> None:
+    """Every command pays for what ``import foreman.cli`` loads: numpy (vectors), the
+    embedder's runtime, MCP and the dashboard load when a run or command uses them."""
+    heavy = ("numpy", "onnxruntime", "tokenizers", "mcp", "fastapi", "llama_cpp")
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, foreman.cli; print([m for m in {heavy} if m in sys.modules])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(SRC.parent)},
+    ).stdout.strip()
+    assert loaded == "[]"

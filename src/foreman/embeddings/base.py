@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from foreman.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy loads with the first vector: not on every CLI start
+    import numpy as np
 
 #: The embedder a name-less setting means: the bundled local model.
 DEFAULT_EMBEDDER = "local"
@@ -36,6 +38,8 @@ class Embedder(ABC):
 
 def normalised(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (a zero row stays zero rather than dividing by zero)."""
+    import numpy as np
+
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.where(norms == 0, 1.0, norms)
@@ -43,6 +47,8 @@ def normalised(vectors: np.ndarray) -> np.ndarray:
 
 def cosine(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Cosine similarity of every query row with every key row (unit vectors assumed)."""
+    import numpy as np
+
     return np.asarray(queries, dtype=np.float32) @ np.asarray(keys, dtype=np.float32).T
 
 

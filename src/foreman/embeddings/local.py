@@ -13,12 +13,13 @@ import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from foreman.embeddings.base import Embedder, normalised
 from foreman.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy loads with the first vector: not on every CLI start
+    import numpy as np
 
 MODEL_ID = "all-MiniLM-L6-v2-int8"
 #: Tokens of a text the model reads; the rest is cut (MiniLM was trained on 256 at most).
@@ -42,6 +43,8 @@ class LocalEmbedder(Embedder):
         self._tokenizer: Any = None
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         texts = list(texts)
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
@@ -49,6 +52,8 @@ class LocalEmbedder(Embedder):
 
     def embed_now(self, texts: list[str]) -> np.ndarray:
         """``embed`` in the calling thread (benchmarks; the engine always uses ``embed``)."""
+        import numpy as np
+
         with self._lock:
             self._load()
             encodings = self._tokenizer.encode_batch(texts)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from foreman.embeddings.base import Embedder, normalised
 from foreman.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:  # numpy loads with the first vector: not on every CLI start
+    import numpy as np
 
 
 class OpenAIEmbedder(Embedder):
@@ -26,6 +27,7 @@ class OpenAIEmbedder(Embedder):
             raise ConfigError(f"Cannot use embedder {self.name}: {exc}") from None
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
         import openai
 
         texts = list(texts)

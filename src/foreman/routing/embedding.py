@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from foreman.embeddings.base import Embedder, cosine
 from foreman.models.retry import CallLog, OnRetry
 from foreman.routing.base import Route, Router
 from foreman.workers.registry import Registry
+
+if TYPE_CHECKING:  # numpy loads with the first vector: not on every CLI start
+    import numpy as np
 
 #: Below this cosine similarity to every worker's description and examples a task is no
 #: confident match (set from the labelled set: docs/routing.md shows the distribution).
@@ -55,6 +57,8 @@ class EmbeddingRouter(Router):
         self, tasks: Sequence[str], *, defaults: Sequence[str | None] | None = None
     ) -> list[Route]:
         """``route`` for several tasks with one embedding call."""
+        import numpy as np
+
         names, owners, keys = await self.profiles()
         if not tasks:
             return []
@@ -74,6 +78,8 @@ class EmbeddingRouter(Router):
 
     async def profiles(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Candidate names, the worker index of each text, and the texts' vectors."""
+        import numpy as np
+
         async with self._lock:
             if self._profiles is None:
                 names, owners, texts = [], [], []

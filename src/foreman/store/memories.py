@@ -9,9 +9,12 @@ are never compared); a store only has to add, list, delete and clear.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:  # numpy loads with the first vector: not on every CLI start
+    pass
 
 
 class MemoryEntry(BaseModel):
@@ -40,6 +43,8 @@ def best_matches(
 ) -> list[MemoryHit]:
     """The ``top_k`` entries most similar to ``vector`` (unit vectors), best first, at
     least ``min_score`` similar; ties go to the newer entry."""
+    import numpy as np
+
     entries = [e for e in entries if len(e.vector) == len(vector)]
     if not entries or top_k <= 0:
         return []

@@ -4,15 +4,19 @@ writer thread by ``SQLiteStore``. Vectors are float32 blobs, 1.5 KB for 384 dime
 from __future__ import annotations
 
 import sqlite3
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from foreman.store.memories import MemoryEntry
+
+if TYPE_CHECKING:  # numpy loads with the first vector: not on every CLI start
+    pass
 
 _COLUMNS = "memory_id, run_id, task_id, worker, text, embedder, vector, created_at"
 
 
 def add(db: sqlite3.Connection, entry: MemoryEntry, limit: int | None) -> int:
+    import numpy as np
+
     cursor = db.execute(
         "INSERT INTO memories (run_id, task_id, worker, text, embedder, vector, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -67,6 +71,8 @@ def clear(db: sqlite3.Connection, run_id: str | None) -> int:
 
 
 def _entry(row: tuple) -> MemoryEntry:
+    import numpy as np
+
     memory_id, run_id, task_id, worker, text, embedder, vector, created_at = row
     return MemoryEntry(
         memory_id=memory_id,
