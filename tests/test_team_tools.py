@@ -270,6 +270,20 @@ def test_allow_tool_serves_a_team_files_workers_that_name_it(scripted, tmp_path:
     assert finished["outcome"] == "ok" and "a.txt (5 bytes)" in finished["result"]
 
 
+def test_an_allow_list_entry_that_matches_no_tool_is_a_warning_line(scripted, tmp_path) -> None:
+    team = write_team(
+        tmp_path,
+        "workers:\n  - {name: lister, description: Lists., system_prompt: You list.,"
+        " tools: [list_flies]}\n",
+    )
+    scripted(Script(plan_of(task("t1", "lister"))))
+    result = runner.invoke(app, ["run", "x", "--team", str(team), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "warning: run " in result.stderr  # without -v: a misspelt tool is not silent
+    assert "worker 'lister' allows the tool 'list_flies', which no tool matches" in result.stderr
+    assert all(line.startswith("{") for line in result.stdout.splitlines())  # --json kept clean
+
+
 def test_nothing_is_enabled_by_default(scripted) -> None:
     scripted(Script(plan_of(task("t1", "coder"))))
     result = runner.invoke(app, ["run", "x", "--json"], catch_exceptions=False)

@@ -41,9 +41,18 @@ class _Stderr(logging.StreamHandler):
 
 
 def configure(verbose: int, log_file: Path | None) -> None:
-    """Log at INFO (``-v``, or a ``--log-file`` alone) or DEBUG (``-vv``) under ``foreman``."""
+    """Log at INFO (``-v``, or a ``--log-file`` alone) or DEBUG (``-vv``) under ``foreman``.
+
+    Without either, only warnings reach stderr, one ``warning:`` line each: what a user
+    must hear of (an allow-list naming no tool, a memory that could not be kept) and what
+    no event carries."""
     close()
     if not verbose and log_file is None:
+        warnings = _Stderr()
+        warnings.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.addHandler(warnings)
+        logger.setLevel(logging.WARNING)
+        _handlers.append(warnings)
         return
     handler: logging.Handler
     if log_file is not None:
