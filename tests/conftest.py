@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from foreman.testing import ScriptedModel
 from processes import kill_leftovers
 
 #: The fixtures of the books tests (fake billing providers, each store), defined beside
@@ -64,3 +65,24 @@ def books_balance(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     monkeypatch.setattr(orchestrator, "execute", execute_and_check)
     yield checked
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch):
+    """Make every model name resolve to one ScriptedModel; return a setter for its script.
+
+    The names asked for are kept in ``use.loaded``, in order."""
+    holder: dict[str, ScriptedModel] = {}
+
+    def use(script) -> ScriptedModel:
+        holder["model"] = ScriptedModel(script)
+        return holder["model"]
+
+    def load(name=None) -> ScriptedModel:
+        use.loaded.append(name)
+        return holder["model"]
+
+    use.loaded = []
+    monkeypatch.setattr("foreman.models.pool.load_model", load)
+    monkeypatch.delenv("FOREMAN_MODEL", raising=False)
+    return use

@@ -17,12 +17,15 @@ SIGTERM. So the tests model "a user at a terminal" by restoring the default, not
 
 from __future__ import annotations
 
+import asyncio
+import os
 import queue
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import IO, NoReturn
 
 # Restores SIGINT's default disposition, then becomes the real command (same pid).
@@ -183,3 +186,22 @@ def kill_leftovers() -> list[list[str]]:
                 stream.close()
     _live.clear()
     return [child.argv for child in alive]
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+async def outlives(pid: int, seconds: float = 5.0) -> bool:
+    """Whether process ``pid`` still runs after up to ``seconds`` of waiting for it to end."""
+    for _ in range(int(seconds / 0.05)):
+        if not alive(pid):
+            return False
+        await asyncio.sleep(0.05)
+    return alive(pid)

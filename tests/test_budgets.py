@@ -307,20 +307,6 @@ def test_the_event_round_trips_through_json() -> None:
 runner = CliRunner()
 
 
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch):
-    """Every model name resolves to the ScriptedModel the test sets."""
-    holder: dict[str, ScriptedModel] = {}
-
-    def use(script) -> ScriptedModel:
-        holder["model"] = ScriptedModel(script)
-        return holder["model"]
-
-    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: holder["model"])
-    monkeypatch.delenv("FOREMAN_MODEL", raising=False)
-    return use
-
-
 def stored(run_id: str | None = None):
     async def read():
         store = SQLiteStore(os.environ["FOREMAN_DB"])

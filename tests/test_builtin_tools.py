@@ -4,8 +4,6 @@ symlinks pointing away), each refused with a ToolError and nothing touched."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +14,7 @@ import pytest
 from foreman.errors import ConfigError, ToolError
 from foreman.tools import RiskLevel, ToolContext
 from foreman.tools.builtin import builtin_tool, builtin_tools
+from processes import outlives
 
 CONTEXT = ToolContext(
     run_id="r1", task_id="t1", worker="coder", call_id="c1", idempotency_key="r1:t1:c1"
@@ -124,20 +123,7 @@ async def test_shell_kills_a_command_past_its_timeout_with_its_children(root: Pa
     with pytest.raises(ToolError, match=r"ran past 0\.5 s and was killed"):
         await call("shell", {"command": command}, root=str(root), timeout=0.5)
     child = int((root / "child.pid").read_text())
-    for _ in range(100):  # the whole process group was killed: the child goes too
-        if not _alive(child):
-            break
-        await asyncio.sleep(0.05)
-    assert not _alive(child)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat")
-    return not (status.exists() and status.read_text().split()[2] == "Z")
+    assert not await outlives(child)  # the whole process group was killed: the child too
 
 
 async def test_shell_cuts_long_output_and_refuses_empty_commands(root: Path) -> None:

@@ -25,27 +25,6 @@ runner = CliRunner()
 PLAN = plan_of(task("t1", "researcher"), task("t2", "writer", "t1"))
 
 
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch):
-    """Make every model name resolve to one ScriptedModel; return a setter for its script.
-
-    The names asked for are kept in ``use.loaded``, in order."""
-    holder: dict[str, ScriptedModel] = {}
-
-    def use(script) -> ScriptedModel:
-        holder["model"] = ScriptedModel(script)
-        return holder["model"]
-
-    def load(name=None) -> ScriptedModel:
-        use.loaded.append(name)
-        return holder["model"]
-
-    use.loaded = []
-    monkeypatch.setattr("foreman.models.pool.load_model", load)
-    monkeypatch.delenv("FOREMAN_MODEL", raising=False)
-    return use
-
-
 def test_workers_lists_the_default_team() -> None:
     result = runner.invoke(app, ["workers"])
     assert result.exit_code == 0

@@ -16,7 +16,7 @@ import pytest
 from foreman.errors import ConfigError, ToolError
 from foreman.tools import RiskLevel, Toolbox, ToolContext
 from foreman.tools.mcp import MCPSource
-from processes import spawn
+from processes import outlives, spawn
 
 SERVER = Path(__file__).with_name("mcp_fixture_server.py")
 
@@ -75,7 +75,7 @@ async def test_a_stdio_servers_tools_are_tools_like_any_other(tmp_path: Path) ->
         assert seen["pid"] != os.getpid()  # a real server process, started by the source
     finally:
         await box.aclose()
-    assert not _alive(seen["pid"])  # closing stopped it
+    assert not await outlives(seen["pid"])  # closing stopped it
 
 
 async def test_errors_reach_the_model_as_tool_errors() -> None:
@@ -181,21 +181,6 @@ async def test_a_streamable_http_server_by_url(http_url: str) -> None:
             await tools["refuse"].call({"reason": "no"}, context())
     finally:
         await source.aclose()
-
-
-def _alive(pid: int) -> bool:
-    import time
-
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        stat = Path(f"/proc/{pid}/stat")
-        if stat.exists() and stat.read_text().split()[2] == "Z":
-            return False
-        time.sleep(0.05)
-    return True
 
 
 async def test_a_worker_uses_an_http_servers_tools_through_the_python_api(http_url: str) -> None:

@@ -14,7 +14,6 @@ from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.events import EVENT_ADAPTER
 from foreman.models.base import ModelRequest
 from foreman.patterns import FanOut, GeneratorEvaluator, Pipeline, team_pattern
-from foreman.testing import ScriptedModel
 from foreman.workers import load_team
 
 runner = CliRunner()
@@ -81,20 +80,6 @@ def test_a_bad_pattern_in_a_team_file_is_a_clear_error(tmp_path, patterns: str, 
 
     with pytest.raises((ConfigError, UnknownWorkerError), match=error):
         load_team(team_file(tmp_path, text))
-
-
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch):
-    """Every model name resolves to this ScriptedModel."""
-    holder: dict[str, ScriptedModel] = {}
-
-    def use(script) -> ScriptedModel:
-        holder["model"] = ScriptedModel(script)
-        return holder["model"]
-
-    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: holder["model"])
-    monkeypatch.delenv("FOREMAN_MODEL", raising=False)
-    return use
 
 
 def test_foreman_run_pattern_runs_the_teams_pipeline_without_planning(scripted, tmp_path) -> None:

@@ -17,7 +17,6 @@ from foreman.cli import app
 from foreman.cli.common import build_orchestrator
 from foreman.errors import ConfigError
 from foreman.models.base import ModelRequest, ToolCall
-from foreman.testing import ScriptedModel
 from foreman.tools import RiskLevel
 from foreman.tools.mcp import MCPSource
 from foreman.workers import Registry, load_team
@@ -25,19 +24,6 @@ from helpers import Script, plan_of, task
 
 runner = CliRunner()
 SERVER = Path(__file__).with_name("mcp_fixture_server.py")
-
-
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch):
-    holder: dict[str, ScriptedModel] = {}
-
-    def use(script) -> ScriptedModel:
-        holder["model"] = ScriptedModel(script)
-        return holder["model"]
-
-    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: holder["model"])
-    monkeypatch.delenv("FOREMAN_MODEL", raising=False)
-    return use
 
 
 def turns(*answers: Any):

@@ -24,6 +24,7 @@ from foreman.tools.builtin import builtin_tool
 from foreman.tools.mcp import MCPSource
 from foreman.workers import Registry, load_team
 from helpers import Script, plan_of, task, worker
+from processes import outlives
 
 runner = CliRunner()
 PLAN = plan_of(task("t1", "calc"))
@@ -229,21 +230,7 @@ async def test_an_mcp_server_that_hangs_at_start_fails_the_task_and_is_stopped(
     error = result.tasks["t1"].error or ""
     assert "MCP server 'hang' did not start and list its tools within 0.5 s" in error
     assert "\n" not in error
-    pid = int(pid_file.read_text())
-    for _ in range(100):
-        if not _alive(pid):
-            break
-        await asyncio.sleep(0.05)
-    assert not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat")
-    return not (status.exists() and status.read_text().split()[2] == "Z")
+    assert not await outlives(int(pid_file.read_text()))
 
 
 async def test_read_file_refuses_a_huge_file_and_a_fifo_instead_of_reading_them(
