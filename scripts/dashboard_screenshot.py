@@ -15,8 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from cli_runs import plan  # noqa: E402
 from foreman.testing.dashboard import browser, dashboard  # noqa: E402
-from web_runs import Runs, plan  # noqa: E402
+from web_runs import Runs  # noqa: E402
 
 SPEC = {
     "plan": plan(

@@ -3,67 +3,27 @@ from another process. Each ``foreman`` here is its own Python process (tests/scr
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 import processes
+from cli_runs import ScriptedCli, plan
 from foreman.events import EVENT_ADAPTER
 from helpers import HIGH_RISK_TEAM
 
-LAUNCHER = Path(__file__).with_name("scripted_cli.py")
 
-
-def plan(*tasks: tuple[str, str, list[str]]) -> dict:
-    return {
-        "tasks": [
-            {"id": i, "worker": w, "instructions": f"do {i}", "depends_on": d} for i, w, d in tasks
-        ]
-    }
-
-
-class Foreman:
+class Foreman(ScriptedCli):
     """Runs ``foreman`` subcommands in fresh processes against one database and spec."""
-
-    def __init__(self, tmp_path: Path, spec: dict) -> None:
-        self.db = tmp_path / "runs.db"
-        self.log = tmp_path / "calls.log"
-        self.spec_path = tmp_path / "spec.json"
-        self.set_spec(spec)
-
-    def set_spec(self, spec: dict) -> None:
-        self.spec_path.write_text(json.dumps({**spec, "log": str(self.log)}))
-
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, str(LAUNCHER), str(self.spec_path), *args, "--db", str(self.db)]
-
-    def run(self, *args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "COLUMNS": str(columns)}
-        return subprocess.run(
-            self.command(*args),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
 
     def checkpointed(self, run_id: str) -> set[str]:
         """Task ids whose checkpoint is committed, read as any other process would."""
         with sqlite3.connect(self.db) as db:
             rows = db.execute("SELECT task_id FROM tasks WHERE run_id = ?", (run_id,))
             return {row[0] for row in rows}
-
-    def calls(self) -> Counter[str]:
-        lines = self.log.read_text().splitlines() if self.log.exists() else []
-        return Counter(line.removeprefix("do ") for line in lines)
 
 
 def events_of(output: str) -> list:

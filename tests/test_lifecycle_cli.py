@@ -17,19 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from cli_runs import ScriptedCli, plan
 from foreman.events import EVENT_ADAPTER
 from helpers import HIGH_RISK_TEAM
 
-LAUNCHER = Path(__file__).with_name("scripted_cli.py")
 DEADLINE = 60.0  # seconds a child may take to reach a state before the test fails
-
-
-def plan(*tasks: tuple[str, str, list[str]]) -> dict:
-    return {
-        "tasks": [
-            {"id": i, "worker": w, "instructions": f"do {i}", "depends_on": d} for i, w, d in tasks
-        ]
-    }
 
 
 DAG = plan(
@@ -40,32 +32,12 @@ DAG = plan(
 )
 
 
-class Foreman:
+class Foreman(ScriptedCli):
     """``foreman`` subcommands in fresh processes (tests/scripted_cli.py) on one database."""
 
     def __init__(self, tmp_path: Path, spec: dict) -> None:
-        self.tmp = tmp_path
-        self.db = tmp_path / "runs.db"
-        self.log = tmp_path / "calls.log"
-        self.spec_path = tmp_path / "spec.json"
+        super().__init__(tmp_path, spec)
         self.children: list[subprocess.Popen[str]] = []
-        self.set_spec(spec)
-
-    def set_spec(self, spec: dict) -> None:
-        self.spec_path.write_text(json.dumps({**spec, "log": str(self.log)}))
-
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, str(LAUNCHER), str(self.spec_path), *args, "--db", str(self.db)]
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.command(*args),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "COLUMNS": "200"},
-        )
 
     def start(self, *args: str) -> tuple[subprocess.Popen[str], Path, Path]:
         """Start a command in the background, its output going to files (never a pipe that
@@ -84,10 +56,6 @@ class Foreman:
             )
         self.children.append(process)
         return process, out, err
-
-    def calls(self) -> Counter[str]:
-        lines = self.log.read_text().splitlines() if self.log.exists() else []
-        return Counter(line.removeprefix("do ") for line in lines)
 
     def query(self, sql: str, *args: object) -> list[tuple]:
         with sqlite3.connect(self.db) as db:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from cli_runs import plan
 from foreman import Orchestrator
 from foreman.models.base import ToolCall
 from foreman.store.sqlite import SQLiteStore
@@ -25,7 +26,7 @@ from foreman.tools import Toolbox, tool
 from foreman.workers import Registry
 from foreman.workers.nested import TeamWorker
 from helpers import Script, plan_of, task, worker
-from web_runs import INJECTION, Runs, plan
+from web_runs import INJECTION, Runs
 
 WAIT_MS = 30_000
 
