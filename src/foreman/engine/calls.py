@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -28,7 +28,7 @@ from foreman.workers.spec import Worker
 OnFallback = Callable[[str, ModelError], None]
 
 
-async def call_worker(
+def call_worker(
     worker: Worker,
     models: list[Model],
     system: str,
@@ -39,7 +39,7 @@ async def call_worker(
     on_retry: OnRetry | None = None,
     on_fallback: OnFallback | None = None,
     scope: CallLog | None = None,
-) -> CallOutcome:
+) -> Coroutine[Any, Any, CallOutcome]:
     """Call ``models`` in turn (the worker's model, then its fallback model).
 
     Each model gets ``worker.retry.max_attempts`` attempts on transient errors (a call
@@ -47,6 +47,9 @@ async def call_worker(
     model. ``call_timeout`` (see ``timeout_for``) defaults to the worker's. ``output_schema``
     turns the answer into a validated dict, and an answer that does not fit counts as
     transient. ``scope`` records every attempt in the run's call ledger.
+
+    A plain function returning ``call_request``'s coroutine: one coroutine less on every
+    task's way to its model (in a wide fan-out each task's start delays all after it).
     """
     request = ModelRequest(
         system=system,
@@ -55,7 +58,7 @@ async def call_worker(
         max_tokens=worker.max_tokens,
         temperature=worker.temperature,
     )
-    return await call_request(
+    return call_request(
         worker,
         models,
         request,
@@ -67,7 +70,7 @@ async def call_worker(
     )
 
 
-async def call_request(
+def call_request(
     worker: Worker,
     models: list[Model],
     request: ModelRequest,
@@ -77,26 +80,41 @@ async def call_request(
     on_retry: OnRetry | None = None,
     on_fallback: OnFallback | None = None,
     scope: CallLog | None = None,
-) -> CallOutcome:
+) -> Coroutine[Any, Any, CallOutcome]:
     """``call_worker``'s policy for a request built by the caller (a turn of a tool
-    loop): ``parse`` turns the answer into the outcome's ``output``."""
-    # The outcome is built on the way out, not before the first call: in a wide fan-out,
-    # every task's start cost delays the start of all the tasks after it.
+    loop): ``parse`` turns the answer into the outcome's ``output``. With one model (no
+    fallback model), its retry loop's own coroutine: nothing to add around it."""
+    timeout = call_timeout if call_timeout is not None else worker.timeout
+    caller = f"worker {worker.name!r}"
+    if len(models) == 1:
+        return complete_with_retry(
+            models[0], request, worker.retry, call_timeout=timeout, caller=caller,
+            parse=parse, on_retry=on_retry, scope=scope,
+        )  # fmt: skip
+    return _in_turn(worker, models, request, parse, timeout, caller, on_retry, on_fallback, scope)
+
+
+async def _in_turn(
+    worker: Worker,
+    models: list[Model],
+    request: ModelRequest,
+    parse: Callable[[ModelResponse], Any],
+    call_timeout: float | None,
+    caller: str,
+    on_retry: OnRetry | None,
+    on_fallback: OnFallback | None,
+    scope: CallLog | None,
+) -> CallOutcome:
+    """Each model's retry loop in turn, until one answers."""
     attempts, spent = 0, []
     error: ModelError | None = None
     for model in models:
         if error is not None and on_fallback:  # a model before this one gave up
             on_fallback(model.name, error)
         tried = await complete_with_retry(
-            model,
-            request,
-            worker.retry,
-            call_timeout=call_timeout if call_timeout is not None else worker.timeout,
-            caller=f"worker {worker.name!r}",
-            parse=parse,
-            on_retry=numbered_after(on_retry, attempts),
-            scope=scope,
-        )
+            model, request, worker.retry, call_timeout=call_timeout, caller=caller, parse=parse,
+            on_retry=numbered_after(on_retry, attempts), scope=scope,
+        )  # fmt: skip
         attempts += tried.attempts
         spent.append(tried.usage)
         if tried.error is None:

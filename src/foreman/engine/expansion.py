@@ -23,7 +23,7 @@ same items again, and those already stored are not run again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,25 +72,29 @@ class ForEach:
             self._expand_over(source, results[source])
 
     def wrap(self, execute: ExecuteTask) -> ExecuteTask:
-        """``execute``, with item tasks given their item, joins settled from their items,
-        and each successful task's for-each dependants expanded once it is stored."""
+        """``execute``, with item tasks given their item and joins settled from their
+        items. A plain task goes straight to ``execute`` (no coroutine of its own: in a
+        wide fan-out every task's start delays all after it); its for-each dependants are
+        expanded by ``stored``, which ``execute`` calls once its result is stored."""
 
-        async def run(task: Task, deps: dict[str, TaskResult]) -> TaskResult:
+        def run(task: Task, deps: dict[str, TaskResult]) -> Awaitable[TaskResult]:
             if task.id in self._joins:
-                result = await self._join(task, deps)
-            elif (item := self._items.get(task.id)) is not None:
+                return self._join(task, deps)
+            if (item := self._items.get(task.id)) is not None:
                 given = deps[item.source].model_copy(update={"output": item.value})
                 others = {dep: res for dep, res in deps.items() if dep != item.source}
-                return await execute(task, {ITEM_INPUT: given, **others})
-            elif task.for_each:
-                result = await self._unexpanded(task, deps)
-            else:
-                result = await execute(task, deps)
-            if result.succeeded:
-                self._expand_over(task.id, result)
-            return result
+                return execute(task, {ITEM_INPUT: given, **others})
+            if task.for_each:
+                return self._unexpanded(task, deps)
+            return execute(task, deps)
 
         return run
+
+    def stored(self, result: TaskResult) -> None:
+        """A task's result is checkpointed: expand the for-each tasks over its output
+        (an item's output is never iterated over)."""
+        if result.succeeded and result.task_id not in self._items:
+            self._expand_over(result.task_id, result)
 
     # --- expansion ------------------------------------------------------------------
 
@@ -157,6 +161,7 @@ class ForEach:
         )
         self.delivery.emit(TaskFinished.of(self.run_id, result))
         await self.delivery.checkpoint(result)
+        self._expand_over(task.id, result)  # a for-each task may iterate over this list
         return result
 
     async def _unexpanded(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:

@@ -82,7 +82,7 @@ class DagRun:
         self._tasks: dict[str, Task] = {}
         self._dependants: dict[str, list[str]] = {}
         self._waiting_on: dict[str, int] = {}  # pending task -> inputs not settled yet
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}  # by task id, until it ends
         self._started: set[str] = set()
         self._held: set[str] = set()
         self._unfinished = 0
@@ -109,10 +109,11 @@ class DagRun:
         try:
             await self._done
         finally:
-            for handle in list(self._running):
+            running = list(self._running.values())
+            for handle in running:
                 handle.cancel()
-            if self._running:
-                await asyncio.gather(*self._running, return_exceptions=True)
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
         return self.results
 
     def add(self, tasks: Iterable[Task]) -> None:
@@ -228,17 +229,18 @@ class DagRun:
         self._active += 1
         self._started.add(task_id)
         del self._waiting_on[task_id]
-        task = self._tasks[task_id]
-        handle = asyncio.get_running_loop().create_task(
-            self._run_one(task), name=f"foreman-task-{task_id}"
+        # No done callback to forget the handle: ``_run_one`` does (a callback copies the
+        # context and binds a method, per task, in every burst of starts).
+        self._running[task_id] = asyncio.get_running_loop().create_task(
+            self._run_one(self._tasks[task_id]), name=f"foreman-task-{task_id}"
         )
-        self._running.add(handle)
-        handle.add_done_callback(self._running.discard)
 
     async def _run_one(self, task: Task) -> None:
         results = self.results
         try:
-            inputs = {dep: results[dep] for dep in task.depends_on}
+            inputs = {}
+            for dep in task.depends_on:  # a loop, not a comprehension: no closure cell
+                inputs[dep] = results[dep]
             limits = self._limits[task.worker]
             if limits:
                 async with AsyncExitStack() as stack:
@@ -258,6 +260,8 @@ class DagRun:
             if not self._done.done():
                 self._done.set_exception(exc)
             return
+        finally:
+            self._running.pop(task.id, None)
         self._active -= 1
         self._unfinished -= 1
         if results[task.id].status is TaskStatus.waiting:

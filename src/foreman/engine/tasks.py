@@ -86,6 +86,8 @@ class TaskRunner:
         #: task -> (tool loops started, tool calls numbered) in its current execution
         self._loops: dict[str, tuple[int, int]] = {}
         self._warned: set[tuple[str, str]] = set()  # allow-list entries matching no tool
+        self._models: dict[str, list] = {}  # worker -> its models (``_models_of``)
+        self._models_from: dict[str, Worker] = {}  # ...and the worker they are for
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -121,7 +123,10 @@ class TaskRunner:
         started = time.perf_counter()
         self._loops[task.id] = (0, 0)
         try:
-            outcome = await self._produce(task, worker, user)
+            if worker.fallback is None:  # one coroutine less on the usual way
+                outcome = await self._call(task, worker, user)
+            else:
+                outcome = await self._produce(task, worker, user)
             if outcome.error is not None:
                 latency = time.perf_counter() - started
                 error = str(outcome.error)
@@ -189,25 +194,8 @@ class TaskRunner:
         system = worker.system_prompt
         if self.hints and worker.output_schema is None:
             system += HINT_SUFFIX
-
-        def on_retry(attempt: int, error: ModelError, delay: float) -> None:
-            self.emit(
-                TaskRetried(
-                    run_id=self.run_id,
-                    task_id=task.id,
-                    attempt=attempt,
-                    error=str(error),
-                    delay=delay,
-                )
-            )
-
-        def on_fallback(name: str, error: ModelError) -> None:
-            self.emit(
-                TaskFallback(
-                    run_id=self.run_id, task_id=task.id, kind="model", to=name, error=str(error)
-                )
-            )
-
+        report = _Report(self.emit, self.run_id, task.id)
+        on_retry, on_fallback = report.retried, report.fell_back
         if worker.tools:
             return self._tool_loop(task, worker, system, user, on_retry, on_fallback, scope)
         return self._plain(worker, system, user, on_retry, on_fallback, scope)
@@ -278,9 +266,13 @@ class TaskRunner:
             self._loops[task.id] = (loop + 1, tool_loop.numbered)
 
     def _models_of(self, worker: Worker) -> list:
-        models = [self.models.get(worker.model)]
-        if worker.fallback_model is not None:
-            models.append(self.models.get(worker.fallback_model))
+        """The worker's model, then its fallback model: one list per worker and run."""
+        models = self._models.get(worker.name)
+        if models is None or self._models_from.get(worker.name) is not worker:
+            models = [self.models.get(worker.model)]
+            if worker.fallback_model is not None:
+                models.append(self.models.get(worker.fallback_model))
+            self._models[worker.name], self._models_from[worker.name] = models, worker
         return models
 
     async def _quality_gate(
@@ -369,6 +361,34 @@ class TaskRunner:
             self.emit, self.run_id, task, worker, error, outcome.attempts, usage, latency,
             missing=missing, user=user,
         )  # fmt: skip
+
+
+class _Report:
+    """A task's retries and model fallbacks, reported as its events: one small object
+    per task rather than two closures (each with its cells) in every burst of starts."""
+
+    __slots__ = ("emit", "run_id", "task_id")
+
+    def __init__(self, emit: Emit, run_id: str, task_id: str) -> None:
+        self.emit, self.run_id, self.task_id = emit, run_id, task_id
+
+    def retried(self, attempt: int, error: ModelError, delay: float) -> None:
+        self.emit(
+            TaskRetried(
+                run_id=self.run_id,
+                task_id=self.task_id,
+                attempt=attempt,
+                error=str(error),
+                delay=delay,
+            )
+        )
+
+    def fell_back(self, name: str, error: ModelError) -> None:
+        self.emit(
+            TaskFallback(
+                run_id=self.run_id, task_id=self.task_id, kind="model", to=name, error=str(error)
+            )
+        )
 
 
 def _as_input(result: TaskResult) -> Any:

@@ -128,10 +128,16 @@ async def complete_with_retry(
     # every task's start cost delays the start of all the tasks after it.
     error: ModelError | None = None
     answered: list[Usage] = []  # every answer's tokens, whether it parsed or not
+    # ``Model.complete_within`` as it is, inlined: one coroutine less per call.
+    timed_by_loop = type(model).complete_within is Model.complete_within
     for attempt in range(1, policy.max_attempts + 1):
         call = scope.open(model.name, request) if scope is not None else None
         try:
-            response = await model.complete_within(request, timeout)
+            if timed_by_loop:
+                async with asyncio.timeout(timeout):
+                    response = await model.complete(request)
+            else:
+                response = await model.complete_within(request, timeout)
         except TimeoutError:
             error = ModelTimeoutError(
                 f"{model.name} gave no answer within {timeout:g}s ({caller}); raise "

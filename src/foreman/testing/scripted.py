@@ -64,6 +64,11 @@ class ScriptedModel(Model):
             return entry
         if isinstance(entry, str):
             return ModelResponse(text=entry, model=self.name, usage=_count_usage(request, entry))
+        return self._tool_use(request, entry)
+
+    def _tool_use(self, request: ModelRequest, entry: ToolCall | list[ToolCall]) -> ModelResponse:
+        # Apart from ``complete``: its comprehension would make ``self`` a closure cell
+        # of every call's frame (the engine's benchmarks run thousands at once).
         calls = [
             self._with_id(call) for call in ([entry] if isinstance(entry, ToolCall) else entry)
         ]

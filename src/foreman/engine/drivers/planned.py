@@ -111,7 +111,9 @@ async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) ->
     deps = run.deps
     runner = task_runner(run, hints=replanner is not None)
     for_each = ForEach(run.run_id, run.delivery, deps.registry)
-    execute = for_each.wrap(checkpointed(runner, run.delivery, run.meter, run.deps.memory))
+    execute = for_each.wrap(
+        checkpointed(runner, run.delivery, run.meter, run.deps.memory, for_each.stored)
+    )
     try:
         dag = DagRun(
             plan.tasks,

@@ -60,11 +60,13 @@ def checkpointed(
     delivery: Delivery,
     meter: BudgetMeter | None,
     memory: Memory | None = None,
+    on_stored: Callable[[TaskResult], None] | None = None,
 ) -> Callable[[Task, dict[str, TaskResult]], Awaitable[TaskResult]]:
     """The runner, with each settled task stored before the scheduler sees it. Once the
     budget is spent, no task starts, and one whose next call was refused stops
-    unfinished (``Halt``): the scheduler lets the running ones end, then stops. With
-    ``memory``, a task that succeeded is remembered once checkpointed."""
+    unfinished (``Halt``): the scheduler lets the running ones end, then stops.
+    ``on_stored`` hears each result once checkpointed. With ``memory``, a task that
+    succeeded is remembered once checkpointed."""
 
     async def execute(task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         try:
@@ -78,6 +80,8 @@ def checkpointed(
                 await delivery.checkpoint(exc.result)
             raise
         await delivery.checkpoint(result)
+        if on_stored is not None:
+            on_stored(result)
         if memory is not None and result.succeeded:
             await memory.keep(runner.run_id, result)
         return result
