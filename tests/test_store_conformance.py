@@ -192,11 +192,12 @@ async def test_sqlite_a_newer_schema_is_refused(tmp_path: Path) -> None:
         await newer.aclose()
 
 
+@pytest.mark.parametrize("writes_on_loop", [True, False], ids=["loop", "thread"])
 async def test_sqlite_a_full_disk_fails_the_write_and_keeps_earlier_checkpoints(
-    tmp_path: Path,
+    tmp_path: Path, writes_on_loop: bool
 ) -> None:
     path = tmp_path / "runs.db"
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, writes_on_loop=writes_on_loop)
     try:
         await store.create_run(run_record())
         await store.save_plan("run-1", plan("t1", "t2", "t3", "big"))
@@ -208,13 +209,17 @@ async def test_sqlite_a_full_disk_fails_the_write_and_keeps_earlier_checkpoints(
                 [TaskStarted(run_id="run-1", task_id=task_result.task_id, worker="w")],
             )
 
-        # ``max_page_count`` is per connection, so it is set on the store's own connection:
-        # from here on the database cannot grow more than a few pages, as on a full disk.
+        # ``max_page_count`` is per connection, so it is set on the store's own connections
+        # (the writer thread's, and the loop's for small writes): from here on the
+        # database cannot grow more than a few pages, as on a full disk.
         def cap(db: sqlite3.Connection) -> None:
             (pages,) = db.execute("PRAGMA page_count").fetchone()
             db.execute(f"PRAGMA max_page_count = {pages + 2}")
 
         await store._run(cap)
+        assert (store._here is not None) is writes_on_loop
+        if store._here is not None:
+            cap(store._here.connection)
         big = result("big", output="x" * 200_000)
         with pytest.raises(StoreError, match="full") as raised:
             await store.save_task(

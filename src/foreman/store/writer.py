@@ -30,12 +30,30 @@ class WriterThread:
         self.name = name
         self._queue: queue.SimpleQueue[Any] | None = None
         self._lock = threading.Lock()
+        #: Calls handed over whose end the caller's loop has not heard of yet.
+        self.in_hand = 0
+
+    @property
+    def idle(self) -> bool:
+        """Nothing handed over is queued or running (as the calling loop knows it): a
+        write made elsewhere now cannot overtake one handed over earlier."""
+        return self.in_hand == 0
 
     async def run(self, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._inbox().put((loop, future, call))
+        self.in_hand += 1
+        self._inbox().put((loop, future, call, self._ended))
         return await future
+
+    def post(self, call: Callable[[], object]) -> None:
+        """Hand ``call`` over without waiting for it (housekeeping: its result and any
+        error are dropped)."""
+        self.in_hand += 1
+        self._inbox().put((asyncio.get_running_loop(), None, call, self._ended))
+
+    def _ended(self) -> None:
+        self.in_hand -= 1
 
     def stop(self) -> None:
         """Let the thread end once the calls handed over so far have run; a later call
@@ -57,19 +75,25 @@ class WriterThread:
 
 def _work(inbox: queue.SimpleQueue[Any]) -> None:
     while (item := inbox.get()) is not _STOP:
-        loop, future, call = item
+        loop, future, call, ended = item
         try:
             result, error = call(), None
         except BaseException as exc:  # handed to the awaiting coroutine, as an executor does
             result, error = None, exc
         try:
-            loop.call_soon_threadsafe(_resolve, future, result, error)
+            loop.call_soon_threadsafe(_resolve, future, result, error, ended)
         except RuntimeError:  # the loop has closed: nobody is waiting any more
             pass
 
 
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # its coroutine was cancelled
+def _resolve(
+    future: asyncio.Future[Any] | None,
+    result: Any,
+    error: BaseException | None,
+    ended: Callable[[], None],
+) -> None:
+    ended()
+    if future is None or future.done():  # posted, or its coroutine was cancelled
         return
     if error is None:
         future.set_result(result)
