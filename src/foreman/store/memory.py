@@ -9,6 +9,7 @@ several times cheaper than a deep copy, and they are written far more often than
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -55,7 +56,9 @@ class MemoryStore(Store):
         #: version's record as JSON (reason, changes, time).
         self._plans: dict[str, list[tuple[str, int, Usage, str]]] = {}
         self._tasks: dict[str, dict[str, str]] = {}  # task id -> the result as JSON
-        self._events: dict[str, list[dict[str, Any]]] = {}
+        # As JSON text, like the other records: strings cost the garbage collector nothing,
+        # where a dict per event (and its nested dicts) were scanned on every collection.
+        self._events: dict[str, list[str]] = {}
         self._approvals: dict[tuple[str, str], Approval] = {}
         self._leases: dict[str, tuple[LeaseOwner, float]] = {}
         self._cancel_requested: set[str] = set()
@@ -164,7 +167,7 @@ class MemoryStore(Store):
         run.status, run.answer, run.error, run.updated_at = status, answer, error, time.time()
         if usage is not None:
             run.usage = usage.model_copy()
-        self._events[run_id].extend(event.model_dump(mode="json") for event in events)
+        self._events[run_id].extend(event.model_dump_json() for event in events)
         if status is RunStatus.cancelled:
             self._withdraw_pending(run_id)
 
@@ -278,7 +281,7 @@ class MemoryStore(Store):
         tasks, log = self._tasks[run_id], self._events[run_id]
         for checkpoint in checkpoints:
             tasks[checkpoint.result.task_id] = checkpoint.result.model_dump_json()
-            log.extend(event.model_dump(mode="json") for event in checkpoint.events)
+            log.extend(event.model_dump_json() for event in checkpoint.events)
         self._put_calls(run_id, calls)
 
     async def save_calls(self, run_id: str, calls: Sequence[CallRecord]) -> None:
@@ -335,7 +338,7 @@ class MemoryStore(Store):
         return {k: TaskResult.model_validate_json(text) for k, text in stored.items()}
 
     async def load_events(self, run_id: str) -> list[dict[str, Any]]:
-        return copy.deepcopy(self._events.get(run_id, []))
+        return [json.loads(text) for text in self._events.get(run_id, [])]
 
     async def acquire_lease(self, run_id: str, owner: LeaseOwner, ttl: float) -> None:
         self._run(run_id)
