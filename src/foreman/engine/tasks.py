@@ -131,8 +131,11 @@ class TaskRunner:
                 latency = time.perf_counter() - started
                 error = str(outcome.error)
                 return self._failed(task, worker, error, outcome, missing, user, latency)
-            approved, revisions, reviews, unreviewed = await self._quality_gate(
-                task, worker, inputs, outcome
+            gate = self._gate_of(task, worker)
+            approved, revisions, reviews, unreviewed = (
+                await self._quality_gate(task, worker, inputs, outcome, gate)
+                if gate is not None
+                else _UNREVIEWED
             )
         except ApprovalPending as pending:  # a tool call waits: resume continues the loop
             return TaskResult(
@@ -276,17 +279,19 @@ class TaskRunner:
         return models
 
     async def _quality_gate(
-        self, task: Task, worker: Worker, inputs: dict[str, Any], outcome: CallOutcome
+        self,
+        task: Task,
+        worker: Worker,
+        inputs: dict[str, Any],
+        outcome: CallOutcome,
+        gate: tuple[Worker, int],
     ) -> tuple[bool | None, int, int, str | None]:
         """Review, and revise while rejected (bounded): the quality gate, or the task's
-        judge. Updates ``outcome`` in place.
+        judge (``gate``, from ``_gate_of``). Updates ``outcome`` in place.
 
         Returns the verdict, the revisions made, the review calls (retries included) and,
         when the validator could give no verdict, why.
         """
-        gate = self._gate_of(task, worker)
-        if gate is None:
-            return None, 0, 0, None
         judge, max_revisions = gate
         revisions = reviews = 0
         while True:
@@ -361,6 +366,10 @@ class TaskRunner:
             self.emit, self.run_id, task, worker, error, outcome.attempts, usage, latency,
             missing=missing, user=user,
         )  # fmt: skip
+
+
+#: What ``_quality_gate`` returns for an output nobody reviews (no coroutine for it).
+_UNREVIEWED: tuple[bool | None, int, int, str | None] = (None, 0, 0, None)
 
 
 class _Report:
