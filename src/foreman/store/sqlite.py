@@ -125,14 +125,20 @@ class SQLiteStore(Store):
         self._writer = WriterThread("foreman-store")
         self._connection: sqlite3.Connection | None = None
         self._here: _LoopConnection | None = None
+        #: The file the thread's connection opened (absolute: the working directory may
+        #: change before the loop's connection is opened).
+        self._file: str | None = None
 
     # --- plumbing --------------------------------------------------------------------
 
     async def _run(self, action: Callable[[sqlite3.Connection], T]) -> T:
         return await self._writer.run(lambda: self._call(action))
 
-    async def _write(self, action: Callable[[sqlite3.Connection], T], rows: int) -> T:
-        """A write of ``rows`` rows: on the writer thread, or here when that is cheaper.
+    async def _write(
+        self, action: Callable[[sqlite3.Connection], T], rows: int, size: int = 0
+    ) -> T:
+        """A write of ``rows`` rows, about ``size`` bytes of text: on the writer thread, or
+        here when that is cheaper.
 
         Handing a write to the thread and hearing back costs two wake-ups across threads,
         about as much CPU again as a one-task checkpoint's own SQL; a chain of tasks pays
@@ -142,7 +148,8 @@ class SQLiteStore(Store):
         as usual, and WAL checkpoints (the only syncs to disk under
         ``synchronous=NORMAL``) are left to the thread. Big groups still go to the thread,
         which writes them while the loop goes on."""
-        if self.writes_on_loop and rows <= LOOP_WRITE_ROWS and self._writer.idle:
+        small = rows <= LOOP_WRITE_ROWS and size <= LOOP_WRITE_BYTES
+        if self.writes_on_loop and small and self._writer.idle:
             here = self._loop_connection()
             if here is not None:
                 try:
@@ -161,9 +168,13 @@ class SQLiteStore(Store):
         from any other thread than the first to ask (sqlite3 binds a connection to it)."""
         here = self._here
         if here is None:
-            if self._connection is None:
+            if self._connection is None or not self._file:
                 return None
-            here = self._here = _LoopConnection(self.path)
+            try:
+                here = _LoopConnection(self._file)
+            except sqlite3.Error:  # the file is gone, say: the thread's connection will tell
+                return None
+            self._here = here
         return here if here.thread == threading.get_ident() else None
 
     def _call(self, action: Callable[[sqlite3.Connection], T]) -> T:
@@ -180,6 +191,7 @@ class SQLiteStore(Store):
                 connection.execute("PRAGMA synchronous=NORMAL")
                 connection.execute("PRAGMA foreign_keys=ON")
                 migrate(connection, str(self.path))
+                self._file = connection.execute("PRAGMA database_list").fetchone()[2]
             except BaseException:
                 connection.close()
                 raise
@@ -236,9 +248,10 @@ class SQLiteStore(Store):
 
     async def aclose(self) -> None:
         if self._here is not None:  # first: the thread's, closed last, folds the WAL in
-            if self._here.thread == threading.get_ident():
-                self._here.close()
-            self._here = None
+            # From any thread: left open, the thread's close would not fold the WAL in, and
+            # the garbage collector would close it later, on whatever thread it runs on.
+            here, self._here = self._here, None
+            here.close()
 
         def close() -> None:
             if self._connection is not None:
@@ -616,7 +629,9 @@ class SQLiteStore(Store):
                 append_events(db, run_id, events)
                 put_calls(db, call_rows)
 
-        await self._write(write, len(task_rows) + len(events) + len(call_rows))
+        # A task's output is in its row and in its ``task_finished`` event.
+        size = 2 * sum(len(row[4]) for row in task_rows) + _call_text(call_rows)
+        await self._write(write, len(task_rows) + len(events) + len(call_rows), size)
 
     async def save_calls(self, run_id: str, calls: Sequence[CallRecord]) -> None:
         call_rows = rows_of_calls(calls)
@@ -626,7 +641,7 @@ class SQLiteStore(Store):
                 require_run(db, run_id, self.path)
                 put_calls(db, call_rows)
 
-        await self._write(write, len(call_rows))
+        await self._write(write, len(call_rows), _call_text(call_rows))
 
     async def list_calls(
         self,
@@ -891,6 +906,10 @@ class SQLiteStore(Store):
 #: a task or two settling alone with their events and calls, about 0.1 ms of CPU. Groups
 #: from a wide fan-out (hundreds of rows, milliseconds) go to the writer thread.
 LOOP_WRITE_ROWS = 16
+#: ...and bytes of text: ``CHECKPOINT_EVERY`` counts commits, which only bounds the WAL
+#: (and what a power cut may lose) if each commit writes a few pages. A task with a long
+#: output writes hundreds: on the thread, whose connection checkpoints by pages.
+LOOP_WRITE_BYTES = 32 * 1024
 #: Commits made on the loop between two WAL checkpoints handed to the writer thread
 #: (SQLite's own default checkpoints every 1000 pages; a small checkpoint writes 6-10).
 CHECKPOINT_EVERY = 100
@@ -902,13 +921,25 @@ class _LoopConnection:
     and never checkpoints the WAL (``wal_autocheckpoint=0``), so a write on it costs CPU
     and page-cache writes only."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, file: str) -> None:
         self.thread = threading.get_ident()
         self.commits = 0
-        self.connection = sqlite3.connect(path, timeout=0, isolation_level=None)
-        self.connection.execute("PRAGMA synchronous=NORMAL")
-        self.connection.execute("PRAGMA foreign_keys=ON")
-        self.connection.execute("PRAGMA wal_autocheckpoint=0")
+        # mode=rw: the file the thread's connection opened, never a new one. Used on
+        # ``thread`` only (``SQLiteStore._loop_connection``), but closed from any.
+        self.connection = sqlite3.connect(
+            Path(file).as_uri() + "?mode=rw",
+            uri=True,
+            timeout=0,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            self.connection.execute("PRAGMA synchronous=NORMAL")
+            self.connection.execute("PRAGMA foreign_keys=ON")
+            self.connection.execute("PRAGMA wal_autocheckpoint=0")
+        except BaseException:
+            self.connection.close()
+            raise
 
     def write(self, action: Callable[[sqlite3.Connection], T]) -> T | object:
         """``action``'s result, or ``_BUSY`` if another connection holds the write lock:
@@ -933,6 +964,11 @@ class _LoopConnection:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _call_text(call_rows: list[tuple[Any, ...]]) -> int:
+    """Bytes of prompt and answer text in ledger rows (``rows_of_calls``: the last two)."""
+    return sum(len(row[-2] or "") + len(row[-1] or "") for row in call_rows)
 
 
 def _passive_checkpoint(db: sqlite3.Connection) -> None:

@@ -30,30 +30,38 @@ class WriterThread:
         self.name = name
         self._queue: queue.SimpleQueue[Any] | None = None
         self._lock = threading.Lock()
-        #: Calls handed over whose end the caller's loop has not heard of yet.
-        self.in_hand = 0
+        # Two counts, each written by one side only (the callers' loop, the thread), so
+        # neither loses an update; the thread counts a call as run itself, not through a
+        # callback on the caller's loop, which never runs if that loop closed meanwhile.
+        self._handed = 0  # calls handed over
+        self._ran = 0  # ...and run by the thread
+
+    @property
+    def in_hand(self) -> int:
+        """Calls handed over that the thread has not finished yet."""
+        return self._handed - self._ran
 
     @property
     def idle(self) -> bool:
-        """Nothing handed over is queued or running (as the calling loop knows it): a
-        write made elsewhere now cannot overtake one handed over earlier."""
-        return self.in_hand == 0
+        """Nothing handed over is queued or running: a write made elsewhere now cannot
+        overtake one handed over earlier."""
+        return self._handed == self._ran
 
     async def run(self, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.in_hand += 1
         self._inbox().put((loop, future, call, self._ended))
+        self._handed += 1
         return await future
 
     def post(self, call: Callable[[], object]) -> None:
         """Hand ``call`` over without waiting for it (housekeeping: its result and any
         error are dropped)."""
-        self.in_hand += 1
         self._inbox().put((asyncio.get_running_loop(), None, call, self._ended))
+        self._handed += 1
 
-    def _ended(self) -> None:
-        self.in_hand -= 1
+    def _ended(self) -> None:  # on the thread, once a call has run
+        self._ran += 1
 
     def stop(self) -> None:
         """Let the thread end once the calls handed over so far have run; a later call
@@ -80,20 +88,17 @@ def _work(inbox: queue.SimpleQueue[Any]) -> None:
             result, error = call(), None
         except BaseException as exc:  # handed to the awaiting coroutine, as an executor does
             result, error = None, exc
+        ended()
+        if future is None:  # posted: nobody waits for it
+            continue
         try:
-            loop.call_soon_threadsafe(_resolve, future, result, error, ended)
+            loop.call_soon_threadsafe(_resolve, future, result, error)
         except RuntimeError:  # the loop has closed: nobody is waiting any more
             pass
 
 
-def _resolve(
-    future: asyncio.Future[Any] | None,
-    result: Any,
-    error: BaseException | None,
-    ended: Callable[[], None],
-) -> None:
-    ended()
-    if future is None or future.done():  # posted, or its coroutine was cancelled
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # its coroutine was cancelled
         return
     if error is None:
         future.set_result(result)
