@@ -45,7 +45,7 @@ def test_a_loop_that_closed_with_a_write_in_hand_does_not_turn_off_loop_writes(
     tmp_path, monkeypatch
 ):
     """A write handed to the thread, and its loop closes before hearing back (Ctrl-C, a run
-    cancelled, ``asyncio.run`` ending): ``in_hand`` must come back to 0 once the thread has
+    cancelled, ``asyncio.run`` ending): the writer must be idle again once the thread has
     written it. It stayed at 1 for good (the end was only counted by a callback on the loop,
     which no longer runs), so every later small checkpoint of the store went to the thread."""
     path = tmp_path / "runs.db"
@@ -102,7 +102,7 @@ async def test_the_loop_connection_opens_the_file_the_store_opened(tmp_path, mon
         await store.aclose()
 
 
-async def test_cancelled_writes_keep_in_hand_accurate(tmp_path):
+async def test_cancelled_writes_leave_the_writer_idle(tmp_path):
     """Sanity (held before and after the fix): a cancelled write is still written, and
     counted out once it has been."""
     store = await store_with_run(tmp_path / "runs.db")

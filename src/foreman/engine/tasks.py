@@ -86,8 +86,8 @@ class TaskRunner:
         #: task -> (tool loops started, tool calls numbered) in its current execution
         self._loops: dict[str, tuple[int, int]] = {}
         self._warned: set[tuple[str, str]] = set()  # allow-list entries matching no tool
-        self._models: dict[str, list] = {}  # worker -> its models (``_models_of``)
-        self._models_from: dict[str, Worker] = {}  # ...and the worker they are for
+        #: worker name -> (the worker, its models) (``_models_of``)
+        self._models: dict[str, tuple[Worker, list]] = {}
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
@@ -270,12 +270,13 @@ class TaskRunner:
 
     def _models_of(self, worker: Worker) -> list:
         """The worker's model, then its fallback model: one list per worker and run."""
-        models = self._models.get(worker.name)
-        if models is None or self._models_from.get(worker.name) is not worker:
-            models = [self.models.get(worker.model)]
-            if worker.fallback_model is not None:
-                models.append(self.models.get(worker.fallback_model))
-            self._models[worker.name], self._models_from[worker.name] = models, worker
+        known = self._models.get(worker.name)
+        if known is not None and known[0] is worker:
+            return known[1]
+        models = [self.models.get(worker.model)]
+        if worker.fallback_model is not None:
+            models.append(self.models.get(worker.fallback_model))
+        self._models[worker.name] = (worker, models)
         return models
 
     async def _quality_gate(

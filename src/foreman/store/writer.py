@@ -37,11 +37,6 @@ class WriterThread:
         self._ran = 0  # ...and run by the thread
 
     @property
-    def in_hand(self) -> int:
-        """Calls handed over that the thread has not finished yet."""
-        return self._handed - self._ran
-
-    @property
     def idle(self) -> bool:
         """Nothing handed over is queued or running: a write made elsewhere now cannot
         overtake one handed over earlier."""
