@@ -91,7 +91,8 @@ class TaskRunner:
 
     async def __call__(self, task: Task, deps: dict[str, TaskResult]) -> TaskResult:
         worker = self.registry.get(task.worker)
-        missing = [dep for dep, result in deps.items() if not result.succeeded]
+        # Without inputs, no comprehensions (two function objects a task in a fan-out).
+        missing = [dep for dep, result in deps.items() if not result.succeeded] if deps else []
         if missing and worker.missing_inputs == "skip":
             reason = f"input {', '.join(missing)} missing and the worker skips on missing input"
             self.emit(TaskSkipped(run_id=self.run_id, task_id=task.id, reason=reason))
@@ -102,7 +103,7 @@ class TaskRunner:
                 error=reason,
                 missing_inputs=missing,
             )
-        inputs = {dep: _as_input(result) for dep, result in deps.items()}
+        inputs = {dep: _as_input(result) for dep, result in deps.items()} if deps else {}
         memories = await self.recall(task) if self.recall is not None else None
         user = worker_input(task.instructions, inputs, task.args, memories=memories)
         if self.gate is not None and self.gate.needs_approval(worker):

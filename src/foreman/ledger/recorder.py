@@ -21,11 +21,12 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, price_at, provider_of
 from foreman.models.base import ModelRequest, ModelResponse, Usage
+from foreman.models.pricing import own_prices
 from foreman.models.retry import STOPPED
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ def estimate_input_tokens(request: ModelRequest) -> int:
 
     Providers bill the tools and the output schema as input too (the planner's schema is
     a large part of its prompt), so they are counted with the messages."""
-    chars = len(request.system or "") + sum(m.chars for m in request.messages)
+    chars = len(request.system or "")
+    for message in request.messages:  # a loop, not a generator: one object less a call
+        chars += message.chars
     if request.output_schema is not None:
         chars += _json_length(request.output_schema)
     for tool in request.tools:
@@ -132,6 +135,8 @@ class CallLedger:
         #: The sum of every call's usage so far, kept as calls open and settle, so that
         #: ``usage`` costs the same at the thousandth call as at the first.
         self._spent = [0, 0, 0, 0]
+        #: ``FOREMAN_PRICES`` as this execution started: its calls are priced at it.
+        self.prices = own_prices()
 
     def scope(
         self, purpose: CallPurpose, *, task_id: str | None = None, worker: str | None = None
@@ -387,7 +392,9 @@ class OpenCall:
                 fields["error"] = str(error).split(":", 1)[0] + " (the answer is not recorded)"
         # Priced before it is built: one validation, no assignment after it (and from the
         # dict as it is: ``model_validate`` skips unpacking it into keywords and back).
-        fields["cost_usd"] = price_at(fields["provider"], self.model, answered_by, usage)
+        fields["cost_usd"] = price_at(
+            fields["provider"], self.model, answered_by, usage, ledger.prices
+        )
         record = CallRecord.model_validate(fields)
         ledger._put(record)
         self.scope.last = record.call_id
@@ -410,8 +417,12 @@ def _prompt(request: ModelRequest) -> dict[str, Any]:
     return {"system": request.system, "messages": [m.as_record() for m in request.messages]}
 
 
-def _total(usages: Iterable[Usage]) -> Usage:
-    """The sum of ``usages``, as one new ``Usage`` (not one per addition)."""
+def _total(usages: Collection[Usage]) -> Usage:
+    """The sum of ``usages``: the one there is as it is (a ``Usage`` is never changed in
+    place), else one new ``Usage`` (not one per addition)."""
+    if len(usages) == 1:
+        for usage in usages:
+            return usage
     i = o = r = w = 0
     for usage in usages:
         i += usage.input_tokens

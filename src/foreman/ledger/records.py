@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from foreman.models.base import Usage
-from foreman.models.pricing import first_price
+from foreman.models.pricing import FROM_ENVIRONMENT, first_price
 
 #: The error of a call still ``started`` when its process died, as stores read it.
 CRASHED = "the process ended during the call"
@@ -134,8 +134,15 @@ def price_of(record: CallRecord) -> float | None:
     return price_at(record.provider, record.model, record.answered_by, record.usage)
 
 
-def price_at(provider: str, model: str, answered_by: str | None, usage: Usage) -> float | None:
-    """``price_of`` a record not built yet (the ledger prices a call as it settles)."""
+def price_at(
+    provider: str,
+    model: str,
+    answered_by: str | None,
+    usage: Usage,
+    prices: str | None = FROM_ENVIRONMENT,
+) -> float | None:
+    """``price_of`` a record not built yet (the ledger prices a call as it settles, at the
+    ``FOREMAN_PRICES`` its run started with: ``prices``)."""
     if answered_by and provider in ("openai", "anthropic"):
-        return first_price((f"{provider}:{answered_by}", model), usage)
-    return first_price((model,), usage)
+        return first_price((f"{provider}:{answered_by}", model), usage, prices)
+    return first_price((model,), usage, prices)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache, partial
+from typing import Any
 
 from foreman.errors import ConfigError
 from foreman.models.base import Usage
@@ -134,14 +135,27 @@ Pricer = Callable[[Usage], float | None]
 _pricers: dict[tuple[str | None, tuple[str, ...]], tuple[object, Pricer]] = {}
 
 
-def first_price(names: tuple[str, ...], usage: Usage) -> float | None:
-    """``usage`` at the first of ``names`` with a price of the user's own
-    (``FOREMAN_PRICES``), else at the first with a known price; None when none has one.
+#: ``first_price``'s ``prices`` when not given: ``FOREMAN_PRICES`` as it is now.
+FROM_ENVIRONMENT: Any = object()
 
-    Worked out once per names, ``FOREMAN_PRICES`` value and genai-prices data (one
-    environment read a call): the ledger prices every call it records, and finding the
-    price (overrides, aliases, tiers) costs more than applying it."""
-    raw = os.environ.get("FOREMAN_PRICES")
+
+def own_prices() -> str | None:
+    """``FOREMAN_PRICES`` as it is now (a ledger reads it once, as its run starts)."""
+    return os.environ.get("FOREMAN_PRICES")
+
+
+def first_price(
+    names: tuple[str, ...], usage: Usage, prices: str | None = FROM_ENVIRONMENT
+) -> float | None:
+    """``usage`` at the first of ``names`` with a price of the user's own
+    (``prices``: ``FOREMAN_PRICES`` read now unless given), else at the first with a
+    known price; None when none has one.
+
+    Worked out once per names, ``FOREMAN_PRICES`` value and genai-prices data: the ledger
+    prices every call it records, and finding the price (overrides, aliases, tiers) costs
+    more than applying it. The ledger passes the value it read as its run started: an
+    unset variable costs a raised and caught ``KeyError`` on each read."""
+    raw = own_prices() if prices is FROM_ENVIRONMENT else prices
     known = _pricers.get((raw, names))
     if known is None or (known[0] is not None and known[0] is not _snapshot_getter()()):
         if len(_pricers) >= 1024:  # names the environment keeps changing: start again

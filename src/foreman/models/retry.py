@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from foreman.errors import ModelError, ModelTimeoutError, TransientModelError
 from foreman.models.base import Model, ModelRequest, ModelResponse, Usage
+from foreman.models.deadline import Deadline
 
 
 class OpenedCall(Protocol):
@@ -134,7 +135,7 @@ async def complete_with_retry(
         call = scope.open(model.name, request) if scope is not None else None
         try:
             if timed_by_loop:
-                async with asyncio.timeout(timeout):
+                with Deadline(timeout):
                     response = await model.complete(request)
             else:
                 response = await model.complete_within(request, timeout)
