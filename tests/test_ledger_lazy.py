@@ -89,3 +89,28 @@ def test_the_input_estimate_counts_the_schema_as_its_json_every_time() -> None:
         request = ModelRequest(messages=[Message(role="user", content="x")], output_schema=schema)
         for _ in range(2):
             assert estimate_input_tokens(request) == -(-(1 + len(json.dumps(schema))) // 4)
+
+
+def test_a_limited_take_leaves_the_later_started_calls_for_the_next_write() -> None:
+    books = ledger()
+    calls = [
+        books.scope(CallPurpose.task, task_id=f"t{i}").open("m", request("q")) for i in range(5)
+    ]
+    calls[3].close("ok", response=ModelResponse(text="x", model="m", usage=Usage(output_tokens=1)))
+    # Every settled call, and the two oldest started ones.
+    assert [(r.call_id, r.status) for r in books.take(started=2)] == [
+        ("c1", CallStatus.started),
+        ("c2", CallStatus.started),
+        ("c4", CallStatus.ok),
+    ]
+    assert books.has_unwritten
+    calls[4].close("error", error=RuntimeError("refused"))  # settled before its row went
+    assert [(r.call_id, r.status) for r in books.take(started=2)] == [
+        ("c3", CallStatus.started),
+        ("c5", CallStatus.error),
+    ]
+    assert not books.has_unwritten and books.take() == []
+    assert [r.status for r in books.records.values()] == [CallStatus.started] * 3 + [
+        CallStatus.ok,
+        CallStatus.error,
+    ]

@@ -152,3 +152,45 @@ def test_a_ledger_for_a_store_that_does_not_survive_the_process_takes_settled_ca
     assert books.usage.input_tokens == 3 + 3  # the one in flight at its estimate
     books.interrupt_open()
     assert [(r.call_id, r.status) for r in books.take()] == [("c2", CallStatus.interrupted)]
+
+
+async def test_a_burst_of_started_calls_is_written_in_bounded_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No write takes more than ``STARTED_ROWS_PER_WRITE`` started rows (a wide fan-out's
+    would hold every checkpoint behind it), and every call still reaches the store."""
+    from foreman.engine import journal
+
+    monkeypatch.setattr(journal, "STARTED_ROWS_PER_WRITE", 3)
+    sizes: list[int] = []
+    release = asyncio.Event()  # the calls answer once all ten started rows are on disk
+
+    class Sizing(SQLiteStore):
+        async def save_checkpoints(
+            self, run_id: str, checkpoints: Sequence[Checkpoint], calls: Sequence[Any] = ()
+        ) -> None:
+            started = sum(c.status is CallStatus.started for c in calls)
+            await super().save_checkpoints(run_id, checkpoints, calls)
+            sizes.append(started)
+            if sum(sizes) == 10:
+                release.set()
+
+    class Waiting(ScriptedModel):
+        async def complete(self, request: ModelRequest) -> ModelResponse:
+            await release.wait()
+            return await super().complete(request)
+
+    store = Sizing(tmp_path / "runs.db")
+    orchestrator = Orchestrator(
+        TEAM, model=Waiting(lambda r: "done"), store=store, assembly="concat",
+        started_write_window=0, concurrency=None,
+    )  # fmt: skip
+    plan = plan_of(*[task(f"t{i}", "researcher") for i in range(10)])
+    try:
+        result = await asyncio.wait_for(orchestrator.run("go", plan=plan), 10)
+        assert result.status == "succeeded"
+        assert max(sizes) == 3 and sum(sizes) == 10
+        calls = await store.list_calls()
+        assert len(calls) == 10 and {c.status for c in calls} == {CallStatus.ok}
+    finally:
+        await store.aclose()

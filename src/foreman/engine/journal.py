@@ -42,6 +42,11 @@ CANCEL_POLL_SECONDS = 1.0
 #: process killed within this window of a call's start leaves no row for that call
 #: (docs/benchmarks.md). Provider calls take seconds, so the window is a small fraction.
 STARTED_WRITE_WINDOW = 0.02
+#: Most ``started`` call rows one group write takes; the rest follow in the next writes
+#: (or are written settled, if their calls settle first). A wide fan-out starts a thousand
+#: calls at once, and one write of all their rows kept every task that settled meanwhile
+#: waiting for it (60-90 ms on the writer thread, docs/benchmarks.md).
+STARTED_ROWS_PER_WRITE = 128
 
 
 class RunJournal:
@@ -164,8 +169,9 @@ class RunJournal:
 
     async def _flush(self) -> None:
         while self._queue or self._calls_due:
-            batch, self._queue, self._calls_due = self._queue, [], False
-            calls = self.ledger.take()
+            batch, self._queue = self._queue, []
+            calls = self.ledger.take(started=STARTED_ROWS_PER_WRITE)
+            self._calls_due = self.ledger.has_unwritten  # started rows left: write on
             try:
                 await self.store.save_checkpoints(
                     self.run_id, [checkpoint for checkpoint, _ in batch], calls
@@ -175,6 +181,7 @@ class RunJournal:
                 # group fails with the error. Started calls alone fail nobody: the next
                 # write takes them (and fails loudly if the store is down).
                 self.ledger.unwritten(calls)
+                self._calls_due = False  # not again at once: the next write tries them
                 if isinstance(exc, asyncio.CancelledError):  # the loop is shutting down
                     batch += self._queue
                     self._queue = []

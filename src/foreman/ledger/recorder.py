@@ -177,13 +177,29 @@ class CallLedger:
         """Whether a record waits for a write (settled, or started since the last one)."""
         return bool(self._unwritten)
 
-    def take(self) -> list[CallRecord]:
+    def take(self, started: int | None = None) -> list[CallRecord]:
         """Records not written yet (settled, or started since the last write unless
-        ``write_started`` is off), oldest first."""
-        if self.write_started:
-            self._build_started()
-        taken, self._unwritten = list(self._unwritten.values()), {}
-        return taken  # type: ignore[return-value]  # every one built now
+        ``write_started`` is off), oldest first; at most ``started`` of the ``started``
+        ones when given (the others wait for a later write, or settle meanwhile and are
+        written settled: a wide fan-out's thousand started rows would otherwise hold every
+        checkpoint behind one long write)."""
+        if started is None:
+            if self.write_started:
+                self._build_started()
+            taken, self._unwritten = list(self._unwritten.values()), {}
+            return taken  # type: ignore[return-value]  # every one built now
+        taken, left, room = [], {}, started
+        for call_id, record in self._unwritten.items():
+            if record is None or not record.status.settled:
+                if room == 0:
+                    left[call_id] = record
+                    continue
+                room -= 1
+                if record is None:  # built now, only if written now
+                    self._records[call_id] = record = self._open[call_id].started_record()
+            taken.append(record)
+        self._unwritten = left
+        return taken
 
     def interrupt_open(self) -> None:
         """Close every call still in flight (Ctrl-C, cancel, a budget), tokens estimated."""
