@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from foreman.ledger.recorder import CallLedger, estimate_input_tokens
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import Message, ModelRequest, ModelResponse, Usage
@@ -114,3 +116,18 @@ def test_a_limited_take_leaves_the_later_started_calls_for_the_next_write() -> N
         CallStatus.ok,
         CallStatus.error,
     ]
+
+
+def test_calls_are_priced_at_the_prices_the_execution_started_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FOREMAN_PRICES", json.dumps({"my-model": [1.0, 2.0]}))
+    books = ledger()
+    monkeypatch.setenv("FOREMAN_PRICES", json.dumps({"my-model": [100.0, 200.0]}))
+    call = books.scope(CallPurpose.task, task_id="t1").open("my-model", request("q"))
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    call.close("ok", response=ModelResponse(text="x", model="my-model", usage=usage))
+    [record] = books.take()
+    assert record.cost_usd == pytest.approx(3.0)  # 1.0 + 2.0: not the later 300.0
+    monkeypatch.delenv("FOREMAN_PRICES")
+    assert ledger().prices is None
