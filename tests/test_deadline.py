@@ -80,3 +80,17 @@ def test_outside_a_task_it_says_so() -> None:
     with pytest.raises(RuntimeError):
         coroutine.send(None)
     coroutine.close()
+
+
+async def test_a_deadline_is_entered_once() -> None:
+    deadline = Deadline(30)
+    with deadline:
+        with pytest.raises(RuntimeError, match="entered twice"):
+            with deadline:
+                pass
+
+
+async def test_no_time_left_expires_at_the_next_turn() -> None:
+    with pytest.raises(TimeoutError):
+        with Deadline(0):
+            await asyncio.sleep(0)

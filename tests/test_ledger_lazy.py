@@ -131,3 +131,16 @@ def test_calls_are_priced_at_the_prices_the_execution_started_with(
     assert record.cost_usd == pytest.approx(3.0)  # 1.0 + 2.0: not the later 300.0
     monkeypatch.delenv("FOREMAN_PRICES")
     assert ledger().prices is None
+
+
+def test_a_call_whose_closing_failed_is_still_written_started() -> None:
+    """A close that raised half-way (a malformed price list, say) leaves the call on the
+    books as started, as the unlimited take does: the limited take must not lose it."""
+    books = ledger()
+    call = books.scope(CallPurpose.task, task_id="t1").open("m", request("q"))
+    books.prices = "{not json"
+    with pytest.raises(Exception, match="FOREMAN_PRICES"):
+        call.close("ok", response=ModelResponse(text="x", model="m", usage=Usage()))
+    [record] = books.take(started=5)
+    assert record.call_id == "c1" and record.status is CallStatus.started
+    assert books.take(started=5) == []

@@ -169,19 +169,20 @@ class RunJournal:
 
     async def _flush(self) -> None:
         while self._queue or self._calls_due:
-            batch, self._queue = self._queue, []
-            calls = self.ledger.take(started=STARTED_ROWS_PER_WRITE)
-            self._calls_due = self.ledger.has_unwritten  # started rows left: write on
+            batch, self._queue, self._calls_due = self._queue, [], False
+            calls: list[CallRecord] = []
             try:
+                calls = self.ledger.take(started=STARTED_ROWS_PER_WRITE)
+                more = self.ledger.has_unwritten  # started rows left for the next write
                 await self.store.save_checkpoints(
                     self.run_id, [checkpoint for checkpoint, _ in batch], calls
                 )
+                self._calls_due = self._calls_due or more
             except BaseException as exc:
                 # Not stored: the run's next write books the calls, and every task of the
                 # group fails with the error. Started calls alone fail nobody: the next
                 # write takes them (and fails loudly if the store is down).
                 self.ledger.unwritten(calls)
-                self._calls_due = False  # not again at once: the next write tries them
                 if isinstance(exc, asyncio.CancelledError):  # the loop is shutting down
                     batch += self._queue
                     self._queue = []

@@ -128,7 +128,7 @@ class CallLedger:
         # By call id, in the order calls started; None: started, record not built yet.
         self._records: dict[str, CallRecord | None] = {}
         self._unwritten: dict[str, CallRecord | None] = {}
-        self._unbuilt: list[OpenCall] = []
+        self._unbuilt: dict[str, OpenCall] = {}  # by call id
         self._open: dict[str, OpenCall] = {}
         self._attempts: dict[str, int] = {}
         self._by_parent: dict[str, dict[str, Usage]] = {}
@@ -183,12 +183,12 @@ class CallLedger:
         ones when given (the others wait for a later write, or settle meanwhile and are
         written settled: a wide fan-out's thousand started rows would otherwise hold every
         checkpoint behind one long write)."""
-        if started is None:
+        if started is None or not self.write_started:
             if self.write_started:
                 self._build_started()
             taken, self._unwritten = list(self._unwritten.values()), {}
             return taken  # type: ignore[return-value]  # every one built now
-        taken, left, room = [], {}, started
+        taken, left, room, unbuilt = [], {}, started, self._unbuilt
         for call_id, record in self._unwritten.items():
             if record is None or not record.status.settled:
                 if room == 0:
@@ -196,9 +196,11 @@ class CallLedger:
                     continue
                 room -= 1
                 if record is None:  # built now, only if written now
-                    self._records[call_id] = record = self._open[call_id].started_record()
+                    self._records[call_id] = record = unbuilt[call_id].started_record()
             taken.append(record)
         self._unwritten = left
+        # Still unbuilt: the started calls left for later (every unbuilt call is unwritten).
+        self._unbuilt = {call_id: unbuilt[call_id] for call_id, r in left.items() if r is None}
         return taken
 
     def interrupt_open(self) -> None:
@@ -223,8 +225,8 @@ class CallLedger:
     def _build_started(self) -> None:
         """Build the ``started`` records of the calls opened since the last look that are
         still in flight (one that settled meanwhile has its final record already)."""
-        unbuilt, self._unbuilt = self._unbuilt, []
-        for call in unbuilt:
+        unbuilt, self._unbuilt = self._unbuilt, {}
+        for call in unbuilt.values():
             call_id = call.call_id
             if self._records[call_id] is None:
                 self._records[call_id] = record = call.started_record()
@@ -307,7 +309,7 @@ class CallScope:
         ledger._records[call_id] = None
         if ledger.write_started:
             ledger._unwritten[call_id] = None
-        ledger._unbuilt.append(call)
+        ledger._unbuilt[call_id] = call
         ledger._by_parent.setdefault(self.parent, {})[call_id] = call.estimate
         ledger._count(call.estimate)
         if ledger.budget is not None:  # metered from the start: built now, not lazily

@@ -23,19 +23,24 @@ class Deadline:
 
     def __init__(self, seconds: float | None) -> None:
         self._delay = seconds
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._expired = False
 
     def __enter__(self) -> Deadline:
         if self._delay is None:
             return self
+        if self._timer is not None or self._expired:
+            raise RuntimeError("a Deadline cannot be entered twice")
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("Deadline should be used inside a task")
         self._task = task
         self._cancelling = task.cancelling()
         loop = task.get_loop()
-        self._timer = loop.call_at(loop.time() + self._delay, self._expire)
+        if self._delay <= 0:  # already up: at the next turn, as asyncio.timeout does
+            self._timer = loop.call_soon(self._expire)
+        else:
+            self._timer = loop.call_at(loop.time() + self._delay, self._expire)
         return self
 
     def _expire(self) -> None:
