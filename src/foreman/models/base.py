@@ -6,13 +6,13 @@ The engine only ever sees ``ModelRequest`` in and ``ModelResponse`` out; provide
 
 from __future__ import annotations
 
-import asyncio
 import json
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from foreman.models.deadline import Deadline
 from foreman.models.defaults import DEFAULT_CALL_TIMEOUT
 
 
@@ -177,7 +177,7 @@ class Model(ABC):
         A model that queues its calls overrides this so that only its own work is timed:
         otherwise calls waiting behind others would time out under load.
         """
-        async with asyncio.timeout(seconds):
+        with Deadline(seconds):  # as the retry loop does it when this is not overridden
             return await self.complete(request)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most models hold nothing

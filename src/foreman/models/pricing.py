@@ -105,7 +105,7 @@ def cost(model: str | None, usage: Usage) -> float | None:
     if model == "local" or model.startswith("local:"):
         return 0.0
     provider, model_id = _split(model)
-    overrides = _overrides(os.environ.get("FOREMAN_PRICES"))
+    overrides = _overrides(own_prices())
     for key in (model, model_id):
         if key in overrides:
             return overrides[key].price(usage)
@@ -125,7 +125,7 @@ def priced(model: str) -> bool:
 def check_prices() -> None:
     """Raise ``ConfigError`` now for a malformed ``FOREMAN_PRICES``, before any call is
     made: found when the first answer is priced, it would lose a call already paid for."""
-    _overrides(os.environ.get("FOREMAN_PRICES"))
+    _overrides(own_prices())
 
 
 Pricer = Callable[[Usage], float | None]
