@@ -144,3 +144,32 @@ def test_a_call_whose_closing_failed_is_still_written_started() -> None:
     [record] = books.take(started=5)
     assert record.call_id == "c1" and record.status is CallStatus.started
     assert books.take(started=5) == []
+
+
+def test_totals_read_mid_flight_count_open_calls_at_their_estimate_made_only_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call's input estimate is made only when the totals are read while it is in
+    flight (or its started row is built): a call answered before anyone looks never costs
+    an estimate, and the totals read at any moment are the same either way."""
+    made: list[int] = []
+
+    def counted(request: ModelRequest) -> int:
+        made.append(1)
+        return estimate_input_tokens(request)
+
+    monkeypatch.setattr("foreman.ledger.recorder.estimate_input_tokens", counted)
+    books = ledger()
+    scope = books.scope(CallPurpose.task, task_id="t1")
+    answered = scope.open("m", request("a" * 40))
+    answered.close("ok", response=ModelResponse(text="x", model="m", usage=Usage(input_tokens=9)))
+    assert made == [] and books.usage == books.usage_of("task:t1") == Usage(input_tokens=9)
+    open_call = scope.open("m", request("b" * 40))  # 43 characters sent: 11 tokens
+    other = books.scope(CallPurpose.task, task_id="t2").open("m", request("c" * 8))
+    assert books.usage_of("task:t1") == Usage(input_tokens=9 + 11)
+    assert books.usage.input_tokens == 9 + 11 + 3
+    assert len(made) == 2  # once per open call, however often the totals are read
+    open_call.close("ok", response=ModelResponse(text="y", model="m", usage=Usage(input_tokens=5)))
+    other.close("error", error="refused")  # refused: billed nothing
+    assert books.usage == books.usage_of("task:t1") == Usage(input_tokens=14)
+    assert books.usage == summed(books.records.values())

@@ -130,8 +130,13 @@ class CallLedger:
         self._unwritten: dict[str, CallRecord | None] = {}
         self._unbuilt: dict[str, OpenCall] = {}  # by call id
         self._open: dict[str, OpenCall] = {}
+        #: Calls opened and not settled yet: in the totals at their estimate, which is
+        #: made when the totals are read (``usage``, ``usage_of``), not as a call opens. In a
+        #: wide fan-out every call's start delays the start of all after it, and most calls
+        #: settle before anyone reads the totals: their estimate is never made at all.
+        self._uncounted: dict[str, OpenCall] = {}
         self._attempts: dict[str, int] = {}
-        self._by_parent: dict[str, dict[str, Usage]] = {}
+        self._by_parent: dict[str, dict[str, Usage | OpenCall]] = {}  # OpenCall: in flight
         #: The sum of every call's usage so far, kept as calls open and settle, so that
         #: ``usage`` costs the same at the thousandth call as at the first.
         self._spent = [0, 0, 0, 0]
@@ -155,6 +160,8 @@ class CallLedger:
     def usage(self) -> Usage:
         """Tokens of every call so far, in-flight ones at their estimate."""
         i, o, r, w = self._spent
+        for call in self._uncounted.values():
+            i += call.estimate.input_tokens
         return Usage(input_tokens=i, output_tokens=o, cache_read_tokens=r, cache_write_tokens=w)
 
     def usage_of(self, parent: str) -> Usage:
@@ -242,7 +249,10 @@ class CallLedger:
         calls = self._by_parent[record.parent]
         now = record.usage
         was, calls[call_id] = calls[call_id], now
-        if was is not now:  # the totals move by the difference (a refusal: to nothing)
+        if self._uncounted.pop(call_id, None) is not None:  # in flight until now
+            self._count(now)
+        elif was is not now:  # the totals move by the difference (a refusal: to nothing)
+            was = _settled(was)
             spent = self._spent
             spent[0] += now.input_tokens - was.input_tokens
             spent[1] += now.output_tokens - was.output_tokens
@@ -310,8 +320,9 @@ class CallScope:
         if ledger.write_started:
             ledger._unwritten[call_id] = None
         ledger._unbuilt[call_id] = call
-        ledger._by_parent.setdefault(self.parent, {})[call_id] = call.estimate
-        ledger._count(call.estimate)
+        # On the books at its estimate, made only if the totals are read before it settles.
+        ledger._uncounted[call_id] = call
+        ledger._by_parent.setdefault(self.parent, {})[call_id] = call
         if ledger.budget is not None:  # metered from the start: built now, not lazily
             record = call.started_record()
             ledger.budget.count(None, record)
@@ -343,11 +354,21 @@ class OpenCall:
         self.attempt = attempt
         self.started_at = started_at
         self.started = started
-        self.estimate = Usage(input_tokens=estimate_input_tokens(request))
+        self._estimate: Usage | None = None
         self._prompt: dict[str, Any] | None = None
 
+    @property
+    def estimate(self) -> Usage:
+        """The call's input tokens, estimated locally; made when first needed (a call
+        that settles with an answer before its ``started`` row is built never needs it)."""
+        if self._estimate is None:
+            self._estimate = Usage(input_tokens=estimate_input_tokens(self.request))
+        return self._estimate
+
     def started_record(self) -> CallRecord:
-        return CallRecord.model_validate(self._fields())
+        fields = self._fields()
+        fields["usage"], fields["estimated"] = self.estimate, True
+        return CallRecord.model_validate(fields)
 
     def _fields(self) -> dict[str, Any]:
         scope = self.scope
@@ -362,8 +383,6 @@ class OpenCall:
             "model": self.model,
             "attempt": self.attempt,
             "started_at": self.started_at,
-            "usage": self.estimate,
-            "estimated": True,
             "prompt": self._prompt_kept(),
         }
 
@@ -401,7 +420,8 @@ class OpenCall:
             usage = fields["usage"] = Usage()
             fields["estimated"] = False
         else:
-            usage = self.estimate
+            usage = fields["usage"] = self.estimate
+            fields["estimated"] = True
         if error is not None:
             fields["error_type"] = type(error).__name__ if not isinstance(error, str) else None
             fields["error"] = str(error)[:2000]
@@ -435,14 +455,20 @@ def _prompt(request: ModelRequest) -> dict[str, Any]:
     return {"system": request.system, "messages": [m.as_record() for m in request.messages]}
 
 
-def _total(usages: Collection[Usage]) -> Usage:
-    """The sum of ``usages``: the one there is as it is (a ``Usage`` is never changed in
-    place), else one new ``Usage`` (not one per addition)."""
+def _settled(usage: Usage | OpenCall) -> Usage:
+    """A call's tokens: its record's, or its estimate while in flight."""
+    return usage.estimate if isinstance(usage, OpenCall) else usage
+
+
+def _total(usages: Collection[Usage | OpenCall]) -> Usage:
+    """The sum of ``usages`` (a call in flight at its estimate): the one there is as it is
+    (a ``Usage`` is never changed in place), else one new ``Usage`` (not one per addition)."""
     if len(usages) == 1:
         for usage in usages:
-            return usage
+            return _settled(usage)
     i = o = r = w = 0
-    for usage in usages:
+    for each in usages:
+        usage = _settled(each)
         i += usage.input_tokens
         o += usage.output_tokens
         r += usage.cache_read_tokens
