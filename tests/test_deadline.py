@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
-from foreman.models.deadline import Deadline
+from foreman.models.deadline import _ALARMS, TICK, Deadline, _Alarm
 
 
 async def test_the_block_runs_out_of_time_as_a_timeout_error() -> None:
@@ -18,13 +19,61 @@ async def test_the_block_runs_out_of_time_as_a_timeout_error() -> None:
     assert task is not None and task.cancelling() == 0  # its own cancellation undone
 
 
+def alarm_timers(loop: asyncio.AbstractEventLoop) -> list[asyncio.TimerHandle]:
+    """The loop's live timers that ring deadlines."""
+    timers = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    return [h for h in timers if isinstance(getattr(h._callback, "__self__", None), _Alarm)]
+
+
 async def test_a_block_done_in_time_leaves_no_timer_behind() -> None:
     loop = asyncio.get_running_loop()
     with Deadline(30) as deadline:
+        assert len(alarm_timers(loop)) == 1
         await asyncio.sleep(0)
     assert not deadline.expired
-    timers = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
-    assert not any(getattr(h, "_callback", None) == deadline._expire for h in timers)
+    assert alarm_timers(loop) == []
+    assert not any(alarm.loop is loop for alarm in _ALARMS.values())
+
+
+async def test_deadlines_due_in_the_same_tick_share_one_timer_and_all_expire() -> None:
+    """A burst of calls started in one turn: a few timers, not one each. One call that
+    ends in time leaves the timer to the others, which still run out of time."""
+    loop = asyncio.get_running_loop()
+    entered = asyncio.Event()
+
+    async def guarded(seconds: float) -> str:
+        with Deadline(0.05):
+            entered.set()
+            await asyncio.sleep(seconds)
+        return "in time"
+
+    tasks = [asyncio.create_task(guarded(0 if i == 0 else 10)) for i in range(200)]
+    await entered.wait()
+    assert 1 <= len(alarm_timers(loop)) <= 3  # the turn may straddle a tick or two
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert results[0] == "in time"
+    assert all(isinstance(result, TimeoutError) for result in results[1:])
+    assert alarm_timers(loop) == []
+
+
+async def test_an_alarm_of_another_loop_is_never_joined() -> None:
+    """Loops in other threads list their alarms in the same registry: a deadline joins
+    only an alarm of its own loop (the other loop's would ring in the other loop, or
+    never)."""
+    other = asyncio.new_event_loop()
+    now = math.ceil(asyncio.get_running_loop().time() / TICK)
+    ticks = range(now, now + 2000)  # every tick the deadline below may round up to
+    try:
+        for tick in ticks:
+            _Alarm(other, tick)
+        with pytest.raises(TimeoutError):
+            with Deadline(0.01):
+                await asyncio.sleep(10)
+    finally:
+        for tick in ticks:
+            if tick in _ALARMS and _ALARMS[tick].loop is other:
+                del _ALARMS[tick]
+        other.close()
 
 
 async def test_no_limit_sets_no_timer() -> None:
