@@ -143,3 +143,26 @@ async def test_no_time_left_expires_at_the_next_turn() -> None:
     with pytest.raises(TimeoutError):
         with Deadline(0):
             await asyncio.sleep(0)
+
+
+async def test_alarms_a_stopped_loop_never_rang_leave_the_registry_once_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop closed with deadlines still in flight never rings their alarm: once its
+    tick is past, the registry drops it (it would hold the loop and its tasks)."""
+    monkeypatch.setattr("foreman.models.deadline._prune_above", 256)
+    other = asyncio.new_event_loop()
+    now = math.floor(asyncio.get_running_loop().time() / TICK)
+    stale = range(now - 1000, now - 800)  # 200 ticks gone by
+    try:
+        for tick in stale:
+            _Alarm(other, tick)
+        assert all(tick in _ALARMS for tick in stale)  # below the bar: still listed
+        monkeypatch.setattr("foreman.models.deadline._prune_above", 150)
+        with Deadline(30):
+            await asyncio.sleep(0)
+        assert not any(tick in _ALARMS for tick in stale)
+    finally:
+        for tick in stale:
+            _ALARMS.pop(tick, None)
+        other.close()

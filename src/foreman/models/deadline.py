@@ -32,9 +32,11 @@ TICK = 0.001
 #: registry: an alarm rings for its deadlines whether or not it is still listed.
 _ALARMS: dict[int, _Alarm] = {}
 
-#: Past this many listed alarms, ticks gone by are dropped from the registry: only an
-#: alarm whose loop stopped without ringing it (and without cancelling its tasks) stays.
-_PRUNE_ABOVE = 256
+#: Past this many listed alarms, ticks gone by are dropped from the registry (only an
+#: alarm whose loop stopped without ringing it, and without cancelling its tasks, stays
+#: listed after its tick); then the bar is twice what is left, so that many deadlines in
+#: flight at once cost one look at the registry per alarm, not one each time.
+_prune_above = 256
 
 
 class Deadline:
@@ -110,7 +112,7 @@ class _Alarm:
             self.handle: asyncio.Handle = loop.call_soon(self._ring)
             return
         self.handle = loop.call_at(tick * TICK, self._ring)
-        if len(_ALARMS) >= _PRUNE_ABOVE:
+        if len(_ALARMS) >= _prune_above:
             _prune(math.floor(loop.time() / TICK))
         _ALARMS[tick] = self
 
@@ -132,6 +134,8 @@ class _Alarm:
 
 
 def _prune(now: int) -> None:
+    global _prune_above
     for tick in list(_ALARMS):  # a copy taken at once: other threads' loops list alarms too
         if tick < now:
             _ALARMS.pop(tick, None)
+    _prune_above = max(256, 2 * len(_ALARMS))
