@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
+import threading
+import weakref
 
 import pytest
 
-from foreman.models.deadline import _ALARMS, TICK, Deadline, _Alarm
+from foreman.models.deadline import _LISTED, TICK, Deadline, _Alarm
 
 
 async def test_the_block_runs_out_of_time_as_a_timeout_error() -> None:
@@ -32,7 +35,7 @@ async def test_a_block_done_in_time_leaves_no_timer_behind() -> None:
         await asyncio.sleep(0)
     assert not deadline.expired
     assert alarm_timers(loop) == []
-    assert not any(alarm.loop is loop for alarm in _ALARMS.values())
+    assert _LISTED.of(loop) == {}
 
 
 async def test_deadlines_due_in_the_same_tick_share_one_timer_and_all_expire() -> None:
@@ -54,26 +57,6 @@ async def test_deadlines_due_in_the_same_tick_share_one_timer_and_all_expire() -
     assert results[0] == "in time"
     assert all(isinstance(result, TimeoutError) for result in results[1:])
     assert alarm_timers(loop) == []
-
-
-async def test_an_alarm_of_another_loop_is_never_joined() -> None:
-    """Loops in other threads list their alarms in the same registry: a deadline joins
-    only an alarm of its own loop (the other loop's would ring in the other loop, or
-    never)."""
-    other = asyncio.new_event_loop()
-    now = math.ceil(asyncio.get_running_loop().time() / TICK)
-    ticks = range(now, now + 2000)  # every tick the deadline below may round up to
-    try:
-        for tick in ticks:
-            _Alarm(other, tick)
-        with pytest.raises(TimeoutError):
-            with Deadline(0.01):
-                await asyncio.sleep(10)
-    finally:
-        for tick in ticks:
-            if tick in _ALARMS and _ALARMS[tick].loop is other:
-                del _ALARMS[tick]
-        other.close()
 
 
 async def test_no_limit_sets_no_timer() -> None:
@@ -145,24 +128,81 @@ async def test_no_time_left_expires_at_the_next_turn() -> None:
             await asyncio.sleep(0)
 
 
-async def test_alarms_a_stopped_loop_never_rang_leave_the_registry_once_due(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A loop closed with deadlines still in flight never rings their alarm: once its
-    tick is past, the registry drops it (it would hold the loop and its tasks)."""
-    monkeypatch.setattr("foreman.models.deadline._prune_above", 256)
+async def test_an_alarm_of_another_loop_is_never_joined() -> None:
+    """A thread lists the alarms of the loop it runs: those of a loop it ran before (which
+    would ring in that loop, or never) are forgotten, not joined."""
     other = asyncio.new_event_loop()
-    now = math.floor(asyncio.get_running_loop().time() / TICK)
-    stale = range(now - 1000, now - 800)  # 200 ticks gone by
+    now = math.ceil(asyncio.get_running_loop().time() / TICK)
     try:
-        for tick in stale:
-            _Alarm(other, tick)
-        assert all(tick in _ALARMS for tick in stale)  # below the bar: still listed
-        monkeypatch.setattr("foreman.models.deadline._prune_above", 150)
-        with Deadline(30):
-            await asyncio.sleep(0)
-        assert not any(tick in _ALARMS for tick in stale)
+        alarms = _LISTED.of(other)
+        for tick in range(now, now + 2000):  # every tick the deadline below may round up to
+            _Alarm.listed(other, tick, alarms)
+        with pytest.raises(TimeoutError):
+            with Deadline(0.01):
+                await asyncio.sleep(10)
     finally:
-        for tick in stale:
-            _ALARMS.pop(tick, None)
         other.close()
+
+
+def test_loops_in_threads_of_their_own_keep_their_deadlines_apart() -> None:
+    """Several threads, each running its loop, enter and leave deadlines at once: every
+    block that waits too long times out, every other one ends in time."""
+    outcomes: list[list[str]] = []
+
+    async def guarded(seconds: float) -> str:
+        try:
+            for _ in range(20):
+                with Deadline(0.002):  # answered without waiting: in time
+                    pass
+            with Deadline(0.002):
+                await asyncio.sleep(seconds)
+            return "in time"
+        except TimeoutError:
+            return "timed out"
+
+    async def burst() -> list[str]:
+        waits = [0.05 if i % 2 else 0 for i in range(60)]
+        return await asyncio.gather(*(guarded(seconds) for seconds in waits))
+
+    def thread() -> None:
+        for _ in range(5):
+            outcomes.append(asyncio.run(burst()))
+
+    threads = [threading.Thread(target=thread) for _ in range(4)]
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join()
+    assert len(outcomes) == 20
+    assert all(got == ["in time", "timed out"] * 30 for got in outcomes)
+
+
+def test_a_loop_stopped_with_calls_in_flight_is_not_kept_alive_by_its_alarms() -> None:
+    """A loop closed without cancelling its tasks never rings their alarms: once the
+    thread runs another loop, nothing listed holds the old one (its tasks, their frames)."""
+    loop = asyncio.new_event_loop()
+
+    async def hung() -> None:
+        with Deadline(10):
+            await asyncio.sleep(100)
+
+    task = loop.create_task(hung())
+    loop.run_until_complete(asyncio.sleep(0.01))  # the task waits under its deadline
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop, task
+
+    async def another() -> None:
+        with Deadline(10):
+            await asyncio.sleep(0)
+
+    asyncio.run(another())
+    gc.collect()
+    assert gone() is None
+
+
+async def test_a_deadline_with_no_end_is_no_limit() -> None:
+    """``math.inf`` (a worker's ``timeout: .inf``) sets no limit, as with asyncio.timeout."""
+    with Deadline(math.inf) as deadline:
+        await asyncio.sleep(0.001)
+    assert not deadline.expired

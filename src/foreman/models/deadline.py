@@ -22,21 +22,33 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from types import TracebackType
 
 #: Seconds a deadline may be rounded up by, so that deadlines share timers.
 TICK = 0.001
 
-#: The alarm of each tick still to ring, at most one per tick; an alarm of another loop
-#: (another thread) found here is replaced, not shared. Only sharing depends on this
-#: registry: an alarm rings for its deadlines whether or not it is still listed.
-_ALARMS: dict[int, _Alarm] = {}
 
-#: Past this many listed alarms, ticks gone by are dropped from the registry (only an
-#: alarm whose loop stopped without ringing it, and without cancelling its tasks, stays
-#: listed after its tick); then the bar is twice what is left, so that many deadlines in
-#: flight at once cost one look at the registry per alarm, not one each time.
-_prune_above = 256
+class _Listed(threading.local):
+    """The alarms still to ring of the loop this thread runs, at most one per tick.
+
+    Per thread, so no other thread's loop ever touches them, and forgotten when the
+    thread runs another loop: a loop stopped with calls in flight (its tasks never
+    cancelled) is not kept alive by its alarms past that. Only sharing depends on this
+    list: an alarm rings for its deadlines whether or not it is still listed.
+    """
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.alarms: dict[int, _Alarm] = {}
+
+    def of(self, loop: asyncio.AbstractEventLoop) -> dict[int, _Alarm]:
+        if self.loop is not loop:
+            self.loop, self.alarms = loop, {}
+        return self.alarms
+
+
+_LISTED = _Listed()
 
 
 class Deadline:
@@ -61,12 +73,16 @@ class Deadline:
         self._cancelling = task.cancelling()
         loop = task.get_loop()
         if self._delay <= 0:  # already up: at the next turn, as asyncio.timeout does
-            alarm = _Alarm(loop, None)
+            alarm = _Alarm.alone(loop, None)
         else:
-            tick = math.ceil((loop.time() + self._delay) / TICK)
-            alarm = _ALARMS.get(tick)  # type: ignore[assignment]
-            if alarm is None or alarm.loop is not loop:
-                alarm = _Alarm(loop, tick)
+            when = loop.time() + self._delay
+            try:
+                tick = math.ceil(when / TICK)
+            except (OverflowError, ValueError):  # no end (``math.inf``): a timer of its own
+                alarm = _Alarm.alone(loop, when)
+            else:
+                alarms = _LISTED.of(loop)
+                alarm = alarms.get(tick) or _Alarm.listed(loop, tick, alarms)
         alarm.deadlines[self] = None
         self._alarm = alarm
         return self
@@ -98,23 +114,37 @@ class Deadline:
 
 
 class _Alarm:
-    """One loop timer for the deadlines due at the end of one tick (``tick=None``: at the
-    loop's next turn, for one deadline with no time left). It cancels the task of each
-    deadline still in it when it rings; its timer is cancelled when the last one leaves."""
+    """One loop timer for the deadlines due at the end of one tick (``listed`` among the
+    thread's alarms until it rings or its last deadline leaves), or for one deadline on
+    its own (``alone``). It cancels the task of each deadline still in it when it rings;
+    its timer is cancelled when the last one leaves."""
 
-    __slots__ = ("deadlines", "handle", "loop", "tick")
+    __slots__ = ("alarms", "deadlines", "handle", "tick")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, tick: int | None) -> None:
-        self.loop = loop
-        self.tick = tick
+    handle: asyncio.Handle
+
+    def __init__(self, alarms: dict[int, _Alarm] | None = None, tick: int = 0) -> None:
         self.deadlines: dict[Deadline, None] = {}  # in the order they were entered
-        if tick is None:
-            self.handle: asyncio.Handle = loop.call_soon(self._ring)
-            return
-        self.handle = loop.call_at(tick * TICK, self._ring)
-        if len(_ALARMS) >= _prune_above:
-            _prune(math.floor(loop.time() / TICK))
-        _ALARMS[tick] = self
+        self.alarms = alarms
+        self.tick = tick
+
+    @classmethod
+    def listed(
+        cls, loop: asyncio.AbstractEventLoop, tick: int, alarms: dict[int, _Alarm]
+    ) -> _Alarm:
+        alarms[tick] = alarm = cls(alarms, tick)
+        alarm.handle = loop.call_at(tick * TICK, alarm._ring)
+        return alarm
+
+    @classmethod
+    def alone(cls, loop: asyncio.AbstractEventLoop, when: float | None) -> _Alarm:
+        """At ``when`` (too far for a tick), or at the next turn when ``None``."""
+        alarm = cls()
+        if when is None:
+            alarm.handle = loop.call_soon(alarm._ring)
+        else:
+            alarm.handle = loop.call_at(when, alarm._ring)
+        return alarm
 
     def leave(self, deadline: Deadline) -> None:
         del self.deadlines[deadline]
@@ -129,13 +159,6 @@ class _Alarm:
             deadline._expire()
 
     def _unlist(self) -> None:
-        if self.tick is not None and _ALARMS.get(self.tick) is self:
-            del _ALARMS[self.tick]
-
-
-def _prune(now: int) -> None:
-    global _prune_above
-    for tick in list(_ALARMS):  # a copy taken at once: other threads' loops list alarms too
-        if tick < now:
-            _ALARMS.pop(tick, None)
-    _prune_above = max(256, 2 * len(_ALARMS))
+        alarms = self.alarms
+        if alarms is not None and alarms.get(self.tick) is self:
+            del alarms[self.tick]
