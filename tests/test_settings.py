@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from foreman import Budget, Orchestrator
 from foreman.engine.settings import DEFAULTS, RunSettings
+from foreman.errors import ConfigError
 from foreman.testing import ScriptedModel
 from foreman.workers.registry import Registry
 from helpers import worker
@@ -56,3 +57,13 @@ def test_the_team_file_is_a_setting_only_the_cli_sets() -> None:
     built = Orchestrator.from_settings(settings, TEAM, models={"scripted": model})
     assert built.settings["team"] == "/teams/x.yaml"
     assert Orchestrator(TEAM, model=model).settings["team"] is None
+
+
+@pytest.mark.parametrize("seconds", [0, -1.5, float("nan")])
+def test_a_call_timeout_that_is_no_positive_number_is_refused(seconds: float) -> None:
+    with pytest.raises(ConfigError, match="timeout must be a positive number of seconds"):
+        Orchestrator(workers=TEAM, model=ScriptedModel([]), timeout=seconds)
+
+
+def test_a_call_timeout_without_end_is_accepted() -> None:
+    assert Orchestrator(workers=TEAM, model=ScriptedModel([]), timeout=float("inf")).timeout

@@ -171,7 +171,7 @@ class Orchestrator:
             raise ConfigError("concurrency must be at least 1 (or None for no limit).")
         if assembly not in ("synthesis", "concat"):
             raise ConfigError(f"assembly must be 'synthesis' or 'concat', not {assembly!r}.")
-        if timeout is not None and timeout <= 0:
+        if timeout is not None and not timeout > 0:  # NaN too
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}.")
         if plan_budget_usd is not None and not plan_budget_usd > 0:
             raise ConfigError(
