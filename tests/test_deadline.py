@@ -120,6 +120,19 @@ async def test_a_deadline_is_entered_once() -> None:
         with pytest.raises(RuntimeError, match="entered twice"):
             with deadline:
                 pass
+    for used in (deadline, Deadline(None)):  # as asyncio.timeout: not after an exit either
+        if used._delay is None:
+            with used:
+                pass
+        with pytest.raises(RuntimeError, match="entered twice"):
+            with used:
+                pass
+
+
+async def test_a_time_that_is_no_number_is_refused() -> None:
+    with pytest.raises(ValueError):
+        with Deadline(math.nan):
+            await asyncio.sleep(0)
 
 
 async def test_no_time_left_expires_at_the_next_turn() -> None:
@@ -178,8 +191,8 @@ def test_loops_in_threads_of_their_own_keep_their_deadlines_apart() -> None:
 
 
 def test_a_loop_stopped_with_calls_in_flight_is_not_kept_alive_by_its_alarms() -> None:
-    """A loop closed without cancelling its tasks never rings their alarms: once the
-    thread runs another loop, nothing listed holds the old one (its tasks, their frames)."""
+    """A loop closed without cancelling its tasks never rings their alarms: dropped, it is
+    collected with them (its tasks, their frames), as with ``asyncio.timeout``."""
     loop = asyncio.new_event_loop()
 
     async def hung() -> None:
@@ -189,16 +202,10 @@ def test_a_loop_stopped_with_calls_in_flight_is_not_kept_alive_by_its_alarms() -
     task = loop.create_task(hung())
     loop.run_until_complete(asyncio.sleep(0.01))  # the task waits under its deadline
     loop.close()
-    gone = weakref.ref(loop)
+    gone, gone_task = weakref.ref(loop), weakref.ref(task)
     del loop, task
-
-    async def another() -> None:
-        with Deadline(10):
-            await asyncio.sleep(0)
-
-    asyncio.run(another())
     gc.collect()
-    assert gone() is None
+    assert gone() is None and gone_task() is None
 
 
 async def test_a_deadline_with_no_end_is_no_limit() -> None:

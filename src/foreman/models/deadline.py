@@ -23,29 +23,50 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import weakref
+from collections.abc import Callable
 from types import TracebackType
 
 #: Seconds a deadline may be rounded up by, so that deadlines share timers.
 TICK = 0.001
 
 
+class _Alarms(dict[int, "_Alarm"]):
+    """One loop's alarms by tick: a dict that can be referred to weakly."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _nothing() -> None:
+    return None
+
+
 class _Listed(threading.local):
     """The alarms still to ring of the loop this thread runs, at most one per tick.
 
-    Per thread, so no other thread's loop ever touches them, and forgotten when the
-    thread runs another loop: a loop stopped with calls in flight (its tasks never
-    cancelled) is not kept alive by its alarms past that. Only sharing depends on this
-    list: an alarm rings for its deadlines whether or not it is still listed.
+    Per thread, so no other thread's loop ever touches them. Held weakly, the loop and
+    its alarms alike: the alarms are kept by the loop's timers and their deadlines, so a
+    loop dropped with calls still in flight (its tasks never cancelled) is collected
+    with them, as with ``asyncio.timeout``. Only sharing depends on this list: an alarm
+    rings for its deadlines whether or not it is still listed.
     """
 
     def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.alarms: dict[int, _Alarm] = {}
+        self.loop: Callable[[], asyncio.AbstractEventLoop | None] = _nothing
+        self.alarms: Callable[[], _Alarms | None] = _nothing
 
-    def of(self, loop: asyncio.AbstractEventLoop) -> dict[int, _Alarm]:
-        if self.loop is not loop:
-            self.loop, self.alarms = loop, {}
-        return self.alarms
+    def of(self, loop: asyncio.AbstractEventLoop) -> _Alarms | None:
+        """The loop's alarms; ``None`` for a loop that cannot be referred to weakly."""
+        alarms = self.alarms()
+        if alarms is None or self.loop() is not loop:
+            try:
+                self.loop = weakref.ref(loop)
+            except TypeError:
+                self.loop, self.alarms = _nothing, _nothing
+                return None
+            alarms = _Alarms()
+            self.alarms = weakref.ref(alarms)
+        return alarms
 
 
 _LISTED = _Listed()
@@ -54,18 +75,19 @@ _LISTED = _Listed()
 class Deadline:
     """``with Deadline(seconds):`` inside a task; ``seconds=None`` sets no limit."""
 
-    __slots__ = ("_alarm", "_cancelling", "_delay", "_expired", "_task")
+    __slots__ = ("_alarm", "_cancelling", "_delay", "_entered", "_expired", "_task")
 
     def __init__(self, seconds: float | None) -> None:
         self._delay = seconds
         self._alarm: _Alarm | None = None
-        self._expired = False
+        self._entered = self._expired = False
 
     def __enter__(self) -> Deadline:
+        if self._entered:  # as asyncio.timeout: one use, even after a clean exit
+            raise RuntimeError("a Deadline cannot be entered twice")
+        self._entered = True
         if self._delay is None:
             return self
-        if self._alarm is not None or self._expired:
-            raise RuntimeError("a Deadline cannot be entered twice")
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("Deadline should be used inside a task")
@@ -77,12 +99,15 @@ class Deadline:
         else:
             when = loop.time() + self._delay
             try:
-                tick = math.ceil(when / TICK)
-            except (OverflowError, ValueError):  # no end (``math.inf``): a timer of its own
+                tick = math.ceil(when / TICK)  # NaN: ValueError, as a time it is no time
+            except OverflowError:  # no end (``math.inf``): a timer of its own
                 alarm = _Alarm.alone(loop, when)
             else:
                 alarms = _LISTED.of(loop)
-                alarm = alarms.get(tick) or _Alarm.listed(loop, tick, alarms)
+                if alarms is None:
+                    alarm = _Alarm.alone(loop, tick * TICK)
+                else:
+                    alarm = alarms.get(tick) or _Alarm.listed(loop, tick, alarms)
         alarm.deadlines[self] = None
         self._alarm = alarm
         return self
@@ -123,15 +148,13 @@ class _Alarm:
 
     handle: asyncio.Handle
 
-    def __init__(self, alarms: dict[int, _Alarm] | None = None, tick: int = 0) -> None:
+    def __init__(self, alarms: _Alarms | None = None, tick: int = 0) -> None:
         self.deadlines: dict[Deadline, None] = {}  # in the order they were entered
         self.alarms = alarms
         self.tick = tick
 
     @classmethod
-    def listed(
-        cls, loop: asyncio.AbstractEventLoop, tick: int, alarms: dict[int, _Alarm]
-    ) -> _Alarm:
+    def listed(cls, loop: asyncio.AbstractEventLoop, tick: int, alarms: _Alarms) -> _Alarm:
         alarms[tick] = alarm = cls(alarms, tick)
         alarm.handle = loop.call_at(tick * TICK, alarm._ring)
         return alarm
