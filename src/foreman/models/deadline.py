@@ -99,7 +99,7 @@ class Deadline:
         else:
             when = loop.time() + self._delay
             try:
-                tick = math.ceil(when / TICK)  # NaN: ValueError, as a time it is no time
+                tick = math.ceil(when / TICK)  # NaN raises ValueError: refused
             except OverflowError:  # no end (``math.inf``): a timer of its own
                 alarm = _Alarm.alone(loop, when)
             else:
@@ -161,7 +161,8 @@ class _Alarm:
 
     @classmethod
     def alone(cls, loop: asyncio.AbstractEventLoop, when: float | None) -> _Alarm:
-        """At ``when`` (too far for a tick), or at the next turn when ``None``."""
+        """At ``when`` (too far for a tick, or a loop without a list), or at the next
+        turn when ``None``."""
         alarm = cls()
         if when is None:
             alarm.handle = loop.call_soon(alarm._ring)
