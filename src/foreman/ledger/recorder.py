@@ -249,10 +249,10 @@ class CallLedger:
         calls = self._by_parent[record.parent]
         now = record.usage
         was, calls[call_id] = calls[call_id], now
-        if self._uncounted.pop(call_id, None) is not None:  # in flight until now
+        if isinstance(was, OpenCall):  # in flight until now: not in the totals yet
+            del self._uncounted[call_id]
             self._count(now)
         elif was is not now:  # the totals move by the difference (a refusal: to nothing)
-            was = _settled(was)
             spent = self._spent
             spent[0] += now.input_tokens - was.input_tokens
             spent[1] += now.output_tokens - was.output_tokens
