@@ -34,6 +34,8 @@ class Delivery:
         self.journal = journal
         self.on_event = on_event
         self.held: dict[str, list[Event]] = {}
+        #: The run's final state is stored: nothing may overwrite it now.
+        self.stored = False
 
     def emit(self, event: Event) -> None:
         self.journal.record(event)
@@ -55,10 +57,10 @@ class Delivery:
         ignored, because the run is already failing with an error of its own.
         """
         result = event.result
-        self.journal.record(event)
         await asyncio.shield(
-            self.journal.update(result.status, answer=result.answer, error=result.error)
+            self.journal.update(result.status, answer=result.answer, error=result.error, last=event)
         )
+        self.stored = True
         try:
             self.on_event(event)
         except Exception:

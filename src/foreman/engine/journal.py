@@ -198,21 +198,33 @@ class RunJournal:
         *,
         answer: str | None = None,
         error: str | None = None,
+        last: Any = None,
     ) -> None:
-        events, self._events = self._events, []
+        """Store the run's status with the events so far (``last`` after them: the run's
+        last event) and every ledger record not written yet. If the write fails, the
+        records and events are kept for the next write (``last`` is not: it told an end
+        that was not stored)."""
+        kept, self._events = self._events, []
+        events = kept if last is None else [*kept, last]
         if status is not RunStatus.running:  # stopping: calls cut short are on the books
             self.ledger.interrupt_open()
             self._stop_timer()  # this write takes every row
         await self._settle()
-        await self.store.update_run(
-            self.run_id,
-            status=status,
-            answer=answer,
-            error=error,
-            usage=self.spent,
-            events=events,
-            calls=self.ledger.take(),
-        )
+        calls = self.ledger.take()
+        try:
+            await self.store.update_run(
+                self.run_id,
+                status=status,
+                answer=answer,
+                error=error,
+                usage=self.spent,
+                events=events,
+                calls=calls,
+            )
+        except BaseException:  # not stored: the run's next write (its failure) takes them
+            self.ledger.unwritten(calls)
+            self._events[:0] = kept
+            raise
 
     async def _settle(self) -> None:
         """Let the group writes queued so far land first: a write of the run's own never

@@ -110,8 +110,7 @@ class Execution:
     async def finish(self, result: RunResult) -> RunResult:
         """Store ``result`` as the run's final state, deliver ``run_finished``, and return
         it with structured outputs as models (events carry JSON, so they round-trip)."""
-        self.settled = True
-        await self.delivery.finish(RunFinished(run_id=self.run_id, result=result))
+        await self._end(RunFinished(run_id=self.run_id, result=result))
         return result.model_copy(update={"tasks": typed_outputs(result.tasks, self.deps.registry)})
 
     async def over_budget(self) -> RunResult:
@@ -149,9 +148,21 @@ class Execution:
             error="cancelled (foreman cancel)",
             plan_attempts=0,
         )
-        self.settled = True
-        await self.delivery.finish(RunFinished(run_id=self.run_id, result=result))
+        await self._end(RunFinished(run_id=self.run_id, result=result))
         return result
+
+    async def _end(self, event: RunFinished) -> None:
+        """Store the run's final state and deliver its last event. ``settled`` from the
+        start, so a Ctrl-C during the write never overwrites it; back to unsettled if the
+        write itself failed (nothing was stored), so the run still records its failure,
+        with the calls that write carried."""
+        self.settled = True
+        try:
+            await self.delivery.finish(event)
+        except Exception:
+            if not self.delivery.stored:
+                self.settled = False
+            raise
 
     async def fail(self, exc: Exception) -> None:
         """Record the run as failed, with the error and what it spent, and end the stream."""
