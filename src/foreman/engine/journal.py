@@ -89,6 +89,8 @@ class RunJournal:
         self.cancelled = False
         self._events: list[Any] = []
         self._renewer: asyncio.Task[None] | None = None
+        #: This execution holds the run's lease (``acquire``).
+        self.leased = False
         self._executing: asyncio.Task[Any] | None = None
 
     def record(self, event: Any) -> None:
@@ -234,7 +236,19 @@ class RunJournal:
                 await asyncio.shield(self._flusher)
 
     async def acquire(self) -> None:
-        await self.store.acquire_lease(self.run_id, self.owner, self.lease_seconds)
+        """Take the run's lease and keep renewing it. Cancelled meanwhile (a Ctrl-C), it
+        still waits to learn whether the lease was taken (a write handed to the store runs
+        anyway) and says so in ``leased``, so the caller can give it back."""
+        taking = asyncio.ensure_future(
+            self.store.acquire_lease(self.run_id, self.owner, self.lease_seconds)
+        )
+        try:
+            await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            await asyncio.wait([taking])
+            self.leased = not taking.cancelled() and taking.exception() is None
+            raise
+        self.leased = True
         self._executing = asyncio.current_task()
         self._renewer = asyncio.create_task(self._renew(), name=f"foreman-lease-{self.run_id}")
 

@@ -208,7 +208,14 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
     run = Execution(
         deps, state, journal, delivery, meter, results=dict(state.completed), started=deps.timer()
     )
-    await journal.acquire()
+    try:
+        await journal.acquire()
+    except asyncio.CancelledError:
+        if journal.leased:  # taken as the Ctrl-C came: give it back; a new run ends here
+            if not state.resumed:
+                await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
+            await asyncio.shield(journal.release())
+        raise
     try:
         if state.resumed:  # running again: not the status it paused or died with
             await journal.update(RunStatus.running)

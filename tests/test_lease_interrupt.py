@@ -1,0 +1,58 @@
+"""A Ctrl-C while a run's lease is being taken: the store takes it anyway (a write handed
+to it always runs), so the run gives it back, and a new run ends ``interrupted`` as after
+any Ctrl-C. Resume is not locked out for the lease's 30 seconds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from foreman import Orchestrator
+from foreman.store import SQLiteStore
+from foreman.testing import ScriptedModel
+from foreman.workers import Registry
+from helpers import NO_DELAY, Script, plan_of, task, worker
+
+PLAN = plan_of(task("t1"))
+
+
+class Watched(SQLiteStore):
+    """Says when a lease is asked for."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.asked = asyncio.Event()
+
+    async def acquire_lease(self, run_id, owner, ttl):
+        self.asked.set()
+        return await super().acquire_lease(run_id, owner, ttl)
+
+
+async def interrupted_while_leasing(orchestrator, store, start):
+    store.asked.clear()
+    job = asyncio.create_task(start())
+    await store.asked.wait()
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+
+
+async def test_a_run_interrupted_while_taking_its_lease_ends_interrupted_and_resumes(tmp_path):
+    store = Watched(tmp_path / "runs.db")
+    model = ScriptedModel(Script(PLAN))
+    orchestrator = Orchestrator(
+        Registry([worker("researcher")]), model=model, store=store, retry=NO_DELAY
+    )
+    await interrupted_while_leasing(orchestrator, store, lambda: orchestrator.run("go", plan=PLAN))
+    (summary,) = await store.list_runs()
+    assert (await store.get_run(summary.run_id)).status.value == "interrupted"
+
+    # Interrupted again while a resume takes the lease: the status it had stays.
+    run_id = summary.run_id
+    await interrupted_while_leasing(orchestrator, store, lambda: orchestrator.resume(run_id))
+    assert (await store.get_run(run_id)).status.value == "interrupted"
+
+    result = await orchestrator.resume(run_id)  # no lease left behind
+    assert result.status.value == "succeeded"
+    await store.aclose()
