@@ -240,7 +240,14 @@ def test_foreman_memory_commands_end_to_end(tmp_path: Path) -> None:
     assert "No memories made with 'local'; these were made with: words." in elsewhere.stderr
     again = cli(tmp_path, "run", "llamas", "--memory", "--json")
     assert again.returncode == 0
-    assert "Forgot 2 memories." in cli(tmp_path, "memory", "clear").stdout  # both embedders
+    newest = json.loads(again.stdout.splitlines()[-1])["result"]["run_id"]
+    (last,) = json.loads(cli(tmp_path, "memory", "list", "--run", "last", "--json").stdout)
+    assert last["run_id"] == newest  # a run named as everywhere else: id, prefix or `last`
+    unknown = cli(tmp_path, "memory", "clear", "--run", "no-such-run")
+    assert unknown.returncode != 0 and "No run" in unknown.stderr
+    # A run that is gone (memories outlive their runs) is still named by its full id.
+    assert "Forgot 1 memories." in cli(tmp_path, "memory", "clear", "--run", "other-run").stdout
+    assert "Forgot 1 memories." in cli(tmp_path, "memory", "clear").stdout
 
 
 async def test_the_recall_tool_searches_memory_and_marks_its_results_as_data() -> None:

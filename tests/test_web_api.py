@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from foreman import Orchestrator
+from foreman.ledger.budget import Budget
 from foreman.ledger.stats import group_calls
 from foreman.models.base import ToolCall
 from foreman.plan.revise import PlanChanges
@@ -229,6 +230,23 @@ async def test_an_own_write_moves_the_marker_too(tmp_path, runs) -> None:
         assert await store.change_marker() != before
     finally:
         await store.aclose()
+
+
+def test_runs_name_the_budget_limit_a_run_reached_as_foreman_runs_json_does() -> None:
+    store = MemoryStore()
+    plan = plan_of(task("t1"), task("t2"))
+    stopped = asyncio.run(
+        Orchestrator(
+            Registry([worker("researcher")]),
+            model=ScriptedModel(Script(plan)),
+            store=store,
+            budget=Budget(max_calls=1),
+        ).run("two things", plan=plan)
+    )
+    assert stopped.status.value == "over_budget"
+    with TestClient(create_app(store), base_url=BASE) as opened:
+        (listed,) = get(opened, "/api/runs")["runs"]
+    assert (listed["status"], listed["budget_limit"]) == ("over_budget", "max_calls")
 
 
 def test_a_missing_store_is_an_empty_dashboard(tmp_path) -> None:

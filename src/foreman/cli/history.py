@@ -32,11 +32,10 @@ from foreman.cli.text import literal, safe_text
 from foreman.cli.tool_calls import tool_calls_json, tool_calls_table
 from foreman.errors import ForemanError
 from foreman.ledger.books import Books
-from foreman.ledger.budget import limit_in
 from foreman.ledger.records import CallRecord
 from foreman.plan.foreach import find_task, item_ids_of
 from foreman.plan.schema import Task
-from foreman.results import RunStatus, TaskResult
+from foreman.results import TaskResult
 from foreman.store.base import PlanVersion, RunRecord, RunSummary, Store
 from foreman.tools.records import ToolCallRecord
 
@@ -51,13 +50,13 @@ def runs(
 ) -> None:
     """List runs: id, request, status, tasks done, tokens, estimated cost, age. A run that
     stopped at its budget shows the limit it reached: over_budget (max_cost_usd)."""
-    summaries, limits = guard(lambda: asyncio.run(with_store(db, lambda s: _runs(s, limit))))
+    summaries = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_runs(limit))))
     if json_out:
-        print(json.dumps([run_json(summary, limits) for summary in summaries], indent=2))
+        print(json.dumps([summary.as_json() for summary in summaries], indent=2))
     elif not summaries:
         out.print('No runs yet: `foreman run "<request>"` starts one.')
     else:
-        out.print(runs_table(summaries, limits))
+        out.print(runs_table(summaries))
         if unpriced := sorted({model for run in summaries for model in run.unpriced}):
             out.print(
                 safe_text(
@@ -131,7 +130,7 @@ def show(
         shown = record.model_dump(mode="json")
         shown["tasks"] = [task.model_dump(mode="json") for task in tasks.values()]
         shown["plan_versions"] = versions_json(versions)
-        shown["nested_runs"] = [run_json(child) for child in nested]
+        shown["nested_runs"] = [child.as_json() for child in nested]
         if calls:
             shown["ledger"] = [call_json(call, prompts=False) for call in ledger]
             shown["tool_calls"] = tool_calls_json(tooled)
@@ -216,26 +215,6 @@ def run_books(record: RunRecord) -> Text:
     return books_line(books, what="Total")
 
 
-async def _runs(store: Store, limit: int) -> tuple[list[RunSummary], dict[str, str | None]]:
-    """The newest runs, and for each one over budget the limit it reached (its error says)."""
-    summaries = await store.list_runs(limit)
-    limits = {
-        run.run_id: limit_in(run.error) for run in summaries if run.status is RunStatus.over_budget
-    }
-    return summaries, limits
-
-
-def run_json(run: RunSummary, limits: dict[str, str | None] | None = None) -> dict[str, object]:
-    """One run of ``runs --json`` (``RunSummary.as_json``), with the budget limit it hit."""
-    shown = run.as_json()
-    return {
-        "run_id": shown.pop("run_id"),
-        "status": shown.pop("status"),
-        "budget_limit": (limits or {}).get(run.run_id),
-        **shown,
-    }
-
-
 #: How ``runs`` names the budget limit an over-budget run reached (the table is narrow).
 LIMIT_WORDS = {
     "max_tokens": "tokens",
@@ -245,18 +224,18 @@ LIMIT_WORDS = {
 }
 
 
-def _status(run: RunSummary, limits: dict[str, str | None]) -> str:
-    limit = limits.get(run.run_id)
+def _status(run: RunSummary) -> str:
+    limit = run.budget_limit
     return f"{run.status.value} ({LIMIT_WORDS.get(limit, limit)})" if limit else run.status.value
 
 
-def runs_table(summaries: list[RunSummary], limits: dict[str, str | None] | None = None) -> Table:
+def runs_table(summaries: list[RunSummary]) -> Table:
     rows = [
         (
             safe_text(run.run_id),
             # a nested run (its id extends its parent's) is marked, its request indented
             safe_text(("↳ " if run.parent_run_id else "") + _clip(run.request, 40)),
-            Text(_status(run, limits or {}), style=STATUS_STYLE.get(run.status.value, "")),
+            Text(_status(run), style=STATUS_STYLE.get(run.status.value, "")),
             Text(f"{run.tasks_done}/{run.tasks}"),
             Text(f"{run.usage.total_tokens:,}"),
             Text(money(run.cost)),

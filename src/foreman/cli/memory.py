@@ -18,6 +18,7 @@ from foreman.cli.common import DbOpt, app, err, guard, out, with_store
 from foreman.cli.text import safe_text
 from foreman.embeddings.base import embedder_of
 from foreman.engine.memory import Memory
+from foreman.errors import UnknownRunError
 from foreman.store.memories import MemoryEntry, MemoryHit
 from foreman.store.sqlite import SQLiteStore
 
@@ -28,7 +29,10 @@ memory_app = typer.Typer(
 app.add_typer(memory_app, name="memory")
 
 RunOpt = Annotated[
-    str | None, typer.Option("--run", help="Only the memories of this run (its full id).")
+    str | None,
+    typer.Option(
+        "--run", help="Only the memories of this run: its id, a unique prefix of it, or 'last'."
+    ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 #: Characters of a memory's text in a table row.
@@ -43,9 +47,11 @@ def list_memories(
     db: DbOpt = None,
 ) -> None:
     """List memories, newest first."""
-    entries = guard(
-        lambda: asyncio.run(with_store(db, lambda s: s.list_memories(run_id=run, limit=limit)))
-    )
+
+    async def read(store: SQLiteStore) -> list[MemoryEntry]:
+        return await store.list_memories(run_id=await _run_id(store, run), limit=limit)
+
+    entries = guard(lambda: asyncio.run(with_store(db, read)))
     _show([(entry, None) for entry in entries], json_out)
 
 
@@ -65,12 +71,15 @@ def search(
         raise typer.BadParameter("give some words to look for.", param_hint="'QUERY'")
 
     async def find(store: SQLiteStore) -> tuple[list[MemoryHit], set[str]]:
+        run_id = await _run_id(store, run)
         found = Memory(store, embedder_of(embedder))
         try:
-            hits = await found.search(query, top_k=top_k, run_id=run, min_score=-1.0)
+            hits = await found.search(query, top_k=top_k, run_id=run_id, min_score=-1.0)
         finally:
             await found.embedder.aclose()
-        others = {e.embedder for e in await store.list_memories(run_id=run)} if not hits else set()
+        others = (
+            {e.embedder for e in await store.list_memories(run_id=run_id)} if not hits else set()
+        )
         return hits, others
 
     hits, others = guard(lambda: asyncio.run(with_store(db, find)))
@@ -101,8 +110,25 @@ def delete(
 @memory_app.command()
 def clear(run: RunOpt = None, db: DbOpt = None) -> None:
     """Forget every memory (or, with --run, one run's)."""
-    gone = guard(lambda: asyncio.run(with_store(db, lambda s: s.clear_memories(run_id=run))))
+
+    async def forget(store: SQLiteStore) -> int:
+        return await store.clear_memories(run_id=await _run_id(store, run))
+
+    gone = guard(lambda: asyncio.run(with_store(db, forget)))
     out.print(Text(f"Forgot {gone} memories."))
+
+
+async def _run_id(store: SQLiteStore, ref: str | None) -> str | None:
+    """The run ``ref`` names, as everywhere else (id, unique prefix, ``last``); or, for a
+    run deleted since (memories outlive their runs), its full id when memories carry it."""
+    if ref is None:
+        return None
+    try:
+        return await store.resolve_run(ref)
+    except UnknownRunError:
+        if await store.list_memories(run_id=ref, limit=1):
+            return ref
+        raise
 
 
 def _show(rows: list[tuple[MemoryEntry, float | None]], json_out: bool) -> None:

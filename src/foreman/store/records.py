@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from foreman.ledger.budget import limit_in
 from foreman.models.base import Usage
 from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
@@ -85,12 +86,19 @@ class RunSummary(BaseModel):
     parent_run_id: str | None = Field(None, description="Set for a nested run.")
     parent_task_id: str | None = None
 
+    @property
+    def budget_limit(self) -> str | None:
+        """The limit an ``over_budget`` run reached (``max_cost_usd``...), as its error
+        says; None for any other run."""
+        return limit_in(self.error) if self.status is RunStatus.over_budget else None
+
     def as_json(self) -> dict[str, Any]:
         """The run as ``foreman runs --json`` and the dashboard's ``/api/runs`` show it.
         These field names are a contract: add, never rename."""
         return {
             "run_id": self.run_id,
             "status": self.status.value,
+            "budget_limit": self.budget_limit,
             "request": self.request,
             "tasks_done": self.tasks_done,
             "tasks_total": self.tasks,
