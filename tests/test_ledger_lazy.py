@@ -173,3 +173,28 @@ def test_totals_read_mid_flight_count_open_calls_at_their_estimate_made_only_the
     other.close("error", error="refused")  # refused: billed nothing
     assert books.usage == books.usage_of("task:t1") == Usage(input_tokens=14)
     assert books.usage == summed(books.records.values())
+
+
+async def test_a_call_cut_short_by_a_crash_keeps_the_price_its_run_ran_at(
+    tmp_path, monkeypatch
+) -> None:
+    from foreman.store import SQLiteStore
+    from foreman.store.base import RunRecord
+
+    monkeypatch.setenv("FOREMAN_PRICES", json.dumps({"acme:m": [1, 2]}))
+    books = CallLedger("run")
+    books.scope(CallPurpose.task, task_id="t1").open("acme:m", request("x" * 4000))
+    [started] = books.take()
+    assert started.status is CallStatus.started and started.usage.input_tokens > 1000
+    assert started.cost_usd == pytest.approx(started.usage.input_tokens * 1e-6)
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    try:
+        await store.create_run(RunRecord(run_id="run", request="r", status="running"))
+        await store.save_calls("run", [started])  # ...and the process dies here
+        monkeypatch.setenv("FOREMAN_PRICES", json.dumps({"acme:m": [1000, 2000]}))
+        assert (await store.get_run("run")).cost_usd == pytest.approx(started.cost_usd)
+        monkeypatch.delenv("FOREMAN_PRICES")
+        assert (await store.get_run("run")).cost_usd == pytest.approx(started.cost_usd)
+    finally:
+        await store.aclose()

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
+from foreman.errors import ConfigError
 from foreman.ledger.records import CallPurpose, CallRecord, CallStatus, price_at, provider_of
 from foreman.models.base import ModelRequest, ModelResponse, Usage
 from foreman.models.pricing import own_prices
@@ -366,8 +367,17 @@ class OpenCall:
         return self._estimate
 
     def started_record(self) -> CallRecord:
+        """The call's record while in flight: its input estimated, priced at the run's
+        prices now, so a run that dies with it in flight keeps the price it ran at."""
         fields = self._fields()
-        fields["usage"], fields["estimated"] = self.estimate, True
+        fields["usage"] = usage = self.estimate
+        fields["estimated"] = True
+        try:
+            fields["cost_usd"] = price_at(
+                fields["provider"], self.model, None, usage, self.scope.ledger.prices
+            )
+        except ConfigError:  # a malformed price list: the call's close says so; the row
+            pass  # is written all the same, priced when read (as any unpriced row)
         return CallRecord.model_validate(fields)
 
     def _fields(self) -> dict[str, Any]:
