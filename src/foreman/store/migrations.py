@@ -165,6 +165,24 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def refuse_foreign(connection: sqlite3.Connection, path: str) -> None:
+    """Refuse a database another program made (tables in it, none of them foreman's
+    ``runs``), before anything is written to it: a mistyped ``--db`` must never turn
+    someone's database into a run store (new tables, WAL mode)."""
+    names = [
+        name
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    if names and "runs" not in names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise StoreError(
+            f"{path} is not a foreman run store: it is another program's SQLite database "
+            f"(tables: {shown}). Give foreman a file of its own with --db or FOREMAN_DB."
+        )
+
+
 def migrate(connection: sqlite3.Connection, path: str) -> None:
     """Bring the database to the current schema, in one ``BEGIN IMMEDIATE`` transaction.
 

@@ -55,7 +55,7 @@ from foreman.store.base import (
     start_approval,
 )
 from foreman.store.memories import MemoryEntry
-from foreman.store.migrations import migrate
+from foreman.store.migrations import migrate, refuse_foreign
 from foreman.store.sqlite_ledger import (
     CALL_COLUMNS_READ,
     USAGE_COLUMNS,
@@ -187,6 +187,7 @@ class SQLiteStore(Store):
         if self._connection is None:
             connection = self._open()
             try:
+                refuse_foreign(connection, str(self.path))
                 self._use_wal(connection)
                 connection.execute("PRAGMA synchronous=NORMAL")
                 connection.execute("PRAGMA foreign_keys=ON")
