@@ -92,6 +92,21 @@ def test_answer_panel_keeps_html_in_the_answer_as_text() -> None:
     assert "**done**" not in text and "done" in text  # still Markdown
 
 
+def test_answer_panel_shows_where_links_lead_and_keeps_line_breaks() -> None:
+    """A model's link or image never hides its address behind words (or in a clickable
+    terminal hyperlink), and lines the answer broke stay broken."""
+    answer = "first line\nsecond line\nSee [the docs](http://evil.example/steal).\n\n![a cat](http://evil.example/cat.png)"
+    result = RunResult(run_id="r", request=REQUEST, status=RunStatus.succeeded, answer=answer)
+    console = Console(record=True, width=120, force_terminal=True)
+    print_result(console, result)
+    text, styled = console.export_text(), console.export_text(styles=True)
+    lines = [line.strip("│ ") for line in text.splitlines()]
+    assert "first line" in lines and "second line" in lines
+    assert "the docs (http://evil.example/steal)" in text
+    assert "[image: a cat](http://evil.example/cat.png)" in text
+    assert "\x1b]8;" not in styled  # no OSC 8 hyperlink
+
+
 async def test_approval_prompt_renders_ids_instructions_and_inputs_literally(
     monkeypatch,
 ) -> None:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
@@ -375,13 +376,27 @@ def _innermost(event: ev.NestedEvent) -> ev.Event:
 
 
 class AnswerMarkdown(Markdown):
-    """An answer as Markdown, with HTML in it kept as text: rich drops HTML tags
-    (``<div>``, ``<script>...</script>``), so an answer about HTML would lose its words."""
+    """An answer as Markdown, shown as what it is:
+
+    - HTML in it is kept as text: rich drops HTML tags (``<div>``, ``<script>...``), so
+      an answer about HTML would lose its words;
+    - a link shows its address after its text, and an image its address after its alt
+      text: never a hidden, clickable destination a model chose;
+    - a line break in a paragraph stays a line break (Markdown would join the lines).
+    """
 
     def __init__(self, markup: str) -> None:
-        super().__init__(markup)
+        super().__init__(markup, hyperlinks=False)
         parser = MarkdownIt().enable("strikethrough").enable("table")
         self.parsed = parser.disable(["html_inline", "html_block"]).parse(markup)
+        for token in self.parsed:
+            for index, child in enumerate(token.children or ()):
+                if child.type == "softbreak":
+                    child.type = "hardbreak"
+                elif child.type == "image":
+                    alt = "".join(grand.content for grand in child.children or ())
+                    shown = f"[image: {alt}]({child.attrs.get('src', '')})"
+                    token.children[index] = Token("text", "", 0, content=shown)  # type: ignore[index]
 
 
 def print_result(console: Console, result: RunResult) -> None:
