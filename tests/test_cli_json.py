@@ -169,6 +169,9 @@ def test_the_interactive_prompt_says_when_it_shows_only_part_of_the_input(monkey
 
 
 def test_approvals_all_lists_decided_ones_with_their_note(stored_run) -> None:
+    blank = runner.invoke(app, ["reject", RUN_ID, "t2", "--reason", "  "])
+    assert blank.exit_code == 2 and "say why the task is rejected" in blank.output
+    assert runner.invoke(app, ["approvals"]).output != "No approvals pending.\n"  # undecided
     decided = runner.invoke(app, ["reject", RUN_ID, "t2", "--reason", "not on [Friday]"])
     assert decided.exit_code == 0, decided.output
     assert f"Task t2 of run {RUN_ID} rejected" in decided.output

@@ -60,7 +60,7 @@ from foreman.cli.render import estimate_table, plan_json, plan_tree, worker_json
 from foreman.cli.running import execute_run
 from foreman.cli.text import literal, safe_text
 from foreman.cli.tool_flags import AllowToolOpt, ToolRootOpt, tool_flags, toolbox_line
-from foreman.engine.orchestrator import Orchestrator
+from foreman.engine.orchestrator import Orchestrator, refuse_finished
 from foreman.engine.settings import DEFAULTS
 from foreman.models.deprecation import show_warnings_as_lines
 from foreman.patterns.team import team_pattern
@@ -300,6 +300,7 @@ def resume(
     the raised one for later resumes; the budget counts every execution of the run."""
     budget = budget_flags(budget_tokens, budget_usd, budget_seconds, budget_calls, on_budget)
     record = guard(lambda: asyncio.run(with_store(db, lambda store: _record(store, run))))
+    guard(lambda: refuse_finished(record))  # before its models are built (and need keys)
     if record.parent_run_id is not None:  # its team is its parent's to rebuild
         guard(lambda: asyncio.run(with_store(db, lambda store: refuse_nested(store, record))))
     run_id = record.run_id
@@ -327,7 +328,9 @@ def replay(
     """Re-run one task's worker on its recorded input, for debugging; the run is untouched."""
     record = guard(lambda: asyncio.run(with_store(db, lambda store: _record(store, run))))
     run_id = record.run_id
-    orchestrator = guard(lambda: build_orchestrator(record.settings, db))
+    # With --model, the run's own default model is not needed (nor its credentials).
+    settings = {**record.settings, **({"model": model} if model else {})}
+    orchestrator = guard(lambda: build_orchestrator(settings, db))
 
     result = guard(lambda: drive(orchestrator, lambda o: o.replay(run_id, task_id, model=model)))
     if json_out:

@@ -119,6 +119,8 @@ def reject(
     db: DbOpt = None,
 ) -> None:
     """Reject a waiting task: on resume it fails with REASON, under its worker's policy."""
+    if not reason.strip():  # the task's error on resume: it must say something
+        raise typer.BadParameter("say why the task is rejected.", param_hint="'--reason'")
     _decide(db, run, task_id, approved=False, note=reason)
 
 

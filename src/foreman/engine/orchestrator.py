@@ -437,11 +437,7 @@ class Orchestrator:
         process is executing the run.
         """
         record = await self.store.get_run(run_id)
-        if record.status.final:
-            raise RunFinishedError(
-                f"Run {run_id} already finished ({record.status.value}); nothing to resume. "
-                f"`foreman show {run_id}` shows it."
-            )
+        refuse_finished(record)
         return await self._resume(self.deps(), record, budget, on_event or _ignore)
 
     async def run_child(self, child: ChildRun, *, plan: Plan | None = None) -> RunResult:
@@ -585,3 +581,12 @@ def _name(model: Model | str | None) -> str | None:
 
 def _ignore(_: Event) -> None:
     return None
+
+
+def refuse_finished(record: RunRecord) -> None:
+    """``RunFinishedError`` for a run that already finished: nothing to resume."""
+    if record.status.final:
+        raise RunFinishedError(
+            f"Run {record.run_id} already finished ({record.status.value}); nothing to resume."
+            f" `foreman show {record.run_id}` shows it."
+        )
