@@ -515,7 +515,8 @@ class Orchestrator:
         The run stays as it was, but the replay's calls join its ledger (they were paid
         for), with purpose ``replay``. ``model`` tries another model. The
         worker's current definition (prompt, schema) is used, which is the point: change
-        a prompt, replay, compare.
+        a prompt, replay, compare. A replay holds the run's lease while it runs: it raises
+        ``RunLockedError`` while the run executes, or another replay of it runs.
         """
         return await replay_task(self.deps(), run_id, task_id, model=model)
 

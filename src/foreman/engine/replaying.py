@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from foreman.engine.calls import call_worker, timeout_for
+from foreman.engine.journal import lease_held
 from foreman.engine.nesting import child_run_id
 from foreman.engine.resuming import carry_over
 from foreman.engine.settings import RunDeps
@@ -55,22 +56,23 @@ async def replay_task(
     ledger = CallLedger(
         run_id, keep_prompts=deps.settings.record_prompts, on_end=deps.observers.on_call
     )
-    if not record.calls:  # stored before the ledger: its totals join it first
-        await carry_over(deps.store, record, tasks)
-    ledger.count_on(await deps.store.list_calls(run_id=run_id, task_id=task_id))
-    try:
-        outcome = await call_worker(
-            worker,
-            [await deps.models.aget(model or worker.model)],  # built off the loop
-            worker.system_prompt,
-            recorded.input,
-            output_schema=worker.output_schema,
-            call_timeout=timeout_for(worker, deps.settings.timeout),
-            scope=ledger.scope(CallPurpose.replay, task_id=task_id, worker=worker.name),
-        )
-    finally:  # replays are spent too, also one cut short (its input, estimated)
-        ledger.interrupt_open()
-        await asyncio.shield(deps.store.save_calls(run_id, ledger.take()))
+    async with lease_held(deps.store, run_id):  # never beside an execution or a replay
+        if not record.calls:  # stored before the ledger: its totals join it first
+            await carry_over(deps.store, record, tasks)
+        ledger.count_on(await deps.store.list_calls(run_id=run_id, task_id=task_id))
+        try:
+            outcome = await call_worker(
+                worker,
+                [await deps.models.aget(model or worker.model)],  # built off the loop
+                worker.system_prompt,
+                recorded.input,
+                output_schema=worker.output_schema,
+                call_timeout=timeout_for(worker, deps.settings.timeout),
+                scope=ledger.scope(CallPurpose.replay, task_id=task_id, worker=worker.name),
+            )
+        finally:  # replays are spent too, also one cut short (its input, estimated)
+            ledger.interrupt_open()
+            await asyncio.shield(deps.store.save_calls(run_id, ledger.take()))
     result = TaskResult(
         task_id=task_id,
         worker=worker.name,
