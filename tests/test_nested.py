@@ -311,6 +311,24 @@ async def test_a_nested_run_spends_within_its_parents_budget_and_resumes_under_a
     assert done.calls == 1 + 4 + 1  # t1; the nested run's plan, c1, c2, synthesis; synthesis
 
 
+async def test_nested_runs_side_by_side_share_their_parents_budget_as_they_spend(
+    store,
+) -> None:
+    """Each nested run counts on its parent's meter live: two running at once cannot each
+    spend all that was left when they started (4 calls each, 6 allowed in all)."""
+    model = ScriptedModel(Script(CHILD_PLAN, synthesis="published"))
+    top = teams(model, store)
+    top.budget = Budget(max_calls=6)
+    both = plan_of(task("t1", "review"), task("t2", "review"))
+    stopped = await top.run("Review twice", plan=both)
+
+    assert stopped.status is RunStatus.over_budget
+    assert stopped.error == "budget exceeded: calls 6 >= max_calls 6"
+    assert stopped.calls == 6 == len(model.requests)  # not 8: no call past the limit
+    books = Books.of(await store.list_calls(run_id=stopped.run_id, descendants=True))
+    assert books.calls == 6
+
+
 async def test_a_partial_nested_run_answers_with_lowered_confidence_naming_what_is_missing(
     store,
 ) -> None:

@@ -30,6 +30,7 @@ def meter_for(
     before: Books,
     seconds_before: float,
     timer: Callable[[], float],
+    upstream: BudgetMeter | None = None,
 ) -> BudgetMeter | None:
     """The budget's meter on this execution's ledger (None: no limits), started now.
 
@@ -60,6 +61,7 @@ def meter_for(
         on_exceeded=announce,
         cancel=executing.cancel,
         timer=timer,
+        upstream=(upstream, run_id) if upstream is not None else None,
     )
     meter.attach(ledger)
     return meter

@@ -204,6 +204,7 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
         before=state.spent_before(),
         seconds_before=state.seconds_before,
         timer=deps.timer,
+        upstream=deps.parent_meter,
     )
     run = Execution(
         deps, state, journal, delivery, meter, results=dict(state.completed), started=deps.timer()

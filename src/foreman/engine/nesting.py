@@ -64,6 +64,8 @@ class ChildRun:
     #: What is left of the parent's budget: the nested run runs within it (and within its
     #: own team's budget), so that it cannot spend what its parent may not.
     budget: Budget | None = None
+    #: The parent's budget meter: the nested run's spending counts there as it happens.
+    meter: BudgetMeter | None = None
 
     @property
     def store(self) -> Store:
@@ -168,6 +170,7 @@ class NestedTasks:
             parent=self.deps,
             on_event=self._forwarding(task.id, child_id, depth, troubles),
             budget=self.meter.share() if self.meter is not None else None,
+            meter=self.meter,
         )
         spent_before = self.books.get(child_id, Books())
         result, error = None, None
@@ -182,7 +185,7 @@ class NestedTasks:
             books = await asyncio.shield(subtree_books(self.deps.store, child_id))
             self.books[child_id] = books
             if self.meter is not None:
-                self.meter.charge(spent_before, books)
+                self.meter.settle_nested(child_id, spent_before, books)
         if troubles:  # the parent's consumer raised: the parent fails, as it would directly
             raise troubles[0]
         if result is not None and result.status is RunStatus.over_budget and self.meter:

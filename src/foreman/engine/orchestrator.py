@@ -454,6 +454,7 @@ class Orchestrator:
             approve=self.approve or child.parent.approve,
             auto_approve=self.auto_approve or child.parent.auto_approve,
             depth=child.depth,
+            parent_meter=child.meter,
         )
         budget = within(self.budget, child.budget)  # its own, within the parent's share
         try:
@@ -486,7 +487,11 @@ class Orchestrator:
         budget = budget if budget is not None else self.budget
         tasks = await store.load_tasks(run_id)
         before, earlier = await books_before(store, record, tasks)
-        check_priced(budget, [*self._model_names, *before.unpriced])
+        nested = await nested_books(store, run_id)
+        # Every model the run spent on without a price, its nested runs' too: a cost limit
+        # cannot count what they spent.
+        spent = [model for books in (before, *nested.values()) for model in books.unpriced]
+        check_priced(budget, [*self._model_names, *spent])
         if keep and given is not None and record.settings.get("budget") != given.model_dump():
             await record_budget(store, record, given)
         timed = budget is not None and budget.max_seconds is not None
@@ -501,7 +506,7 @@ class Orchestrator:
             budget=budget,
             seconds_before=executed_seconds(await store.load_events(run_id)) if timed else 0,
             earlier_calls=earlier,
-            nested=await nested_books(store, run_id),
+            nested=nested,
         )
         # Driven as it was started, whatever this orchestrator's own mode.
         mode = record.settings.get("mode") or "plan"

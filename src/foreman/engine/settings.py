@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from foreman.engine.assembly import AssemblyMethod
-from foreman.ledger.budget import Budget
+from foreman.ledger.budget import Budget, BudgetMeter
 from foreman.models.base import Model
 from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
@@ -140,6 +140,8 @@ class RunDeps:
     router: Router | None = None
     #: With memory on: where outputs are remembered and recalled (``engine.memory``).
     memory: Memory | None = None
+    #: In a nested run: the parent's budget meter, which its spending counts on live.
+    parent_meter: BudgetMeter | None = None
 
     def own_timeout(self, default: float | None = None) -> float | None:
         """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``

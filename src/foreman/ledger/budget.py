@@ -154,6 +154,7 @@ class BudgetMeter:
         on_exceeded: Callable[[BudgetExceededError], None] | None = None,
         cancel: Callable[[], None] | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        upstream: tuple[BudgetMeter, str] | None = None,
     ) -> None:
         before = before or Books()
         self.budget = budget
@@ -171,6 +172,12 @@ class BudgetMeter:
         self.cancelled = False
         self._ledger: CallLedger | None = None
         self._dollars: dict[str, float] = {}  # priced only when a cost limit is set
+        #: The meter of the run this one is nested in, and this run's id there: spending
+        #: here counts there as it happens, and a call here waits on its limits too, so
+        #: nested runs side by side cannot each spend the whole of what is left.
+        self.upstream = upstream
+        #: What each nested run of this one forwarded while it ran (calls, tokens, $).
+        self._live: dict[str, list[float]] = {}
         self._watchdog: asyncio.TimerHandle | None = None
 
     def attach(self, ledger: CallLedger) -> None:
@@ -204,12 +211,28 @@ class BudgetMeter:
             return exceeded("max_seconds", spent, budget.max_seconds)
         return None
 
-    def charge(self, before: Books, now: Books) -> None:
-        """Spending this meter's ledger does not see: a nested run's calls (in its own
-        ledger), which went from ``before`` to ``now``."""
-        self.calls += now.calls - before.calls
-        self.tokens += now.usage.total_tokens - before.usage.total_tokens
-        self.dollars += (now.cost_usd or 0.0) - (before.cost_usd or 0.0)
+    def settle_nested(self, run_id: str, before: Books, now: Books) -> None:
+        """A nested run ended: its stored books, which went from ``before`` to ``now``
+        (its whole subtree, in ledgers this meter does not see), replace what its meter
+        forwarded while it ran."""
+        calls, tokens, dollars = self._live.pop(run_id, (0, 0, 0.0))
+        self._spend(
+            now.calls - before.calls - calls,
+            now.usage.total_tokens - before.usage.total_tokens - tokens,
+            (now.cost_usd or 0.0) - (before.cost_usd or 0.0) - dollars,
+        )
+
+    def _spend(self, calls: float, tokens: float, dollars: float) -> None:
+        self.calls += calls
+        self.tokens += tokens
+        self.dollars += dollars
+        if self.upstream is not None:
+            meter, run_id = self.upstream
+            live = meter._live.setdefault(run_id, [0, 0, 0.0])
+            live[0] += calls
+            live[1] += tokens
+            live[2] += dollars
+            meter._spend(calls, tokens, dollars)
 
     def share(self) -> Budget:
         """What is left of the budget, as a budget of its own: a nested run's limits, so
@@ -226,24 +249,34 @@ class BudgetMeter:
     def admit(self) -> None:
         """Before a call starts: ``BudgetExceededError`` once a limit is reached."""
         if self.exceeded is None:
-            if (reached := self.reached()) is None:
+            if (reached := self._reached_here_or_above()) is None:
                 return
             self._exceed(reached)
         assert self.exceeded is not None
         stop = self.exceeded  # a fresh error per refusal: tracebacks must not pile up
         raise exceeded(stop.limit, stop.used, stop.allowed)
 
+    def _reached_here_or_above(self) -> BudgetExceededError | None:
+        """The first limit reached, this run's or that of a run it is nested in."""
+        meter: BudgetMeter | None = self
+        while meter is not None:
+            if (reached := meter.reached()) is not None:
+                return reached
+            meter = meter.upstream[0] if meter.upstream is not None else None
+        return None
+
     def count(self, old: CallRecord | None, new: CallRecord) -> None:
         """A record was written (``old`` is the version it replaces); under ``cancel``, a
         settled call that reaches a limit stops the calls still in flight."""
-        self.calls += old is None
-        self.tokens += new.usage.total_tokens - (old.usage.total_tokens if old else 0)
+        dollars = 0.0
         if self.budget.max_cost_usd is not None:
             price = new.cost_usd
             if price is None:
                 price = cost(new.model, new.usage) or 0.0
-            self.dollars += price - self._dollars.get(new.call_id, 0.0)
+            dollars = price - self._dollars.get(new.call_id, 0.0)
             self._dollars[new.call_id] = price
+        tokens = new.usage.total_tokens - (old.usage.total_tokens if old else 0)
+        self._spend(old is None, tokens, dollars)
         if (
             self.exceeded is None
             and self.budget.on_limit == "cancel"
