@@ -329,6 +329,35 @@ async def test_nested_runs_side_by_side_share_their_parents_budget_as_they_spend
     assert books.calls == 6
 
 
+async def test_resume_under_a_cost_limit_refuses_a_model_without_price_in_a_nested_run(
+    store, monkeypatch
+) -> None:
+    """A nested run that spent on a model without a price (a replay on it, say) leaves a
+    cost its parent's limit cannot count: resuming the parent under a cost limit says so,
+    as it does for the parent's own calls, instead of counting that spending as $0."""
+    monkeypatch.setenv("FOREMAN_PRICES", '{"priced": [1000, 2000]}')
+    models = {
+        name: ScriptedModel(Script(CHILD_PLAN, synthesis="published"), name=name)
+        for name in ("priced", "zz")
+    }
+    child = Orchestrator([worker("checker"), worker("publisher")], model="priced", models=models)
+    review = TeamWorker(name="review", description="Reviews.", team=child)
+    top = Orchestrator(
+        [worker("researcher"), review],
+        model="priced",
+        models=models,
+        store=store,
+        budget=Budget(max_calls=3, max_cost_usd=100.0),  # stops before c2
+    )
+    stopped = await top.run("Write and publish", plan=TOP_PLAN)
+    assert stopped.status is RunStatus.over_budget
+    fixer = Orchestrator([worker("checker")], model="priced", models=models, store=store)
+    nested = child_run_id(stopped.run_id, "t2")
+    await fixer.replay(nested, "c1", model="zz")  # a replay checks no budget
+    with pytest.raises(ConfigError, match="zz has none"):
+        await top.resume(stopped.run_id)
+
+
 async def test_a_partial_nested_run_answers_with_lowered_confidence_naming_what_is_missing(
     store,
 ) -> None:
