@@ -288,6 +288,8 @@ async def test_cancelling_the_parent_cancels_the_nested_run_it_was_running(store
     assert result.status is RunStatus.cancelled
     child = await store.get_run(child_run_id(result.run_id, "t2"))
     assert child.status is RunStatus.cancelled  # not left interrupted, to be resumed
+    (cut,) = await store.list_calls(run_id=child.run_id, task_id="c2")
+    assert cut.status.value == "cancelled"  # as the parent's own calls: stopped on purpose
 
 
 async def test_a_nested_run_spends_within_its_parents_budget_and_resumes_under_a_raised_one(

@@ -63,6 +63,7 @@ class RunJournal:
         lease_seconds: float = LEASE_SECONDS,
         cancel_poll: float = CANCEL_POLL_SECONDS,
         started_window: float = STARTED_WRITE_WINDOW,
+        parent_ledger: CallLedger | None = None,
     ) -> None:
         self.store = store
         #: Tokens earlier executions of the run spent (their ledger rows).
@@ -75,6 +76,7 @@ class RunJournal:
             write_started=store.durable,
             on_start=self._write_calls_soon if store.durable else None,
             on_end=on_call,
+            parent=parent_ledger,
         )
         self._queue: list[tuple[Checkpoint, asyncio.Future[None]]] = []
         self._calls_due = False

@@ -191,6 +191,7 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
         on_call=deps.observers.on_call if deps.observers else None,
         lease_seconds=deps.lease_seconds,
         started_window=deps.started_write_window,
+        parent_ledger=deps.parent_ledger,
     )
     journal.ledger.count_on(state.earlier_calls)
     if deps.observers:

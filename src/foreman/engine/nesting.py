@@ -28,6 +28,7 @@ from foreman.errors import ForemanError
 from foreman.events import Event, NestedEvent, TaskFinished, TaskStarted
 from foreman.ledger.books import Books
 from foreman.ledger.budget import Budget, BudgetMeter
+from foreman.ledger.recorder import CallLedger
 from foreman.plan.schema import Task
 from foreman.results import RunResult, RunStatus, TaskResult, TaskStatus
 from foreman.store.base import RunRecord, Store
@@ -66,6 +67,8 @@ class ChildRun:
     budget: Budget | None = None
     #: The parent's budget meter: the nested run's spending counts there as it happens.
     meter: BudgetMeter | None = None
+    #: The parent's ledger: a parent stopped on purpose stops the nested run's calls so.
+    ledger: CallLedger | None = None
 
     @property
     def store(self) -> Store:
@@ -138,6 +141,7 @@ class NestedTasks:
         forward: OnEvent,
         books: dict[str, Books],
         meter: BudgetMeter | None = None,
+        ledger: CallLedger | None = None,
     ) -> None:
         self.deps = deps
         self.run_id = run_id
@@ -145,6 +149,7 @@ class NestedTasks:
         self.forward = forward  # the parent's consumer, for the nested run's events
         self.books = books
         self.meter = meter  # the parent's budget, charged with what nested runs spend
+        self.ledger = ledger  # the parent's ledger
 
     async def __call__(
         self, task: Task, worker: TeamWorker, inputs: dict[str, Any], missing: list[str], user: str
@@ -171,6 +176,7 @@ class NestedTasks:
             on_event=self._forwarding(task.id, child_id, depth, troubles),
             budget=self.meter.share() if self.meter is not None else None,
             meter=self.meter,
+            ledger=self.ledger,
         )
         spent_before = self.books.get(child_id, Books())
         result, error = None, None
@@ -268,7 +274,13 @@ def nested_tasks(run: Execution) -> NestedTasks:
     """The hook that runs ``run``'s team tasks as nested runs (any driver's ``TaskRunner``):
     their events go to the run's consumer, their books into ``run.state.nested``."""
     return NestedTasks(
-        run.deps, run.run_id, run.emit, run.delivery.on_event, run.state.nested, run.meter
+        run.deps,
+        run.run_id,
+        run.emit,
+        run.delivery.on_event,
+        run.state.nested,
+        run.meter,
+        run.journal.ledger,
     )
 
 

@@ -455,6 +455,7 @@ class Orchestrator:
             auto_approve=self.auto_approve or child.parent.auto_approve,
             depth=child.depth,
             parent_meter=child.meter,
+            parent_ledger=child.ledger,
         )
         budget = within(self.budget, child.budget)  # its own, within the parent's share
         try:

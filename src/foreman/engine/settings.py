@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from foreman.engine.assembly import AssemblyMethod
 from foreman.ledger.budget import Budget, BudgetMeter
+from foreman.ledger.recorder import CallLedger
 from foreman.models.base import Model
 from foreman.models.pool import ModelPool
 from foreman.models.retry import RetryPolicy
@@ -142,6 +143,8 @@ class RunDeps:
     memory: Memory | None = None
     #: In a nested run: the parent's budget meter, which its spending counts on live.
     parent_meter: BudgetMeter | None = None
+    #: ...and its ledger, whose ``stopping`` its calls cut short follow.
+    parent_ledger: CallLedger | None = None
 
     def own_timeout(self, default: float | None = None) -> float | None:
         """Seconds per call of the orchestrator's own calls (planning, synthesis); ``None``

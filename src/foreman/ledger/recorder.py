@@ -111,6 +111,7 @@ class CallLedger:
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
         new_id: Callable[[], str] = lambda: f"{_IDS.getrandbits(48):012x}",
+        parent: CallLedger | None = None,
     ) -> None:
         self.run_id = run_id
         self.keep_prompts = keep_prompts
@@ -120,9 +121,10 @@ class CallLedger:
         self.clock = clock
         self.timer = timer
         self.new_id = new_id
-        #: What a call cut short by cancellation records: ``interrupted`` (Ctrl-C, a
-        #: signal), or ``cancelled`` once the run was stopped on purpose.
-        self.stopping = CallStatus.interrupted
+        #: The ledger of the run this one is nested in: a run stopped on purpose stops
+        #: its nested runs' calls the same way (``stopping``).
+        self.parent = parent
+        self._stopping = CallStatus.interrupted
         #: The run's budget, when it has one: asked before each call starts, told of
         #: each record (``BudgetMeter.attach`` sets it).
         self.budget: BudgetMeter | None = None
@@ -210,6 +212,19 @@ class CallLedger:
         # Still unbuilt: the started calls left for later (every unbuilt call is unwritten).
         self._unbuilt = {call_id: unbuilt[call_id] for call_id, r in left.items() if r is None}
         return taken
+
+    @property
+    def stopping(self) -> CallStatus:
+        """What a call cut short by cancellation records: ``interrupted`` (Ctrl-C, a
+        signal), or ``cancelled`` once the run, or a run it is nested in, was stopped on
+        purpose (``foreman cancel``, a budget)."""
+        if self._stopping is CallStatus.interrupted and self.parent is not None:
+            return self.parent.stopping
+        return self._stopping
+
+    @stopping.setter
+    def stopping(self, status: CallStatus) -> None:
+        self._stopping = status
 
     def interrupt_open(self) -> None:
         """Close every call still in flight (Ctrl-C, cancel, a budget), tokens estimated."""
