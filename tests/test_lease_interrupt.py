@@ -56,3 +56,34 @@ async def test_a_run_interrupted_while_taking_its_lease_ends_interrupted_and_res
     result = await orchestrator.resume(run_id)  # no lease left behind
     assert result.status.value == "succeeded"
     await store.aclose()
+
+
+async def test_a_keyboard_interrupt_raised_inside_a_run_leaves_it_interrupted_with_its_calls(
+    tmp_path,
+) -> None:
+    """Raised by a model or a tool (not delivered as a cancellation): the run still ends
+    ``interrupted``, with what it spent on the books, and resumes."""
+    plan = plan_of(task("t1"), task("t2", "researcher", "t1"))
+    script = Script(plan)
+
+    def answer(request):
+        if "do t2" in request.messages[0].content and not answer.raised:
+            answer.raised = True
+            raise KeyboardInterrupt
+        return script(request)
+
+    answer.raised = False
+    store = SQLiteStore(tmp_path / "runs.db")
+    model = ScriptedModel(answer)
+    orchestrator = Orchestrator(
+        Registry([worker("researcher")]), model=model, store=store, retry=NO_DELAY
+    )
+    with pytest.raises(KeyboardInterrupt):
+        await orchestrator.run("go", plan=plan)
+    (summary,) = await store.list_runs()
+    run = await store.get_run(summary.run_id)
+    assert run.status.value == "interrupted"
+    assert run.calls == 2  # t1's, and t2's cut short
+    result = await orchestrator.resume(summary.run_id)
+    assert result.status.value == "succeeded"
+    await store.aclose()

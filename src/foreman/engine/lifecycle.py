@@ -233,6 +233,10 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
         if not run.settled:
             await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
         raise
+    except (KeyboardInterrupt, SystemExit):  # raised inside the run: stopped, as by a Ctrl-C
+        if not run.settled:
+            await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
+        raise
     except Exception as exc:
         if not run.settled:
             try:
