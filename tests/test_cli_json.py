@@ -169,6 +169,10 @@ def test_the_interactive_prompt_says_when_it_shows_only_part_of_the_input(monkey
 
 
 def test_approvals_all_lists_decided_ones_with_their_note(stored_run) -> None:
+    typo = runner.invoke(app, ["approve", RUN_ID, "t9"])
+    assert (
+        typo.exit_code == 1 and f"Run {RUN_ID} has no task 't9'; its tasks: t1, t2" in typo.output
+    )
     blank = runner.invoke(app, ["reject", RUN_ID, "t2", "--reason", "  "])
     assert blank.exit_code == 2 and "say why the task is rejected" in blank.output
     assert runner.invoke(app, ["approvals"]).output != "No approvals pending.\n"  # undecided

@@ -19,6 +19,7 @@ from rich.text import Text
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.nesting import lineage, path_text
 from foreman.cli.text import literal, safe_text
+from foreman.errors import ApprovalError, ForemanError
 from foreman.store.base import Approval, ApprovalStatus, Store
 
 TaskArg = Annotated[
@@ -127,7 +128,11 @@ def reject(
 def _decide(db, run: str, task_id: str, *, approved: bool, note: str | None) -> None:
     async def decide(store: Store) -> tuple[Approval, list[str]]:
         run_id = await store.resolve_run(run)
-        decided = await store.decide(run_id, task_id, approved=approved, note=note)
+        try:
+            decided = await store.decide(run_id, task_id, approved=approved, note=note)
+        except ApprovalError:
+            await _known_task(store, run_id, task_id)
+            raise
         return decided, await lineage(store, run_id)
 
     decided, path = guard(lambda: asyncio.run(with_store(db, decide)))
@@ -140,6 +145,20 @@ def _decide(db, run: str, task_id: str, *, approved: bool, note: str | None) -> 
         ),
         soft_wrap=True,
     )
+
+
+async def _known_task(store: Store, run_id: str, task_id: str) -> None:
+    """``ForemanError`` naming the run's tasks when ``task_id`` is none of them (nor an
+    item of one, nor anything that asked for approval): a typo, not a task that did not
+    ask."""
+    record = await store.get_run(run_id)
+    ids = [task.id for task in record.plan.tasks] if record.plan else []
+    if task_id in ids or task_id in await store.load_tasks(run_id):
+        return
+    if await store.get_approval(run_id, task_id) is not None:  # a tool call's, say
+        return
+    known = f"its tasks: {', '.join(ids)}" if ids else "it has no plan yet"
+    raise ForemanError(f"Run {run_id} has no task {task_id!r}; {known}.")
 
 
 #: Said of a task whose approved execution started and never finished (the process died).
