@@ -64,6 +64,30 @@ async def test_the_tiny_model_writes_valid_plans_under_the_grammar() -> None:
 
 
 @pytest.mark.local_model
+async def test_a_generation_asked_to_stop_stops_inside_llama_cpp_and_the_model_goes_on() -> None:
+    """The stop is llama.cpp's own abort check (a C callback reading a flag): a generation
+    asked to stop fails at its first step; the next one, not asked, runs as usual."""
+    model = LocalModel()
+    llama, thread, stopper = await asyncio.to_thread(model._load)
+    request = ModelRequest(messages=[Message(role="user", content="Count to five.")])
+    request = request.model_copy(update={"max_tokens": 20, "temperature": 0.0})
+    job = object()
+
+    def generate_stopped():
+        stopper.start(job)
+        stopper.stop(job)
+        try:
+            return model._generate(llama, request)
+        finally:
+            stopper.end()
+
+    with pytest.raises(RuntimeError, match="llama_decode returned 2"):
+        await asyncio.wrap_future(thread.submit(generate_stopped))
+    answer = await model.complete(request)
+    assert answer.text and answer.usage.output_tokens > 0
+
+
+@pytest.mark.local_model
 async def test_generation_never_blocks_the_event_loop_and_calls_are_serialised() -> None:
     model = LocalModel()
     request = ModelRequest(messages=[Message(role="user", content="Count to twenty.")])

@@ -33,11 +33,16 @@ class HeldLlama:
         self.held = held  # how many of the first calls wait for ``release``
         self.release = threading.Event()
         self.calls = 0
+        self.stopper = local_module._Stopper()  # what llama.cpp would ask between steps
+        self.stopped = 0  # generations the stopper ended
 
     def create_chat_completion(self, messages: list[dict[str, str]], **options: Any) -> dict:
         self.calls += 1
         if self.calls <= self.held:
-            self.release.wait(timeout=30)
+            while not self.release.wait(timeout=0.01):
+                if self.stopper.stopping:  # llama.cpp's decode fails with code 2
+                    self.stopped += 1
+                    raise RuntimeError("llama_decode returned 2")
         return {
             "choices": [{"message": {"content": f"answer {self.calls}"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 2},
@@ -49,7 +54,7 @@ def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Loca
     path = tmp_path / "stand-in.gguf"
     path.write_bytes(b"not read")
     llama, thread = HeldLlama(held=1), ThreadPoolExecutor(max_workers=1)
-    monkeypatch.setitem(local_module._loaded, path, (llama, thread))
+    monkeypatch.setitem(local_module._loaded, path, (llama, thread, llama.stopper))
     yield LocalModel(str(path)), llama
     llama.release.set()
     thread.shutdown()
@@ -84,11 +89,30 @@ async def test_the_models_own_work_is_timed_and_retried(
         REQUEST,
         RetryPolicy(max_attempts=2, initial_delay=0),
         call_timeout=0.05,
-        on_retry=lambda *_: llama.release.set(),  # the timed-out generation finishes
     )
 
-    # The first attempt ran out of time; the retry queued behind it and then answered.
+    # The first attempt ran out of time and its generation was stopped (it would have
+    # held the thread until released); the retry then had the model to itself.
     assert outcome.output == "answer 2" and outcome.attempts == 2
+    assert llama.stopped == 1
+
+
+async def test_a_cancelled_generation_stops_and_the_next_call_runs_to_its_end(
+    held: tuple[LocalModel, HeldLlama],
+) -> None:
+    model, llama = held
+    llama.held = 2  # both calls wait for a release; only the first is cancelled
+    first = asyncio.create_task(model.complete_within(REQUEST, 30))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(model.complete_within(REQUEST, 30))
+    await asyncio.sleep(0.05)
+    first.cancel()  # a Ctrl-C, say: its generation under way stops at the next step
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.sleep(0.1)  # the second is under way now: never stopped by the first's stop
+    llama.release.set()
+    assert (await second).text == "answer 2"
+    assert llama.stopped == 1
 
 
 async def test_a_cancelled_call_still_queued_never_runs(

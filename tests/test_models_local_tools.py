@@ -50,7 +50,7 @@ def scripted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Script
     path = tmp_path / "stand-in.gguf"
     path.write_bytes(b"not read")
     llama, thread = ScriptedLlama([]), ThreadPoolExecutor(max_workers=1)
-    monkeypatch.setitem(local_module._loaded, path, (llama, thread))
+    monkeypatch.setitem(local_module._loaded, path, (llama, thread, local_module._Stopper()))
     llama.model = LocalModel(str(path))  # type: ignore[attr-defined]
     yield llama
     thread.shutdown()

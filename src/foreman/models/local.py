@@ -6,9 +6,9 @@ loads any GGUF file. Two facts shape this adapter:
 - one llama.cpp model object is not safe for concurrent calls, so each file is loaded once
   per process and its calls are queued on a single dedicated thread, which also keeps the
   event loop free while the model computes. A call's timeout starts when the thread takes
-  it up, not while it waits in the queue. A generation that outlives its caller's timeout
-  still runs to its end (llama.cpp cannot be interrupted from Python between tokens), which
-  ``MAX_OUTPUT_TOKENS`` keeps short;
+  it up, not while it waits in the queue. A generation whose caller is gone (a timeout, a
+  Ctrl-C, ``foreman cancel``) is stopped at llama.cpp's next step (``_Stopper``): it would
+  otherwise run to its end, holding up the calls queued behind it and the process's exit;
 - llama.cpp's own logging is switched off, but the process's stdout and stderr are left
   alone (llama-cpp-python would point both at /dev/null while a model loads);
 - structured output uses a llama.cpp grammar built from the JSON schema, so even a tiny
@@ -42,8 +42,55 @@ CONTEXT_TOKENS = 8192
 MAX_OUTPUT_TOKENS = 512
 REPEAT_PENALTY = 1.1
 
-_loaded: dict[Path, tuple[Any, ThreadPoolExecutor]] = {}
+_loaded: dict[Path, tuple[Any, ThreadPoolExecutor, _Stopper]] = {}
 _loading = threading.Lock()
+
+
+class _Stopper:
+    """Stops the generation in progress on one model, between two of llama.cpp's steps.
+
+    llama.cpp asks an abort callback before each step of its computation: some 600 times a
+    token here. A Python callback would take the GIL each time (a generation ran 3-4x
+    slower while another thread ran Python, measured), so the callback is C: libc's
+    ``atoi``, reading a flag of one digit (``"1"``: stop). A ``bool`` is returned in the
+    low byte of the return register on the platforms llama.cpp builds for, which is where
+    ``atoi`` puts 0 or 1. Where libc cannot be loaded, generations are not stopped.
+    """
+
+    def __init__(self) -> None:
+        self._flag = ctypes.create_string_buffer(b"0", 2)
+        self._lock = threading.Lock()
+        self._running: object | None = None
+        self._check: Any = None  # kept alive as long as llama.cpp may call it
+
+    def attach(self, llama: Any) -> None:
+        """Have ``llama``'s computation ask this stopper before each step."""
+        import llama_cpp
+
+        try:
+            self._check = ctypes.cast(ctypes.CDLL(None).atoi, llama_cpp.ggml_abort_callback)
+        except (OSError, AttributeError):  # no libc to load (Windows): nothing is stopped
+            return
+        data = ctypes.cast(self._flag, ctypes.c_void_p)
+        llama_cpp.llama_set_abort_callback(llama.ctx, self._check, data)
+
+    @property
+    def stopping(self) -> bool:
+        return self._flag.value == b"1"
+
+    def start(self, job: object) -> None:
+        with self._lock:
+            self._running, self._flag.value = job, b"0"
+
+    def end(self) -> None:
+        with self._lock:
+            self._running, self._flag.value = None, b"0"
+
+    def stop(self, job: object) -> None:
+        """Stop ``job`` if it is the generation in progress (never the one after it)."""
+        with self._lock:
+            if self._running is job:
+                self._flag.value = b"1"
 
 
 def bundled_model_path() -> Path:
@@ -86,13 +133,18 @@ class LocalModel(Model):
     async def complete_within(self, request: ModelRequest, seconds: float) -> ModelResponse:
         """Answer within ``seconds`` of the model starting on this call; time spent
         queued behind other calls does not count, so parallel tasks do not time out."""
-        llama, thread = await asyncio.to_thread(self._load)
+        llama, thread, stopper = await asyncio.to_thread(self._load)
         loop = asyncio.get_running_loop()
         started = asyncio.Event()
+        this = object()
 
         def run() -> ModelResponse:
-            loop.call_soon_threadsafe(started.set)
-            return self._generate(llama, request)
+            stopper.start(this)
+            try:
+                loop.call_soon_threadsafe(started.set)
+                return self._generate(llama, request)
+            finally:
+                stopper.end()
 
         job = thread.submit(run)
         try:
@@ -100,9 +152,12 @@ class LocalModel(Model):
             async with asyncio.timeout(seconds):
                 return await asyncio.wrap_future(job)
         finally:
-            job.cancel()  # a call still queued (its caller cancelled, say) never starts
+            # A call still queued (its caller cancelled, say) never starts; one under way
+            # stops at the model's next step.
+            if not job.cancel():
+                stopper.stop(this)
 
-    def _load(self) -> tuple[Any, ThreadPoolExecutor]:
+    def _load(self) -> tuple[Any, ThreadPoolExecutor, _Stopper]:
         with _loading:
             if self.path not in _loaded:
                 from llama_cpp import Llama
@@ -118,7 +173,9 @@ class LocalModel(Model):
                 except (ValueError, RuntimeError) as exc:
                     raise ConfigError(f"Cannot load local model {self.path}: {exc}") from exc
                 thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foreman-llama")
-                _loaded[self.path] = (llama, thread)
+                stopper = _Stopper()
+                stopper.attach(llama)
+                _loaded[self.path] = (llama, thread, stopper)
             return _loaded[self.path]
 
     def _generate(self, llama: Any, request: ModelRequest) -> ModelResponse:
