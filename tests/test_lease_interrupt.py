@@ -87,3 +87,35 @@ async def test_a_keyboard_interrupt_raised_inside_a_run_leaves_it_interrupted_wi
     result = await orchestrator.resume(summary.run_id)
     assert result.status.value == "succeeded"
     await store.aclose()
+
+
+class CancelledAsItEnds(SQLiteStore):
+    """`foreman cancel` lands while the run's final status is being written."""
+
+    asked = False
+
+    async def update_run(self, run_id, *, status, **fields):
+        if status.value == "succeeded":
+            self.asked = True
+            await asyncio.sleep(0.2)  # several cancel polls fit in here
+        return await super().update_run(run_id, status=status, **fields)
+
+    async def cancel_requested(self, run_id):
+        return self.asked or await super().cancel_requested(run_id)
+
+
+async def test_a_cancel_landing_as_the_run_ends_never_turns_its_end_into_a_cancellation(
+    tmp_path,
+) -> None:
+    store = CancelledAsItEnds(tmp_path / "runs.db")
+    orchestrator = Orchestrator(
+        Registry([worker("researcher")]),
+        model=ScriptedModel(Script(PLAN)),
+        store=store,
+        retry=NO_DELAY,
+        lease_seconds=0.03,  # the journal polls for a cancel every 10 ms
+    )
+    result = await orchestrator.run("go", plan=PLAN)
+    assert result.status.value == "succeeded"
+    assert (await store.get_run(result.run_id)).status.value == "succeeded"
+    await store.aclose()

@@ -213,6 +213,9 @@ class RunJournal:
         if status is not RunStatus.running:  # stopping: calls cut short are on the books
             self.ledger.interrupt_open()
             self._stop_timer()  # this write takes every row
+            # No cancel poll may stop the run once its end is being written: a `foreman
+            # cancel` landing now would cancel a run that is already over.
+            await self._stop_renewing()
         await self._settle()
         calls = self.ledger.take()
         try:
@@ -257,11 +260,15 @@ class RunJournal:
     async def release(self) -> None:
         self._stop_timer()
         await self._settle()
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+        await self._stop_renewing()
         await self.store.release_lease(self.run_id, self.owner)
+
+    async def _stop_renewing(self) -> None:
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
 
     async def _renew(self) -> None:
         loop = asyncio.get_running_loop()
