@@ -179,7 +179,7 @@ async def test_a_call_cut_short_by_a_crash_keeps_the_price_its_run_ran_at(
     tmp_path, monkeypatch
 ) -> None:
     from foreman.store import SQLiteStore
-    from foreman.store.base import RunRecord
+    from foreman.store.base import LeaseOwner, RunRecord
 
     monkeypatch.setenv("FOREMAN_PRICES", json.dumps({"acme:m": [1, 2]}))
     books = CallLedger("run")
@@ -191,9 +191,15 @@ async def test_a_call_cut_short_by_a_crash_keeps_the_price_its_run_ran_at(
     store = SQLiteStore(tmp_path / "runs.db")
     try:
         await store.create_run(RunRecord(run_id="run", request="r", status="running"))
+        owner = LeaseOwner()
+        await store.acquire_lease("run", owner, 30)
         await store.save_calls("run", [started])  # ...and the process dies here
+        await store.release_lease("run", owner)  # (its lease lapses: the run reads crashed)
         monkeypatch.setenv("FOREMAN_PRICES", json.dumps({"acme:m": [1000, 2000]}))
         assert (await store.get_run("run")).cost_usd == pytest.approx(started.cost_usd)
+        [cut] = await store.list_calls(run_id="run")  # read as interrupted: the run died
+        assert cut.status is CallStatus.interrupted
+        assert cut.cost_usd == pytest.approx(started.cost_usd)  # the rows add up to the run
         monkeypatch.delenv("FOREMAN_PRICES")
         assert (await store.get_run("run")).cost_usd == pytest.approx(started.cost_usd)
     finally:

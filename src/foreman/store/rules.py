@@ -41,15 +41,12 @@ def observed_status(
 
 def settled_as_read(record: CallRecord, run_status: RunStatus) -> CallRecord:
     """A ``started`` record reads ``interrupted`` unless its run is being executed now,
-    priced at its estimate (a started record has no price yet), so a run's cost is the
-    sum of its rows' even after a crash."""
+    at the price its run gave its estimate (or, for a model that had none then, at the
+    price known now), so a run's cost is the sum of its rows' even after a crash."""
     if record.status is CallStatus.started and run_status is not RunStatus.running:
+        price = record.cost_usd if record.cost_usd is not None else price_of(record)
         return record.model_copy(
-            update={
-                "status": CallStatus.interrupted,
-                "error": CRASHED,
-                "cost_usd": price_of(record),
-            }
+            update={"status": CallStatus.interrupted, "error": CRASHED, "cost_usd": price}
         )
     return record
 
