@@ -213,18 +213,21 @@ def test_corrupted_database_is_a_clear_error(tmp_path: Path) -> None:
     assert "corrupted" in result.stderr
 
 
-def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+@pytest.mark.parametrize("table", ["users", "runs"])  # a table of foreman's name too
+def test_another_programs_database_is_refused_and_left_as_it_was(
+    tmp_path: Path, table: str
+) -> None:
     foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
     other = sqlite3.connect(foreman.db)
-    other.execute("CREATE TABLE users (id INTEGER, name TEXT)")
-    other.execute("INSERT INTO users VALUES (1, 'alice')")
+    other.execute(f"CREATE TABLE {table} (id INTEGER, name TEXT)")
+    other.execute(f"INSERT INTO {table} VALUES (1, 'alice')")
     other.commit()
     other.close()
     before = foreman.db.read_bytes()
     for command in (["runs"], ["doctor"], ["stats"], ["run", "hello"]):
         result = foreman.run(*command)
         assert result.returncode == 1, command
-        assert "is not a foreman run store" in result.stderr and "users" in result.stderr
+        assert "is not a foreman run store" in result.stderr and table in result.stderr
         assert "Traceback" not in result.stderr
     assert foreman.db.read_bytes() == before  # no tables added, not switched to WAL
     assert not Path(f"{foreman.db}-wal").exists()

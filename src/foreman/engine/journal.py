@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from foreman.errors import StoreError
@@ -289,32 +289,6 @@ class RunJournal:
                 if loop.time() - renewed >= every:
                     await self.store.renew_lease(self.run_id, self.owner, self.lease_seconds)
                     renewed = loop.time()
-
-
-@contextlib.asynccontextmanager
-async def lease_held(
-    store: Store, run_id: str, seconds: float = LEASE_SECONDS
-) -> AsyncIterator[None]:
-    """Hold the run's lease while the block runs (renewed as a journal renews it): what
-    writes to a run outside an execution (a replay) takes, so it never runs beside an
-    execution of the run, or another replay of it, and their books stay in step."""
-    owner = LeaseOwner()
-    await store.acquire_lease(run_id, owner, seconds)
-
-    async def renew() -> None:
-        while True:
-            await asyncio.sleep(seconds / 3)
-            with contextlib.suppress(StoreError):  # retried at the next beat
-                await store.renew_lease(run_id, owner, seconds)
-
-    renewer = asyncio.create_task(renew(), name=f"foreman-lease-{run_id}")
-    try:
-        yield
-    finally:
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
-        await asyncio.shield(store.release_lease(run_id, owner))
 
 
 def _settle_all(

@@ -521,8 +521,7 @@ class Orchestrator:
         The run stays as it was, but the replay's calls join its ledger (they were paid
         for), with purpose ``replay``. ``model`` tries another model. The
         worker's current definition (prompt, schema) is used, which is the point: change
-        a prompt, replay, compare. A replay holds the run's lease while it runs: it raises
-        ``RunLockedError`` while the run executes, or another replay of it runs.
+        a prompt, replay, compare. Raises ``RunLockedError`` while the run is running.
         """
         return await replay_task(self.deps(), run_id, task_id, model=model)
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 
 from foreman.engine.calls import call_worker, timeout_for
-from foreman.engine.journal import lease_held
 from foreman.engine.nesting import child_run_id
 from foreman.engine.resuming import carry_over
 from foreman.engine.settings import RunDeps
-from foreman.errors import ForemanError
+from foreman.errors import ForemanError, RunLockedError
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose
 from foreman.plan.foreach import find_task
-from foreman.results import TaskResult, TaskStatus, typed_outputs
+from foreman.results import RunStatus, TaskResult, TaskStatus, typed_outputs
 from foreman.workers.nested import TeamWorker
 
 
@@ -28,6 +27,11 @@ async def replay_task(
     """Task ``task_id`` of run ``run_id`` run again (on ``model``, if given); see
     ``Orchestrator.replay``."""
     record = await deps.store.get_run(run_id)
+    if record.status is RunStatus.running:  # its books are being kept by its execution
+        raise RunLockedError(
+            f"Run {run_id} is running right now; replay its tasks once it has stopped "
+            "(its books would not add up: that execution counts only its own calls)."
+        )
     tasks = await deps.store.load_tasks(run_id)
     ids = [task.id for task in record.plan.tasks] if record.plan else []
     task = find_task(record.plan, task_id) if record.plan else None
@@ -56,23 +60,22 @@ async def replay_task(
     ledger = CallLedger(
         run_id, keep_prompts=deps.settings.record_prompts, on_end=deps.observers.on_call
     )
-    async with lease_held(deps.store, run_id):  # never beside an execution or a replay
-        if not record.calls:  # stored before the ledger: its totals join it first
-            await carry_over(deps.store, record, tasks)
-        ledger.count_on(await deps.store.list_calls(run_id=run_id, task_id=task_id))
-        try:
-            outcome = await call_worker(
-                worker,
-                [await deps.models.aget(model or worker.model)],  # built off the loop
-                worker.system_prompt,
-                recorded.input,
-                output_schema=worker.output_schema,
-                call_timeout=timeout_for(worker, deps.settings.timeout),
-                scope=ledger.scope(CallPurpose.replay, task_id=task_id, worker=worker.name),
-            )
-        finally:  # replays are spent too, also one cut short (its input, estimated)
-            ledger.interrupt_open()
-            await asyncio.shield(deps.store.save_calls(run_id, ledger.take()))
+    if not record.calls:  # stored before the ledger: its totals join it first
+        await carry_over(deps.store, record, tasks)
+    ledger.count_on(await deps.store.list_calls(run_id=run_id, task_id=task_id))
+    try:
+        outcome = await call_worker(
+            worker,
+            [await deps.models.aget(model or worker.model)],  # built off the loop
+            worker.system_prompt,
+            recorded.input,
+            output_schema=worker.output_schema,
+            call_timeout=timeout_for(worker, deps.settings.timeout),
+            scope=ledger.scope(CallPurpose.replay, task_id=task_id, worker=worker.name),
+        )
+    finally:  # replays are spent too, also one cut short (its input, estimated)
+        ledger.interrupt_open()
+        await asyncio.shield(deps.store.save_calls(run_id, ledger.take()))
     result = TaskResult(
         task_id=task_id,
         worker=worker.name,

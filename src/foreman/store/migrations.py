@@ -166,16 +166,18 @@ MIGRATIONS: list[str] = [
 
 
 def refuse_foreign(connection: sqlite3.Connection, path: str) -> None:
-    """Refuse a database another program made (tables in it, none of them foreman's
-    ``runs``), before anything is written to it: a mistyped ``--db`` must never turn
-    someone's database into a run store (new tables, WAL mode)."""
+    """Refuse a database another program made, before anything is written to it: a
+    mistyped ``--db`` must never turn someone's database into a run store (new tables,
+    WAL mode). Foreman's own has a schema version (``user_version``, set with its first
+    tables) and a ``runs`` table; a file with tables and not both is another's."""
     names = [
         name
         for (name,) in connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
     ]
-    if names and "runs" not in names:
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if names and ("runs" not in names or version == 0):
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise StoreError(
             f"{path} is not a foreman run store: it is another program's SQLite database "

@@ -1,6 +1,6 @@
-"""A replay writes to its run's ledger, so it holds the run's lease while it runs: never
-beside an execution of the run (whose books would then disagree with the store's), nor
-beside another replay of the same task (both would number their call attempt 1)."""
+"""A replay writes to its run's ledger: it is refused while the run is running, whose
+execution counts only its own calls (its books would then disagree with the store's). It
+takes no lease: a replay never stands in the way of the run's resume."""
 
 from __future__ import annotations
 
@@ -43,14 +43,10 @@ async def test_a_replay_while_the_run_executes_is_refused_and_books_stay_in_step
     assert (result.calls, result.usage) == (record.calls, record.usage)
 
 
-async def test_two_replays_of_one_run_at_once_one_is_refused_and_attempts_stay_distinct() -> None:
+async def test_a_replay_takes_no_lease_a_resume_or_another_replay_would_wait_for() -> None:
     store = MemoryStore()
     done = await orchestrator(store, {}).run("go", plan=PLAN)
     slow = orchestrator(store, {"do t1": 0.3})
-    replays = await asyncio.gather(
-        slow.replay(done.run_id, "t1"), slow.replay(done.run_id, "t1"), return_exceptions=True
-    )
-    assert sorted(type(r).__name__ for r in replays) == ["RunLockedError", "TaskResult"]
-    await slow.replay(done.run_id, "t1")  # the lease is given back
-    calls = await store.list_calls(run_id=done.run_id, task_id="t1")
-    assert sorted(c.attempt for c in calls if c.parent == "replay:t1") == [1, 2]
+    replays = await asyncio.gather(slow.replay(done.run_id, "t1"), slow.replay(done.run_id, "t1"))
+    assert [r.output for r in replays] == ["out:do t1", "out:do t1"]
+    assert (await store.get_run(done.run_id)).status.value == "succeeded"
