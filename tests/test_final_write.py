@@ -4,6 +4,8 @@ with those calls, and a resume numbers on from them."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from foreman import Orchestrator
@@ -11,7 +13,7 @@ from foreman.errors import StoreError
 from foreman.store import SQLiteStore
 from foreman.testing import ScriptedModel
 from foreman.workers import Registry
-from helpers import NO_DELAY, Script, plan_of, task, worker
+from helpers import NO_DELAY, Script, latency_by_instructions, plan_of, task, worker
 
 PLAN = plan_of(task("t1"), task("t2"))
 
@@ -51,4 +53,47 @@ async def test_a_failed_final_write_leaves_the_run_failed_with_every_call_on_the
     assert result.status.value == "succeeded"
     assert len(model.requests) == 4 == len(calls) == result.calls
     assert sorted(c.attempt for c in calls if c.purpose.value == "synthesis") == [1, 2]
+    await store.aclose()
+
+
+class CancelFailsOnce(SQLiteStore):
+    """Refuses the first write of a final ``cancelled`` status."""
+
+    refused = False
+
+    async def update_run(self, run_id, *, status, **fields):
+        if status.value == "cancelled" and not self.refused:
+            self.refused = True
+            raise StoreError("disk full")
+        return await super().update_run(run_id, status=status, **fields)
+
+
+async def test_a_failed_write_of_a_cancellation_leaves_the_run_failed_with_its_calls(tmp_path):
+    plan = plan_of(task("t1"), task("t2", "researcher", "t1"))
+    store = CancelFailsOnce(tmp_path / "runs.db")
+    slow, started = latency_by_instructions({"do t2": 30}), asyncio.Event()
+
+    def latency(request):
+        if seconds := slow(request):
+            started.set()  # t2's call is under way
+        return seconds
+
+    model = ScriptedModel(Script(plan), latency=latency)
+    orchestrator = Orchestrator(
+        Registry([worker("researcher")]),
+        model=model,
+        store=store,
+        retry=NO_DELAY,
+        lease_seconds=0.3,  # the journal polls for a cancel every 0.1 s
+    )
+    job = asyncio.create_task(orchestrator.run("go", plan=plan))
+    await started.wait()
+    (summary,) = await store.list_runs()
+    await store.cancel_run(summary.run_id)  # as `foreman cancel` does
+    with pytest.raises(StoreError, match="disk full"):
+        await job
+    run = await store.get_run(summary.run_id)
+    calls = await store.list_calls(run_id=summary.run_id)
+    assert (run.status.value, run.error) == ("failed", "disk full")
+    assert [(c.task_id, c.status.value) for c in calls] == [("t1", "ok"), ("t2", "cancelled")]
     await store.aclose()

@@ -11,7 +11,7 @@ cancel`` ends it cancelled; a budget ends it ``over_budget`` with what finished
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,11 +225,15 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
     except asyncio.CancelledError:
         if journal.cancelled and not run.settled:  # `foreman cancel`: end here, as asked
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            return await run.cancelled()
+            return await _or_failed(run, run.cancelled)
         if meter is not None and meter.cancelled and not run.settled:
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            run.results = await deps.store.load_tasks(state.run_id)
-            return await run.over_budget()
+
+            async def over_budget() -> RunResult:
+                run.results = await deps.store.load_tasks(state.run_id)
+                return await run.over_budget()
+
+            return await _or_failed(run, over_budget)
         if not run.settled:
             await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
         raise
@@ -238,13 +242,29 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
             await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
         raise
     except Exception as exc:
-        if not run.settled:
-            try:
-                await asyncio.shield(run.fail(exc))
-            except Exception as also:  # the store is failing too: the first error still leads
-                exc.add_note(f"Recording the run as failed failed as well: {also}")
+        await _record_failure(run, exc)
         raise
     finally:
         if meter is not None:
             meter.detach()
         await asyncio.shield(journal.release())
+
+
+async def _or_failed(run: Execution, end: Callable[[], Awaitable[RunResult]]) -> RunResult:
+    """``end()``, the run's ending after a cancellation; if that fails (its final write
+    refused, say), the run records its failure, as on the main path."""
+    try:
+        return await end()
+    except Exception as exc:
+        await _record_failure(run, exc)
+        raise
+
+
+async def _record_failure(run: Execution, exc: Exception) -> None:
+    """Record the run as failed with ``exc``, unless its final state is stored."""
+    if run.settled:
+        return
+    try:
+        await asyncio.shield(run.fail(exc))
+    except Exception as also:  # the store is failing too: the first error still leads
+        exc.add_note(f"Recording the run as failed failed as well: {also}")
