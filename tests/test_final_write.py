@@ -19,19 +19,21 @@ PLAN = plan_of(task("t1"), task("t2"))
 
 
 class FailsOnce(SQLiteStore):
-    """Refuses the first write of a final ``succeeded`` status."""
+    """Refuses the first write of one final status."""
 
-    refused = False
+    def __init__(self, path, status: str) -> None:
+        super().__init__(path)
+        self.status, self.refused = status, False
 
     async def update_run(self, run_id, *, status, **fields):
-        if status.value == "succeeded" and not self.refused:
+        if status.value == self.status and not self.refused:
             self.refused = True
             raise StoreError("disk full")
         return await super().update_run(run_id, status=status, **fields)
 
 
 async def test_a_failed_final_write_leaves_the_run_failed_with_every_call_on_the_books(tmp_path):
-    store = FailsOnce(tmp_path / "runs.db")
+    store = FailsOnce(tmp_path / "runs.db", "succeeded")
     model = ScriptedModel(Script(PLAN))
     orchestrator = Orchestrator(
         Registry([worker("researcher")]), model=model, store=store, retry=NO_DELAY
@@ -56,21 +58,9 @@ async def test_a_failed_final_write_leaves_the_run_failed_with_every_call_on_the
     await store.aclose()
 
 
-class CancelFailsOnce(SQLiteStore):
-    """Refuses the first write of a final ``cancelled`` status."""
-
-    refused = False
-
-    async def update_run(self, run_id, *, status, **fields):
-        if status.value == "cancelled" and not self.refused:
-            self.refused = True
-            raise StoreError("disk full")
-        return await super().update_run(run_id, status=status, **fields)
-
-
 async def test_a_failed_write_of_a_cancellation_leaves_the_run_failed_with_its_calls(tmp_path):
     plan = plan_of(task("t1"), task("t2", "researcher", "t1"))
-    store = CancelFailsOnce(tmp_path / "runs.db")
+    store = FailsOnce(tmp_path / "runs.db", "cancelled")
     slow, started = latency_by_instructions({"do t2": 30}), asyncio.Event()
 
     def latency(request):
