@@ -213,6 +213,16 @@ def test_corrupted_database_is_a_clear_error(tmp_path: Path) -> None:
     assert "corrupted" in result.stderr
 
 
+def test_a_folder_given_as_the_store_is_one_clear_line(tmp_path: Path) -> None:
+    foreman = Foreman(tmp_path, {"plan": plan(("t1", "researcher", []))})
+    foreman.db.mkdir()
+    for command in (["runs"], ["show", "last"], ["run", "hello"]):
+        result = foreman.run(*command)
+        assert result.returncode == 1, command
+        assert f"{foreman.db} is a folder, not a run store" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("table", ["users", "runs"])  # a table of foreman's name too
 def test_another_programs_database_is_refused_and_left_as_it_was(
     tmp_path: Path, table: str

@@ -221,6 +221,11 @@ class SQLiteStore(Store):
                 time.sleep(0.005)
 
     def _open(self) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise StoreError(
+                f"{self.path} is a folder, not a run store: give --db or FOREMAN_DB a file "
+                f"path, e.g. {self.path / 'foreman.db'}"
+            )
         if not self.create:
             if not self.path.is_file():
                 raise StoreNotFoundError(
