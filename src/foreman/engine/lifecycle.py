@@ -222,22 +222,21 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
         if state.resumed:  # running again: not the status it paused or died with
             await journal.update(RunStatus.running)
         return await driver_for(deps.settings)(run)
-    except asyncio.CancelledError:
-        if journal.cancelled and not run.settled:  # `foreman cancel`: end here, as asked
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            return await _or_failed(run, run.cancelled)
-        if meter is not None and meter.cancelled and not run.settled:
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as stop:
+        # A cancellation ends the run as asked (`foreman cancel`, a budget) or, like a Ctrl-C
+        # raised inside the run, leaves it interrupted.
+        if isinstance(stop, asyncio.CancelledError) and not run.settled:
+            if journal.cancelled:  # `foreman cancel`: end here, as asked
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                return await _or_failed(run, run.cancelled)
+            if meter is not None and meter.cancelled:
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
 
-            async def over_budget() -> RunResult:
-                run.results = await deps.store.load_tasks(state.run_id)
-                return await run.over_budget()
+                async def over_budget() -> RunResult:
+                    run.results = await deps.store.load_tasks(state.run_id)
+                    return await run.over_budget()
 
-            return await _or_failed(run, over_budget)
-        if not run.settled:
-            await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
-        raise
-    except (KeyboardInterrupt, SystemExit):  # raised inside the run: stopped, as by a Ctrl-C
+                return await _or_failed(run, over_budget)
         if not run.settled:
             await asyncio.shield(journal.update(RunStatus.interrupted, error="interrupted"))
         raise
