@@ -15,7 +15,7 @@ from foreman.errors import ConfigError
 from foreman.events import EVENT_ADAPTER, RunFinished
 from foreman.models import load_model
 from foreman.models.base import Message, ModelRequest
-from foreman.models.local import LocalModel, bundled_model_path
+from foreman.models.local import LocalModel, _Job, bundled_model_path
 from foreman.models.local_grammar import _gbnf
 from foreman.plan import constrained_plan_schema, parse_plan, validate_plan
 from foreman.plan.prompts import planner_system_prompt
@@ -71,11 +71,11 @@ async def test_a_generation_asked_to_stop_stops_inside_llama_cpp_and_the_model_g
     llama, thread, stopper = await asyncio.to_thread(model._load)
     request = ModelRequest(messages=[Message(role="user", content="Count to five.")])
     request = request.model_copy(update={"max_tokens": 20, "temperature": 0.0})
-    job = object()
+    job = _Job()
 
     def generate_stopped():
+        stopper.stop(job)  # asked before it began: it stops at its first step
         stopper.start(job)
-        stopper.stop(job)
         try:
             return model._generate(llama, request)
         finally:

@@ -158,3 +158,14 @@ def test_loading_leaves_stdout_and_stderr_alone(
     assert "gguf" not in capfd.readouterr().err
     assert llama_cpp.llama  # the package's module, untouched
     assert _internals.suppress_stdout_stderr.__name__ == "suppress_stdout_stderr"
+
+
+def test_a_stop_asked_before_its_generation_began_is_kept_for_it_alone() -> None:
+    stopper = local_module._Stopper()
+    first, second = local_module._Job(), local_module._Job()
+    stopper.stop(first)  # its caller left while the thread was taking it up
+    stopper.start(first)
+    assert stopper.stopping
+    stopper.end()
+    stopper.start(second)
+    assert not stopper.stopping

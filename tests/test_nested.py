@@ -373,3 +373,38 @@ async def test_a_partial_nested_run_answers_with_lowered_confidence_naming_what_
     assert t2.status is TaskStatus.succeeded and t2.output.startswith("FINAL")
     assert t2.unreviewed == f"nested run {child_id} is partial: c1 did not succeed"
     assert result.confidence["t2"] < 1.0
+
+
+async def test_cancelling_the_top_cancels_every_run_below_it_three_levels_down(store) -> None:
+    top_plan = plan_of(task("t1", "researcher"), task("t2", "mid", "t1"))
+    mid_plan = plan_of(task("m1", "checker"), task("m2", "leafteam", "m1"))
+    started = asyncio.Event()
+
+    def latency(request) -> float:  # the leaf's call starts, and takes its time
+        if "do l1" not in request.messages[0].content:
+            return 0.0
+        started.set()
+        return 30.0
+
+    model = ScriptedModel(Script([mid_plan, plan_of(task("l1", "publisher"))]), latency=latency)
+    leaf = Orchestrator([worker("publisher")], model=model)
+    leafteam = TeamWorker(name="leafteam", description="Publishes.", team=leaf)
+    mid = Orchestrator([worker("checker"), leafteam], model=model)
+    top = Orchestrator(
+        [worker("researcher"), TeamWorker(name="mid", description="Checks.", team=mid)],
+        model=model,
+        store=store,
+        lease_seconds=0.3,  # the journal polls for a cancel every 0.1 s
+    )
+    running = asyncio.create_task(top.run("go", plan=top_plan))
+    await asyncio.wait_for(started.wait(), 10)
+    [summary] = [run for run in await store.list_runs() if run.parent_run_id is None]
+    await store.cancel_run(summary.run_id)
+    result = await asyncio.wait_for(running, 10)
+
+    middle = child_run_id(result.run_id, "t2")
+    bottom = child_run_id(middle, "m2")
+    statuses = [(await store.get_run(run_id)).status for run_id in (result.run_id, middle, bottom)]
+    assert statuses == [RunStatus.cancelled] * 3  # none left interrupted, to be resumed
+    (cut,) = await store.list_calls(run_id=bottom, task_id="l1")
+    assert cut.status.value == "cancelled"

@@ -153,7 +153,8 @@ async def _known_task(store: Store, run_id: str, task_id: str) -> None:
     ask."""
     record = await store.get_run(run_id)
     ids = [task.id for task in record.plan.tasks] if record.plan else []
-    if task_id in ids or task_id in await store.load_tasks(run_id):
+    task = task_id.split("#", 1)[0]  # a tool call's approval is keyed TASK#N
+    if task in ids or task in await store.load_tasks(run_id):
         return
     if await store.get_approval(run_id, task_id) is not None:  # a tool call's, say
         return

@@ -78,19 +78,28 @@ class _Stopper:
     def stopping(self) -> bool:
         return self._flag.value == b"1"
 
-    def start(self, job: object) -> None:
+    def start(self, job: _Job) -> None:
         with self._lock:
-            self._running, self._flag.value = job, b"0"
+            self._running = job
+            self._flag.value = b"1" if job.stopped else b"0"  # asked before it began
 
     def end(self) -> None:
         with self._lock:
             self._running, self._flag.value = None, b"0"
 
-    def stop(self, job: object) -> None:
-        """Stop ``job`` if it is the generation in progress (never the one after it)."""
+    def stop(self, job: _Job) -> None:
+        """Stop ``job``: now if it is the generation in progress, as it starts if it has
+        not yet; never the one after it."""
         with self._lock:
+            job.stopped = True
             if self._running is job:
                 self._flag.value = b"1"
+
+
+class _Job:
+    """One generation, as the stopper knows it."""
+
+    stopped = False
 
 
 def bundled_model_path() -> Path:
@@ -136,7 +145,7 @@ class LocalModel(Model):
         llama, thread, stopper = await asyncio.to_thread(self._load)
         loop = asyncio.get_running_loop()
         started = asyncio.Event()
-        this = object()
+        this = _Job()
 
         def run() -> ModelResponse:
             stopper.start(this)
