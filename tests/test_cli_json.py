@@ -208,3 +208,24 @@ def test_show_full_prints_whole_outputs_and_otherwise_their_first_line() -> None
     assert "first line" in brief.output and "line 2" not in brief.output
     full = runner.invoke(app, ["show", "r1", "--full"], env={"COLUMNS": "120"})
     assert all(f"line {k}" in full.output for k in range(2, 6))
+
+
+def test_approving_a_task_whose_id_has_a_hash_that_did_not_ask_says_so() -> None:
+    """A task may be named ``x#1``: it is a task of the run, not a mistyped one."""
+
+    async def seed() -> None:
+        store = SQLiteStore(os.environ["FOREMAN_DB"])
+        try:
+            await store.create_run(RunRecord(run_id=RUN_ID, request=REQUEST))
+            await store.save_plan(RUN_ID, plan_of(task("x#1")))
+            await store.save_task(
+                RUN_ID, TaskResult(task_id="x#1", worker="researcher", status=TaskStatus.succeeded)
+            )
+            await store.update_run(RUN_ID, status=RunStatus.succeeded)
+        finally:
+            await store.aclose()
+
+    asyncio.run(seed())
+    result = runner.invoke(app, ["approve", RUN_ID, "x#1"])
+    assert result.exit_code == 1
+    assert "is not waiting for approval" in result.output and "has no task" not in result.output

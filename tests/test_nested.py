@@ -408,3 +408,46 @@ async def test_cancelling_the_top_cancels_every_run_below_it_three_levels_down(s
     assert statuses == [RunStatus.cancelled] * 3  # none left interrupted, to be resumed
     (cut,) = await store.list_calls(run_id=bottom, task_id="l1")
     assert cut.status.value == "cancelled"
+
+
+async def test_a_cancel_asked_of_a_run_that_has_ended_cancels_nothing_below_it_later(
+    store,
+) -> None:
+    """`foreman cancel` of a top run that was already interrupted ends it on the spot; a
+    nested run resumed on its own and Ctrl-C'd afterwards stays resumable (interrupted)."""
+    top_plan = plan_of(task("t1", "researcher"), task("t2", "mid", "t1"))
+    mid_plan = plan_of(task("m1", "checker"), task("m2", "leafteam", "m1"))
+    started = asyncio.Event()
+
+    def latency(request) -> float:
+        if "do l1" not in request.messages[0].content:
+            return 0.0
+        started.set()
+        return 30.0
+
+    model = ScriptedModel(Script([mid_plan, plan_of(task("l1", "publisher"))]), latency=latency)
+    leaf = Orchestrator([worker("publisher")], model=model)
+    leafteam = TeamWorker(name="leafteam", description="Publishes.", team=leaf)
+    mid = Orchestrator([worker("checker"), leafteam], model=model, store=store)
+    top = Orchestrator(
+        [worker("researcher"), TeamWorker(name="mid", description="Checks.", team=mid)],
+        model=model,
+        store=store,
+    )
+
+    async def interrupted(job) -> None:
+        await asyncio.wait_for(started.wait(), 10)
+        job.cancel()  # a Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        started.clear()
+
+    await interrupted(asyncio.create_task(top.run("go", plan=top_plan)))
+    [summary] = [run for run in await store.list_runs() if run.parent_run_id is None]
+    await store.cancel_run(summary.run_id)  # ended on the spot: it was not running
+    middle = child_run_id(summary.run_id, "t2")
+    await interrupted(asyncio.create_task(mid.resume(middle)))
+
+    bottom = child_run_id(middle, "m2")
+    statuses = [(await store.get_run(run_id)).status for run_id in (middle, bottom)]
+    assert statuses == [RunStatus.interrupted, RunStatus.interrupted]

@@ -153,8 +153,9 @@ async def _known_task(store: Store, run_id: str, task_id: str) -> None:
     ask."""
     record = await store.get_run(run_id)
     ids = [task.id for task in record.plan.tasks] if record.plan else []
-    task = task_id.split("#", 1)[0]  # a tool call's approval is keyed TASK#N
-    if task in ids or task in await store.load_tasks(run_id):
+    stored = await store.load_tasks(run_id)
+    task = task_id.rsplit("#", 1)[0]  # a tool call's approval is keyed TASK#N
+    if any(name in ids or name in stored for name in (task_id, task)):
         return
     if await store.get_approval(run_id, task_id) is not None:  # a tool call's, say
         return

@@ -228,16 +228,18 @@ class NestedTasks:
     async def _cancel_with_parent(self, child_id: str) -> None:
         """A parent cancelled (``foreman cancel``, of it or of any run above it) cancels
         its nested run too, which its cancellation left ``interrupted``: nothing is left
-        to resume. Asked of every run above: a run in the middle learns of the cancel of
+        to resume. Asked of every run above that is running (a cancel asked of a run that
+        ended since is no cancel of this one): a run in the middle learns of the cancel of
         the top only once its own nested run has stopped."""
         store = self.deps.store
         with contextlib.suppress(ForemanError):
             above: str | None = self.run_id
             while above is not None:
-                if await store.cancel_requested(above):
+                record = await store.get_run(above)
+                if record.status is RunStatus.running and await store.cancel_requested(above):
                     await store.cancel_run(child_id)
                     return
-                above = (await store.get_run(above)).parent_run_id
+                above = record.parent_run_id
 
     def _forwarding(
         self, task_id: str, child_id: str, depth: int, troubles: list[BaseException]
