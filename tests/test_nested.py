@@ -375,12 +375,17 @@ async def test_a_partial_nested_run_answers_with_lowered_confidence_naming_what_
     assert result.confidence["t2"] < 1.0
 
 
-async def test_cancelling_the_top_cancels_every_run_below_it_three_levels_down(store) -> None:
-    top_plan = plan_of(task("t1", "researcher"), task("t2", "mid", "t1"))
+THREE_LEVELS = plan_of(task("t1", "researcher"), task("t2", "mid", "t1"))
+
+
+def three_levels(store) -> tuple[Orchestrator, Orchestrator, asyncio.Event]:
+    """The top (``THREE_LEVELS``), its team ``mid`` (checker, then the team ``leafteam``)
+    and the leaf (publisher), all in ``store``. The leaf's call takes 30 s; ``started`` is
+    set as it begins. The journals poll for a cancel every 0.1 s."""
     mid_plan = plan_of(task("m1", "checker"), task("m2", "leafteam", "m1"))
     started = asyncio.Event()
 
-    def latency(request) -> float:  # the leaf's call starts, and takes its time
+    def latency(request) -> float:
         if "do l1" not in request.messages[0].content:
             return 0.0
         started.set()
@@ -389,14 +394,15 @@ async def test_cancelling_the_top_cancels_every_run_below_it_three_levels_down(s
     model = ScriptedModel(Script([mid_plan, plan_of(task("l1", "publisher"))]), latency=latency)
     leaf = Orchestrator([worker("publisher")], model=model)
     leafteam = TeamWorker(name="leafteam", description="Publishes.", team=leaf)
-    mid = Orchestrator([worker("checker"), leafteam], model=model)
-    top = Orchestrator(
-        [worker("researcher"), TeamWorker(name="mid", description="Checks.", team=mid)],
-        model=model,
-        store=store,
-        lease_seconds=0.3,  # the journal polls for a cancel every 0.1 s
-    )
-    running = asyncio.create_task(top.run("go", plan=top_plan))
+    mid = Orchestrator([worker("checker"), leafteam], model=model, store=store, lease_seconds=0.3)
+    team = TeamWorker(name="mid", description="Checks.", team=mid)
+    top = Orchestrator([worker("researcher"), team], model=model, store=store, lease_seconds=0.3)
+    return top, mid, started
+
+
+async def test_cancelling_the_top_cancels_every_run_below_it_three_levels_down(store) -> None:
+    top, _, started = three_levels(store)
+    running = asyncio.create_task(top.run("go", plan=THREE_LEVELS))
     await asyncio.wait_for(started.wait(), 10)
     [summary] = [run for run in await store.list_runs() if run.parent_run_id is None]
     await store.cancel_run(summary.run_id)
@@ -415,25 +421,7 @@ async def test_a_cancel_asked_of_a_run_that_has_ended_cancels_nothing_below_it_l
 ) -> None:
     """`foreman cancel` of a top run that was already interrupted ends it on the spot; a
     nested run resumed on its own and Ctrl-C'd afterwards stays resumable (interrupted)."""
-    top_plan = plan_of(task("t1", "researcher"), task("t2", "mid", "t1"))
-    mid_plan = plan_of(task("m1", "checker"), task("m2", "leafteam", "m1"))
-    started = asyncio.Event()
-
-    def latency(request) -> float:
-        if "do l1" not in request.messages[0].content:
-            return 0.0
-        started.set()
-        return 30.0
-
-    model = ScriptedModel(Script([mid_plan, plan_of(task("l1", "publisher"))]), latency=latency)
-    leaf = Orchestrator([worker("publisher")], model=model)
-    leafteam = TeamWorker(name="leafteam", description="Publishes.", team=leaf)
-    mid = Orchestrator([worker("checker"), leafteam], model=model, store=store)
-    top = Orchestrator(
-        [worker("researcher"), TeamWorker(name="mid", description="Checks.", team=mid)],
-        model=model,
-        store=store,
-    )
+    top, mid, started = three_levels(store)
 
     async def interrupted(job) -> None:
         await asyncio.wait_for(started.wait(), 10)
@@ -442,7 +430,7 @@ async def test_a_cancel_asked_of_a_run_that_has_ended_cancels_nothing_below_it_l
             await job
         started.clear()
 
-    await interrupted(asyncio.create_task(top.run("go", plan=top_plan)))
+    await interrupted(asyncio.create_task(top.run("go", plan=THREE_LEVELS)))
     [summary] = [run for run in await store.list_runs() if run.parent_run_id is None]
     await store.cancel_run(summary.run_id)  # ended on the spot: it was not running
     middle = child_run_id(summary.run_id, "t2")
