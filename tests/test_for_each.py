@@ -469,3 +469,21 @@ async def test_traces_and_logs_show_the_expansion(caplog: pytest.LogCaptureFixtu
         assert t2.start_time <= tasks[item].start_time <= tasks[item].end_time <= t2.end_time
     (line,) = [r.getMessage() for r in caplog.records if "task_expanded" in r.getMessage()]
     assert "task=t2" in line and "count=2" in line
+
+
+async def test_each_item_is_judged_as_its_task_would_be() -> None:
+    team = Registry([*TEAM, worker("critic")])
+    plan = plan_of(
+        task("t1", "lister"),
+        task("t2", "researcher", "t1", for_each="t1.files", judge="critic", max_rounds=2),
+    )
+    rejecting = '{"approved": false, "reasons": ["too thin"]}'
+    model = ScriptedModel(Script(tasks={"do t1": files("a", "b")}, review=rejecting))
+    events: list = []
+    result = await Orchestrator(team, model=model, assembly="concat").run(
+        "x", plan=plan, on_event=events.append
+    )
+    reviews = [request for request in model.requests if is_review(request)]
+    assert len(reviews) == 4  # two rounds for each of the two items
+    assert sum(event.type == "task_validated" for event in events) == 4
+    assert [result.tasks[item].approved for item in ("t2.1", "t2.2")] == [False, False]

@@ -20,9 +20,10 @@ from foreman.engine.replan_prompts import (
 from foreman.errors import ConfigError
 from foreman.events import EVENT_ADAPTER, PlanRejected, PlanRevised, TaskFinished, TaskStarted
 from foreman.ledger.records import CallPurpose, CallStatus
+from foreman.plan.schema import Plan
 from foreman.results import RunStatus, TaskResult, TaskStatus
 from foreman.store.memory import MemoryStore
-from helpers import collect, index_of, of_type, plan_of, task, worker
+from helpers import collect, index_of, is_synthesis, of_type, plan_of, task, worker
 from replan_helpers import (
     KEEP,
     add,
@@ -150,6 +151,25 @@ async def test_dropped_tasks_never_run() -> None:
     assert result.status is RunStatus.succeeded
     assert [t.id for t in result.plan.tasks] == ["t1"]
     assert (await store.list_plans(result.run_id))[-1].changes.dropped == ["t3", "t2"]
+
+
+async def test_a_revision_keeps_the_plans_answer_task() -> None:
+    """A pattern's plan names its answer (the last stage's output, no synthesis): a
+    revision that adds a task keeps it, so the answer does not turn into a synthesis."""
+    plan = Plan(tasks=[task("t1"), task("t2", "writer", "t1")], answer_task="t2")
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        if "t3" in json.dumps(message["plan"]):
+            return KEEP
+        return add(("t3", "researcher", ["t1"]))
+
+    scripted = model(plan, revise)
+    store = MemoryStore()
+    result = await orchestrator(scripted, store=store, assembly="synthesis").run("x", plan=plan)
+    assert [t.id for t in result.plan.tasks] == ["t1", "t2", "t3"]
+    assert result.answer == "out:do t2"  # the answer task's output, as without replanning
+    assert not any(is_synthesis(request) for request in scripted.requests)
+    assert (await store.get_run(result.run_id)).plan.answer_task == "t2"  # for a resume too
 
 
 async def test_new_tasks_start_while_an_unrelated_branch_still_runs() -> None:

@@ -60,13 +60,16 @@ def item_id(task_id: str, index: int) -> str:
 
 
 def item_task(task: Task, index: int) -> Task:
-    """Item ``index`` of ``task``: its worker, instructions, args and dependencies."""
+    """Item ``index`` of ``task``: its worker, instructions, args, dependencies, and the
+    judge that reviews it (each item is judged as the task would be)."""
     return Task(
         id=item_id(task.id, index),
         worker=task.worker,
         instructions=task.instructions,
         depends_on=list(task.depends_on),
         args=task.args,
+        judge=task.judge,
+        max_rounds=task.max_rounds,
     )
 
 

@@ -104,11 +104,13 @@ def check_revision(
 
 
 def apply_revision(plan: Plan, revision: Revision) -> Plan:
-    """``plan`` with the revision's changes in place, drops removed, additions at the end."""
+    """``plan`` with the revision's changes in place, drops removed, additions at the end;
+    its ``answer_task`` (a pattern's last stage) stays, unless the revision dropped it."""
     changed = {task.id: task for task in revision.change}
     dropped = set(revision.drop)
     tasks = [changed.get(task.id, task) for task in plan.tasks if task.id not in dropped]
-    return Plan(tasks=[*tasks, *revision.add])
+    answer = plan.answer_task if plan.answer_task not in dropped else None
+    return Plan(tasks=[*tasks, *revision.add], answer_task=answer)
 
 
 def changes_of(revision: Revision) -> PlanChanges:
