@@ -41,6 +41,7 @@ from foreman.tools.records import (
     excerpt,
     idempotency_key,
     input_digest,
+    storable,
 )
 from foreman.tools.toolbox import Toolbox
 from foreman.workers.spec import Worker
@@ -245,6 +246,7 @@ class ToolLoop:
         """One turn: the model's answer with, for a final answer, its parsed output."""
 
         def turn(response: ModelResponse) -> tuple[ModelResponse, Any]:
+            response = _storable(response)
             if response.tool_calls and not last:
                 return response, None
             return response, parse(response)
@@ -340,21 +342,24 @@ class ToolLoop:
             idempotency_key=record.idempotency_key,
         )
         started = time.perf_counter()
+        limit = asyncio.timeout(tool.timeout)
         try:
-            async with asyncio.timeout(tool.timeout):
+            async with limit:
                 text = as_text(await tool.call(record.arguments, context))  # str, by contract
-        except TimeoutError:
-            text, outcome = _timed_out(tool), None
+        except TimeoutError as exc:
+            # Its own time limit, or a TimeoutError the tool raised (and says why).
+            text = _timed_out(tool) if limit.expired() else f"TimeoutError: {exc}"
+            outcome = None
         except ToolError as exc:
             text, outcome = str(exc), None
         except ModelError as exc:  # a tool that calls a model: its failure is the tool's
             text, outcome = str(exc), None
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit: a CLI parser inside a tool
             text, outcome = f"{type(exc).__name__}: {exc}", None
         else:
             outcome = ToolOutcome.ok
         latency = time.perf_counter() - started
-        return await self._finish(record, outcome or ToolOutcome.error, text, latency)
+        return await self._finish(record, outcome or ToolOutcome.error, storable(text), latency)
 
     async def _finish(
         self, record: ToolCallRecord, outcome: ToolOutcome, text: str, latency: float | None = None
@@ -401,3 +406,14 @@ def _timed_out(tool: Tool) -> str:
     if tool.idempotent:
         return text
     return text + " and may still complete: check whether it took effect before calling it again"
+
+
+def _storable(response: ModelResponse) -> ModelResponse:
+    """``response`` with its text and its tool calls' arguments valid UTF-8 (``storable``):
+    the turn and its calls are stored, and resume reads them back."""
+    text = storable(response.text)
+    calls = [
+        call.model_copy(update={"arguments": storable(call.arguments)})
+        for call in response.tool_calls
+    ]
+    return response.model_copy(update={"text": text, "tool_calls": calls})

@@ -102,3 +102,20 @@ def idempotency_key(run_id: str, task_id: str, seq: int) -> str:
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """A bounded piece of a tool's result, for events."""
     return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more]"
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string valid UTF-8, so JSON and SQLite can store it: a lone
+    surrogate (a file name Python could not decode, a model's escaped ``\\ud800``)
+    becomes replacement characters (U+FFFD). Anything else is returned as it is."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
