@@ -177,3 +177,13 @@ def test_show_says_when_a_requested_review_gave_no_verdict() -> None:
     )  # fmt: skip
     text = text_of(run_tree(record, {TASK_ID: result}))
     assert "not reviewed: the validator failed: [429]" in text
+
+
+def test_bidirectional_controls_are_spelled_out_and_emoji_joiners_kept() -> None:
+    """A right-to-left override in an argument a person approves would show it in another
+    order than the tool receives it: spelled out, like ESC. A zero-width joiner (inside an
+    emoji) only joins, and stays."""
+    from foreman.cli.text import literal
+
+    shown = literal("to=\u202etxt.exe\u202c, \u2066x\u2069 \x1b[2J 👨\u200d👩")
+    assert shown == "to=\\u202etxt.exe\\u202c, \\u2066x\\u2069 \\x1b[2J 👨\u200d👩"

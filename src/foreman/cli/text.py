@@ -17,13 +17,21 @@ import re
 
 from rich.text import Text
 
-#: Control characters a terminal would obey (C0 but tab and newline, DEL, and C1).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: Control characters a terminal would obey (C0 but tab and newline, DEL, and C1), and the
+#: bidirectional controls, which reorder what is shown: an argument a person approves must
+#: read as the tool will receive it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def literal(text: str) -> str:
-    """``text`` with each control character shown as ``\\x1b``; newlines and tabs kept."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", text)
+    """``text`` with each control character shown as ``\\x1b`` (``\\u202e``); newlines and
+    tabs kept."""
+    return _CONTROL.sub(_spelled, text)
+
+
+def _spelled(found: re.Match[str]) -> str:
+    code = ord(found[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def safe_text(text: str, style: str = "") -> Text:
