@@ -114,6 +114,16 @@ def test_duplicate_id(registry: Registry) -> None:
     assert errors == ["Task id 't1' is used more than once; ids must be unique."]
 
 
+def test_an_id_with_a_hash_is_refused(registry: Registry) -> None:
+    """``TASK#N`` names a task's tool calls (their approvals): a task named ``b#1`` would
+    share its approval with tool call 1 of task ``b``."""
+    plan = plan_of(task("b"), task("b#1"))
+
+    errors = validate_plan(plan, registry, max_tasks=8)
+
+    assert errors == ["Task id 'b#1' has a '#', which task ids may not have."]
+
+
 def test_unknown_worker_lists_the_known_workers(registry: Registry) -> None:
     plan = plan_of(task("t1", "poet"))
 

@@ -45,6 +45,8 @@ def validate_plan(plan: Plan, registry: Registry, *, max_tasks: int) -> list[str
     for task_id in ids:
         if task_id in seen:
             errors.append(f"Task id {task_id!r} is used more than once; ids must be unique.")
+        if "#" in task_id:  # TASK#N names a task's tool calls (their approvals, journal)
+            errors.append(f"Task id {task_id!r} has a '#', which task ids may not have.")
         seen.add(task_id)
     for task in plan.tasks:
         if task.worker not in registry:
