@@ -75,3 +75,19 @@ async def test_a_tool_that_calls_sys_exit_returns_an_error_and_the_process_goes_
 async def test_a_timeout_error_the_tool_raised_is_its_own_error(tmp_path) -> None:
     status, output = await tool_result(tmp_path, "flaky")
     assert (status, output) == ("succeeded", "read: TimeoutError: upstream socket timed out")
+
+
+async def test_tool_calls_on_the_last_turn_with_no_answer_are_not_an_empty_success() -> None:
+    """A model that ignores ``tool_choice="none"`` on its last turn is asked again; one
+    that never answers fails the task, which used to succeed with an empty output."""
+    model = ScriptedModel(
+        Script(PLAN, tasks={"do t1": [ToolCall(id="", name="odd_name", arguments={})]})
+    )
+    team = Registry(
+        [worker("calc", tools=("odd_name",), max_tool_turns=2)], tools=Toolbox([odd_name])
+    )
+    result = await Orchestrator(team, model=model, assembly="concat").run("x", plan=PLAN)
+    t1 = result.tasks["t1"]
+    assert t1.status.value == "failed" and "tool calls on the last turn" in (t1.error or "")
+    choices = [request.tool_choice for request in model.requests if request.tools]
+    assert choices[:2] == ["auto", "none"] and set(choices[2:]) == {"none"}  # asked again

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import OnFallback, answer_parser, call_request, schema_of
 from foreman.engine.journal import RunJournal
-from foreman.errors import ModelError, ToolError
+from foreman.errors import ModelError, OutputValidationError, ToolError
 from foreman.events import ToolCalled, ToolFinished
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolResult
 from foreman.models.retry import CallLog, CallOutcome, OnRetry
@@ -249,6 +249,13 @@ class ToolLoop:
             response = _storable(response)
             if response.tool_calls and not last:
                 return response, None
+            if response.tool_calls and not response.text.strip():
+                # Asked for no tools (its last turn) and calling them all the same, with no
+                # answer: asked again, as an answer of the wrong shape is, not taken as "".
+                raise OutputValidationError(
+                    f"{response.model}: tool calls on the last turn (max_tool_turns), where "
+                    "an answer is due"
+                )
             return response, parse(response)
 
         return await call_request(
