@@ -117,6 +117,10 @@ async def test_parallel_delegations_then_a_follow_up_then_the_answer() -> None:
     assert result.calls == 6
     record = await orchestrator.store.get_run(result.run_id)
     assert record.settings["mode"] == "delegate" and record.plan == result.plan
+    # Each turn's delegations are a plan version that says what it added (`foreman show`).
+    versions = await orchestrator.store.list_plans(result.run_id)
+    assert [(v.version, v.reason) for v in versions] == [(1, None), (2, "delegated on turn 2")]
+    assert versions[1].changes.added == ["d2-1"]
 
 
 async def test_refused_calls_are_answered_with_why_and_become_no_task() -> None:

@@ -43,6 +43,7 @@ from foreman.events import OrchestratorTurn, RunStarted
 from foreman.ledger.records import CallPurpose
 from foreman.models.base import ModelRequest, ModelResponse
 from foreman.models.retry import RetryPolicy, complete_with_retry
+from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan, Task
 from foreman.results import RunResult, RunStatus, confidences
 
@@ -96,8 +97,14 @@ async def drive_delegating(run: Execution) -> RunResult:
             turns.notes[turn] = TurnNotes(response.text, refused)
             run.emit(_turn_event(run.run_id, turn, response, tasks=tasks, refused=refused))
             if tasks:
-                plan = state.plan = Plan(tasks=[*plan.tasks, *tasks])
-                await run.journal.save_plan(plan, run.journal.ledger.usage_of("delegate"))
+                first, plan = not plan.tasks, Plan(tasks=[*plan.tasks, *tasks])
+                state.plan, usage = plan, run.journal.ledger.usage_of("delegate")
+                if first:
+                    await run.journal.save_plan(plan, usage)
+                else:  # a version that says what it added, as a revision's does
+                    added = PlanChanges(added=[task.id for task in tasks])
+                    reason = f"delegated on turn {turn}"
+                    await run.journal.save_revision(plan, usage, reason=reason, changes=added)
     except RunAbortedError as exc:
         if exc.result is not None:  # keep the failed task's record (its tokens are spent)
             results[exc.task_id] = exc.result
