@@ -95,7 +95,9 @@ async def test_errors_reach_the_model_as_tool_errors() -> None:
         await tools["add"].call({"a": 1, "b": 1}, context())
 
 
-async def test_a_server_that_dies_is_a_tool_error_not_a_hang() -> None:
+async def test_a_server_that_dies_is_a_tool_error_not_a_hang_and_the_next_open_restarts_it() -> (
+    None
+):
     source = stdio()
     tools = {t.name: t for t in await source.open()}
     try:
@@ -103,6 +105,9 @@ async def test_a_server_that_dies_is_a_tool_error_not_a_hang() -> None:
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(ToolError, match="MCP server 'fixture'"):
             await tools["add"].call({"a": 1, "b": 1}, context())
+        await source.open()  # what the toolbox does for the next run: a new server
+        assert await tools["add"].call({"a": 1, "b": 1}, context()) == "2"
+        assert json.loads(await tools["whoami"].call({"note": "x"}, context()))["pid"] != pid
     finally:
         await source.aclose()
 

@@ -80,7 +80,8 @@ class ToolSource(ABC):
     """Where tools come from that are only known once opened: an MCP server, say.
 
     ``open`` starts or connects (idempotent) and returns the source's tools; ``aclose``
-    stops it. The toolbox opens a source the first time a run needs its tools.
+    stops it. The toolbox opens a source each time a run needs its tools: one open
+    already answers at once; one whose server died since starts it again.
     """
 
     name: str

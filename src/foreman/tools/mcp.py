@@ -37,7 +37,13 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import REQUEST_TIMEOUT, CallToolResult, EmbeddedResource, TextContent
+from mcp_types import (
+    CONNECTION_CLOSED,
+    REQUEST_TIMEOUT,
+    CallToolResult,
+    EmbeddedResource,
+    TextContent,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from foreman.errors import ConfigError, ToolError
@@ -154,6 +160,8 @@ class MCPSource(ToolSource):
                 meta={IDEMPOTENCY_META_KEY: context.idempotency_key},
             )
         except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:  # the server died: the next open restarts it
+                self._client, self._ended = None, "the connection closed"
             if exc.code == REQUEST_TIMEOUT:
                 raise ToolError(
                     f"{tool} (MCP server {self.name!r}) took longer than {self.spec.timeout:g} s."

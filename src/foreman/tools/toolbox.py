@@ -40,12 +40,14 @@ class Toolbox:
         return list(self._sources)
 
     async def open(self) -> None:
-        """Open every source not yet open and add its tools (a name clash is an error)."""
+        """Open every source and add its tools (a name clash is an error). A source open
+        already answers with its tools at once; one whose server died since starts again."""
         async with self._lock:
             for source in self._sources:
+                tools = await source.open()
                 if source.name in self._opened:
                     continue
-                for found in await source.open():
+                for found in tools:
                     if found.name in self._tools:
                         await source.aclose()
                         raise ConfigError(
