@@ -136,3 +136,20 @@ def test_workers_name_their_tools_and_the_registry_holds_the_toolbox():
     assert [t.name for t in registry.tools.allowed(worker.tools)] == ["search"]
     with pytest.raises(ValueError, match="tolos"):
         Worker(name="x", description="d", system_prompt="s", tolos=("search",))
+
+
+@pytest.mark.parametrize("name", ["_secret", "model_config", "model_dump"])
+def test_a_parameter_pydantic_cannot_take_is_one_clear_error(name: str) -> None:
+    """``_secret`` would be dropped from the schema (every call then refused), and
+    ``model_dump`` raised a bare ValueError; ``model_name`` is an argument like any."""
+    namespace: dict = {}
+    exec(f"def look({name}: str) -> str:\n    '''Look.'''\n    return {name}", namespace)
+    with pytest.raises(ConfigError, match=f"cannot be named '{name}'"):
+        tool(namespace["look"])
+
+    @tool
+    def pick(model_name: str) -> str:
+        """Pick a model."""
+        return model_name
+
+    assert list(pick.parameters["properties"]) == ["model_name"]

@@ -141,6 +141,13 @@ def _arguments_model(
         if annotation is ToolContext:
             context_param = param.name
             continue
+        name = param.name
+        if name.startswith("_") or (name.startswith("model_") and hasattr(BaseModel, name)):
+            # never an argument: pydantic drops the first, the second is its own member
+            raise ConfigError(
+                f"Tool {function.__name__!r}: a parameter cannot be named {name!r} "
+                "(a leading underscore, or a name pydantic models use); rename it."
+            )
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, default)
     if len(fields) == 1:
