@@ -340,3 +340,30 @@ async def test_past_the_context_budget_older_results_reach_the_orchestrator_summ
     second_turn = [i for i, p in enumerate(purposes) if p is CallPurpose.delegate][1]
     assert last_compaction < second_turn
     assert "summary" in result.answer
+
+
+async def test_resume_counts_a_turn_that_made_no_task_towards_max_turns(tmp_path: Path) -> None:
+    """Turn 2 only called a worker that does not exist, and the budget stopped the run:
+    on resume that turn still counts, so the run takes at most ``max_turns`` in all."""
+
+    def answer(request: ModelRequest) -> Any:
+        if request.tool_choice == "none":
+            return "the answer"
+        if turn_of(request) == 1:
+            return [delegate("researcher", "a")]
+        return [ToolCall(id="", name="ghost", arguments={"instructions": "x"})]
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    first = ScriptedModel(lambda r: answer(r) if r.tools else "out:a")
+    stopped = await Orchestrator(
+        team(), model=first, mode="delegate", max_turns=3, store=store, budget=Budget(max_calls=3)
+    ).run("r")
+    assert stopped.status is RunStatus.over_budget
+    then = ScriptedModel(lambda r: answer(r) if r.tools else "out:a")
+    done = await Orchestrator(team(), model=then, mode="delegate", max_turns=3, store=store).resume(
+        stopped.run_id, budget=Budget(max_calls=50)
+    )
+    calls = await store.list_calls(run_id=stopped.run_id)
+    assert done.status is RunStatus.succeeded
+    assert sum(c.purpose is CallPurpose.delegate for c in calls) == 3  # max_turns, in all
+    await store.aclose()

@@ -40,7 +40,7 @@ from foreman.engine.routing import DELEGATE_TOOL, delegate_tool, routed_calls
 from foreman.engine.scheduler import run_dag
 from foreman.errors import BudgetExceededError, ForemanError, RunAbortedError
 from foreman.events import OrchestratorTurn, RunStarted
-from foreman.ledger.records import CallPurpose
+from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import ModelRequest, ModelResponse
 from foreman.models.retry import RetryPolicy, complete_with_retry
 from foreman.plan.revise import PlanChanges
@@ -62,7 +62,14 @@ async def drive_delegating(run: Execution) -> RunResult:
     execute_task = checkpointed(runner, run.delivery, run.meter, run.deps.memory)
     limits = deps.registry.concurrency_limits()
     turns = _Turns(run)
-    turn = max((turn_of(task.id) for task in plan.tasks), default=0)
+    # Turns taken before (a resume): every answered turn, also one whose calls were all
+    # refused and so made no task; the limit counts them all.
+    answered = sum(
+        1
+        for call in state.earlier_calls
+        if call.purpose is CallPurpose.delegate and call.status is CallStatus.ok
+    )
+    turn = max([answered, *(turn_of(task.id) for task in plan.tasks)])
     try:
         while True:
             if any(task.id not in results for task in plan.tasks):
