@@ -176,6 +176,32 @@ async def test_a_delegating_run_gets_one_delegate_tool_and_the_router_picks_the_
     assert (second.id, second.name) == ("d1-1", DELEGATE_TOOL)
 
 
+async def test_a_routed_call_refused_leaves_room_for_the_next_one_routed() -> None:
+    """Two delegations allowed, three asked; the first is refused (its input is no earlier
+    delegation): the other two are routed and run, not refused as worker 'delegate'."""
+
+    def delegate(instructions: str, *inputs: str) -> ToolCall:
+        arguments = {"instructions": instructions, **({"inputs": list(inputs)} if inputs else {})}
+        return ToolCall(id="", name=DELEGATE_TOOL, arguments=arguments)
+
+    def answer(request: ModelRequest) -> Any:
+        if not request.tools:
+            return "done"
+        if any(m.role == "assistant" for m in request.messages):
+            return "the answer"
+        return [delegate("Fix the bug.", "d9-9"), delegate("Fix the bug."), delegate("Fix it.")]
+
+    result = await Orchestrator(
+        model=ScriptedModel(answer),
+        router="embedding",
+        embedder=WordsEmbedder(),
+        mode="delegate",
+        max_tasks=2,
+    ).run("a request")
+    assert [t.id for t in result.plan.tasks] == ["d1-2", "d1-3"]
+    assert all(result.tasks[t].succeeded for t in ("d1-2", "d1-3"))
+
+
 async def test_resume_rebuilds_the_router_and_never_routes_again(tmp_path: Path) -> None:
     from foreman.engine.settings import RunSettings
     from foreman.results import RunStatus

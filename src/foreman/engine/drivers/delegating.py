@@ -41,7 +41,7 @@ from foreman.engine.scheduler import run_dag
 from foreman.errors import BudgetExceededError, ForemanError, RunAbortedError
 from foreman.events import OrchestratorTurn, RunStarted
 from foreman.ledger.records import CallPurpose, CallStatus
-from foreman.models.base import ModelRequest, ModelResponse
+from foreman.models.base import ModelRequest, ModelResponse, ToolCall
 from foreman.models.retry import RetryPolicy, complete_with_retry
 from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan, Task
@@ -97,9 +97,7 @@ async def drive_delegating(run: Execution) -> RunResult:
             room = deps.settings.max_tasks - len(plan.tasks)
             calls = response.tool_calls
             if deps.router is not None:  # the router names each `delegate` call's worker
-                ids = [delegation_id(turn, n) for n in range(1, len(calls) + 1)]
-                calls = await routed_calls(run, calls[: max(room, 0)], ids[: max(room, 0)])
-                calls += response.tool_calls[len(calls) :]
+                calls = await _routed_within(run, calls, turn, plan, room)
             tasks, refused = delegations(calls, turn, plan, deps.registry, room)
             turns.notes[turn] = TurnNotes(response.text, refused)
             run.emit(_turn_event(run.run_id, turn, response, tasks=tasks, refused=refused))
@@ -233,3 +231,21 @@ async def _finish(run: Execution, answer: str | None, error: str | None) -> RunR
     return await run.finish(
         run.result(status, plan=plan, answer=answer, confidence=confidence, error=error)
     )
+
+
+async def _routed_within(
+    run: Execution, calls: list[ToolCall], turn: int, plan: Plan, room: int
+) -> list[ToolCall]:
+    """``calls`` with their ``delegate`` calls routed, a batch at a time, as many as may
+    still become tasks: a routed call refused (its inputs, say) leaves room for the next
+    one, routed then. Calls past the limit are not routed: they are refused as such."""
+    ids = [delegation_id(turn, n) for n in range(1, len(calls) + 1)]
+    routed: list[ToolCall] = []
+    while len(routed) < len(calls):
+        accepted, _ = delegations(routed, turn, plan, run.deps.registry, room)
+        need = room - len(accepted)
+        if need <= 0:
+            break
+        start = len(routed)
+        routed += await routed_calls(run, calls[start : start + need], ids[start : start + need])
+    return routed + calls[len(routed) :]
