@@ -392,6 +392,34 @@ async def test_a_revision_may_add_a_task_that_runs_once_per_item() -> None:
     assert "for_each" in schema["properties"]["add"]["items"]["properties"]
 
 
+async def test_a_revision_may_add_a_task_over_a_list_that_settled_before_it() -> None:
+    """t1's list settled earlier, with no revision; t0's hint then adds a for-each over it.
+    The new task is expanded before anything starts (it used to start unexpanded, and
+    fail with "the task changed after its items were known")."""
+    team = [worker("lister", output_schema=Files), worker("writer"), worker("researcher")]
+    plan = plan_of(task("t1", "lister"), task("t0", "researcher"))
+    per_file = {
+        "id": "t5",
+        "worker": "writer",
+        "instructions": "patch the file",
+        "depends_on": ["t1"],
+        "for_each": "t1.files",
+    }
+
+    def revise(message: dict[str, Any]) -> dict[str, Any]:
+        if "t5" in json.dumps(message["plan"]):
+            return KEEP
+        return {"reason": "one patch per file", "add": [per_file], "change": [], "drop": []}
+
+    tasks = {"do t1": '{"files": ["a.py", "b.py"]}', "do t0": hinted("patch them")}
+    scripted = model(plan, revise, tasks=tasks, latency=latency({"do t0": 0.2}))
+    result = await Orchestrator(team, model=scripted, replan="on-hint", assembly="concat").run(
+        "q", plan=plan
+    )
+    assert result.status is RunStatus.succeeded
+    assert result.tasks["t5"].output == ["out:patch the file"] * 2
+
+
 async def test_an_expanded_for_each_task_is_running_to_a_revision() -> None:
     team = [worker("lister", output_schema=Files), worker("writer"), worker("researcher")]
     per_file = task("t2", "writer", "t1", for_each="t1.files", instructions="patch the file")

@@ -316,34 +316,37 @@ class Replanner:
         # No await between the state check and these: a pending task cannot start meanwhile.
         self._unsaved = {*changes.added, *changes.changed}
         self._saved = saved = asyncio.Event()
-        try:
-            dag.add(revision.add)
-            for task in revision.change:
-                dag.change(task)
-            if revision.drop:
-                dag.drop(revision.drop)
-            self.plan = self.run.state.plan = revised
-            reason = revision.reason.strip() or "(no reason given)"
-            self.version = await self.run.journal.save_revision(
-                revised, usage, reason=reason, changes=changes
+        # Nothing starts until the for-each tasks the revision added are expanded: one over
+        # a list that settled earlier would otherwise start unexpanded, and fail.
+        with dag.paused():
+            try:
+                dag.add(revision.add)
+                for task in revision.change:
+                    dag.change(task)
+                if revision.drop:
+                    dag.drop(revision.drop)
+                self.plan = self.run.state.plan = revised
+                reason = revision.reason.strip() or "(no reason given)"
+                self.version = await self.run.journal.save_revision(
+                    revised, usage, reason=reason, changes=changes
+                )
+            finally:
+                self._unsaved = set()
+                saved.set()
+            self.run.emit(
+                PlanRevised(
+                    run_id=self.run.run_id,
+                    version=self.version,
+                    reason=reason,
+                    added=changes.added,
+                    changed=changes.changed,
+                    dropped=changes.dropped,
+                    plan=revised,
+                    usage=usage,
+                )
             )
-        finally:
-            self._unsaved = set()
-            saved.set()
-        self.run.emit(
-            PlanRevised(
-                run_id=self.run.run_id,
-                version=self.version,
-                reason=reason,
-                added=changes.added,
-                changed=changes.changed,
-                dropped=changes.dropped,
-                plan=revised,
-                usage=usage,
-            )
-        )
-        if self._grown is not None:
-            self._grown(self._results())
+            if self._grown is not None:
+                self._grown(self._results())
         if self.revisions >= self.max_replans:
             self._done = True
 

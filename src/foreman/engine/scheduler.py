@@ -88,6 +88,7 @@ class DagRun:
         self._unfinished = 0
         self._active = 0  # tasks started and not ended
         self._holds = 0
+        self._paused = 0
         self._halted = False
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._begun = False
@@ -178,6 +179,21 @@ class DagRun:
             self._holds -= 1
             self._check_done()
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Start no task until the block ends, then every task that is ready: a caller
+        that changes the DAG in steps (a revision, then the for-each expansions it allows)
+        never has a task start half-way."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+            if not self._paused and self._begun:
+                for task_id, count in list(self._waiting_on.items()):
+                    if count == 0:
+                        self._start(task_id)
+
     # --- bookkeeping ----------------------------------------------------------------
 
     def _add(self, tasks: list[Task]) -> list[str]:
@@ -224,7 +240,7 @@ class DagRun:
         self._waiting_on.pop(task_id, None)
 
     def _start(self, task_id: str) -> None:
-        if self._halted:
+        if self._halted or self._paused:  # paused: started when the pause ends
             return
         self._active += 1
         self._started.add(task_id)
