@@ -19,7 +19,8 @@ from rich.text import Text
 from foreman.cli.common import DbOpt, RunRefArg, app, guard, out, with_store
 from foreman.cli.nesting import lineage, path_text
 from foreman.cli.text import literal, safe_text
-from foreman.errors import ApprovalError, ForemanError
+from foreman.errors import ApprovalError
+from foreman.plan.foreach import made_task, no_task
 from foreman.store.base import Approval, ApprovalStatus, Store
 
 TaskArg = Annotated[
@@ -152,15 +153,13 @@ async def _known_task(store: Store, run_id: str, task_id: str) -> None:
     item of one, nor anything that asked for approval): a typo, not a task that did not
     ask."""
     record = await store.get_run(run_id)
-    ids = [task.id for task in record.plan.tasks] if record.plan else []
     stored = await store.load_tasks(run_id)
-    task = task_id.rsplit("#", 1)[0]  # a tool call's approval is keyed TASK#N
-    if any(name in ids or name in stored for name in (task_id, task)):
+    names = (task_id, task_id.rsplit("#", 1)[0])  # a tool call's approval is keyed TASK#N
+    if any(made_task(record.plan, name, stored) for name in names):
         return
     if await store.get_approval(run_id, task_id) is not None:  # a tool call's, say
         return
-    known = f"its tasks: {', '.join(ids)}" if ids else "it has no plan yet"
-    raise ForemanError(f"Run {run_id} has no task {task_id!r}; {known}.")
+    raise no_task(run_id, task_id, record.plan)
 
 
 #: Said of a task whose approved execution started and never finished (the process died).

@@ -30,10 +30,9 @@ from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
 from foreman.cli.replans import versions_json, versions_table
 from foreman.cli.text import literal, safe_text
 from foreman.cli.tool_calls import tool_calls_json, tool_calls_table
-from foreman.errors import ForemanError
 from foreman.ledger.books import Books
 from foreman.ledger.records import CallRecord
-from foreman.plan.foreach import find_task, item_ids_of
+from foreman.plan.foreach import find_task, item_ids_of, made_task, no_task
 from foreman.plan.schema import Task
 from foreman.results import TaskResult
 from foreman.store.base import PlanVersion, RunRecord, RunSummary, Store
@@ -170,12 +169,9 @@ def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> Non
     ]:
         run_id = await store.resolve_run(run)
         record = await store.get_run(run_id)
-        ids = [task.id for task in record.plan.tasks] if record.plan else []
         stored = await store.load_tasks(run_id)
-        found = find_task(record.plan, task_id) if record.plan else None
-        if found is None or (task_id not in ids and task_id not in stored):  # an item not made
-            known = f"its tasks: {', '.join(ids)}" if ids else "it has no plan yet"
-            raise ForemanError(f"Run {run_id} has no task {task_id!r}; {known}.")
+        if made_task(record.plan, task_id, stored) is None:
+            raise no_task(run_id, task_id, record.plan)
         ledger = await store.list_calls(run_id=run_id, task_id=task_id, with_prompts=True)
         nested = [c.run_id for c in await store.child_runs(run_id) if c.parent_task_id == task_id]
         child = await store.get_run(nested[0]) if nested else None

@@ -16,7 +16,7 @@ from foreman.engine.settings import RunDeps
 from foreman.errors import ForemanError, RunLockedError
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose
-from foreman.plan.foreach import find_task
+from foreman.plan.foreach import made_task, no_task
 from foreman.results import RunStatus, TaskResult, TaskStatus, typed_outputs
 from foreman.workers.nested import TeamWorker
 
@@ -33,10 +33,9 @@ async def replay_task(
             "(its books would not add up: that execution counts only its own calls)."
         )
     tasks = await deps.store.load_tasks(run_id)
-    ids = [task.id for task in record.plan.tasks] if record.plan else []
-    task = find_task(record.plan, task_id) if record.plan else None
-    if task is None or (task_id not in ids and task_id not in tasks):  # an item never made
-        raise ForemanError(f"Run {run_id} has no task {task_id!r}; its tasks: {ids}.")
+    task = made_task(record.plan, task_id, tasks)
+    if task is None:
+        raise no_task(run_id, task_id, record.plan)
     if task.for_each:
         raise ForemanError(
             f"Task {task_id!r} of run {run_id} runs once per item and calls no model "

@@ -12,8 +12,10 @@ Everything here is pure, so the planner's validation, the engine and the CLI agr
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
+from foreman.errors import ForemanError
 from foreman.plan.schema import Plan, Task
 
 #: The input name under which an item task receives its item.
@@ -83,6 +85,25 @@ def parent_of(plan: Plan, task_id: str) -> tuple[Task, int] | None:
     except KeyError:
         return None
     return (parent, int(tail) - 1) if parent.for_each else None
+
+
+def made_task(plan: Plan | None, task_id: str, stored: Container[str]) -> Task | None:
+    """The run's task ``task_id``: one of its plan, or an item of one that was made (its
+    result is among the ``stored`` ids); None for any other id."""
+    if plan is None:
+        return None
+    try:
+        return plan.task(task_id)
+    except KeyError:
+        found = parent_of(plan, task_id)
+    return item_task(*found) if found and task_id in stored else None
+
+
+def no_task(run_id: str, task_id: str, plan: Plan | None) -> ForemanError:
+    """The error for a task id the run does not have, naming those it has."""
+    ids = [task.id for task in plan.tasks] if plan else []
+    known = f"its tasks: {', '.join(ids)}" if ids else "it has no plan yet"
+    return ForemanError(f"Run {run_id} has no task {task_id!r}; {known}.")
 
 
 def find_task(plan: Plan, task_id: str) -> Task | None:
