@@ -419,8 +419,13 @@ def _storable(response: ModelResponse) -> ModelResponse:
     """``response`` with its text and its tool calls' arguments valid UTF-8 (``storable``):
     the turn and its calls are stored, and resume reads them back."""
     text = storable(response.text)
+    arguments = [storable(call.arguments) for call in response.tool_calls]
+    if text is response.text and all(
+        new is call.arguments for new, call in zip(arguments, response.tool_calls, strict=True)
+    ):
+        return response  # the common case: nothing to mend, nothing copied
     calls = [
-        call.model_copy(update={"arguments": storable(call.arguments)})
-        for call in response.tool_calls
+        call.model_copy(update={"arguments": new})
+        for new, call in zip(arguments, response.tool_calls, strict=True)
     ]
     return response.model_copy(update={"text": text, "tool_calls": calls})

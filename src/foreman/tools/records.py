@@ -107,7 +107,8 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
 def storable(value: Any) -> Any:
     """``value`` with every string valid UTF-8, so JSON and SQLite can store it: a lone
     surrogate (a file name Python could not decode, a model's escaped ``\\ud800``)
-    becomes replacement characters (U+FFFD). Anything else is returned as it is."""
+    becomes replacement characters (U+FFFD). ``value`` itself when nothing needs it (no
+    copy on the common path)."""
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -115,7 +116,10 @@ def storable(value: Any) -> Any:
             return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         return value
     if isinstance(value, dict):
-        return {storable(key): storable(item) for key, item in value.items()}
+        pairs = [(storable(key), storable(item)) for key, item in value.items()]
+        same = all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items(), strict=True))
+        return value if same else dict(pairs)
     if isinstance(value, list):
-        return [storable(item) for item in value]
+        items = [storable(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
