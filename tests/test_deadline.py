@@ -43,8 +43,10 @@ async def test_deadlines_due_in_the_same_tick_share_one_timer_and_all_expire() -
     ends in time leaves the timer to the others, which still run out of time."""
     loop = asyncio.get_running_loop()
     entered = asyncio.Event()
+    at: list[float] = []
 
     async def guarded(seconds: float) -> str:
+        at.append(loop.time())
         with Deadline(0.05):
             entered.set()
             await asyncio.sleep(seconds)
@@ -52,7 +54,9 @@ async def test_deadlines_due_in_the_same_tick_share_one_timer_and_all_expire() -
 
     tasks = [asyncio.create_task(guarded(0 if i == 0 else 10)) for i in range(200)]
     await entered.wait()
-    assert 1 <= len(alarm_timers(loop)) <= 3  # the turn may straddle a tick or two
+    # One timer per millisecond tick the burst spanned (a busy machine stretches it).
+    ticks = int((max(at) - min(at)) / 0.001) + 2
+    assert 1 <= len(alarm_timers(loop)) <= min(ticks, 199)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert results[0] == "in time"
     assert all(isinstance(result, TimeoutError) for result in results[1:])

@@ -16,7 +16,7 @@ from foreman.engine.settings import RunDeps
 from foreman.errors import ForemanError, RunLockedError
 from foreman.ledger.recorder import CallLedger
 from foreman.ledger.records import CallPurpose
-from foreman.plan.foreach import made_task, no_task
+from foreman.plan.foreach import made_task
 from foreman.results import RunStatus, TaskResult, TaskStatus, typed_outputs
 from foreman.workers.nested import TeamWorker
 
@@ -35,7 +35,8 @@ async def replay_task(
     tasks = await deps.store.load_tasks(run_id)
     task = made_task(record.plan, task_id, tasks)
     if task is None:
-        raise no_task(run_id, task_id, record.plan)
+        ids = [known.id for known in record.plan.tasks] if record.plan else []
+        raise ForemanError(f"Run {run_id} has no task {task_id!r}; its tasks: {ids}.")
     if task.for_each:
         raise ForemanError(
             f"Task {task_id!r} of run {run_id} runs once per item and calls no model "
