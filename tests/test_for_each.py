@@ -286,6 +286,33 @@ async def test_some_items_failing_leave_markers_in_place_and_the_run_partial() -
     assert "t2.2 (researcher) failed: cannot read b" in (result.answer or "")
 
 
+async def test_an_item_missing_upstream_is_skipped_downstream_not_given_to_the_worker() -> None:
+    """Over another for-each task's list, the marker of an item that failed there is not an
+    item to work on: its item here is skipped, with the reason, and counted as missing."""
+    plan = plan_of(
+        task("t1", "lister"),
+        task("t2", "researcher", "t1", for_each="t1.files"),
+        task("t3", "writer", "t2", for_each="t2"),
+    )
+    model = ScriptedModel(
+        Script(
+            tasks={"do t1": files("a", "b", "c"), "do t2": failing_on("b"), "do t3": per_item}
+        )
+    )
+    result, events = await run(plan, model)
+
+    assert sorted(item_of(r) for r in worker_requests(model, "do t3")) == ["read a", "read c"]
+    t32 = result.tasks["t3.2"]
+    assert t32.status is TaskStatus.skipped
+    assert "t2.2" in (t32.error or "") and "cannot read b" in (t32.error or "")
+    assert "t3.2" in [e.task_id for e in of_type(events, TaskSkipped)]
+    t3 = result.tasks["t3"]
+    assert t3.succeeded and t3.missing_inputs == ["t3.2"]
+    assert t3.output[0] == "read read a" and t3.output[2] == "read read c"
+    assert t3.output[1]["missing"] is True
+    assert result.status is RunStatus.partial
+
+
 async def test_every_item_failing_fails_the_task() -> None:
     model = ScriptedModel(Script(tasks={"do t1": files("a", "b"), "do t2": failing_on("a", "b")}))
     result, _ = await run(FAN, model)

@@ -41,6 +41,7 @@ from foreman.workers.registry import Registry
 class _Item:
     source: str  # the dependency whose output holds the list
     value: Any
+    missing: str | None = None  # why there is no item: it did not succeed upstream
 
 
 class ForEach:
@@ -81,6 +82,8 @@ class ForEach:
             if task.id in self._joins:
                 return self._join(task, deps)
             if (item := self._items.get(task.id)) is not None:
+                if item.missing is not None:
+                    return self._settle(task, TaskStatus.skipped, item.missing)
                 given = deps[item.source].model_copy(update={"output": item.value})
                 others = {dep: res for dep, res in deps.items() if dep != item.source}
                 return execute(task, {ITEM_INPUT: given, **others})
@@ -112,8 +115,11 @@ class ForEach:
             except ValueError:
                 continue  # the task runs unexpanded and fails with the reason
             ids = [item_id(task.id, index) for index in range(len(items))]
+            missed = _missed_items(source, result) if not path else set()
             for index, value in enumerate(items):
-                self._items[ids[index]] = _Item(source, value)
+                upstream = item_id(source, index)
+                reason = _missing_reason(upstream, value) if upstream in missed else None
+                self._items[ids[index]] = _Item(source, value, reason)
             self._joins[task.id] = ids
             dag.add([item_task(task, index) for index in range(len(items))])
             dag.change(task.model_copy(update={"depends_on": ids}))
@@ -204,6 +210,17 @@ class ForEach:
         if policy == "abort":
             raise RunAbortedError(task.id, error, result=result)
         return result
+
+
+def _missed_items(source: str, result: TaskResult) -> set[str]:
+    """The items of ``source``, a for-each task, that did not succeed: in its list they are
+    markers, which a for-each task over that list skips rather than works on."""
+    return {task_id for task_id in result.missing_inputs if task_id.startswith(source + ".")}
+
+
+def _missing_reason(upstream: str, marker: Any) -> str:
+    said = marker.get("reason") if isinstance(marker, dict) else None
+    return f"its item is missing: {said or f'item {upstream} did not succeed'}"
 
 
 def _missing(item: TaskResult) -> dict[str, Any]:
