@@ -123,6 +123,27 @@ async def test_parallel_delegations_then_a_follow_up_then_the_answer() -> None:
     assert versions[1].changes.added == ["d2-1"]
 
 
+async def test_an_empty_answer_is_asked_again_and_never_taken_as_the_answer() -> None:
+    """A turn with no delegation and no text is no answer: asked again (a failed call on
+    the books), and a run whose orchestrator never answers fails, not succeeds with ""."""
+    said = iter(["  ", "Done: A."])
+    model = scripted([[delegate("researcher", "research A")], lambda request: next(said)])
+    orchestrator = Orchestrator(team(), model=model, mode="delegate")
+    result = await orchestrator.run("r")
+
+    assert (result.status, result.answer) == (RunStatus.succeeded, "Done: A.")
+    calls = await orchestrator.store.list_calls(run_id=result.run_id)
+    turns = [(c.status.value, c.error_type) for c in calls if c.purpose is CallPurpose.delegate]
+    assert turns == [("ok", None), ("error", "OutputValidationError"), ("ok", None)]
+
+    silent = scripted([[delegate("researcher", "research A")], ""])
+    quiet = Orchestrator(team(), model=silent, mode="delegate")
+    with pytest.raises(ForemanError, match="neither an answer nor a delegation"):
+        await quiet.run("r")
+    [run] = await quiet.store.list_runs()
+    assert run.status is RunStatus.failed
+
+
 async def test_refused_calls_are_answered_with_why_and_become_no_task() -> None:
     def second(request: ModelRequest) -> str:
         refusals = [r for r in request.messages[2].tool_results if r.is_error]

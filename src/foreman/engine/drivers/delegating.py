@@ -38,7 +38,12 @@ from foreman.engine.drivers.shared import checkpointed, run_status, task_runner
 from foreman.engine.lifecycle import Execution
 from foreman.engine.routing import DELEGATE_TOOL, delegate_tool, routed_calls
 from foreman.engine.scheduler import run_dag
-from foreman.errors import BudgetExceededError, ForemanError, RunAbortedError
+from foreman.errors import (
+    BudgetExceededError,
+    ForemanError,
+    OutputValidationError,
+    RunAbortedError,
+)
 from foreman.events import OrchestratorTurn, RunStarted
 from foreman.ledger.records import CallPurpose, CallStatus
 from foreman.models.base import ModelRequest, ModelResponse, ToolCall
@@ -185,6 +190,12 @@ class _Turns:
 
 
 def _whole(response: ModelResponse) -> ModelResponse:
+    """The turn as it came; one with neither delegations nor text is asked again (a
+    transient error) rather than taken as the run's answer, an empty one."""
+    if not response.tool_calls and not response.text.strip():
+        raise OutputValidationError(
+            f"{response.model} answered with neither an answer nor a delegation"
+        )
     return response
 
 
