@@ -4,6 +4,10 @@ its events, the allow-list, tool errors, parallel calls and the turn limit."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,6 +151,39 @@ async def test_a_tool_that_runs_too_long_times_out_as_an_error() -> None:
     assert timed_out.is_error and "within 0.05s" in timed_out.content
     # its thread may go on: the model is warned before it repeats a side effect
     assert "may still complete" in timed_out.content
+
+
+STUCK_TOOL_SCRIPT = """
+import asyncio, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from test_tools_loop import PLAN, call, run, team, turns
+from foreman.tools import tool
+
+@tool
+def stuck() -> str:
+    \"\"\"Never ends.\"\"\"
+    threading.Event().wait()
+    return "never"
+
+stuck.timeout = 0.1
+result, _, _ = asyncio.run(run(team(stuck, allow=("stuck",)), turns([call("stuck")], "ok")))
+print("RESULT", result.status.value, flush=True)
+"""
+
+
+def test_a_sync_tool_stuck_after_its_timeout_does_not_keep_the_process_alive(tmp_path) -> None:
+    """The run ends, and so does the process: a thread left running a timed-out function
+    must not hold the interpreter's exit (as an executor's worker thread does)."""
+    tests = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK_TOOL_SCRIPT, tests],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([tests, *sys.path])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "RESULT succeeded" in done.stdout
 
 
 async def test_an_idempotent_tool_that_times_out_carries_no_warning() -> None:

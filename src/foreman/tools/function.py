@@ -8,7 +8,9 @@ Arguments are validated by pydantic against the annotations (a single parameter 
 a pydantic model takes the model's fields as the arguments); a wrong argument goes back to
 the model as a tool error it can correct. A parameter annotated ``ToolContext`` is not an
 argument: it receives the call's context (run, task, idempotency key). Sync functions run
-in a thread so a slow one never stalls the event loop. The return value is validated
+in a daemon thread of their own so a slow one never stalls the event loop, and one still
+running after its timeout never holds the process's exit (an executor's threads are
+joined at exit, however long they take). The return value is validated
 against the return annotation, then given to the model as text (JSON for anything that
 is not a string).
 """
@@ -16,9 +18,11 @@ is not a string).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import re
+import threading
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
@@ -90,13 +94,43 @@ class FunctionTool(Tool):
         if inspect.iscoroutinefunction(self.function):
             result = await self.function(**kwargs)
         else:
-            result = await asyncio.to_thread(self.function, **kwargs)
+            result = await _in_own_thread(self.function, kwargs)
         if self._returns is not None:
             try:
                 result = self._returns.validate_python(result)
             except ValidationError as exc:
                 raise ToolError(f"{self.name} returned a bad result: {_brief(exc)}") from None
         return as_text(result)
+
+
+async def _in_own_thread(function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """``function(**kwargs)`` on a new daemon thread, in a copy of this context (as
+    ``asyncio.to_thread``); left to finish on its own if the awaiting call is cancelled."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        try:
+            result, error = context.run(function, **kwargs), None
+        except BaseException as exc:  # handed to the awaiting call, as to_thread does
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(_settle, future, result, error)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            pass
+
+    threading.Thread(target=work, name="foreman-tool", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # timed out or cancelled meanwhile
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def tool(
