@@ -295,9 +295,7 @@ async def test_an_item_missing_upstream_is_skipped_downstream_not_given_to_the_w
         task("t3", "writer", "t2", for_each="t2"),
     )
     model = ScriptedModel(
-        Script(
-            tasks={"do t1": files("a", "b", "c"), "do t2": failing_on("b"), "do t3": per_item}
-        )
+        Script(tasks={"do t1": files("a", "b", "c"), "do t2": failing_on("b"), "do t3": per_item})
     )
     result, events = await run(plan, model)
 
