@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from rich.console import Console
 from typer.testing import CliRunner
@@ -42,6 +43,17 @@ def test_a_narrow_runs_table_keeps_the_run_id_whole() -> None:
         tasks_done=1, usage=Usage(), created_at=0, updated_at=0,
     )  # fmt: skip
     assert RUN_ID in text_of(runs_table([summary]), width=100)
+
+
+def test_a_runs_age_counts_from_its_start_not_its_last_write() -> None:
+    """As the dashboard's: a run started three days ago and resumed a minute ago is 3d old."""
+    now = time.time()
+    summary = RunSummary(
+        run_id=RUN_ID, request="r", status=RunStatus.succeeded, tasks=1, tasks_done=1,
+        usage=Usage(), created_at=now - 3 * 86400, updated_at=now - 60,
+    )  # fmt: skip
+    row = text_of(runs_table([summary]), width=200).splitlines()[-1]
+    assert row.rstrip().endswith("3d")
 
 
 def test_the_answer_footer_keeps_the_run_id_whole_on_a_narrow_terminal() -> None:

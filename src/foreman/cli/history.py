@@ -47,7 +47,7 @@ def runs(
         bool, typer.Option("--json", help="Print a JSON array, one object per run.")
     ] = False,
 ) -> None:
-    """List runs: id, request, status, tasks done, tokens, estimated cost, age. A run that
+    """List runs: id, request, status, tasks done, tokens, estimated cost, age (since it started). A run that
     stopped at its budget shows the limit it reached: over_budget (max_cost_usd)."""
     summaries = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_runs(limit))))
     if json_out:
@@ -235,7 +235,7 @@ def runs_table(summaries: list[RunSummary]) -> Table:
             Text(f"{run.tasks_done}/{run.tasks}"),
             Text(f"{run.usage.total_tokens:,}"),
             Text(money(run.cost)),
-            Text(_age(run.updated_at)),
+            Text(_age(run.created_at)),
         )
         for run in summaries
     ]
