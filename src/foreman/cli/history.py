@@ -47,8 +47,9 @@ def runs(
         bool, typer.Option("--json", help="Print a JSON array, one object per run.")
     ] = False,
 ) -> None:
-    """List runs: id, request, status, tasks done, tokens, estimated cost, age (since it started). A run that
-    stopped at its budget shows the limit it reached: over_budget (max_cost_usd)."""
+    """List runs: id, request, status, tasks done, tokens, estimated cost, age (since it
+    started). A run that stopped at its budget shows the limit it reached: over_budget
+    (max_cost_usd)."""
     summaries = guard(lambda: asyncio.run(with_store(db, lambda s: s.list_runs(limit))))
     if json_out:
         print(json.dumps([summary.as_json() for summary in summaries], indent=2))
