@@ -367,6 +367,26 @@ def test_a_bad_budget_is_one_clear_line(scripted, tmp_path) -> None:
     assert result.exit_code == 2 and "greater than 0" in result.output
 
 
+@pytest.mark.parametrize("value", ["inf", "1e309", "nan"])
+@pytest.mark.parametrize("flag", ["--budget-usd", "--budget-seconds", "--plan-budget-usd"])
+def test_a_budget_that_is_not_a_finite_number_is_one_clear_line(scripted, flag, value) -> None:
+    """``inf`` passed as a positive number, then crashed the planner's prompt (a budget
+    in cents) or stored a run failed with an OverflowError."""
+    model = scripted(Script(CHAIN))
+    result = runner.invoke(app, ["run", "x", flag, value])
+    assert result.exit_code == 2 and model.requests == [], result.output
+    assert flag in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_a_budget_given_in_python_must_be_finite() -> None:
+    with pytest.raises(ValidationError):
+        Budget(max_cost_usd=float("inf"))
+    with pytest.raises(ValidationError):
+        Budget(max_seconds=float("inf"))
+    with pytest.raises(ConfigError, match="plan_budget_usd"):
+        Orchestrator(model=ScriptedModel(Script(CHAIN)), plan_budget_usd=float("inf"))
+
+
 @pytest.mark.parametrize("flag", ["--budget-usd", "--budget-seconds"])
 def test_a_zero_budget_names_its_flag_and_help_does_not_offer_zero(scripted, flag) -> None:
     """``--help`` said ``[x>=0]`` for these, yet 0 was refused, under ``--budget-*``."""

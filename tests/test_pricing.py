@@ -94,6 +94,8 @@ def test_overrides_add_and_replace_prices(monkeypatch: pytest.MonkeyPatch) -> No
         ('{"m": [1]}', "'m' needs [input, output]"),
         ('{"m": [1, "2"]}', "'m' needs [input, output]"),
         ('{"m": [1, -2]}', "'m' needs [input, output]"),
+        ('{"m": [Infinity, 1]}', "'m' needs [input, output]"),
+        ('{"m": [1, 1e309]}', "'m' needs [input, output]"),  # read as inf
     ],
 )
 def test_a_malformed_override_is_one_clear_config_error(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
@@ -62,11 +63,11 @@ MaxTasksOpt = Annotated[
 
 
 def _positive(what: str, example: str) -> Callable[[float | None], float | None]:
-    """An option callback refusing zero, negatives and nan (``min=0`` would let 0 through
-    and show ``x>=0`` in ``--help``)."""
+    """An option callback refusing zero, negatives, nan and infinity (``min=0`` would let
+    0 through and show ``x>=0`` in ``--help``)."""
 
     def check(value: float | None) -> float | None:
-        if value is not None and not value > 0:
+        if value is not None and not 0 < value < math.inf:
             raise typer.BadParameter(
                 f"must be a positive {what}, greater than 0 (e.g. {example}), not {value}."
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -173,7 +174,7 @@ class Orchestrator:
             raise ConfigError(f"assembly must be 'synthesis' or 'concat', not {assembly!r}.")
         if timeout is not None and not timeout > 0:  # NaN too
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}.")
-        if plan_budget_usd is not None and not plan_budget_usd > 0:
+        if plan_budget_usd is not None and not 0 < plan_budget_usd < math.inf:
             raise ConfigError(
                 f"plan_budget_usd must be a positive amount, not {plan_budget_usd!r}."
             )

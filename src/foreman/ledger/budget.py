@@ -52,8 +52,10 @@ class Budget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_tokens: int | None = Field(None, gt=0, description="Tokens of every call.")
-    max_cost_usd: float | None = Field(None, gt=0, description="US dollars.")
-    max_seconds: float | None = Field(None, gt=0, description="Seconds of execution.")
+    max_cost_usd: float | None = Field(None, gt=0, allow_inf_nan=False, description="US dollars.")
+    max_seconds: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Seconds of execution."
+    )
     max_calls: int | None = Field(None, gt=0, description="Model call attempts.")
     on_limit: OnLimit = Field("finish", description="What running calls do at a limit.")
 

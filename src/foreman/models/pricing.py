@@ -14,6 +14,7 @@ Local models cost nothing. A model with no known price has no estimate, never a 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -78,7 +79,12 @@ def _overrides(raw: str | None) -> dict[str, _Override]:
 
 
 def _is_rate(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _bad_prices(problem: str) -> ConfigError:
