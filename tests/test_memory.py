@@ -17,6 +17,7 @@ from foreman.embeddings.base import Embedder
 from foreman.engine.memory import MEMORY_NOTE, Memory
 from foreman.models.base import ModelRequest
 from foreman.results import RunStatus
+from foreman.store.records import RunRecord
 from foreman.store.sqlite import SQLiteStore
 from foreman.testing import ScriptedModel, WordsEmbedder
 from foreman.workers.registry import load_team
@@ -309,3 +310,18 @@ def test_foreman_memory_search_refuses_an_empty_query_in_one_line(tmp_path: Path
     assert searched.returncode == 2
     assert "give some words to look for" in searched.stderr
     assert "Traceback" not in searched.stderr and searched.stdout == ""
+
+
+async def test_limits_and_ids_past_sqlites_integers_are_no_error(tmp_path: Path) -> None:
+    """`foreman runs --limit 9223372036854775808` (and memory list / delete) printed an
+    OverflowError's traceback: such a number cannot even be bound to a statement."""
+    store = SQLiteStore(tmp_path / "r.db")
+    huge = 2**63
+    try:
+        await store.create_run(RunRecord(run_id="r1", request="x"))
+        assert [run.run_id for run in await store.list_runs(huge)] == ["r1"]
+        assert await store.list_memories(limit=huge) == []
+        assert await store.delete_memory(huge) is False
+        assert await store.delete_memory(-huge - 1) is False
+    finally:
+        await store.aclose()

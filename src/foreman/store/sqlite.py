@@ -63,6 +63,7 @@ from foreman.store.sqlite_ledger import (
     insert_rows,
     put_calls,
     rows_of_calls,
+    sql_limit,
     token_columns,
     usage_from_columns,
 )
@@ -346,6 +347,7 @@ class SQLiteStore(Store):
         """The runs ``where`` selects, by age in ``order``, as ``runs`` lists them."""
         if self._absent():
             return []
+        limit = sql_limit(limit)
         chosen = f"FROM runs r {where} ORDER BY r.created_at {order} LIMIT ?"
 
         def read(db: sqlite3.Connection) -> list[RunSummary]:

@@ -109,6 +109,15 @@ def _marks(width: int, count: int) -> str:
     return ", ".join(["(" + ", ".join("?" * width) + ")"] * count)
 
 
+#: SQLite's largest integer: a bigger one cannot even be bound to a statement.
+SQL_INT_MAX = 2**63 - 1
+
+
+def sql_limit(limit: int) -> int:
+    """A ``LIMIT`` any number of rows may ask for: one past SQLite's integers means all."""
+    return min(limit, SQL_INT_MAX)
+
+
 def call_from_row(row: Sequence[Any]) -> CallRecord:
     return CallRecord(
         run_id=row[0],

@@ -7,6 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from foreman.store.memories import MemoryEntry
+from foreman.store.sqlite_ledger import SQL_INT_MAX, sql_limit
 
 if TYPE_CHECKING:  # numpy loads with the first vector: not on every CLI start
     pass
@@ -56,11 +57,13 @@ def select(
     sql += " ORDER BY memory_id DESC"
     if limit is not None:
         sql += " LIMIT ?"
-        params.append(limit)
+        params.append(sql_limit(limit))
     return [_entry(row) for row in db.execute(sql, params)]
 
 
 def delete(db: sqlite3.Connection, memory_id: int) -> bool:
+    if abs(memory_id) > SQL_INT_MAX:  # no row has such an id
+        return False
     return db.execute("DELETE FROM memories WHERE memory_id = ?", (memory_id,)).rowcount > 0
 
 
