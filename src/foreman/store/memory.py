@@ -54,7 +54,8 @@ class MemoryStore(Store):
         self._runs: dict[str, RunRecord] = {}
         #: Plan versions: (the plan as JSON, its task count, what planning cost) and the
         #: version's record as JSON (reason, changes, time).
-        self._plans: dict[str, list[tuple[str, int, Usage, str]]] = {}
+        #: Per run, each plan version: its JSON, its task ids, its usage, the version's JSON.
+        self._plans: dict[str, list[tuple[str, tuple[str, ...], Usage, str]]] = {}
         self._tasks: dict[str, dict[str, str]] = {}  # task id -> the result as JSON
         # As JSON text, like the other records: strings cost the garbage collector nothing,
         # where a dict per event (and its nested dicts) were scanned on every collection.
@@ -89,7 +90,7 @@ class MemoryStore(Store):
 
     async def get_run(self, run_id: str) -> RunRecord:
         plans = self._plans.get(run_id, [])
-        text, _, usage, _ = plans[-1] if plans else (None, 0, Usage(), "")
+        text, _, usage, _ = plans[-1] if plans else (None, (), Usage(), "")
         run = self._run(run_id)
         return run.model_copy(
             update={
@@ -119,14 +120,18 @@ class MemoryStore(Store):
         summaries = []
         for run in runs[:limit]:
             plans, tasks = self._plans[run.run_id], self._results(run.run_id)
+            planned = set(plans[-1][1]) if plans else None  # done counts what total counts
             booked = self._books(run)
             summaries.append(
                 RunSummary(
                     run_id=run.run_id,
                     request=run.request,
                     status=self._status(run),
-                    tasks=plans[-1][1] if plans else 0,
-                    tasks_done=sum(task.succeeded for task in tasks),
+                    tasks=len(plans[-1][1]) if plans else 0,
+                    tasks_done=sum(
+                        task.succeeded and (planned is None or task.task_id in planned)
+                        for task in tasks
+                    ),
                     usage=booked.get("usage", run.usage).model_copy(),
                     cost=booked["cost_usd"],
                     unpriced=booked["unpriced"],
@@ -255,7 +260,8 @@ class MemoryStore(Store):
         version = PlanVersion(
             version=len(plans) + 1, plan=plan, reason=reason, changes=changes, usage=usage
         )
-        plans.append((plan.model_dump_json(), len(plan.tasks), usage, version.model_dump_json()))
+        ids = tuple(task.id for task in plan.tasks)
+        plans.append((plan.model_dump_json(), ids, usage, version.model_dump_json()))
         return version.version
 
     async def list_plans(self, run_id: str) -> list[PlanVersion]:

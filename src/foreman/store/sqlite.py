@@ -358,7 +358,8 @@ class SQLiteStore(Store):
                 "  FROM plans p"
                 "  WHERE p.run_id = r.run_id ORDER BY version DESC LIMIT 1),"
                 " r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,"
-                f" r.error, r.parent_run_id, r.parent_task_id {chosen}",
+                " r.error, r.parent_run_id, r.parent_task_id,"
+                f" ({_PLANNED_DONE}) {chosen}",
                 (*args, limit),
             ).fetchall()
             per_model: dict[str, list[tuple[Any, ...]]] = {row[0]: [] for row in runs}
@@ -972,6 +973,17 @@ class _LoopConnection:
 
     def close(self) -> None:
         self.connection.close()
+
+
+#: How many of the latest plan's tasks succeeded: done counts what total counts (a for-each
+#: task's items are tasks of their own, not in the plan). Each found by the tasks' key.
+_PLANNED_DONE = (
+    "SELECT COUNT(*) FROM"
+    " (SELECT plan FROM plans p WHERE p.run_id = r.run_id ORDER BY version DESC LIMIT 1) l,"
+    " json_each(CASE WHEN json_valid(l.plan) THEN l.plan ELSE '{}' END, '$.tasks') j,"
+    " tasks t WHERE t.run_id = r.run_id AND t.task_id = j.value ->> 'id'"
+    " AND t.status = 'succeeded'"
+)
 
 
 def _call_text(call_rows: list[tuple[Any, ...]]) -> int:

@@ -181,7 +181,10 @@ def summary_from_row(
             request=row[1],
             status=stored_status(row[2], row[6], row[7]),
             tasks=row[8] or 0,
-            tasks_done=sum(group[2] for group in per_model if group[1] == "succeeded"),
+            # with no plan to count (or one that cannot be read), every task stored
+            tasks_done=row[16]
+            if row[8] is not None
+            else sum(group[2] for group in per_model if group[1] == "succeeded"),
             usage=usage,
             cost=price.cost_usd,
             unpriced=price.unpriced,

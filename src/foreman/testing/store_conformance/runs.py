@@ -147,6 +147,19 @@ class RunTests(Harness):
         assert [run.run_id for run in await store.list_runs(limit=2)] == ["priced", "local"]
 
     @store_test
+    async def test_tasks_done_counts_the_plans_tasks_not_for_each_items(self, store: Store) -> None:
+        """``runs`` read "6/3" for a plan of 3 whose for-each task ran 3 items: done and
+        total count the same tasks, the latest plan's."""
+        await store.create_run(run_record())
+        await store.save_plan("run-1", plan("t1", "t2", "t3"))
+        for task_id in ("t1", "t2.1", "t2.2", "t2.3", "t2"):
+            await store.save_task("run-1", result(task_id))
+        await store.save_task("run-1", result("t3", TaskStatus.failed, output=None))
+
+        [summary] = await store.list_runs()
+        assert (summary.tasks, summary.tasks_done) == (3, 2)
+
+    @store_test
     async def test_plan_versions_count_up_and_the_latest_wins(self, store: Store) -> None:
         await store.create_run(run_record())
         first, second = plan("t1"), plan("t1", "t2")
