@@ -458,3 +458,9 @@ def test_runs_says_which_model_has_no_price(scripted, monkeypatch) -> None:
     monkeypatch.setenv("FOREMAN_PRICES", '{"mystery:model-x": [1.0, 2.0], "scripted": [1, 2]}')
     (row,) = json.loads(runner.invoke(app, ["runs", "--json"]).output)
     assert row["cost_usd"] > 0 and row["unpriced_models"] == []
+    # Each call is priced now as the total is: the rows add up to it, in every view.
+    shown = json.loads(runner.invoke(app, ["show", "last", "--calls", "--json"]).output)
+    rows = [call["cost_usd"] for call in shown["ledger"]]
+    assert None not in rows and sum(rows) == pytest.approx(shown["cost_usd"])
+    table = runner.invoke(app, ["show", "last", "--calls"], env={"COLUMNS": "200"}).output
+    assert "unknown" not in table

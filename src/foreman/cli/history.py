@@ -30,7 +30,7 @@ from foreman.cli.render import STATUS_STYLE, FittedTree, dag_tree, task_label
 from foreman.cli.replans import versions_json, versions_table
 from foreman.cli.text import literal, safe_text
 from foreman.cli.tool_calls import tool_calls_json, tool_calls_table
-from foreman.ledger.books import Books
+from foreman.ledger.books import Books, priced_now
 from foreman.ledger.records import CallRecord
 from foreman.plan.foreach import find_task, item_ids_of, made_task, no_task
 from foreman.plan.schema import Task
@@ -117,7 +117,7 @@ def show(
         list[ToolCallRecord],
     ]:
         run_id = await store.resolve_run(run)
-        ledger = await store.list_calls(run_id=run_id) if calls else []
+        ledger = priced_now(await store.list_calls(run_id=run_id)) if calls else []
         tooled = await store.list_tool_calls(run_id=run_id) if calls else []
         record, tasks = await store.get_run(run_id), await store.load_tasks(run_id)
         versions, nested = await store.list_plans(run_id), await store.child_runs(run_id)
@@ -173,7 +173,9 @@ def show_task(run: str, task_id: str, db: Path | None, *, json_out: bool) -> Non
         stored = await store.load_tasks(run_id)
         if made_task(record.plan, task_id, stored) is None:
             raise no_task(run_id, task_id, record.plan)
-        ledger = await store.list_calls(run_id=run_id, task_id=task_id, with_prompts=True)
+        ledger = priced_now(
+            await store.list_calls(run_id=run_id, task_id=task_id, with_prompts=True)
+        )
         nested = [c.run_id for c in await store.child_runs(run_id) if c.parent_task_id == task_id]
         child = await store.get_run(nested[0]) if nested else None
         tooled = await store.list_tool_calls(run_id=run_id, task_id=task_id)

@@ -11,6 +11,23 @@ from foreman.models.base import Usage
 from foreman.models.pricing import first_price
 
 
+def priced_now(records: list[CallRecord]) -> list[CallRecord]:
+    """``records`` as the books count them: a call that had no price when it was made is
+    priced now if one is known (``FOREMAN_PRICES`` set since), so the rows a view lists
+    add up to the total it shows under them."""
+    unpriced: set[str] = set()
+    shown = []
+    for record in records:
+        if record.cost_usd is None and record.usage.total_tokens and record.model not in unpriced:
+            price = first_price((record.model,), record.usage)
+            if price is None:
+                unpriced.add(record.model)
+            else:
+                record = record.model_copy(update={"cost_usd": price})
+        shown.append(record)
+    return shown
+
+
 class Books(BaseModel):
     """What a set of calls spent. ``cost_usd`` is None when any model in ``unpriced``
     spent tokens without a known price: a total that leaves them out would be a lie."""

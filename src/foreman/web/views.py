@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from foreman.errors import ApprovalError, UnknownRunError
-from foreman.ledger.books import Books
+from foreman.ledger.books import Books, priced_now
 from foreman.ledger.records import CallRecord, CallStatus
 from foreman.ledger.stats import GroupBy, group_calls, summarise
 from foreman.plan.foreach import find_task, item_ids_of
@@ -146,7 +146,9 @@ async def calls_view(
     """What the timeline draws: the run's model calls (its ledger) and its tool calls,
     each oldest first."""
     run_id = await store.resolve_run(ref)
-    calls = await store.list_calls(run_id=run_id, descendants=descendants, with_prompts=prompts)
+    calls = priced_now(
+        await store.list_calls(run_id=run_id, descendants=descendants, with_prompts=prompts)
+    )
     tools = await store.list_tool_calls(run_id)
     return {
         "calls": [call_json(call) for call in calls],
@@ -176,7 +178,9 @@ async def task_view(store: Store, ref: str, task_id: str) -> dict[str, Any]:
     result = results.get(task_id)
     if task is None and result is None:
         raise UnknownRunError(f"Run {run.run_id} has no task {task_id!r}.")
-    calls = await store.list_calls(run_id=run.run_id, task_id=task_id, with_prompts=True)
+    calls = priced_now(
+        await store.list_calls(run_id=run.run_id, task_id=task_id, with_prompts=True)
+    )
     tools = await store.list_tool_calls(run.run_id, task_id)
     approvals = [
         a
