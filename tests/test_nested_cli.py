@@ -116,6 +116,12 @@ def test_an_approval_deep_inside_is_listed_decided_and_resumed_from_the_cli(
     assert [(r["run_id"], r["parent_task_id"]) for r in as_json["nested_runs"]] == [(nested, "t2")]
     assert "↳" in foreman.run("runs").stdout  # the nested run is marked
     assert foreman.run("show", "last").stdout == shown.stdout  # last: the top-level run
+    # The run's calls are those its total counts: its nested run's too, marked as such.
+    ledger = json.loads(foreman.run("show", run_id, "--calls", "--json").stdout)
+    assert {call["run_id"] for call in ledger["ledger"]} == {run_id, nested}
+    assert len(ledger["ledger"]) == ledger["calls"]
+    listed_calls = foreman.run("show", run_id, "--calls").stdout
+    assert "t2 > c1" in listed_calls and "t2 > plan" in listed_calls
 
 
 def _example(*args: str) -> subprocess.CompletedProcess[str]:

@@ -84,11 +84,19 @@ def short_model(model: str) -> str:
     return rest if sep and provider in ("anthropic", "openai") else model
 
 
-def what_for(call: CallRecord) -> str:
-    """What a call was for: ``plan``, ``synthesis``, ``t1``, ``t1 review``, ``t2 replay``."""
+def what_for(call: CallRecord, run_id: str | None = None) -> str:
+    """What a call was for: ``plan``, ``synthesis``, ``t1``, ``t1 review``, ``t2 replay``;
+    a call of a run nested in ``run_id`` says where: ``t2 > c1`` (task c1 of the run that
+    carries out t2)."""
     if call.task_id is None:
-        return call.purpose.value
-    return call.task_id if call.purpose.value == "task" else f"{call.task_id} {call.purpose.value}"
+        what = call.purpose.value
+    elif call.purpose.value == "task":
+        what = call.task_id
+    else:
+        what = f"{call.task_id} {call.purpose.value}"
+    if run_id is None or call.run_id == run_id:
+        return what
+    return f"{call.run_id.removeprefix(run_id + '.')} > {what}"
 
 
 def one_line(text: str, width: int) -> str:
@@ -140,7 +148,7 @@ def calls_table(run: RunRecord, calls: Sequence[CallRecord]) -> Table:
         table.add_row(
             Text(str(number)),
             Text(offset(call.started_at - run.created_at)),
-            Text(literal(what_for(call))),
+            Text(literal(what_for(call, run.run_id))),
             Text.assemble(
                 literal(call.worker or "-"), "\n", (literal(short_model(call.model)), "dim")
             ),
@@ -153,12 +161,12 @@ def calls_table(run: RunRecord, calls: Sequence[CallRecord]) -> Table:
     return table
 
 
-def call_errors(calls: Sequence[CallRecord]) -> list[Text]:
+def call_errors(calls: Sequence[CallRecord], run_id: str | None = None) -> list[Text]:
     """``#3 t1 (anthropic:x): RateLimitError: slow down`` for every call that failed."""
     return [
         Text.assemble(
             (f"#{number} ", "bold"),
-            literal(f"{what_for(call)} ({call.model}): "),
+            literal(f"{what_for(call, run_id)} ({call.model}): "),
             (literal(one_line(error_of(call), 200)), CALL_STYLE.get(call.status.value, "")),
         )
         for number, call in enumerate(calls, 1)

@@ -117,7 +117,9 @@ def show(
         list[ToolCallRecord],
     ]:
         run_id = await store.resolve_run(run)
-        ledger = priced_now(await store.list_calls(run_id=run_id)) if calls else []
+        # Its nested runs' calls too: the run's books count them.
+        listed = await store.list_calls(run_id=run_id, descendants=True) if calls else []
+        ledger = priced_now(listed)
         tooled = await store.list_tool_calls(run_id=run_id) if calls else []
         record, tasks = await store.get_run(run_id), await store.load_tasks(run_id)
         versions, nested = await store.list_plans(run_id), await store.child_runs(run_id)
@@ -142,7 +144,7 @@ def show(
         else:
             why = f": {BEFORE_LEDGER}" if record.usage.total_tokens else " yet"
             out.print(Text(f"No calls recorded{why}."))
-        if errors := call_errors(ledger):
+        if errors := call_errors(ledger, record.run_id):
             out.print(Text("\nErrors", style="bold red"))
             for line in errors:
                 out.print(line)  # wrapped: the section fits the terminal too
