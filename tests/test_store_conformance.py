@@ -444,6 +444,20 @@ async def test_sqlite_without_create_never_makes_a_file(tmp_path: Path) -> None:
         await store.aclose()
 
 
+async def test_sqlite_without_create_leaves_an_empty_file_as_it_was(tmp_path: Path) -> None:
+    """`foreman runs --db notes.txt` on an empty file made it a foreman database."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"")
+    store = SQLiteStore(path, create=False)
+    try:
+        assert await store.list_runs() == [] and await store.list_calls() == []
+        with pytest.raises(StoreNotFoundError, match="No run store at"):
+            await store.get_run("run-1")
+    finally:
+        await store.aclose()
+    assert path.read_bytes() == b""
+
+
 async def test_sqlite_two_stores_in_one_process_create_the_schema_once(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     stores = [SQLiteStore(path) for _ in range(6)]

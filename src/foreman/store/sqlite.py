@@ -201,8 +201,9 @@ class SQLiteStore(Store):
         return self._connection
 
     def _absent(self) -> bool:
-        """No file, and none to create: a list of its runs is empty (not an error)."""
-        return not self.create and self._connection is None and not self.path.exists()
+        """No file (or an empty one), and none to create: a list of its runs is empty (not
+        an error)."""
+        return not self.create and self._connection is None and not _has_data(self.path)
 
     def _use_wal(self, connection: sqlite3.Connection) -> None:
         """Switch to WAL, waiting up to the busy timeout like any other statement.
@@ -228,7 +229,8 @@ class SQLiteStore(Store):
                 f"path, e.g. {self.path / 'foreman.db'}"
             )
         if not self.create:
-            if not self.path.is_file():
+            # An empty file too: opening it would write foreman's tables into it.
+            if not _has_data(self.path):
                 raise StoreNotFoundError(
                     f"No run store at {self.path}: no runs yet, or a mistyped --db / FOREMAN_DB. "
                     "`foreman run` creates it."
@@ -984,6 +986,14 @@ _PLANNED_DONE = (
     " tasks t WHERE t.run_id = r.run_id AND t.task_id = j.value ->> 'id'"
     " AND t.status = 'succeeded'"
 )
+
+
+def _has_data(path: Path) -> bool:
+    """A file with something in it, which may be a store (an empty one is not yet)."""
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _call_text(call_rows: list[tuple[Any, ...]]) -> int:
