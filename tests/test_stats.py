@@ -136,6 +136,13 @@ def test_days_are_utc_dates_in_time_order() -> None:
     ]
 
 
+def test_a_call_just_before_midnight_is_in_the_day_it_started() -> None:
+    """A call 0.4 us before midnight was grouped in the next day (rounded to whole
+    microseconds), though `--until` that midnight selects it."""
+    late = call(0, started_at=MIDNIGHT - 4e-7)
+    assert [s.day for s in group_calls([late], "day")] == ["2026-12-01"]
+
+
 def test_runs_are_in_the_order_of_their_first_call() -> None:
     records = [call(5, run_id="zz"), call(1, run_id="zz"), call(3, run_id="aa")]
     assert [s.run_id for s in group_calls(records, "run")] == ["zz", "aa"]

@@ -8,6 +8,7 @@ are, so the field names are a contract: add, never rename.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -90,7 +91,9 @@ def group_key(record: CallRecord, by: GroupBy | str) -> str:
         return record.model
     if by is GroupBy.run:
         return record.run_id
-    return datetime.fromtimestamp(record.started_at, UTC).strftime("%Y-%m-%d")
+    # gmtime floors to the second; fromtimestamp would round to the microsecond, putting a
+    # call that started a hair before midnight in the next day.
+    return time.strftime("%Y-%m-%d", time.gmtime(record.started_at))
 
 
 def group_calls(records: Iterable[CallRecord], by: GroupBy | str = "worker") -> list[CallStats]:
