@@ -15,6 +15,7 @@ from foreman.engine.estimate import (
     TYPICAL_CALL_SECONDS,
     TYPICAL_OUTPUT_SHARE,
     TYPICAL_TOKENS_PER_SECOND,
+    StepEstimate,
     schedule_seconds,
 )
 from foreman.errors import ConfigError, PlanError
@@ -299,6 +300,17 @@ async def test_a_plan_on_a_worker_without_a_price_goes_back_within_a_budget() ->
         "budget, use only workers whose cost is known."
     ]
     assert "- oracle (cost unknown):" in model.requests[0].system
+
+
+def test_a_step_is_from_history_only_when_all_its_calls_are() -> None:
+    """The plan table's total said "4 of 4 steps from history" for tasks whose reviews
+    were typical."""
+    step = {"model": "m", "calls": 2, "input_tokens": 1, "output_tokens": 1}
+    step |= {"cost_usd": None, "seconds": 1.0}
+    assert StepEstimate(**step, basis="history: 3 calls").from_history
+    assert StepEstimate(**step, basis="history: 3 calls; review history: 2 calls").from_history
+    assert not StepEstimate(**step, basis="history: 1 call; review typical").from_history
+    assert not StepEstimate(**step, basis="typical").from_history
 
 
 async def test_without_a_budget_the_prompt_has_no_prices() -> None:

@@ -170,7 +170,7 @@ def estimate_table(estimate: PlanEstimate) -> Table:
             duration(step.seconds),
             safe_text(step.basis, style="dim"),
         )
-    histories = sum(step.basis.startswith("history") for _, _, step in steps)
+    histories = sum(step.from_history for _, _, step in steps)
     table.add_row(
         Text("total", style="bold"),
         "",

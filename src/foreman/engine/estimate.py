@@ -69,6 +69,12 @@ class StepEstimate(BaseModel):
     seconds: float
     basis: str
 
+    @property
+    def from_history(self) -> bool:
+        """Every kind of call in the step is estimated from history (a task's reviews
+        too): ``"history: 1 call; review typical"`` is not."""
+        return not any(part.endswith(TYPICAL) for part in self.basis.split("; "))
+
 
 class TaskEstimate(StepEstimate):
     """A task's estimate: its worker's calls and, with a validator, their reviews."""
