@@ -378,6 +378,17 @@ def test_a_budget_that_is_not_a_finite_number_is_one_clear_line(scripted, flag, 
     assert flag in " ".join(result.output.split()) and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("line", ["max_calls: true", "max_cost_usd: true", 'max_tokens: "500"'])
+def test_a_team_budget_that_is_not_a_number_is_one_clear_line(scripted, tmp_path, line) -> None:
+    """YAML's `true` became 1 call (or $1), a quoted number a number."""
+    model = scripted(Script(CHAIN))
+    team = tmp_path / "team.yaml"
+    team.write_text(f"include_defaults: true\nbudget:\n  {line}\n")
+    result = runner.invoke(app, ["run", "x", "--team", str(team)])
+    assert result.exit_code == 1 and model.requests == [], result.output
+    assert f"Team file {team}, budget: {line.split(':')[0]}" in " ".join(result.output.split())
+
+
 def test_a_budget_given_in_python_must_be_finite() -> None:
     with pytest.raises(ValidationError):
         Budget(max_cost_usd=float("inf"))

@@ -49,7 +49,8 @@ class Budget(BaseModel):
     at a limit, calls already running ``finish`` (the default) or are ``cancel``-led.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict numbers: a team file's `max_calls: true` (or "5") is a mistake, not 1 (or 5).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     max_tokens: int | None = Field(None, gt=0, description="Tokens of every call.")
     max_cost_usd: float | None = Field(None, gt=0, allow_inf_nan=False, description="US dollars.")
