@@ -203,7 +203,7 @@ class SQLiteStore(Store):
     def _absent(self) -> bool:
         """No file (or an empty one), and none to create: a list of its runs is empty (not
         an error)."""
-        return not self.create and self._connection is None and not _has_data(self.path)
+        return not self.create and self._connection is None and _nothing_at(self.path)
 
     def _use_wal(self, connection: sqlite3.Connection) -> None:
         """Switch to WAL, waiting up to the busy timeout like any other statement.
@@ -230,7 +230,7 @@ class SQLiteStore(Store):
             )
         if not self.create:
             # An empty file too: opening it would write foreman's tables into it.
-            if not _has_data(self.path):
+            if not self.path.is_file() or _nothing_at(self.path):
                 raise StoreNotFoundError(
                     f"No run store at {self.path}: no runs yet, or a mistyped --db / FOREMAN_DB. "
                     "`foreman run` creates it."
@@ -988,10 +988,10 @@ _PLANNED_DONE = (
 )
 
 
-def _has_data(path: Path) -> bool:
-    """A file with something in it, which may be a store (an empty one is not yet)."""
+def _nothing_at(path: Path) -> bool:
+    """No file there, or an empty one: no store yet (a folder is something, and an error)."""
     try:
-        return path.is_file() and path.stat().st_size > 0
+        return not path.exists() or (path.is_file() and path.stat().st_size == 0)
     except OSError:
         return False
 
