@@ -313,6 +313,24 @@ async def test_a_nested_run_spends_within_its_parents_budget_and_resumes_under_a
     assert done.calls == 1 + 4 + 1  # t1; the nested run's plan, c1, c2, synthesis; synthesis
 
 
+async def test_a_small_raise_lets_the_nested_run_go_on_rather_than_fail_its_task(store) -> None:
+    """The nested run's earlier calls counted twice on resume (once in the parent's total,
+    once in its own share of it): raised from 4 to 5 calls, it was refused at once, its
+    task failed and the parent ended `partial`, never to be resumed."""
+    model = ScriptedModel(Script(CHILD_PLAN, synthesis="published"))
+    top = teams(model, store)
+    top.budget = Budget(max_calls=4)  # t1, then the nested run's plan, c1, c2
+    stopped = await top.run("Write and publish", plan=TOP_PLAN)
+    assert stopped.status is RunStatus.over_budget
+
+    again = await top.resume(stopped.run_id, budget=Budget(max_calls=5))  # its synthesis
+    child = await store.get_run(child_run_id(stopped.run_id, "t2"))
+    assert child.status is RunStatus.succeeded and again.tasks["t2"].output == "published"
+    assert again.status is RunStatus.over_budget and again.calls == 5  # not the parent's own
+    done = await top.resume(stopped.run_id, budget=Budget(max_calls=6))
+    assert done.status is RunStatus.succeeded and done.calls == 6
+
+
 async def test_nested_runs_side_by_side_share_their_parents_budget_as_they_spend(
     store,
 ) -> None:

@@ -38,8 +38,8 @@ def meter_for(
     task executing the run (the caller's) is cancelled as ``foreman cancel`` would: that
     cancels every call in flight, and the run ends ``over_budget``.
     """
-    if budget is None or not budget.limited:
-        return None
+    if budget is None or not (budget.limited or upstream is not None):
+        return None  # a nested run's meter is there for its parent's limits, if none of its own
     executing = asyncio.current_task()
     assert executing is not None
 

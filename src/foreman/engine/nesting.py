@@ -62,8 +62,10 @@ class ChildRun:
     parent: RunDeps
     #: Where the nested run's events go: the parent's stream, wrapped.
     on_event: OnEvent
-    #: What is left of the parent's budget: the nested run runs within it (and within its
-    #: own team's budget), so that it cannot spend what its parent may not.
+    #: With a parent's budget: its ``on_limit``, and no limits of its own. The parent's
+    #: limits hold through ``meter`` as the nested run spends (a share fixed at its start
+    #: would count what the parent spent in flight as estimated, and on resume count the
+    #: nested run's earlier calls twice); the team's own budget narrows them.
     budget: Budget | None = None
     #: The parent's budget meter: the nested run's spending counts there as it happens.
     meter: BudgetMeter | None = None
@@ -174,7 +176,7 @@ class NestedTasks:
             depth=depth,
             parent=self.deps,
             on_event=self._forwarding(task.id, child_id, depth, troubles),
-            budget=self.meter.share() if self.meter is not None else None,
+            budget=Budget(on_limit=self.meter.budget.on_limit) if self.meter else None,
             meter=self.meter,
             ledger=self.ledger,
         )

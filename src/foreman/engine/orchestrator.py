@@ -458,7 +458,7 @@ class Orchestrator:
             parent_meter=child.meter,
             parent_ledger=child.ledger,
         )
-        budget = within(self.budget, child.budget)  # its own, within the parent's share
+        budget = within(self.budget, child.budget)  # its own limits, the parent's on_limit
         try:
             record = await child.store.get_run(child.run_id)
         except UnknownRunError:

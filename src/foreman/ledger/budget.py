@@ -237,18 +237,6 @@ class BudgetMeter:
             live[2] += dollars
             meter._spend(calls, tokens, dollars)
 
-    def share(self) -> Budget:
-        """What is left of the budget, as a budget of its own: a nested run's limits, so
-        that it cannot spend what its parent may not. (A meter admits no call at a limit,
-        so what is left is more than nothing whenever a nested run may start.)"""
-        left = {
-            "max_calls": _left(self.budget.max_calls, self.calls, 1),
-            "max_tokens": _left(self.budget.max_tokens, self.tokens, 1),
-            "max_cost_usd": _left(self.budget.max_cost_usd, self.dollars, 1e-9),
-            "max_seconds": _left(self.budget.max_seconds, self.seconds, 1e-3),
-        }
-        return Budget(on_limit=self.budget.on_limit, **left)
-
     def admit(self) -> None:
         """Before a call starts: ``BudgetExceededError`` once a limit is reached."""
         if self.exceeded is None:
@@ -318,10 +306,6 @@ class BudgetMeter:
             self._arm()  # the timer and the loop's clock disagree by a hair: look again
         elif self._in_flight():
             self._exceed(reached)
-
-
-def _left(allowed: float | None, used: float, least: float) -> Any:
-    return None if allowed is None else max(allowed - used, least)
 
 
 def within(own: Budget | None, share: Budget | None) -> Budget | None:
