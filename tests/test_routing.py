@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from foreman import Orchestrator
+from foreman import Budget, Orchestrator, RunStatus
 from foreman.engine.routing import DELEGATE_TOOL
 from foreman.errors import ConfigError, UnknownWorkerError
 from foreman.events import EVENT_ADAPTER, TaskRouted
@@ -38,8 +38,9 @@ PLAN = {
 }
 
 
-def planner_and_workers(route_to: str = "analyst") -> ScriptedModel:
-    """Answers the planner with PLAN, the LLM router with ``route_to``, workers with ok."""
+def planner_and_workers(route_to: str = "analyst", route_latency: float = 0.0) -> ScriptedModel:
+    """Answers the planner with PLAN, the LLM router with ``route_to`` (after
+    ``route_latency`` seconds), workers with ok."""
 
     def answer(request: ModelRequest) -> str:
         properties = (request.output_schema or {}).get("properties", {})
@@ -49,7 +50,11 @@ def planner_and_workers(route_to: str = "analyst") -> ScriptedModel:
             return json.dumps({"worker": route_to})
         return "ok"
 
-    return ScriptedModel(answer)
+    def latency(request: ModelRequest) -> float:
+        routing = "worker" in (request.output_schema or {}).get("properties", {})
+        return route_latency if routing else 0.0
+
+    return ScriptedModel(answer, latency=latency)
 
 
 # --- the routers alone ------------------------------------------------------------------
@@ -141,6 +146,23 @@ async def test_the_llm_router_call_is_in_the_ledger_with_its_own_purpose() -> No
     calls = await orchestrator.store.list_calls(run_id=result.run_id)
     assert [c.purpose for c in calls].count(CallPurpose.route) == 2
     assert {c.parent for c in calls if c.purpose is CallPurpose.route} == {"route"}
+
+
+async def test_a_budget_refusing_one_route_call_lets_those_running_finish() -> None:
+    """Under on_limit="finish" the route calls already running finish and are booked at
+    what they spent: the run returned at once, booking them `interrupted` at estimates,
+    while they went on calling the model after it ended."""
+    model = planner_and_workers("analyst", route_latency=0.05)
+    orchestrator = Orchestrator(model=model, router="llm", budget=Budget(max_calls=2))
+    result = await orchestrator.run("a request")
+
+    assert result.status is RunStatus.over_budget
+    calls = await orchestrator.store.list_calls(run_id=result.run_id)
+    assert [(c.purpose.value, c.status.value, c.estimated) for c in calls] == [
+        ("plan", "ok", False),
+        ("route", "ok", False),
+    ]
+    assert len(model.requests) == 2  # and nothing still running: all were answered
 
 
 async def test_an_unsure_llm_router_keeps_the_planners_choice_or_uses_the_fallback() -> None:

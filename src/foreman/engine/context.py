@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from foreman.engine.calls import call_worker, retried
+from foreman.engine.together import all_settled
 from foreman.events import ContextCompacted
 from foreman.ledger.recorder import CHARS_PER_TOKEN, CallLedger
 from foreman.ledger.records import CallPurpose
@@ -136,7 +137,7 @@ async def compact(
                 return _cut(text, share)
             return _cut(str(outcome.output).strip(), share)
 
-        texts = await asyncio.gather(*(summarise(text) for _, text in groups))
+        texts = await all_settled(*(summarise(text) for _, text in groups))
         summaries = [
             {"summary_of": ids, "summary": text}
             for (ids, _), text in zip(groups, texts, strict=True)

@@ -9,11 +9,11 @@ tool per worker, and the router picks the worker of each delegation.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from foreman.embeddings.base import Embedder, embedder_of
 from foreman.engine.calls import retried
+from foreman.engine.together import all_settled
 from foreman.errors import ConfigError
 from foreman.events import TaskRouted
 from foreman.ledger.records import CallPurpose
@@ -146,10 +146,8 @@ async def _routes(run: Execution, router: Router, tasks: list[Task]) -> list[Rou
         return await router.route_many(
             [t.instructions for t in tasks], defaults=[t.worker for t in tasks]
         )
-    return list(
-        await asyncio.gather(
-            *(_route_one(run, router, t.instructions, default=t.worker) for t in tasks)
-        )
+    return await all_settled(
+        *(_route_one(run, router, t.instructions, default=t.worker) for t in tasks)
     )
 
 
@@ -204,7 +202,7 @@ async def routed_calls(run: Execution, calls: list[ToolCall], ids: list[str]) ->
         run.emit(_event(run.run_id, task_id, route, planned=None))
         return call.model_copy(update={"name": route.worker})
 
-    return list(await asyncio.gather(*(one(c, i) for c, i in zip(calls, ids, strict=True))))
+    return await all_settled(*(one(c, i) for c, i in zip(calls, ids, strict=True)))
 
 
 def _event(run_id: str, task_id: str, route: Route, *, planned: str | None) -> TaskRouted:

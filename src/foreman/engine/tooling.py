@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from foreman.engine.approvals import ApprovalGate
 from foreman.engine.calls import OnFallback, answer_parser, call_request, schema_of
 from foreman.engine.journal import RunJournal
+from foreman.engine.together import all_settled
 from foreman.errors import ModelError, OutputValidationError, ToolError
 from foreman.events import ToolCalled, ToolFinished
 from foreman.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolResult
@@ -188,16 +189,12 @@ class ToolLoop:
                 return outcome
             messages.append(response.as_message())
             numbered = self._number(turn, response.tool_calls, calls)
-            results = await asyncio.gather(
+            results = await all_settled(  # every call settled first: none is cut short
                 *(
                     self._call(number, turn, index, call, allowed, calls.get(number))
                     for number, index, call in numbered
-                ),
-                return_exceptions=True,
+                )
             )
-            for result in results:  # every call settled first: none is cut short
-                if isinstance(result, BaseException):
-                    raise result
             messages.append(Message(role="user", tool_results=list(results)))
         raise AssertionError("unreachable: the last turn always returns")  # pragma: no cover
 
