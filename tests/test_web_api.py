@@ -291,6 +291,11 @@ def test_nested_runs_sit_inside_their_parent(tmp_path) -> None:
         assert {t["task_id"]: t["status"] for t in inner["tasks"]}["c2"] == "waiting"
         t2 = get(opened, f"/api/runs/{top_id}/tasks/t2")
         assert [r["run_id"] for r in t2["nested_runs"]] == [nested_id]
+        # The task carried out by the nested run has that run's books, as `show` says.
+        spent = inner["run"]["calls"], inner["run"]["usage"]["input_tokens"]
+        state = {t["task_id"]: t for t in top["tasks"]}["t2"]
+        assert (state["calls"], state["input_tokens"]) == spent and spent[0] > 0
+        assert (t2["books"]["calls"], t2["books"]["input_tokens"]) == spent
 
         [pending] = get(opened, "/api/approvals")["approvals"]
         assert pending["run_path"] == [top_id, nested_id]

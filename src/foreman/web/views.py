@@ -18,7 +18,7 @@ from foreman.ledger.records import CallRecord, CallStatus
 from foreman.ledger.stats import GroupBy, group_calls, summarise
 from foreman.plan.foreach import find_task, item_ids_of
 from foreman.results import RunStatus, TaskResult
-from foreman.store.base import Approval, ApprovalStatus, RunRecord, Store
+from foreman.store.base import Approval, ApprovalStatus, RunRecord, RunSummary, Store
 from foreman.tools.records import ToolCallRecord
 
 #: Runs read to filter and search (``list_runs`` is newest first): the newest this many.
@@ -57,17 +57,26 @@ async def run_view(store: Store, ref: str) -> dict[str, Any]:
     run = await store.get_run(await store.resolve_run(ref))
     plans = await store.list_plans(run.run_id)
     results = await store.load_tasks(run.run_id)
-    calls = await store.list_calls(run_id=run.run_id)
+    calls = await store.list_calls(run_id=run.run_id, descendants=True)  # its nested runs' too
     approvals = [a for a in await store.list_approvals(None) if a.run_id == run.run_id]
     children = await store.child_runs(run.run_id)
     return {
         "run": run_record_json(run),
         "path": await lineage(store, run.run_id),
         "plans": [version.model_dump(mode="json") for version in plans],
-        "tasks": task_states(run, results, calls, approvals),
+        "tasks": task_states(run, results, calls, approvals, children),
         "children": [child.as_json() for child in children],
         "approvals": [approval_json(a) for a in approvals],
     }
+
+
+def _carrier(run_id: str, carried: dict[str, str | None]) -> str | None:
+    """The task of the viewed run that the nested run ``run_id`` (or the one it is nested
+    in) carries out: its ids extend the viewed run's, the longest match wins (a task id
+    may hold dots)."""
+    while run_id not in carried and "." in run_id:
+        run_id = run_id.rpartition(".")[0]
+    return carried.get(run_id)
 
 
 def run_record_json(run: RunRecord) -> dict[str, Any]:
@@ -81,18 +90,27 @@ def task_states(
     results: dict[str, TaskResult],
     calls: Sequence[CallRecord],
     approvals: Sequence[Approval],
+    children: Sequence[RunSummary] = (),
 ) -> list[dict[str, Any]]:
     """Every task of the latest plan (and every for-each item that ran) with where it
     stands now: a settled status, ``running`` while a call of it is in flight,
-    ``waiting`` for a pending approval, else ``pending``. Linear in tasks and calls: a
-    live page asks for this after every change of a run with maybe thousands of tasks."""
+    ``waiting`` for a pending approval, else ``pending``; and its books (a task carried
+    out by a nested run, those of that run and the runs in it: ``calls`` has theirs, and
+    ``children`` says whose task each is). Linear in tasks and calls: a live page asks
+    for this after every change of a run with maybe thousands of tasks."""
     live = run.status is RunStatus.running
-    in_flight = {c.task_id for c in calls if c.status is CallStatus.started and live}
+    in_flight = {
+        c.task_id
+        for c in calls
+        if c.status is CallStatus.started and live and c.run_id == run.run_id
+    }
     # a tool call's approval is named <task>#<n>: its task waits
     pending = {a.task_id.split("#")[0] for a in approvals if a.status is ApprovalStatus.pending}
+    carried = {child.run_id: child.parent_task_id for child in children}
     own: dict[str | None, list[CallRecord]] = {}
     for call in calls:
-        own.setdefault(call.task_id, []).append(call)
+        task_id = call.task_id if call.run_id == run.run_id else _carrier(call.run_id, carried)
+        own.setdefault(task_id, []).append(call)
     plan_ids = [task.id for task in run.plan.tasks] if run.plan else []
     items = items_by_task(plan_ids, results)
     states = []
@@ -189,6 +207,8 @@ async def task_view(store: Store, ref: str, task_id: str) -> dict[str, Any]:
     ]
     nested = [c for c in await store.child_runs(run.run_id) if c.parent_task_id == task_id]
     books = Books.of(calls)
+    if nested and not calls:  # carried out by a nested run: its books, as `show` gives
+        books = Books.of(await store.list_calls(run_id=nested[0].run_id, descendants=True))
     return {
         "run_id": run.run_id,
         "run_status": run.status.value,
