@@ -389,6 +389,19 @@ def test_a_team_budget_that_is_not_a_number_is_one_clear_line(scripted, tmp_path
     assert f"Team file {team}, budget: {line.split(':')[0]}" in " ".join(result.output.split())
 
 
+async def test_resume_with_a_raised_cost_limit_plans_within_the_raised_one(monkeypatch) -> None:
+    """The planner's budget was the cost limit the orchestrator was made with: resumed with
+    a raised one, planning still had to fit $0.25, failed and stored the run `failed`."""
+    monkeypatch.setenv("FOREMAN_PRICES", '{"scripted": [1000, 1000]}')  # $0.001 a token
+    model = ScriptedModel(Script([CHAIN] * 4))
+    orchestrator = Orchestrator(TEAM, model=model, budget=Budget(max_cost_usd=0.25))
+    stopped = await orchestrator.run("q")
+    assert stopped.status is RunStatus.over_budget
+
+    done = await orchestrator.resume(stopped.run_id, budget=Budget(max_cost_usd=100.0))
+    assert done.status is RunStatus.succeeded, done.error
+
+
 def test_a_budget_given_in_python_must_be_finite() -> None:
     with pytest.raises(ValidationError):
         Budget(max_cost_usd=float("inf"))

@@ -487,6 +487,8 @@ class Orchestrator:
         given budget becomes the run's own (a nested run's share is for this time only)."""
         store, run_id, given = deps.store, record.run_id, budget
         budget = budget if budget is not None else self.budget
+        if given is not None and self.config.plan_budget_usd is None:  # not set on its own:
+            deps = replace(deps, plan_budget_usd=given.max_cost_usd)  # the run's cost limit
         tasks = await store.load_tasks(run_id)
         before, earlier = await books_before(store, record, tasks)
         nested = await nested_books(store, run_id)
