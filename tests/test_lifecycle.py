@@ -507,3 +507,37 @@ async def test_a_resumed_run_reads_running_while_it_runs(make_store, tmp_path) -
     assert seen == [RunStatus.running]
     assert result.status is RunStatus.succeeded
     await store.aclose()
+
+
+async def test_a_runs_call_counters_hold_however_it_ends() -> None:
+    """``plan_attempts`` and ``replan_attempts`` are this execution's calls of each kind,
+    also when a budget stops the run (a revision's call read 0) or it is cancelled (its
+    planning read 0)."""
+    from foreman import Budget
+    from replan_helpers import KEEP, TEAM
+    from replan_helpers import model as replanning
+
+    chain = plan_of(task("t1"), task("t2", "researcher", "t1"), task("t3", "researcher", "t2"))
+    stopped = await Orchestrator(
+        TEAM,
+        model=replanning(chain, lambda shown: KEEP),
+        replan="always",
+        assembly="concat",
+        budget=Budget(max_calls=4),  # the plan, t1, a revision, t2
+    ).run("go")
+    assert stopped.status is RunStatus.over_budget
+    assert (stopped.plan_attempts, stopped.replan_attempts) == (1, 1)
+
+    store, second = MemoryStore(), asyncio.Event()
+    slow = ScriptedModel(Script(chain), latency=lambda r: 5.0 if "do t2" in str(r.messages) else 0)
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, TaskStarted) and event.task_id == "t2":
+            second.set()
+
+    orchestrator = Orchestrator([worker("researcher")], model=slow, store=store)
+    running = asyncio.create_task(orchestrator.run("go", on_event=on_event))
+    await asyncio.wait_for(second.wait(), 10)
+    await store.cancel_run((await store.list_runs(1))[0].run_id)
+    cancelled = await asyncio.wait_for(running, 10)
+    assert cancelled.status is RunStatus.cancelled and cancelled.plan_attempts == 1

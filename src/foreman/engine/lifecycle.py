@@ -11,6 +11,7 @@ cancel`` ends it cancelled; a budget ends it ``over_budget`` with what finished
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from foreman.errors import ForemanError
 from foreman.events import Assembled, Event, RunFinished
 from foreman.ledger.books import Books
 from foreman.ledger.budget import Budget, BudgetMeter
-from foreman.ledger.records import CallRecord
+from foreman.ledger.records import CallPurpose, CallRecord
 from foreman.models.base import Usage
 from foreman.plan.schema import Plan
 from foreman.results import RunResult, RunStatus, TaskResult, confidences, typed_outputs
@@ -76,7 +77,6 @@ class Execution:
     meter: BudgetMeter | None
     results: dict[str, TaskResult]
     started: float
-    plan_attempts: int = 0
     settled: bool = False
 
     @property
@@ -95,6 +95,11 @@ class Execution:
     def result(self, status: RunStatus, **fields: Any) -> RunResult:
         """The run's result as it stands: its plan, its tasks, its books, its time."""
         plan = fields.pop("plan", self.state.plan)
+        # This execution's calls of each kind, from its ledger: whatever path ended the
+        # run (a budget, a cancel, a failure), they were made.
+        made = Counter(record.purpose for record in self.journal.ledger.records.values())
+        fields.setdefault("plan_attempts", made[CallPurpose.plan] + made[CallPurpose.delegate])
+        fields.setdefault("replan_attempts", made[CallPurpose.replan])
         return RunResult(
             run_id=self.run_id,
             request=self.state.request,
@@ -102,7 +107,6 @@ class Execution:
             plan=plan,
             tasks=fields.pop("tasks", self.results),
             elapsed=self.deps.timer() - self.started,
-            plan_attempts=fields.pop("plan_attempts", self.plan_attempts),
             **self.books(),
             **fields,
         )
@@ -146,7 +150,6 @@ class Execution:
             plan=record.plan,
             tasks=await store.load_tasks(self.run_id),
             error="cancelled (foreman cancel)",
-            plan_attempts=0,
         )
         await self._end(RunFinished(run_id=self.run_id, result=result))
         return result

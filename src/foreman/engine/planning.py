@@ -13,7 +13,7 @@ from foreman.events import (
     PlanRejected,
 )
 from foreman.models.base import Usage
-from foreman.models.retry import CallLog, CallOutcome
+from foreman.models.retry import CallLog
 from foreman.plan.planner import Planner
 from foreman.plan.schema import Plan
 from foreman.plan.validate import validate_plan
@@ -30,12 +30,11 @@ async def make_plan(
     run_id: str,
     request: str,
     emit: OnEvent,
-    on_call: Callable[[CallOutcome], None] | None = None,
     scope: CallLog | None = None,
 ) -> tuple[Plan, Usage]:
     """Ask the planner model for a validated plan, reporting each rejected attempt and
-    each retried call. ``on_call`` hears every planner call's attempts and tokens as it is
-    made, so a planning that fails in the end still reports what it cost."""
+    each retried call; ``scope`` books every planner call as it is made, so a planning
+    that fails in the end still says what it cost."""
     planner = Planner(
         deps.planner(),
         deps.registry,
@@ -52,7 +51,6 @@ async def make_plan(
             PlanRejected(run_id=run_id, attempt=attempt, errors=errors)
         ),
         on_retry=retried(emit, run_id, "plan"),
-        on_call=on_call,
         scope=scope,
     )
     return outcome.plan, outcome.usage

@@ -174,7 +174,6 @@ class _Turns:
             on_retry=retried(run.emit, run.run_id, "delegate"),
             scope=run.journal.ledger.scope(CallPurpose.delegate),
         )
-        run.plan_attempts += outcome.attempts
         if outcome.error is not None:
             raise outcome.error
         return outcome.output

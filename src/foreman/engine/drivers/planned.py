@@ -23,7 +23,6 @@ from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.events import Assembled, PlanReady, RunStarted
 from foreman.ledger.records import CallPurpose
 from foreman.models.base import Usage
-from foreman.models.retry import CallOutcome
 from foreman.plan.schema import Plan
 from foreman.results import RunResult, RunStatus, confidences
 
@@ -86,18 +85,9 @@ async def drive_planned(run: Execution) -> RunResult:
 
 async def _plan(run: Execution) -> tuple[Plan, Usage]:
     """The planner's plan, stored with what it cost (attempts cut short at their estimate)."""
-
-    def planned(call: CallOutcome) -> None:
-        run.plan_attempts += call.attempts
-
     ledger = run.journal.ledger
     plan, _ = await make_plan(
-        run.deps,
-        run.run_id,
-        run.state.request,
-        run.emit,
-        planned,
-        ledger.scope(CallPurpose.plan),
+        run.deps, run.run_id, run.state.request, run.emit, ledger.scope(CallPurpose.plan)
     )
     plan = await route_plan(run, plan)  # stored routed: a resumed run never routes again
     usage = ledger.usage_of("plan")
