@@ -8,7 +8,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from tests.helpers import Script, plan_of, task, worker, worker_requests
+from tests.helpers import (
+    Script,
+    latency_by_instructions,
+    plan_of,
+    task,
+    worker,
+    worker_requests,
+)
 
 from foreman import Orchestrator
 from foreman.engine.nesting import child_run_id
@@ -329,6 +336,29 @@ async def test_a_small_raise_lets_the_nested_run_go_on_rather_than_fail_its_task
     assert again.status is RunStatus.over_budget and again.calls == 5  # not the parent's own
     done = await top.resume(stopped.run_id, budget=Budget(max_calls=6))
     assert done.status is RunStatus.succeeded and done.calls == 6
+
+
+async def test_a_parents_cancel_at_its_limit_cuts_the_nested_runs_calls_too(store) -> None:
+    """Under on_limit="cancel", the parent's own call reaching its limit cancels the calls
+    running in its nested run, as its own (one was left to run on and answer), and the
+    nested run ends `over_budget`, resumable, not `interrupted`."""
+    latencies = {"do c1": 5.0, "do t1": 0.1}
+    model = ScriptedModel(
+        Script(CHILD_PLAN, synthesis="published"), latency=latency_by_instructions(latencies)
+    )
+    top = teams(model, store)
+    top.budget = Budget(max_calls=3, on_limit="cancel")  # t1, the nested plan, c1: then t1 ends
+    both = plan_of(task("t1", "researcher"), task("t2", "review"))
+    stopped = await asyncio.wait_for(top.run("Write and review", plan=both), 4)
+
+    assert stopped.status is RunStatus.over_budget
+    child = await store.get_run(child_run_id(stopped.run_id, "t2"))
+    assert child.status is RunStatus.over_budget, child.error
+    (c1,) = await store.list_calls(run_id=child.run_id, task_id="c1")
+    assert c1.status.value == "cancelled"
+    latencies["do c1"] = 0.0  # answers at once now
+    done = await top.resume(stopped.run_id, budget=Budget(max_calls=20))
+    assert done.status is RunStatus.succeeded and done.tasks["t2"].output == "published"
 
 
 async def test_nested_runs_side_by_side_share_their_parents_budget_as_they_spend(

@@ -232,8 +232,9 @@ async def execute(deps: RunDeps, state: RunState, on_event: OnEvent) -> RunResul
             if journal.cancelled:  # `foreman cancel`: end here, as asked
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 return await _or_failed(run, run.cancelled)
-            if meter is not None and meter.cancelled:
+            if meter is not None and (limit := meter.cancelled_by) is not None:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                meter.exceeded = meter.exceeded or limit  # a limit of a run it is nested in
 
                 async def over_budget() -> RunResult:
                     run.results = await deps.store.load_tasks(state.run_id)

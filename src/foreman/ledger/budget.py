@@ -181,6 +181,11 @@ class BudgetMeter:
         self.upstream = upstream
         #: What each nested run of this one forwarded while it ran (calls, tokens, $).
         self._live: dict[str, list[float]] = {}
+        #: The meters of the nested runs running now: their calls in flight are this run's
+        #: to cancel at a limit, as its own are.
+        self._nested: set[BudgetMeter] = set()
+        if upstream is not None:
+            upstream[0]._nested.add(self)
         self._watchdog: asyncio.TimerHandle | None = None
 
     def attach(self, ledger: CallLedger) -> None:
@@ -191,9 +196,26 @@ class BudgetMeter:
             self._arm()
 
     def detach(self) -> None:
+        """The run's execution ended: no watchdog, and no longer a nested run in flight."""
+        self._disarm()
+        if self.upstream is not None:
+            self.upstream[0]._nested.discard(self)
+
+    def _disarm(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+
+    @property
+    def cancelled_by(self) -> BudgetExceededError | None:
+        """The limit whose reaching cancelled the calls in flight here: this run's, or that
+        of a run it is nested in (whose cancel reaches its nested runs' calls)."""
+        meter: BudgetMeter | None = self
+        while meter is not None:
+            if meter.cancelled:
+                return meter.exceeded
+            meter = meter.upstream[0] if meter.upstream is not None else None
+        return None
 
     @property
     def seconds(self) -> float:
@@ -268,18 +290,20 @@ class BudgetMeter:
             self._dollars[new.call_id] = price
         tokens = new.usage.total_tokens - (old.usage.total_tokens if old else 0)
         self._spend(old is None, tokens, dollars)
-        if (
-            self.exceeded is None
-            and self.budget.on_limit == "cancel"
-            and new.status.settled
-            and self._in_flight()
-            and (reached := self.reached()) is not None
-        ):
-            self._exceed(reached)
+        meter: BudgetMeter | None = self if new.status.settled else None
+        while meter is not None:  # a nested run's call counts on every run above it
+            if (
+                meter.exceeded is None
+                and meter.budget.on_limit == "cancel"
+                and meter._in_flight()
+                and (reached := meter.reached()) is not None
+            ):
+                meter._exceed(reached)
+            meter = meter.upstream[0] if meter.upstream is not None else None
 
     def _exceed(self, reached: BudgetExceededError) -> None:
         self.exceeded = reached
-        self.detach()
+        self._disarm()
         if self.budget.on_limit == "cancel" and self._in_flight() and self.cancel is not None:
             self.cancelled = True
             if self._ledger is not None:
@@ -289,7 +313,9 @@ class BudgetMeter:
             self.on_exceeded(reached)
 
     def _in_flight(self) -> bool:
-        return self._ledger is not None and self._ledger.in_flight > 0
+        """Calls in flight in this run or in a nested run of it."""
+        own = self._ledger is not None and self._ledger.in_flight > 0
+        return own or any(nested._in_flight() for nested in self._nested)
 
     def _arm(self) -> None:
         assert self.budget.max_seconds is not None
