@@ -402,6 +402,33 @@ async def test_resume_with_a_raised_cost_limit_plans_within_the_raised_one(monke
     assert done.status is RunStatus.succeeded, done.error
 
 
+async def test_an_approval_given_after_the_time_ran_out_is_kept_for_the_resume() -> None:
+    """The person took longer than the time limit: the task's call was refused, but its
+    approval was recorded as used (started), so the resume asked again, "may have run"."""
+    now = [1000.0]
+    asked: list[tuple[str, bool]] = []
+
+    def approve(approval) -> bool:
+        asked.append((approval.task_id, approval.may_have_run))
+        now[0] += 100  # the person takes 100 s to answer
+        return True
+
+    plan = plan_of(task("t1", "deployer"))
+    orchestrator = Orchestrator(
+        Registry([worker("deployer", risk="high")]),
+        model=ScriptedModel(Script(plan)),
+        budget=Budget(max_seconds=50),
+        timer=lambda: now[0],
+        approve=approve,
+    )
+    stopped = await orchestrator.run("q", plan=plan)
+    assert stopped.status is RunStatus.over_budget and asked == [("t1", False)]
+
+    done = await orchestrator.resume(stopped.run_id, budget=Budget(max_seconds=500))
+    assert done.status is RunStatus.succeeded
+    assert asked == [("t1", False)]  # not asked again: the approval was never used
+
+
 def test_a_budget_given_in_python_must_be_finite() -> None:
     with pytest.raises(ValidationError):
         Budget(max_cost_usd=float("inf"))

@@ -64,11 +64,17 @@ class ApprovalGate:
         emit: Callable[[object], None],
         callback: ApprovalCallback | None = None,
         auto_approve: RiskLevel | None = None,
+        admit: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.emit = emit
         self.callback = callback
         self.auto_approve = auto_approve_level(auto_approve)
+        #: The run's budget check (``BudgetMeter.admit``), made before an approved task
+        #: is recorded as started: a task whose model call the budget would refuse (the
+        #: time ran out while a person decided, say) never starts, so its approval is not
+        #: used up and it is not asked again as one that "may have run".
+        self.admit = admit
 
     def needs_approval(self, worker: Worker) -> bool:
         return self.needs(worker.risk)
@@ -90,7 +96,7 @@ class ApprovalGate:
             instructions=task.instructions,
             inputs=inputs,
         )
-        return await self._decide(approval, idempotent=worker.idempotent)
+        return await self._decide(approval, idempotent=worker.idempotent, budgeted=True)
 
     async def check_tool(
         self,
@@ -122,11 +128,13 @@ class ApprovalGate:
         )
         return await self._decide(approval, idempotent=tool.idempotent)
 
-    async def _decide(self, request: Approval, *, idempotent: bool) -> Decision:
+    async def _decide(
+        self, request: Approval, *, idempotent: bool, budgeted: bool = False
+    ) -> Decision:
         run_id, key = request.run_id, request.task_id
         approval = await self.store.request_approval(request)
         if approval.status is ApprovalStatus.approved:
-            approval = await self._start(approval, idempotent)
+            approval = await self._start(approval, idempotent, budgeted)
         if approval.status is ApprovalStatus.pending:
             self.emit(
                 ApprovalRequested(
@@ -148,16 +156,19 @@ class ApprovalGate:
                 ApprovalDecided(run_id=run_id, task_id=key, approved=verdict, note=approval.note)
             )
             if approval.status is ApprovalStatus.approved:
-                approval = await self._start(approval, idempotent)
+                approval = await self._start(approval, idempotent, budgeted)
         if approval.status is ApprovalStatus.approved:
             return Decision("run")
         reason = f"rejected by the approver: {approval.note or 'no reason given'}"
         return Decision("reject", reason)
 
-    async def _start(self, approval: Approval, idempotent: bool) -> Approval:
+    async def _start(self, approval: Approval, idempotent: bool, budgeted: bool) -> Approval:
         """Record that the approved execution starts, before the worker (or tool) is
         called; an approval whose execution started before comes back pending (it may
-        have run). An idempotent worker or tool may simply run again."""
+        have run). An idempotent worker or tool may simply run again. A task's execution
+        is first checked against the budget (``admit``)."""
+        if budgeted and self.admit is not None:
+            self.admit()
         if idempotent:
             return approval
         return await self.store.start_approved(approval.run_id, approval.task_id)
