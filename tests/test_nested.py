@@ -408,6 +408,30 @@ async def test_resume_under_a_cost_limit_refuses_a_model_without_price_in_a_nest
         await top.resume(stopped.run_id)
 
 
+def test_a_cost_limit_needs_the_prices_of_its_teams_models_at_once(tmp_path, monkeypatch) -> None:
+    """A team on a model without a price spent unseen under its parent's cost limit (the
+    run even `succeeded`); the parent's own workers' models were the only ones checked."""
+    monkeypatch.setenv("FOREMAN_PRICES", '{"priced": [1000, 2000]}')
+    models = {name: ScriptedModel(Script(CHILD_PLAN), name=name) for name in ("priced", "zz")}
+    limit = Budget(max_cost_usd=0.5)
+    child = Orchestrator([worker("checker"), worker("publisher")], model="zz", models=models)
+    review = TeamWorker(name="review", description="Reviews.", team=child)
+    with pytest.raises(ConfigError, match="zz has none"):
+        Orchestrator([worker("researcher"), review], model="priced", models=models, budget=limit)
+
+    team_file = tmp_path / "review.yaml"  # a team file's workers, on their own model
+    team_file.write_text(
+        "workers:\n  - name: checker\n    description: Checks.\n    model: zz\n"
+        "    system_prompt: Check.\n"
+    )
+    top_file = tmp_path / "top.yaml"
+    top_file.write_text(
+        "workers:\n  - name: review\n    description: Reviews.\n    team: review.yaml\n"
+    )
+    with pytest.raises(ConfigError, match="zz has none"):
+        Orchestrator(load_team(top_file), model="priced", models=models, budget=limit)
+
+
 async def test_a_partial_nested_run_answers_with_lowered_confidence_naming_what_is_missing(
     store,
 ) -> None:

@@ -37,6 +37,7 @@ from foreman.workers.registry import Registry
 
 if TYPE_CHECKING:
     from foreman.engine.orchestrator import Orchestrator
+    from foreman.models.pool import ModelPool
 
 OnEvent = Callable[[Event], None]
 
@@ -330,6 +331,35 @@ def child_orchestrator(
         models=child.parent.models.known(),
         observers=child.parent.observers.observers,
     )
+
+
+def team_model_names(registry: Registry, models: ModelPool) -> list[str]:
+    """The models the teams among ``registry``'s workers may call, as far as they can be
+    known before a run: an orchestrator's own, a team file's or a pattern's workers' (on
+    the team worker's model, else the parent's default, when they name none; a team file
+    in a team file too). A custom ``Team`` keeps its models to itself."""
+    from foreman.engine.orchestrator import Orchestrator  # it builds on this module
+
+    names: list[str] = []
+    for worker in registry:
+        if not isinstance(worker, TeamWorker):
+            continue
+        team = worker.team
+        if isinstance(team, Orchestrator):
+            names += team.model_names
+            continue
+        if isinstance(team, TeamFile):
+            members = list(team.registry)
+            names += team_model_names(team.registry, models)
+        elif isinstance(team, PlannedTeam):
+            members = team.workers()
+        else:
+            continue
+        for member in members:
+            names.append(models.get(member.model or worker.model).name)
+            if member.fallback_model is not None:
+                names.append(models.get(member.fallback_model).name)
+    return names
 
 
 def failure_of(result: RunResult) -> str | None:

@@ -28,7 +28,7 @@ from foreman.engine.estimate import HISTORY_CALLS, Estimator, History, PlanEstim
 from foreman.engine.journal import STARTED_WRITE_WINDOW
 from foreman.engine.lifecycle import RunState, execute
 from foreman.engine.memory import Memory, memory_settings
-from foreman.engine.nesting import ChildRun, nested_books, stored_result
+from foreman.engine.nesting import ChildRun, nested_books, stored_result, team_model_names
 from foreman.engine.planning import check_given_plan, make_plan
 from foreman.engine.replanning import replan_settings
 from foreman.engine.replaying import replay_task
@@ -367,10 +367,17 @@ class Orchestrator:
         names = [None, planner]
         for worker in self.registry:
             names += [worker.model, worker.fallback_model]
-        #: The names of every model a run may call (a cost budget needs their prices).
+        #: The names of every model a run may call, its teams' too (a cost budget needs
+        #: their prices).
         self._model_names = [self.models.get(name).name for name in dict.fromkeys(names)]
         if isinstance(self.planner_model, Model):
             self._model_names.append(self.planner_model.name)
+        self._model_names += team_model_names(self.registry, self.models)
+
+    @property
+    def model_names(self) -> list[str]:
+        """Every model a run of this orchestrator may call, its nested teams' included."""
+        return list(self._model_names)
 
     # --- runs --------------------------------------------------------------------------
 
