@@ -256,6 +256,8 @@ def test_importing_foreman_imports_no_opentelemetry() -> None:
         ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
         ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, False),
         ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, False),
+        ({"OTEL_TRACES_EXPORTER": ""}, False),  # empty is unset, as the OTel spec says
+        ({"OTEL_TRACES_EXPORTER": " ", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, True),
     ],
 )
 def test_export_is_on_only_when_otel_variables_ask(env: dict, wanted: bool) -> None:

@@ -32,7 +32,7 @@ def wants_export(env: Mapping[str, str] = os.environ) -> bool:
     """True when the ``OTEL_*`` variables ask for traces to be exported."""
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    if "OTEL_TRACES_EXPORTER" in env:
+    if env.get("OTEL_TRACES_EXPORTER", "").strip():  # an empty variable counts as unset
         return any(name != "none" for name in _exporter_names(env))
     return bool(
         env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -58,7 +58,7 @@ def provider_from_env(env: Mapping[str, str] = os.environ) -> Any:
 
 
 def _exporter_names(env: Mapping[str, str]) -> list[str]:
-    names = env.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",")
+    names = (env.get("OTEL_TRACES_EXPORTER") or "otlp").lower().split(",")
     return [name.strip() for name in names if name.strip()] or ["otlp"]
 
 
