@@ -114,6 +114,31 @@ async def test_data_stays_on_one_line_and_never_becomes_markup_or_escapes(caplog
         assert " field=forged" not in message
 
 
+async def test_without_prompts_a_reviewers_words_stay_out_of_the_logs(caplog) -> None:
+    """A reviewer's reasons are its model's text, as a prompt is: with record_prompts=False
+    they were still in the INFO line of task_validated."""
+    caplog.set_level(logging.INFO, logger="foreman")
+    words = '{"approved": true, "reasons": ["secret-7781 looks right"]}'
+    script = Script(PLAN, review=words)
+    team = [*TEAM, worker("reviewer")]
+    orchestrator = Orchestrator(
+        team, model=ScriptedModel(script), validator="reviewer", record_prompts=False
+    )
+    await orchestrator.run("x")
+    validated = [r.getMessage() for r in caplog.records if r.event == "task_validated"]
+    assert validated and not any("secret-7781" in line for line in validated)
+
+
+async def test_budget_and_tool_lines_say_what_happened(caplog) -> None:
+    from foreman import Budget
+
+    caplog.set_level(logging.INFO, logger="foreman")
+    orchestrator = Orchestrator(TEAM, model=ScriptedModel(Script(PLAN)), budget=Budget(max_calls=2))
+    await orchestrator.run("x")
+    [line] = [r.getMessage() for r in caplog.records if r.event == "budget_exceeded"]
+    assert "limit=max_calls" in line and "used=2" in line and "allowed=2" in line
+
+
 def test_silent_until_logging_is_configured() -> None:
     """A library logs nothing by itself: not even Python's last-resort stderr handler."""
     code = (

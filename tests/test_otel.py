@@ -138,7 +138,9 @@ async def test_call_spans_carry_the_genai_conventions_and_the_ledger(observer, e
     assert call.attributes["gen_ai.provider.name"] == "openai"
     assert call.attributes["gen_ai.request.model"] == "gpt-4o-mini"
     assert call.attributes["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
-    assert call.attributes["gen_ai.usage.input_tokens"] == 1200
+    # every input token, cached ones included, as the conventions ask (foreman's own
+    # input_tokens, 1200, are the uncached ones)
+    assert call.attributes["gen_ai.usage.input_tokens"] == 1250
     assert call.attributes["gen_ai.usage.output_tokens"] == 300
     assert call.attributes["gen_ai.usage.cache_read.input_tokens"] == 50
     assert call.attributes["foreman.worker"] == "researcher"
@@ -229,6 +231,63 @@ async def test_an_interrupted_run_ends_at_close_and_its_resume_is_a_new_trace(
     assert again.context.trace_id != root.context.trace_id
     assert again.attributes["foreman.run_id"] == run_id
     assert again.attributes["foreman.resumed"] is True
+
+
+async def test_a_run_resumed_in_the_same_process_ends_its_first_trace(observer, exporter) -> None:
+    """The first execution's spans were left open (never exported, not even by close())
+    when the same observer saw the run start again."""
+    model = ScriptedModel(Script(PLAN), name=MODEL, latency=lambda r: 60.0 if "do t2" in str(
+        r.messages) else 0.0)  # fmt: skip
+    orchestrator = Orchestrator(TEAM, model=model, observers=[observer])
+    events = orchestrator.stream("x")
+    async for event in events:
+        if event.type == "task_started" and event.task_id == "t2":
+            break
+    await events.aclose()  # interrupted
+    model._latency = 0.0
+    [run] = await orchestrator.store.list_runs()
+    await orchestrator.resume(run.run_id)
+
+    roots = Tree(exporter.get_finished_spans()).roots
+    assert [r.attributes["foreman.status"] for r in roots] == ["interrupted", "succeeded"]
+
+
+async def test_a_retried_call_of_no_task_is_an_event_of_the_run(observer, exporter) -> None:
+    """A delegate turn's retry made a `foreman.task` span with no task id."""
+    tries = iter([RateLimitError("slow down", retry_after=0.0), "The answer."])
+
+    def answer(request):
+        if request.tools:  # the delegating orchestrator's turn
+            return next(tries)
+        return "out"
+
+    model = ScriptedModel(answer, name=MODEL)
+    orchestrator = Orchestrator(TEAM, model=model, observers=[observer], mode="delegate")
+    await orchestrator.run("x")
+
+    tree = Tree(exporter.get_finished_spans())
+    assert tree.named("foreman.task") == []
+    [root] = tree.roots
+    assert [e.name for e in root.events] == ["call_retried"]
+
+
+async def test_a_given_plan_has_no_planning_span(observer, exporter) -> None:
+    orchestrator = Orchestrator(TEAM, model=ScriptedModel(Script(PLAN), name=MODEL),
+                                observers=[observer])  # fmt: skip
+    await orchestrator.run("x", plan=PLAN)
+    tree = Tree(exporter.get_finished_spans())
+    assert tree.named("foreman.plan") == []
+    assert tree.roots[0].attributes["foreman.tasks"] == 2
+
+
+async def test_without_prompts_no_reviewer_or_reviser_text_reaches_a_span(exporter) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = OTelObserver(provider, record_prompts=False)
+    await run_traced(observer, Script(PLAN), validator="reviewer")
+    spans = exporter.get_finished_spans()
+    assert [s for s in spans if s.name == "foreman.validation"]
+    assert not [s for s in spans if "foreman.reasons" in s.attributes]
 
 
 def test_enabled_without_opentelemetry_installed_is_one_clear_error(monkeypatch) -> None:

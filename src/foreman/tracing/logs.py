@@ -46,7 +46,18 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "task_expanded": ("count",),
     "plan_revised": ("version", "added", "changed", "dropped", "reason"),
     "replan_stalled": ("reason",),
+    "task_routed": ("router", "score", "fallback", "planned_worker"),
+    "tool_called": ("tool", "key", "call_id"),
+    "tool_finished": ("tool", "key", "call_id", "outcome", "latency"),
+    "budget_exceeded": ("limit", "used", "allowed", "on_limit"),
+    "context_compacted": ("purpose", "compacted", "tokens_before", "tokens_after", "failed"),
+    "orchestrator_turn": ("turn", "final", "refused"),
+    "nested": ("child_run_id", "depth"),
 }
+
+#: Fields that are a model's own words (a revision's reason, a reviewer's reasons): with
+#: ``record_prompts=False`` they stay out of the logs, as the prompts and outputs do.
+_MODEL_TEXT = {("plan_revised", "reason"), ("task_validated", "reasons")}
 
 _PLAIN = re.compile(r"[\w.:/@+-]+")
 _UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029]")  # what json.dumps leaves unescaped
@@ -83,6 +94,8 @@ class LoggingObserver:
         if private and kind == "run_started":  # the request is the user's text
             fields = [(name, value) for name, value in fields if name != "request"]
             fields.append(("request_chars", len(event.request)))
+        elif private:
+            fields = [(name, value) for name, value in fields if (kind, name) not in _MODEL_TEXT]
         fields += _extra_fields(kind, event)
         extra = _extra(event.run_id, fields, event=kind)
         self.events.info("%s", _line(kind, fields), extra=extra)
@@ -140,6 +153,10 @@ def _extra_fields(kind: str, event: Any) -> list[tuple[str, Any]]:
         return _usage(event.usage)
     if kind == "assembled":
         return [("answer_chars", len(event.answer))]
+    if kind == "orchestrator_turn":
+        return [("delegations", len(event.delegations)), *_usage(event.usage)]
+    if kind == "nested":  # what happened in the nested run (its own run logs it whole)
+        return [("event", event.event.type)]
     if kind == "run_finished":
         result = event.result
         return [

@@ -147,6 +147,9 @@ class OTelObserver:
             attributes["foreman.request_chars"] = len(event.request)
         else:
             attributes["foreman.request"] = event.request
+        if (earlier := self._runs.pop(event.run_id, None)) is not None:  # resumed here
+            why = "the run stopped before it finished"
+            self._end_run(earlier, earlier.last, "interrupted", why)
         root = self._tracer.start_span(
             "foreman.run", context=None, attributes=attributes, start_time=_ns(event.at)
         )
@@ -159,6 +162,10 @@ class OTelObserver:
         span.add_event("plan_rejected", attributes, _ns(event.at))
 
     def _on_plan_ready(self, run: _RunTrace, event: Any) -> None:
+        run.root.set_attribute("foreman.tasks", len(event.plan.tasks))
+        if run.planning is None:  # a plan given, or stored by an earlier execution
+            run.planning = _ENDED
+            return
         span = self._planning(run)
         span.set_attribute("foreman.tasks", len(event.plan.tasks))
         span.end(_ns(event.at))
@@ -169,7 +176,7 @@ class OTelObserver:
             span = self._planning(run)
         elif event.purpose == "synthesis":
             span = self._synthesis(run, event.at)
-        elif event.purpose == "replan":
+        elif event.purpose == "replan" or event.task_id is None:  # a delegate turn, a route
             span = run.root
         else:
             span = self._task(run, event.task_id, None, event.at)
@@ -189,7 +196,9 @@ class OTelObserver:
         )
 
     def _on_task_validated(self, run: _RunTrace, event: Any) -> None:
-        attributes = {"foreman.revision": event.revision, "foreman.reasons": event.reasons}
+        attributes: dict[str, Any] = {"foreman.revision": event.revision}
+        if self.record_prompts is not False:  # the reasons are the reviewer's text
+            attributes["foreman.reasons"] = event.reasons
         if event.approved is not None:
             attributes["foreman.approved"] = event.approved
         self._validation(run, event.task_id, event.at, attributes, failed=event.approved is None)
@@ -382,7 +391,11 @@ class OTelObserver:
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": record.provider,
             "gen_ai.request.model": model,
-            "gen_ai.usage.input_tokens": record.usage.input_tokens,
+            # All input tokens, cached ones included (the GenAI conventions'); foreman's own
+            # ``input_tokens`` are only the uncached ones, billed at the full rate.
+            "gen_ai.usage.input_tokens": record.usage.input_tokens
+            + record.usage.cache_read_tokens
+            + record.usage.cache_write_tokens,
             "gen_ai.usage.output_tokens": record.usage.output_tokens,
             "foreman.run_id": record.run_id,
             "foreman.call_id": record.call_id,
