@@ -129,6 +129,21 @@ async def test_without_prompts_a_reviewers_words_stay_out_of_the_logs(caplog) ->
     assert validated and not any("secret-7781" in line for line in validated)
 
 
+async def test_a_refused_plan_is_logged_as_the_books_have_it(caplog) -> None:
+    """The planner's call answered, its plan was refused after: the ledger says error,
+    PlanRejected, and so must its log line (it said status=ok)."""
+    caplog.set_level(logging.INFO, logger="foreman")
+    orchestrator, _, run_id = await run_logged(Script(["not a plan", PLAN]))
+    logged = [r.getMessage() for r in caplog.records if r.event == "call" and "purpose=plan" in
+              r.getMessage()]  # fmt: skip
+    assert [("status=error" in line, "PlanRejected" in line) for line in logged] == [
+        (True, True),
+        (False, False),
+    ]
+    books = await orchestrator.store.list_calls(run_id=run_id)
+    assert [c.status.value for c in books if c.purpose.value == "plan"] == ["error", "ok"]
+
+
 async def test_budget_and_tool_lines_say_what_happened(caplog) -> None:
     from foreman import Budget
 

@@ -12,6 +12,7 @@ from foreman.events import (
     Event,
     PlanRejected,
 )
+from foreman.ledger.recorder import CallScope
 from foreman.models.base import Usage
 from foreman.models.retry import CallLog
 from foreman.plan.planner import Planner
@@ -45,14 +46,18 @@ async def make_plan(
         budget_usd=deps.plan_budget_usd,
         estimator=await deps.estimator() if deps.plan_budget_usd else None,
     )
-    outcome = await planner.plan(
-        request,
-        on_rejected=lambda attempt, errors: emit(
-            PlanRejected(run_id=run_id, attempt=attempt, errors=errors)
-        ),
-        on_retry=retried(emit, run_id, "plan"),
-        scope=scope,
-    )
+    try:
+        outcome = await planner.plan(
+            request,
+            on_rejected=lambda attempt, errors: emit(
+                PlanRejected(run_id=run_id, attempt=attempt, errors=errors)
+            ),
+            on_retry=retried(emit, run_id, "plan"),
+            scope=scope,
+        )
+    finally:
+        if isinstance(scope, CallScope):  # its last call judged: logs and traces hear it
+            scope.release()
     return outcome.plan, outcome.usage
 
 

@@ -195,6 +195,8 @@ class Replanner:
                 batch, self._next = self._next, None
                 if not self._done and self.stalled is None:
                     await self._consider(fresh)
+                    if isinstance(self._scope, CallScope):
+                        self._scope.release()
                 _resolve(batch)
         except BudgetExceededError:
             self._done = True  # the driver ends the run over_budget
@@ -207,6 +209,8 @@ class Replanner:
         except Exception as exc:  # the store failed: the run fails with it
             self.error = exc
         finally:
+            if isinstance(self._scope, CallScope):  # its last call judged: logs and traces
+                self._scope.release()
             self._worker = None
             _resolve(batch)  # nobody waits forever: the tasks are handed back as they are
             _resolve(self._next)

@@ -306,6 +306,11 @@ class CallScope:
         self.parent = _parent(purpose, task_id)
         #: The id of the call of this scope that settled last.
         self.last: str | None = None
+        #: A planner's or reviser's answers are judged once they arrive, and may be refused
+        #: (``refuse_last``): the last one is told to ``on_end`` (logs, traces) only once
+        #: judged, so they say what the books say (``release``).
+        self.judged = purpose in (CallPurpose.plan, CallPurpose.replan)
+        self._held: CallRecord | None = None
 
     def refuse_last(self, kind: str, why: str) -> None:
         """The last call answered, but its answer was refused after the fact (a plan that
@@ -313,7 +318,26 @@ class CallScope:
         record = self.ledger.records.get(self.last or "")
         if record is not None and record.status is CallStatus.ok:
             update = {"status": CallStatus.error, "error_type": kind, "error": why[:2000]}
-            self.ledger._put(record.model_copy(update=update))
+            refused = record.model_copy(update=update)
+            self.ledger._put(refused)
+            if self._held is not None and self._held.call_id == refused.call_id:
+                self._held = refused
+        self.release()
+
+    def release(self) -> None:
+        """Tell ``on_end`` of the call held for its verdict, as it stands now."""
+        held, self._held = self._held, None
+        if held is not None and self.ledger.on_end is not None:
+            self.ledger.on_end(held)
+
+    def _ended(self, record: CallRecord) -> None:
+        if self.ledger.on_end is None:
+            return
+        self.release()  # a call before it was judged as it stood
+        if self.judged:
+            self._held = record
+        else:
+            self.ledger.on_end(record)
 
     def open(self, model_name: str, request: ModelRequest) -> OpenCall:
         """A call attempt starts now: on the books at once as ``started``, input estimated.
@@ -461,8 +485,7 @@ class OpenCall:
         record = CallRecord.model_validate(fields)
         ledger._put(record)
         self.scope.last = record.call_id
-        if ledger.on_end is not None:
-            ledger.on_end(record)
+        self.scope._ended(record)
 
 
 #: A status by its value (or itself): quicker than ``CallStatus(value)``.

@@ -17,7 +17,6 @@ from foreman.ledger.recorder import CallScope
 from foreman.models.base import Message, Model, ModelRequest, Usage
 from foreman.models.retry import (
     CallLog,
-    CallOutcome,
     OnRetry,
     RetryPolicy,
     complete_with_retry,
@@ -104,15 +103,14 @@ class Planner:
         on_rejected: Callable[[int, list[str]], None] | None = None,
         *,
         on_retry: OnRetry | None = None,
-        on_call: Callable[[CallOutcome], None] | None = None,
         scope: CallLog | None = None,
     ) -> PlanOutcome:
         """A valid plan for ``request``; ``on_rejected(attempt, errors)`` hears each refusal.
 
         ``on_retry(attempt, error, delay)`` hears each model call that is retried (numbered
-        across the whole planning), ``on_call(outcome)`` each call's attempts and tokens as it
-        is made, so a planning that fails in the end still accounts for what it cost;
-        ``scope`` records every attempt in the run's call ledger.
+        across the whole planning); ``scope`` records every attempt in the run's call
+        ledger as it is made, so a planning that fails in the end still accounts for what
+        it cost.
         """
         messages = [Message(role="user", content=request)]
         schema = constrained_plan_schema(
@@ -145,8 +143,6 @@ class Planner:
             )
             attempts += call.attempts
             usage += call.usage
-            if on_call is not None:
-                on_call(call)
             if call.error is not None and not isinstance(call.error, OutputValidationError):
                 raise call.error  # rate limits that outlasted the retries, bad keys: not a plan
             raw = call.output or ""
