@@ -290,6 +290,33 @@ async def test_without_prompts_no_reviewer_or_reviser_text_reaches_a_span(export
     assert not [s for s in spans if "foreman.reasons" in s.attributes]
 
 
+async def test_a_nested_run_is_traced_inside_the_task_it_carries_out(observer, exporter) -> None:
+    """A team's nested run was a trace of its own, unlinked: its root now sits under its
+    parent's task span, in the parent's trace."""
+    from foreman.workers.nested import TeamWorker
+
+    inner = plan_of(task("c1", "researcher"), task("c2", "writer", "c1"))
+
+    class TwoSteps:  # a planned team: the nested run shares the parent's observers
+        def workers(self):
+            return [worker("researcher"), worker("writer")]
+
+        def plan_for(self, request):
+            return inner
+
+    review = TeamWorker(name="review", description="Two steps.", team=TwoSteps())
+    model = ScriptedModel(Script(inner, synthesis="both"), name=MODEL)
+    top = Orchestrator([worker("researcher"), review], model=model, observers=[observer])
+    result = await top.run("x", plan=plan_of(task("t1"), task("t2", "review", "t1")))
+
+    tree = Tree(exporter.get_finished_spans())
+    [root] = tree.roots
+    assert {s.context.trace_id for s in tree.spans} == {root.context.trace_id}
+    t2 = next(s for s in tree.named("foreman.task") if s.attributes["foreman.task_id"] == "t2")
+    [nested] = [s for s in tree.children(t2) if s.name == "foreman.run"]
+    assert nested.attributes["foreman.run_id"] == f"{result.run_id}.t2"
+
+
 def test_enabled_without_opentelemetry_installed_is_one_clear_error(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)  # import fails
     with pytest.raises(ConfigError, match=r"pip install 'foreman\[otel\]'"):

@@ -150,10 +150,24 @@ class OTelObserver:
         if (earlier := self._runs.pop(event.run_id, None)) is not None:  # resumed here
             why = "the run stopped before it finished"
             self._end_run(earlier, earlier.last, "interrupted", why)
+        carrier = self._carrier(event.run_id)
         root = self._tracer.start_span(
-            "foreman.run", context=None, attributes=attributes, start_time=_ns(event.at)
+            "foreman.run",
+            context=self._trace.set_span_in_context(carrier) if carrier is not None else None,
+            attributes=attributes,
+            start_time=_ns(event.at),
         )
         self._runs[event.run_id] = _RunTrace(event.run_id, root, started=event.at, last=event.at)
+
+    def _carrier(self, run_id: str) -> Any:
+        """The span of the task a nested run carries out (its id is the parent's, a dot,
+        the task's), when this observer traces the parent: the nested run's trace is then
+        part of its parent's. ``None`` for a top-level run."""
+        for run in self._runs.values():
+            prefix = run.run_id + "."
+            if run_id.startswith(prefix) and (span := run.tasks.get(run_id[len(prefix) :])):
+                return span
+        return None
 
     def _on_plan_rejected(self, run: _RunTrace, event: Any) -> None:
         attributes = {"foreman.attempt": event.attempt, "foreman.errors": event.errors}
