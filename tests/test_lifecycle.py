@@ -541,3 +541,21 @@ async def test_a_runs_call_counters_hold_however_it_ends() -> None:
     await store.cancel_run((await store.list_runs(1))[0].run_id)
     cancelled = await asyncio.wait_for(running, 10)
     assert cancelled.status is RunStatus.cancelled and cancelled.plan_attempts == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_an_answer_with_a_lone_surrogate_is_stored_mended(kind, tmp_path) -> None:
+    """A provider's JSON may escape a lone surrogate ("\\ud800"): such an answer could not
+    be serialised, and the whole run ended in a PydanticSerializationError."""
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "runs.db")
+    plan = plan_of(task("t1"), task("t2", "researcher", "t1"))
+    script = Script(plan, tasks={"do t1": "bad \ud800 text", "do t2": "pair \ud83d\ude00"})
+    orchestrator = Orchestrator([worker("researcher")], model=ScriptedModel(script), store=store)
+    try:
+        result = await orchestrator.run("x", plan=plan)
+        assert result.status is RunStatus.succeeded
+        stored = await store.load_tasks(result.run_id)
+        assert stored["t1"].output == "bad \ufffd text"  # one mark for the one bad character
+        assert stored["t2"].output == "pair \U0001f600"  # a split pair is its character
+    finally:
+        await store.aclose()

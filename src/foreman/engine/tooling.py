@@ -30,7 +30,15 @@ from foreman.engine.journal import RunJournal
 from foreman.engine.together import all_settled
 from foreman.errors import ModelError, OutputValidationError, ToolError
 from foreman.events import ToolCalled, ToolFinished
-from foreman.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolResult
+from foreman.models.base import (
+    Message,
+    Model,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolResult,
+    storable,
+)
 from foreman.models.retry import CallLog, CallOutcome, OnRetry
 from foreman.tools.base import RiskLevel, Tool, ToolContext
 from foreman.tools.function import as_text
@@ -42,7 +50,6 @@ from foreman.tools.records import (
     excerpt,
     idempotency_key,
     input_digest,
-    storable,
 )
 from foreman.tools.toolbox import Toolbox
 from foreman.workers.spec import Worker
@@ -243,7 +250,6 @@ class ToolLoop:
         """One turn: the model's answer with, for a final answer, its parsed output."""
 
         def turn(response: ModelResponse) -> tuple[ModelResponse, Any]:
-            response = _storable(response)
             if response.tool_calls and not last:
                 return response, None
             if response.tool_calls and not response.text.strip():
@@ -410,19 +416,3 @@ def _timed_out(tool: Tool) -> str:
     if tool.idempotent:
         return text
     return text + " and may still complete: check whether it took effect before calling it again"
-
-
-def _storable(response: ModelResponse) -> ModelResponse:
-    """``response`` with its text and its tool calls' arguments valid UTF-8 (``storable``):
-    the turn and its calls are stored, and resume reads them back."""
-    text = storable(response.text)
-    arguments = [storable(call.arguments) for call in response.tool_calls]
-    if text is response.text and all(
-        new is call.arguments for new, call in zip(arguments, response.tool_calls, strict=True)
-    ):
-        return response  # the common case: nothing to mend, nothing copied
-    calls = [
-        call.model_copy(update={"arguments": new})
-        for new, call in zip(arguments, response.tool_calls, strict=True)
-    ]
-    return response.model_copy(update={"text": text, "tool_calls": calls})

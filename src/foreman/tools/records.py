@@ -102,24 +102,3 @@ def idempotency_key(run_id: str, task_id: str, seq: int) -> str:
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """A bounded piece of a tool's result, for events."""
     return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more]"
-
-
-def storable(value: Any) -> Any:
-    """``value`` with every string valid UTF-8, so JSON and SQLite can store it: a lone
-    surrogate (a file name Python could not decode, a model's escaped ``\\ud800``)
-    becomes replacement characters (U+FFFD). ``value`` itself when nothing needs it (no
-    copy on the common path)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        return value
-    if isinstance(value, dict):
-        pairs = [(storable(key), storable(item)) for key, item in value.items()]
-        same = all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items(), strict=True))
-        return value if same else dict(pairs)
-    if isinstance(value, list):
-        items = [storable(item) for item in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-    return value
