@@ -114,6 +114,15 @@ async def test_data_stays_on_one_line_and_never_becomes_markup_or_escapes(caplog
         assert " field=forged" not in message
 
 
+async def test_bidirectional_controls_are_spelled_out_in_log_lines(caplog) -> None:
+    """U+202E in a request reordered how the line read in a terminal."""
+    caplog.set_level(logging.INFO, logger="foreman")
+    orchestrator = Orchestrator(TEAM, model=ScriptedModel(Script(PLAN)))
+    await orchestrator.run("pay ‮ten‬ dollars")
+    [started] = [r.getMessage() for r in caplog.records if r.event == "run_started"]
+    assert "‮" not in started and "\\u202e" in started
+
+
 async def test_without_prompts_a_reviewers_words_stay_out_of_the_logs(caplog) -> None:
     """A reviewer's reasons are its model's text, as a prompt is: with record_prompts=False
     they were still in the INFO line of task_validated."""

@@ -60,7 +60,9 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 _MODEL_TEXT = {("plan_revised", "reason"), ("task_validated", "reasons")}
 
 _PLAIN = re.compile(r"[\w.:/@+-]+")
-_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029]")  # what json.dumps leaves unescaped
+#: What json.dumps leaves unescaped and a terminal would act on: DEL and C1 controls, line
+#: separators, and bidirectional controls (they can show a line in another order).
+_UNSAFE = re.compile(r"[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class LoggingObserver:
