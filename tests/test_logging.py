@@ -118,9 +118,9 @@ async def test_bidirectional_controls_are_spelled_out_in_log_lines(caplog) -> No
     """U+202E in a request reordered how the line read in a terminal."""
     caplog.set_level(logging.INFO, logger="foreman")
     orchestrator = Orchestrator(TEAM, model=ScriptedModel(Script(PLAN)))
-    await orchestrator.run("pay ‮ten‬ dollars")
+    await orchestrator.run("pay \u202eten\u202c dollars")
     [started] = [r.getMessage() for r in caplog.records if r.event == "run_started"]
-    assert "‮" not in started and "\\u202e" in started
+    assert "\u202e" not in started and "\\u202e" in started
 
 
 async def test_without_prompts_a_reviewers_words_stay_out_of_the_logs(caplog) -> None:
