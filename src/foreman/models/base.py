@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from foreman.models.deadline import Deadline
 from foreman.models.defaults import DEFAULT_CALL_TIMEOUT
@@ -24,12 +24,34 @@ class ToolSpec(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
 
 
+def storable(value: Any) -> Any:
+    """``value`` with every string valid UTF-8, so JSON and SQLite can store it: a lone
+    surrogate (a file name Python could not decode, a model's escaped ``\\ud800``)
+    becomes a replacement character (U+FFFD). ``value`` itself when nothing needs it (no
+    copy on the common path)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # through UTF-16: a lone surrogate becomes one U+FFFD, a split pair its character
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        pairs = [(storable(key), storable(item)) for key, item in value.items()]
+        same = all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items(), strict=True))
+        return value if same else dict(pairs)
+    if isinstance(value, list):
+        items = [storable(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
 class ToolCall(BaseModel):
-    """A tool call the model asked for."""
+    """A tool call the model asked for (its arguments valid UTF-8, see ``ModelResponse``)."""
 
     id: str
     name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
+    arguments: Annotated[dict[str, Any], AfterValidator(storable)] = Field(default_factory=dict)
 
 
 class ToolResult(BaseModel):
@@ -145,18 +167,11 @@ class ModelResponse(BaseModel):
     arguments are valid UTF-8 (``storable``): a provider's JSON may escape a lone
     surrogate, and an answer that cannot be stored would end the run that got it."""
 
-    text: str = ""
+    text: Annotated[str, AfterValidator(storable)] = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     stop_reason: StopReason = "end"
     model: str
     usage: Usage = Field(default_factory=Usage)
-
-    @model_validator(mode="after")
-    def _storable(self) -> ModelResponse:
-        self.text = storable(self.text)
-        for call in self.tool_calls:
-            call.arguments = storable(call.arguments)
-        return self
 
     def as_message(self) -> Message:
         """This answer as the assistant's turn of the conversation that goes on from it."""
@@ -191,25 +206,3 @@ class Model(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most models hold nothing
         """Release clients or files; safe to call more than once."""
-
-
-def storable(value: Any) -> Any:
-    """``value`` with every string valid UTF-8, so JSON and SQLite can store it: a lone
-    surrogate (a file name Python could not decode, a model's escaped ``\\ud800``)
-    becomes replacement characters (U+FFFD). ``value`` itself when nothing needs it (no
-    copy on the common path)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            # through UTF-16: a lone surrogate becomes one U+FFFD, a split pair its character
-            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return value
-    if isinstance(value, dict):
-        pairs = [(storable(key), storable(item)) for key, item in value.items()]
-        same = all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items(), strict=True))
-        return value if same else dict(pairs)
-    if isinstance(value, list):
-        items = [storable(item) for item in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-    return value
