@@ -165,6 +165,23 @@ async def test_a_budget_refusing_one_route_call_lets_those_running_finish() -> N
     assert len(model.requests) == 2  # and nothing still running: all were answered
 
 
+async def test_a_plan_cut_short_while_routing_is_kept_and_routed_on_resume() -> None:
+    """A budget reached while routing threw the plan away: the resume paid the planner
+    again. The plan is kept, and the resume routes it (each task once)."""
+    model = planner_and_workers("analyst", route_latency=0.05)
+    orchestrator = Orchestrator(model=model, router="llm", budget=Budget(max_calls=2))
+    stopped = await orchestrator.run("a request")
+    assert stopped.status is RunStatus.over_budget
+
+    done = await orchestrator.resume(stopped.run_id, budget=Budget(max_calls=20))
+    assert done.status is RunStatus.succeeded
+    assert {task.worker for task in done.plan.tasks} == {"analyst"}  # routed after all
+    calls = await orchestrator.store.list_calls(run_id=stopped.run_id)
+    assert [c.purpose for c in calls].count(CallPurpose.plan) == 1  # planned once
+    versions = await orchestrator.store.list_plans(stopped.run_id)
+    assert [v.reason for v in versions] == [None, "routed on resume"]
+
+
 async def test_an_unsure_llm_router_keeps_the_planners_choice_or_uses_the_fallback() -> None:
     kept = await Orchestrator(model=planner_and_workers("none"), router="llm").run("r")
     assert [t.worker for t in kept.plan.tasks] == ["writer", "coder"]

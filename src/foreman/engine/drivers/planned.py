@@ -23,6 +23,7 @@ from foreman.errors import BudgetExceededError, RunAbortedError
 from foreman.events import Assembled, PlanReady, RunStarted
 from foreman.ledger.records import CallPurpose
 from foreman.models.base import Usage
+from foreman.plan.revise import PlanChanges
 from foreman.plan.schema import Plan
 from foreman.results import RunResult, RunStatus, confidences
 
@@ -31,12 +32,14 @@ async def drive_planned(run: Execution) -> RunResult:
     deps, state = run.deps, run.state
     run.emit(RunStarted(run_id=run.run_id, request=state.request, resumed=state.resumed))
     plan, plan_usage = state.plan, state.plan_usage
-    if plan is None:
-        try:
+    try:
+        if plan is None:
             plan, plan_usage = await _plan(run)
-        except BudgetExceededError:
-            return await run.over_budget()
-        state.plan = plan
+        elif await _routing_cut_short(run):
+            plan = await _route_stored(run, plan)
+    except BudgetExceededError:
+        return await run.over_budget()
+    state.plan = plan
     run.emit(PlanReady(run_id=run.run_id, plan=plan, usage=plan_usage))
     replanner = None if deps.settings.replan == "never" else Replanner(run, plan)
     error = await _run_tasks(run, plan, replanner)
@@ -89,10 +92,39 @@ async def _plan(run: Execution) -> tuple[Plan, Usage]:
     plan, _ = await make_plan(
         run.deps, run.run_id, run.state.request, run.emit, ledger.scope(CallPurpose.plan)
     )
-    plan = await route_plan(run, plan)  # stored routed: a resumed run never routes again
     usage = ledger.usage_of("plan")
+    try:
+        plan = await route_plan(run, plan)  # stored routed: a resumed run never routes again
+    except BudgetExceededError:  # the plan was paid for: kept, routed on resume
+        await run.journal.save_plan(plan, usage)
+        raise
     await run.journal.save_plan(plan, usage)
     return plan, usage
+
+
+async def _routing_cut_short(run: Execution) -> bool:
+    """An earlier execution began routing the stored plan (it made ``route`` calls) and
+    never applied it (no ``task_routed`` event): its budget stopped it while routing, and
+    the plan is stored as the planner wrote it."""
+    state = run.state
+    if not state.resumed or run.deps.router is None:
+        return False
+    if not any(call.purpose is CallPurpose.route for call in state.earlier_calls):
+        return False
+    events = await run.deps.store.load_events(run.run_id)
+    return not any(event.get("type") == "task_routed" for event in events)
+
+
+async def _route_stored(run: Execution, plan: Plan) -> Plan:
+    """The stored plan routed now, as the version that says so (a plan the router
+    leaves as it was is not stored again)."""
+    routed = await route_plan(run, plan)
+    if routed is not plan:
+        moved = [new.id for old, new in zip(plan.tasks, routed.tasks, strict=True) if old != new]
+        usage = run.journal.ledger.usage_of("route")
+        changes = PlanChanges(changed=moved)
+        await run.journal.save_revision(routed, usage, reason="routed on resume", changes=changes)
+    return routed
 
 
 async def _run_tasks(run: Execution, plan: Plan, replanner: Replanner | None) -> str | None:
