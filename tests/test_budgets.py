@@ -429,6 +429,21 @@ async def test_an_approval_given_after_the_time_ran_out_is_kept_for_the_resume()
     assert asked == [("t1", False)]  # not asked again: the approval was never used
 
 
+async def test_a_limit_reached_on_estimates_says_what_the_books_came_to() -> None:
+    """Calls in flight count at their estimated input when a limit is checked; those
+    estimates were above what the calls then spent, and the error stated a figure the
+    books never reached."""
+    fan = plan_of(task("t1"), task("t2"), task("t3"), task("t5"), task("t4", "writer", "t1"))
+    slow = latency_by_instructions({"do t2": 0.2, "do t3": 0.3, "do t5": 0.05})
+    model = ScriptedModel(Script(fan), latency=slow)
+    orchestrator = Orchestrator(TEAM, model=model, budget=Budget(max_tokens=25), concurrency=4)
+    stopped = await orchestrator.run("q", plan=fan)
+
+    assert stopped.status is RunStatus.over_budget and stopped.budget_limit == "max_tokens"
+    spent = stopped.usage.total_tokens
+    assert spent < 25 and f"{spent} once they settled" in (stopped.error or "")
+
+
 def test_a_budget_given_in_python_must_be_finite() -> None:
     with pytest.raises(ValidationError):
         Budget(max_cost_usd=float("inf"))

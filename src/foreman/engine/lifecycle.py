@@ -123,7 +123,7 @@ class Execution:
         finished parts put together without a model call (``concat``): synthesis would be a
         call the budget no longer allows."""
         assert self.meter is not None and self.meter.exceeded is not None
-        exc = self.meter.exceeded
+        exc = self.meter.settled() or self.meter.exceeded
         model = self.deps.models.default  # concat calls no model
         plan = self.state.plan
         answer, confidence = await finished_parts(

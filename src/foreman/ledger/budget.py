@@ -259,6 +259,27 @@ class BudgetMeter:
             live[2] += dollars
             meter._spend(calls, tokens, dollars)
 
+    def settled(self) -> BudgetExceededError | None:
+        """The limit that stopped the run (``exceeded``), said with what the books show now
+        that the calls then in flight have settled: a limit of tokens or dollars is
+        reached counting those calls at their estimates, which they may settle below."""
+        stop = self.exceeded
+        if stop is None or stop.limit not in ("max_tokens", "max_cost_usd"):
+            return stop
+        if getattr(self.budget, stop.limit) != stop.allowed:
+            return stop  # a limit of a run this one is nested in
+        now = self.tokens if stop.limit == "max_tokens" else self.dollars
+        if now >= stop.allowed:
+            return exceeded(stop.limit, now, stop.allowed)
+        shown = f"{now:.0f}" if stop.limit == "max_tokens" else f"${now:.4f}"
+        return BudgetExceededError(
+            f"{stop} (counting the calls then in flight at their estimates; {shown} once "
+            "they settled)",
+            limit=stop.limit,
+            used=stop.used,
+            allowed=stop.allowed,
+        )
+
     def admit(self) -> None:
         """Before a call starts: ``BudgetExceededError`` once a limit is reached."""
         if self.exceeded is None:
