@@ -326,6 +326,31 @@ def test_a_binary_team_file_is_a_clear_error(tmp_path) -> None:
         load_team(path)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "workers:\n  - name: w\n    description: d\n    system_prompt: s\n    risk: high\n"
+        "    risk: low\n",
+        "workers: []\nworkers:\n  - {name: w, description: d, system_prompt: s}\n",
+        "budget: {max_calls: 1, max_calls: 2}\n",
+    ],
+)
+def test_a_key_given_twice_in_a_yaml_team_file_is_refused(tmp_path: Path, text: str) -> None:
+    """PyYAML keeps the last of two equal keys: a second `risk: low` loaded a low-risk
+    worker, with no approval asked. TOML refuses it; so does YAML now."""
+    with pytest.raises(ConfigError, match=r"is given twice \(line \d+, column \d+\)$"):
+        load_team(write(tmp_path, "team.yaml", text))
+
+
+def test_yaml_anchors_still_merge_and_override(tmp_path: Path) -> None:
+    text = (
+        "workers:\n  - &base\n    name: w\n    description: d\n    system_prompt: s\n"
+        "    risk: high\n  - <<: *base\n    name: w2\n    risk: low\n"
+    )
+    team = load_team(write(tmp_path, "team.yaml", text))
+    assert [(w.name, w.risk.value) for w in team] == [("w", "high"), ("w2", "low")]
+
+
 def test_unknown_worker_keyword_arguments_are_errors_with_a_suggestion() -> None:
     with pytest.raises(ValueError, match=r"unknown key 'rsik' \(did you mean 'risk'\?\)"):
         Worker(name="w", description="d", system_prompt="s", rsik="high")

@@ -337,12 +337,38 @@ def _parse(path: Path, text: str) -> Any:
         if path.suffix == ".toml":
             return tomllib.loads(text)
         if path.suffix in {".yaml", ".yml"}:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Team file {path} is not valid toml: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"Team file {path} is not valid yaml: {_yaml_problem(exc)}") from exc
     raise ConfigError(f"Team file {path} must end in .yaml, .yml or .toml.")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping, as TOML does: PyYAML
+    keeps the last silently, so a second ``risk: low`` under ``risk: high`` loaded a
+    low-risk worker. Keys merged in from an anchor (``<<: *base``) may be overridden."""
+
+
+def _unique_keys(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        try:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        except TypeError:  # an unhashable key: construct_mapping says so
+            pass
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_keys)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
