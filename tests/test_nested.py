@@ -408,6 +408,34 @@ async def test_resume_under_a_cost_limit_refuses_a_model_without_price_in_a_nest
         await top.resume(stopped.run_id)
 
 
+async def test_a_parents_validator_and_router_fallback_hold_only_where_the_team_has_them(
+    store,
+) -> None:
+    """A planned team ran with its parent's settings, whose validator and router fallback
+    name the parent's workers: every nested task failed ("No worker named 'researcher'")."""
+
+    class TwoSteps:
+        def workers(self):
+            return [worker("checker"), worker("publisher")]
+
+        def plan_for(self, request):
+            return CHILD_PLAN
+
+    approve = '{"approved": true, "reasons": []}'
+    model = ScriptedModel(Script(CHILD_PLAN, synthesis="published", review=approve))
+    review = TeamWorker(name="review", description="Reviews.", team=TwoSteps())
+    top = Orchestrator(
+        [worker("researcher"), review],
+        model=model,
+        store=store,
+        validator="researcher",
+        router="llm",
+        router_fallback="researcher",
+    )
+    result = await top.run("Write and publish", plan=TOP_PLAN)
+    assert result.tasks["t2"].succeeded, result.tasks["t2"].error
+
+
 def test_a_cost_limit_needs_the_prices_of_its_teams_models_at_once(tmp_path, monkeypatch) -> None:
     """A team on a model without a price spent unseen under its parent's cost limit (the
     run even `succeeded`); the parent's own workers' models were the only ones checked."""

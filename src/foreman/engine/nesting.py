@@ -317,11 +317,18 @@ def child_orchestrator(
     one; ``path``: the team file it was read from, recorded with the nested run."""
     from foreman.engine.orchestrator import Orchestrator  # it builds on this module
 
-    settings = child.parent.settings.model_copy(
+    parent = child.parent.settings
+    names = set(registry.names())
+    settings = parent.model_copy(
         update={
             "team": str(path) if path is not None else None,
             "model": worker.model or child.parent.models.default_name,
             "budget": registry.budget,
+            # Settings that name one of the parent's workers hold where the team has it.
+            "validator": parent.validator if parent.validator in names else None,
+            "router_fallback": (
+                parent.router_fallback if parent.router_fallback in names else None
+            ),
         }
     )
     return Orchestrator.from_settings(
