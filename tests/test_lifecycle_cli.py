@@ -309,3 +309,33 @@ def test_a_reader_that_leaves_early_does_not_fail_the_run(foreman) -> None:
     assert "BrokenPipe" not in process.stderr.read()
     [(status,)] = f.query("SELECT status FROM runs")
     assert status == "succeeded"
+
+
+@pytest.mark.parametrize("gone", ["stdout", "stderr"])
+def test_a_reader_that_leaves_early_does_not_stop_a_run_shown_as_lines(foreman, gone) -> None:
+    """Without --json: stderr's reader leaving (`2>&1 >/dev/null | head -1`) stopped the
+    run as interrupted (the console exited inside an event handler); stdout's reader
+    leaving before the answer failed the command with a BrokenPipeError."""
+    f = foreman(
+        {"plan": plan(("t1", "researcher", []), ("t2", "writer", ["t1"])), "latency": {"do t1": 1}}
+    )
+    process = subprocess.Popen(
+        f.command("run", "write it"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    f.children.append(process)
+    assert process.stdout is not None and process.stderr is not None
+    if gone == "stderr":
+        assert "run_started" in process.stderr.readline()
+        process.stderr.close()
+        assert process.wait(timeout=DEADLINE) == 0
+    else:
+        process.stdout.close()
+        assert process.wait(timeout=DEADLINE) == 0
+        assert "BrokenPipe" not in process.stderr.read()
+    [(status,)] = f.query("SELECT status FROM runs")
+    assert status == "succeeded"

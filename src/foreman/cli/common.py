@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
@@ -35,8 +36,18 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console()
-err = Console(stderr=True)
+class _Console(Console):
+    """A console that stops writing when its reader leaves (``| head``) and lets the
+    command go on: rich's default exits at once (and silences stdout whichever stream it
+    was), which in the middle of a run stopped the run."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+
+
+out = _Console()
+err = _Console(stderr=True)
 
 ModelOpt = Annotated[
     str | None,

@@ -75,7 +75,7 @@ def execute_run(orchestrator: Orchestrator, start: Start, *, json_lines: bool) -
         else:
             result = show(_log_line)
             if result.answer is not None:
-                print(result.answer)
+                _print_answer(result.answer)
             elif result.error:
                 err.print(safe_text(result.error), soft_wrap=True)
             if result.status is not RunStatus.waiting_approval:  # that one is told below
@@ -167,6 +167,13 @@ def _print_json(event: Event) -> None:
         sys.stdout.write(event.model_dump_json() + "\n")
         sys.stdout.flush()
     except BrokenPipeError:  # the reader left (`| head`): the run goes on, and is recorded
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _print_answer(answer: str) -> None:
+    try:
+        print(answer, flush=True)
+    except BrokenPipeError:  # the reader left: the run is recorded, its status still said
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
