@@ -245,6 +245,19 @@ def test_mode_comes_from_the_team_file_and_is_checked(tmp_path: Path) -> None:
         Orchestrator(model=ScriptedModel([]), mode="delegate", max_turns=0)
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(["--replan", "always"], "--replan"), (["--assembly", "concat"], "--assembly")],
+)
+def test_flags_a_delegating_run_would_ignore_are_refused(monkeypatch, flags, named) -> None:
+    """--replan and --assembly were accepted with --mode delegate and did nothing."""
+    model = scripted(["the answer"])
+    monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: model)
+    result = CliRunner().invoke(app, ["run", "q", "--mode", "delegate", *flags])
+    assert result.exit_code == 2 and named in " ".join(result.output.split())
+    assert model.requests == []
+
+
 def test_foreman_run_mode_delegate_from_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     model = scripted([[delegate("researcher", "look")], "the answer"])
     monkeypatch.setattr("foreman.models.pool.load_model", lambda name=None: model)

@@ -239,6 +239,19 @@ def run(
         )
     if pattern is not None and mode is not None and mode.value == "delegate":
         usage_error("--pattern runs the pattern's own plan; drop --mode delegate.", "--mode")
+    if mode is not None and mode.value == "delegate":  # flags it would silently ignore
+        if replan is not None and replan.value != "never":
+            usage_error(
+                "--replan revises a plan, and a delegating orchestrator has none (it "
+                "decides each turn): drop --replan or --mode delegate.",
+                "--replan",
+            )
+        if assembly.value != "synthesis":
+            usage_error(
+                "--assembly puts a plan's results together, and a delegating "
+                "orchestrator writes the answer itself: drop --assembly or --mode delegate.",
+                "--assembly",
+            )
     settings = {
         "model": model,
         "planner_model": planner_model,
