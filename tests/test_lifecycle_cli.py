@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -289,12 +290,13 @@ def test_a_retried_call_is_one_plain_log_line_in_a_pipe(capsys: pytest.CaptureFi
     ]
 
 
-def test_a_reader_that_leaves_early_does_not_fail_the_run(foreman) -> None:
+def _piped(foreman, *flags: str) -> tuple[Any, subprocess.Popen[str]]:
+    """A two-task run started with its stdout and stderr on pipes the test reads."""
     f = foreman(
         {"plan": plan(("t1", "researcher", []), ("t2", "writer", ["t1"])), "latency": {"do t1": 1}}
     )
     process = subprocess.Popen(
-        f.command("run", "--json", "write it"),
+        f.command("run", *flags, "write it"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -303,6 +305,11 @@ def test_a_reader_that_leaves_early_does_not_fail_the_run(foreman) -> None:
     )
     f.children.append(process)
     assert process.stdout is not None and process.stderr is not None
+    return f, process
+
+
+def test_a_reader_that_leaves_early_does_not_fail_the_run(foreman) -> None:
+    f, process = _piped(foreman, "--json")
     assert '"run_started"' in process.stdout.readline()
     process.stdout.close()  # `| head -1`
     assert process.wait(timeout=DEADLINE) == 0
@@ -316,19 +323,7 @@ def test_a_reader_that_leaves_early_does_not_stop_a_run_shown_as_lines(foreman, 
     """Without --json: stderr's reader leaving (`2>&1 >/dev/null | head -1`) stopped the
     run as interrupted (the console exited inside an event handler); stdout's reader
     leaving before the answer failed the command with a BrokenPipeError."""
-    f = foreman(
-        {"plan": plan(("t1", "researcher", []), ("t2", "writer", ["t1"])), "latency": {"do t1": 1}}
-    )
-    process = subprocess.Popen(
-        f.command("run", "write it"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    f.children.append(process)
-    assert process.stdout is not None and process.stderr is not None
+    f, process = _piped(foreman)
     if gone == "stderr":
         assert "run_started" in process.stderr.readline()
         process.stderr.close()

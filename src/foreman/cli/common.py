@@ -36,6 +36,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
 class _Console(Console):
     """A console that stops writing when its reader leaves (``| head``) and lets the
     command go on: rich's default exits at once (and silences stdout whichever stream it
