@@ -149,6 +149,15 @@ def test_a_list_of_builtins_is_rooted_at_the_team_files_folder(tmp_path: Path) -
             "tools: {mcp: [{name: s, url: 'http://h/mcp', headers: {A: '${NOPE_X_1}'}}]}",
             "environment variable NOPE_X_1 is not set",
         ),
+        (  # YAML's true would reach the server as Python's "True"
+            "tools: {mcp: [{name: s, command: x, env: {DEBUG: true}}]}",
+            "env 'DEBUG' must be text (quote it in YAML), not bool",
+        ),
+        (
+            "tools: {mcp: [{name: s, url: 'http://h/mcp', headers: {A: }}]}",
+            "headers 'A' must be text (quote it in YAML), not nothing",
+        ),
+        ("tools: {mcp: [{name: s, command: ''}]}", "'command' must be the program to start"),
         ("tools: {python: [nomodule_x_1:f]}", "cannot import 'nomodule_x_1'"),
         ("tools: {python: ['json']}", "'json' must be 'module:function'"),
         ("tools: {python: ['json:nothing_here']}", "module 'json' has no 'nothing_here'"),

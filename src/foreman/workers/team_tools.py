@@ -108,14 +108,28 @@ def _mcp_sources(entries: Any, folder: Path, where: str) -> list[ToolSource]:
         try:
             for key in ("env", "headers"):
                 if isinstance(settings.get(key), dict):
-                    settings[key] = {k: _expand(str(v)) for k, v in settings[key].items()}
+                    settings[key] = {k: _expand(_text(v, key, k)) for k, v in settings[key].items()}
             if "command" in settings:
+                if not isinstance(settings["command"], str) or not settings["command"].strip():
+                    raise ConfigError("'command' must be the program to start, not empty.")
                 settings["cwd"] = str(folder / str(settings.get("cwd", ".")))
             sources.append(MCPSource(name, **settings))
         except ConfigError as exc:
             why = str(exc).removeprefix(f"MCP server {name!r}: ")
             raise ConfigError(f"{label}: {why}") from None
     return sources
+
+
+def _text(value: Any, key: str, name: Any) -> str:
+    """An ``env`` or ``headers`` value as the text it is sent as: a string or a number;
+    anything else (``true``, a list, nothing) would reach the server as Python's spelling
+    of it (``True``, ``[1, 2]``, ``None``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    shown = "nothing" if value is None else type(value).__name__
+    raise ConfigError(f"{key} {name!r} must be text (quote it in YAML), not {shown}.")
 
 
 def _python_tools(entries: Any, folder: Path, where: str) -> list[Tool]:
