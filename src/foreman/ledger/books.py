@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from pydantic import BaseModel, Field
 
@@ -11,19 +11,28 @@ from foreman.models.base import Usage
 from foreman.models.pricing import first_price
 
 
+def price_now(record: CallRecord, unpriced: Container[str]) -> float | None:
+    """A call's dollars as the books count them: its own price, else (it had none when it
+    was made) today's, if its model has one (``FOREMAN_PRICES`` set since). A model in
+    ``unpriced`` is known to have none: not looked up again for every record."""
+    price = record.cost_usd
+    if price is None and record.usage.total_tokens and record.model not in unpriced:
+        price = first_price((record.model,), record.usage)
+    return price
+
+
 def priced_now(records: list[CallRecord]) -> list[CallRecord]:
-    """``records`` as the books count them: a call that had no price when it was made is
-    priced now if one is known (``FOREMAN_PRICES`` set since), so the rows a view lists
-    add up to the total it shows under them."""
+    """``records`` each with ``price_now``, so the rows a view lists add up to the total
+    it shows under them."""
     unpriced: set[str] = set()
     shown = []
     for record in records:
-        if record.cost_usd is None and record.usage.total_tokens and record.model not in unpriced:
-            price = first_price((record.model,), record.usage)
-            if price is None:
+        price = price_now(record, unpriced)
+        if price is None:
+            if record.usage.total_tokens:
                 unpriced.add(record.model)
-            else:
-                record = record.model_copy(update={"cost_usd": price})
+        elif record.cost_usd is None:
+            record = record.model_copy(update={"cost_usd": price})
         shown.append(record)
     return shown
 
@@ -50,10 +59,7 @@ class Books(BaseModel):
             spent[1] += usage.output_tokens
             spent[2] += usage.cache_read_tokens
             spent[3] += usage.cache_write_tokens
-            price = record.cost_usd
-            # A model found without a price is so for every record (whatever the tokens).
-            if price is None and usage.total_tokens and record.model not in unpriced:
-                price = first_price((record.model,), usage)
+            price = price_now(record, unpriced)
             if price is not None:
                 dollars += price
             elif usage.total_tokens:
