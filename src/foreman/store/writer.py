@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from foreman.threads import hand_back
+
 T = TypeVar("T")
 
 _STOP = None
@@ -84,18 +86,5 @@ def _work(inbox: queue.SimpleQueue[Any]) -> None:
         except BaseException as exc:  # handed to the awaiting coroutine, as an executor does
             result, error = None, exc
         ended()
-        if future is None:  # posted: nobody waits for it
-            continue
-        try:
-            loop.call_soon_threadsafe(_resolve, future, result, error)
-        except RuntimeError:  # the loop has closed: nobody is waiting any more
-            pass
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # its coroutine was cancelled
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+        if future is not None:  # else posted: nobody waits for it
+            hand_back(loop, future, result, error)

@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from foreman.errors import ConfigError, ToolError
+from foreman.threads import hand_back
 from foreman.tools.base import RiskLevel, Tool, ToolContext
 
 #: What model providers accept as a tool's name.
@@ -115,22 +116,10 @@ async def _in_own_thread(function: Callable[..., Any], kwargs: dict[str, Any]) -
             result, error = context.run(function, **kwargs), None
         except BaseException as exc:  # handed to the awaiting call, as to_thread does
             result, error = None, exc
-        try:
-            loop.call_soon_threadsafe(_settle, future, result, error)
-        except RuntimeError:  # the loop has closed: nobody is waiting any more
-            pass
+        hand_back(loop, future, result, error)
 
     threading.Thread(target=work, name="foreman-tool", daemon=True).start()
     return await future
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # timed out or cancelled meanwhile
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
 
 
 def tool(
