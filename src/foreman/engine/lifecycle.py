@@ -122,8 +122,9 @@ class Execution:
         did not start (they run on resume). The answer, when any task finished, is the
         finished parts put together without a model call (``concat``): synthesis would be a
         call the budget no longer allows."""
-        assert self.meter is not None and self.meter.exceeded is not None
-        exc = self.meter.settled() or self.meter.exceeded
+        assert self.meter is not None
+        exc = self.meter.settled()
+        assert exc is not None
         model = self.deps.models.default  # concat calls no model
         plan = self.state.plan
         answer, confidence = await finished_parts(
