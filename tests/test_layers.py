@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "foreman"
 
 #: Lowest first. A module may import its own part and any part on a lower line.
 LAYERS = [
-    {"errors"},
+    {"errors", "threads"},  # threads: handing results back to the loop, for store and tools
     {"models", "embeddings"},
     {"ledger"},
     {"tools"},
